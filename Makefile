@@ -1,0 +1,29 @@
+# semrpc — every target works on a fresh machine that has only Go.
+GO        ?= go
+STATICCHECK_VERSION ?= 2025.1.1
+FUZZTIME  ?= 30s
+
+.PHONY: demo test bench fuzz lint soak
+
+demo:
+	$(GO) run ./examples/crawl
+
+test:
+	$(GO) vet ./...
+	$(GO) test -race -count=1 ./...
+
+soak:
+	SEMRPC_SOAK=10 $(GO) test -race -count=1 -timeout 60m ./tests/...
+
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem -count=1 ./tests/bench/
+
+fuzz:
+	@for target in $$($(GO) run ./tests/fuzzlist); do \
+		pkg=$${target%%:*}; name=$${target##*:}; \
+		echo "== $$pkg $$name"; \
+		$(GO) test -run '^$$' -fuzz "^$$name$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; \
+	done
+
+lint:
+	$(GO) run honnef.co/go/tools/cmd/staticcheck@$(STATICCHECK_VERSION) ./...

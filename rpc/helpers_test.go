@@ -1,0 +1,140 @@
+package rpc
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log"
+	"net"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+// Arith is the test service, in both handler styles.
+type Arith struct {
+	calls atomic.Int64
+	block chan struct{} // Slow waits on it
+}
+
+type Args struct{ A, B int }
+type Quotient struct{ Quo, Rem int }
+
+func (t *Arith) Add(args Args, reply *int) error {
+	t.calls.Add(1)
+	*reply = args.A + args.B
+	return nil
+}
+
+func (t *Arith) Mul(args *Args, reply *int) error {
+	t.calls.Add(1)
+	*reply = args.A * args.B
+	return nil
+}
+
+func (t *Arith) Divide(args Args, quo *Quotient) error {
+	t.calls.Add(1)
+	if args.B == 0 {
+		return errors.New("divide by zero")
+	}
+	quo.Quo, quo.Rem = args.A/args.B, args.A%args.B
+	return nil
+}
+
+// Sub is lab-style: no result.
+func (t *Arith) Sub(args Args, reply *int) {
+	t.calls.Add(1)
+	*reply = args.A - args.B
+}
+
+func (t *Arith) Slow(args Args, reply *int) error {
+	t.calls.Add(1)
+	<-t.block
+	*reply = args.A
+	return nil
+}
+
+func (t *Arith) Panic(args Args, reply *int) error {
+	panic("boom")
+}
+
+func (t *Arith) Echo(s string, reply *string) error {
+	*reply = s
+	return nil
+}
+
+// quietLogger keeps expected log lines out of test output but lets tests
+// look at them.
+type logSink struct {
+	mu  sync.Mutex
+	buf []byte
+}
+
+func (l *logSink) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	l.buf = append(l.buf, p...)
+	return len(p), nil
+}
+
+func (l *logSink) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return string(l.buf)
+}
+
+// startServer serves a fresh Arith on a loopback listener; cleanup shuts
+// the server down.
+func startServer(t testing.TB, opts ...Option) (*Server, *Arith, string, *logSink) {
+	t.Helper()
+	sink := &logSink{}
+	opts = append([]Option{WithLogger(log.New(sink, "", 0))}, opts...)
+	s := NewServer(opts...)
+	a := &Arith{block: make(chan struct{})}
+	if err := s.Register(a); err != nil {
+		t.Fatal(err)
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- s.Serve(l) }()
+	t.Cleanup(func() {
+		select {
+		case <-a.block:
+		default:
+			close(a.block)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := s.Shutdown(ctx); err != nil {
+			t.Errorf("Shutdown: %v", err)
+		}
+		if err := <-done; !errors.Is(err, ErrServerClosed) {
+			t.Errorf("Serve returned %v, want ErrServerClosed", err)
+		}
+	})
+	return s, a, l.Addr().String(), sink
+}
+
+func dial(t testing.TB, addr string, opts ...Option) *Client {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	c, err := Dial(ctx, "tcp", addr, opts...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+func ctxT(t testing.TB) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+var _ = io.EOF

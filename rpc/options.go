@@ -1,0 +1,108 @@
+package rpc
+
+import (
+	"log"
+	"time"
+
+	"github.com/semrpc/semrpc/semantics"
+)
+
+// An Option configures a client (at Dial or NewClient) or a single call.
+// Options that make no sense for a call, such as WithDialTimeout, are
+// ignored there.
+type Option func(*options)
+
+type options struct {
+	policy       semantics.Policy
+	interceptors []ClientInterceptor
+	maxMsg       int
+	dialTimeout  time.Duration
+	redialMin    time.Duration
+	redialMax    time.Duration
+	budget       *semantics.Budget
+	noBudget     bool
+	logger       *log.Logger
+	callTimeout  time.Duration
+
+	// server only
+	serverInterceptors []Interceptor
+	table              *semantics.Table
+	maxConcurrent      int
+}
+
+func defaultOptions() options {
+	return options{
+		policy:      semantics.NoRetry(),
+		maxMsg:      DefaultMaxMessageSize,
+		dialTimeout: 5 * time.Second,
+		redialMin:   10 * time.Millisecond,
+		redialMax:   time.Second,
+
+		maxConcurrent: 1024,
+	}
+}
+
+// WithSemantics sets the failure semantics: the client's default at Dial or
+// NewClient, or one call's when given to Call.
+func WithSemantics(p semantics.Policy) Option {
+	return func(o *options) {
+		if p != nil {
+			o.policy = p
+		}
+	}
+}
+
+// WithClientInterceptor appends an interceptor to the client's chain; the
+// first added runs outermost. Client-level only.
+func WithClientInterceptor(i ClientInterceptor) Option {
+	return func(o *options) { o.interceptors = append(o.interceptors, i) }
+}
+
+// WithMaxMessageSize bounds every message the client reads (default
+// DefaultMaxMessageSize). Client-level only.
+func WithMaxMessageSize(n int) Option {
+	return func(o *options) {
+		if n > 0 {
+			o.maxMsg = n
+		}
+	}
+}
+
+// WithDialTimeout bounds each dial of the TCP transport (default 5s).
+func WithDialTimeout(d time.Duration) Option {
+	return func(o *options) {
+		if d > 0 {
+			o.dialTimeout = d
+		}
+	}
+}
+
+// WithRedialBackoff sets the delay range between failed redials of the TCP
+// transport (default 10ms growing to 1s). While a redial waits, calls fail
+// at once as not sent.
+func WithRedialBackoff(min, max time.Duration) Option {
+	return func(o *options) {
+		if min > 0 && max >= min {
+			o.redialMin, o.redialMax = min, max
+		}
+	}
+}
+
+// WithRetryBudget shares a retry budget among clients. By default each
+// client has its own (semantics.NewBudget(10, 0.1), gRPC's defaults); a nil
+// budget disables throttling.
+func WithRetryBudget(b *semantics.Budget) Option {
+	return func(o *options) { o.budget, o.noBudget = b, b == nil }
+}
+
+// WithLogger sets where the client or server logs (default: the standard
+// logger).
+func WithLogger(l *log.Logger) Option {
+	return func(o *options) { o.logger = l }
+}
+
+// WithTimeout bounds each call that has no earlier deadline. At client level
+// it is the default for every call.
+func WithTimeout(d time.Duration) Option {
+	return func(o *options) { o.callTimeout = d }
+}

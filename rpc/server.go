@@ -1,0 +1,396 @@
+package rpc
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log"
+	"net"
+	"reflect"
+	"runtime/debug"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/semrpc/semrpc/semantics"
+)
+
+// Server serves registered services over any transport: TCP (Serve,
+// ServeConn), labrpc, or a custom transport calling Handle.
+type Server struct {
+	opts    options
+	table   *semantics.Table
+	logger  *log.Logger
+	durable bool // the table's records survive restarts (exactly-once)
+
+	mu       sync.RWMutex // protects services
+	services map[string]*service
+
+	inflight  atomic.Int64 // calls inside Handle/execute
+	shutting  atomic.Bool
+	rejected  atomic.Uint64 // requests refused before running
+	connCount atomic.Int64
+
+	lmu       sync.Mutex // protects following
+	listeners map[net.Listener]struct{}
+	conns     map[*serverConn]struct{}
+	closed    bool
+	connWG    sync.WaitGroup // ServeConn goroutines started by Serve
+}
+
+// ServerOption is an Option accepted by NewServer; the name exists for the
+// documentation of server-only options.
+type ServerOption = Option
+
+// NewServer returns a server with no services. Options: WithMaxMessageSize,
+// WithServerInterceptor, WithTable, WithLogger, WithMaxConcurrentPerConn.
+func NewServer(opts ...Option) *Server {
+	o := defaultOptions()
+	for _, opt := range opts {
+		opt(&o)
+	}
+	s := &Server{
+		opts:      o,
+		services:  make(map[string]*service),
+		listeners: make(map[net.Listener]struct{}),
+		conns:     make(map[*serverConn]struct{}),
+		logger:    o.logger,
+	}
+	if s.logger == nil {
+		s.logger = log.Default()
+	}
+	s.table = o.table
+	if s.table == nil {
+		s.table = semantics.NewTable(nil)
+	}
+	return s
+}
+
+// WithServerInterceptor appends an interceptor to the server's chain; the
+// first added runs outermost. It sees every request that reaches a method,
+// including duplicates answered from the at-most-once table.
+func WithServerInterceptor(i Interceptor) Option {
+	return func(o *options) { o.serverInterceptors = append(o.serverInterceptors, i) }
+}
+
+// WithTable gives the server its at-most-once table (for a chosen lease,
+// epoch, clock or a durable store). By default each server has its own
+// in-memory table.
+func WithTable(t *semantics.Table) Option {
+	return func(o *options) { o.table = t }
+}
+
+// WithMaxConcurrentPerConn bounds the calls running at once for one
+// connection (default 1024); beyond it the server stops reading that
+// connection until a call finishes.
+func WithMaxConcurrentPerConn(n int) Option {
+	return func(o *options) {
+		if n > 0 {
+			o.maxConcurrent = n
+		}
+	}
+}
+
+// Table returns the server's at-most-once table.
+func (s *Server) Table() *semantics.Table { return s.table }
+
+// Register publishes the exported methods of rcvr under the name of its
+// concrete type. Methods look like net/rpc's,
+//
+//	func (t *T) Method(args A, reply *R) error
+//
+// or like the classic lab network's, with no result. Other methods are
+// skipped; a receiver with none is an error.
+func (s *Server) Register(rcvr any) error { return s.register(rcvr, "", false) }
+
+// RegisterName is like Register but uses name for the service.
+func (s *Server) RegisterName(name string, rcvr any) error { return s.register(rcvr, name, true) }
+
+func (s *Server) register(rcvr any, name string, useName bool) error {
+	if useName && (name == "" || strings.Contains(name, ".")) {
+		return fmt.Errorf("rpc: invalid service name %q", name)
+	}
+	svc, err := newService(rcvr, name, useName)
+	if err != nil {
+		return err
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, dup := s.services[svc.name]; dup {
+		return fmt.Errorf("rpc: service already defined: %s", svc.name)
+	}
+	s.services[svc.name] = svc
+	return nil
+}
+
+// openMethodType is the session handshake, served by the core itself.
+var openMethodType = &methodType{
+	name:      openMethod,
+	argType:   reflect.TypeOf(OpenArgs{}),
+	replyType: reflect.TypeOf(&OpenReply{}),
+}
+
+func (s *Server) lookup(serviceMethod string) (*methodType, error) {
+	if serviceMethod == openMethod {
+		return openMethodType, nil
+	}
+	dot := strings.LastIndex(serviceMethod, ".")
+	if dot < 0 {
+		return nil, reject(nil, "rpc: service/method request ill-formed: %q", serviceMethod)
+	}
+	sname, mname := serviceMethod[:dot], serviceMethod[dot+1:]
+	s.mu.RLock()
+	svc := s.services[sname]
+	s.mu.RUnlock()
+	if svc == nil {
+		return nil, reject(nil, "rpc: can't find service %s", serviceMethod)
+	}
+	m := svc.methods[mname]
+	if m == nil {
+		return nil, reject(nil, "rpc: can't find method %s", serviceMethod)
+	}
+	return m, nil
+}
+
+// ArgsDecoder decodes one request's arguments into v, a pointer to a fresh
+// value of the method's argument type.
+type ArgsDecoder interface {
+	DecodeArgs(v any) error
+}
+
+// Handle is the server core's entry point for transports other than TCP: it
+// finds the method, decodes the arguments with args, applies the request's
+// semantics (the at-most-once table when h is not nil) and runs the method.
+// It returns the reply to send back, or an error for EncodeError. The reply
+// may be shared with duplicates of the same call: encode it, never modify it.
+func (s *Server) Handle(ctx context.Context, serviceMethod string, h *semantics.Header, args ArgsDecoder) (reply any, err error) {
+	m, err := s.lookup(serviceMethod)
+	if err != nil {
+		s.rejected.Add(1)
+		return nil, err
+	}
+	ptr, pass := m.newArgs()
+	if err := args.DecodeArgs(ptr); err != nil {
+		s.rejected.Add(1)
+		return nil, reject(nil, "rpc: decoding arguments of %s: %v", serviceMethod, err)
+	}
+	return s.execute(ctx, m, h, ptr, pass)
+}
+
+// execute runs one decoded request through the interceptors, the table and
+// the method.
+func (s *Server) execute(ctx context.Context, m *methodType, h *semantics.Header, argPtr any, argv reflect.Value) (any, error) {
+	s.inflight.Add(1)
+	defer s.inflight.Add(-1)
+	if s.shutting.Load() {
+		s.rejected.Add(1)
+		return nil, reject(ErrShuttingDown, "rpc: server shutting down; %s not run", m.name)
+	}
+	if m == openMethodType {
+		return &OpenReply{Epoch: s.table.Epoch(), Durable: s.durable}, nil
+	}
+	if len(s.opts.serverInterceptors) == 0 {
+		return s.dedup(ctx, m, h, argv)
+	}
+	info := &CallInfo{ServiceMethod: m.name, Header: h, Args: argPtr}
+	err := chain(s.opts.serverInterceptors, func(ctx context.Context, ci *CallInfo) error {
+		var err error
+		ci.Reply, err = s.dedup(ctx, m, ci.Header, argv)
+		return err
+	})(ctx, info)
+	return info.Reply, err
+}
+
+// dedup applies the at-most-once table when the request carries a header.
+func (s *Server) dedup(ctx context.Context, m *methodType, h *semantics.Header, argv reflect.Value) (any, error) {
+	if h == nil {
+		return s.invoke(m, argv)
+	}
+	tk, err := s.table.Begin(ctx, *h)
+	if err != nil {
+		return nil, err
+	}
+	if !tk.Run() {
+		out := tk.Cached()
+		return out.Reply, out.Err
+	}
+	reply, err := s.invoke(m, argv)
+	s.table.Finish(tk, semantics.Outcome{Reply: reply, Err: err})
+	return reply, err
+}
+
+// invoke calls the method. A panic in the method becomes an application
+// error and a log line; the server keeps serving.
+func (s *Server) invoke(m *methodType, argv reflect.Value) (reply any, err error) {
+	replyv := m.newReply()
+	start := time.Now()
+	defer func() {
+		if p := recover(); p != nil {
+			s.logger.Printf("rpc: method %s panicked: %v\n%s", m.name, p, debug.Stack())
+			err = ServerError(fmt.Sprintf("rpc: method %s panicked: %v", m.name, p))
+		}
+		m.record(time.Since(start), err != nil)
+	}()
+	out := m.fn.Call([]reflect.Value{m.rcvr, argv, replyv})
+	if m.hasError {
+		if e := out[0].Interface(); e != nil {
+			return replyv.Interface(), ServerError(e.(error).Error())
+		}
+	}
+	return replyv.Interface(), nil
+}
+
+// Serve accepts connections on l and serves each on its own goroutine. It
+// returns ErrServerClosed after Shutdown or Close, or the listener's error.
+func (s *Server) Serve(l net.Listener) error {
+	s.lmu.Lock()
+	if s.closed {
+		s.lmu.Unlock()
+		l.Close()
+		return ErrServerClosed
+	}
+	s.listeners[l] = struct{}{}
+	s.lmu.Unlock()
+	defer func() {
+		s.lmu.Lock()
+		delete(s.listeners, l)
+		s.lmu.Unlock()
+	}()
+	var delay time.Duration
+	for {
+		conn, err := l.Accept()
+		if err != nil {
+			if s.isClosed() {
+				return ErrServerClosed
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() {
+				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
+				s.logger.Printf("rpc: accept: %v; retrying in %v", err, delay)
+				time.Sleep(delay)
+				continue
+			}
+			return err
+		}
+		delay = 0
+		c := s.newConn(conn)
+		if c == nil {
+			return ErrServerClosed
+		}
+		s.connWG.Add(1)
+		go func() {
+			defer s.connWG.Done()
+			c.serve()
+		}()
+	}
+}
+
+func (s *Server) isClosed() bool {
+	s.lmu.Lock()
+	defer s.lmu.Unlock()
+	return s.closed
+}
+
+// Shutdown stops the server gracefully: it closes the listeners, answers
+// requests that arrive from now on with ErrShuttingDown (not executed),
+// waits for running calls to finish, then closes every connection. If ctx
+// ends first it closes everything at once and returns ctx's error.
+func (s *Server) Shutdown(ctx context.Context) error {
+	s.shutting.Store(true)
+	s.closeListeners()
+	err := s.waitIdle(ctx)
+	s.closeConns()
+	done := make(chan struct{})
+	go func() {
+		s.connWG.Wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+	case <-ctx.Done():
+		if err == nil {
+			err = ctx.Err()
+		}
+	}
+	return err
+}
+
+// Close stops the server at once: listeners and connections are closed;
+// running calls finish but their replies are lost.
+func (s *Server) Close() error {
+	s.shutting.Store(true)
+	s.closeListeners()
+	s.closeConns()
+	s.connWG.Wait()
+	return nil
+}
+
+func (s *Server) closeListeners() {
+	s.lmu.Lock()
+	defer s.lmu.Unlock()
+	s.closed = true
+	for l := range s.listeners {
+		l.Close()
+	}
+}
+
+func (s *Server) closeConns() {
+	s.lmu.Lock()
+	conns := make([]*serverConn, 0, len(s.conns))
+	for c := range s.conns {
+		conns = append(conns, c)
+	}
+	s.lmu.Unlock()
+	for _, c := range conns {
+		c.close()
+	}
+}
+
+// waitIdle polls until no call is running, like net/http's Shutdown.
+func (s *Server) waitIdle(ctx context.Context) error {
+	interval := time.Millisecond
+	timer := time.NewTimer(interval)
+	defer timer.Stop()
+	for s.inflight.Load() > 0 {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-timer.C:
+		}
+		interval = min(2*interval, 100*time.Millisecond)
+		timer.Reset(interval)
+	}
+	return nil
+}
+
+// ServerStats are the server's counters.
+type ServerStats struct {
+	Methods     map[string]MethodStats // by "Service.Method"; executions only
+	Rejected    uint64                 // requests refused before running
+	Connections int64                  // open connections
+	Table       semantics.TableStats
+}
+
+// Stats returns a snapshot of the server's counters.
+func (s *Server) Stats() ServerStats {
+	st := ServerStats{
+		Methods:     make(map[string]MethodStats),
+		Rejected:    s.rejected.Load(),
+		Connections: s.connCount.Load(),
+		Table:       s.table.Stats(),
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	for _, svc := range s.services {
+		for _, m := range svc.methods {
+			st.Methods[m.name] = MethodStats{
+				Calls:   m.calls.Load(),
+				Errors:  m.errors.Load(),
+				Latency: time.Duration(m.latency.Load()),
+				Max:     time.Duration(m.maxNanos.Load()),
+			}
+		}
+	}
+	return st
+}

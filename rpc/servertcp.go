@@ -1,0 +1,206 @@
+package rpc
+
+import (
+	"bufio"
+	"context"
+	"encoding/gob"
+	"errors"
+	"io"
+	"net"
+	"reflect"
+	"sync"
+
+	"github.com/semrpc/semrpc/semantics"
+)
+
+// serverConn serves one connection speaking net/rpc's gob wire.
+type serverConn struct {
+	s      *Server
+	rwc    io.ReadWriteCloser
+	dec    *gob.Decoder
+	sem    chan struct{} // bounds calls running for this connection
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup // running calls
+
+	wmu sync.Mutex // protects following
+	w   *bufio.Writer
+	enc *gob.Encoder
+	bad bool // a write failed; the connection is being closed
+
+	closeOnce sync.Once
+}
+
+// newConn registers a connection, or closes it and returns nil if the
+// server is closed.
+func (s *Server) newConn(rwc io.ReadWriteCloser) *serverConn {
+	w := bufio.NewWriter(rwc)
+	ctx, cancel := context.WithCancel(context.Background())
+	c := &serverConn{
+		s:      s,
+		rwc:    rwc,
+		dec:    gob.NewDecoder(bufio.NewReader(newFrameLimiter(rwc, s.opts.maxMsg))),
+		sem:    make(chan struct{}, s.opts.maxConcurrent),
+		ctx:    ctx,
+		cancel: cancel,
+		w:      w,
+		enc:    gob.NewEncoder(w),
+	}
+	s.lmu.Lock()
+	defer s.lmu.Unlock()
+	if s.closed {
+		cancel()
+		rwc.Close()
+		return nil
+	}
+	s.conns[c] = struct{}{}
+	s.connCount.Add(1)
+	return c
+}
+
+// ServeConn serves one connection and returns when the peer hangs up, the
+// stream breaks, or the server shuts down. It returns only after every call
+// it started has finished.
+func (s *Server) ServeConn(rwc io.ReadWriteCloser) {
+	if c := s.newConn(rwc); c != nil {
+		c.serve()
+	}
+}
+
+func (c *serverConn) close() {
+	c.closeOnce.Do(func() {
+		c.cancel()
+		c.rwc.Close()
+	})
+}
+
+func (c *serverConn) serve() {
+	defer func() {
+		c.close()
+		c.wg.Wait()
+		c.s.lmu.Lock()
+		delete(c.s.conns, c)
+		c.s.lmu.Unlock()
+		c.s.connCount.Add(-1)
+	}()
+	for {
+		var req wireRequest
+		if err := c.dec.Decode(&req); err != nil {
+			c.logReadError("reading request header", err)
+			return
+		}
+		m, err := c.s.lookup(req.ServiceMethod)
+		if err != nil {
+			c.s.rejected.Add(1)
+			// Skip the body to stay in step with the stream.
+			if derr := c.dec.DecodeValue(reflect.Value{}); derr != nil {
+				c.logReadError("discarding request body", derr)
+				c.respondFinal(&req, derr)
+				return
+			}
+			c.respond(&req, nil, err)
+			continue
+		}
+		ptr, pass := m.newArgs()
+		if err := c.dec.Decode(ptr); err != nil {
+			c.s.rejected.Add(1)
+			if isStreamError(err) {
+				c.logReadError("reading request body", err)
+				c.respondFinal(&req, err)
+				return
+			}
+			// A value that does not fit the argument type: gob has read the
+			// whole message, so the stream is still in step.
+			c.respond(&req, nil, reject(nil, "rpc: decoding arguments of %s: %v", req.ServiceMethod, err))
+			continue
+		}
+		if req.Sem != nil && !req.Sem.Valid() {
+			c.s.rejected.Add(1)
+			c.respond(&req, nil, semantics.ErrBadHeader)
+			continue
+		}
+		select {
+		case c.sem <- struct{}{}:
+		case <-c.ctx.Done():
+			return
+		}
+		c.wg.Add(1)
+		go c.run(req, m, ptr, pass)
+	}
+}
+
+func (c *serverConn) run(req wireRequest, m *methodType, ptr any, pass reflect.Value) {
+	defer func() {
+		<-c.sem
+		c.wg.Done()
+	}()
+	reply, err := c.s.execute(c.ctx, m, req.Sem, ptr, pass)
+	c.respond(&req, reply, err)
+}
+
+// isStreamError reports whether a decode error leaves the gob stream
+// unusable (as opposed to a value that did not fit its type).
+func isStreamError(err error) bool {
+	return errors.Is(err, ErrMessageTooLarge) || errors.Is(err, io.EOF) ||
+		errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, net.ErrClosed) ||
+		isNetError(err)
+}
+
+func isNetError(err error) bool {
+	var ne net.Error
+	var oe *net.OpError
+	return errors.As(err, &ne) || errors.As(err, &oe)
+}
+
+func (c *serverConn) logReadError(what string, err error) {
+	if errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) || c.ctx.Err() != nil {
+		return
+	}
+	c.s.logger.Printf("rpc: closing connection %s: %s: %v", remoteAddr(c.rwc), what, err)
+}
+
+func remoteAddr(rwc io.ReadWriteCloser) string {
+	if nc, ok := rwc.(net.Conn); ok && nc.RemoteAddr() != nil {
+		return "from " + nc.RemoteAddr().String()
+	}
+	return "(not a network connection)"
+}
+
+// respondFinal answers the request whose body broke the stream, so that the
+// caller gets a clear error (such as ErrMessageTooLarge) before the
+// connection closes.
+func (c *serverConn) respondFinal(req *wireRequest, err error) {
+	if !errors.Is(err, ErrMessageTooLarge) {
+		return
+	}
+	c.respond(req, nil, reject(ErrMessageTooLarge, "%v", err))
+}
+
+// respond writes one response. A failed write closes the connection: the
+// stream cannot be trusted after a partial message.
+func (c *serverConn) respond(req *wireRequest, reply any, err error) {
+	resp := wireResponse{ServiceMethod: req.ServiceMethod, Seq: req.Seq}
+	if err != nil {
+		resp.Code, resp.Error = EncodeError(err)
+		reply = emptyBody{}
+	}
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if c.bad {
+		return
+	}
+	werr := c.enc.Encode(&resp)
+	if werr == nil {
+		werr = c.enc.Encode(reply)
+	}
+	if werr == nil {
+		werr = c.w.Flush()
+	}
+	if werr != nil {
+		c.bad = true
+		if c.ctx.Err() == nil && !isNetError(werr) {
+			c.s.logger.Printf("rpc: writing response to %s: %v", req.ServiceMethod, werr)
+		}
+		c.close()
+	}
+}

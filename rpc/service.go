@@ -1,0 +1,152 @@
+package rpc
+
+import (
+	"errors"
+	"fmt"
+	"reflect"
+	"sort"
+	"sync/atomic"
+	"time"
+)
+
+var typeOfError = reflect.TypeOf((*error)(nil)).Elem()
+
+// methodType is one registered method.
+type methodType struct {
+	name      string // "Service.Method"
+	fn        reflect.Value
+	rcvr      reflect.Value
+	argType   reflect.Type
+	replyType reflect.Type // always a pointer type
+	hasError  bool         // net/rpc style; false for lab-style handlers
+
+	calls    atomic.Uint64
+	errors   atomic.Uint64
+	latency  atomic.Int64 // total nanoseconds
+	maxNanos atomic.Int64
+}
+
+// newArgs returns a pointer to decode into and the value to pass to the method.
+func (m *methodType) newArgs() (ptr any, pass reflect.Value) {
+	if m.argType.Kind() == reflect.Pointer {
+		v := reflect.New(m.argType.Elem())
+		return v.Interface(), v
+	}
+	v := reflect.New(m.argType)
+	return v.Interface(), v.Elem()
+}
+
+func (m *methodType) newReply() reflect.Value {
+	return reflect.New(m.replyType.Elem())
+}
+
+func (m *methodType) record(d time.Duration, failed bool) {
+	m.calls.Add(1)
+	if failed {
+		m.errors.Add(1)
+	}
+	n := int64(d)
+	m.latency.Add(n)
+	for {
+		old := m.maxNanos.Load()
+		if n <= old || m.maxNanos.CompareAndSwap(old, n) {
+			return
+		}
+	}
+}
+
+// service is one registered receiver.
+type service struct {
+	name    string
+	methods map[string]*methodType
+}
+
+// suitableMethods returns the methods of typ that follow net/rpc's shape
+// (two arguments, the second a pointer, an error result) or the lab shape
+// (the same with no result). Other methods are skipped.
+func suitableMethods(name string, rcvr reflect.Value) map[string]*methodType {
+	typ := rcvr.Type()
+	methods := make(map[string]*methodType)
+	for i := 0; i < typ.NumMethod(); i++ {
+		method := typ.Method(i)
+		if !method.IsExported() {
+			continue
+		}
+		mt := method.Type
+		if mt.NumIn() != 3 || mt.In(2).Kind() != reflect.Pointer {
+			continue
+		}
+		hasError := false
+		switch mt.NumOut() {
+		case 0:
+		case 1:
+			if mt.Out(0) != typeOfError {
+				continue
+			}
+			hasError = true
+		default:
+			continue
+		}
+		methods[method.Name] = &methodType{
+			name:      name + "." + method.Name,
+			fn:        method.Func,
+			rcvr:      rcvr,
+			argType:   mt.In(1),
+			replyType: mt.In(2),
+			hasError:  hasError,
+		}
+	}
+	return methods
+}
+
+func newService(rcvr any, name string, useName bool) (*service, error) {
+	if rcvr == nil {
+		return nil, errors.New("rpc: Register of nil receiver")
+	}
+	v := reflect.ValueOf(rcvr)
+	sname := reflect.Indirect(v).Type().Name()
+	if useName {
+		sname = name
+	}
+	if sname == "" {
+		return nil, fmt.Errorf("rpc: no service name for type %s", v.Type())
+	}
+	if !useName && !token(sname) {
+		return nil, fmt.Errorf("rpc: type %s is not exported", sname)
+	}
+	methods := suitableMethods(sname, v)
+	if len(methods) == 0 {
+		return nil, fmt.Errorf("rpc: type %s has no exported methods of suitable type "+
+			"(func (t *T) M(args A, reply *R) error, or without the error result)", sname)
+	}
+	return &service{name: sname, methods: methods}, nil
+}
+
+func token(name string) bool {
+	return name != "" && name[0] >= 'A' && name[0] <= 'Z'
+}
+
+// MethodStats are the counters of one method.
+type MethodStats struct {
+	Calls   uint64
+	Errors  uint64
+	Latency time.Duration // total
+	Max     time.Duration
+}
+
+// Mean is the mean latency, or zero before the first call.
+func (s MethodStats) Mean() time.Duration {
+	if s.Calls == 0 {
+		return 0
+	}
+	return s.Latency / time.Duration(s.Calls)
+}
+
+func sortedKeys[M ~map[string]V, V any](m M) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	return keys
+}

@@ -1,0 +1,342 @@
+package rpc
+
+import (
+	"bufio"
+	"context"
+	"encoding/gob"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net"
+	"reflect"
+	"sync"
+	"time"
+
+	"github.com/semrpc/semrpc/semantics"
+)
+
+// tcpTransport is the Transport behind Dial: net/rpc's gob wire over one
+// connection at a time, redialled on demand after the connection is lost.
+type tcpTransport struct {
+	network, addr string
+	dialer        net.Dialer
+	maxMsg        int
+	redialMin     time.Duration
+	redialMax     time.Duration
+
+	mu       sync.Mutex // protects following
+	cur      *tcpConn
+	dialing  chan struct{} // closed when the dial in progress ends
+	lastErr  error
+	nextDial time.Time
+	delay    time.Duration
+	closed   bool
+
+	readers sync.WaitGroup // one reader goroutine per connection
+}
+
+var _ Transport = (*tcpTransport)(nil)
+
+// NewTCPTransport returns the TCP transport Dial uses, without connecting:
+// the first call dials. Options: WithDialTimeout, WithRedialBackoff,
+// WithMaxMessageSize.
+func NewTCPTransport(network, address string, opts ...Option) Transport {
+	o := defaultOptions()
+	for _, opt := range opts {
+		opt(&o)
+	}
+	return newTCPTransport(network, address, &o)
+}
+
+func newTCPTransport(network, address string, o *options) *tcpTransport {
+	return &tcpTransport{
+		network:   network,
+		addr:      address,
+		dialer:    net.Dialer{Timeout: o.dialTimeout, KeepAlive: 30 * time.Second},
+		maxMsg:    o.maxMsg,
+		redialMin: o.redialMin,
+		redialMax: o.redialMax,
+	}
+}
+
+// conn returns the live connection, dialling if there is none. Dial
+// failures are not-sent errors; after one, calls fail at once until the
+// redial backoff has passed.
+func (t *tcpTransport) conn(ctx context.Context) (*tcpConn, error) {
+	t.mu.Lock()
+	for {
+		if t.closed {
+			t.mu.Unlock()
+			return nil, reject(ErrClientClosed, "%v", ErrClientClosed)
+		}
+		if t.cur != nil {
+			c := t.cur
+			t.mu.Unlock()
+			return c, nil
+		}
+		if t.dialing != nil {
+			ch := t.dialing
+			t.mu.Unlock()
+			select {
+			case <-ch:
+			case <-ctx.Done():
+				return nil, semantics.NotSent(fmt.Errorf("rpc: waiting for dial of %s: %w", t.addr, ctx.Err()))
+			}
+			t.mu.Lock()
+			continue
+		}
+		if wait := time.Until(t.nextDial); wait > 0 {
+			err := t.lastErr
+			t.mu.Unlock()
+			return nil, semantics.NotSent(fmt.Errorf("rpc: not connected to %s (redial in %v): %w",
+				t.addr, wait.Round(time.Millisecond), err))
+		}
+		ch := make(chan struct{})
+		t.dialing = ch
+		t.mu.Unlock()
+
+		nc, err := t.dialer.DialContext(ctx, t.network, t.addr)
+
+		t.mu.Lock()
+		t.dialing = nil
+		close(ch)
+		if err != nil {
+			if ctx.Err() == nil { // a caller's cancel says nothing about the server
+				t.lastErr = err
+				t.delay = min(max(2*t.delay, t.redialMin), t.redialMax)
+				jittered := t.delay/2 + rand.N(t.delay/2+1)
+				t.nextDial = time.Now().Add(jittered)
+			}
+			t.mu.Unlock()
+			return nil, semantics.NotSent(fmt.Errorf("rpc: dial %s: %w", t.addr, err))
+		}
+		if t.closed {
+			t.mu.Unlock()
+			nc.Close()
+			return nil, reject(ErrClientClosed, "%v", ErrClientClosed)
+		}
+		t.delay, t.lastErr = 0, nil
+		c := newTCPConn(t, nc)
+		t.cur = c
+		t.readers.Add(1)
+		go c.readLoop()
+	}
+}
+
+// Close closes the connection; calls pending on it fail as may-have-executed.
+func (t *tcpTransport) Close() error {
+	t.mu.Lock()
+	if t.closed {
+		t.mu.Unlock()
+		return nil
+	}
+	t.closed = true
+	c := t.cur
+	t.mu.Unlock()
+	if c != nil {
+		c.fail(ErrClientClosed)
+	}
+	t.readers.Wait()
+	return nil
+}
+
+// pendingCall is a call waiting for its reply.
+type pendingCall struct {
+	reply any
+	done  chan error // buffered: the reader never blocks
+}
+
+var pendingPool = sync.Pool{New: func() any { return &pendingCall{done: make(chan error, 1)} }}
+
+// tcpConn is one connection and its reader.
+type tcpConn struct {
+	t   *tcpTransport
+	nc  net.Conn
+	dec *gob.Decoder
+
+	wmu sync.Mutex // protects w, enc
+	w   *bufio.Writer
+	enc *gob.Encoder
+
+	mu      sync.Mutex // protects following
+	pending map[uint64]*pendingCall
+	seq     uint64
+	err     error // why the connection broke; nil while it works
+}
+
+func newTCPConn(t *tcpTransport, nc net.Conn) *tcpConn {
+	w := bufio.NewWriter(nc)
+	return &tcpConn{
+		t:       t,
+		nc:      nc,
+		dec:     gob.NewDecoder(bufio.NewReader(newFrameLimiter(nc, t.maxMsg))),
+		w:       w,
+		enc:     gob.NewEncoder(w),
+		pending: make(map[uint64]*pendingCall),
+	}
+}
+
+// RoundTrip implements Transport.
+func (t *tcpTransport) RoundTrip(ctx context.Context, req *Request, reply any) error {
+	if err := ctx.Err(); err != nil {
+		return semantics.NotSent(fmt.Errorf("rpc: %s: %w", req.ServiceMethod, err))
+	}
+	c, err := t.conn(ctx)
+	if err != nil {
+		return err
+	}
+	call := pendingPool.Get().(*pendingCall)
+	call.reply = reply
+
+	c.mu.Lock()
+	if c.err != nil {
+		err := c.err
+		c.mu.Unlock()
+		pendingPool.Put(call)
+		return semantics.NotSent(fmt.Errorf("rpc: %s: %w: %v", req.ServiceMethod, ErrConnLost, err))
+	}
+	c.seq++
+	seq := c.seq
+	c.pending[seq] = call
+	c.mu.Unlock()
+
+	if err := c.write(req, seq); err != nil {
+		c.mu.Lock()
+		_, mine := c.pending[seq]
+		delete(c.pending, seq)
+		c.mu.Unlock()
+		if mine {
+			call.reply = nil
+			pendingPool.Put(call)
+			return err
+		}
+		// The reader failed the call concurrently; take its verdict.
+		return c.finish(call)
+	}
+
+	select {
+	case err := <-call.done:
+		call.reply = nil
+		pendingPool.Put(call)
+		return err
+	case <-ctx.Done():
+		c.mu.Lock()
+		_, mine := c.pending[seq]
+		delete(c.pending, seq)
+		c.mu.Unlock()
+		if mine {
+			// Not pooled: the channel is clean, but keep it simple and safe.
+			return semantics.MaybeExecuted(fmt.Errorf("rpc: %s: %w", req.ServiceMethod, ctx.Err()))
+		}
+		// The reader owns the call and is decoding its reply right now.
+		return c.finish(call)
+	}
+}
+
+func (c *tcpConn) finish(call *pendingCall) error {
+	err := <-call.done
+	call.reply = nil
+	pendingPool.Put(call)
+	return err
+}
+
+// write sends one request. An error is a not-sent error: the server cannot
+// have received the whole request. After an encoding error the connection
+// is closed, since part of the request may already be on the wire.
+func (c *tcpConn) write(req *Request, seq uint64) error {
+	wr := wireRequest{ServiceMethod: req.ServiceMethod, Seq: seq, Sem: req.Header}
+	c.wmu.Lock()
+	err := c.enc.Encode(&wr)
+	if err == nil {
+		if err = c.enc.Encode(req.Args); err != nil && !isNetError(err) {
+			c.wmu.Unlock()
+			c.fail(fmt.Errorf("rpc: encoding arguments of %s: %w", req.ServiceMethod, err))
+			return reject(nil, "rpc: encoding arguments of %s: %v", req.ServiceMethod, err)
+		}
+	}
+	if err == nil {
+		err = c.w.Flush()
+	}
+	c.wmu.Unlock()
+	if err != nil {
+		c.fail(err)
+		return semantics.NotSent(fmt.Errorf("rpc: sending %s: %w", req.ServiceMethod, err))
+	}
+	return nil
+}
+
+func (c *tcpConn) readLoop() {
+	defer c.t.readers.Done()
+	for {
+		var resp wireResponse
+		if err := c.dec.Decode(&resp); err != nil {
+			c.fail(err)
+			return
+		}
+		c.mu.Lock()
+		call := c.pending[resp.Seq]
+		delete(c.pending, resp.Seq)
+		c.mu.Unlock()
+
+		var callErr, streamErr error
+		switch {
+		case call == nil: // abandoned by a cancelled caller
+			streamErr = c.dec.DecodeValue(reflect.Value{})
+		case resp.Error != "" || resp.Code != codeNone:
+			streamErr = c.dec.DecodeValue(reflect.Value{})
+			callErr = DecodeError(resp.Code, resp.Error)
+		default:
+			if err := c.dec.Decode(call.reply); err != nil {
+				if isStreamError(err) {
+					streamErr = err
+					callErr = semantics.MaybeExecuted(fmt.Errorf("rpc: reading reply of %s: %w", resp.ServiceMethod, err))
+				} else {
+					callErr = &executedError{fmt.Errorf("rpc: decoding reply of %s: %w", resp.ServiceMethod, err)}
+				}
+			}
+		}
+		if call != nil {
+			call.done <- callErr
+		}
+		if streamErr != nil {
+			c.fail(streamErr)
+			return
+		}
+	}
+}
+
+// fail marks the connection broken, closes it and fails every pending call
+// as may-have-executed. Later calls redial.
+func (c *tcpConn) fail(err error) {
+	c.mu.Lock()
+	if c.err != nil {
+		c.mu.Unlock()
+		return
+	}
+	if errors.Is(err, io.EOF) {
+		err = io.ErrUnexpectedEOF
+	}
+	c.err = err
+	pending := c.pending
+	c.pending = make(map[uint64]*pendingCall)
+	c.mu.Unlock()
+
+	c.nc.Close()
+	c.t.mu.Lock()
+	if c.t.cur == c {
+		c.t.cur = nil
+	}
+	c.t.mu.Unlock()
+	for _, call := range pending {
+		call.done <- semantics.MaybeExecuted(fmt.Errorf("%w: %v", ErrConnLost, err))
+	}
+}
+
+// executedError is a reply that arrived but could not be decoded: the
+// method ran, so it counts as an application error and is not retried.
+type executedError struct{ err error }
+
+func (e *executedError) Error() string        { return e.err.Error() }
+func (e *executedError) Unwrap() error        { return e.err }
+func (e *executedError) Is(target error) bool { return target == semantics.ErrApplication }
