@@ -10,6 +10,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/semrpc/semrpc/semantics"
 )
 
 // Arith is the test service, in both handler styles.
@@ -138,3 +140,7 @@ func ctxT(t testing.TB) context.Context {
 }
 
 var _ = io.EOF
+
+func atMostOnce() semantics.Policy { return semantics.AtMostOnce() }
+
+func discardLogger() *log.Logger { return log.New(io.Discard, "", 0) }

@@ -316,8 +316,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	return err
 }
 
-// Close stops the server at once: listeners and connections are closed;
-// running calls finish but their replies are lost.
+// Close stops the server at once: listeners and connections are closed, and
+// replies of running calls are lost. It returns when the methods still
+// running have returned, so that no goroutine of the server outlives it.
 func (s *Server) Close() error {
 	s.shutting.Store(true)
 	s.closeListeners()

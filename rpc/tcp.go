@@ -19,8 +19,8 @@ import (
 // tcpTransport is the Transport behind Dial: net/rpc's gob wire over one
 // connection at a time, redialled on demand after the connection is lost.
 type tcpTransport struct {
-	network, addr string
-	dialer        net.Dialer
+	addr          string // for messages
+	dial          func(ctx context.Context) (net.Conn, error)
 	maxMsg        int
 	redialMin     time.Duration
 	redialMax     time.Duration
@@ -38,22 +38,30 @@ type tcpTransport struct {
 
 var _ Transport = (*tcpTransport)(nil)
 
-// NewTCPTransport returns the TCP transport Dial uses, without connecting:
-// the first call dials. Options: WithDialTimeout, WithRedialBackoff,
+// NewStreamTransport returns a transport speaking net/rpc's gob wire over
+// connections made by dial: the transport behind Dial, for any stream (TLS,
+// net.Pipe, a Unix socket). It does not connect until the first call, and
+// calls dial again after a connection is lost. Options: WithRedialBackoff,
 // WithMaxMessageSize.
-func NewTCPTransport(network, address string, opts ...Option) Transport {
+func NewStreamTransport(dial func(ctx context.Context) (net.Conn, error), opts ...Option) Transport {
 	o := defaultOptions()
 	for _, opt := range opts {
 		opt(&o)
 	}
-	return newTCPTransport(network, address, &o)
+	return newStreamTransport("stream", dial, &o)
 }
 
 func newTCPTransport(network, address string, o *options) *tcpTransport {
+	d := net.Dialer{Timeout: o.dialTimeout, KeepAlive: 30 * time.Second}
+	return newStreamTransport(address, func(ctx context.Context) (net.Conn, error) {
+		return d.DialContext(ctx, network, address)
+	}, o)
+}
+
+func newStreamTransport(name string, dial func(ctx context.Context) (net.Conn, error), o *options) *tcpTransport {
 	return &tcpTransport{
-		network:   network,
-		addr:      address,
-		dialer:    net.Dialer{Timeout: o.dialTimeout, KeepAlive: 30 * time.Second},
+		addr:      name,
+		dial:      dial,
 		maxMsg:    o.maxMsg,
 		redialMin: o.redialMin,
 		redialMax: o.redialMax,
@@ -96,7 +104,7 @@ func (t *tcpTransport) conn(ctx context.Context) (*tcpConn, error) {
 		t.dialing = ch
 		t.mu.Unlock()
 
-		nc, err := t.dialer.DialContext(ctx, t.network, t.addr)
+		nc, err := t.dial(ctx)
 
 		t.mu.Lock()
 		t.dialing = nil
@@ -286,6 +294,11 @@ func (c *tcpConn) readLoop() {
 		case resp.Error != "" || resp.Code != codeNone:
 			streamErr = c.dec.DecodeValue(reflect.Value{})
 			callErr = DecodeError(resp.Code, resp.Error)
+			if resp.Code == codeTooLarge && streamErr == nil {
+				// The server closes the connection after this answer; stop
+				// using it now rather than lose the next call to the race.
+				streamErr = ErrMessageTooLarge
+			}
 		default:
 			if err := c.dec.Decode(call.reply); err != nil {
 				if isStreamError(err) {
@@ -329,7 +342,7 @@ func (c *tcpConn) fail(err error) {
 	}
 	c.t.mu.Unlock()
 	for _, call := range pending {
-		call.done <- semantics.MaybeExecuted(fmt.Errorf("%w: %v", ErrConnLost, err))
+		call.done <- semantics.MaybeExecuted(fmt.Errorf("%w: %w", ErrConnLost, err))
 	}
 }
 

@@ -1,0 +1,53 @@
+// Package crawler is the web crawler semrpc uses as its example service: the
+// three crawlers of the classic distributed-systems lecture, a real HTTP
+// fetcher, a polite wrapper that makes any of them safe to point at a real
+// site, and the pure scheduling state of the distributed crawl.
+//
+// # Strategies
+//
+// A Fetcher turns a URL into the URLs it links to. A Strategy walks the link
+// graph from a start URL and fetches every reachable URL exactly once,
+// returning a Result (what was fetched, what failed):
+//
+//   - Serial is a depth-first recursion with a seen map, in one goroutine.
+//   - ConcurrentMutex starts a goroutine per URL; the goroutines share a seen
+//     set behind a mutex (test-and-set decides who fetches a URL) and a
+//     sync.WaitGroup tells when the last one is done.
+//   - ConcurrentChannel shares nothing: a coordinator owns the seen set and
+//     the queue, workers send the links they found on a channel, and the
+//     coordinator stops when no worker is outstanding and the queue is empty.
+//
+// All three accept WithMaxPages, WithMaxDepth and WithParallelism, stop
+// promptly when their context is cancelled, and wait for every Fetch they
+// started before returning, so no goroutine outlives the call.
+//
+// # Fetching real pages
+//
+// HTTPFetcher fetches over net/http with a timeout and a body size limit,
+// parses <a href> links out of text/html bodies (ExtractLinks) and returns
+// them normalised (Normalize). A 5xx, a 429 or a network error is retryable,
+// any other 4xx is final: see HTTPError and Retryable.
+//
+// Polite wraps a Fetcher (usually an HTTPFetcher) so that whatever strategy
+// drives it fetches politely: robots.txt is fetched once per host and
+// obeyed, including its Crawl-delay; requests to one host are limited in
+// number (8 in flight by default) and, if configured, in rate; links to other
+// hosts are dropped; and retryable failures are retried with exponential
+// backoff. Because politeness is a Fetcher, Serial, ConcurrentMutex,
+// ConcurrentChannel and the distributed crawl all get it for free. Crawler
+// puts an HTTPFetcher, Polite and a Strategy together, configured by Config.
+//
+// # Distributed crawl
+//
+// Scheduler is the coordinator's state for a crawl spread over worker
+// processes: the frontier, the seen set and time-limited leases. It has no
+// goroutines, network or clock (callers pass the time in), so it is tested
+// step by step. A task whose worker dies is handed out again when its lease
+// expires; of several reports for one URL only the first counts.
+//
+// # Testing
+//
+// Site generates a web site with seeded random links, robots.txt rules,
+// failing and unlinked pages, and counts the requests it gets, so a test can
+// check that a crawl fetched every page once and nothing it should not.
+package crawler

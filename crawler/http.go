@@ -1,0 +1,319 @@
+package crawler
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"mime"
+	"net"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+)
+
+// DefaultUserAgent is the User-Agent header and robots.txt agent name the
+// crawler uses unless configured otherwise.
+const DefaultUserAgent = "semrpc-crawler"
+
+// DefaultMaxBodyBytes is how much of a response body HTTPFetcher reads by
+// default; the rest is discarded unread.
+const DefaultMaxBodyBytes = 2 << 20
+
+// HTTPConfig configures an HTTPFetcher. A nil *HTTPConfig means
+// DefaultHTTPConfig().
+type HTTPConfig struct {
+	// UserAgent is sent as the User-Agent header. Default DefaultUserAgent.
+	UserAgent string
+	// Timeout bounds each request, from dialling to the end of the body.
+	// Default 10s.
+	Timeout time.Duration
+	// MaxBodyBytes is the most bytes read from a response body; a longer
+	// body is truncated (Page.Truncated) and parsed as far as it was read.
+	// Default DefaultMaxBodyBytes (2 MiB).
+	MaxBodyBytes int64
+	// Client, if not nil, is the HTTP client to use. HTTPFetcher makes a
+	// shallow copy that does not follow redirects (a redirect is returned as
+	// a page whose only link is its target, so the target goes through the
+	// crawl's seen set and robots checks) and whose Timeout is Timeout.
+	// Default: a client with its own transport, released by Close.
+	Client *http.Client
+}
+
+// DefaultHTTPConfig returns the default HTTPFetcher configuration.
+func DefaultHTTPConfig() *HTTPConfig {
+	return &HTTPConfig{UserAgent: DefaultUserAgent, Timeout: 10 * time.Second, MaxBodyBytes: DefaultMaxBodyBytes}
+}
+
+func (c *HTTPConfig) validate() error {
+	switch {
+	case c.UserAgent == "":
+		return errors.New("crawler: HTTPConfig.UserAgent is empty")
+	case c.Timeout <= 0:
+		return fmt.Errorf("crawler: HTTPConfig.Timeout %v must be positive", c.Timeout)
+	case c.MaxBodyBytes <= 0:
+		return fmt.Errorf("crawler: HTTPConfig.MaxBodyBytes %d must be positive", c.MaxBodyBytes)
+	}
+	return nil
+}
+
+// HTTPError is the error for a response whose status is neither 2xx nor 3xx.
+type HTTPError struct {
+	// URL is the URL that was requested.
+	URL string
+	// StatusCode is the HTTP status of the response.
+	StatusCode int
+	// RetryAfter is the delay the server asked for in a Retry-After header
+	// (seconds form only), or zero.
+	RetryAfter time.Duration
+}
+
+// Error implements error.
+func (e *HTTPError) Error() string {
+	return fmt.Sprintf("crawler: GET %s: %d %s", e.URL, e.StatusCode, http.StatusText(e.StatusCode))
+}
+
+// Retryable reports whether the same request may succeed later: true for 5xx
+// and 429 Too Many Requests, false for every other status (a 4xx is final).
+func (e *HTTPError) Retryable() bool {
+	return e.StatusCode >= 500 || e.StatusCode == http.StatusTooManyRequests
+}
+
+// Temporary is Retryable, under the name net.Error callers look for.
+func (e *HTTPError) Temporary() bool { return e.Retryable() }
+
+// Retryable reports whether a Fetch that failed with err is worth retrying:
+// network errors and retryable HTTPErrors are; context cancellation, final
+// HTTP statuses, robots.txt refusals and malformed URLs are not.
+//
+// An HTTPFetcher request timeout is retryable; a bare context error is not
+// (when the caller's own context ends, retrying stops anyway).
+func Retryable(err error) bool {
+	if err == nil || errors.Is(err, context.Canceled) {
+		return false
+	}
+	var he *HTTPError
+	if errors.As(err, &he) {
+		return he.Retryable()
+	}
+	if errors.Is(err, ErrDisallowed) || errors.Is(err, ErrUnsupportedURL) ||
+		errors.Is(err, ErrNotFound) {
+		return false
+	}
+	var ne net.Error
+	var ue *url.Error
+	if errors.As(err, &ne) || errors.As(err, &ue) {
+		return true
+	}
+	return errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF)
+}
+
+// Page is one fetched page as HTTPFetcher.FetchPage returns it.
+type Page struct {
+	// URL is the normalised URL that was fetched.
+	URL string
+	// StatusCode is the HTTP status of the response.
+	StatusCode int
+	// ContentType is the media type of the body, without parameters.
+	ContentType string
+	// Links are the normalised http(s) links of an HTML page, or the target
+	// of a redirect; empty for other content types.
+	Links []string
+	// Truncated is true if the body was longer than MaxBodyBytes.
+	Truncated bool
+}
+
+// HTTPFetcher is a Fetcher over net/http. It is safe for concurrent use.
+// It also implements RobotsFetcher, so Polite can fetch robots.txt through it.
+type HTTPFetcher struct {
+	cfg    HTTPConfig
+	client *http.Client // does not follow redirects
+	robots *http.Client // follows redirects, for robots.txt
+	owned  *http.Transport
+}
+
+var (
+	_ Fetcher       = (*HTTPFetcher)(nil)
+	_ RobotsFetcher = (*HTTPFetcher)(nil)
+)
+
+// NewHTTPFetcher returns an HTTPFetcher configured by cfg (nil means
+// DefaultHTTPConfig()). Zero fields of cfg take their default values.
+func NewHTTPFetcher(cfg *HTTPConfig) (*HTTPFetcher, error) {
+	c := *DefaultHTTPConfig()
+	if cfg != nil {
+		if cfg.UserAgent != "" {
+			c.UserAgent = cfg.UserAgent
+		}
+		if cfg.Timeout != 0 {
+			c.Timeout = cfg.Timeout
+		}
+		if cfg.MaxBodyBytes != 0 {
+			c.MaxBodyBytes = cfg.MaxBodyBytes
+		}
+		c.Client = cfg.Client
+	}
+	if err := c.validate(); err != nil {
+		return nil, err
+	}
+	h := &HTTPFetcher{cfg: c}
+	var base http.Client
+	if c.Client != nil {
+		base = *c.Client
+	} else {
+		h.owned = http.DefaultTransport.(*http.Transport).Clone()
+		h.owned.MaxIdleConnsPerHost = 16
+		base.Transport = h.owned
+	}
+	base.Timeout = c.Timeout
+	robots := base
+	h.robots = &robots
+	base.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+	h.client = &base
+	return h, nil
+}
+
+// Close releases the idle connections of the fetcher's own transport. It does
+// nothing when HTTPConfig.Client was given.
+func (h *HTTPFetcher) Close() error {
+	if h.owned != nil {
+		h.owned.CloseIdleConnections()
+	}
+	return nil
+}
+
+// Fetch implements Fetcher: it returns FetchPage's links.
+func (h *HTTPFetcher) Fetch(ctx context.Context, rawURL string) ([]string, error) {
+	p, err := h.FetchPage(ctx, rawURL)
+	if err != nil {
+		return nil, err
+	}
+	return p.Links, nil
+}
+
+// FetchPage GETs rawURL (normalised first) and parses the links of a
+// text/html body. A 3xx with a Location yields that target as the only link;
+// other non-2xx statuses fail with *HTTPError.
+func (h *HTTPFetcher) FetchPage(ctx context.Context, rawURL string) (*Page, error) {
+	u, err := normalizeParse(rawURL)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := h.get(ctx, h.client, u.String())
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	page := &Page{URL: u.String(), StatusCode: resp.StatusCode}
+	switch {
+	case resp.StatusCode >= 300 && resp.StatusCode < 400:
+		if loc, err := resp.Location(); err == nil {
+			if link, err := normalizeURL(loc); err == nil {
+				page.Links = []string{link}
+			}
+		}
+		h.drain(resp.Body)
+		return page, nil
+	case resp.StatusCode < 200 || resp.StatusCode >= 300:
+		h.drain(resp.Body)
+		return nil, &HTTPError{URL: page.URL, StatusCode: resp.StatusCode, RetryAfter: retryAfter(resp)}
+	}
+
+	body := io.LimitReader(resp.Body, h.cfg.MaxBodyBytes)
+	head := make([]byte, 512)
+	n, err := io.ReadFull(body, head)
+	head = head[:n]
+	if err != nil && !errors.Is(err, io.EOF) && !errors.Is(err, io.ErrUnexpectedEOF) {
+		return nil, fmt.Errorf("crawler: read %s: %w", page.URL, err)
+	}
+	page.ContentType = mediaType(resp.Header.Get("Content-Type"), head)
+	counted := &countingReader{r: io.MultiReader(strings.NewReader(string(head)), body)}
+	if page.ContentType == "text/html" || page.ContentType == "application/xhtml+xml" {
+		page.Links, err = ExtractLinks(u, counted)
+		if err != nil {
+			return nil, fmt.Errorf("crawler: read %s: %w", page.URL, err)
+		}
+	}
+	if _, err := io.Copy(io.Discard, counted); err != nil {
+		return nil, fmt.Errorf("crawler: read %s: %w", page.URL, err)
+	}
+	if counted.n >= h.cfg.MaxBodyBytes {
+		// Peek one byte past the limit to tell "exactly MaxBodyBytes" from "more".
+		var one [1]byte
+		if n, _ := resp.Body.Read(one[:]); n > 0 {
+			page.Truncated = true
+		}
+	}
+	return page, nil
+}
+
+// FetchRobots implements RobotsFetcher. It follows redirects.
+func (h *HTTPFetcher) FetchRobots(ctx context.Context, robotsURL string) (int, []byte, error) {
+	resp, err := h.get(ctx, h.robots, robotsURL)
+	if err != nil {
+		return 0, nil, err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, h.cfg.MaxBodyBytes))
+	if err != nil {
+		return 0, nil, fmt.Errorf("crawler: read %s: %w", robotsURL, err)
+	}
+	h.drain(resp.Body)
+	return resp.StatusCode, body, nil
+}
+
+func (h *HTTPFetcher) get(ctx context.Context, client *http.Client, u string) (*http.Response, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, u, nil)
+	if err != nil {
+		return nil, fmt.Errorf("%w: %v", ErrUnsupportedURL, err)
+	}
+	req.Header.Set("User-Agent", h.cfg.UserAgent)
+	req.Header.Set("Accept", "text/html,application/xhtml+xml;q=0.9,*/*;q=0.5")
+	return client.Do(req)
+}
+
+// drain reads what is left of a body, up to the size limit, so that the
+// connection can be reused.
+func (h *HTTPFetcher) drain(r io.Reader) {
+	_, _ = io.Copy(io.Discard, io.LimitReader(r, h.cfg.MaxBodyBytes))
+}
+
+func normalizeParse(raw string) (*url.URL, error) {
+	n, err := Normalize(raw)
+	if err != nil {
+		return nil, err
+	}
+	return url.Parse(n)
+}
+
+// mediaType returns the media type from a Content-Type header, sniffing the
+// body's first bytes when the header is missing or unparseable.
+func mediaType(header string, head []byte) string {
+	if header != "" {
+		if mt, _, err := mime.ParseMediaType(header); err == nil {
+			return mt
+		}
+	}
+	mt, _, _ := mime.ParseMediaType(http.DetectContentType(head))
+	return mt
+}
+
+func retryAfter(resp *http.Response) time.Duration {
+	var secs int
+	if _, err := fmt.Sscanf(resp.Header.Get("Retry-After"), "%d", &secs); err == nil && secs > 0 {
+		return time.Duration(secs) * time.Second
+	}
+	return 0
+}
+
+type countingReader struct {
+	r io.Reader
+	n int64
+}
+
+func (c *countingReader) Read(p []byte) (int, error) {
+	n, err := c.r.Read(p)
+	c.n += int64(n)
+	return n, err
+}

@@ -1,0 +1,170 @@
+package crawler
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+)
+
+func newHTTPFetcher(t *testing.T, cfg *HTTPConfig) *HTTPFetcher {
+	t.Helper()
+	h, err := NewHTTPFetcher(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { h.Close() })
+	return h
+}
+
+func TestHTTPFetcher(t *testing.T) {
+	big := `<a href="/first">` + strings.Repeat("x", 64<<10) + `<a href="/last">`
+	mux := http.NewServeMux()
+	mux.HandleFunc("/html", func(w http.ResponseWriter, r *http.Request) {
+		if ua := r.Header.Get("User-Agent"); ua != DefaultUserAgent {
+			http.Error(w, "bad agent "+ua, http.StatusBadRequest)
+			return
+		}
+		w.Header().Set("Content-Type", "text/html; charset=utf-8")
+		fmt.Fprint(w, `<a href="a/b.html#x">1</a><a href="../up">2</a><a href="mailto:x@y">3</a>`)
+	})
+	mux.HandleFunc("/text", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain")
+		fmt.Fprint(w, `<a href="/nope">not html</a>`)
+	})
+	mux.HandleFunc("/sniffed", func(w http.ResponseWriter, r *http.Request) {
+		w.Header()["Content-Type"] = nil // no header: the fetcher sniffs
+		fmt.Fprint(w, `<!DOCTYPE html><html><a href="/found">x</a></html>`)
+	})
+	mux.HandleFunc("/big", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/html")
+		fmt.Fprint(w, big)
+	})
+	mux.HandleFunc("/redirect", func(w http.ResponseWriter, r *http.Request) {
+		http.Redirect(w, r, "/html", http.StatusFound)
+	})
+	for _, code := range []int{400, 403, 404, 410, 429, 500, 502, 503} {
+		mux.HandleFunc(fmt.Sprintf("/status/%d", code), func(w http.ResponseWriter, r *http.Request) {
+			if code == 429 {
+				w.Header().Set("Retry-After", "7")
+			}
+			http.Error(w, "no", code)
+		})
+	}
+	srv := httptest.NewServer(mux)
+	defer srv.Close()
+	h := newHTTPFetcher(t, &HTTPConfig{MaxBodyBytes: 32 << 10})
+
+	tests := []struct {
+		path      string
+		want      []string
+		status    int // for an *HTTPError
+		retryable bool
+		truncated bool
+	}{
+		{path: "/html", want: []string{srv.URL + "/a/b.html", srv.URL + "/up"}},
+		{path: "/text", want: nil},
+		{path: "/sniffed", want: []string{srv.URL + "/found"}},
+		{path: "/big", want: []string{srv.URL + "/first"}, truncated: true},
+		{path: "/redirect", want: []string{srv.URL + "/html"}},
+		{path: "/status/400", status: 400},
+		{path: "/status/403", status: 403},
+		{path: "/status/404", status: 404},
+		{path: "/status/410", status: 410},
+		{path: "/status/429", status: 429, retryable: true},
+		{path: "/status/500", status: 500, retryable: true},
+		{path: "/status/502", status: 502, retryable: true},
+		{path: "/status/503", status: 503, retryable: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.path, func(t *testing.T) {
+			page, err := h.FetchPage(context.Background(), srv.URL+tt.path)
+			if tt.status != 0 {
+				var he *HTTPError
+				if !errors.As(err, &he) || he.StatusCode != tt.status {
+					t.Fatalf("err = %v, want HTTPError %d", err, tt.status)
+				}
+				if he.Retryable() != tt.retryable || Retryable(err) != tt.retryable {
+					t.Errorf("Retryable = %v/%v, want %v", he.Retryable(), Retryable(err), tt.retryable)
+				}
+				if tt.status == 429 && he.RetryAfter != 7*time.Second {
+					t.Errorf("RetryAfter = %v, want 7s", he.RetryAfter)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !slices.Equal(page.Links, tt.want) {
+				t.Errorf("links = %q, want %q", page.Links, tt.want)
+			}
+			if page.Truncated != tt.truncated {
+				t.Errorf("Truncated = %v, want %v", page.Truncated, tt.truncated)
+			}
+		})
+	}
+}
+
+func TestHTTPFetcherNetworkErrorRetryable(t *testing.T) {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := ln.Addr().String()
+	ln.Close() // nothing listens there now: connection refused
+	h := newHTTPFetcher(t, nil)
+	_, err = h.Fetch(context.Background(), "http://"+addr+"/")
+	if err == nil || !Retryable(err) {
+		t.Errorf("err = %v, Retryable = %v; want a retryable error", err, Retryable(err))
+	}
+}
+
+func TestHTTPFetcherTimeout(t *testing.T) {
+	release := make(chan struct{})
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		select {
+		case <-release:
+		case <-r.Context().Done():
+		}
+	}))
+	defer srv.Close()
+	defer close(release)
+	h := newHTTPFetcher(t, &HTTPConfig{Timeout: 50 * time.Millisecond})
+	start := time.Now()
+	_, err := h.Fetch(context.Background(), srv.URL)
+	if err == nil || !Retryable(err) {
+		t.Errorf("err = %v, want a retryable timeout", err)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("timeout took %v", d)
+	}
+
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if _, err := h.Fetch(ctx, srv.URL); !errors.Is(err, context.Canceled) || Retryable(err) {
+		t.Errorf("cancelled fetch: err = %v, Retryable %v", err, Retryable(err))
+	}
+}
+
+func TestHTTPConfigValidate(t *testing.T) {
+	for _, cfg := range []*HTTPConfig{
+		{Timeout: -1}, {MaxBodyBytes: -5},
+	} {
+		if _, err := NewHTTPFetcher(cfg); err == nil {
+			t.Errorf("NewHTTPFetcher(%+v) succeeded", *cfg)
+		}
+	}
+	if _, err := NewHTTPFetcher(nil); err != nil {
+		t.Errorf("NewHTTPFetcher(nil): %v", err)
+	}
+	h := newHTTPFetcher(t, nil)
+	if _, err := h.Fetch(context.Background(), "ftp://example.com/"); !errors.Is(err, ErrUnsupportedURL) {
+		t.Errorf("ftp fetch: err = %v", err)
+	}
+}

@@ -1,0 +1,134 @@
+package crawler
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"strings"
+)
+
+// ErrUnsupportedURL is wrapped by the errors Normalize returns for URLs the
+// crawler does not follow: relative, not http(s), or without a host.
+var ErrUnsupportedURL = errors.New("crawler: unsupported URL")
+
+// Normalize returns the canonical form of an absolute http or https URL, the
+// form in which the crawler compares URLs: the scheme and host are lower-cased,
+// a default port (:80 for http, :443 for https) is removed, "." and ".."
+// path segments are resolved, an empty path becomes "/", and the fragment is
+// dropped. Percent-encoding and the query are kept as they are. Normalize is
+// idempotent: Normalize of its own output returns that output unchanged.
+func Normalize(raw string) (string, error) {
+	u, err := url.Parse(strings.TrimSpace(raw))
+	if err != nil {
+		return "", fmt.Errorf("%w: %v", ErrUnsupportedURL, err)
+	}
+	return normalizeURL(u)
+}
+
+func normalizeURL(u *url.URL) (string, error) {
+	scheme := strings.ToLower(u.Scheme)
+	if scheme != "http" && scheme != "https" {
+		return "", fmt.Errorf("%w: scheme %q", ErrUnsupportedURL, u.Scheme)
+	}
+	if u.Opaque != "" {
+		return "", fmt.Errorf("%w: opaque %s URL", ErrUnsupportedURL, scheme)
+	}
+	host, err := normalizeHost(scheme, u.Host)
+	if err != nil {
+		return "", err
+	}
+	var b strings.Builder
+	b.WriteString(scheme)
+	b.WriteString("://")
+	if u.User != nil {
+		b.WriteString(u.User.String())
+		b.WriteByte('@')
+	}
+	b.WriteString(host)
+	b.WriteString(removeDotSegments(u.EscapedPath()))
+	if u.RawQuery != "" || u.ForceQuery {
+		b.WriteByte('?')
+		b.WriteString(u.RawQuery)
+	}
+	return b.String(), nil
+}
+
+func normalizeHost(scheme, hostport string) (string, error) {
+	hostport = strings.ToLower(hostport)
+	host, port := hostport, ""
+	if i := strings.LastIndexByte(hostport, ':'); i >= 0 && !strings.Contains(hostport[i:], "]") {
+		host, port = hostport[:i], hostport[i+1:]
+	}
+	if host == "" {
+		return "", fmt.Errorf("%w: no host", ErrUnsupportedURL)
+	}
+	if !validHost(host) {
+		return "", fmt.Errorf("%w: invalid host %q", ErrUnsupportedURL, host)
+	}
+	for _, r := range port {
+		if r < '0' || r > '9' {
+			return "", fmt.Errorf("%w: invalid port %q", ErrUnsupportedURL, port)
+		}
+	}
+	if port == "" || (scheme == "http" && port == "80") || (scheme == "https" && port == "443") {
+		return host, nil
+	}
+	return net.JoinHostPort(strings.Trim(host, "[]"), port), nil
+}
+
+// validHost accepts a lower-case host name, IPv4 address or bracketed IPv6
+// address: letters, digits, '-', '.' and '_', or hex digits, ':' and '.'
+// inside brackets.
+func validHost(host string) bool {
+	allowed := "abcdefghijklmnopqrstuvwxyz0123456789-._"
+	if strings.HasPrefix(host, "[") {
+		if len(host) < 4 || !strings.HasSuffix(host, "]") {
+			return false
+		}
+		host, allowed = host[1:len(host)-1], "0123456789abcdef:."
+		if !strings.Contains(host, ":") {
+			return false
+		}
+	}
+	for _, r := range host {
+		if !strings.ContainsRune(allowed, r) {
+			return false
+		}
+	}
+	return true
+}
+
+// removeDotSegments resolves "." and ".." segments of an absolute path as in
+// RFC 3986 section 5.2.4, keeping a trailing slash. ".." never climbs above
+// the root. The empty path becomes "/".
+func removeDotSegments(p string) string {
+	if p == "" {
+		return "/"
+	}
+	segs := strings.Split(p, "/")
+	out := make([]string, 0, len(segs))
+	for i, s := range segs {
+		last := i == len(segs)-1
+		switch s {
+		case ".":
+			if last {
+				out = append(out, "")
+			}
+		case "..":
+			if len(out) > 1 {
+				out = out[:len(out)-1]
+			}
+			if last {
+				out = append(out, "")
+			}
+		default:
+			out = append(out, s)
+		}
+	}
+	r := strings.Join(out, "/")
+	if !strings.HasPrefix(r, "/") {
+		r = "/" + r
+	}
+	return r
+}

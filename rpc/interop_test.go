@@ -1,0 +1,101 @@
+package rpc
+
+import (
+	"context"
+	"errors"
+	"net"
+	stdrpc "net/rpc"
+	"testing"
+)
+
+// A stock net/rpc client calls our server.
+func TestInteropStockClient(t *testing.T) {
+	_, _, addr, _ := startServer(t)
+	c, err := stdrpc.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+
+	var sum int
+	if err := c.Call("Arith.Add", Args{2, 3}, &sum); err != nil || sum != 5 {
+		t.Fatalf("Add = %d, %v", sum, err)
+	}
+	var diff int
+	if err := c.Call("Arith.Sub", Args{2, 3}, &diff); err != nil || diff != -1 {
+		t.Fatalf("Sub (lab-style) = %d, %v", diff, err)
+	}
+	var q Quotient
+	err = c.Call("Arith.Divide", Args{1, 0}, &q)
+	if se, ok := err.(stdrpc.ServerError); !ok || string(se) != "divide by zero" {
+		t.Fatalf("Divide: err = %#v, want net/rpc ServerError", err)
+	}
+	err = c.Call("Arith.Missing", Args{}, &q)
+	if _, ok := err.(stdrpc.ServerError); !ok {
+		t.Fatalf("missing method: err = %#v, want ServerError", err)
+	}
+	// Concurrent async calls on one stock client.
+	calls := make([]*stdrpc.Call, 50)
+	replies := make([]int, 50)
+	for i := range calls {
+		calls[i] = c.Go("Arith.Mul", &Args{i, 2}, &replies[i], nil)
+	}
+	for i, call := range calls {
+		<-call.Done
+		if call.Error != nil || replies[i] != 2*i {
+			t.Fatalf("Mul %d = %d, %v", i, replies[i], call.Error)
+		}
+	}
+}
+
+// Our client calls a stock net/rpc server.
+func TestInteropStockServer(t *testing.T) {
+	srv := stdrpc.NewServer()
+	if err := srv.Register(new(StdArith)); err != nil {
+		t.Fatal(err)
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		for {
+			conn, err := l.Accept()
+			if err != nil {
+				return
+			}
+			srv.ServeConn(conn) // one connection at a time is enough here
+		}
+	}()
+	defer func() { l.Close(); <-done }()
+
+	c := dial(t, l.Addr().String())
+	ctx := ctxT(t)
+	var sum int
+	if err := c.Call(ctx, "StdArith.Add", Args{20, 22}, &sum); err != nil || sum != 42 {
+		t.Fatalf("Add = %d, %v", sum, err)
+	}
+	err = c.Call(ctx, "StdArith.Fail", Args{}, &sum)
+	if !errors.Is(err, ErrApplication) || err.Error() != "nope" {
+		t.Fatalf("Fail: err = %v, want application error 'nope'", err)
+	}
+	// At-most-once needs the server's table: a stock server gets a clear,
+	// not-executed error rather than silent at-least-once behaviour.
+	err = c.Call(ctx, "StdArith.Add", Args{1, 1}, &sum, WithSemantics(atMostOnce()))
+	if err == nil || !errors.Is(err, ErrNotExecuted) {
+		t.Fatalf("at-most-once to stock server: err = %v, want not executed", err)
+	}
+	c.Close()
+	_ = context.Background()
+}
+
+type StdArith int
+
+func (t *StdArith) Add(args Args, reply *int) error {
+	*reply = args.A + args.B
+	return nil
+}
+
+func (t *StdArith) Fail(args Args, reply *int) error { return errors.New("nope") }
