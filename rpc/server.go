@@ -100,8 +100,9 @@ func (s *Server) Table() *semantics.Table { return s.table }
 //
 //	func (t *T) Method(args A, reply *R) error
 //
-// or like the classic lab network's, with no result. Other methods are
-// skipped; a receiver with none is an error.
+// or like the classic lab network's, with no result, and may take a
+// context.Context first (it ends when the connection closes or the server
+// shuts down). Other methods are skipped; a receiver with none is an error.
 func (s *Server) Register(rcvr any) error { return s.register(rcvr, "", false) }
 
 // RegisterName is like Register but uses name for the service.
@@ -205,7 +206,7 @@ func (s *Server) execute(ctx context.Context, m *methodType, h *semantics.Header
 // dedup applies the at-most-once table when the request carries a header.
 func (s *Server) dedup(ctx context.Context, m *methodType, h *semantics.Header, argv reflect.Value) (any, error) {
 	if h == nil {
-		return s.invoke(m, argv)
+		return s.invoke(ctx, m, argv)
 	}
 	tk, err := s.table.Begin(ctx, *h)
 	if err != nil {
@@ -215,14 +216,14 @@ func (s *Server) dedup(ctx context.Context, m *methodType, h *semantics.Header, 
 		out := tk.Cached()
 		return out.Reply, out.Err
 	}
-	reply, err := s.invoke(m, argv)
+	reply, err := s.invoke(ctx, m, argv)
 	s.table.Finish(tk, semantics.Outcome{Reply: reply, Err: err})
 	return reply, err
 }
 
 // invoke calls the method. A panic in the method becomes an application
 // error and a log line; the server keeps serving.
-func (s *Server) invoke(m *methodType, argv reflect.Value) (reply any, err error) {
+func (s *Server) invoke(ctx context.Context, m *methodType, argv reflect.Value) (reply any, err error) {
 	replyv := m.newReply()
 	start := time.Now()
 	defer func() {
@@ -232,7 +233,12 @@ func (s *Server) invoke(m *methodType, argv reflect.Value) (reply any, err error
 		}
 		m.record(time.Since(start), err != nil)
 	}()
-	out := m.fn.Call([]reflect.Value{m.rcvr, argv, replyv})
+	var out []reflect.Value
+	if m.hasCtx {
+		out = m.fn.Call([]reflect.Value{m.rcvr, reflect.ValueOf(ctx), argv, replyv})
+	} else {
+		out = m.fn.Call([]reflect.Value{m.rcvr, argv, replyv})
+	}
 	if m.hasError {
 		if e := out[0].Interface(); e != nil {
 			return replyv.Interface(), ServerError(e.(error).Error())

@@ -1,6 +1,7 @@
 package rpc
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"reflect"
@@ -9,7 +10,10 @@ import (
 	"time"
 )
 
-var typeOfError = reflect.TypeOf((*error)(nil)).Elem()
+var (
+	typeOfError   = reflect.TypeOf((*error)(nil)).Elem()
+	typeOfContext = reflect.TypeOf((*context.Context)(nil)).Elem()
+)
 
 // methodType is one registered method.
 type methodType struct {
@@ -19,6 +23,7 @@ type methodType struct {
 	argType   reflect.Type
 	replyType reflect.Type // always a pointer type
 	hasError  bool         // net/rpc style; false for lab-style handlers
+	hasCtx    bool         // takes a context.Context first
 
 	calls    atomic.Uint64
 	errors   atomic.Uint64
@@ -63,7 +68,8 @@ type service struct {
 
 // suitableMethods returns the methods of typ that follow net/rpc's shape
 // (two arguments, the second a pointer, an error result) or the lab shape
-// (the same with no result). Other methods are skipped.
+// (the same with no result), optionally with a context.Context before the
+// arguments. Other methods are skipped.
 func suitableMethods(name string, rcvr reflect.Value) map[string]*methodType {
 	typ := rcvr.Type()
 	methods := make(map[string]*methodType)
@@ -73,7 +79,12 @@ func suitableMethods(name string, rcvr reflect.Value) map[string]*methodType {
 			continue
 		}
 		mt := method.Type
-		if mt.NumIn() != 3 || mt.In(2).Kind() != reflect.Pointer {
+		first := 1 // index of args among the inputs (0 is the receiver)
+		hasCtx := mt.NumIn() == 4 && mt.In(1) == typeOfContext
+		if hasCtx {
+			first = 2
+		}
+		if mt.NumIn() != first+2 || mt.In(first+1).Kind() != reflect.Pointer {
 			continue
 		}
 		hasError := false
@@ -91,9 +102,10 @@ func suitableMethods(name string, rcvr reflect.Value) map[string]*methodType {
 			name:      name + "." + method.Name,
 			fn:        method.Func,
 			rcvr:      rcvr,
-			argType:   mt.In(1),
-			replyType: mt.In(2),
+			argType:   mt.In(first),
+			replyType: mt.In(first + 1),
 			hasError:  hasError,
+			hasCtx:    hasCtx,
 		}
 	}
 	return methods

@@ -19,11 +19,11 @@ import (
 // tcpTransport is the Transport behind Dial: net/rpc's gob wire over one
 // connection at a time, redialled on demand after the connection is lost.
 type tcpTransport struct {
-	addr          string // for messages
-	dial          func(ctx context.Context) (net.Conn, error)
-	maxMsg        int
-	redialMin     time.Duration
-	redialMax     time.Duration
+	addr      string // for messages
+	dial      func(ctx context.Context) (net.Conn, error)
+	maxMsg    int
+	redialMin time.Duration
+	redialMax time.Duration
 
 	mu       sync.Mutex // protects following
 	cur      *tcpConn

@@ -1,0 +1,86 @@
+// Package semantics is semrpc's failure-semantics layer: what a call
+// promises when networks drop requests and replies, servers crash and
+// clients retry. It is pure logic, with no sockets and injectable clocks;
+// package rpc drives it for every call and every request.
+//
+// # Failure classes
+//
+// Every failed attempt of a call is exactly one Class, found with ClassOf
+// (errors.Is on the attempt's error finds the class sentinel):
+//
+//	ClassNotSent        ErrNotSent: the request never reached the server (dial
+//	                    refused, connection down before the write). Safe to retry
+//	                    under every policy.
+//	ClassMaybeExecuted  ErrMaybeExecuted: sent, no reply (timeout, connection lost
+//	                    after the write, reply dropped). The method may have run.
+//	ClassApplication    ErrApplication: the method ran and returned an error. That
+//	                    error is the call's answer; it is never retried.
+//	ClassRejected       the server refused the request before running the method
+//	                    (ErrStale, ErrSessionExpired, ErrEpochMismatch,
+//	                    ErrNotDurable, ErrBadHeader). Never retried as is.
+//
+// An error without a class is taken as maybe executed, the only safe
+// assumption. NotSent and MaybeExecuted wrap a transport error with its class.
+//
+// # Policies
+//
+// A Policy says how a call is attempted; Runner.Run carries it out.
+//
+//	NoRetry      exactly one attempt: the method runs zero or one time.
+//	AtLeastOnce  retries not-sent and maybe-executed attempts with exponential
+//	             backoff and jitter (one backoff per call; 10ms doubling up to
+//	             1s, ±50%), at most MaxAttempts times in all (default 5), while
+//	             the context lasts and the Runner's retry Budget allows. If it
+//	             returns nil the method ran one or more times: use it for
+//	             idempotent methods.
+//	AtMostOnce   every attempt of a call carries the same Header (client id,
+//	             seq) from a Session; attempts are retried until the context
+//	             ends (or MaxAttempts, if set). The server's Table runs the
+//	             method at most once and answers every duplicate with the first
+//	             execution's reply. The retry budget does not apply: the dedup
+//	             table makes retries safe, and refusing one would only turn an
+//	             answer the caller waits for into a may-have-executed error.
+//	ExactlyOnce  AtMostOnce against a server whose completion records are
+//	             durable and committed atomically with the service's state, so
+//	             the guarantee survives server crashes; a server without them
+//	             refuses the call with ErrNotDurable.
+//
+// Run returns nil on success (a true nil), an application error unchanged,
+// and otherwise a *GiveUpError. Its Verdict tells the caller what is known
+// about the call: ErrMaybeExecuted if any attempt may have executed, else
+// ErrNotExecuted, meaning the method definitely did not run. Exactly one of
+// errors.Is(err, ErrMaybeExecuted) and errors.Is(err, ErrNotExecuted) holds,
+// provided no attempt's error itself wraps ErrNotExecuted. The error also
+// lists every attempt's error in order (errors.Is finds each), then the
+// context's error if the context ended the call, or ErrBudgetExhausted if
+// the retry budget refused a retry. Nothing is ever silently re-executed.
+//
+// # Sessions and the dedup table
+//
+// A client's at-most-once calls share a Session: a random ClientID, the
+// server epoch it was opened against, and a sequence number per call.
+// Session.Begin assigns the next seq and returns the Header; every retry of
+// the call, over any connection, sends Session.Retry(seq), the same client
+// and seq; Session.End(seq) ends the call, replied or given up. Each header's
+// Ack is the first seq that has not ended, so the server may free every
+// reply below it. Begin waits while window (default 64) seqs from the first
+// incomplete one are in use, which bounds the replies the server keeps for
+// the session.
+//
+// The server's Table admits each request by its header:
+//
+//	NEW        first sight of (client, seq): the method runs and its outcome
+//	           is recorded until the client acknowledges it;
+//	DONE       completed earlier: the recorded reply (or application error) is
+//	           the answer, and nothing runs;
+//	IN FLIGHT  the original is still running: the duplicate waits for it;
+//	STALE      seq is below an ack the client already sent: ErrStale, never
+//	           re-run (a late duplicate of a call the client has given up on);
+//	unknown    a session the table does not know whose ack is past 1, having
+//	           been idle longer than the lease: ErrSessionExpired;
+//	epoch      a header opened against another server epoch, so the server
+//	           restarted and lost its table: ErrEpochMismatch.
+//
+// The last three are rejections: the method did not run for that attempt,
+// but an earlier attempt may have, which the verdict reports.
+package semantics

@@ -1,0 +1,246 @@
+package semantics
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+)
+
+func mustBegin(t *testing.T, s *Session) Header {
+	t.Helper()
+	h, err := s.Begin(context.Background())
+	if err != nil {
+		t.Fatalf("Begin() = %v", err)
+	}
+	if !h.Valid() {
+		t.Fatalf("Begin() = %v, not a valid header", h)
+	}
+	return h
+}
+
+func TestSessionHeaders(t *testing.T) {
+	s := NewSession(42, 0)
+	if s.ID().IsZero() {
+		t.Fatal("ID() is zero")
+	}
+	if NewSession(42, 0).ID() == s.ID() {
+		t.Error("two sessions share an id")
+	}
+	if s.Epoch() != 42 || s.Window() != DefaultWindow {
+		t.Errorf("Epoch() = %d, Window() = %d; want 42, %d", s.Epoch(), s.Window(), DefaultWindow)
+	}
+	for seq := uint64(1); seq <= 3; seq++ {
+		h := mustBegin(t, s)
+		want := Header{Client: s.ID(), Seq: seq, Ack: 1, Epoch: 42}
+		if h != want {
+			t.Errorf("Begin() = %v, want %v", h, want)
+		}
+	}
+	s.End(1)
+	if h, want := s.Retry(3), (Header{Client: s.ID(), Seq: 3, Ack: 2, Epoch: 42}); h != want {
+		t.Errorf("Retry(3) = %v, want %v (same seq, advanced ack)", h, want)
+	}
+	if h := mustBegin(t, s); h.Seq != 4 || h.Ack != 2 {
+		t.Errorf("Begin() = %v, want seq 4 ack 2", h)
+	}
+}
+
+// Ack is the smallest seq not yet ended, whatever order calls end in.
+func TestSessionAckOutOfOrder(t *testing.T) {
+	s := NewSession(1, 8)
+	for i := 0; i < 5; i++ {
+		mustBegin(t, s)
+	}
+	steps := []struct {
+		end         uint64
+		ack         uint64
+		outstanding int
+	}{
+		{3, 1, 4},
+		{1, 2, 3},
+		{2, 4, 2},
+		{5, 4, 1},
+		{4, 6, 0},
+		{4, 6, 0}, // a second End does nothing
+		{9, 6, 0}, // so does ending a seq never begun
+	}
+	for _, st := range steps {
+		s.End(st.end)
+		if got := s.Ack(); got != st.ack {
+			t.Errorf("after End(%d): Ack() = %d, want %d", st.end, got, st.ack)
+		}
+		if got := s.Outstanding(); got != st.outstanding {
+			t.Errorf("after End(%d): Outstanding() = %d, want %d", st.end, got, st.outstanding)
+		}
+	}
+	if h := mustBegin(t, s); h.Seq != 6 || h.Ack != 6 {
+		t.Errorf("Begin() = %v, want seq 6 ack 6", h)
+	}
+}
+
+// The ring of ended flags is reused: ending out of order across many
+// laps of a small window must keep the ack exact.
+func TestSessionWindowWraps(t *testing.T) {
+	const window = 3
+	s := NewSession(1, window)
+	for lap := uint64(0); lap < 20; lap++ {
+		base := lap*window + 1
+		for i := 0; i < window; i++ {
+			if h := mustBegin(t, s); h.Seq != base+uint64(i) || h.Ack != base {
+				t.Fatalf("lap %d: Begin() = %v, want seq %d ack %d", lap, h, base+uint64(i), base)
+			}
+		}
+		s.End(base + 2)
+		s.End(base + 1)
+		if s.Ack() != base {
+			t.Fatalf("lap %d: Ack() = %d, want %d", lap, s.Ack(), base)
+		}
+		s.End(base)
+		if s.Ack() != base+window {
+			t.Fatalf("lap %d: Ack() = %d, want %d", lap, s.Ack(), base+window)
+		}
+	}
+}
+
+func TestSessionWindowBlocks(t *testing.T) {
+	s := NewSession(1, 2)
+	mustBegin(t, s)
+	mustBegin(t, s)
+
+	got := make(chan Header, 1)
+	go func() {
+		h, err := s.Begin(context.Background())
+		if err != nil {
+			t.Error(err)
+		}
+		got <- h
+	}()
+	blocked := func(why string) {
+		select {
+		case h := <-got:
+			t.Fatalf("Begin() = %v returned %s", h, why)
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+	blocked("with the window full")
+	// Seq 2 is done but seq 1 is not: the window spans 1..2 still.
+	s.End(2)
+	blocked("while the first call of the window is outstanding")
+	s.End(1)
+	select {
+	case h := <-got:
+		if h.Seq != 3 || h.Ack != 3 {
+			t.Errorf("Begin() = %v, want seq 3 ack 3", h)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("deadlock: Begin did not wake when the window opened")
+	}
+}
+
+func TestSessionBeginCanceled(t *testing.T) {
+	s := NewSession(1, 1)
+	mustBegin(t, s)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		_, err := s.Begin(ctx)
+		done <- err
+	}()
+	cancel()
+	select {
+	case err := <-done:
+		if !errors.Is(err, context.Canceled) || ClassOf(err) != ClassNotSent {
+			t.Errorf("Begin() = %v, want a not-sent error wrapping context.Canceled", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("deadlock: Begin ignored its context")
+	}
+	if s.Outstanding() != 1 {
+		t.Errorf("Outstanding() = %d, want 1: a canceled Begin takes no seq", s.Outstanding())
+	}
+	s.End(1)
+	if h := mustBegin(t, s); h.Seq != 2 {
+		t.Errorf("Begin() = %v, want seq 2", h)
+	}
+}
+
+func TestSessionConcurrent(t *testing.T) {
+	const (
+		workers = 16
+		calls   = 500
+		window  = 8
+	)
+	s := NewSession(7, window)
+	seen := make([][]uint64, workers)
+	var wg sync.WaitGroup
+	for w := 0; w < workers; w++ {
+		wg.Add(1)
+		go func(w int) {
+			defer wg.Done()
+			for i := 0; i < calls; i++ {
+				h, err := s.Begin(context.Background())
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				if !h.Valid() || h.Seq-h.Ack >= window {
+					t.Errorf("Begin() = %v: invalid or outside the window", h)
+				}
+				if r := s.Retry(h.Seq); r.Seq != h.Seq || r.Ack < h.Ack || r.Ack > h.Seq {
+					t.Errorf("Retry(%d) = %v after Begin() = %v", h.Seq, r, h)
+				}
+				if n := s.Outstanding(); n < 1 || n > window {
+					t.Errorf("Outstanding() = %d, want 1..%d", n, window)
+				}
+				seen[w] = append(seen[w], h.Seq)
+				s.End(h.Seq)
+			}
+		}(w)
+	}
+	wg.Wait()
+	unique := make(map[uint64]bool)
+	for _, seqs := range seen {
+		for _, seq := range seqs {
+			if unique[seq] {
+				t.Fatalf("seq %d assigned twice", seq)
+			}
+			unique[seq] = true
+		}
+	}
+	if len(unique) != workers*calls {
+		t.Errorf("%d seqs assigned, want %d", len(unique), workers*calls)
+	}
+	if s.Outstanding() != 0 || s.Ack() != workers*calls+1 {
+		t.Errorf("Outstanding() = %d, Ack() = %d; want 0, %d", s.Outstanding(), s.Ack(), workers*calls+1)
+	}
+}
+
+func BenchmarkSessionBeginEnd(b *testing.B) {
+	ctx := context.Background()
+	b.Run("serial", func(b *testing.B) {
+		s := NewSession(1, 0)
+		b.ReportAllocs()
+		for i := 0; i < b.N; i++ {
+			h, err := s.Begin(ctx)
+			if err != nil {
+				b.Fatal(err)
+			}
+			s.End(h.Seq)
+		}
+	})
+	b.Run("parallel", func(b *testing.B) {
+		s := NewSession(1, 0)
+		b.ReportAllocs()
+		b.RunParallel(func(pb *testing.PB) {
+			for pb.Next() {
+				h, err := s.Begin(ctx)
+				if err != nil {
+					b.Fatal(err)
+				}
+				s.End(h.Seq)
+			}
+		})
+	})
+}

@@ -1,0 +1,513 @@
+package semantics
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+)
+
+// Table defaults.
+const (
+	// DefaultLease is how long an idle session survives in a Table. It must
+	// exceed any client's retry window, or a late retry of an executed call
+	// could find its session gone.
+	DefaultLease = 10 * time.Minute
+
+	// DefaultMaxCalls is how many records (running or completed but not yet
+	// acknowledged) one session may hold.
+	DefaultMaxCalls = 1024
+)
+
+// ErrWindowExceeded: the client has more unacknowledged calls outstanding
+// than the table keeps per session. The request is refused and its method is
+// not run. It wraps ErrBadHeader, since a well-behaved client never exceeds
+// its window, so errors.Is(err, ErrBadHeader) holds too and ClassOf reports
+// it as rejected.
+var ErrWindowExceeded = fmt.Errorf("semrpc: too many unacknowledged calls in one session: %w", ErrBadHeader)
+
+// errAborted is what waiters see when Abort is given a nil error.
+var errAborted = errors.New("semantics: original attempt aborted before its method ran")
+
+// Outcome is what the first execution of a call produced.
+type Outcome struct {
+	Reply any   // the reply value (usually a pointer) as the method left it
+	Err   error // the method's own (application) error, or nil
+}
+
+// TableConfig configures a Table. The zero value, like a nil *TableConfig,
+// means the defaults.
+type TableConfig struct {
+	// Lease is how long a session may stay idle (no request, no call
+	// finishing) before the table forgets it. Default DefaultLease. It must
+	// exceed any client's retry window.
+	Lease time.Duration
+
+	// Now is the clock. Default time.Now. Tests inject a fake one.
+	Now func() time.Time
+
+	// Epoch is the server epoch that every header must carry. 0 means draw
+	// a random non-zero one (crypto/rand), which is right for a table that
+	// starts empty. A table rebuilt with Restore from durable records keeps
+	// the epoch those records were made under.
+	Epoch uint64
+
+	// MaxCalls caps the records one session may hold; a NEW call beyond it
+	// fails with ErrWindowExceeded. Default DefaultMaxCalls.
+	MaxCalls int
+}
+
+// TableStats counts what a Table has done since it was made.
+type TableStats struct {
+	New            uint64 // NEW calls admitted for execution
+	Duplicates     uint64 // duplicates answered at once from a completed record
+	InFlightWaits  uint64 // duplicates that arrived while the original was running and waited for it
+	Stale          uint64 // ErrStale answers
+	Expired        uint64 // sessions dropped for being idle longer than the lease
+	EpochMismatch  uint64 // ErrEpochMismatch answers
+	Unknown        uint64 // ErrSessionExpired answers
+	BadHeader      uint64 // malformed headers refused (ErrBadHeader)
+	WindowExceeded uint64 // NEW calls refused by the per-session cap (ErrWindowExceeded)
+	Aborted        uint64 // NEW tickets given back with Abort
+	Restored       uint64 // completed records installed by Restore
+	Sessions       int    // live sessions now
+}
+
+// Table is the server half of at-most-once: it remembers, per client
+// session, the outcome of every call the client has not yet acknowledged,
+// so that a retried request is answered from the record instead of running
+// the method again.
+//
+// Each request's header (client, seq, ack) is admitted by Begin, which
+// classifies the call:
+//
+//	NEW       first time this (client, seq) is seen: the caller runs the
+//	          method and reports the Outcome with Finish (or gives the
+//	          ticket back with Abort if the method never ran);
+//	DONE      the call completed earlier: its first Outcome is returned,
+//	          application error included, and nothing runs;
+//	IN FLIGHT the original is running now: Begin waits for it (or for ctx)
+//	          and then answers as for DONE;
+//	STALE     seq is below the highest ack the client has sent: the record
+//	          is gone and the call is never re-run (ErrStale).
+//
+// A record moves NEW → running → DONE → freed (when an ack passes its seq);
+// Abort takes a running record back to nothing, so a retry runs as NEW.
+// Sessions that see no request for the lease are expired lazily, during
+// Begin, and never while a call of theirs is running. No goroutine is
+// involved: a Table is a plain struct, safe for concurrent use.
+type Table struct {
+	lease    int64 // nanoseconds
+	now      func() time.Time
+	base     time.Time // times are stored as int64 nanoseconds since base
+	epoch    uint64
+	maxCalls int
+
+	mu        sync.Mutex // protects the fields below and every session, record and waitList
+	sessions  map[ClientID]*serverSession
+	lastSweep int64
+	stats     TableStats
+}
+
+// serverSession is one client's state in the table. It is kept small
+// because a server may hold hundreds of thousands of them: the usual single
+// outstanding record lives inline, and the overflow map exists only while
+// more are outstanding.
+type serverSession struct {
+	ack  uint64                 // highest ack seen; every seq below it is freed
+	last int64                  // nanoseconds (table time) of the last activity
+	more map[uint64]*callRecord // records beyond the inline one; nil when empty
+	one  callRecord             // the inline record; state recEmpty when unused
+}
+
+// Record states.
+const (
+	recEmpty uint8 = iota
+	recRunning
+	recDone
+)
+
+// callRecord is one call's entry. A running record never moves or is reused
+// until its ticket is finished or aborted, so the ticket may point at it.
+type callRecord struct {
+	seq   uint64
+	out   Outcome   // valid in recDone
+	wait  *waitList // non-nil while duplicates wait on a running record
+	state uint8
+}
+
+// waitList is made when the first duplicate waits on a running record.
+// Finish or Abort fills it in and closes ch; waiters read out and err only
+// after ch is closed.
+type waitList struct {
+	ch  chan struct{}
+	out Outcome
+	err error // non-nil if the original was aborted
+}
+
+// Ticket is Begin's answer for an admitted request. If Run reports true the
+// holder must run the method and then call Table.Finish (or Table.Abort)
+// exactly once; otherwise Cached holds the answer.
+type Ticket struct {
+	run    bool
+	closed bool // Finish or Abort was called; protected by Table.mu
+	out    Outcome
+	sess   *serverSession
+	rec    *callRecord
+}
+
+// Run reports whether the caller must execute the method (a NEW call).
+func (tk *Ticket) Run() bool { return tk.run }
+
+// Cached returns the first execution's Outcome for a DONE or IN FLIGHT call.
+// For a NEW call it is the zero Outcome.
+func (tk *Ticket) Cached() Outcome { return tk.out }
+
+// NewTable returns an empty table. A nil cfg means the defaults.
+func NewTable(cfg *TableConfig) *Table {
+	var c TableConfig
+	if cfg != nil {
+		c = *cfg
+	}
+	if c.Lease <= 0 {
+		c.Lease = DefaultLease
+	}
+	if c.Now == nil {
+		c.Now = time.Now
+	}
+	if c.Epoch == 0 {
+		c.Epoch = randomEpoch()
+	}
+	if c.MaxCalls <= 0 {
+		c.MaxCalls = DefaultMaxCalls
+	}
+	return &Table{
+		lease:    int64(c.Lease),
+		now:      c.Now,
+		base:     c.Now(),
+		epoch:    c.Epoch,
+		maxCalls: c.MaxCalls,
+		sessions: make(map[ClientID]*serverSession),
+	}
+}
+
+func randomEpoch() uint64 {
+	var b [8]byte
+	for {
+		if _, err := rand.Read(b[:]); err != nil {
+			panic("semantics: crypto/rand: " + err.Error())
+		}
+		if e := binary.BigEndian.Uint64(b[:]); e != 0 {
+			return e
+		}
+	}
+}
+
+// Epoch returns the server epoch every header must carry.
+func (t *Table) Epoch() uint64 { return t.epoch }
+
+// nanos is the table's clock: nanoseconds since the table was made. Sub uses
+// the monotonic reading when the clock provides one.
+func (t *Table) nanos() int64 { return int64(t.now().Sub(t.base)) }
+
+// Begin admits one request carrying h; see the Table comment for the state
+// machine. The error, if any, means the method must not run for this
+// request: ErrBadHeader, ErrEpochMismatch, ErrSessionExpired, ErrStale or
+// ErrWindowExceeded (each found with errors.Is), an error wrapping
+// ctx.Err() if ctx ended while waiting for an in-flight original, or an
+// error wrapping Abort's error if the original was aborted meanwhile.
+func (t *Table) Begin(ctx context.Context, h Header) (*Ticket, error) {
+	if !h.Valid() {
+		t.mu.Lock()
+		t.stats.BadHeader++
+		t.mu.Unlock()
+		return nil, fmt.Errorf("semantics: %v: %w", h, ErrBadHeader)
+	}
+	if h.Epoch != t.epoch {
+		t.mu.Lock()
+		t.stats.EpochMismatch++
+		t.mu.Unlock()
+		return nil, fmt.Errorf("semantics: header epoch %x, server epoch %x: %w", h.Epoch, t.epoch, ErrEpochMismatch)
+	}
+	now := t.nanos()
+
+	t.mu.Lock()
+	if now-t.lastSweep >= t.lease/4 {
+		t.sweep(now)
+	}
+	s := t.sessions[h.Client]
+	if s != nil && t.idle(s, now) {
+		delete(t.sessions, h.Client)
+		t.stats.Expired++
+		s = nil
+	}
+	if s == nil {
+		if h.Ack > 1 {
+			t.stats.Unknown++
+			t.mu.Unlock()
+			return nil, fmt.Errorf("semantics: client %v (ack %d): %w", h.Client, h.Ack, ErrSessionExpired)
+		}
+		s = &serverSession{ack: 1}
+		t.sessions[h.Client] = s
+	}
+	s.last = now
+	s.advance(h.Ack)
+	if h.Seq < s.ack {
+		t.stats.Stale++
+		ack := s.ack
+		t.mu.Unlock()
+		return nil, fmt.Errorf("semantics: client %v seq %d < ack %d: %w", h.Client, h.Seq, ack, ErrStale)
+	}
+
+	rec := s.lookup(h.Seq)
+	switch {
+	case rec == nil:
+		if s.count() >= t.maxCalls {
+			t.stats.WindowExceeded++
+			t.mu.Unlock()
+			return nil, fmt.Errorf("semantics: client %v seq %d: more than %d calls: %w", h.Client, h.Seq, t.maxCalls, ErrWindowExceeded)
+		}
+		rec = s.insert(h.Seq)
+		rec.state = recRunning
+		t.stats.New++
+		t.mu.Unlock()
+		return &Ticket{run: true, sess: s, rec: rec}, nil
+	case rec.state == recDone:
+		t.stats.Duplicates++
+		out := rec.out
+		t.mu.Unlock()
+		return &Ticket{out: out}, nil
+	}
+
+	// IN FLIGHT: wait without holding the mutex.
+	w := rec.wait
+	if w == nil {
+		w = &waitList{ch: make(chan struct{})}
+		rec.wait = w
+	}
+	t.stats.InFlightWaits++
+	t.mu.Unlock()
+	select {
+	case <-w.ch:
+	case <-ctx.Done():
+		return nil, fmt.Errorf("semantics: waiting for in-flight client %v seq %d: %w", h.Client, h.Seq, ctx.Err())
+	}
+	if w.err != nil {
+		return nil, fmt.Errorf("semantics: in-flight client %v seq %d aborted: %w", h.Client, h.Seq, w.err)
+	}
+	return &Ticket{out: w.out}, nil
+}
+
+// Finish records the Outcome of a NEW ticket's execution and answers any
+// duplicates waiting for it. Later duplicates get out until the client
+// acknowledges the call. Finish on a ticket that is not NEW, or a second
+// Finish or Abort, does nothing.
+func (t *Table) Finish(tk *Ticket, out Outcome) {
+	if tk == nil || !tk.run {
+		return
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if tk.closed {
+		return
+	}
+	tk.closed = true
+	s, rec := tk.sess, tk.rec
+	if w := rec.wait; w != nil {
+		w.out = out
+		close(w.ch)
+		rec.wait = nil
+	}
+	s.last = t.nanos()
+	if rec.seq < s.ack {
+		// Acknowledged while it ran (the client gave up on it): nobody
+		// may ask for it again, so keep nothing.
+		s.remove(rec)
+		return
+	}
+	rec.out = out
+	rec.state = recDone
+}
+
+// Abort gives back a NEW ticket whose method never ran (for example, its
+// arguments could not be decoded). Duplicates waiting for it are released
+// with an error wrapping err, and a later retry of the same seq runs as NEW.
+// Abort on a ticket that is not NEW, or after Finish or Abort, does nothing.
+func (t *Table) Abort(tk *Ticket, err error) {
+	if tk == nil || !tk.run {
+		return
+	}
+	if err == nil {
+		err = errAborted
+	}
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if tk.closed {
+		return
+	}
+	tk.closed = true
+	t.stats.Aborted++
+	rec := tk.rec
+	if w := rec.wait; w != nil {
+		w.err = err
+		close(w.ch)
+		rec.wait = nil
+	}
+	tk.sess.remove(rec)
+}
+
+// Restore installs a completed record, as when a server rebuilds its table
+// from durable completion records after a restart. The session is created
+// if needed, whatever h.Ack says, and its ack advanced to h.Ack. h.Epoch is
+// not checked: the table's own epoch (set in TableConfig) is the one that
+// counts. A malformed header, a seq already acknowledged, or a seq the table
+// already holds is ignored. Restore is not limited by MaxCalls.
+func (t *Table) Restore(h Header, out Outcome) {
+	if !h.Valid() {
+		return
+	}
+	now := t.nanos()
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	s := t.sessions[h.Client]
+	if s == nil {
+		s = &serverSession{ack: 1}
+		t.sessions[h.Client] = s
+	}
+	s.last = now
+	s.advance(h.Ack)
+	if h.Seq < s.ack || s.lookup(h.Seq) != nil {
+		return
+	}
+	rec := s.insert(h.Seq)
+	rec.out = out
+	rec.state = recDone
+	t.stats.Restored++
+}
+
+// Forget drops the session of client id, as when the client closes it.
+// Calls of that session still running finish normally and answer their
+// waiters, but nothing is kept; a later request with Ack > 1 from that
+// client gets ErrSessionExpired.
+func (t *Table) Forget(id ClientID) {
+	t.mu.Lock()
+	delete(t.sessions, id)
+	t.mu.Unlock()
+}
+
+// Stats returns the table's counters.
+func (t *Table) Stats() TableStats {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	st := t.stats
+	st.Sessions = len(t.sessions)
+	return st
+}
+
+// Len returns the number of live sessions (expired ones not yet swept
+// included).
+func (t *Table) Len() int {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return len(t.sessions)
+}
+
+// idle reports whether s has outlived the lease at time now. A session with
+// a running call is never idle. t.mu must be held.
+func (t *Table) idle(s *serverSession, now int64) bool {
+	return now-s.last >= t.lease && !s.busy()
+}
+
+// sweep drops every idle session. Begin calls it at most once per quarter
+// lease, so its cost is amortised over the requests. t.mu must be held.
+func (t *Table) sweep(now int64) {
+	t.lastSweep = now
+	for id, s := range t.sessions {
+		if t.idle(s, now) {
+			delete(t.sessions, id)
+			t.stats.Expired++
+		}
+	}
+}
+
+// advance raises the session's ack to ack and frees the completed records
+// below it. Running records below it are freed by Finish.
+func (s *serverSession) advance(ack uint64) {
+	if ack <= s.ack {
+		return
+	}
+	s.ack = ack
+	if s.one.state == recDone && s.one.seq < ack {
+		s.one = callRecord{}
+	}
+	for seq, rec := range s.more {
+		if rec.state == recDone && seq < ack {
+			delete(s.more, seq)
+		}
+	}
+	if len(s.more) == 0 {
+		s.more = nil
+	}
+}
+
+// lookup returns the record of seq, or nil.
+func (s *serverSession) lookup(seq uint64) *callRecord {
+	if s.one.state != recEmpty && s.one.seq == seq {
+		return &s.one
+	}
+	return s.more[seq] // nil map reads are fine
+}
+
+// insert makes an empty record for seq, which must not be present.
+func (s *serverSession) insert(seq uint64) *callRecord {
+	if s.one.state == recEmpty {
+		s.one.seq = seq
+		return &s.one
+	}
+	if s.more == nil {
+		s.more = make(map[uint64]*callRecord)
+	}
+	rec := &callRecord{seq: seq}
+	s.more[seq] = rec
+	return rec
+}
+
+// remove frees rec, a running record of s (or of s before Forget or expiry).
+// Running records are never reused, so rec still names its own call.
+func (s *serverSession) remove(rec *callRecord) {
+	if rec == &s.one {
+		s.one = callRecord{}
+		return
+	}
+	if s.more[rec.seq] == rec {
+		delete(s.more, rec.seq)
+		if len(s.more) == 0 {
+			s.more = nil
+		}
+	}
+}
+
+// count returns how many records s holds.
+func (s *serverSession) count() int {
+	n := len(s.more)
+	if s.one.state != recEmpty {
+		n++
+	}
+	return n
+}
+
+// busy reports whether one of s's calls is running.
+func (s *serverSession) busy() bool {
+	if s.one.state == recRunning {
+		return true
+	}
+	for _, rec := range s.more {
+		if rec.state == recRunning {
+			return true
+		}
+	}
+	return false
+}
