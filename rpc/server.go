@@ -44,7 +44,8 @@ type Server struct {
 type ServerOption = Option
 
 // NewServer returns a server with no services. Options: WithMaxMessageSize,
-// WithServerInterceptor, WithTable, WithLogger, WithMaxConcurrentPerConn.
+// WithServerInterceptor, WithTable, WithDurableStore, WithLogger,
+// WithMaxConcurrentPerConn.
 func NewServer(opts ...Option) *Server {
 	o := defaultOptions()
 	for _, opt := range opts {
@@ -64,6 +65,7 @@ func NewServer(opts ...Option) *Server {
 	if s.table == nil {
 		s.table = semantics.NewTable(nil)
 	}
+	s.durable = s.table.Durable()
 	return s
 }
 
@@ -214,7 +216,13 @@ func (s *Server) dedup(ctx context.Context, m *methodType, h *semantics.Header, 
 	}
 	if !tk.Run() {
 		out := tk.Cached()
+		if s.durable {
+			return storedOutcome(m, out)
+		}
 		return out.Reply, out.Err
+	}
+	if s.durable {
+		return s.executeDurable(ctx, tk, m, h, argv)
 	}
 	reply, err := s.invoke(ctx, m, argv)
 	s.table.Finish(tk, semantics.Outcome{Reply: reply, Err: err})

@@ -9,6 +9,7 @@ import (
 	"net"
 	"reflect"
 	"sync"
+	"sync/atomic"
 
 	"github.com/semrpc/semrpc/semantics"
 )
@@ -19,6 +20,8 @@ type serverConn struct {
 	rwc    io.ReadWriteCloser
 	dec    *gob.Decoder
 	sem    chan struct{} // bounds calls running for this connection
+	work   chan task     // hands a request to an idle worker
+	nwork  atomic.Int32  // live workers
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup // running calls
@@ -41,6 +44,7 @@ func (s *Server) newConn(rwc io.ReadWriteCloser) *serverConn {
 		rwc:    rwc,
 		dec:    gob.NewDecoder(bufio.NewReader(newFrameLimiter(rwc, s.opts.maxMsg))),
 		sem:    make(chan struct{}, s.opts.maxConcurrent),
+		work:   make(chan task),
 		ctx:    ctx,
 		cancel: cancel,
 		w:      w,
@@ -124,18 +128,52 @@ func (c *serverConn) serve() {
 		case <-c.ctx.Done():
 			return
 		}
-		c.wg.Add(1)
-		go c.run(req, m, ptr, pass)
+		c.dispatch(task{req: req, m: m, ptr: ptr, pass: pass})
 	}
 }
 
-func (c *serverConn) run(req wireRequest, m *methodType, ptr any, pass reflect.Value) {
-	defer func() {
+// task is one decoded request waiting for a worker.
+type task struct {
+	req  wireRequest
+	m    *methodType
+	ptr  any
+	pass reflect.Value
+}
+
+// idleWorkers is how many workers a connection keeps between calls. Reusing
+// a worker saves more than a goroutine start: a fresh goroutine's stack
+// grows (and is copied) on every call, a worker's only once.
+const idleWorkers = 16
+
+// dispatch runs tk on an idle worker, or on a new one.
+func (c *serverConn) dispatch(tk task) {
+	select {
+	case c.work <- tk:
+	default:
+		c.nwork.Add(1)
+		c.wg.Add(1)
+		go c.worker(tk)
+	}
+}
+
+func (c *serverConn) worker(tk task) {
+	defer c.wg.Done()
+	for {
+		reply, err := c.s.execute(c.ctx, tk.m, tk.req.Sem, tk.ptr, tk.pass)
+		c.respond(&tk.req, reply, err)
+		tk = task{}
 		<-c.sem
-		c.wg.Done()
-	}()
-	reply, err := c.s.execute(c.ctx, m, req.Sem, ptr, pass)
-	c.respond(&req, reply, err)
+		if c.nwork.Load() > idleWorkers {
+			c.nwork.Add(-1)
+			return
+		}
+		select {
+		case tk = <-c.work:
+		case <-c.ctx.Done():
+			c.nwork.Add(-1)
+			return
+		}
+	}
 }
 
 // isStreamError reports whether a decode error leaves the gob stream

@@ -1,0 +1,63 @@
+// Package rpc is net/rpc with what it never had: contexts, redial, limits,
+// graceful shutdown, interceptors, statistics, and selectable failure
+// semantics (package semantics).
+//
+// # Services
+//
+// Services are written as for net/rpc and registered with Register or
+// RegisterName. A method is published if it is exported and looks like
+//
+//	func (t *T) MethodName(args A, reply *R) error
+//	func (t *T) MethodName(args A, reply *R)                           // classic lab style
+//	func (t *T) MethodName(ctx context.Context, args A, reply *R) error // with a context
+//
+// An error returned by a method reaches the caller as a ServerError; a
+// panic in a method becomes such an error and a log line, and the server
+// keeps serving.
+//
+// # The wire
+//
+// Over TCP the server and client speak net/rpc's gob protocol, with extra
+// header fields that stock peers ignore: a stock net/rpc client can call a
+// Server, and a Client can call a stock net/rpc server (plain calls; the
+// at-most-once policies need a semrpc server and say so). Every message
+// read is bounded (DefaultMaxMessageSize, 4 MiB, unless WithMaxMessageSize
+// says otherwise): an oversized or malformed message gets a clear error and
+// closes only its own connection.
+//
+// # Calls and their failures
+//
+// Client.Call takes a context: when it ends, the call returns at once with
+// an error wrapping the context's error and the client stays usable. A
+// client made by Dial redials after losing its connection; calls pending on
+// the lost connection fail. Every error says what became of the call:
+//
+//	errors.Is(err, rpc.ErrApplication)   // the method ran and returned an error (a ServerError)
+//	errors.Is(err, rpc.ErrNotExecuted)   // the call definitely did not run
+//	errors.Is(err, rpc.ErrMaybeExecuted) // it was sent and may have run
+//
+// and each attempt's class (rpc.ErrNotSent, rpc.ErrMaybeExecuted) is found
+// with errors.Is as well. How a call is retried is chosen with
+// WithSemantics, at Dial or NewClient for every call or on one Call:
+//
+//	semantics.NoRetry()     // one attempt (the default)
+//	semantics.AtLeastOnce() // retries with backoff and jitter, under a retry budget
+//	semantics.AtMostOnce()  // retries carry the same client id and sequence number;
+//	                        // the server's table never runs a call twice
+//	semantics.ExactlyOnce() // at-most-once against a server with durable records
+//
+// # Transports
+//
+// A Client works through a Transport. Dial uses the TCP one;
+// NewStreamTransport runs the same wire over any net.Conn (TLS, net.Pipe);
+// labrpc's *ClientEnd is the simulated lab network. Custom transports hand
+// requests to Server.Handle, the single entry point of the server core, so
+// the at-most-once table behaves the same whatever carries the bytes.
+//
+// # Shutdown
+//
+// Server.Shutdown stops accepting, answers requests that arrive meanwhile
+// with ErrShuttingDown (not executed), waits for running calls, then closes
+// the connections; Serve returns ErrServerClosed. No goroutine of a Server
+// outlives Shutdown or Close, nor of a Client its Close.
+package rpc
