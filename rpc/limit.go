@@ -19,6 +19,10 @@ type frameLimiter struct {
 	max uint64
 	err error // sticky: returned once the bytes before it are consumed
 
+	// drain is how many bytes of the oversized message are still unread on
+	// the underlying reader, for a caller that wants to skip them.
+	drain uint64
+
 	// parser state
 	body     uint64 // bytes left in the current message body
 	countLen int    // bytes left in a multi-byte length; 0 when none pending
@@ -81,6 +85,9 @@ func (l *frameLimiter) scan(b []byte) (int, error) {
 			}
 		}
 		if l.count > l.max {
+			if seen := uint64(len(b) - i); seen < l.count {
+				l.drain = l.count - seen
+			}
 			return start, fmt.Errorf("%w: %d bytes, limit %d", ErrMessageTooLarge, l.count, l.max)
 		}
 		l.body = l.count

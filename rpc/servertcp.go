@@ -10,6 +10,7 @@ import (
 	"reflect"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/semrpc/semrpc/semantics"
 )
@@ -19,6 +20,7 @@ type serverConn struct {
 	s      *Server
 	rwc    io.ReadWriteCloser
 	dec    *gob.Decoder
+	limit  *frameLimiter
 	sem    chan struct{} // bounds calls running for this connection
 	work   chan task     // hands a request to an idle worker
 	nwork  atomic.Int32  // live workers
@@ -39,10 +41,12 @@ type serverConn struct {
 func (s *Server) newConn(rwc io.ReadWriteCloser) *serverConn {
 	w := bufio.NewWriter(rwc)
 	ctx, cancel := context.WithCancel(context.Background())
+	limit := newFrameLimiter(rwc, s.opts.maxMsg)
 	c := &serverConn{
 		s:      s,
 		rwc:    rwc,
-		dec:    gob.NewDecoder(bufio.NewReader(newFrameLimiter(rwc, s.opts.maxMsg))),
+		limit:  limit,
+		dec:    gob.NewDecoder(bufio.NewReader(limit)),
 		sem:    make(chan struct{}, s.opts.maxConcurrent),
 		work:   make(chan task),
 		ctx:    ctx,
@@ -212,7 +216,20 @@ func (c *serverConn) respondFinal(req *wireRequest, err error) {
 		return
 	}
 	c.respond(req, nil, reject(ErrMessageTooLarge, "%v", err))
+	// Closing with the rest of the message unread would reset the
+	// connection, and the answer could be lost; skip a bounded amount of
+	// it first, within a deadline.
+	if n := c.limit.drain; n > 0 && n <= maxDrain {
+		if nc, ok := c.rwc.(net.Conn); ok {
+			nc.SetReadDeadline(time.Now().Add(2 * time.Second))
+		}
+		io.CopyN(io.Discard, c.rwc, int64(n))
+	}
 }
+
+// maxDrain bounds how much of an oversized message the server reads and
+// discards so that its error answer reaches the client.
+const maxDrain = 64 << 20
 
 // respond writes one response. A failed write closes the connection: the
 // stream cannot be trusted after a partial message.
