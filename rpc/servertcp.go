@@ -241,7 +241,7 @@ func (c *serverConn) respond(req *wireRequest, reply any, err error) {
 	}
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
-	if c.bad {
+	if c.bad || c.ctx.Err() != nil { // broken, or closing: no more replies
 		return
 	}
 	werr := c.enc.Encode(&resp)
