@@ -16,7 +16,7 @@ soak:
 	SEMRPC_SOAK=10 $(GO) test -race -count=1 -timeout 60m ./tests/...
 
 bench:
-	$(GO) test -run '^$$' -bench . -benchmem -count=1 ./tests/bench/
+	$(GO) run ./tests/benchreport
 
 fuzz:
 	@for target in $$($(GO) run ./tests/fuzzlist); do \
