@@ -1,6 +1,6 @@
 # semrpc — every target works on a fresh machine that has only Go.
 GO        ?= go
-STATICCHECK_VERSION ?= 2025.1.1
+STATICCHECK_VERSION ?= v0.8.2
 FUZZTIME  ?= 30s
 
 .PHONY: demo test bench fuzz lint soak

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
-	"sort"
 	"sync/atomic"
 	"time"
 )
@@ -152,13 +151,4 @@ func (s MethodStats) Mean() time.Duration {
 		return 0
 	}
 	return s.Latency / time.Duration(s.Calls)
-}
-
-func sortedKeys[M ~map[string]V, V any](m M) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	return keys
 }
