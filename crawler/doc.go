@@ -45,6 +45,16 @@
 // step by step. A task whose worker dies is handed out again when its lease
 // expires; of several reports for one URL only the first counts.
 //
+// Coordinator serves a Scheduler as an RPC service with two methods, Lease
+// and Report. RunWorker leases a task under at-least-once semantics (a
+// retried Lease returns the lease the worker already holds), fetches it
+// through its Fetcher (a PoliteFetcher, which retries failed fetches) and
+// reports the links under at-most-once semantics, so the rpc server's
+// duplicate table answers a retried report without running it again.
+// DistributedCrawl puts a Coordinator and N workers together over loopback
+// TCP or a simulated, lossy labrpc network, and checks at the end that every
+// URL was reported exactly once.
+//
 // # Testing
 //
 // Site generates a web site with seeded random links, robots.txt rules,

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net/url"
 	"sync"
+	"sync/atomic"
 
 	"github.com/cenkalti/backoff/v4"
 	"github.com/temoto/robotstxt"
@@ -33,8 +34,27 @@ type PoliteFetcher struct {
 	robots RobotsFetcher // nil when cfg.IgnoreRobots
 	cfg    Config
 
+	requests atomic.Int64 // page requests started, retries included
+	retries  atomic.Int64 // page requests that repeated a failed one
+
 	mu    sync.Mutex // protects following
 	hosts map[string]*hostState
+}
+
+// PoliteStats are a PoliteFetcher's counters. robots.txt requests are not
+// counted.
+type PoliteStats struct {
+	// Requests counts page requests passed to the wrapped Fetcher, retries
+	// included.
+	Requests int64
+	// Retries counts the requests that repeated one that had failed with a
+	// retryable error.
+	Retries int64
+}
+
+// Stats returns the counters.
+func (p *PoliteFetcher) Stats() PoliteStats {
+	return PoliteStats{Requests: p.requests.Load(), Retries: p.retries.Load()}
 }
 
 var _ Fetcher = (*PoliteFetcher)(nil)
@@ -93,11 +113,16 @@ func (p *PoliteFetcher) Fetch(ctx context.Context, rawURL string) ([]string, err
 	if err := h.allowed(u); err != nil {
 		return nil, err
 	}
+	attempts := 0
 	links, err := p.retry(ctx, func() ([]string, error) {
 		if err := h.acquire(ctx); err != nil {
 			return nil, err
 		}
 		defer h.release()
+		if attempts++; attempts > 1 {
+			p.retries.Add(1)
+		}
+		p.requests.Add(1)
 		return p.inner.Fetch(ctx, u.String())
 	})
 	if err != nil {

@@ -122,7 +122,7 @@ type loseReply struct {
 
 func (l *loseReply) RoundTrip(ctx context.Context, req *Request, reply any) error {
 	err := l.Transport.RoundTrip(ctx, req, reply)
-	if req.ServiceMethod != l.method || err != nil {
+	if req.ServiceMethod != l.method || (err != nil && !errors.Is(err, ErrApplication)) {
 		return err
 	}
 	lostNow := false

@@ -249,9 +249,13 @@ func TestRunContext(t *testing.T) {
 			cancel()
 			return maybe()
 		}
-		err := (&Runner{After: (&fakeTimer{}).After}).Run(ctx, AtMostOnce(), attempt)
+		ft := &fakeTimer{}
+		err := (&Runner{After: ft.After}).Run(ctx, AtMostOnce(), attempt)
 		if calls != 1 {
 			t.Errorf("attempts = %d, want 1", calls)
+		}
+		if n := len(ft.Waits()); n != 0 {
+			t.Errorf("%d waits started after the context ended, want 0", n)
 		}
 		var gu *GiveUpError
 		if !errors.As(err, &gu) {

@@ -3,6 +3,7 @@ package semantics
 import (
 	"context"
 	"errors"
+	"math/rand"
 	"sync"
 	"testing"
 	"time"
@@ -59,11 +60,12 @@ func TestSessionAckOutOfOrder(t *testing.T) {
 		outstanding int
 	}{
 		{3, 1, 4},
+		{3, 1, 4}, // ending it again does nothing
 		{1, 2, 3},
 		{2, 4, 2},
 		{5, 4, 1},
 		{4, 6, 0},
-		{4, 6, 0}, // a second End does nothing
+		{4, 6, 0}, // nor below the ack
 		{9, 6, 0}, // so does ending a seq never begun
 	}
 	for _, st := range steps {
@@ -80,26 +82,48 @@ func TestSessionAckOutOfOrder(t *testing.T) {
 	}
 }
 
-// The ring of ended flags is reused: ending out of order across many
-// laps of a small window must keep the ack exact.
+// The ring of ended flags is reused lap after lap: ending calls in random
+// orders across many laps of a small window must keep the ack and the count
+// exact, as a plain model computes them.
 func TestSessionWindowWraps(t *testing.T) {
-	const window = 3
+	const window = 4
+	rng := rand.New(rand.NewSource(1))
 	s := NewSession(1, window)
-	for lap := uint64(0); lap < 20; lap++ {
-		base := lap*window + 1
-		for i := 0; i < window; i++ {
-			if h := mustBegin(t, s); h.Seq != base+uint64(i) || h.Ack != base {
-				t.Fatalf("lap %d: Begin() = %v, want seq %d ack %d", lap, h, base+uint64(i), base)
+	ended := make(map[uint64]bool) // the model: every seq ended so far
+	next := uint64(1)
+	for lap := 0; lap < 200; lap++ {
+		// Fill the window up to its limit, then end a random subset of
+		// the open seqs in a random order.
+		for next-s.Ack() < window {
+			if h := mustBegin(t, s); h.Seq != next {
+				t.Fatalf("lap %d: Begin() = %v, want seq %d", lap, h, next)
+			}
+			next++
+		}
+		var open []uint64
+		for seq := s.Ack(); seq < next; seq++ {
+			if !ended[seq] {
+				open = append(open, seq)
 			}
 		}
-		s.End(base + 2)
-		s.End(base + 1)
-		if s.Ack() != base {
-			t.Fatalf("lap %d: Ack() = %d, want %d", lap, s.Ack(), base)
-		}
-		s.End(base)
-		if s.Ack() != base+window {
-			t.Fatalf("lap %d: Ack() = %d, want %d", lap, s.Ack(), base+window)
+		rng.Shuffle(len(open), func(i, j int) { open[i], open[j] = open[j], open[i] })
+		for _, seq := range open[:1+rng.Intn(len(open))] {
+			s.End(seq)
+			ended[seq] = true
+			wantAck := uint64(1)
+			for ended[wantAck] {
+				wantAck++
+			}
+			wantOut := 0
+			for q := wantAck; q < next; q++ {
+				if !ended[q] {
+					wantOut++
+				}
+			}
+			if s.Ack() != wantAck || s.Outstanding() != wantOut {
+				t.Fatalf("lap %d, End(%d): Ack() = %d, Outstanding() = %d; want %d, %d",
+					lap, seq, s.Ack(), s.Outstanding(), wantAck, wantOut)
+			}
 		}
 	}
 }
@@ -109,6 +133,20 @@ func TestSessionWindowBlocks(t *testing.T) {
 	mustBegin(t, s)
 	mustBegin(t, s)
 
+	// blocked asserts that Begin waits until its context ends.
+	blocked := func(why string) {
+		t.Helper()
+		ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+		defer cancel()
+		if h, err := s.Begin(ctx); !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("Begin() = %v, %v %s; want it to wait", h, err, why)
+		}
+	}
+	blocked("with the window full")
+	// Seq 2 is done but seq 1 is not: the window spans 1..2 still.
+	s.End(2)
+	blocked("while the first call of the window is outstanding")
+
 	got := make(chan Header, 1)
 	go func() {
 		h, err := s.Begin(context.Background())
@@ -117,17 +155,11 @@ func TestSessionWindowBlocks(t *testing.T) {
 		}
 		got <- h
 	}()
-	blocked := func(why string) {
-		select {
-		case h := <-got:
-			t.Fatalf("Begin() = %v returned %s", h, why)
-		case <-time.After(20 * time.Millisecond):
-		}
+	select {
+	case h := <-got:
+		t.Fatalf("Begin() = %v returned before the window opened", h)
+	case <-time.After(20 * time.Millisecond):
 	}
-	blocked("with the window full")
-	// Seq 2 is done but seq 1 is not: the window spans 1..2 still.
-	s.End(2)
-	blocked("while the first call of the window is outstanding")
 	s.End(1)
 	select {
 	case h := <-got:
@@ -136,6 +168,18 @@ func TestSessionWindowBlocks(t *testing.T) {
 		}
 	case <-time.After(5 * time.Second):
 		t.Fatal("deadlock: Begin did not wake when the window opened")
+	}
+
+	// A second round: the wakeup is rearmed, and ends that advance the ack
+	// with nobody waiting are harmless.
+	if h := mustBegin(t, s); h.Seq != 4 {
+		t.Fatalf("Begin() = %v, want seq 4", h)
+	}
+	blocked("with the window full again")
+	s.End(3)
+	s.End(4)
+	if h := mustBegin(t, s); h.Seq != 5 || h.Ack != 5 {
+		t.Errorf("Begin() = %v, want seq 5 ack 5", h)
 	}
 }
 

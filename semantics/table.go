@@ -58,6 +58,12 @@ type TableConfig struct {
 	// MaxCalls caps the records one session may hold; a NEW call beyond it
 	// fails with ErrWindowExceeded. Default DefaultMaxCalls.
 	MaxCalls int
+
+	// Store, if not nil, makes the table durable: the server runs each NEW
+	// call through Store.Execute, which commits the completion record
+	// with the method's effects. Stores such as BoltStore set it when they
+	// build their table; nil means an in-memory table.
+	Store Store
 }
 
 // TableStats counts what a Table has done since it was made.
@@ -105,6 +111,7 @@ type Table struct {
 	base     time.Time // times are stored as int64 nanoseconds since base
 	epoch    uint64
 	maxCalls int
+	store    Store // nil for an in-memory table
 
 	mu        sync.Mutex // protects the fields below and every session, record and waitList
 	sessions  map[ClientID]*serverSession
@@ -190,6 +197,7 @@ func NewTable(cfg *TableConfig) *Table {
 		base:     c.Now(),
 		epoch:    c.Epoch,
 		maxCalls: c.MaxCalls,
+		store:    c.Store,
 		sessions: make(map[ClientID]*serverSession),
 	}
 }
@@ -208,6 +216,13 @@ func randomEpoch() uint64 {
 
 // Epoch returns the server epoch every header must carry.
 func (t *Table) Epoch() uint64 { return t.epoch }
+
+// Durable reports whether the table's completion records survive restarts
+// (it has a Store), as exactly-once calls require.
+func (t *Table) Durable() bool { return t.store != nil }
+
+// Store returns the table's durable store, or nil for an in-memory table.
+func (t *Table) Store() Store { return t.store }
 
 // nanos is the table's clock: nanoseconds since the table was made. Sub uses
 // the monotonic reading when the clock provides one.
@@ -386,6 +401,28 @@ func (t *Table) Restore(h Header, out Outcome) {
 	rec.out = out
 	rec.state = recDone
 	t.stats.Restored++
+}
+
+// RestoreSession installs a session whose calls below ack have all been
+// acknowledged, as when a server rebuilds its table from durable records
+// after a restart: a durable session may hold no record, yet its client's
+// next header carries an ack past 1 and must not be taken for an expired
+// session. An existing session's ack is advanced to ack. ack 0 is taken
+// as 1; a zero id is ignored.
+func (t *Table) RestoreSession(id ClientID, ack uint64) {
+	if id.IsZero() {
+		return
+	}
+	now := t.nanos()
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	s := t.sessions[id]
+	if s == nil {
+		s = &serverSession{ack: 1}
+		t.sessions[id] = s
+	}
+	s.last = now
+	s.advance(ack)
 }
 
 // Forget drops the session of client id, as when the client closes it.

@@ -1,0 +1,54 @@
+package kvservice
+
+import (
+	"context"
+
+	"github.com/semrpc/semrpc/rpc"
+	"github.com/semrpc/semrpc/semantics"
+)
+
+// Client calls a KV service. Gets are at-least-once (they are idempotent);
+// Puts and Appends at-most-once unless WithWritePolicy says otherwise. It is
+// safe for concurrent use.
+type Client struct {
+	rc    *rpc.Client
+	read  semantics.Policy
+	write semantics.Policy
+}
+
+// NewClient returns a client making its calls through rc. Closing rc is
+// the caller's business.
+func NewClient(rc *rpc.Client) *Client {
+	return &Client{rc: rc, read: semantics.AtLeastOnce(), write: semantics.AtMostOnce()}
+}
+
+// WithWritePolicy returns a copy of c that makes Puts and Appends under p,
+// such as semantics.ExactlyOnce() against a durable server.
+func (c *Client) WithWritePolicy(p semantics.Policy) *Client {
+	cp := *c
+	cp.write = p
+	return &cp
+}
+
+// RPC returns the underlying rpc client.
+func (c *Client) RPC() *rpc.Client { return c.rc }
+
+// Get returns key's value, "" if it has none.
+func (c *Client) Get(ctx context.Context, key string) (string, error) {
+	var reply GetReply
+	err := c.rc.Call(ctx, ServiceName+".Get", GetArgs{Key: key}, &reply, rpc.WithSemantics(c.read))
+	return reply.Value, err
+}
+
+// Put sets key to value.
+func (c *Client) Put(ctx context.Context, key, value string) error {
+	var reply PutReply
+	return c.rc.Call(ctx, ServiceName+".Put", PutArgs{Key: key, Value: value}, &reply, rpc.WithSemantics(c.write))
+}
+
+// Append appends value to key's value and returns the value before.
+func (c *Client) Append(ctx context.Context, key, value string) (old string, err error) {
+	var reply AppendReply
+	err = c.rc.Call(ctx, ServiceName+".Append", AppendArgs{Key: key, Value: value}, &reply, rpc.WithSemantics(c.write))
+	return reply.Old, err
+}

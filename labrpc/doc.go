@@ -1,0 +1,113 @@
+// Package labrpc is a simulated network for testing distributed systems in
+// one process: client ends send requests over links that can delay, lose,
+// duplicate and reorder messages to servers that can be disconnected,
+// partitioned, killed and replaced.
+//
+// # A drop-in for the classic lab network
+//
+// The API is that of the classic 6.824/6.5840 labrpc package: MakeNetwork,
+// Reliable, LongReordering, LongDelays, MakeEnd, Connect, Enable,
+// AddServer, DeleteServer, GetCount, GetTotalCount, GetTotalBytes,
+// MakeServer, AddService, MakeService and ClientEnd.Call, with the same
+// names, argument and result types. A Raft or KV lab written against it
+// needs only its import paths changed, to this package and to
+// github.com/semrpc/semrpc/labrpc/labgob. Names of ends and servers are any
+// comparable values. A service is a receiver whose methods look like
+//
+//	func (t *T) Method(args A, reply *R)       // the lab style
+//	func (t *T) Method(args A, reply *R) error // the net/rpc style
+//
+// called as "T.Method"; a server may hold several services.
+//
+// The defaults are the classic ones:
+//
+//   - Arguments and replies travel as gob bytes: nothing is shared between
+//     caller and handler, the handler gets a fresh zero reply, and labgob's
+//     warnings (lower-case fields, decoding into a non-zero reply) apply.
+//   - The network starts reliable. Unreliable: each request is delayed
+//     0–26 ms, then 10% of requests are lost (the handler never runs) and 10%
+//     of replies are lost after the handler ran; Call returns false.
+//   - Long reordering: two replies in three are held back 200 ms to 2.2 s,
+//     most of them near the short end.
+//   - A call on a disabled or unconnected end, or to a missing server,
+//     returns false after up to 100 ms (up to 7 s with long delays).
+//   - A deleted or replaced server never delivers a reply, even from a
+//     handler that finishes later; a caller waiting on it is released at
+//     once. Disabling the end has the same effect on calls in progress.
+//   - Each call's delays are its own: a call made after Enable(end, true) is
+//     not held up by earlier calls still waiting out their delays.
+//
+// Call returns false also for an unknown service or method, undecodable
+// arguments, or a handler that returned an error; the first two are logged.
+// Nothing in this package exits the process.
+//
+// # Beyond the classic network
+//
+//   - Seeds: MakeNetworkSeed(seed) draws every random decision from a
+//     generator per end derived from the seed and the end's name, all of a
+//     call's decisions when it starts; the same seed and the same order of
+//     calls on each end give the same fates. MakeNetwork takes its seed from
+//     $LABRPC_SEED if set, else at random; Seed reports it.
+//   - Duplication: Duplicate(rate) delivers requests twice. A plain call's
+//     handler then runs twice; a call with an at-most-once header (from
+//     rpc.Client under semantics.AtMostOnce) is answered from the server
+//     core's table the second time.
+//   - Per-link faults: SetLink(end, LinkConfig{...}) gives an end its own
+//     drop and duplicate rates and delay range.
+//   - Partitions: Partition(groups...) cuts every end from every server in
+//     another group; Heal restores them.
+//   - A trace: EnableTrace(true) records each call's fate (sent, dropped,
+//     duplicated, delivered, reply dropped, server dead, replied, timed out,
+//     disconnected) in a bounded ring; Trace and TraceString return it, for a
+//     failing test to print.
+//   - Contexts: CallContext(ctx, ...) gives up when ctx ends. After Cleanup
+//     every call fails at once, and no goroutine or timer of the network
+//     outlives Cleanup (a handler blocked in user code ends when it returns).
+//   - An rpc.Transport: a ClientEnd can carry an rpc.Client's calls, with
+//     RoundTrip's errors classified as not sent or maybe executed, so the
+//     client's retry policies and the server's duplicate table behave as
+//     over TCP.
+//
+// # Speed
+//
+// The classic network made a fresh gob encoder and decoder for every message
+// and passed every call through one goroutine. Here a call runs on its
+// caller's goroutine up to the handler, which runs on a reused worker, and
+// values are copied through pooled, persistent gob encoder/decoder pairs, one
+// pool per type, so type information is compiled once. GetTotalBytes still
+// counts what a fresh encoder would have sent. BenchmarkClassicStyle and
+// BenchmarkLabrpc compare the two designs.
+//
+// # Example
+//
+//	type Counter struct{ mu sync.Mutex; n int }
+//
+//	func (c *Counter) Add(delta int, reply *int) {
+//		c.mu.Lock()
+//		defer c.mu.Unlock()
+//		c.n += delta
+//		*reply = c.n
+//	}
+//
+//	net := labrpc.MakeNetworkSeed(42)
+//	defer net.Cleanup()
+//	srv := labrpc.MakeServer()
+//	srv.AddService(labrpc.MakeService(&Counter{}))
+//	net.AddServer("s1", srv)
+//	end := net.MakeEnd("client-1")
+//	net.Connect("client-1", "s1")
+//	net.Enable("client-1", true)
+//
+//	var total int
+//	if end.Call("Counter.Add", 5, &total) { // true: total == 5
+//		...
+//	}
+//
+//	net.Reliable(false) // from now on calls may fail; retry them
+//	net.Partition([]interface{}{"client-1"}, []interface{}{"s1"})
+//	ok := end.Call("Counter.Add", 1, &total) // false, after up to 100 ms
+//
+//	// The same end under at-most-once semantics:
+//	client := rpc.NewClient(end, rpc.WithSemantics(semantics.AtMostOnce()))
+//	err := client.Call(ctx, "Counter.Add", 1, &total)
+package labrpc

@@ -1,0 +1,104 @@
+package semantics
+
+import (
+	"bytes"
+	"context"
+	"encoding/gob"
+	"fmt"
+
+	"go.etcd.io/bbolt"
+)
+
+// Store keeps a Table's completion records durably, for exactly-once calls
+// that survive server crashes. The server runs each NEW call (one that its
+// Table's Begin admits for execution) through Execute instead of calling the
+// method directly; duplicates are answered from the Table as usual.
+//
+// BoltStore is the implementation on go.etcd.io/bbolt. A plain Table, with
+// no Store, is the in-memory default that at-most-once calls use.
+type Store interface {
+	// Table returns the table the store rebuilt when it was opened: its
+	// epoch is the store's (so that sessions survive restarts), it holds
+	// every completion record the store kept, and its Store is this store.
+	Table() *Table
+
+	// Execute runs fn, the method of the call h, in a durable transaction
+	// and commits in the same transaction the call's completion record
+	// (h's client and seq, method, fn's reply and error), before it
+	// returns. Effects fn makes outside the transaction (see TxFrom) are
+	// not covered, and fn may be run more than once (only the last run's
+	// effects and reply count), so its effects must live in the
+	// transaction only.
+	//
+	// A nil error means the outcome is durable: Outcome holds fn's reply
+	// and error, or, if the store already held a record of h (a table and
+	// store that disagree, say after the table expired the session), that
+	// record's outcome, decoded lazily (see StoredReply), with fn not run.
+	// A non-nil error means nothing was committed; it wraps ErrStale if h
+	// was acknowledged already and ErrRejected otherwise.
+	Execute(ctx context.Context, h Header, method string, fn func(ctx context.Context) (reply any, err error)) (Outcome, error)
+}
+
+type txKey struct{}
+
+// TxFrom returns the bbolt read-write transaction that ctx runs in, or nil.
+// A BoltStore gives it to the method of each call it executes: the method
+// reads and writes its own buckets through it, so that its effects commit
+// together with the call's completion record. The transaction ends when the
+// method returns; keep no reference to it, or to the byte slices it
+// returns, beyond that.
+func TxFrom(ctx context.Context) *bbolt.Tx {
+	tx, _ := ctx.Value(txKey{}).(*bbolt.Tx)
+	return tx
+}
+
+// ContextWithTx returns a context carrying tx, for TxFrom. Stores other
+// than BoltStore use it to run methods in their transaction.
+func ContextWithTx(ctx context.Context, tx *bbolt.Tx) context.Context {
+	return context.WithValue(ctx, txKey{}, tx)
+}
+
+// StoredReply is the reply of a completion record read back from a durable
+// store, as found in Outcome.Reply after a restart: its bytes are decoded
+// on demand into the method's reply type, which only the server knows.
+type StoredReply struct {
+	// Method is the "Service.Method" the record was made for.
+	Method string
+	// Data is the reply, gob-encoded on its own (type information
+	// included).
+	Data []byte
+}
+
+// Decode decodes the reply into v, a pointer to a value of the method's
+// reply type (the type the reply had when it was stored).
+func (r *StoredReply) Decode(v any) error {
+	if len(r.Data) == 0 { // the method left no reply value
+		return nil
+	}
+	if err := gob.NewDecoder(bytes.NewReader(r.Data)).Decode(v); err != nil {
+		return fmt.Errorf("semantics: decoding stored reply of %s: %w", r.Method, err)
+	}
+	return nil
+}
+
+// encodeReply gob-encodes a reply for a completion record.
+func encodeReply(method string, reply any) ([]byte, error) {
+	var b bytes.Buffer
+	if reply == nil {
+		return nil, nil
+	}
+	if err := gob.NewEncoder(&b).Encode(reply); err != nil {
+		return nil, fmt.Errorf("semantics: encoding reply of %s: %w", method, err)
+	}
+	return b.Bytes(), nil
+}
+
+// RecordedError is an application error read back from a completion record:
+// the method ran and returned an error with this text. errors.Is(err,
+// ErrApplication) holds, so it travels to the client as the method's error.
+type RecordedError string
+
+func (e RecordedError) Error() string { return string(e) }
+
+// Is makes errors.Is(err, ErrApplication) true.
+func (e RecordedError) Is(target error) bool { return target == ErrApplication }

@@ -1,0 +1,492 @@
+package semantics
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"go.etcd.io/bbolt"
+	berrors "go.etcd.io/bbolt/errors"
+)
+
+// BoltStore defaults.
+const (
+	// DefaultMaxBatchDelay is how long a BoltStore lets concurrent calls
+	// gather into one transaction (one fsync) before committing them.
+	DefaultMaxBatchDelay = 500 * time.Microsecond
+
+	// DefaultLockTimeout is how long OpenBoltStore waits for another
+	// process to release the file.
+	DefaultLockTimeout = time.Second
+)
+
+// The store's buckets. Everything else in the file belongs to the service.
+var (
+	bucketMeta     = []byte("semrpc.meta")
+	bucketSessions = []byte("semrpc.sessions") // client id (16 bytes) → ack, last activity
+	bucketRecords  = []byte("semrpc.records")  // client id, seq (24 bytes) → record
+	keyEpoch       = []byte("epoch")
+	keyFormat      = []byte("format")
+)
+
+const (
+	storeFormat  = 1 // the layout of the buckets above
+	recordFormat = 1 // the first byte of every record
+)
+
+// ErrStoreFailed is wrapped by the errors of calls refused because the
+// store failed to commit earlier: from then on, what is on disk is only
+// known after a restart, so the store runs nothing more.
+var ErrStoreFailed = errors.New("semrpc: durable store failed")
+
+// BoltConfig configures a BoltStore. A nil *BoltConfig means the defaults.
+type BoltConfig struct {
+	// Table configures the table the store rebuilds; its Epoch and Store
+	// fields are ignored (the epoch is the store's). Its Lease also bounds
+	// how long the store keeps an idle session's records: twice the lease.
+	Table TableConfig
+
+	// NoBatch commits each call in a transaction of its own, with its own
+	// fsync, instead of gathering concurrent calls into one (bbolt's
+	// DB.Batch). For measurements.
+	NoBatch bool
+
+	// MaxBatchDelay bounds how long a call waits for others to share its
+	// transaction. Default DefaultMaxBatchDelay.
+	MaxBatchDelay time.Duration
+
+	// LockTimeout bounds how long OpenBoltStore waits for another process
+	// to release the file. Default DefaultLockTimeout.
+	LockTimeout time.Duration
+
+	// NoSync skips fsync: a process crash loses nothing, a machine crash
+	// may lose or corrupt everything. For tests only.
+	NoSync bool
+}
+
+// BoltStore is a Store in one bbolt file. Each call it executes runs in a
+// read-write transaction that the method reaches through TxFrom (or the
+// Update and View helpers): the service keeps its own state in its own
+// buckets of the same file, and the call's completion record is committed
+// with that state, in one transaction, before the reply is sent.
+// Concurrent calls share transactions and fsyncs (group commit).
+//
+// Acknowledged records are deleted in later transactions of the same
+// session, and sessions idle for twice the table's lease with all their
+// records in later transactions of any session.
+type BoltStore struct {
+	db      *bbolt.DB
+	path    string
+	table   *Table
+	epoch   uint64
+	now     func() time.Time
+	keep    time.Duration // how long an idle session's records are kept
+	noBatch bool
+	failed  atomic.Bool
+
+	sweepMu   sync.Mutex // protects lastSweep
+	lastSweep time.Time
+}
+
+var _ Store = (*BoltStore)(nil)
+
+// OpenBoltStore opens the store in the file at path, creating it if it does
+// not exist (its directory must), and rebuilds the table from its records.
+// A file that is not a bbolt database, or a bbolt database that is not a
+// semrpc store, is an error: a store never silently starts empty over
+// existing data.
+func OpenBoltStore(path string, cfg *BoltConfig) (*BoltStore, error) {
+	var c BoltConfig
+	if cfg != nil {
+		c = *cfg
+	}
+	if c.MaxBatchDelay <= 0 {
+		c.MaxBatchDelay = DefaultMaxBatchDelay
+	}
+	if c.LockTimeout <= 0 {
+		c.LockTimeout = DefaultLockTimeout
+	}
+	if c.Table.Now == nil {
+		c.Table.Now = time.Now
+	}
+	if c.Table.Lease <= 0 {
+		c.Table.Lease = DefaultLease
+	}
+	dir := filepath.Dir(path)
+	if fi, err := os.Stat(dir); err != nil {
+		return nil, fmt.Errorf("semantics: store directory: %w", err)
+	} else if !fi.IsDir() {
+		return nil, fmt.Errorf("semantics: store directory %s is not a directory", dir)
+	}
+	if fi, err := os.Stat(path); err == nil && !fi.Mode().IsRegular() {
+		return nil, fmt.Errorf("semantics: store %s is not a regular file", path)
+	}
+	db, err := bbolt.Open(path, 0o600, &bbolt.Options{Timeout: c.LockTimeout, NoSync: c.NoSync})
+	switch {
+	case errors.Is(err, berrors.ErrTimeout):
+		return nil, fmt.Errorf("semantics: store %s is locked by another process: %w", path, err)
+	case err != nil:
+		return nil, fmt.Errorf("semantics: store %s is not a usable bbolt database: %w", path, err)
+	}
+	db.MaxBatchDelay = c.MaxBatchDelay
+	s := &BoltStore{
+		db:      db,
+		path:    path,
+		now:     c.Table.Now,
+		keep:    2 * c.Table.Lease,
+		noBatch: c.NoBatch,
+	}
+	if err := s.load(c.Table); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("semantics: store %s: %w", path, err)
+	}
+	s.lastSweep = s.now()
+	return s, nil
+}
+
+// load reads (or, in a new file, writes) the epoch and rebuilds the table.
+func (s *BoltStore) load(tc TableConfig) (err error) {
+	defer func() {
+		// bbolt trusts the pages it reads; a damaged file may panic.
+		if p := recover(); p != nil {
+			err = fmt.Errorf("corrupt database: %v", p)
+		}
+	}()
+	err = s.db.Update(func(tx *bbolt.Tx) error {
+		meta := tx.Bucket(bucketMeta)
+		if meta == nil {
+			return s.create(tx)
+		}
+		if f := meta.Get(keyFormat); len(f) != 8 || binary.BigEndian.Uint64(f) != storeFormat {
+			return fmt.Errorf("unknown store format %x", f)
+		}
+		e := meta.Get(keyEpoch)
+		if len(e) != 8 || binary.BigEndian.Uint64(e) == 0 {
+			return fmt.Errorf("bad epoch %x", e)
+		}
+		if tx.Bucket(bucketSessions) == nil || tx.Bucket(bucketRecords) == nil {
+			return errors.New("missing buckets")
+		}
+		s.epoch = binary.BigEndian.Uint64(e)
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	tc.Epoch, tc.Store = s.epoch, s
+	s.table = NewTable(&tc)
+	return s.db.View(func(tx *bbolt.Tx) error {
+		acks := make(map[ClientID]uint64)
+		err := tx.Bucket(bucketSessions).ForEach(func(k, v []byte) error {
+			if len(k) != 16 || len(v) != 16 {
+				return fmt.Errorf("bad session entry %x", k)
+			}
+			id := clientFromKey(k)
+			acks[id] = binary.BigEndian.Uint64(v)
+			s.table.RestoreSession(id, acks[id])
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		return tx.Bucket(bucketRecords).ForEach(func(k, v []byte) error {
+			if len(k) != 24 {
+				return fmt.Errorf("bad record key %x", k)
+			}
+			id, seq := clientFromKey(k), binary.BigEndian.Uint64(k[16:])
+			out, _, err := decodeRecord(v)
+			if err != nil {
+				return fmt.Errorf("record of client %v seq %d: %w", id, seq, err)
+			}
+			if seq >= acks[id] { // acknowledged ones wait for deletion
+				s.table.Restore(Header{Client: id, Seq: seq, Ack: 1, Epoch: s.epoch}, out)
+			}
+			return nil
+		})
+	})
+}
+
+// create initialises a new store in tx. A database that holds anything
+// else is not taken over.
+func (s *BoltStore) create(tx *bbolt.Tx) error {
+	var other []string
+	_ = tx.ForEach(func(name []byte, _ *bbolt.Bucket) error {
+		other = append(other, string(name))
+		return nil
+	})
+	if len(other) > 0 {
+		return fmt.Errorf("not a semrpc store (buckets %q, no %s)", other, bucketMeta)
+	}
+	meta, err := tx.CreateBucket(bucketMeta)
+	if err != nil {
+		return err
+	}
+	if _, err := tx.CreateBucket(bucketSessions); err != nil {
+		return err
+	}
+	if _, err := tx.CreateBucket(bucketRecords); err != nil {
+		return err
+	}
+	s.epoch = randomEpoch()
+	if err := meta.Put(keyFormat, binary.BigEndian.AppendUint64(nil, storeFormat)); err != nil {
+		return err
+	}
+	return meta.Put(keyEpoch, binary.BigEndian.AppendUint64(nil, s.epoch))
+}
+
+// Table returns the table rebuilt from the store's records.
+func (s *BoltStore) Table() *Table { return s.table }
+
+// Epoch returns the store's server epoch, the same across restarts.
+func (s *BoltStore) Epoch() uint64 { return s.epoch }
+
+// DB returns the bbolt database, for the service to create its buckets at
+// start and to serve calls that carry no header (and so run outside the
+// store's transactions).
+func (s *BoltStore) DB() *bbolt.DB { return s.db }
+
+// Path returns the store's file name.
+func (s *BoltStore) Path() string { return s.path }
+
+// Close closes the file. Calls executed after Close fail as not executed.
+func (s *BoltStore) Close() error { return s.db.Close() }
+
+// Update runs fn in ctx's transaction (see TxFrom) if there is one, and
+// otherwise in a read-write transaction of its own. A method uses it for
+// its writes so that it works both for calls the store executes and for
+// plain calls. fn's error is returned; in ctx's transaction it does not
+// roll back what fn wrote: the call's outcome is its error.
+func (s *BoltStore) Update(ctx context.Context, fn func(tx *bbolt.Tx) error) error {
+	if tx := TxFrom(ctx); tx != nil {
+		return fn(tx)
+	}
+	return s.db.Update(fn)
+}
+
+// View is Update for reads: it runs fn in ctx's transaction if there is
+// one, and otherwise in a read-only transaction of its own.
+func (s *BoltStore) View(ctx context.Context, fn func(tx *bbolt.Tx) error) error {
+	if tx := TxFrom(ctx); tx != nil {
+		return fn(tx)
+	}
+	return s.db.View(fn)
+}
+
+// Execute implements Store. Concurrent calls share one transaction and one
+// fsync unless the store was opened with NoBatch; fn then runs on another
+// goroutine, and runs again if a transaction it shared fails for a reason
+// of another call's.
+func (s *BoltStore) Execute(ctx context.Context, h Header, method string, fn func(ctx context.Context) (any, error)) (Outcome, error) {
+	if s.failed.Load() {
+		return Outcome{}, fmt.Errorf("semantics: client %v seq %d not run: %w: %w", h.Client, h.Seq, ErrStoreFailed, ErrRejected)
+	}
+	var (
+		out Outcome
+		ran bool  // the last run of txFn got as far as fn
+		own error // the last run's own error
+	)
+	txFn := func(tx *bbolt.Tx) error {
+		out, ran, own = Outcome{}, false, nil
+		prior, err := s.admit(tx, h)
+		if err == nil && prior != nil {
+			out = *prior
+			return nil
+		}
+		if err == nil {
+			ran = true
+			reply, appErr := fn(ContextWithTx(ctx, tx))
+			out = Outcome{Reply: reply, Err: appErr}
+			err = s.putRecord(tx, h, method, reply, appErr)
+		}
+		if err == nil {
+			err = s.maybeSweep(tx)
+		}
+		own = err
+		return err
+	}
+	var err error
+	if s.noBatch {
+		err = s.db.Update(txFn)
+	} else {
+		err = s.db.Batch(txFn)
+	}
+	switch {
+	case err == nil:
+		return out, nil
+	case errors.Is(err, ErrStale):
+		return Outcome{}, err
+	case own == nil && ran:
+		// The commit itself failed: the record may or may not be on disk,
+		// and only a restart will tell. Run nothing more until then.
+		s.failed.Store(true)
+		return Outcome{}, fmt.Errorf("semantics: committing client %v seq %d: %w: %w: %v", h.Client, h.Seq, ErrStoreFailed, ErrRejected, err)
+	}
+	return Outcome{}, fmt.Errorf("semantics: client %v seq %d not run: %w: %v", h.Client, h.Seq, ErrRejected, err)
+}
+
+// admit updates h's session in tx: it advances the durable ack, deleting
+// the records below it, and notes the activity. It returns the record of h
+// if the store holds one, or ErrStale if h was acknowledged.
+func (s *BoltStore) admit(tx *bbolt.Tx, h Header) (*Outcome, error) {
+	sessions, records := tx.Bucket(bucketSessions), tx.Bucket(bucketRecords)
+	key := clientKey(h.Client)
+	ack := uint64(1)
+	if v := sessions.Get(key); len(v) == 16 {
+		ack = binary.BigEndian.Uint64(v)
+	}
+	if h.Ack > ack {
+		if err := deleteRecords(records, key, h.Ack); err != nil {
+			return nil, err
+		}
+		ack = h.Ack
+	}
+	var v [16]byte
+	binary.BigEndian.PutUint64(v[:8], ack)
+	binary.BigEndian.PutUint64(v[8:], uint64(s.now().UnixNano()))
+	if err := sessions.Put(key, v[:]); err != nil {
+		return nil, err
+	}
+	if h.Seq < ack {
+		return nil, fmt.Errorf("semantics: client %v seq %d < durable ack %d: %w", h.Client, h.Seq, ack, ErrStale)
+	}
+	if rec := records.Get(recordKey(h.Client, h.Seq)); rec != nil {
+		out, _, err := decodeRecord(rec)
+		if err != nil {
+			return nil, err
+		}
+		return &out, nil
+	}
+	return nil, nil
+}
+
+func (s *BoltStore) putRecord(tx *bbolt.Tx, h Header, method string, reply any, appErr error) error {
+	data, err := encodeReply(method, reply)
+	if err != nil {
+		return err
+	}
+	return tx.Bucket(bucketRecords).Put(recordKey(h.Client, h.Seq), encodeRecord(method, appErr, data))
+}
+
+// maybeSweep deletes, at most once per quarter of the keep time, the
+// sessions idle for longer than it, with their records.
+func (s *BoltStore) maybeSweep(tx *bbolt.Tx) error {
+	now := s.now()
+	s.sweepMu.Lock()
+	due := now.Sub(s.lastSweep) >= s.keep/4
+	if due {
+		s.lastSweep = now
+	}
+	s.sweepMu.Unlock()
+	if !due {
+		return nil
+	}
+	sessions, records := tx.Bucket(bucketSessions), tx.Bucket(bucketRecords)
+	var idle [][]byte
+	cut := now.Add(-s.keep).UnixNano()
+	err := sessions.ForEach(func(k, v []byte) error {
+		if len(v) == 16 && int64(binary.BigEndian.Uint64(v[8:])) < cut {
+			idle = append(idle, append([]byte(nil), k...))
+		}
+		return nil
+	})
+	if err != nil {
+		return err
+	}
+	for _, k := range idle {
+		if err := deleteRecords(records, k, ^uint64(0)); err != nil {
+			return err
+		}
+		if err := sessions.Delete(k); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// deleteRecords deletes the records of the client whose key is client with
+// a seq below ack.
+func deleteRecords(records *bbolt.Bucket, client []byte, ack uint64) error {
+	c := records.Cursor()
+	for k, _ := c.Seek(client); k != nil && len(k) == 24 && string(k[:16]) == string(client); k, _ = c.Seek(client) {
+		if binary.BigEndian.Uint64(k[16:]) >= ack {
+			return nil
+		}
+		if err := c.Delete(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func clientKey(id ClientID) []byte {
+	k := make([]byte, 16)
+	binary.BigEndian.PutUint64(k[:8], id.Hi)
+	binary.BigEndian.PutUint64(k[8:], id.Lo)
+	return k
+}
+
+func clientFromKey(k []byte) ClientID {
+	return ClientID{Hi: binary.BigEndian.Uint64(k[:8]), Lo: binary.BigEndian.Uint64(k[8:16])}
+}
+
+func recordKey(id ClientID, seq uint64) []byte {
+	return binary.BigEndian.AppendUint64(clientKey(id), seq)
+}
+
+// A record is: format byte, method (uvarint length, bytes), error flag
+// byte, error text (uvarint length, bytes), then the gob-encoded reply.
+func encodeRecord(method string, appErr error, data []byte) []byte {
+	var errText string
+	flag := byte(0)
+	if appErr != nil {
+		flag, errText = 1, appErr.Error()
+	}
+	b := make([]byte, 0, 2+2*binary.MaxVarintLen64+len(method)+len(errText)+len(data))
+	b = append(b, recordFormat)
+	b = binary.AppendUvarint(b, uint64(len(method)))
+	b = append(b, method...)
+	b = append(b, flag)
+	b = binary.AppendUvarint(b, uint64(len(errText)))
+	b = append(b, errText...)
+	return append(b, data...)
+}
+
+// decodeRecord parses a record; the outcome's reply is a *StoredReply that
+// owns a copy of the bytes.
+func decodeRecord(v []byte) (Outcome, string, error) {
+	bad := func(what string) (Outcome, string, error) {
+		return Outcome{}, "", fmt.Errorf("malformed completion record (%s)", what)
+	}
+	if len(v) < 1 || v[0] != recordFormat {
+		return bad("format")
+	}
+	v = v[1:]
+	n, k := binary.Uvarint(v)
+	if k <= 0 || n > uint64(len(v)-k) {
+		return bad("method")
+	}
+	method := string(v[k : k+int(n)])
+	v = v[k+int(n):]
+	if len(v) < 1 || v[0] > 1 {
+		return bad("error flag")
+	}
+	hasErr := v[0] == 1
+	v = v[1:]
+	n, k = binary.Uvarint(v)
+	if k <= 0 || n > uint64(len(v)-k) {
+		return bad("error text")
+	}
+	errText := string(v[k : k+int(n)])
+	v = v[k+int(n):]
+	out := Outcome{Reply: &StoredReply{Method: method, Data: append([]byte(nil), v...)}}
+	if hasErr {
+		out.Err = RecordedError(errText)
+	}
+	return out, method, nil
+}
