@@ -22,8 +22,11 @@ import (
 // the transaction with semantics.TxFrom(ctx) (or BoltStore.Update and
 // View). A method may be run more than once inside rolled-back
 // transactions, so it must have no effect outside the transaction, must not
-// block, and its reply must not keep the transaction's memory. Calls
-// without a header (no-retry, at-least-once) run outside the store.
+// modify its arguments, must not block (concurrent calls share its
+// transaction), and its reply must not keep the transaction's memory. An
+// application error does not roll back what the method wrote: it commits
+// with the record, as the call's outcome. Calls without a header (no-retry,
+// at-least-once) run outside the store's transactions.
 func WithDurableStore(st semantics.Store) Option {
 	return func(o *options) { o.table = st.Table() }
 }
@@ -34,9 +37,12 @@ func (s *Server) executeDurable(ctx context.Context, tk *semantics.Ticket, m *me
 		return s.invoke(ctx, m, argv)
 	})
 	if err != nil {
-		// Nothing was committed: a retry may run the call as NEW.
+		// Nothing was committed (or, for a failed commit, only a restart
+		// will tell and the store refuses everything until then): a retry
+		// may run the call as NEW.
 		s.table.Abort(tk, err)
-		if errors.Is(err, semantics.ErrStale) || errors.Is(err, semantics.ErrRejected) {
+		if errors.Is(err, semantics.ErrStale) || errors.Is(err, semantics.ErrRejected) ||
+			errors.Is(err, semantics.ErrMaybeExecuted) {
 			return nil, err
 		}
 		return nil, reject(nil, "rpc: durable store: %v", err)

@@ -41,6 +41,7 @@ const (
 	codeNotDurable
 	codeShuttingDown
 	codeTooLarge
+	codeMaybeExecuted // the server cannot tell whether the method's effects persisted
 )
 
 // openMethod is the reserved method that opens an at-most-once session: it
@@ -71,6 +72,8 @@ func EncodeError(err error) (code uint8, msg string) {
 	switch {
 	case errors.Is(err, semantics.ErrApplication):
 		return codeNone, msg
+	case errors.Is(err, semantics.ErrMaybeExecuted):
+		return codeMaybeExecuted, msg
 	case errors.Is(err, semantics.ErrStale):
 		return codeStale, msg
 	case errors.Is(err, semantics.ErrSessionExpired):
@@ -101,6 +104,8 @@ func DecodeError(code uint8, msg string) error {
 	switch code {
 	case codeNone:
 		return ServerError(msg)
+	case codeMaybeExecuted:
+		return semantics.MaybeExecuted(errors.New(msg))
 	case codeStale:
 		kind = semantics.ErrStale
 	case codeExpired:

@@ -83,4 +83,16 @@
 //
 // The last three are rejections: the method did not run for that attempt,
 // but an earlier attempt may have, which the verdict reports.
+//
+// # Durable completion records
+//
+// A Table forgets everything when its process dies. For exactly-once, a
+// Store keeps the records: OpenBoltStore opens (or creates) one bbolt file,
+// rebuilds the table from it (same epoch, sessions with their acks, every
+// record not yet acknowledged) and runs each NEW call inside a read-write
+// transaction (Store.Execute), where the method writes its own state
+// (TxFrom) and the call's completion record is written beside it, so both
+// commit together before the reply is sent. Concurrent calls share
+// transactions and fsyncs. The server side of this is rpc.WithDurableStore;
+// doc/semantics.md has the whole contract.
 package semantics

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -40,9 +41,13 @@ const (
 	recordFormat = 1 // the first byte of every record
 )
 
-// ErrStoreFailed is wrapped by the errors of calls refused because the
-// store failed to commit earlier: from then on, what is on disk is only
-// known after a restart, so the store runs nothing more.
+// ErrStoreFailed is wrapped by the errors of calls refused because a
+// commit failed (a write or fsync error): from then on, what is on disk is
+// only known after a restart, so the store runs nothing more (later calls
+// are refused, not executed). The call whose commit failed is reported as
+// may-have-executed, since its record may have reached the disk; after a
+// restart a retry of it gets that record's reply. Restart the server when
+// calls fail with it.
 var ErrStoreFailed = errors.New("semrpc: durable store failed")
 
 // BoltConfig configures a BoltStore. A nil *BoltConfig means the defaults.
@@ -127,7 +132,7 @@ func OpenBoltStore(path string, cfg *BoltConfig) (*BoltStore, error) {
 	if fi, err := os.Stat(path); err == nil && !fi.Mode().IsRegular() {
 		return nil, fmt.Errorf("semantics: store %s is not a regular file", path)
 	}
-	db, err := bbolt.Open(path, 0o600, &bbolt.Options{Timeout: c.LockTimeout, NoSync: c.NoSync})
+	db, err := openBolt(path, &bbolt.Options{Timeout: c.LockTimeout, NoSync: c.NoSync})
 	switch {
 	case errors.Is(err, berrors.ErrTimeout):
 		return nil, fmt.Errorf("semantics: store %s is locked by another process: %w", path, err)
@@ -150,14 +155,41 @@ func OpenBoltStore(path string, cfg *BoltConfig) (*BoltStore, error) {
 	return s, nil
 }
 
-// load reads (or, in a new file, writes) the epoch and rebuilds the table.
-func (s *BoltStore) load(tc TableConfig) (err error) {
+// openBolt is bbolt.Open, with a panic (bbolt trusts the pages it reads,
+// and panics on some damaged files, such as truncated ones) or a memory
+// fault in the mapped file turned into an error. After a panic the file
+// may stay locked until the process exits.
+func openBolt(path string, opts *bbolt.Options) (db *bbolt.DB, err error) {
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
 	defer func() {
-		// bbolt trusts the pages it reads; a damaged file may panic.
+		if p := recover(); p != nil {
+			db, err = nil, fmt.Errorf("corrupt database: %v", p)
+		}
+	}()
+	return bbolt.Open(path, 0o600, opts)
+}
+
+// load checks the file, reads (or, in a new file, writes) the epoch and
+// rebuilds the table.
+func (s *BoltStore) load(tc TableConfig) (err error) {
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+	defer func() {
 		if p := recover(); p != nil {
 			err = fmt.Errorf("corrupt database: %v", p)
 		}
 	}()
+	err = s.db.View(func(tx *bbolt.Tx) error {
+		var first error
+		for err := range tx.Check() { // drain: Check's goroutine ends with it
+			if first == nil {
+				first = fmt.Errorf("corrupt database: %w", err)
+			}
+		}
+		return first
+	})
+	if err != nil {
+		return err
+	}
 	err = s.db.Update(func(tx *bbolt.Tx) error {
 		meta := tx.Bucket(bucketMeta)
 		if meta == nil {
@@ -325,7 +357,7 @@ func (s *BoltStore) Execute(ctx context.Context, h Header, method string, fn fun
 		// The commit itself failed: the record may or may not be on disk,
 		// and only a restart will tell. Run nothing more until then.
 		s.failed.Store(true)
-		return Outcome{}, fmt.Errorf("semantics: committing client %v seq %d: %w: %w: %v", h.Client, h.Seq, ErrStoreFailed, ErrRejected, err)
+		return Outcome{}, MaybeExecuted(fmt.Errorf("semantics: committing client %v seq %d: %w: %v", h.Client, h.Seq, ErrStoreFailed, err))
 	}
 	return Outcome{}, fmt.Errorf("semantics: client %v seq %d not run: %w: %v", h.Client, h.Seq, ErrRejected, err)
 }

@@ -353,3 +353,38 @@ func TestDecodeRecordMalformed(t *testing.T) {
 		}
 	}
 }
+
+// TestOpenBoltStoreTruncated pins that a store file cut short (a damaged
+// disk, a bad copy) is an error at open, not a crash or an empty store.
+func TestOpenBoltStoreTruncated(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "s.db")
+	st := openStore(t, path, &BoltConfig{NoSync: true})
+	ctx := context.Background()
+	for i := uint64(1); i <= 300; i++ {
+		if _, err := st.Execute(ctx, storeHdr(st, i, 1, 1), "Svc.Set", setKey(strings.Repeat("k", 50)+string(rune('a'+i%26))+string(rune(i)), strings.Repeat("v", 500), nil)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	st.Close()
+	whole, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// A fresh file each time: a panic inside bbolt.Open leaves the file
+	// locked until the process exits.
+	for _, size := range []int{len(whole) / 2, len(whole) / 4, 3 * 4096, 100} {
+		cut := filepath.Join(t.TempDir(), "cut.db")
+		if err := os.WriteFile(cut, whole[:size], 0o600); err != nil {
+			t.Fatal(err)
+		}
+		st, err := OpenBoltStore(cut, &BoltConfig{LockTimeout: 50 * time.Millisecond})
+		if err == nil {
+			st.Close()
+			t.Fatalf("truncated to %d of %d bytes: opened", size, len(whole))
+		}
+		if strings.Contains(err.Error(), "locked") {
+			t.Fatalf("truncated to %d: %v", size, err)
+		}
+		t.Logf("truncated to %d: %v", size, err)
+	}
+}

@@ -221,6 +221,14 @@ func TestSIGKILLExactlyOnce(t *testing.T) {
 		}()
 	}
 
+	var stopOnce sync.Once
+	halt := func() { stopOnce.Do(func() { close(stop) }) }
+	defer func() { // also when a restart fails the test
+		cancel()
+		halt()
+		wg.Wait()
+	}()
+
 	for k := 0; k < kills; k++ {
 		time.Sleep(time.Duration(50+rng.IntN(250)) * time.Millisecond)
 		srvMu.Lock()
@@ -234,7 +242,7 @@ func TestSIGKILLExactlyOnce(t *testing.T) {
 		srvMu.Unlock()
 	}
 	time.Sleep(100 * time.Millisecond) // calls after the last restart
-	close(stop)
+	halt()
 	wg.Wait()
 	if t.Failed() {
 		srvMu.Lock()

@@ -10,6 +10,8 @@ import (
 	"log"
 	"net"
 	stdrpc "net/rpc"
+	"os"
+	"path/filepath"
 	"sync"
 	"testing"
 
@@ -140,4 +142,23 @@ func Parallel(b *testing.B, call caller, g int) {
 			}
 		}
 	})
+}
+
+// StartExactlyOnce is StartSemrpc with exactly-once calls against a server
+// whose completion records live in a bbolt file (fsync on, group commit).
+func StartExactlyOnce(tb testing.TB) (caller, func()) {
+	dir, err := os.MkdirTemp("", "semrpc-bench-*")
+	if err != nil {
+		tb.Fatal(err)
+	}
+	st, err := semantics.OpenBoltStore(filepath.Join(dir, "bench.db"), nil)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	call, stop := StartSemrpc(tb, semantics.ExactlyOnce(), rpc.WithDurableStore(st))
+	return call, func() {
+		stop()
+		st.Close()
+		os.RemoveAll(dir)
+	}
 }

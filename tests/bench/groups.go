@@ -45,6 +45,11 @@ func Groups() []Group {
 				drive(b, call)
 			}})
 		}
+		g.Cases = append(g.Cases, Case{"semrpc ExactlyOnce (bbolt, fsync)", func(b *testing.B) {
+			call, stop := StartExactlyOnce(b)
+			defer stop()
+			drive(b, call)
+		}})
 		return g
 	}
 	groups := []Group{
