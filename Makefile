@@ -21,7 +21,7 @@ bench:
 # Each fuzz target runs for $(FUZZTIME); seeds live in each package's testdata/fuzz.
 FUZZ_TARGETS = \
 	./rpc:FuzzServeConn ./rpc:FuzzFrameLimiter ./rpc:FuzzTableHeaders \
-	./crawler:FuzzNormalize ./crawler:FuzzExtractLinks
+	./crawler:FuzzNormalize ./crawler:FuzzExtractLinks ./labrpc/labgob:FuzzDecode
 
 fuzz:
 	@set -e; for target in $(FUZZ_TARGETS); do \

@@ -37,7 +37,9 @@ func (rs *Server) Core() *rpc.Server { return rs.core }
 // second service of the same name, is logged and otherwise ignored; calls to
 // it then fail as calls to an unknown service.
 func (rs *Server) AddService(svc *Service) {
-	if err := rs.core.Register(svc.rcvr); err != nil {
+	// By name, like the classic network: the receiver's type need not be
+	// exported, as net/rpc's Register would require.
+	if err := rs.core.RegisterName(svc.name, svc.rcvr); err != nil {
 		log.Printf("labrpc: AddService(%s): %v", svc.name, err)
 		return
 	}

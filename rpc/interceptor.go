@@ -26,6 +26,9 @@ type Handler func(ctx context.Context, call *CallInfo) error
 // Interceptor wraps a call: it may look at the call, change the context,
 // and must call next to go on (or return an error instead). On the client
 // it wraps the whole call, retries included; on the server each request.
+// A server interceptor that refuses a request without calling next should
+// return an error wrapping ErrRejected, so that the caller learns the
+// method did not run; any other error reaches the caller as a ServerError.
 type Interceptor func(ctx context.Context, call *CallInfo, next Handler) error
 
 // ClientInterceptor is an Interceptor installed with WithClientInterceptor.
