@@ -20,11 +20,12 @@ type Client struct {
 	runner semantics.Runner
 	call   Handler // the interceptor chain around c.invoke, or nil
 
-	openMu sync.Mutex // serialises session handshakes
+	opening chan struct{} // a one-slot lock: serialises session handshakes, and can be given up on
 
-	mu     sync.Mutex // protects following
-	sess   *semantics.Session
-	closed bool
+	mu      sync.Mutex // protects following
+	sess    *semantics.Session
+	durable bool // sess's server keeps durable completion records
+	closed  bool
 
 	methods        sync.Map // "Service.Method" -> *clientMethod
 	sessionsOpened atomic.Uint64
@@ -62,7 +63,7 @@ func NewClient(t Transport, opts ...Option) *Client {
 }
 
 func newClient(t Transport, o options) *Client {
-	c := &Client{t: t, opts: o}
+	c := &Client{t: t, opts: o, opening: make(chan struct{}, 1)}
 	switch {
 	case o.budget != nil:
 		c.runner.Budget = o.budget
@@ -196,18 +197,25 @@ func (c *Client) invokeOnce(ctx context.Context, serviceMethod string, args, rep
 // server's handshake if there is none.
 func (c *Client) session(ctx context.Context, p semantics.Policy) (*semantics.Session, error) {
 	c.mu.Lock()
-	s := c.sess
+	s, durable := c.sess, c.durable
 	c.mu.Unlock()
 	if s != nil {
-		return s, nil
+		return s, c.checkDurable(ctx, p, durable)
 	}
-	c.openMu.Lock()
-	defer c.openMu.Unlock()
+	select {
+	case c.opening <- struct{}{}:
+	case <-ctx.Done():
+		// Another call's handshake is in progress; this call was never sent.
+		return nil, c.runner.Run(ctx, semantics.NoRetry(), func(ctx context.Context) error {
+			return semantics.NotSent(fmt.Errorf("rpc: waiting for the session handshake: %w", ctx.Err()))
+		})
+	}
+	defer func() { <-c.opening }()
 	c.mu.Lock()
-	s = c.sess
+	s, durable = c.sess, c.durable
 	c.mu.Unlock()
 	if s != nil {
-		return s, nil
+		return s, c.checkDurable(ctx, p, durable)
 	}
 	var rep OpenReply
 	req := Request{ServiceMethod: openMethod, Args: &OpenArgs{Version: 1}}
@@ -222,17 +230,26 @@ func (c *Client) session(ctx context.Context, p semantics.Policy) (*semantics.Se
 	if err != nil {
 		return nil, err
 	}
-	if p.Kind() == semantics.KindExactlyOnce && !rep.Durable {
-		return nil, c.runner.Run(ctx, semantics.NoRetry(), func(context.Context) error {
-			return fmt.Errorf("rpc: exactly-once call refused: %w", semantics.ErrNotDurable)
-		})
+	if err := c.checkDurable(ctx, p, rep.Durable); err != nil {
+		return nil, err
 	}
 	s = semantics.NewSession(rep.Epoch, semantics.WindowOf(p))
 	c.mu.Lock()
-	c.sess = s
+	c.sess, c.durable = s, rep.Durable
 	c.mu.Unlock()
 	c.sessionsOpened.Add(1)
 	return s, nil
+}
+
+// checkDurable refuses an exactly-once call to a server without durable
+// completion records, whoever opened the session.
+func (c *Client) checkDurable(ctx context.Context, p semantics.Policy, durable bool) error {
+	if p.Kind() != semantics.KindExactlyOnce || durable {
+		return nil
+	}
+	return c.runner.Run(ctx, semantics.NoRetry(), func(context.Context) error {
+		return fmt.Errorf("rpc: exactly-once call refused: %w", semantics.ErrNotDurable)
+	})
 }
 
 // dropSession forgets s so that the next call opens a new session.

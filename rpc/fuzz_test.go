@@ -5,9 +5,9 @@ import (
 	"context"
 	"encoding/gob"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
-	"io"
 	"sync"
 	"testing"
 

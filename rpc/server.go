@@ -36,7 +36,7 @@ type Server struct {
 	listeners map[net.Listener]struct{}
 	conns     map[*serverConn]struct{}
 	closed    bool
-	connWG    sync.WaitGroup // ServeConn goroutines started by Serve
+	connWG    sync.WaitGroup // connections being served, by Serve or ServeConn
 }
 
 // ServerOption is an Option accepted by NewServer; the name exists for the
@@ -292,11 +292,7 @@ func (s *Server) Serve(l net.Listener) error {
 		if c == nil {
 			return ErrServerClosed
 		}
-		s.connWG.Add(1)
-		go func() {
-			defer s.connWG.Done()
-			c.serve()
-		}()
+		go c.serve()
 	}
 }
 

@@ -37,7 +37,7 @@ type serverConn struct {
 }
 
 // newConn registers a connection, or closes it and returns nil if the
-// server is closed.
+// server is closed. A registered connection must be served with serve.
 func (s *Server) newConn(rwc io.ReadWriteCloser) *serverConn {
 	w := bufio.NewWriter(rwc)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -63,6 +63,9 @@ func (s *Server) newConn(rwc io.ReadWriteCloser) *serverConn {
 	}
 	s.conns[c] = struct{}{}
 	s.connCount.Add(1)
+	// Under lmu, so that Close, which sets closed under it, waits for
+	// every connection it did not refuse (Serve's and ServeConn's).
+	s.connWG.Add(1)
 	return c
 }
 
@@ -90,6 +93,7 @@ func (c *serverConn) serve() {
 		delete(c.s.conns, c)
 		c.s.lmu.Unlock()
 		c.s.connCount.Add(-1)
+		c.s.connWG.Done()
 	}()
 	for {
 		var req wireRequest
@@ -163,8 +167,13 @@ func (c *serverConn) dispatch(tk task) {
 func (c *serverConn) worker(tk task) {
 	defer c.wg.Done()
 	for {
+		// Count the call as running until its reply is written, not just
+		// while it executes: Shutdown waits for the count to reach zero
+		// before it closes the connection under the reply.
+		c.s.inflight.Add(1)
 		reply, err := c.s.execute(c.ctx, tk.m, tk.req.Sem, tk.ptr, tk.pass)
 		c.respond(&tk.req, reply, err)
+		c.s.inflight.Add(-1)
 		tk = task{}
 		<-c.sem
 		if c.nwork.Load() > idleWorkers {

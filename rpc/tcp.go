@@ -209,11 +209,15 @@ func (t *tcpTransport) RoundTrip(ctx context.Context, req *Request, reply any) e
 	c.pending[seq] = call
 	c.mu.Unlock()
 
-	if err := c.write(req, seq); err != nil {
+	if err, cause := c.write(req, seq); err != nil {
 		c.mu.Lock()
 		_, mine := c.pending[seq]
 		delete(c.pending, seq)
 		c.mu.Unlock()
+		// Fail the connection only now that this call is out of the
+		// pending map: it was never sent, and must not get fail's
+		// may-have-executed verdict.
+		c.fail(cause)
 		if mine {
 			call.reply = nil
 			pendingPool.Put(call)
@@ -237,10 +241,31 @@ func (t *tcpTransport) RoundTrip(ctx context.Context, req *Request, reply any) e
 			// Not pooled: the channel is clean, but keep it simple and safe.
 			return semantics.MaybeExecuted(fmt.Errorf("rpc: %s: %w", req.ServiceMethod, ctx.Err()))
 		}
-		// The reader owns the call and is decoding its reply right now.
-		return c.finish(call)
+		// The reader owns the call and is decoding its reply right now. It
+		// must finish before we return (it writes into reply), but a peer
+		// may stall in the middle of the body: after a grace period, break
+		// the connection so that the decode ends.
+		grace := time.NewTimer(replyGrace)
+		defer grace.Stop()
+		select {
+		case err := <-call.done:
+			call.reply = nil
+			pendingPool.Put(call)
+			return err
+		case <-grace.C:
+			c.fail(fmt.Errorf("rpc: reply of %s stalled after the caller gave up: %w", req.ServiceMethod, ctx.Err()))
+			err := c.finish(call)
+			if cl := semantics.ClassOf(err); cl != semantics.ClassNotSent && cl != semantics.ClassMaybeExecuted {
+				return err // the server's answer was complete after all
+			}
+			return semantics.MaybeExecuted(fmt.Errorf("rpc: %s: %w", req.ServiceMethod, ctx.Err()))
+		}
 	}
 }
+
+// replyGrace is how long a call whose context has ended waits for the
+// reply being decoded for it before it breaks the connection.
+const replyGrace = 50 * time.Millisecond
 
 func (c *tcpConn) finish(call *pendingCall) error {
 	err := <-call.done
@@ -249,29 +274,37 @@ func (c *tcpConn) finish(call *pendingCall) error {
 	return err
 }
 
-// write sends one request. An error is a not-sent error: the server cannot
-// have received the whole request. After an encoding error the connection
-// is closed, since part of the request may already be on the wire.
-func (c *tcpConn) write(req *Request, seq uint64) error {
+// write sends one request. An error is a not-sent error (or a rejection,
+// for arguments that cannot be encoded): the server cannot have received
+// the whole request. cause is then why the connection must be failed, which
+// the caller does once it has taken the call out of the pending map: part
+// of the request may already be on the wire.
+func (c *tcpConn) write(req *Request, seq uint64) (err, cause error) {
 	wr := wireRequest{ServiceMethod: req.ServiceMethod, Seq: seq, Sem: req.Header}
 	c.wmu.Lock()
-	err := c.enc.Encode(&wr)
-	if err == nil {
-		if err = c.enc.Encode(req.Args); err != nil && !isNetError(err) {
-			c.wmu.Unlock()
-			c.fail(fmt.Errorf("rpc: encoding arguments of %s: %w", req.ServiceMethod, err))
-			return reject(nil, "rpc: encoding arguments of %s: %v", req.ServiceMethod, err)
+	defer c.wmu.Unlock()
+	defer func() {
+		// gob panics on a nil pointer (and a GobEncoder may panic): a
+		// bad argument, not a reason to leave wmu locked.
+		if p := recover(); p != nil {
+			cause = fmt.Errorf("rpc: encoding arguments of %s: %v", req.ServiceMethod, p)
+			err = reject(nil, "%v", cause)
+		}
+	}()
+	cause = c.enc.Encode(&wr)
+	if cause == nil {
+		if cause = c.enc.Encode(req.Args); cause != nil && !isNetError(cause) {
+			cause = fmt.Errorf("rpc: encoding arguments of %s: %w", req.ServiceMethod, cause)
+			return reject(nil, "%v", cause), cause
 		}
 	}
-	if err == nil {
-		err = c.w.Flush()
+	if cause == nil {
+		cause = c.w.Flush()
 	}
-	c.wmu.Unlock()
-	if err != nil {
-		c.fail(err)
-		return semantics.NotSent(fmt.Errorf("rpc: sending %s: %w", req.ServiceMethod, err))
+	if cause != nil {
+		return semantics.NotSent(fmt.Errorf("rpc: sending %s: %w", req.ServiceMethod, cause)), cause
 	}
-	return nil
+	return nil, nil
 }
 
 func (c *tcpConn) readLoop() {

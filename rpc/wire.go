@@ -120,6 +120,11 @@ func DecodeError(code uint8, msg string) error {
 		kind = ErrShuttingDown
 	case codeTooLarge:
 		kind = ErrMessageTooLarge
+	case codeRejected:
+	default:
+		// A code this side does not know (a newer or damaged peer): the
+		// only safe reading is that the method may have run.
+		return semantics.MaybeExecuted(errors.New(msg))
 	}
 	return &rejection{msg: msg, kind: kind}
 }
