@@ -27,14 +27,9 @@ type Client struct {
 	durable bool // sess's server keeps durable completion records
 	closed  bool
 
-	methods        sync.Map // "Service.Method" -> *clientMethod
+	methods        sync.Map // "Service.Method" -> *callStats
 	sessionsOpened atomic.Uint64
 	sessionResets  atomic.Uint64
-}
-
-type clientMethod struct {
-	calls, errors atomic.Uint64
-	latency, max  atomic.Int64
 }
 
 // Dial connects to a server speaking net/rpc's gob wire (a semrpc server or
@@ -265,21 +260,9 @@ func (c *Client) dropSession(s *semantics.Session) {
 func (c *Client) record(serviceMethod string, d time.Duration, failed bool) {
 	v, ok := c.methods.Load(serviceMethod)
 	if !ok {
-		v, _ = c.methods.LoadOrStore(serviceMethod, new(clientMethod))
+		v, _ = c.methods.LoadOrStore(serviceMethod, new(callStats))
 	}
-	m := v.(*clientMethod)
-	m.calls.Add(1)
-	if failed {
-		m.errors.Add(1)
-	}
-	n := int64(d)
-	m.latency.Add(n)
-	for {
-		old := m.max.Load()
-		if n <= old || m.max.CompareAndSwap(old, n) {
-			break
-		}
-	}
+	v.(*callStats).record(d, failed)
 }
 
 // Close closes the client and its transport. Calls pending on it fail (as
@@ -312,13 +295,7 @@ func (c *Client) Stats() ClientStats {
 		SessionResets:  c.sessionResets.Load(),
 	}
 	c.methods.Range(func(k, v any) bool {
-		m := v.(*clientMethod)
-		st.Methods[k.(string)] = MethodStats{
-			Calls:   m.calls.Load(),
-			Errors:  m.errors.Load(),
-			Latency: time.Duration(m.latency.Load()),
-			Max:     time.Duration(m.max.Load()),
-		}
+		st.Methods[k.(string)] = v.(*callStats).snapshot()
 		return true
 	})
 	return st

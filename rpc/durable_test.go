@@ -261,7 +261,10 @@ func TestDurableDuplicateWrongMethod(t *testing.T) {
 	}
 	addr := n.addr
 	n.stop()
-	n = startNode(t, path, addr)
+	startNode(t, path, addr)
+	// A fresh connection: the old one may not have noticed the restart yet,
+	// and a call on it would truthfully be may-have-executed.
+	tr = dial(t, addr).t
 	err := tr.RoundTrip(ctxT(t), &Request{ServiceMethod: "Counter.Refuse", Header: &h, Args: 1}, &got)
 	if !errors.Is(err, ErrRejected) {
 		t.Fatalf("reused seq: %v, want a rejection", err)

@@ -212,6 +212,12 @@ func (s *Server) dedup(ctx context.Context, m *methodType, h *semantics.Header, 
 	}
 	tk, err := s.table.Begin(ctx, *h)
 	if err != nil {
+		if semantics.ClassOf(err) == semantics.ClassMaybeExecuted && !errors.Is(err, semantics.ErrMaybeExecuted) {
+			// Unclassified (the request's context ended while it waited
+			// for the original, or the original was aborted): the safe
+			// verdict, never "application error".
+			err = semantics.MaybeExecuted(err)
+		}
 		return nil, err
 	}
 	if !tk.Run() {
@@ -239,7 +245,7 @@ func (s *Server) invoke(ctx context.Context, m *methodType, argv reflect.Value) 
 			s.logger.Printf("rpc: method %s panicked: %v\n%s", m.name, p, debug.Stack())
 			err = ServerError(fmt.Sprintf("rpc: method %s panicked: %v", m.name, p))
 		}
-		m.record(time.Since(start), err != nil)
+		m.stats.record(time.Since(start), err != nil)
 	}()
 	var out []reflect.Value
 	if m.hasCtx {
@@ -395,12 +401,7 @@ func (s *Server) Stats() ServerStats {
 	defer s.mu.RUnlock()
 	for _, svc := range s.services {
 		for _, m := range svc.methods {
-			st.Methods[m.name] = MethodStats{
-				Calls:   m.calls.Load(),
-				Errors:  m.errors.Load(),
-				Latency: time.Duration(m.latency.Load()),
-				Max:     time.Duration(m.maxNanos.Load()),
-			}
+			st.Methods[m.name] = m.stats.snapshot()
 		}
 	}
 	return st

@@ -24,10 +24,7 @@ type methodType struct {
 	hasError  bool         // net/rpc style; false for lab-style handlers
 	hasCtx    bool         // takes a context.Context first
 
-	calls    atomic.Uint64
-	errors   atomic.Uint64
-	latency  atomic.Int64 // total nanoseconds
-	maxNanos atomic.Int64
+	stats callStats // executions only
 }
 
 // newArgs returns a pointer to decode into and the value to pass to the method.
@@ -44,18 +41,33 @@ func (m *methodType) newReply() reflect.Value {
 	return reflect.New(m.replyType.Elem())
 }
 
-func (m *methodType) record(d time.Duration, failed bool) {
-	m.calls.Add(1)
+// callStats counts calls and their latency; safe for concurrent use.
+type callStats struct {
+	calls, errors atomic.Uint64
+	total, max    atomic.Int64 // nanoseconds
+}
+
+func (cs *callStats) record(d time.Duration, failed bool) {
+	cs.calls.Add(1)
 	if failed {
-		m.errors.Add(1)
+		cs.errors.Add(1)
 	}
 	n := int64(d)
-	m.latency.Add(n)
+	cs.total.Add(n)
 	for {
-		old := m.maxNanos.Load()
-		if n <= old || m.maxNanos.CompareAndSwap(old, n) {
+		old := cs.max.Load()
+		if n <= old || cs.max.CompareAndSwap(old, n) {
 			return
 		}
+	}
+}
+
+func (cs *callStats) snapshot() MethodStats {
+	return MethodStats{
+		Calls:   cs.calls.Load(),
+		Errors:  cs.errors.Load(),
+		Latency: time.Duration(cs.total.Load()),
+		Max:     time.Duration(cs.max.Load()),
 	}
 }
 
