@@ -178,14 +178,15 @@ func (s *Server) Handle(ctx context.Context, serviceMethod string, h *semantics.
 		s.rejected.Add(1)
 		return nil, reject(nil, "rpc: decoding arguments of %s: %v", serviceMethod, err)
 	}
+	s.inflight.Add(1)
+	defer s.inflight.Add(-1)
 	return s.execute(ctx, m, h, ptr, pass)
 }
 
 // execute runs one decoded request through the interceptors, the table and
-// the method.
+// the method. The caller counts the request in s.inflight first (Shutdown
+// waits for that count), which makes the shutting-down check below safe.
 func (s *Server) execute(ctx context.Context, m *methodType, h *semantics.Header, argPtr any, argv reflect.Value) (any, error) {
-	s.inflight.Add(1)
-	defer s.inflight.Add(-1)
 	if s.shutting.Load() {
 		s.rejected.Add(1)
 		return nil, reject(ErrShuttingDown, "rpc: server shutting down; %s not run", m.name)

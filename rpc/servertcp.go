@@ -132,9 +132,13 @@ func (c *serverConn) serve() {
 			continue
 		}
 		select {
-		case c.sem <- struct{}{}:
-		case <-c.ctx.Done():
-			return
+		case c.sem <- struct{}{}: // the common case, without a two-way select
+		default:
+			select {
+			case c.sem <- struct{}{}:
+			case <-c.ctx.Done():
+				return
+			}
 		}
 		c.dispatch(task{req: req, m: m, ptr: ptr, pass: pass})
 	}
@@ -151,7 +155,7 @@ type task struct {
 // idleWorkers is how many workers a connection keeps between calls. Reusing
 // a worker saves more than a goroutine start: a fresh goroutine's stack
 // grows (and is copied) on every call, a worker's only once.
-const idleWorkers = 16
+const idleWorkers = 128
 
 // dispatch runs tk on an idle worker, or on a new one.
 func (c *serverConn) dispatch(tk task) {

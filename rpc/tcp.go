@@ -227,12 +227,16 @@ func (t *tcpTransport) RoundTrip(ctx context.Context, req *Request, reply any) e
 		return c.finish(call)
 	}
 
+	done := ctx.Done()
+	if done == nil { // a context that never ends: no select needed
+		return c.finish(call)
+	}
 	select {
 	case err := <-call.done:
 		call.reply = nil
 		pendingPool.Put(call)
 		return err
-	case <-ctx.Done():
+	case <-done:
 		c.mu.Lock()
 		_, mine := c.pending[seq]
 		delete(c.pending, seq)

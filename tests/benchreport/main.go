@@ -67,11 +67,18 @@ func run(w io.Writer, rounds int) error {
 }
 
 // measure runs every case of g in alternating rounds and reports medians.
+// A first round warms the process up (the first benchmark of a process
+// runs measurably slower, whichever it is) and is not counted; a GC
+// between cases keeps one case's garbage out of the next one's time.
 func measure(g bench.Group, rounds int) []row {
 	results := make([][]testing.BenchmarkResult, len(g.Cases))
-	for r := 0; r < rounds; r++ {
+	for r := -1; r < rounds; r++ {
 		for i, c := range g.Cases {
-			results[i] = append(results[i], testing.Benchmark(c.Run))
+			runtime.GC()
+			res := testing.Benchmark(c.Run)
+			if r >= 0 {
+				results[i] = append(results[i], res)
+			}
 		}
 	}
 	rows := make([]row, len(g.Cases))
