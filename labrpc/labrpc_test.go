@@ -20,8 +20,6 @@ import (
 
 // Echo is the test service.
 type Echo struct {
-	mu      sync.Mutex // protects log
-	log     []string
 	calls   atomic.Int64
 	block   chan struct{} // Block waits on it
 	entered chan struct{} // Block signals here on entry

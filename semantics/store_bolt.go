@@ -445,7 +445,7 @@ func (s *BoltStore) maybeSweep(tx *bbolt.Tx) error {
 // a seq below ack.
 func deleteRecords(records *bbolt.Bucket, client []byte, ack uint64) error {
 	c := records.Cursor()
-	for k, _ := c.Seek(client); k != nil && len(k) == 24 && string(k[:16]) == string(client); k, _ = c.Seek(client) {
+	for k, _ := c.Seek(client); len(k) == 24 && string(k[:16]) == string(client); k, _ = c.Seek(client) {
 		if binary.BigEndian.Uint64(k[16:]) >= ack {
 			return nil
 		}

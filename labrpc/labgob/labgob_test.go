@@ -171,6 +171,7 @@ func TestDecodeIntoNonDefault(t *testing.T) {
 
 type StrictLower struct {
 	X int
+	//lint:ignore U1000 the unexported field is what strict mode must catch
 	y int
 }
 
