@@ -222,6 +222,19 @@ func (c *Client) session(ctx context.Context, p semantics.Policy) (*semantics.Se
 		}
 		return err
 	})
+	if err != nil && !errors.Is(err, semantics.ErrNotExecuted) {
+		// The handshake may have reached the server, but the caller's call
+		// was never sent: its verdict is "not executed". The handshake's
+		// attempts stay in the message; the context's error stays
+		// matchable.
+		hs := err
+		return nil, c.runner.Run(ctx, semantics.NoRetry(), func(ctx context.Context) error {
+			if cerr := ctx.Err(); cerr != nil {
+				return semantics.NotSent(fmt.Errorf("rpc: opening an at-most-once session: %v: %w", hs, cerr))
+			}
+			return semantics.NotSent(fmt.Errorf("rpc: opening an at-most-once session: %v", hs))
+		})
+	}
 	if err != nil {
 		return nil, err
 	}

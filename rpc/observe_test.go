@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/semrpc/semrpc/semantics"
 )
@@ -168,3 +170,45 @@ func (l *replyLoser) RoundTrip(ctx context.Context, req *Request, reply any) err
 }
 
 func (l *replyLoser) Close() error { return nil }
+
+// A call whose session handshake got no answer was itself never sent: its
+// verdict is "not executed", even though the handshake may have run.
+func TestHandshakeFailureMeansCallNotExecuted(t *testing.T) {
+	srv := NewServer(WithLogger(discardLogger()))
+	a := &Arith{block: make(chan struct{})}
+	close(a.block)
+	srv.Register(a)
+	lossy := &handshakeLoser{t: directTransport{srv}}
+	c := NewClient(lossy, WithSemantics(semantics.AtMostOnce(semantics.Backoff(time.Millisecond, time.Millisecond))))
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Millisecond)
+	defer cancel()
+	var r int
+	err := c.Call(ctx, "Arith.Add", Args{1, 2}, &r)
+	if !errors.Is(err, ErrNotExecuted) || errors.Is(err, ErrMaybeExecuted) {
+		t.Fatalf("err = %v; want not executed, and not may-have-executed", err)
+	}
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("the context's error is lost: %v", err)
+	}
+	if a.calls.Load() != 0 || lossy.opens.Load() == 0 {
+		t.Fatalf("calls %d, handshakes %d", a.calls.Load(), lossy.opens.Load())
+	}
+}
+
+// handshakeLoser loses the reply of every session handshake.
+type handshakeLoser struct {
+	t     Transport
+	opens atomic.Int64
+}
+
+func (l *handshakeLoser) RoundTrip(ctx context.Context, req *Request, reply any) error {
+	err := l.t.RoundTrip(ctx, req, reply)
+	if req.ServiceMethod == openMethod {
+		l.opens.Add(1)
+		return semantics.MaybeExecuted(errors.New("handshake reply lost"))
+	}
+	return err
+}
+
+func (l *handshakeLoser) Close() error { return nil }
