@@ -99,7 +99,7 @@ func (h *history) add(op porcupine.Operation) {
 // runClient performs random operations until the round ends and records
 // each one: a call that definitely did not run is left out, one that may
 // have run has an unknown outcome and no return time.
-func runClient(t *testing.T, id int, kv *kvservice.Client, h *history, rng *rand.Rand, until time.Time) (unknown int) {
+func runClient(t *testing.T, id int, kv *kvservice.Client, h *history, rng *rand.Rand, until time.Time, timeout time.Duration) (unknown int) {
 	keys := []string{"a", "b", "c"}
 	for i := 0; time.Now().Before(until); i++ {
 		in := kvInput{Key: keys[rng.Intn(len(keys))]}
@@ -111,7 +111,7 @@ func runClient(t *testing.T, id int, kv *kvservice.Client, h *history, rng *rand
 		default:
 			in.Op, in.Value = "append", fmt.Sprintf("x%d.%d ", id, i)
 		}
-		ctx, cancel := context.WithTimeout(context.Background(), 4*time.Second)
+		ctx, cancel := context.WithTimeout(context.Background(), timeout)
 		call := h.now()
 		var out kvOutput
 		var err error
@@ -195,7 +195,7 @@ func TestLinearizableKVOverLabNetwork(t *testing.T) {
 				go func(i int) {
 					defer wg.Done()
 					defer rc.Close()
-					u := runClient(t, i, kv, h, rand.New(rand.NewSource(sd+int64(i))), until)
+					u := runClient(t, i, kv, h, rand.New(rand.NewSource(sd+int64(i))), until, time.Second)
 					umu.Lock()
 					unknown += u
 					umu.Unlock()
@@ -282,7 +282,7 @@ func TestLinearizableKVOverFaultyTCP(t *testing.T) {
 				go func(i int) {
 					defer wg.Done()
 					defer rc.Close()
-					runClient(t, i, kv, h, rand.New(rand.NewSource(sd+int64(i))), until)
+					runClient(t, i, kv, h, rand.New(rand.NewSource(sd+int64(i))), until, 4*time.Second)
 				}(i)
 			}
 			wg.Wait()
@@ -292,6 +292,49 @@ func TestLinearizableKVOverFaultyTCP(t *testing.T) {
 				t.Fatal("no connection was killed: the faults did nothing")
 			}
 			checkLinearizable(t, h)
+		})
+	}
+}
+
+// The checker is only as good as its model: a history where an append
+// reports an old value no order can explain must be rejected, and one
+// with an unknown outcome accepted either way.
+func TestKVModelJudgesHistories(t *testing.T) {
+	op := func(client int, in kvInput, out kvOutput, call, ret int64) porcupine.Operation {
+		return porcupine.Operation{ClientId: client, Input: in, Output: out, Call: call, Return: ret}
+	}
+	tests := []struct {
+		name string
+		ops  []porcupine.Operation
+		want porcupine.CheckResult
+	}{
+		{"sequential appends", []porcupine.Operation{
+			op(0, kvInput{"append", "k", "a"}, kvOutput{Value: ""}, 0, 1),
+			op(1, kvInput{"append", "k", "b"}, kvOutput{Value: "a"}, 2, 3),
+			op(0, kvInput{"get", "k", ""}, kvOutput{Value: "ab"}, 4, 5),
+		}, porcupine.Ok},
+		{"append sees a value never written", []porcupine.Operation{
+			op(0, kvInput{"append", "k", "a"}, kvOutput{Value: ""}, 0, 1),
+			op(1, kvInput{"append", "k", "b"}, kvOutput{Value: "x"}, 2, 3),
+		}, porcupine.Illegal},
+		{"get misses a completed put", []porcupine.Operation{
+			op(0, kvInput{"put", "k", "v"}, kvOutput{}, 0, 1),
+			op(1, kvInput{"get", "k", ""}, kvOutput{Value: ""}, 2, 3),
+		}, porcupine.Illegal},
+		{"unknown append, applied", []porcupine.Operation{
+			op(0, kvInput{"append", "k", "a"}, kvOutput{Unknown: true}, 0, math.MaxInt64),
+			op(1, kvInput{"get", "k", ""}, kvOutput{Value: "a"}, 2, 3),
+		}, porcupine.Ok},
+		{"unknown append, not applied", []porcupine.Operation{
+			op(0, kvInput{"append", "k", "a"}, kvOutput{Unknown: true}, 0, math.MaxInt64),
+			op(1, kvInput{"get", "k", ""}, kvOutput{Value: ""}, 2, 3),
+		}, porcupine.Ok},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := porcupine.CheckOperationsTimeout(kvModel, tt.ops, 10*time.Second); got != tt.want {
+				t.Errorf("got %v, want %v", got, tt.want)
+			}
 		})
 	}
 }
