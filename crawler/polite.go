@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
+	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 
@@ -70,6 +72,9 @@ type hostState struct {
 	// robotsErr is why robots.txt could not be read; every URL of the host is
 	// then refused.
 	robotsErr error
+	// abandoned: the loader's own context ended, so robotsErr says nothing
+	// about the host; the state is no longer in PoliteFetcher.hosts.
+	abandoned bool
 }
 
 // Polite returns f wrapped with the politeness rules of cfg (nil means
@@ -158,24 +163,29 @@ func hostKey(u *url.URL) string { return u.Scheme + "://" + u.Host }
 // Concurrent callers for a new host wait for the one that loads it.
 func (p *PoliteFetcher) host(ctx context.Context, u *url.URL) (*hostState, error) {
 	key := hostKey(u)
-	p.mu.Lock()
-	h, ok := p.hosts[key]
-	if !ok {
-		h = &hostState{agent: p.cfg.UserAgent, loaded: make(chan struct{}), limiter: rate.NewLimiter(p.cfg.limit(0), 1)}
-		if p.cfg.MaxInFlightPerHost > 0 {
-			h.slots = make(chan struct{}, p.cfg.MaxInFlightPerHost)
+	for {
+		p.mu.Lock()
+		h, ok := p.hosts[key]
+		if !ok {
+			h = &hostState{agent: p.cfg.UserAgent, loaded: make(chan struct{}), limiter: rate.NewLimiter(p.cfg.limit(0), 1)}
+			if p.cfg.MaxInFlightPerHost > 0 {
+				h.slots = make(chan struct{}, p.cfg.MaxInFlightPerHost)
+			}
+			p.hosts[key] = h
 		}
-		p.hosts[key] = h
-	}
-	p.mu.Unlock()
-	if !ok {
-		p.loadRobots(ctx, key, h)
-	}
-	select {
-	case <-h.loaded:
-		return h, nil
-	case <-ctx.Done():
-		return nil, ctx.Err()
+		p.mu.Unlock()
+		if !ok {
+			p.loadRobots(ctx, key, h)
+		}
+		select {
+		case <-h.loaded:
+			if h.abandoned && ctx.Err() == nil {
+				continue // another caller gave up loading it: load it again
+			}
+			return h, nil
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
 	}
 }
 
@@ -199,7 +209,7 @@ func (p *PoliteFetcher) loadRobots(ctx context.Context, key string, h *hostState
 			// robotstxt reads 5xx as "disallow all"; try again first.
 			return nil, &HTTPError{URL: robotsURL, StatusCode: status}
 		}
-		data, err = robotstxt.FromStatusAndBytes(status, body)
+		data, err = robotstxt.FromStatusAndBytes(status, []byte(unescapeUnreserved(string(body))))
 		if err != nil {
 			return nil, backoff.Permanent(fmt.Errorf("crawler: parse %s: %w", robotsURL, err))
 		}
@@ -208,6 +218,7 @@ func (p *PoliteFetcher) loadRobots(ctx context.Context, key string, h *hostState
 	if err != nil && ctx.Err() != nil {
 		// Cancelled, not unavailable: let the next caller load it again.
 		h.robotsErr = fmt.Errorf("crawler: load %s: %w", robotsURL, ctx.Err())
+		h.abandoned = true
 		p.mu.Lock()
 		delete(p.hosts, key)
 		p.mu.Unlock()
@@ -242,10 +253,37 @@ func (h *hostState) allowed(u *url.URL) error {
 	if h.robots == nil {
 		return nil
 	}
-	if !h.robots.TestAgent(u.RequestURI(), h.agent) {
+	if !h.robots.TestAgent(unescapeUnreserved(u.RequestURI()), h.agent) {
 		return fmt.Errorf("%w: %s", ErrDisallowed, u)
 	}
 	return nil
+}
+
+// unescapeUnreserved decodes the percent-escapes of unreserved characters
+// (letters, digits, '-', '.', '_', '~'), which name the same resource
+// escaped or not, so that robots.txt rules and URLs compare as RFC 9309
+// asks: "/%70rivate" is "/private". Other escapes (such as "%2F") are kept.
+func unescapeUnreserved(s string) string {
+	if !strings.Contains(s, "%") {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '%' && i+2 < len(s) {
+			if c, err := strconv.ParseUint(s[i+1:i+3], 16, 8); err == nil && isUnreserved(byte(c)) {
+				b.WriteByte(byte(c))
+				i += 2
+				continue
+			}
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
+}
+
+func isUnreserved(c byte) bool {
+	return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' ||
+		c == '-' || c == '.' || c == '_' || c == '~'
 }
 
 func (h *hostState) acquire(ctx context.Context) error {

@@ -143,7 +143,9 @@ func (e *ClientEnd) call(ctx context.Context, method string, h *semantics.Header
 	}
 	step(FateDelivered, rt.link.delay(f.delay), nil)
 
-	changed := n.changes()
+	// Changes made while the request was on the wire count too: the channel
+	// is the one current when the route was taken.
+	changed := rt.changed
 	rt.server.count.Add(1)
 	res := make(chan result, 1)
 	n.dispatch(job{server: rt.server, method: method, header: h, req: &request{snap: snap}, res: res})

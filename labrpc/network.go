@@ -313,6 +313,7 @@ type route struct {
 	closed         bool
 	endGen         uint64 // generations at the start, for dead
 	serverGen      uint64
+	changed        <-chan struct{} // closed at the first change after the start
 }
 
 func (n *Network) route(endname interface{}) route {
@@ -324,6 +325,7 @@ func (n *Network) route(endname interface{}) route {
 		longReordering: n.longReordering,
 		closed:         n.closed,
 		endGen:         n.endGen[endname],
+		changed:        n.changed,
 	}
 	if r.servername != nil {
 		r.serverGen = n.serverGen[r.servername]
@@ -363,13 +365,6 @@ func (n *Network) dead(endname interface{}, rt *route) (bool, <-chan struct{}) {
 		n.cutLocked(endname, rt.servername) ||
 		n.endGen[endname] != rt.endGen || n.serverGen[rt.servername] != rt.serverGen
 	return dead, n.changed
-}
-
-// changes returns the channel closed at the next topology change.
-func (n *Network) changes() <-chan struct{} {
-	n.mu.RLock()
-	defer n.mu.RUnlock()
-	return n.changed
 }
 
 // goBackground runs f on a goroutine that Cleanup waits for, unless the

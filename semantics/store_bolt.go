@@ -319,15 +319,17 @@ func (s *BoltStore) Execute(ctx context.Context, h Header, method string, fn fun
 		return Outcome{}, fmt.Errorf("semantics: client %v seq %d not run: %w: %w", h.Client, h.Seq, ErrStoreFailed, ErrRejected)
 	}
 	var (
-		out Outcome
-		ran bool  // the last run of txFn got as far as fn
-		own error // the last run's own error
+		out   Outcome
+		ran   bool  // the last run of txFn got as far as fn
+		own   error // the last run's own error
+		wrote bool  // the last run of txFn returned nil: its writes went to the commit
 	)
 	txFn := func(tx *bbolt.Tx) error {
-		out, ran, own = Outcome{}, false, nil
+		out, ran, own, wrote = Outcome{}, false, nil, false
 		prior, err := s.admit(tx, h)
 		if err == nil && prior != nil {
 			out = *prior
+			wrote = true
 			return nil
 		}
 		if err == nil {
@@ -339,7 +341,7 @@ func (s *BoltStore) Execute(ctx context.Context, h Header, method string, fn fun
 		if err == nil {
 			err = s.maybeSweep(tx)
 		}
-		own = err
+		own, wrote = err, err == nil
 		return err
 	}
 	var err error
@@ -358,6 +360,12 @@ func (s *BoltStore) Execute(ctx context.Context, h Header, method string, fn fun
 		// and only a restart will tell. Run nothing more until then.
 		s.failed.Store(true)
 		return Outcome{}, MaybeExecuted(fmt.Errorf("semantics: committing client %v seq %d: %w: %v", h.Client, h.Seq, ErrStoreFailed, err))
+	case own == nil && wrote:
+		// The commit of a call answered from its record failed (it wrote
+		// the session's ack): the same disk error, so the same stop. This
+		// request ran nothing.
+		s.failed.Store(true)
+		return Outcome{}, fmt.Errorf("semantics: committing client %v seq %d: %w: %w: %v", h.Client, h.Seq, ErrStoreFailed, ErrRejected, err)
 	}
 	return Outcome{}, fmt.Errorf("semantics: client %v seq %d not run: %w: %v", h.Client, h.Seq, ErrRejected, err)
 }
