@@ -44,9 +44,11 @@
 // # Beyond the classic network
 //
 //   - Seeds: MakeNetworkSeed(seed) draws every random decision from a
-//     generator per end derived from the seed and the end's name, all of a
-//     call's decisions when it starts; the same seed and the same order of
-//     calls on each end give the same fates. MakeNetwork takes its seed from
+//     generator per end derived from the seed and the end's place in the
+//     order of MakeEnd calls (lab harnesses name ends with random strings),
+//     all of a call's decisions when it starts; the same seed, the same order
+//     of MakeEnd calls and the same order of calls on each end give the same
+//     fates. MakeNetwork takes its seed from
 //     $LABRPC_SEED if set, else at random; Seed reports it.
 //   - Duplication: Duplicate(rate) delivers requests twice. A plain call's
 //     handler then runs twice; a call with an at-most-once header (from

@@ -3,7 +3,6 @@ package labrpc
 import (
 	"errors"
 	"fmt"
-	"hash/fnv"
 	"math/rand"
 	"time"
 )
@@ -105,12 +104,10 @@ func (f fate) disconnectDelay(long bool) time.Duration {
 	return time.Duration(f.disconnect%100) * time.Millisecond
 }
 
-// endRand derives an end's generator from the network seed and the end's
-// name, so each end's stream of fates is independent of the others'.
-func endRand(seed int64, endname interface{}) *rand.Rand {
-	h := fnv.New64a()
-	fmt.Fprintf(h, "%T:%v", endname, endname)
-	return rand.New(rand.NewSource(int64(mix(uint64(seed) ^ h.Sum64()))))
+// endRand derives the generator of the index-th end made from the network
+// seed, so each end's stream of fates is independent of the others'.
+func endRand(seed int64, index uint64) *rand.Rand {
+	return rand.New(rand.NewSource(int64(mix(uint64(seed) ^ mix(index)))))
 }
 
 // mix is the splitmix64 finaliser.

@@ -27,6 +27,7 @@ type Network struct {
 
 	mu             sync.RWMutex // protects following
 	closed         bool
+	endsMade       uint64 // MakeEnd calls so far: each end's generator index
 	reliable       bool
 	longDelays     bool
 	longReordering bool
@@ -65,8 +66,10 @@ func MakeNetwork() *Network {
 
 // MakeNetworkSeed is MakeNetwork with a chosen seed. Every random decision
 // (delays, drops, duplicates, reordering) is drawn from a generator per end,
-// derived from the seed and the end's name, so the same seed and the same
-// order of calls on each end give the same faults.
+// derived from the seed and the end's place in the order of MakeEnd calls
+// (not its name: lab harnesses name ends with random strings), so the same
+// seed, the same order of MakeEnd and the same order of calls on each end
+// give the same faults.
 func MakeNetworkSeed(seed int64) *Network {
 	ctx, cancel := context.WithCancel(context.Background())
 	return &Network{
@@ -222,7 +225,8 @@ func (n *Network) MakeEnd(endname interface{}) *ClientEnd {
 	if _, ok := n.ends[endname]; ok {
 		panic(fmt.Sprintf("labrpc: MakeEnd: %v already exists", endname))
 	}
-	e := &ClientEnd{endname: endname, net: n, rng: endRand(n.seed, endname)}
+	n.endsMade++
+	e := &ClientEnd{endname: endname, net: n, rng: endRand(n.seed, n.endsMade)}
 	n.ends[endname] = e
 	n.enabled[endname] = false
 	delete(n.connections, endname)

@@ -33,8 +33,12 @@ func (j job) run(ctx context.Context) {
 	}
 }
 
-// dispatch runs j on an idle worker, or on a new one.
+// dispatch runs j on an idle worker, or on a new one; after Cleanup, on
+// none (the caller is released by the closed network).
 func (n *Network) dispatch(j job) {
+	if n.ctx.Err() != nil {
+		return
+	}
 	select {
 	case n.work <- j:
 	default:
@@ -61,6 +65,9 @@ func (n *Network) worker(j job) {
 		case j = <-n.work:
 			n.idle.Add(-1)
 			n.bg.Done()
+			if n.ctx.Err() != nil { // Cleanup raced the hand-off: run nothing
+				return
+			}
 		case <-n.done:
 			n.idle.Add(-1)
 			n.bg.Done()
