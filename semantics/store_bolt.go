@@ -131,6 +131,11 @@ func OpenBoltStore(path string, cfg *BoltConfig) (*BoltStore, error) {
 	}
 	if fi, err := os.Stat(path); err == nil && !fi.Mode().IsRegular() {
 		return nil, fmt.Errorf("semantics: store %s is not a regular file", path)
+	} else if err == nil && fi.Size() == 0 {
+		// bbolt would quietly initialise it: an empty store where records
+		// were expected. Left by a crash while the file was first created,
+		// or by data loss; either way, a person decides.
+		return nil, fmt.Errorf("semantics: store %s exists but is empty (0 bytes): remove it to start a new store", path)
 	}
 	db, err := openBolt(path, &bbolt.Options{Timeout: c.LockTimeout, NoSync: c.NoSync})
 	switch {

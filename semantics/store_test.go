@@ -296,6 +296,10 @@ func TestOpenBoltStoreErrors(t *testing.T) {
 	if err := os.WriteFile(garbage, []byte(strings.Repeat("not a database ", 2000)), 0o600); err != nil {
 		t.Fatal(err)
 	}
+	empty := filepath.Join(dir, "empty.db")
+	if err := os.WriteFile(empty, nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
 	foreign := filepath.Join(dir, "foreign.db")
 	db, err := bbolt.Open(foreign, 0o600, nil)
 	if err != nil {
@@ -308,6 +312,7 @@ func TestOpenBoltStoreErrors(t *testing.T) {
 	}{
 		{"missing directory", filepath.Join(dir, "nope", "s.db"), "no such file or directory"},
 		{"not bbolt", garbage, "not a usable bbolt database"},
+		{"empty file", empty, "exists but is empty"},
 		{"another application's bbolt", foreign, "not a semrpc store"},
 		{"a directory", dir, "not a regular file"},
 	}
