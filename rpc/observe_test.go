@@ -212,3 +212,26 @@ func (l *handshakeLoser) RoundTrip(ctx context.Context, req *Request, reply any)
 }
 
 func (l *handshakeLoser) Close() error { return nil }
+
+func TestWithTimeout(t *testing.T) {
+	_, _, addr, _ := startServer(t)
+	c := dial(t, addr, WithTimeout(20*time.Millisecond))
+	var r int
+	start := time.Now()
+	err := c.Call(context.Background(), "Arith.Slow", Args{}, &r)
+	if !errors.Is(err, context.DeadlineExceeded) || time.Since(start) > 5*time.Second {
+		t.Fatalf("client-level timeout: %v after %v", err, time.Since(start))
+	}
+	// A call's own option wins over the client's; an earlier deadline of
+	// the caller's context is kept.
+	err = c.Call(context.Background(), "Arith.Add", Args{1, 1}, &r, WithTimeout(5*time.Second))
+	if err != nil || r != 2 {
+		t.Fatalf("call with its own timeout: %d, %v", r, err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Millisecond)
+	defer cancel()
+	err = c.Call(ctx, "Arith.Slow", Args{}, &r, WithTimeout(time.Hour))
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("the caller's earlier deadline was not kept: %v", err)
+	}
+}
