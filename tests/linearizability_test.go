@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"math"
 	"math/rand"
-	"os"
 	"sync"
 	"testing"
 	"time"
@@ -14,72 +13,12 @@ import (
 	"github.com/anishathalye/porcupine"
 
 	"github.com/semrpc/semrpc/examples/kv/kvservice"
+	"github.com/semrpc/semrpc/examples/kv/kvservice/kvcheck"
 	"github.com/semrpc/semrpc/labrpc"
 	"github.com/semrpc/semrpc/rpc"
 	"github.com/semrpc/semrpc/semantics"
 	"github.com/semrpc/semrpc/tests/faultproxy"
 )
-
-// kvInput and kvOutput are one operation of a history.
-type kvInput struct {
-	Op    string // "get", "put", "append"
-	Key   string
-	Value string
-}
-
-type kvOutput struct {
-	Value   string // get's value, append's old value
-	Unknown bool   // the call may or may not have taken effect
-}
-
-// kvModel is a key/value store where Append returns the value it replaced.
-// Histories are partitioned by key, so a state is one string. An operation
-// with an unknown outcome may take effect at any point after its call, or
-// never (it can always be linearized last).
-var kvModel = porcupine.Model{
-	Partition: func(history []porcupine.Operation) [][]porcupine.Operation {
-		byKey := map[string][]porcupine.Operation{}
-		var keys []string
-		for _, op := range history {
-			k := op.Input.(kvInput).Key
-			if _, ok := byKey[k]; !ok {
-				keys = append(keys, k)
-			}
-			byKey[k] = append(byKey[k], op)
-		}
-		var parts [][]porcupine.Operation
-		for _, k := range keys {
-			parts = append(parts, byKey[k])
-		}
-		return parts
-	},
-	Init: func() interface{} { return "" },
-	Step: func(state, input, output interface{}) (bool, interface{}) {
-		s, in, out := state.(string), input.(kvInput), output.(kvOutput)
-		switch in.Op {
-		case "get":
-			return out.Unknown || out.Value == s, s
-		case "put":
-			return true, in.Value
-		default: // append
-			return out.Unknown || out.Value == s, s + in.Value
-		}
-	},
-	DescribeOperation: func(input, output interface{}) string {
-		in, out := input.(kvInput), output.(kvOutput)
-		res := fmt.Sprintf("%q", out.Value)
-		if out.Unknown {
-			res = "unknown"
-		}
-		switch in.Op {
-		case "get":
-			return fmt.Sprintf("get(%s) → %s", in.Key, res)
-		case "put":
-			return fmt.Sprintf("put(%s, %q)", in.Key, in.Value)
-		}
-		return fmt.Sprintf("append(%s, %q) → %s", in.Key, in.Value, res)
-	},
-}
 
 // history collects operations from concurrent clients.
 type history struct {
@@ -102,7 +41,7 @@ func (h *history) add(op porcupine.Operation) {
 func runClient(t *testing.T, id int, kv *kvservice.Client, h *history, rng *rand.Rand, until time.Time, timeout time.Duration) (unknown int) {
 	keys := []string{"a", "b", "c"}
 	for i := 0; time.Now().Before(until); i++ {
-		in := kvInput{Key: keys[rng.Intn(len(keys))]}
+		in := kvcheck.Input{Key: keys[rng.Intn(len(keys))]}
 		switch r := rng.Intn(10); {
 		case r < 4:
 			in.Op = "get"
@@ -113,7 +52,7 @@ func runClient(t *testing.T, id int, kv *kvservice.Client, h *history, rng *rand
 		}
 		ctx, cancel := context.WithTimeout(context.Background(), timeout)
 		call := h.now()
-		var out kvOutput
+		var out kvcheck.Output
 		var err error
 		switch in.Op {
 		case "get":
@@ -130,7 +69,7 @@ func runClient(t *testing.T, id int, kv *kvservice.Client, h *history, rng *rand
 		case in.Op == "get" || errors.Is(err, rpc.ErrNotExecuted):
 			continue // no effect: not part of the history
 		case errors.Is(err, rpc.ErrMaybeExecuted):
-			out, ret = kvOutput{Unknown: true}, math.MaxInt64
+			out, ret = kvcheck.Output{Unknown: true}, math.MaxInt64
 			unknown++
 		default:
 			t.Errorf("client %d: %s: unexpected error %v", id, in.Op, err)
@@ -141,27 +80,20 @@ func runClient(t *testing.T, id int, kv *kvservice.Client, h *history, rng *rand
 	return unknown
 }
 
-// checkLinearizable checks h, and on failure writes porcupine's
-// visualisation to a file whose path it prints.
+// checkLinearizable checks h, and on failure prints the path of
+// porcupine's visualisation of it.
 func checkLinearizable(t *testing.T, h *history) {
 	t.Helper()
-	res, info := porcupine.CheckOperationsVerbose(kvModel, h.ops, 30*time.Second)
-	switch res {
-	case porcupine.Ok:
-		return
-	case porcupine.Unknown:
+	res, vis, err := kvcheck.Check(h.ops, 30*time.Second)
+	switch {
+	case res == porcupine.Ok:
+	case res == porcupine.Unknown:
 		t.Logf("porcupine timed out on %d operations: linearizability not decided", len(h.ops))
-		return
+	case err != nil:
+		t.Fatalf("history of %d operations is not linearizable (no visualisation: %v)", len(h.ops), err)
+	default:
+		t.Fatalf("history of %d operations is not linearizable; visualisation: %s", len(h.ops), vis)
 	}
-	f, err := os.CreateTemp("", "semrpc-linearizability-*.html")
-	if err != nil {
-		t.Fatalf("history is not linearizable (and no file for the visualisation: %v)", err)
-	}
-	defer f.Close()
-	if err := porcupine.Visualize(kvModel, info, f); err != nil {
-		t.Fatalf("history is not linearizable (visualisation failed: %v)", err)
-	}
-	t.Fatalf("history of %d operations is not linearizable; visualisation: %s", len(h.ops), f.Name())
 }
 
 // Issue 6, suite 1, on the lab network: loss, duplication, long
@@ -292,49 +224,6 @@ func TestLinearizableKVOverFaultyTCP(t *testing.T) {
 				t.Fatal("no connection was killed: the faults did nothing")
 			}
 			checkLinearizable(t, h)
-		})
-	}
-}
-
-// The checker is only as good as its model: a history where an append
-// reports an old value no order can explain must be rejected, and one
-// with an unknown outcome accepted either way.
-func TestKVModelJudgesHistories(t *testing.T) {
-	op := func(client int, in kvInput, out kvOutput, call, ret int64) porcupine.Operation {
-		return porcupine.Operation{ClientId: client, Input: in, Output: out, Call: call, Return: ret}
-	}
-	tests := []struct {
-		name string
-		ops  []porcupine.Operation
-		want porcupine.CheckResult
-	}{
-		{"sequential appends", []porcupine.Operation{
-			op(0, kvInput{"append", "k", "a"}, kvOutput{Value: ""}, 0, 1),
-			op(1, kvInput{"append", "k", "b"}, kvOutput{Value: "a"}, 2, 3),
-			op(0, kvInput{"get", "k", ""}, kvOutput{Value: "ab"}, 4, 5),
-		}, porcupine.Ok},
-		{"append sees a value never written", []porcupine.Operation{
-			op(0, kvInput{"append", "k", "a"}, kvOutput{Value: ""}, 0, 1),
-			op(1, kvInput{"append", "k", "b"}, kvOutput{Value: "x"}, 2, 3),
-		}, porcupine.Illegal},
-		{"get misses a completed put", []porcupine.Operation{
-			op(0, kvInput{"put", "k", "v"}, kvOutput{}, 0, 1),
-			op(1, kvInput{"get", "k", ""}, kvOutput{Value: ""}, 2, 3),
-		}, porcupine.Illegal},
-		{"unknown append, applied", []porcupine.Operation{
-			op(0, kvInput{"append", "k", "a"}, kvOutput{Unknown: true}, 0, math.MaxInt64),
-			op(1, kvInput{"get", "k", ""}, kvOutput{Value: "a"}, 2, 3),
-		}, porcupine.Ok},
-		{"unknown append, not applied", []porcupine.Operation{
-			op(0, kvInput{"append", "k", "a"}, kvOutput{Unknown: true}, 0, math.MaxInt64),
-			op(1, kvInput{"get", "k", ""}, kvOutput{Value: ""}, 2, 3),
-		}, porcupine.Ok},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			if got := porcupine.CheckOperationsTimeout(kvModel, tt.ops, 10*time.Second); got != tt.want {
-				t.Errorf("got %v, want %v", got, tt.want)
-			}
 		})
 	}
 }

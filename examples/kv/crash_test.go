@@ -18,6 +18,8 @@ import (
 
 	"github.com/anishathalye/porcupine"
 
+	"github.com/semrpc/semrpc/examples/kv/kvservice/kvcheck"
+
 	"github.com/semrpc/semrpc/examples/kv/kvservice"
 	"github.com/semrpc/semrpc/rpc"
 	"github.com/semrpc/semrpc/semantics"
@@ -75,56 +77,6 @@ func (c *child) kill() {
 	c.cmd.Process.Signal(syscall.SIGKILL)
 	c.cmd.Wait()
 	<-c.done
-}
-
-// kvInput and kvOutput are porcupine's view of one call.
-type kvInput struct {
-	op         string // "get" or "append"
-	key, value string
-}
-
-type kvOutput struct {
-	value   string // Get's value, Append's old value
-	unknown bool   // the call gave up: it may or may not have taken effect
-}
-
-// kvModel is a register per key where Append returns the old value. An
-// append whose outcome is unknown may have happened, at any point after its
-// call, or not at all; it is given an infinite return time.
-var kvModel = porcupine.Model{
-	Partition: func(history []porcupine.Operation) [][]porcupine.Operation {
-		byKey := make(map[string][]porcupine.Operation)
-		var keys []string
-		for _, op := range history {
-			k := op.Input.(kvInput).key
-			if _, ok := byKey[k]; !ok {
-				keys = append(keys, k)
-			}
-			byKey[k] = append(byKey[k], op)
-		}
-		var out [][]porcupine.Operation
-		for _, k := range keys {
-			out = append(out, byKey[k])
-		}
-		return out
-	},
-	Init: func() any { return "" },
-	Step: func(state, input, output any) (bool, any) {
-		s, in, out := state.(string), input.(kvInput), output.(kvOutput)
-		switch in.op {
-		case "get":
-			return out.value == s, s
-		default:
-			return out.unknown || out.value == s, s + in.value
-		}
-	},
-	DescribeOperation: func(input, output any) string {
-		in, out := input.(kvInput), output.(kvOutput)
-		if out.unknown {
-			return fmt.Sprintf("%s(%q, %q) -> ?", in.op, in.key, in.value)
-		}
-		return fmt.Sprintf("%s(%q, %q) -> %q", in.op, in.key, in.value, out.value)
-	},
 }
 
 // TestSIGKILLExactlyOnce kills a durable kv server with SIGKILL at random
@@ -202,20 +154,20 @@ func TestSIGKILLExactlyOnce(t *testing.T) {
 					call := now()
 					v, err := kv.Get(ctx, key)
 					if err == nil { // a failed read says nothing
-						add(porcupine.Operation{ClientId: c, Input: kvInput{op: "get", key: key}, Call: call, Output: kvOutput{value: v}, Return: now()})
+						add(porcupine.Operation{ClientId: c, Input: kvcheck.Input{Op: "get", Key: key}, Call: call, Output: kvcheck.Output{Value: v}, Return: now()})
 					}
 					continue
 				}
 				token := fmt.Sprintf("c%d.%d;", c, appended[c])
-				in := kvInput{op: "append", key: key, value: token}
+				in := kvcheck.Input{Op: "append", Key: key, Value: token}
 				call := now()
 				old, err := kv.Append(ctx, key, token)
 				if err != nil {
 					t.Errorf("client %d: exactly-once append %s failed: %v", c, token, err)
-					add(porcupine.Operation{ClientId: c, Input: in, Call: call, Output: kvOutput{unknown: true}, Return: math.MaxInt64})
+					add(porcupine.Operation{ClientId: c, Input: in, Call: call, Output: kvcheck.Output{Unknown: true}, Return: math.MaxInt64})
 					return
 				}
-				add(porcupine.Operation{ClientId: c, Input: in, Call: call, Output: kvOutput{value: old}, Return: now()})
+				add(porcupine.Operation{ClientId: c, Input: in, Call: call, Output: kvcheck.Output{Value: old}, Return: now()})
 				appended[c]++
 			}
 		}()
@@ -260,7 +212,7 @@ func TestSIGKILLExactlyOnce(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	add(porcupine.Operation{ClientId: clients, Input: kvInput{op: "get", key: key}, Call: now(), Output: kvOutput{value: final}, Return: now()})
+	add(porcupine.Operation{ClientId: clients, Input: kvcheck.Input{Op: "get", Key: key}, Call: now(), Output: kvcheck.Output{Value: final}, Return: now()})
 
 	next := make([]int, clients)
 	for _, tok := range strings.Split(strings.TrimSuffix(final, ";"), ";") {
@@ -285,15 +237,9 @@ func TestSIGKILLExactlyOnce(t *testing.T) {
 	if totalRetries == 0 {
 		t.Errorf("no call was retried: the kills never hit a call")
 	}
-	res, info := porcupine.CheckOperationsVerbose(kvModel, history, 10*time.Second)
+	res, vis, err := kvcheck.Check(history, 10*time.Second)
 	if res != porcupine.Ok {
-		f, _ := os.CreateTemp("", "kv-history-*.html")
-		if f != nil {
-			porcupine.Visualize(kvModel, info, f)
-			f.Close()
-			t.Logf("history written to %s", f.Name())
-		}
-		t.Fatalf("history of %d operations is %s", len(history), res)
+		t.Fatalf("history of %d operations is %s; visualisation: %q (%v)", len(history), res, vis, err)
 	}
 	t.Logf("%d kills survived; %d appends from %d clients, %d retries, %d operations checked; %v",
 		kills, total, clients, totalRetries, len(history), time.Since(start).Round(time.Millisecond))
