@@ -139,7 +139,6 @@ func ctxT(t testing.TB) context.Context {
 	return ctx
 }
 
-var _ = io.EOF
 
 func atMostOnce() semantics.Policy { return semantics.AtMostOnce() }
 

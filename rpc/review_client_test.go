@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/gob"
 	"errors"
-	"io"
 	"net"
 	"sync"
 	"testing"
@@ -210,7 +209,6 @@ func TestReviewCancelDuringStalledReplyBodyReturnsPromptly(t *testing.T) {
 	}
 }
 
-var _ = io.EOF
 
 // Regression: the durability check of exactly-once calls was made only when
 // the session was opened, so once an at-most-once call had opened the

@@ -3,7 +3,6 @@ package rpc
 import (
 	"context"
 	"encoding/gob"
-	"errors"
 	"net"
 	"reflect"
 	"testing"
@@ -83,7 +82,6 @@ func TestReviewShutdownKeepsRepliesOfFinishedCalls(t *testing.T) {
 	}
 }
 
-var _ = errors.New
 
 // Regression: Close promised that no goroutine of the server outlives it,
 // but it waited only for connections accepted by Serve: workers of
