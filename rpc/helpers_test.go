@@ -139,7 +139,6 @@ func ctxT(t testing.TB) context.Context {
 	return ctx
 }
 
-
 func atMostOnce() semantics.Policy { return semantics.AtMostOnce() }
 
 func discardLogger() *log.Logger { return log.New(io.Discard, "", 0) }

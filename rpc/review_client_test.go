@@ -209,7 +209,6 @@ func TestReviewCancelDuringStalledReplyBodyReturnsPromptly(t *testing.T) {
 	}
 }
 
-
 // Regression: the durability check of exactly-once calls was made only when
 // the session was opened, so once an at-most-once call had opened the
 // client's session against a server without durable records, exactly-once

@@ -82,7 +82,6 @@ func TestReviewShutdownKeepsRepliesOfFinishedCalls(t *testing.T) {
 	}
 }
 
-
 // Regression: Close promised that no goroutine of the server outlives it,
 // but it waited only for connections accepted by Serve: workers of
 // connections given to ServeConn kept running methods after Close returned.
