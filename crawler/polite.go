@@ -9,6 +9,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/cenkalti/backoff/v4"
 	"github.com/temoto/robotstxt"
@@ -313,18 +314,44 @@ func (h *hostState) release() {
 // retry runs op until it succeeds, fails with an error that is not
 // Retryable, MaxRetries retries have failed, RetryMaxElapsed has passed, or
 // ctx is done. Each call gets its own BackOff: they are not safe to share.
+// A 429 or 503 with Retry-After waits at least that long (up to
+// MaxCrawlDelay) before the next try.
 func (p *PoliteFetcher) retry(ctx context.Context, op func() ([]string, error)) ([]string, error) {
 	exp := backoff.NewExponentialBackOff(
 		backoff.WithInitialInterval(p.cfg.RetryInitialInterval),
 		backoff.WithMaxInterval(p.cfg.RetryMaxInterval),
 		backoff.WithMaxElapsedTime(p.cfg.RetryMaxElapsed),
 	)
-	b := backoff.WithContext(backoff.WithMaxRetries(exp, uint64(p.cfg.MaxRetries)), ctx)
+	ra := &retryAfterBackOff{BackOff: exp, max: p.cfg.MaxCrawlDelay}
+	b := backoff.WithContext(backoff.WithMaxRetries(ra, uint64(p.cfg.MaxRetries)), ctx)
 	return backoff.RetryWithData(func() ([]string, error) {
 		links, err := op()
 		if err != nil && !Retryable(err) {
 			return nil, backoff.Permanent(err)
 		}
+		var he *HTTPError
+		if errors.As(err, &he) {
+			ra.hint = he.RetryAfter
+		}
 		return links, err
 	}, b)
+}
+
+// retryAfterBackOff stretches the next wait to the server's Retry-After.
+type retryAfterBackOff struct {
+	backoff.BackOff
+	max  time.Duration // cap on what a server may ask for
+	hint time.Duration // the last failure's Retry-After; 0 for none
+}
+
+func (r *retryAfterBackOff) NextBackOff() time.Duration {
+	d := r.BackOff.NextBackOff()
+	if d == backoff.Stop {
+		return d
+	}
+	if h := min(r.hint, r.max); h > d {
+		d = h
+	}
+	r.hint = 0
+	return d
 }
