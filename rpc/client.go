@@ -25,7 +25,8 @@ type Client struct {
 	mu      sync.Mutex // protects following
 	sess    *semantics.Session
 	durable bool // sess's server keeps durable completion records
-	closed  bool
+
+	closed atomic.Bool
 
 	methods        sync.Map // "Service.Method" -> *callStats
 	sessionsOpened atomic.Uint64
@@ -129,15 +130,9 @@ func (c *Client) Go(ctx context.Context, serviceMethod string, args, reply any, 
 	return ac
 }
 
-func (c *Client) isClosed() bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.closed
-}
-
 // invoke runs one call under policy p.
 func (c *Client) invoke(ctx context.Context, serviceMethod string, args, reply any, p semantics.Policy) error {
-	if c.isClosed() {
+	if c.closed.Load() {
 		return c.runner.Run(ctx, semantics.NoRetry(), func(context.Context) error {
 			return reject(ErrClientClosed, "%v", ErrClientClosed)
 		})
@@ -281,13 +276,9 @@ func (c *Client) record(serviceMethod string, d time.Duration, failed bool) {
 // Close closes the client and its transport. Calls pending on it fail (as
 // may-have-executed if they were sent); later calls fail as not executed.
 func (c *Client) Close() error {
-	c.mu.Lock()
-	if c.closed {
-		c.mu.Unlock()
+	if c.closed.Swap(true) {
 		return nil
 	}
-	c.closed = true
-	c.mu.Unlock()
 	return c.t.Close()
 }
 
