@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"net"
-	"sync"
 	"testing"
 	"time"
 
@@ -12,20 +11,18 @@ import (
 	"github.com/semrpc/semrpc/semantics"
 )
 
-// Ledger records executions per id; Hold blocks until released.
+// Ledger is a Counter whose Hold runs, then blocks until released or until
+// its connection closes.
 type Ledger struct {
-	mu      sync.Mutex // protects runs
-	runs    map[int64]int
+	*Counter
 	started chan int64
 	release chan struct{}
 }
 
-// Hold runs, then waits until released or until its connection closes.
 func (l *Ledger) Hold(ctx context.Context, args IncrArgs, reply *IncrReply) error {
-	l.mu.Lock()
-	l.runs[args.ID]++
-	reply.Runs = l.runs[args.ID]
-	l.mu.Unlock()
+	if err := l.Incr(args, reply); err != nil {
+		return err
+	}
 	l.started <- args.ID
 	select {
 	case <-l.release:
@@ -33,20 +30,6 @@ func (l *Ledger) Hold(ctx context.Context, args IncrArgs, reply *IncrReply) erro
 	case <-ctx.Done():
 		return ctx.Err()
 	}
-}
-
-func (l *Ledger) Incr(args IncrArgs, reply *IncrReply) error {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.runs[args.ID]++
-	reply.Runs = l.runs[args.ID]
-	return nil
-}
-
-func (l *Ledger) count(id int64) int {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.runs[id]
 }
 
 type instance struct {
@@ -72,7 +55,7 @@ func startOn(t *testing.T, addr string) *instance {
 	in := &instance{
 		addr:   l.Addr().String(),
 		srv:    rpc.NewServer(rpc.WithLogger(quiet())),
-		ledger: &Ledger{runs: map[int64]int{}, started: make(chan int64, 16), release: make(chan struct{})},
+		ledger: &Ledger{Counter: NewCounter(), started: make(chan int64, 16), release: make(chan struct{})},
 		done:   make(chan struct{}),
 	}
 	if err := in.srv.Register(in.ledger); err != nil {
@@ -130,10 +113,10 @@ func TestRestartWithoutTable(t *testing.T) {
 	if errors.Is(held.Err, rpc.ErrNotExecuted) {
 		t.Fatalf("verdict says not executed, yet it ran: %v", held.Err)
 	}
-	if n := first.ledger.count(2); n != 1 {
+	if n := first.ledger.Runs(2); n != 1 {
 		t.Fatalf("call 2 ran %d times on the first server", n)
 	}
-	if n := second.ledger.count(2); n != 0 {
+	if n := second.ledger.Runs(2); n != 0 {
 		t.Fatalf("call 2 was silently re-run on the restarted server (%d times)", n)
 	}
 
@@ -141,8 +124,8 @@ func TestRestartWithoutTable(t *testing.T) {
 	if err := client.Call(ctx, "Ledger.Incr", IncrArgs{ID: 3}, &reply); err != nil {
 		t.Fatalf("new call after restart: %v", err)
 	}
-	if reply.Runs != 1 || second.ledger.count(3) != 1 {
-		t.Fatalf("new call ran %d times", second.ledger.count(3))
+	if reply.Runs != 1 || second.ledger.Runs(3) != 1 {
+		t.Fatalf("new call ran %d times", second.ledger.Runs(3))
 	}
 	st := client.Stats()
 	if st.SessionsOpened != 2 || st.SessionResets != 1 {
