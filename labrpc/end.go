@@ -205,7 +205,7 @@ wait:
 		// The reply leaves the server now and arrives later: copy it now.
 		held, _, err := encodeReply(out.reply)
 		if err != nil {
-			return fail(semantics.MaybeExecuted(fmt.Errorf("labrpc: encoding reply of %s: %w", method, err)))
+			return fail(semantics.Unusable(fmt.Errorf("labrpc: %s ran, but its reply could not be encoded: %w", method, err)))
 		}
 		if err := n.sleep(ctx, delay); err != nil {
 			step(FateTimedOut, delay, err)
@@ -215,7 +215,7 @@ wait:
 	}
 	size, err = decodeReply(out.reply, reply)
 	if err != nil {
-		return fail(semantics.MaybeExecuted(fmt.Errorf("labrpc: reply of %s: %w", method, err)))
+		return fail(semantics.Unusable(fmt.Errorf("labrpc: %s ran, but its reply could not be decoded into %T: %w", method, reply, err)))
 	}
 	n.bytes.Add(int64(size))
 	step(FateReplied, delay, nil)

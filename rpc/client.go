@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -15,38 +16,65 @@ import (
 // It is safe for concurrent use. Unlike net/rpc's, a client survives a lost
 // connection: the TCP transport redials on the next call.
 type Client struct {
-	t      Transport
-	opts   options
-	runner semantics.Runner
-	call   Handler // the interceptor chain around c.invoke, or nil
-
-	opening chan struct{} // a one-slot lock: serialises session handshakes, and can be given up on
-
-	mu      sync.Mutex // protects following
-	sess    *semantics.Session
-	durable bool // sess's server keeps durable completion records
+	t        Transport
+	opts     options
+	runner   semantics.Runner
+	call     Handler // the interceptor chain around c.invoke, or nil
+	sessions sessionManager
 
 	closed atomic.Bool
 
-	methods        sync.Map // "Service.Method" -> *callStats
-	sessionsOpened atomic.Uint64
-	sessionResets  atomic.Uint64
+	methods sync.Map // "Service.Method" -> *callStats
 }
 
-// Dial connects to a server speaking net/rpc's gob wire (a semrpc server or
-// a stock net/rpc one) and returns a client for it. The connection is made
-// before Dial returns; later, lost connections are redialled on demand.
+// DefaultRetryTimeout bounds a call under a retrying policy (at-least-once,
+// at-most-once, exactly-once) whose context has no deadline, unless
+// WithTimeout sets another bound: such a call waits for a server that is
+// down, and nothing may retry forever.
+const DefaultRetryTimeout = time.Minute
+
+// closeTimeout bounds the best-effort end of the client's sessions in Close.
+const closeTimeout = time.Second
+
+// Dial returns a client for a server speaking net/rpc's gob wire (a semrpc
+// server or a stock net/rpc one) at address. Like grpc-go's NewClient, it
+// does no I/O by default: the connection is made by the first call, and
+// redialled after it is lost, so a client can start before its server.
+// Calls under a retrying policy wait for a server that is not up yet (until
+// their context ends); NoRetry calls fail at once, not executed.
+//
+// A malformed address fails Dial at once. WithEagerDial makes Dial connect
+// before it returns and fail, not executed, if it cannot.
 func Dial(ctx context.Context, network, address string, opts ...Option) (*Client, error) {
 	o := defaultOptions()
 	for _, opt := range opts {
 		opt(&o)
 	}
-	t := newTCPTransport(network, address, &o)
-	if _, err := t.conn(ctx); err != nil {
-		t.Close()
+	if err := checkAddress(network, address); err != nil {
 		return nil, err
 	}
+	t := newTCPTransport(network, address, &o)
+	if o.eagerDial {
+		if _, err := t.conn(ctx, false); err != nil {
+			t.Close()
+			return nil, err
+		}
+	}
 	return newClient(t, o), nil
+}
+
+// checkAddress refuses addresses that no dial could reach.
+func checkAddress(network, address string) error {
+	switch network {
+	case "tcp", "tcp4", "tcp6":
+		if _, _, err := net.SplitHostPort(address); err != nil {
+			return semantics.Permanent(semantics.NotSent(fmt.Errorf("rpc: dial %s %q: %w", network, address, err)))
+		}
+	case "unix", "unixpacket":
+	default:
+		return semantics.Permanent(semantics.NotSent(fmt.Errorf("rpc: dial: %w", net.UnknownNetworkError(network))))
+	}
+	return nil
 }
 
 // NewClient returns a client that makes its calls through t. Close closes t.
@@ -59,12 +87,13 @@ func NewClient(t Transport, opts ...Option) *Client {
 }
 
 func newClient(t Transport, o options) *Client {
-	c := &Client{t: t, opts: o, opening: make(chan struct{}, 1)}
+	c := &Client{t: t, opts: o}
+	c.sessions.c = c
 	switch {
 	case o.budget != nil:
 		c.runner.Budget = o.budget
 	case !o.noBudget:
-		c.runner.Budget = semantics.NewBudget(10, 0.1)
+		c.runner.Budget = semantics.DefaultBudget()
 	}
 	if len(o.interceptors) > 0 {
 		c.call = chain(o.interceptors, func(ctx context.Context, ci *CallInfo) error {
@@ -76,11 +105,14 @@ func newClient(t Transport, o options) *Client {
 
 // Call invokes serviceMethod with args and waits for the reply, under the
 // client's policy or the one given here with WithSemantics. When ctx ends
-// the call returns at once with an error wrapping ctx's error.
+// the call returns at once with an error wrapping ctx's error. A call under
+// a retrying policy whose ctx has no deadline is bounded by WithTimeout, or
+// else by DefaultRetryTimeout.
 //
 // A nil error means the call succeeded and reply holds the answer. Other
 // errors say what happened to the call (see the package documentation):
 // errors.Is(err, ErrApplication) when the method returned an error,
+// ErrReplyUnusable when it ran but its reply could not be delivered,
 // ErrNotExecuted when the call definitely did not run, ErrMaybeExecuted
 // when it may have.
 func (c *Client) Call(ctx context.Context, serviceMethod string, args, reply any, opts ...Option) error {
@@ -92,6 +124,9 @@ func (c *Client) Call(ctx context.Context, serviceMethod string, args, reply any
 			opt(&o)
 		}
 		p, timeout = o.policy, o.callTimeout
+	}
+	if timeout <= 0 && p.Kind() != semantics.KindNoRetry {
+		timeout = DefaultRetryTimeout
 	}
 	if timeout > 0 {
 		if _, has := ctx.Deadline(); !has {
@@ -133,136 +168,68 @@ func (c *Client) Go(ctx context.Context, serviceMethod string, args, reply any, 
 // invoke runs one call under policy p.
 func (c *Client) invoke(ctx context.Context, serviceMethod string, args, reply any, p semantics.Policy) error {
 	if c.closed.Load() {
-		return c.runner.Run(ctx, semantics.NoRetry(), func(context.Context) error {
-			return reject(ErrClientClosed, "%v", ErrClientClosed)
-		})
+		return semantics.GiveUp(p.Kind(), errClosed())
 	}
 	switch p.Kind() {
 	case semantics.KindAtMostOnce, semantics.KindExactlyOnce:
 		return c.invokeOnce(ctx, serviceMethod, args, reply, p)
 	}
-	req := Request{ServiceMethod: serviceMethod, Args: args}
+	req := Request{ServiceMethod: serviceMethod, Args: args, WaitForReady: p.Kind() != semantics.KindNoRetry}
 	return c.runner.Run(ctx, p, func(ctx context.Context) error {
+		req.Timeout = remaining(ctx, time.Now())
 		return c.t.RoundTrip(ctx, &req, reply)
 	})
 }
 
 // invokeOnce runs an at-most-once or exactly-once call: one sequence number
-// for all its attempts, in the client's session. A call that the server
-// refuses because it lost or expired the session, and that never ran, is
-// made again in a new session; one that may have run is reported as such.
+// for all its attempts, in one session. Once an attempt may have run, the
+// call is sent again only while the session's lease surely holds: after
+// that the server may have forgotten the session, and the call ends as
+// may-have-executed. A call that the server refuses because it does not
+// know the session, and that never ran, is made again in a new session.
 func (c *Client) invokeOnce(ctx context.Context, serviceMethod string, args, reply any, p semantics.Policy) error {
 	for round := 0; ; round++ {
-		sess, err := c.session(ctx, p)
+		cs, h, err := c.sessions.begin(ctx, p)
 		if err != nil {
 			return err
 		}
-		h, err := sess.Begin(ctx)
-		if err != nil {
-			return c.runner.Run(ctx, semantics.NoRetry(), func(context.Context) error {
-				return semantics.NotSent(fmt.Errorf("rpc: waiting for a window slot: %w", err))
-			})
-		}
-		req := Request{ServiceMethod: serviceMethod, Args: args}
+		req := Request{ServiceMethod: serviceMethod, Args: args, WaitForReady: true}
+		maybe := false // an attempt may have run
 		err = c.runner.Run(ctx, p, func(ctx context.Context) error {
-			hdr := sess.Retry(h.Seq)
+			now := time.Now()
+			if maybe && cs.mayHaveExpired(now) {
+				return semantics.Permanent(semantics.NotSent(fmt.Errorf(
+					"rpc: %s not sent again: the server may have forgotten its session (lease %v, last admitted request sent %v ago): %w",
+					serviceMethod, cs.lease, now.Sub(time.Unix(0, cs.heard.Load())).Round(time.Millisecond), semantics.ErrSessionExpired)))
+			}
+			hdr := cs.Retry(h.Seq)
 			req.Header = &hdr
-			return c.t.RoundTrip(ctx, &req, reply)
+			req.Timeout = remaining(ctx, now)
+			err := c.t.RoundTrip(ctx, &req, reply)
+			switch semantics.ClassOf(err) {
+			case semantics.ClassNone, semantics.ClassApplication, semantics.ClassUnusable:
+				cs.confirm(now)
+			case semantics.ClassMaybeExecuted:
+				maybe = true
+			case semantics.ClassRejected:
+				if errors.Is(err, semantics.ErrStale) {
+					cs.confirm(now)
+				}
+			}
+			return err
 		})
-		sess.End(h.Seq)
+		c.sessions.end(cs, h.Seq)
 		if err == nil {
 			return nil
 		}
 		if errors.Is(err, semantics.ErrSessionExpired) || errors.Is(err, semantics.ErrEpochMismatch) {
-			c.dropSession(sess)
+			c.sessions.drop(cs)
 			if round < 2 && errors.Is(err, semantics.ErrNotExecuted) && ctx.Err() == nil {
 				continue
 			}
 		}
 		return err
 	}
-}
-
-// session returns the client's at-most-once session, opening one with the
-// server's handshake if there is none.
-func (c *Client) session(ctx context.Context, p semantics.Policy) (*semantics.Session, error) {
-	c.mu.Lock()
-	s, durable := c.sess, c.durable
-	c.mu.Unlock()
-	if s != nil {
-		return s, c.checkDurable(ctx, p, durable)
-	}
-	select {
-	case c.opening <- struct{}{}:
-	case <-ctx.Done():
-		// Another call's handshake is in progress; this call was never sent.
-		return nil, c.runner.Run(ctx, semantics.NoRetry(), func(ctx context.Context) error {
-			return semantics.NotSent(fmt.Errorf("rpc: waiting for the session handshake: %w", ctx.Err()))
-		})
-	}
-	defer func() { <-c.opening }()
-	c.mu.Lock()
-	s, durable = c.sess, c.durable
-	c.mu.Unlock()
-	if s != nil {
-		return s, c.checkDurable(ctx, p, durable)
-	}
-	var rep OpenReply
-	req := Request{ServiceMethod: openMethod, Args: &OpenArgs{Version: 1}}
-	err := c.runner.Run(ctx, p, func(ctx context.Context) error {
-		err := c.t.RoundTrip(ctx, &req, &rep)
-		if errors.Is(err, semantics.ErrApplication) {
-			// A server without the handshake (a stock net/rpc server, say).
-			return reject(nil, "rpc: server does not support at-most-once calls: %v", err)
-		}
-		return err
-	})
-	if err != nil && !errors.Is(err, semantics.ErrNotExecuted) {
-		// The handshake may have reached the server, but the caller's call
-		// was never sent: its verdict is "not executed". The handshake's
-		// attempts stay in the message; the context's error stays
-		// matchable.
-		hs := err
-		return nil, c.runner.Run(ctx, semantics.NoRetry(), func(ctx context.Context) error {
-			if cerr := ctx.Err(); cerr != nil {
-				return semantics.NotSent(fmt.Errorf("rpc: opening an at-most-once session: %v: %w", hs, cerr))
-			}
-			return semantics.NotSent(fmt.Errorf("rpc: opening an at-most-once session: %v", hs))
-		})
-	}
-	if err != nil {
-		return nil, err
-	}
-	if err := c.checkDurable(ctx, p, rep.Durable); err != nil {
-		return nil, err
-	}
-	s = semantics.NewSession(rep.Epoch, semantics.WindowOf(p))
-	c.mu.Lock()
-	c.sess, c.durable = s, rep.Durable
-	c.mu.Unlock()
-	c.sessionsOpened.Add(1)
-	return s, nil
-}
-
-// checkDurable refuses an exactly-once call to a server without durable
-// completion records, whoever opened the session.
-func (c *Client) checkDurable(ctx context.Context, p semantics.Policy, durable bool) error {
-	if p.Kind() != semantics.KindExactlyOnce || durable {
-		return nil
-	}
-	return c.runner.Run(ctx, semantics.NoRetry(), func(context.Context) error {
-		return fmt.Errorf("rpc: exactly-once call refused: %w", semantics.ErrNotDurable)
-	})
-}
-
-// dropSession forgets s so that the next call opens a new session.
-func (c *Client) dropSession(s *semantics.Session) {
-	c.mu.Lock()
-	if c.sess == s {
-		c.sess = nil
-		c.sessionResets.Add(1)
-	}
-	c.mu.Unlock()
 }
 
 func (c *Client) record(serviceMethod string, d time.Duration, failed bool) {
@@ -273,12 +240,16 @@ func (c *Client) record(serviceMethod string, d time.Duration, failed bool) {
 	v.(*callStats).record(d, failed)
 }
 
-// Close closes the client and its transport. Calls pending on it fail (as
-// may-have-executed if they were sent); later calls fail as not executed.
+// Close closes the client and its transport. It first ends the client's
+// at-most-once sessions on the server (best effort, within a second), so
+// the server need not keep them for their lease. Calls pending on it fail
+// (as may-have-executed if they were sent); later calls fail as not
+// executed.
 func (c *Client) Close() error {
 	if c.closed.Swap(true) {
 		return nil
 	}
+	c.sessions.closeAll(closeTimeout)
 	return c.t.Close()
 }
 
@@ -292,11 +263,12 @@ type ClientStats struct {
 
 // Stats returns a snapshot of the client's counters.
 func (c *Client) Stats() ClientStats {
+	opened, resets := c.sessions.stats()
 	st := ClientStats{
 		Methods:        make(map[string]MethodStats),
 		Run:            c.runner.Stats(),
-		SessionsOpened: c.sessionsOpened.Load(),
-		SessionResets:  c.sessionResets.Load(),
+		SessionsOpened: opened,
+		SessionResets:  resets,
 	}
 	c.methods.Range(func(k, v any) bool {
 		st.Methods[k.(string)] = v.(*callStats).snapshot()

@@ -3,6 +3,7 @@ package rpc
 import (
 	"context"
 	"errors"
+	"fmt"
 	"reflect"
 
 	"github.com/semrpc/semrpc/semantics"
@@ -12,21 +13,25 @@ import (
 // exactly-once calls: the server uses the table st rebuilt from its records
 // (so it keeps its epoch across restarts, and retries of calls that
 // completed before a crash get their original replies), tells clients in
-// the session handshake that it is durable, and runs every NEW at-most-once
-// or exactly-once call through st.Execute, so that the call's completion
-// record commits with the method's effects before the reply is sent. It
-// replaces WithTable.
+// the session handshake that it is durable, and runs every call in one of
+// st's transactions: each NEW at-most-once or exactly-once call through
+// st.Execute, so that the call's completion record commits with the
+// method's effects before the reply is sent, and each call without a
+// header (no-retry, at-least-once) through st.Transact. It replaces
+// WithTable.
 //
 // Methods of a durable server keep their state in the store's transaction:
 // with a semantics.BoltStore, they take a context.Context first and reach
-// the transaction with semantics.TxFrom(ctx) (or BoltStore.Update and
-// View). A method may be run more than once inside rolled-back
-// transactions, so it must have no effect outside the transaction, must not
-// modify its arguments, must not block (concurrent calls share its
-// transaction), and its reply must not keep the transaction's memory. An
-// application error does not roll back what the method wrote: it commits
-// with the record, as the call's outcome. Calls without a header (no-retry,
-// at-least-once) run outside the store's transactions.
+// the transaction with semantics.TxFrom(ctx) (or BoltStore.Update and View
+// with that ctx), whatever the call's policy. One rule holds for every
+// call: a method that returns an error has everything it wrote rolled back
+// (a call with a header still gets its completion record, with the error);
+// a method that returns nil has its writes committed. A method may be run
+// more than once inside rolled-back transactions, so it must have no effect
+// outside the transaction, must not modify its arguments, must not block
+// (concurrent calls share its transaction), and its reply must not keep the
+// transaction's memory. It must not use BoltStore.DB: its call holds the
+// database's only writer lock, so DB().Update would wait forever.
 func WithDurableStore(st semantics.Store) Option {
 	return func(o *options) { o.table = st.Table() }
 }
@@ -45,10 +50,27 @@ func (s *Server) executeDurable(ctx context.Context, tk *semantics.Ticket, m *me
 			errors.Is(err, semantics.ErrMaybeExecuted) {
 			return nil, err
 		}
-		return nil, reject(nil, "rpc: durable store: %v", err)
+		return nil, reject(CodeRejected, "rpc: durable store: %v", err)
 	}
 	s.table.Finish(tk, out)
 	return storedOutcome(m, out)
+}
+
+// transactDurable runs a call without a header in a transaction of the
+// table's durable store, so that its method reaches the transaction as
+// every method of a durable server does, and an application error rolls
+// back its writes.
+func (s *Server) transactDurable(ctx context.Context, m *methodType, argv reflect.Value) (any, error) {
+	out, err := s.table.Store().Transact(ctx, func(ctx context.Context) (any, error) {
+		return s.invoke(ctx, m, argv)
+	})
+	if err != nil {
+		if errors.Is(err, semantics.ErrRejected) || errors.Is(err, semantics.ErrMaybeExecuted) {
+			return nil, err
+		}
+		return nil, reject(CodeRejected, "rpc: durable store: %v", err)
+	}
+	return out.Reply, out.Err
 }
 
 // storedOutcome returns an outcome's reply and error, decoding a reply read
@@ -59,12 +81,12 @@ func storedOutcome(m *methodType, out semantics.Outcome) (any, error) {
 		return out.Reply, out.Err
 	}
 	if sr.Method != m.name {
-		return nil, reject(nil, "rpc: this call's sequence number was used by a call of %s, not %s", sr.Method, m.name)
+		return nil, reject(CodeRejected, "rpc: this call's sequence number was used by a call of %s, not %s", sr.Method, m.name)
 	}
 	reply := m.newReply()
 	if err := sr.Decode(reply.Interface()); err != nil {
 		// The call ran; only its reply is lost.
-		return nil, ServerError("rpc: call ran, but its stored reply is unreadable: " + err.Error())
+		return nil, semantics.Unusable(fmt.Errorf("rpc: %s ran, but its stored reply is unreadable: %w", m.name, err))
 	}
 	return reply.Interface(), out.Err
 }

@@ -252,10 +252,14 @@ func TestDurableStoreFailureRejects(t *testing.T) {
 func TestDurableDuplicateWrongMethod(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "s.db")
 	n := startNode(t, path, "127.0.0.1:0")
-	h := semantics.Header{Client: semantics.NewClientID(), Seq: 1, Ack: 1, Epoch: n.st.Epoch()}
 	var got int
 	c := dial(t, n.addr)
 	tr := c.t
+	var open OpenReply
+	if err := tr.RoundTrip(ctxT(t), &Request{ServiceMethod: openMethod, Args: &OpenArgs{Version: 2}}, &open); err != nil {
+		t.Fatal(err)
+	}
+	h := semantics.Header{Client: open.Client, Seq: 1, Ack: 1, Epoch: n.st.Epoch()}
 	if err := tr.RoundTrip(ctxT(t), &Request{ServiceMethod: "Counter.Incr", Header: &h, Args: 1}, &got); err != nil {
 		t.Fatal(err)
 	}

@@ -95,16 +95,18 @@ func ExampleClient_Call_failureClasses() {
 	}, rpc.WithRedialBackoff(time.Millisecond, time.Millisecond)))
 	defer client.Close()
 
+	// A retrying policy waits for the server until the context ends.
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
 	var total int
-	err := client.Call(context.Background(), "Counter.Add", AddArgs{Delta: 1}, &total,
-		rpc.WithSemantics(semantics.AtLeastOnce(semantics.MaxAttempts(3), semantics.Backoff(2*time.Millisecond, 2*time.Millisecond))))
-	fmt.Println("not sent:", errors.Is(err, rpc.ErrNotSent))
+	err := client.Call(ctx, "Counter.Add", AddArgs{Delta: 1}, &total, rpc.WithSemantics(semantics.AtLeastOnce()))
 	fmt.Println("not executed:", errors.Is(err, rpc.ErrNotExecuted))
 	fmt.Println("maybe executed:", errors.Is(err, rpc.ErrMaybeExecuted))
+	fmt.Println("deadline:", errors.Is(err, context.DeadlineExceeded))
 	// Output:
-	// not sent: true
 	// not executed: true
 	// maybe executed: false
+	// deadline: true
 }
 
 // A client over net.Pipe, served by ServeConn.

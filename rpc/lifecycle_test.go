@@ -160,9 +160,9 @@ func TestRedialAfterServerRestart(t *testing.T) {
 	close(a1.block)
 	<-closed
 
-	// While nothing listens, calls fail as not sent.
+	// While nothing listens, NoRetry calls fail at once, not executed.
 	err = c.Call(ctx, "Arith.Add", Args{1, 1}, &r)
-	if !errors.Is(err, ErrNotSent) || !errors.Is(err, ErrNotExecuted) {
+	if !errors.Is(err, ErrNotExecuted) || errors.Is(err, ErrMaybeExecuted) {
 		t.Fatalf("call with server down: %v, want not sent", err)
 	}
 

@@ -19,8 +19,9 @@ type options struct {
 	dialTimeout  time.Duration
 	redialMin    time.Duration
 	redialMax    time.Duration
-	budget       *semantics.Budget
+	budget       semantics.RetryBudget
 	noBudget     bool
+	eagerDial    bool
 	logger       *log.Logger
 	callTimeout  time.Duration
 
@@ -78,8 +79,8 @@ func WithDialTimeout(d time.Duration) Option {
 }
 
 // WithRedialBackoff sets the delay range between failed redials of the TCP
-// transport (default 10ms growing to 1s). While a redial waits, calls fail
-// at once as not sent.
+// transport (default 10ms growing to 1s). While a redial waits, NoRetry
+// calls fail at once as not sent; calls under retrying policies wait for it.
 func WithRedialBackoff(min, max time.Duration) Option {
 	return func(o *options) {
 		if min > 0 && max >= min {
@@ -88,11 +89,20 @@ func WithRedialBackoff(min, max time.Duration) Option {
 	}
 }
 
-// WithRetryBudget shares a retry budget among clients. By default each
-// client has its own (semantics.NewBudget(10, 0.1), gRPC's defaults); a nil
-// budget disables throttling.
-func WithRetryBudget(b *semantics.Budget) Option {
+// WithRetryBudget sets the client's retry budget, or shares one among
+// clients. By default each client has its own semantics.DefaultBudget()
+// (Finagle-style: retries up to 20% of requests over 10 s, plus 10 retries
+// a second); semantics.NewTokenBucket gives gRPC's throttling instead. A
+// nil budget disables throttling.
+func WithRetryBudget(b semantics.RetryBudget) Option {
 	return func(o *options) { o.budget, o.noBudget = b, b == nil }
+}
+
+// WithEagerDial makes Dial connect before it returns, and fail (not
+// executed) if it cannot. By default Dial does no I/O and the first call
+// connects.
+func WithEagerDial() Option {
+	return func(o *options) { o.eagerDial = true }
 }
 
 // WithLogger sets where the client or server logs (default: the standard
@@ -101,8 +111,10 @@ func WithLogger(l *log.Logger) Option {
 	return func(o *options) { o.logger = l }
 }
 
-// WithTimeout bounds each call that has no earlier deadline. At client level
-// it is the default for every call.
+// WithTimeout bounds each call whose context has no deadline. At client
+// level it is the default for every call. Without it, calls under a
+// retrying policy are bounded by DefaultRetryTimeout and NoRetry calls by
+// their context only.
 func WithTimeout(d time.Duration) Option {
 	return func(o *options) { o.callTimeout = d }
 }

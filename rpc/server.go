@@ -24,6 +24,12 @@ type Server struct {
 	logger  *log.Logger
 	durable bool // the table's records survive restarts (exactly-once)
 
+	// base is the context every method runs under (with the caller's
+	// deadline added): it ends when Close is called, or when Shutdown's
+	// context ends before the running calls do.
+	base     context.Context
+	stopBase context.CancelFunc
+
 	mu       sync.RWMutex // protects services
 	services map[string]*service
 
@@ -66,7 +72,18 @@ func NewServer(opts ...Option) *Server {
 		s.table = semantics.NewTable(nil)
 	}
 	s.durable = s.table.Durable()
+	s.base, s.stopBase = context.WithCancel(context.Background())
 	return s
+}
+
+// callContext returns the context a method runs under: the server's, ended
+// by the caller's deadline when the request carries one (timeout, in
+// nanoseconds). A lost connection never ends it.
+func (s *Server) callContext(timeout int64) (context.Context, context.CancelFunc) {
+	if timeout > 0 {
+		return context.WithTimeout(s.base, time.Duration(timeout))
+	}
+	return s.base, func() {}
 }
 
 // WithServerInterceptor appends an interceptor to the server's chain; the
@@ -103,8 +120,9 @@ func (s *Server) Table() *semantics.Table { return s.table }
 //	func (t *T) Method(args A, reply *R) error
 //
 // or like the classic lab network's, with no result, and may take a
-// context.Context first (it ends when the connection closes or the server
-// shuts down). Other methods are skipped; a receiver with none is an error.
+// context.Context first. That context ends at the caller's deadline (which
+// travels with the request), when Close is called, or when Shutdown gives
+// up waiting; never because the caller's connection was lost. Other methods are skipped; a receiver with none is an error.
 func (s *Server) Register(rcvr any) error { return s.register(rcvr, "", false) }
 
 // RegisterName is like Register but uses name for the service.
@@ -127,33 +145,62 @@ func (s *Server) register(rcvr any, name string, useName bool) error {
 	return nil
 }
 
-// openMethodType is the session handshake, served by the core itself.
-var openMethodType = &methodType{
-	name:      openMethod,
-	argType:   reflect.TypeOf(OpenArgs{}),
-	replyType: reflect.TypeOf(&OpenReply{}),
-}
+// The session handshake and its end, served by the core itself.
+var (
+	openMethodType = &methodType{
+		name:      openMethod,
+		argType:   reflect.TypeOf(OpenArgs{}),
+		replyType: reflect.TypeOf(&OpenReply{}),
+	}
+	closeMethodType = &methodType{
+		name:      closeMethod,
+		argType:   reflect.TypeOf(CloseArgs{}),
+		replyType: reflect.TypeOf(&CloseReply{}),
+	}
+)
 
 func (s *Server) lookup(serviceMethod string) (*methodType, error) {
-	if serviceMethod == openMethod {
+	switch serviceMethod {
+	case openMethod:
 		return openMethodType, nil
+	case closeMethod:
+		return closeMethodType, nil
 	}
 	dot := strings.LastIndex(serviceMethod, ".")
 	if dot < 0 {
-		return nil, reject(nil, "rpc: service/method request ill-formed: %q", serviceMethod)
+		return nil, reject(CodeUnknownMethod, "rpc: service/method request ill-formed: %q", serviceMethod)
 	}
 	sname, mname := serviceMethod[:dot], serviceMethod[dot+1:]
 	s.mu.RLock()
 	svc := s.services[sname]
 	s.mu.RUnlock()
 	if svc == nil {
-		return nil, reject(nil, "rpc: can't find service %s", serviceMethod)
+		return nil, reject(CodeUnknownMethod, "rpc: can't find service %s", serviceMethod)
 	}
 	m := svc.methods[mname]
 	if m == nil {
-		return nil, reject(nil, "rpc: can't find method %s", serviceMethod)
+		return nil, reject(CodeUnknownMethod, "rpc: can't find method %s", serviceMethod)
 	}
 	return m, nil
+}
+
+// open creates an at-most-once session, after ending those the client says
+// it is done with.
+func (s *Server) open(args *OpenArgs) (*OpenReply, error) {
+	for _, id := range args.Close {
+		s.table.Close(id)
+	}
+	id, err := s.table.Open()
+	if err != nil {
+		return nil, err
+	}
+	return &OpenReply{
+		Epoch:    s.table.Epoch(),
+		Durable:  s.durable,
+		Client:   id,
+		Lease:    int64(s.table.Lease()),
+		MaxCalls: s.table.MaxCalls(),
+	}, nil
 }
 
 // ArgsDecoder decodes one request's arguments into v, a pointer to a fresh
@@ -176,7 +223,7 @@ func (s *Server) Handle(ctx context.Context, serviceMethod string, h *semantics.
 	ptr, pass := m.newArgs()
 	if err := args.DecodeArgs(ptr); err != nil {
 		s.rejected.Add(1)
-		return nil, reject(nil, "rpc: decoding arguments of %s: %v", serviceMethod, err)
+		return nil, reject(CodeRejected, "rpc: decoding arguments of %s: %v", serviceMethod, err)
 	}
 	s.inflight.Add(1)
 	defer s.inflight.Add(-1)
@@ -189,10 +236,17 @@ func (s *Server) Handle(ctx context.Context, serviceMethod string, h *semantics.
 func (s *Server) execute(ctx context.Context, m *methodType, h *semantics.Header, argPtr any, argv reflect.Value) (any, error) {
 	if s.shutting.Load() {
 		s.rejected.Add(1)
-		return nil, reject(ErrShuttingDown, "rpc: server shutting down; %s not run", m.name)
+		return nil, reject(CodeShuttingDown, "rpc: server shutting down; %s not run", m.name)
 	}
-	if m == openMethodType {
-		return &OpenReply{Epoch: s.table.Epoch(), Durable: s.durable}, nil
+	switch m {
+	case openMethodType:
+		return s.open(argPtr.(*OpenArgs))
+	case closeMethodType:
+		ids := argPtr.(*CloseArgs).IDs
+		for _, id := range ids {
+			s.table.Close(id)
+		}
+		return &CloseReply{Closed: len(ids)}, nil
 	}
 	if len(s.opts.serverInterceptors) == 0 {
 		return s.dedup(ctx, m, h, argv)
@@ -209,6 +263,9 @@ func (s *Server) execute(ctx context.Context, m *methodType, h *semantics.Header
 // dedup applies the at-most-once table when the request carries a header.
 func (s *Server) dedup(ctx context.Context, m *methodType, h *semantics.Header, argv reflect.Value) (any, error) {
 	if h == nil {
+		if s.durable {
+			return s.transactDurable(ctx, m, argv)
+		}
 		return s.invoke(ctx, m, argv)
 	}
 	tk, err := s.table.Begin(ctx, *h)
@@ -232,9 +289,19 @@ func (s *Server) dedup(ctx context.Context, m *methodType, h *semantics.Header, 
 		return s.executeDurable(ctx, tk, m, h, argv)
 	}
 	reply, err := s.invoke(ctx, m, argv)
+	if errors.Is(err, errInterrupted) {
+		// The server's own context ended the method: that is no answer
+		// to record. This server is going away with its table.
+		s.table.Abort(tk, err)
+		return nil, err
+	}
 	s.table.Finish(tk, semantics.Outcome{Reply: reply, Err: err})
 	return reply, err
 }
+
+// errInterrupted is wrapped by the error of a method that failed after
+// the server's context ended (Close, or a Shutdown that stopped waiting).
+var errInterrupted = errors.New("rpc: the server stopped while the method ran")
 
 // invoke calls the method. A panic in the method becomes an application
 // error and a log line; the server keeps serving.
@@ -256,6 +323,9 @@ func (s *Server) invoke(ctx context.Context, m *methodType, argv reflect.Value) 
 	}
 	if m.hasError {
 		if e := out[0].Interface(); e != nil {
+			if s.base.Err() != nil {
+				return nil, semantics.MaybeExecuted(fmt.Errorf("%w: %s: %v", errInterrupted, m.name, e))
+			}
 			return replyv.Interface(), ServerError(e.(error).Error())
 		}
 	}
@@ -309,14 +379,39 @@ func (s *Server) isClosed() bool {
 	return s.closed
 }
 
-// Shutdown stops the server gracefully: it closes the listeners, answers
-// requests that arrive from now on with ErrShuttingDown (not executed),
-// waits for running calls to finish, then closes every connection. If ctx
-// ends first it closes everything at once and returns ctx's error.
+// Shutdown stops the server gracefully: it closes the listeners, tells
+// every connection's client that the server is going away (a semrpc client
+// sends no new calls on it and closes it once its calls are answered),
+// answers requests that still arrive with ErrShuttingDown (not executed),
+// waits for running calls to finish and for clients to close (at most
+// goAwayGrace), then closes every connection.
+//
+// If ctx ends first, Shutdown ends the context of the methods still
+// running, closes everything and returns ctx's error by ctx's deadline,
+// whatever the methods do; a method that ignores its context keeps its
+// goroutine until it returns (its reply is then dropped).
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.shutting.Store(true)
 	s.closeListeners()
+	// The notices are written on their own goroutines: a peer that does
+	// not read must not hold Shutdown past its deadline (closing the
+	// connections below ends such a write).
+	var notices sync.WaitGroup
+	for _, c := range s.connList() {
+		notices.Add(1)
+		go func() {
+			defer notices.Done()
+			c.sendGoAway()
+		}()
+	}
+	defer notices.Wait()
 	err := s.waitIdle(ctx)
+	if err == nil {
+		s.waitConnsClosed(ctx, goAwayGrace)
+	}
+	if err != nil {
+		s.stopBase()
+	}
 	s.closeConns()
 	done := make(chan struct{})
 	go func() {
@@ -330,14 +425,20 @@ func (s *Server) Shutdown(ctx context.Context) error {
 			err = ctx.Err()
 		}
 	}
+	s.stopBase()
 	return err
 }
 
-// Close stops the server at once: listeners and connections are closed, and
-// replies of running calls are lost. It returns when the methods still
-// running have returned, so that no goroutine of the server outlives it.
+// goAwayGrace bounds how long Shutdown waits for clients to close their
+// connections after the notice (stock net/rpc clients never do).
+const goAwayGrace = 500 * time.Millisecond
+
+// Close stops the server at once: listeners and connections are closed,
+// the context of running methods ends, and their replies are lost. It
+// returns when the methods still running have returned.
 func (s *Server) Close() error {
 	s.shutting.Store(true)
+	s.stopBase()
 	s.closeListeners()
 	s.closeConns()
 	s.connWG.Wait()
@@ -353,15 +454,37 @@ func (s *Server) closeListeners() {
 	}
 }
 
-func (s *Server) closeConns() {
+func (s *Server) connList() []*serverConn {
 	s.lmu.Lock()
+	defer s.lmu.Unlock()
 	conns := make([]*serverConn, 0, len(s.conns))
 	for c := range s.conns {
 		conns = append(conns, c)
 	}
-	s.lmu.Unlock()
-	for _, c := range conns {
+	return conns
+}
+
+func (s *Server) closeConns() {
+	for _, c := range s.connList() {
 		c.close()
+	}
+}
+
+// waitConnsClosed polls until every connection has ended, for at most
+// grace or until ctx ends.
+func (s *Server) waitConnsClosed(ctx context.Context, grace time.Duration) {
+	deadline := time.NewTimer(grace)
+	defer deadline.Stop()
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	for s.connCount.Load() > 0 {
+		select {
+		case <-ctx.Done():
+			return
+		case <-deadline.C:
+			return
+		case <-tick.C:
+		}
 	}
 }
 

@@ -2,9 +2,11 @@ package rpc
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/gob"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"reflect"
@@ -24,14 +26,18 @@ type serverConn struct {
 	sem    chan struct{} // bounds calls running for this connection
 	work   chan task     // hands a request to an idle worker
 	nwork  atomic.Int32  // live workers
+	// ctx ends when the connection closes. It stops the connection's
+	// workers; methods never see it (they run under the server's context
+	// and the caller's deadline, so a lost connection is not an answer).
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup // running calls
 
-	wmu sync.Mutex // protects following
-	w   *bufio.Writer
-	enc *gob.Encoder
-	bad bool // a write failed; the connection is being closed
+	wmu    sync.Mutex   // protects following
+	buf    bytes.Buffer // enc writes here; a response is encoded whole before it is written
+	enc    *gob.Encoder
+	bad    bool // a write failed; the connection is being closed
+	goAway bool // the shutdown notice was sent
 
 	closeOnce sync.Once
 }
@@ -39,7 +45,6 @@ type serverConn struct {
 // newConn registers a connection, or closes it and returns nil if the
 // server is closed. A registered connection must be served with serve.
 func (s *Server) newConn(rwc io.ReadWriteCloser) *serverConn {
-	w := bufio.NewWriter(rwc)
 	ctx, cancel := context.WithCancel(context.Background())
 	limit := newFrameLimiter(rwc, s.opts.maxMsg)
 	c := &serverConn{
@@ -51,9 +56,8 @@ func (s *Server) newConn(rwc io.ReadWriteCloser) *serverConn {
 		work:   make(chan task),
 		ctx:    ctx,
 		cancel: cancel,
-		w:      w,
-		enc:    gob.NewEncoder(w),
 	}
+	c.enc = gob.NewEncoder(&c.buf)
 	s.lmu.Lock()
 	defer s.lmu.Unlock()
 	if s.closed {
@@ -123,7 +127,7 @@ func (c *serverConn) serve() {
 			}
 			// A value that does not fit the argument type: gob has read the
 			// whole message, so the stream is still in step.
-			c.respond(&req, nil, reject(nil, "rpc: decoding arguments of %s: %v", req.ServiceMethod, err))
+			c.respond(&req, nil, reject(CodeRejected, "rpc: decoding arguments of %s: %v", req.ServiceMethod, err))
 			continue
 		}
 		if req.Sem != nil && !req.Sem.Valid() {
@@ -175,7 +179,9 @@ func (c *serverConn) worker(tk task) {
 		// while it executes: Shutdown waits for the count to reach zero
 		// before it closes the connection under the reply.
 		c.s.inflight.Add(1)
-		reply, err := c.s.execute(c.ctx, tk.m, tk.req.Sem, tk.ptr, tk.pass)
+		ctx, cancel := c.s.callContext(tk.req.Timeout)
+		reply, err := c.s.execute(ctx, tk.m, tk.req.Sem, tk.ptr, tk.pass)
+		cancel()
 		c.respond(&tk.req, reply, err)
 		c.s.inflight.Add(-1)
 		tk = task{}
@@ -228,7 +234,7 @@ func (c *serverConn) respondFinal(req *wireRequest, err error) {
 	if !errors.Is(err, ErrMessageTooLarge) {
 		return
 	}
-	c.respond(req, nil, reject(ErrMessageTooLarge, "%v", err))
+	c.respond(req, nil, reject(CodeTooLarge, "%v", err))
 	// Closing with the rest of the message unread would reset the
 	// connection, and the answer could be lost; skip a bounded amount of
 	// it first, within a deadline.
@@ -244,25 +250,56 @@ func (c *serverConn) respondFinal(req *wireRequest, err error) {
 // discards so that its error answer reaches the client.
 const maxDrain = 64 << 20
 
-// respond writes one response. A failed write closes the connection: the
-// stream cannot be trusted after a partial message.
+// respond writes one response, encoded whole before it is written. A reply
+// that cannot be encoded, or is over the message limit, is not sent: the
+// caller gets a small error saying the method ran and its reply is
+// unusable. A failed write closes the connection: the stream cannot be
+// trusted after a partial message.
 func (c *serverConn) respond(req *wireRequest, reply any, err error) {
 	resp := wireResponse{ServiceMethod: req.ServiceMethod, Seq: req.Seq}
-	if err != nil {
-		resp.Code, resp.Error = EncodeError(err)
-		reply = emptyBody{}
-	}
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
 	if c.bad || c.ctx.Err() != nil { // broken, or closing: no more replies
 		return
 	}
-	werr := c.enc.Encode(&resp)
-	if werr == nil {
-		werr = c.enc.Encode(reply)
+	c.buf.Reset()
+	if err == nil {
+		if werr := c.enc.Encode(&resp); werr != nil { // cannot happen for this fixed type
+			c.bad = true
+			c.close()
+			return
+		}
+		hdrEnd := c.buf.Len()
+		hdrValue := lastMessageStart(c.buf.Bytes()[:hdrEnd])
+		if eerr := encodeValue(c.enc, reply); eerr != nil {
+			// What gob wrote is whole type definitions it now counts as
+			// sent: they stay, in front of the error answer; the header
+			// goes.
+			cutMessage(&c.buf, hdrValue, hdrEnd)
+			err = semantics.Unusable(fmt.Errorf("rpc: %s ran, but its reply could not be encoded: %v", req.ServiceMethod, eerr))
+		} else if last := lastMessageStart(c.buf.Bytes()); c.buf.Len()-last > c.s.opts.maxMsg {
+			n := c.buf.Len() - last
+			c.buf.Truncate(last) // keep the type definitions
+			cutMessage(&c.buf, hdrValue, hdrEnd)
+			err = semantics.Unusable(fmt.Errorf("rpc: %s ran, but its reply (%d bytes) is over the message limit (%d bytes): %w",
+				req.ServiceMethod, n, c.s.opts.maxMsg, ErrMessageTooLarge))
+		}
 	}
-	if werr == nil {
-		werr = c.w.Flush()
+	if err != nil {
+		resp.Code, resp.Error = EncodeError(err)
+		werr := c.enc.Encode(&resp)
+		if werr == nil {
+			werr = c.enc.Encode(emptyBody{})
+		}
+		if werr != nil {
+			c.bad = true
+			c.close()
+			return
+		}
+	}
+	_, werr := c.rwc.Write(c.buf.Bytes())
+	if c.buf.Cap() > maxKeptBuffer {
+		c.buf = bytes.Buffer{}
 	}
 	if werr != nil {
 		c.bad = true
@@ -271,4 +308,52 @@ func (c *serverConn) respond(req *wireRequest, reply any, err error) {
 		}
 		c.close()
 	}
+}
+
+// sendGoAway tells the client that the server is shutting down: it should
+// send nothing more on this connection, and close it once its calls are
+// answered. Requests that still arrive are answered ErrShuttingDown.
+func (c *serverConn) sendGoAway() {
+	c.wmu.Lock()
+	defer c.wmu.Unlock()
+	if c.bad || c.goAway || c.ctx.Err() != nil {
+		return
+	}
+	c.goAway = true
+	c.buf.Reset()
+	resp := wireResponse{ServiceMethod: goAwayMethod, Seq: goAwaySeq, Error: ErrShuttingDown.Error(), Code: CodeShuttingDown}
+	werr := c.enc.Encode(&resp)
+	if werr == nil {
+		werr = c.enc.Encode(emptyBody{})
+	}
+	if werr == nil {
+		_, werr = c.rwc.Write(c.buf.Bytes())
+	}
+	if werr != nil {
+		c.bad = true
+		c.close()
+	}
+}
+
+// lastMessageStart returns the offset of the last gob message in b, a
+// sequence of whole messages (each a length, as a gob unsigned integer,
+// then that many bytes).
+func lastMessageStart(b []byte) int {
+	last := 0
+	for i := 0; i < len(b); {
+		last = i
+		n, k := uint64(b[i]), 1
+		if b[i] >= 0x80 {
+			k = 1 + 256 - int(b[i])
+			n = 0
+			for _, x := range b[i+1 : min(i+k, len(b))] {
+				n = n<<8 | uint64(x)
+			}
+		}
+		if n > uint64(len(b)) {
+			break
+		}
+		i += k + int(n)
+	}
+	return last
 }

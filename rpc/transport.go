@@ -2,6 +2,7 @@ package rpc
 
 import (
 	"context"
+	"time"
 
 	"github.com/semrpc/semrpc/semantics"
 )
@@ -14,6 +15,16 @@ type Request struct {
 	Header *semantics.Header
 	// Args is the argument value, encoded by the transport.
 	Args any
+	// WaitForReady asks the transport, when it cannot reach the server
+	// (not connected, the redial backoff running), to wait and try again
+	// until ctx ends rather than fail at once. Retrying policies set it;
+	// permanent failures (a bad address, TLS verification) still end the
+	// attempt at once. Transports that always fail fast may ignore it.
+	WaitForReady bool
+	// Timeout is how long the caller will still wait for this attempt
+	// (from its context's deadline), 0 for no deadline. Transports that
+	// can carry it tell the server, whose method context ends then.
+	Timeout time.Duration
 }
 
 // Transport carries requests to one server and brings the replies back. The

@@ -2,6 +2,8 @@ package rpc
 
 import (
 	"errors"
+	"fmt"
+	"strings"
 
 	"github.com/semrpc/semrpc/semantics"
 )
@@ -11,11 +13,15 @@ import (
 // headers are net/rpc's with extra fields; gob ignores fields the receiver
 // does not have, so a stock net/rpc peer reads ours and we read theirs.
 
-// wireRequest is net/rpc's Request plus the semantics header.
+// wireRequest is net/rpc's Request plus the semantics header and the
+// caller's remaining time.
 type wireRequest struct {
 	ServiceMethod string
 	Seq           uint64
 	Sem           *semantics.Header // nil for plain calls and from stock clients
+	// Timeout is how long the caller will still wait, in nanoseconds, when
+	// the request left; 0 for none. The method's context ends then.
+	Timeout int64
 }
 
 // wireResponse is net/rpc's Response plus a code that says what kind of
@@ -24,107 +30,171 @@ type wireResponse struct {
 	ServiceMethod string
 	Seq           uint64
 	Error         string
-	Code          uint8 // codeNone when Error is empty or an application error
+	Code          Code // CodeNone when Error is empty or an application error
 }
 
 // emptyBody is sent as the body of an error response, as net/rpc does.
 type emptyBody struct{}
 
-// Response codes. A stock net/rpc client sees only Error.
+// Code tells the client what kind of error a response carries. A stock
+// net/rpc client sees only the error text.
+type Code uint8
+
+// Response codes. Every code but CodeNone, CodeMaybeExecuted,
+// CodeReplyTooLarge and CodeReplyUnusable means the method did not run for
+// that request.
 const (
-	codeNone uint8 = iota
-	codeRejected
-	codeStale
-	codeExpired
-	codeEpoch
-	codeBadHeader
-	codeNotDurable
-	codeShuttingDown
-	codeTooLarge
-	codeMaybeExecuted // the server cannot tell whether the method's effects persisted
+	CodeNone           Code = iota // no error, or an application error
+	CodeRejected                   // refused before running, for another reason
+	CodeStale                      // semantics.ErrStale
+	CodeSessionExpired             // semantics.ErrSessionExpired
+	CodeEpochMismatch              // semantics.ErrEpochMismatch
+	CodeBadHeader                  // semantics.ErrBadHeader
+	CodeNotDurable                 // semantics.ErrNotDurable
+	CodeShuttingDown               // ErrShuttingDown: not run, safe to send again elsewhere or later
+	CodeTooLarge                   // ErrMessageTooLarge: the request was too large
+	CodeMaybeExecuted              // the server cannot tell whether the method's effects persisted
+	CodeUnknownMethod              // ErrUnknownMethod
+	CodeReplyTooLarge              // the method ran; its reply is over the message limit
+	CodeReplyUnusable              // the method ran; its reply could not be encoded
 )
 
-// openMethod is the reserved method that opens an at-most-once session: it
-// returns the server's epoch and whether its table is durable.
-const openMethod = "_semrpc.Open"
+var codeNames = [...]string{"none", "rejected", "stale", "session expired", "epoch mismatch", "bad header",
+	"not durable", "shutting down", "too large", "maybe executed", "unknown method", "reply too large", "reply unusable"}
+
+func (c Code) String() string {
+	if int(c) < len(codeNames) {
+		return codeNames[c]
+	}
+	return fmt.Sprintf("Code(%d)", c)
+}
+
+// Reserved methods, served by the server core itself.
+const (
+	// openMethod opens an at-most-once session: the server creates it and
+	// returns its id, lease and limits.
+	openMethod = "_semrpc.Open"
+	// closeMethod ends sessions the client is done with.
+	closeMethod = "_semrpc.Close"
+	// goAwayMethod names the notice a server sends on every connection
+	// when it starts to shut down, with Seq goAwaySeq (a number no client
+	// reaches, so a stock net/rpc client ignores it).
+	goAwayMethod = "_semrpc.GoAway"
+	goAwaySeq    = ^uint64(0)
+)
 
 // OpenArgs are the arguments of the session handshake.
 type OpenArgs struct {
 	Version int
+	// Close lists sessions of this client that it is done with; the server
+	// ends them before opening the new one.
+	Close []semantics.ClientID
 }
 
 // OpenReply is the server's answer to the session handshake.
 type OpenReply struct {
 	Epoch   uint64
 	Durable bool
+	// Client is the new session's id, made by the server. A zero id comes
+	// from a server that predates explicit sessions; the client refuses it.
+	Client semantics.ClientID
+	// Lease is how long, in nanoseconds, the server keeps the session
+	// after its last request.
+	Lease int64
+	// MaxCalls is how many unacknowledged calls the server keeps for the
+	// session; the client's window never exceeds it.
+	MaxCalls int
+}
+
+// CloseArgs ends sessions; the reply is a CloseReply.
+type CloseArgs struct {
+	IDs []semantics.ClientID
+}
+
+// CloseReply is the answer to CloseArgs.
+type CloseReply struct {
+	Closed int
 }
 
 // EncodeError turns an error returned by the server core into the code and
 // text a transport sends back. Custom transports use it with DecodeError.
-func EncodeError(err error) (code uint8, msg string) {
+func EncodeError(err error) (code Code, msg string) {
 	if err == nil {
-		return codeNone, ""
+		return CodeNone, ""
 	}
 	msg = err.Error()
 	if msg == "" {
 		msg = "rpc: error with empty text"
 	}
+	var re *RejectedError
 	switch {
 	case errors.Is(err, semantics.ErrApplication):
-		return codeNone, msg
+		return CodeNone, msg
+	case errors.Is(err, semantics.ErrReplyUnusable):
+		if errors.Is(err, ErrMessageTooLarge) {
+			return CodeReplyTooLarge, msg
+		}
+		return CodeReplyUnusable, msg
 	case errors.Is(err, semantics.ErrMaybeExecuted):
-		return codeMaybeExecuted, msg
+		return CodeMaybeExecuted, msg
+	case errors.As(err, &re) && re.Code != CodeNone:
+		return re.Code, msg
 	case errors.Is(err, semantics.ErrStale):
-		return codeStale, msg
+		return CodeStale, msg
 	case errors.Is(err, semantics.ErrSessionExpired):
-		return codeExpired, msg
+		return CodeSessionExpired, msg
 	case errors.Is(err, semantics.ErrEpochMismatch):
-		return codeEpoch, msg
+		return CodeEpochMismatch, msg
 	case errors.Is(err, semantics.ErrBadHeader):
-		return codeBadHeader, msg
+		return CodeBadHeader, msg
 	case errors.Is(err, semantics.ErrNotDurable):
-		return codeNotDurable, msg
+		return CodeNotDurable, msg
 	case errors.Is(err, ErrShuttingDown):
-		return codeShuttingDown, msg
+		return CodeShuttingDown, msg
 	case errors.Is(err, ErrMessageTooLarge):
-		return codeTooLarge, msg
+		return CodeTooLarge, msg
+	case errors.Is(err, ErrUnknownMethod):
+		return CodeUnknownMethod, msg
 	case errors.Is(err, semantics.ErrRejected):
-		return codeRejected, msg
+		return CodeRejected, msg
 	}
-	return codeNone, msg
+	return CodeNone, msg
 }
+
+// Texts a stock net/rpc server answers for a method it does not have; the
+// method did not run.
+var stockUnknownPrefixes = []string{"rpc: can't find service ", "rpc: can't find method ", "rpc: service/method request ill-formed"}
 
 // DecodeError is the inverse of EncodeError: it rebuilds an error whose
 // class and sentinel survive the trip.
-func DecodeError(code uint8, msg string) error {
-	if code == codeNone && msg == "" {
+func DecodeError(code Code, msg string) error {
+	if code == CodeNone && msg == "" {
 		return nil
 	}
-	var kind error
 	switch code {
-	case codeNone:
+	case CodeNone:
+		for _, p := range stockUnknownPrefixes {
+			if strings.HasPrefix(msg, p) {
+				// A stock net/rpc server's refusal: the same verdict as ours.
+				return &RejectedError{Code: CodeUnknownMethod, Msg: msg}
+			}
+		}
 		return ServerError(msg)
-	case codeMaybeExecuted:
+	case CodeMaybeExecuted:
 		return semantics.MaybeExecuted(errors.New(msg))
-	case codeStale:
-		kind = semantics.ErrStale
-	case codeExpired:
-		kind = semantics.ErrSessionExpired
-	case codeEpoch:
-		kind = semantics.ErrEpochMismatch
-	case codeBadHeader:
-		kind = semantics.ErrBadHeader
-	case codeNotDurable:
-		kind = semantics.ErrNotDurable
-	case codeShuttingDown:
-		kind = ErrShuttingDown
-	case codeTooLarge:
-		kind = ErrMessageTooLarge
-	case codeRejected:
-	default:
-		// A code this side does not know (a newer or damaged peer): the
-		// only safe reading is that the method may have run.
-		return semantics.MaybeExecuted(errors.New(msg))
+	case CodeReplyTooLarge:
+		return semantics.Unusable(fmt.Errorf("%s: %w", msg, ErrMessageTooLarge))
+	case CodeReplyUnusable:
+		return semantics.Unusable(errors.New(msg))
+	case CodeShuttingDown:
+		// Not run, and the server says so before closing: safe to send
+		// again, so retrying policies wait for a server and try again.
+		return semantics.NotSent(&RejectedError{Code: code, Msg: msg})
+	case CodeRejected, CodeStale, CodeSessionExpired, CodeEpochMismatch, CodeBadHeader,
+		CodeNotDurable, CodeTooLarge, CodeUnknownMethod:
+		return &RejectedError{Code: code, Msg: msg}
 	}
-	return &rejection{msg: msg, kind: kind}
+	// A code this side does not know (a newer or damaged peer): the only
+	// safe reading is that the method may have run.
+	return semantics.MaybeExecuted(errors.New(msg))
 }

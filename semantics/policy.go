@@ -39,7 +39,7 @@ func (k Kind) String() string {
 // Defaults of the policy options.
 const (
 	// DefaultAtLeastOnceAttempts bounds the attempts of an at-least-once
-	// call, the first one included.
+	// call that were sent, the first one included (see MaxAttempts).
 	DefaultAtLeastOnceAttempts = 5
 	// DefaultWindow is the at-most-once outstanding-call window.
 	DefaultWindow = 64
@@ -69,8 +69,8 @@ type Policy interface {
 // policyConfig holds a policy's settings after its options were applied.
 type policyConfig struct {
 	kind Kind
-	// maxAttempts bounds the attempts, the first included; 0 means no
-	// bound other than the context.
+	// maxAttempts bounds the attempts that were sent, the first included;
+	// 0 means no bound other than the context.
 	maxAttempts int
 	// initialBackoff and maxBackoff shape the exponential backoff.
 	initialBackoff time.Duration
@@ -96,12 +96,13 @@ func (c *policyConfig) String() string {
 // Option adjusts a policy built by AtLeastOnce, AtMostOnce or ExactlyOnce.
 type Option func(*policyConfig)
 
-// MaxAttempts bounds the attempts of a call, the first one included:
-// MaxAttempts(1) never retries. n ≤ 0 removes the bound, leaving the call's
-// context (and, for at-least-once, the retry budget) to end it. The default
-// is DefaultAtLeastOnceAttempts for at-least-once and no bound for
-// at-most-once and exactly-once, whose calls must complete within their
-// deadline.
+// MaxAttempts bounds the attempts of a call that reached, or may have
+// reached, the server, the first one included: MaxAttempts(1) retries only
+// attempts that were not sent, which are free (they count toward no bound).
+// n ≤ 0 removes the bound, leaving the call's context (and, for
+// at-least-once, the retry budget) to end it. The default is
+// DefaultAtLeastOnceAttempts for at-least-once and no bound for at-most-once
+// and exactly-once, whose calls must complete within their deadline.
 func MaxAttempts(n int) Option {
 	return func(c *policyConfig) {
 		if n < 0 {
@@ -160,22 +161,27 @@ func MaxAttemptsOf(p Policy) int {
 
 var noRetry Policy = &policyConfig{kind: KindNoRetry, maxAttempts: 1}
 
-// NoRetry makes exactly one attempt. If it fails the caller learns whether
-// the method may have run, and decides.
+// NoRetry makes exactly one attempt, even one that was not sent. If it
+// fails the caller learns whether the method may have run, and decides.
 func NoRetry() Policy { return noRetry }
 
 // AtLeastOnce retries attempts that were not sent or may have executed,
-// with exponential backoff and jitter, until one succeeds, MaxAttempts is
-// reached (default 5), the Runner's retry budget refuses or the context
-// ends. The method may run more than once: use it for idempotent methods.
+// with exponential backoff and jitter, until one succeeds, the context
+// ends, an error is permanent, MaxAttempts attempts were sent (default 5),
+// or the Runner's retry budget refuses a retry of an attempt that may have
+// executed. Not-sent attempts are retried free, so a call waits for a
+// server that is down until its context ends. The method may run more than
+// once: use it for idempotent methods.
 func AtLeastOnce(opts ...Option) Policy {
 	return newPolicy(KindAtLeastOnce, DefaultAtLeastOnceAttempts, opts)
 }
 
 // AtMostOnce gives every call a session header (see Session) and retries
-// it, with the same header, until it succeeds or the context ends (or
-// MaxAttempts, if set). The server's dedup table runs the method at most
-// once and answers duplicates with the first execution's reply.
+// it, with the same header, until it succeeds, the context ends, an error is
+// permanent, or MaxAttempts (if set) attempts were sent. The retry budget
+// records its attempts but never refuses its retries. The server's dedup
+// table runs the method at most once and answers duplicates with the first
+// execution's reply.
 func AtMostOnce(opts ...Option) Policy {
 	return newPolicy(KindAtMostOnce, 0, opts)
 }

@@ -9,7 +9,6 @@ import (
 	"time"
 
 	"github.com/cenkalti/backoff/v4"
-	"github.com/hashicorp/go-multierror"
 )
 
 // Runner runs calls under a policy: it makes the attempts, waits between
@@ -18,14 +17,16 @@ import (
 // use; its zero value is ready to use, without a budget. Do not copy a
 // Runner after first use.
 type Runner struct {
-	// Budget, if not nil, is the retry budget shared by the client's calls.
-	// Every attempt of every policy feeds it (it measures the server's
-	// health); only at-least-once retries are refused by it. At-most-once
-	// and exactly-once calls must complete within their deadline and are
-	// made safe to retry by the server's dedup table, so refusing their
-	// retries would only turn an answer the caller is waiting for into a
-	// may-have-executed error.
-	Budget *Budget
+	// Budget, if not nil, is the retry budget shared by the client's calls
+	// (DefaultBudget is the usual choice). Every attempt of every policy is
+	// recorded in it; only at-least-once retries of attempts that may have
+	// executed ask it (TryRetry) and may be refused. A not-sent attempt is
+	// retried free. At-most-once and exactly-once calls must complete
+	// within their deadline and are made safe to retry by the server's dedup
+	// table, so refusing their retries would only turn an answer the caller
+	// is waiting for into a may-have-executed error. Failures that share a
+	// FailureGroup pay for one retry between them.
+	Budget RetryBudget
 
 	// After returns a channel that receives once d has passed, as
 	// time.After does. Tests inject a fake; nil means a real timer, stopped
@@ -34,6 +35,7 @@ type Runner struct {
 
 	attempts       atomic.Uint64
 	retries        atomic.Uint64
+	freeRetries    atomic.Uint64
 	budgetRefusals atomic.Uint64
 }
 
@@ -46,6 +48,9 @@ type RunStats struct {
 	// BudgetRefusals is the number of calls that ended because the retry
 	// budget refused a retry.
 	BudgetRefusals uint64
+	// FreeRetries is the number of Retries that followed a not-sent
+	// attempt: they count toward no MaxAttempts and no budget.
+	FreeRetries uint64
 }
 
 // Stats returns the runner's counters.
@@ -54,19 +59,30 @@ func (r *Runner) Stats() RunStats {
 		Attempts:       r.attempts.Load(),
 		Retries:        r.retries.Load(),
 		BudgetRefusals: r.budgetRefusals.Load(),
+		FreeRetries:    r.freeRetries.Load(),
 	}
 }
+
+// errStopPermanent is the stop reason of a call ended by a Permanent error.
+var errStopPermanent = errors.New("permanent error")
+
+// attemptLimit is the stop reason of a call that reached MaxAttempts(n).
+type attemptLimit int
+
+func (n attemptLimit) Error() string { return "reached MaxAttempts(" + strconv.Itoa(int(n)) + ")" }
 
 // Run calls attempt until it succeeds, fails finally, or the policy or ctx
 // gives up. A nil policy is NoRetry. attempt's error must carry a class
 // (see ClassOf): errors without one are taken as maybe executed.
 //
-// Run returns nil on success, the attempt's error unchanged when it is an
-// application error (the method ran; its error is the answer), and
-// otherwise a *GiveUpError listing every attempt's error. Attempts that were
-// not sent or may have executed are retried by every policy but NoRetry;
-// an application error or a server refusal (ClassRejected) is never retried.
-// No attempt starts after ctx has ended, and a wait between attempts ends as
+// Run returns nil on success, the attempt's error unchanged when the method
+// ran (an application error, which is the answer, or an unusable reply), and
+// otherwise a *GiveUpError. Every policy but NoRetry retries attempts that
+// were not sent or may have executed; a server refusal (ClassRejected) or an
+// error marked Permanent ends the call at once. A not-sent attempt is free:
+// it counts toward no MaxAttempts and is not charged to the retry budget, so
+// a retrying policy waits for a server that is down until ctx ends. No
+// attempt starts after ctx has ended, and a wait between attempts ends as
 // soon as ctx does.
 func (r *Runner) Run(ctx context.Context, p Policy, attempt func(ctx context.Context) error) error {
 	var pc *policyConfig
@@ -76,61 +92,76 @@ func (r *Runner) Run(ctx context.Context, p Policy, attempt func(ctx context.Con
 		pc = noRetry.config()
 	}
 	var (
-		errs  *multierror.Error
-		bo    *backoff.ExponentialBackOff // built at the first retry, so success costs nothing
-		maybe bool                        // an attempt may have executed
-		tried int
+		log     attemptLog
+		bo      *backoff.ExponentialBackOff // built at the first retry, so success costs nothing
+		maybe   bool                        // an attempt may have executed
+		tried   int                         // every attempt
+		charged int                         // attempts that count toward maxAttempts
+		free    bool                        // the next attempt retries a not-sent one
 	)
 	for {
 		if err := ctx.Err(); err != nil {
-			errs = multierror.Append(errs, err)
-			return r.giveUp(pc.kind, maybe, tried, errs)
+			return r.giveUp(pc.kind, maybe, tried, &log, err)
 		}
 		if tried > 0 {
 			r.retries.Add(1)
+			if free {
+				r.freeRetries.Add(1)
+			}
 		}
+		first := tried == 0
 		tried++
 		r.attempts.Add(1)
 		err := attempt(ctx)
 		class := ClassOf(err)
 		if r.Budget != nil {
-			if class == ClassNotSent || class == ClassMaybeExecuted {
-				r.Budget.Failure()
-			} else {
-				r.Budget.Success()
-			}
+			r.Budget.Record(first, class)
 		}
 		switch class {
 		case ClassNone:
 			return nil
-		case ClassApplication:
+		case ClassApplication, ClassUnusable:
 			return err
 		case ClassMaybeExecuted:
 			maybe = true
 		}
-		errs = multierror.Append(errs, err)
+		log.add(err)
+		free = class == ClassNotSent
+		if !free {
+			charged++
+		}
 
-		if class == ClassRejected || pc.kind == KindNoRetry ||
-			(pc.maxAttempts > 0 && tried >= pc.maxAttempts) {
-			return r.giveUp(pc.kind, maybe, tried, errs)
+		switch {
+		case IsPermanent(err):
+			return r.giveUp(pc.kind, maybe, tried, &log, errStopPermanent)
+		case class == ClassRejected || pc.kind == KindNoRetry:
+			return r.giveUp(pc.kind, maybe, tried, &log, nil)
+		case pc.maxAttempts > 0 && charged >= pc.maxAttempts:
+			return r.giveUp(pc.kind, maybe, tried, &log, attemptLimit(pc.maxAttempts))
 		}
 		if ctxErr := ctx.Err(); ctxErr != nil {
-			errs = multierror.Append(errs, ctxErr)
-			return r.giveUp(pc.kind, maybe, tried, errs)
+			return r.giveUp(pc.kind, maybe, tried, &log, ctxErr)
 		}
-		if pc.kind == KindAtLeastOnce && r.Budget != nil && !r.Budget.AllowRetry() {
+		if !free && pc.kind == KindAtLeastOnce && r.Budget != nil && !r.chargeRetry(err) {
 			r.budgetRefusals.Add(1)
-			errs = multierror.Append(errs, ErrBudgetExhausted)
-			return r.giveUp(pc.kind, maybe, tried, errs)
+			return r.giveUp(pc.kind, maybe, tried, &log, ErrBudgetExhausted)
 		}
 		if bo == nil {
 			bo = pc.newBackOff()
 		}
 		if ctxErr := r.wait(ctx, bo.NextBackOff()); ctxErr != nil {
-			errs = multierror.Append(errs, ctxErr)
-			return r.giveUp(pc.kind, maybe, tried, errs)
+			return r.giveUp(pc.kind, maybe, tried, &log, ctxErr)
 		}
 	}
+}
+
+// chargeRetry asks the budget for the retry of an attempt that failed with
+// err. A failure whose group already paid for a retry is not charged again.
+func (r *Runner) chargeRetry(err error) bool {
+	if g := groupOf(err); g != nil {
+		return g.pay(r.Budget)
+	}
+	return r.Budget.TryRetry()
 }
 
 // wait sleeps for d or until ctx ends, and returns ctx's error in the
@@ -154,64 +185,170 @@ func (r *Runner) wait(ctx context.Context, d time.Duration) error {
 	}
 }
 
-func (r *Runner) giveUp(kind Kind, maybe bool, tried int, errs *multierror.Error) error {
+func (r *Runner) giveUp(kind Kind, maybe bool, tried int, log *attemptLog, stop error) error {
 	verdict := ErrNotExecuted
 	if maybe {
 		verdict = ErrMaybeExecuted
 	}
-	return &GiveUpError{Policy: kind, Verdict: verdict, Attempts: errs, Tried: tried}
+	attempts, omitted := log.list()
+	return newGiveUp(kind, verdict, tried, attempts, omitted, stop)
 }
 
-// GiveUpError is returned by Runner.Run when a call failed without an
-// answer. Its Verdict tells the caller whether the method may have run.
+// Bounds of the attempt list of a GiveUpError.
+const (
+	keepFirst = 4 // the first attempts' errors kept
+	keepLast  = 4 // the last attempts' errors kept
+)
+
+// attemptLog keeps the errors of the first and last attempts of a call,
+// whatever their number. Its zero value is empty.
+type attemptLog struct {
+	first   [keepFirst]error
+	last    [keepLast]error // a ring once full; next is its oldest entry
+	nFirst  int
+	nLast   int
+	next    int
+	omitted int // errors dropped between first and last
+}
+
+func (l *attemptLog) add(err error) {
+	switch {
+	case l.nFirst < keepFirst:
+		l.first[l.nFirst] = err
+		l.nFirst++
+	case l.nLast < keepLast:
+		l.last[l.nLast] = err
+		l.nLast++
+	default:
+		l.last[l.next] = err
+		l.next = (l.next + 1) % keepLast
+		l.omitted++
+	}
+}
+
+// list returns the kept errors in order, and how many were dropped between
+// the first keepFirst and the rest.
+func (l *attemptLog) list() ([]error, int) {
+	if l.nFirst == 0 {
+		return nil, 0
+	}
+	errs := make([]error, 0, l.nFirst+l.nLast)
+	errs = append(errs, l.first[:l.nFirst]...)
+	for i := 0; i < l.nLast; i++ {
+		errs = append(errs, l.last[(l.next+i)%keepLast])
+	}
+	return errs, l.omitted
+}
+
+// GiveUp returns the error of a call that failed, before any attempt or
+// without more of them, for a local reason: cause (waiting for a window
+// slot, the client closed, an exactly-once call refused by a server whose
+// records are not durable, a failed session handshake). The verdict follows
+// cause's class: not sent or rejected means ErrNotExecuted, any other class
+// ErrMaybeExecuted. kind is the policy the call ran under, so the error is
+// labelled with it. Tried is 0 and cause is the stop reason; errors.Is and
+// errors.As find what cause wraps, but not its class.
+func GiveUp(kind Kind, cause error) *GiveUpError {
+	verdict := ErrMaybeExecuted
+	switch ClassOf(cause) {
+	case ClassNone, ClassNotSent, ClassRejected:
+		verdict = ErrNotExecuted
+	}
+	return newGiveUp(kind, verdict, 0, nil, 0, cause)
+}
+
+// newGiveUp builds every give-up, Run's and GiveUp's.
+func newGiveUp(kind Kind, verdict error, tried int, attempts []error, omitted int, stop error) *GiveUpError {
+	return &GiveUpError{Policy: kind, Verdict: verdict, Tried: tried, Attempts: attempts, Omitted: omitted, Stop: stop}
+}
+
+// GiveUpError is returned by Runner.Run (and GiveUp) when a call failed
+// without an answer. Its Verdict tells the caller whether the method may
+// have run.
 //
 // errors.Is(err, ErrMaybeExecuted) and errors.Is(err, ErrNotExecuted) tell
-// the verdict (never both); errors.Is and errors.As also find each
-// attempt's error, and the context's error when the context ended the call.
+// the verdict, never both. errors.Is and errors.As also find the causes of
+// the listed attempts' errors and the stop reason (ctx.Err(),
+// ErrBudgetExhausted, ErrStale, a *net.OpError...), but not their classes:
+// a give-up that may have executed is never errors.Is(err, ErrNotSent),
+// even if some of its attempts were not sent.
 type GiveUpError struct {
 	// Policy is the policy the call ran under.
 	Policy Kind
 	// Verdict is ErrMaybeExecuted if any attempt may have executed, and
 	// ErrNotExecuted otherwise: then the method definitely did not run.
 	Verdict error
-	// Attempts holds every attempt's error in order, then ctx.Err() if the
-	// context ended the call, or ErrBudgetExhausted if the retry budget
-	// refused a retry.
-	Attempts *multierror.Error
-	// Tried is the number of attempts made, which may be 0 if the context
-	// had ended before the call.
+	// Tried is the number of attempts made, which is 0 if the call failed
+	// before its first (see GiveUp).
 	Tried int
+	// Attempts holds the errors of the first 4 attempts and of the last 4,
+	// in order; Omitted counts the attempts between them, whose errors were
+	// not kept. So len(Attempts)+Omitted == Tried for Run's give-ups.
+	Attempts []error
+	Omitted  int
+	// Stop is why the call stopped when its last attempt's error does not
+	// say it: ctx.Err(), ErrBudgetExhausted, the attempt limit, a permanent
+	// error, or GiveUp's cause. It is nil when the policy does not retry
+	// the last attempt's class (a rejection, or any failure under NoRetry).
+	Stop error
 }
 
 // Error reads, for example, "semrpc: at-most-once call gave up after 2
 // attempts (may have executed): 1) not sent: dial refused; 2) maybe
-// executed: timeout".
+// executed: timeout; stopped: context deadline exceeded", or for GiveUp
+// "semrpc: at-most-once call failed before it was sent (not executed): rpc:
+// waiting for a window slot: context deadline exceeded". Only attempts are
+// numbered; "… N more …" stands for the omitted ones.
 func (e *GiveUpError) Error() string {
 	var b strings.Builder
 	b.WriteString("semrpc: ")
 	b.WriteString(e.Policy.String())
-	b.WriteString(" call gave up after ")
-	b.WriteString(strconv.Itoa(e.Tried))
-	if e.Tried == 1 {
-		b.WriteString(" attempt")
-	} else {
-		b.WriteString(" attempts")
+	notExecuted := errors.Is(e.Verdict, ErrNotExecuted)
+	switch {
+	case e.Tried == 0 && len(e.Attempts) == 0 && notExecuted:
+		b.WriteString(" call failed before it was sent")
+	case e.Tried == 0 && len(e.Attempts) == 0:
+		b.WriteString(" call failed")
+	default:
+		b.WriteString(" call gave up after ")
+		b.WriteString(strconv.Itoa(e.Tried))
+		if e.Tried == 1 {
+			b.WriteString(" attempt")
+		} else {
+			b.WriteString(" attempts")
+		}
 	}
 	switch {
 	case errors.Is(e.Verdict, ErrMaybeExecuted):
 		b.WriteString(" (may have executed)")
-	case errors.Is(e.Verdict, ErrNotExecuted):
+	case notExecuted:
 		b.WriteString(" (not executed)")
 	}
-	for i, err := range e.Attempts.WrappedErrors() {
-		if i == 0 {
-			b.WriteString(": ")
-		} else {
-			b.WriteString("; ")
+	sep := ": "
+	for i, err := range e.Attempts {
+		n := i + 1
+		if e.Omitted > 0 && i >= keepFirst {
+			if i == keepFirst {
+				b.WriteString(sep)
+				b.WriteString("… ")
+				b.WriteString(strconv.Itoa(e.Omitted))
+				b.WriteString(" more …")
+			}
+			n += e.Omitted
 		}
-		b.WriteString(strconv.Itoa(i + 1))
+		b.WriteString(sep)
+		sep = "; "
+		b.WriteString(strconv.Itoa(n))
 		b.WriteString(") ")
 		b.WriteString(err.Error())
+	}
+	if e.Stop != nil {
+		if len(e.Attempts) > 0 {
+			b.WriteString("; stopped: ")
+		} else {
+			b.WriteString(": ")
+		}
+		b.WriteString(strings.TrimPrefix(stripClass(e.Stop).Error(), "semrpc: "))
 	}
 	return b.String()
 }
@@ -221,11 +358,74 @@ func (e *GiveUpError) Is(target error) bool {
 	return target != nil && target == e.Verdict
 }
 
-// Unwrap returns the attempt errors, so that errors.Is and errors.As look
-// into each of them.
-func (e *GiveUpError) Unwrap() error {
-	if e.Attempts == nil {
-		return nil // not a typed nil in a non-nil interface
+// Unwrap returns the causes of the listed attempts' errors and the stop
+// reason, each stripped of its class (the AttemptError, FailureGroup and
+// Permanent wrappers around it) and hiding the class and verdict sentinels
+// (ErrNotSent, ErrMaybeExecuted, ErrNotExecuted, ErrApplication,
+// ErrReplyUnusable) of anything it wraps, so that errors.Is and errors.As
+// find each cause while the give-up's only verdict is its own.
+func (e *GiveUpError) Unwrap() []error {
+	n := len(e.Attempts)
+	if e.Stop != nil {
+		n++
 	}
-	return e.Attempts.ErrorOrNil()
+	if n == 0 {
+		return nil
+	}
+	causes := make([]error, 0, n)
+	for _, err := range e.Attempts {
+		if err != nil {
+			causes = append(causes, newCause(err))
+		}
+	}
+	if e.Stop != nil {
+		causes = append(causes, newCause(e.Stop))
+	}
+	return causes
+}
+
+// stripClass removes the wrappers that give err its class or steer the
+// retry loop, from the outside in.
+func stripClass(err error) error {
+	for {
+		switch w := err.(type) {
+		case *AttemptError:
+			err = w.Err
+		case *groupedError:
+			err = w.err
+		case *permanentError:
+			err = w.err
+		default:
+			return err
+		}
+	}
+}
+
+// cause is an error as a GiveUpError exposes it: see GiveUpError.Unwrap.
+type cause struct {
+	err       error           // stripped of its class
+	permanent *permanentError // the Permanent mark that was stripped, if any
+}
+
+func newCause(err error) *cause {
+	c := &cause{err: stripClass(err)}
+	errors.As(err, &c.permanent)
+	return c
+}
+
+func (c *cause) Error() string { return c.err.Error() }
+
+// Is finds target in the cause, unless it is a class or verdict sentinel.
+func (c *cause) Is(target error) bool {
+	return !isClassSentinel(target) && errors.Is(c.err, target)
+}
+
+// As finds target in the cause; a permanent mark stays visible to
+// IsPermanent.
+func (c *cause) As(target any) bool {
+	if p, ok := target.(**permanentError); ok && c.permanent != nil {
+		*p = c.permanent
+		return true
+	}
+	return errors.As(c.err, target)
 }

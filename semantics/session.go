@@ -31,11 +31,18 @@ type Session struct {
 // NewSession returns a session with a new random client id, opened against
 // the server epoch epoch. window ≤ 0 means DefaultWindow.
 func NewSession(epoch uint64, window int) *Session {
+	return NewSessionWithID(NewClientID(), epoch, window)
+}
+
+// NewSessionWithID returns a session with the id id, as a server's Table.Open
+// made it, opened against the server epoch epoch. window ≤ 0 means
+// DefaultWindow.
+func NewSessionWithID(id ClientID, epoch uint64, window int) *Session {
 	if window <= 0 {
 		window = DefaultWindow
 	}
 	return &Session{
-		id:     NewClientID(),
+		id:     id,
 		epoch:  epoch,
 		window: uint64(window),
 		next:   1,
@@ -78,6 +85,20 @@ func (s *Session) Begin(ctx context.Context) (Header, error) {
 	h := Header{Client: s.id, Seq: seq, Ack: s.ack, Epoch: s.epoch}
 	s.mu.Unlock()
 	return h, nil
+}
+
+// TryBegin is Begin without waiting: it reports false, and begins nothing,
+// when the window is full.
+func (s *Session) TryBegin() (Header, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.next-s.ack >= s.window {
+		return Header{}, false
+	}
+	seq := s.next
+	s.next++
+	s.outstanding++
+	return Header{Client: s.id, Seq: seq, Ack: s.ack, Epoch: s.epoch}, true
 }
 
 // Retry returns the header for another attempt of the call seq: the same

@@ -10,9 +10,17 @@ import (
 )
 
 // Store keeps a Table's completion records durably, for exactly-once calls
-// that survive server crashes. The server runs each NEW call (one that its
-// Table's Begin admits for execution) through Execute instead of calling the
-// method directly; duplicates are answered from the Table as usual.
+// that survive server crashes. A server with a Store runs every call in one
+// of its transactions: each NEW call (one that its Table's Begin admits for
+// execution) through Execute, which commits the call's completion record
+// with the method's effects, and each call without a header (no-retry,
+// at-least-once) through Transact, which commits the method's effects
+// alone. Duplicates are answered from the Table as usual.
+//
+// One rule holds for both: a method that returns an application error
+// (a non-nil error from fn) has everything it wrote rolled back; under
+// Execute the completion record, with that error, still commits. A method
+// that returns nil has its writes committed.
 //
 // BoltStore is the implementation on go.etcd.io/bbolt. A plain Table, with
 // no Store, is the in-memory default that at-most-once calls use.
@@ -23,28 +31,49 @@ type Store interface {
 	Table() *Table
 
 	// Execute runs fn, the method of the call h, in a durable transaction
-	// and commits in the same transaction the call's completion record
-	// (h's client and seq, method, fn's reply and error), before it
-	// returns. Effects fn makes outside the transaction (see TxFrom) are
-	// not covered, and fn may be run more than once (only the last run's
-	// effects and reply count), so its effects must live in the
-	// transaction only.
+	// and commits the call's completion record (h's client and seq,
+	// method, fn's reply and error) before it returns: in the same
+	// transaction as fn's writes if fn returns a nil error; if fn returns
+	// an (application) error, fn's writes are rolled back and the record
+	// commits alone. Effects fn makes outside the transaction (see TxFrom)
+	// are not covered, and fn may be run more than once (only the last
+	// run's effects, reply and error count), so its effects must live in
+	// the transaction only.
 	//
 	// A nil error means the outcome is durable: Outcome holds fn's reply
 	// and error, or, if the store already held a record of h (a table and
-	// store that disagree, say after the table expired the session), that
-	// record's outcome, decoded lazily (see StoredReply), with fn not run.
-	// A non-nil error means nothing was committed; it wraps ErrStale if h
-	// was acknowledged already and ErrRejected otherwise.
+	// store that disagree), that record's outcome, decoded lazily (see
+	// StoredReply), with fn not run. A non-nil error means nothing of the
+	// call was committed, or, if it wraps ErrMaybeExecuted, that a commit
+	// failed and only a restart can tell; otherwise it wraps ErrStale if
+	// h was acknowledged already and ErrRejected if not. An error of fn
+	// that wraps ErrMaybeExecuted (a method stopped by its server's
+	// shutdown, say) is not the call's answer: fn's writes are rolled back,
+	// nothing is recorded, and Execute returns that error.
 	Execute(ctx context.Context, h Header, method string, fn func(ctx context.Context) (reply any, err error)) (Outcome, error)
+
+	// Transact runs fn, the method of a call without a header, in a
+	// durable transaction and commits fn's writes if fn returns a nil
+	// error; if fn returns an (application) error, its writes are rolled
+	// back. No completion record is kept. As for Execute, fn may be run
+	// more than once and must have no effect outside the transaction.
+	//
+	// A nil error means Outcome holds the last run's reply and error, and
+	// its writes (none after an application error) are durable. A non-nil
+	// error is the store's: fn's effects were not committed (the error
+	// wraps ErrRejected), or the commit failed and only a restart can tell
+	// (it wraps ErrMaybeExecuted, and the store refuses every call from
+	// then on).
+	Transact(ctx context.Context, fn func(ctx context.Context) (reply any, err error)) (Outcome, error)
 }
 
 type txKey struct{}
 
 // TxFrom returns the bbolt read-write transaction that ctx runs in, or nil.
-// A BoltStore gives it to the method of each call it executes: the method
-// reads and writes its own buckets through it, so that its effects commit
-// together with the call's completion record. The transaction ends when the
+// A BoltStore gives it to the method of every call it runs (Execute and
+// Transact): the method reads and writes its own buckets through it, so
+// that its effects commit together with the call's completion record, or
+// are rolled back if it returns an error. The transaction ends when the
 // method returns; keep no reference to it, or to the byte slices it
 // returns, beyond that.
 func TxFrom(ctx context.Context) *bbolt.Tx {

@@ -75,12 +75,21 @@ type BoltConfig struct {
 	NoSync bool
 }
 
-// BoltStore is a Store in one bbolt file. Each call it executes runs in a
-// read-write transaction that the method reaches through TxFrom (or the
-// Update and View helpers): the service keeps its own state in its own
-// buckets of the same file, and the call's completion record is committed
-// with that state, in one transaction, before the reply is sent.
-// Concurrent calls share transactions and fsyncs (group commit).
+// BoltStore is a Store in one bbolt file. Each call it runs (Execute or
+// Transact) runs in a read-write transaction that the method reaches
+// through TxFrom (or the Update and View helpers): the service keeps its
+// own state in its own buckets of the same file, and the call's completion
+// record is committed with that state, in one transaction, before the
+// reply is sent. A method that returns an error has its writes rolled
+// back; its completion record (with the error) commits in a transaction
+// of its own. Concurrent calls share transactions and fsyncs (group
+// commit); a method that returns an error is then run once more, alone,
+// before its record commits, so that the error it reports was computed on
+// committed state.
+//
+// The method holds bbolt's only writer lock while it runs: it must not
+// call DB().Update (which would wait for that lock forever) nor use DB()
+// at all; see DB.
 //
 // Acknowledged records are deleted in later transactions of the same
 // session, and sessions idle for twice the table's lease with all their
@@ -283,9 +292,13 @@ func (s *BoltStore) Table() *Table { return s.table }
 // Epoch returns the store's server epoch, the same across restarts.
 func (s *BoltStore) Epoch() uint64 { return s.epoch }
 
-// DB returns the bbolt database, for the service to create its buckets at
-// start and to serve calls that carry no header (and so run outside the
-// store's transactions).
+// DB returns the bbolt database, for setup before the server serves (the
+// service creating its buckets, migrating its data) and for reading the
+// file after it stopped. Methods must not use it: every call of a durable
+// server runs in a store transaction that holds bbolt's only writer lock,
+// so DB().Update in a method waits for itself forever, and DB().View sees
+// the state without the call's own writes. Methods use TxFrom(ctx), or
+// Update and View with their ctx.
 func (s *BoltStore) DB() *bbolt.DB { return s.db }
 
 // Path returns the store's file name.
@@ -295,10 +308,13 @@ func (s *BoltStore) Path() string { return s.path }
 func (s *BoltStore) Close() error { return s.db.Close() }
 
 // Update runs fn in ctx's transaction (see TxFrom) if there is one, and
-// otherwise in a read-write transaction of its own. A method uses it for
-// its writes so that it works both for calls the store executes and for
-// plain calls. fn's error is returned; in ctx's transaction it does not
-// roll back what fn wrote: the call's outcome is its error.
+// otherwise in a read-write transaction of its own. A method passes its
+// own ctx, which on a durable server always carries the call's
+// transaction; without one (setup code, tests) Update is DB().Update, which
+// a method must never reach: it would wait forever for the writer lock its
+// own call holds. fn's error is returned; in ctx's transaction it does not
+// by itself roll back what fn wrote: the method's result decides (an error
+// rolls back all the method's writes, nil commits them).
 func (s *BoltStore) Update(ctx context.Context, fn func(tx *bbolt.Tx) error) error {
 	if tx := TxFrom(ctx); tx != nil {
 		return fn(tx)
@@ -307,7 +323,8 @@ func (s *BoltStore) Update(ctx context.Context, fn func(tx *bbolt.Tx) error) err
 }
 
 // View is Update for reads: it runs fn in ctx's transaction if there is
-// one, and otherwise in a read-only transaction of its own.
+// one, and otherwise in a read-only transaction of its own (which, from a
+// method, would not see the call's own writes).
 func (s *BoltStore) View(ctx context.Context, fn func(tx *bbolt.Tx) error) error {
 	if tx := TxFrom(ctx); tx != nil {
 		return fn(tx)
@@ -315,64 +332,193 @@ func (s *BoltStore) View(ctx context.Context, fn func(tx *bbolt.Tx) error) error
 	return s.db.View(fn)
 }
 
+// errRollback is what a transaction function returns to have bbolt roll
+// back the writes of a method that returned an application error. It never
+// leaves the store.
+var errRollback = errors.New("semantics: application error: rolling back the method's writes")
+
+// commit runs fn in a read-write transaction: a batch shared with
+// concurrent calls, or one of its own with NoBatch. With a batch, fn runs
+// again, alone, if it returned an error (so a method that returned an
+// application error runs a second time, on committed state), and again in
+// a later batch if another call's fn failed.
+func (s *BoltStore) commit(fn func(tx *bbolt.Tx) error) error {
+	if s.noBatch {
+		return s.db.Update(fn)
+	}
+	return s.db.Batch(fn)
+}
+
+// refusedFailed returns the error of a call refused because an earlier
+// commit failed.
+func refusedFailed(what string) error {
+	return fmt.Errorf("semantics: %s not run: %w: %w", what, ErrStoreFailed, ErrRejected)
+}
+
+// commitFailed stops the store after a failed commit of a call that ran
+// (its writes or its record may be on disk) and returns the call's error.
+func (s *BoltStore) commitFailed(what string, err error) error {
+	s.failed.Store(true)
+	return MaybeExecuted(fmt.Errorf("semantics: committing %s: %w: %v", what, ErrStoreFailed, err))
+}
+
+// callName names the call h in errors.
+func callName(h Header) string { return fmt.Sprintf("client %v seq %d", h.Client, h.Seq) }
+
+// notRun returns the error of a call whose transaction failed before it
+// could commit anything.
+func notRun(what string, err error) error {
+	return fmt.Errorf("semantics: %s not run: %w: %v", what, ErrRejected, err)
+}
+
 // Execute implements Store. Concurrent calls share one transaction and one
 // fsync unless the store was opened with NoBatch; fn then runs on another
 // goroutine, and runs again if a transaction it shared fails for a reason
-// of another call's.
+// of another call's, or, alone, if it returned an application error. An
+// application error costs one more transaction: the one that commits the
+// record without fn's writes.
 func (s *BoltStore) Execute(ctx context.Context, h Header, method string, fn func(ctx context.Context) (any, error)) (Outcome, error) {
 	if s.failed.Load() {
-		return Outcome{}, fmt.Errorf("semantics: client %v seq %d not run: %w: %w", h.Client, h.Seq, ErrStoreFailed, ErrRejected)
+		return Outcome{}, refusedFailed(callName(h))
 	}
+	// What the last run of txFn did; bbolt may run it several times.
 	var (
-		out   Outcome
-		ran   bool  // the last run of txFn got as far as fn
-		own   error // the last run's own error
-		wrote bool  // the last run of txFn returned nil: its writes went to the commit
+		out      Outcome
+		ran      bool  // it ran fn
+		answered bool  // it found h's record and wrote only the session
+		own      error // its own result: nil, errRollback or a store error
 	)
 	txFn := func(tx *bbolt.Tx) error {
-		out, ran, own, wrote = Outcome{}, false, nil, false
+		out, ran, answered, own = Outcome{}, false, false, nil
 		prior, err := s.admit(tx, h)
-		if err == nil && prior != nil {
-			out = *prior
-			wrote = true
-			return nil
-		}
-		if err == nil {
+		switch {
+		case err != nil:
+		case prior != nil:
+			out, answered = *prior, true
+		default:
 			ran = true
 			reply, appErr := fn(ContextWithTx(ctx, tx))
 			out = Outcome{Reply: reply, Err: appErr}
-			err = s.putRecord(tx, h, method, reply, appErr)
+			if appErr != nil {
+				err = errRollback
+			} else {
+				err = s.putRecord(tx, h, method, reply, nil)
+			}
 		}
 		if err == nil {
 			err = s.maybeSweep(tx)
 		}
-		own, wrote = err, err == nil
+		own = err
 		return err
 	}
-	var err error
-	if s.noBatch {
-		err = s.db.Update(txFn)
-	} else {
-		err = s.db.Batch(txFn)
-	}
+	err := s.commit(txFn)
 	switch {
 	case err == nil:
 		return out, nil
+	case own == errRollback && errors.Is(err, errRollback) && errors.Is(out.Err, ErrMaybeExecuted):
+		// Not the method's answer (the server stopped under it, say):
+		// nothing is recorded, and a retry may run the call afresh.
+		return Outcome{}, out.Err
+	case own == errRollback && errors.Is(err, errRollback):
+		return s.executeFailed(h, method, out)
 	case errors.Is(err, ErrStale):
 		return Outcome{}, err
+	case errors.Is(err, berrors.ErrDatabaseNotOpen):
+		return Outcome{}, notRun(callName(h), err)
 	case own == nil && ran:
 		// The commit itself failed: the record may or may not be on disk,
 		// and only a restart will tell. Run nothing more until then.
-		s.failed.Store(true)
-		return Outcome{}, MaybeExecuted(fmt.Errorf("semantics: committing client %v seq %d: %w: %v", h.Client, h.Seq, ErrStoreFailed, err))
-	case own == nil && wrote:
+		return Outcome{}, s.commitFailed(callName(h), err)
+	case own == nil && answered:
 		// The commit of a call answered from its record failed (it wrote
 		// the session's ack): the same disk error, so the same stop. This
 		// request ran nothing.
 		s.failed.Store(true)
-		return Outcome{}, fmt.Errorf("semantics: committing client %v seq %d: %w: %w: %v", h.Client, h.Seq, ErrStoreFailed, ErrRejected, err)
+		return Outcome{}, fmt.Errorf("semantics: committing %s: %w: %w: %v", callName(h), ErrStoreFailed, ErrRejected, err)
 	}
-	return Outcome{}, fmt.Errorf("semantics: client %v seq %d not run: %w: %v", h.Client, h.Seq, ErrRejected, err)
+	return Outcome{}, notRun(callName(h), err)
+}
+
+// executeFailed commits the completion record of h, whose method ran and
+// returned the application error in out, in a transaction without the
+// method's writes (they were rolled back).
+func (s *BoltStore) executeFailed(h Header, method string, out Outcome) (Outcome, error) {
+	what := callName(h)
+	var (
+		res      Outcome
+		answered bool
+		own      error
+	)
+	recFn := func(tx *bbolt.Tx) error {
+		res, answered, own = out, false, nil
+		prior, err := s.admit(tx, h)
+		switch {
+		case err != nil:
+		case prior != nil: // not expected: the table lets one NEW run at a time
+			res, answered = *prior, true
+		default:
+			err = s.putRecord(tx, h, method, out.Reply, out.Err)
+		}
+		if err == nil {
+			err = s.maybeSweep(tx)
+		}
+		own = err
+		return err
+	}
+	err := s.commit(recFn)
+	switch {
+	case err == nil:
+		return res, nil
+	case errors.Is(err, ErrStale):
+		// Acknowledged meanwhile (the client gave up on the call): its
+		// writes were rolled back and nobody may ask for it again.
+		return Outcome{}, err
+	case errors.Is(err, berrors.ErrDatabaseNotOpen):
+		return Outcome{}, notRun(what, err)
+	case own == nil && !answered:
+		// The record may be on disk.
+		return Outcome{}, s.commitFailed(what, err)
+	case own == nil:
+		s.failed.Store(true)
+		return Outcome{}, fmt.Errorf("semantics: committing %s: %w: %w: %v", what, ErrStoreFailed, ErrRejected, err)
+	}
+	return Outcome{}, notRun(what, err)
+}
+
+// Transact implements Store. Like Execute, it shares transactions with
+// concurrent calls unless the store was opened with NoBatch, and then a
+// method that returned an application error runs once more, alone.
+func (s *BoltStore) Transact(ctx context.Context, fn func(ctx context.Context) (any, error)) (Outcome, error) {
+	const what = "call without a header"
+	if s.failed.Load() {
+		return Outcome{}, refusedFailed(what)
+	}
+	var (
+		out Outcome
+		ran bool
+		own error
+	)
+	txFn := func(tx *bbolt.Tx) error {
+		ran = true
+		reply, appErr := fn(ContextWithTx(ctx, tx))
+		out, own = Outcome{Reply: reply, Err: appErr}, nil
+		if appErr != nil {
+			own = errRollback
+		}
+		return own
+	}
+	err := s.commit(txFn)
+	switch {
+	case err == nil:
+		return out, nil
+	case own == errRollback && errors.Is(err, errRollback):
+		return out, nil // rolled back, as an application error must be
+	case errors.Is(err, berrors.ErrDatabaseNotOpen):
+		return Outcome{}, notRun(what, err)
+	case own == nil && ran:
+		return Outcome{}, s.commitFailed(what, err)
+	}
+	return Outcome{}, notRun(what, err)
 }
 
 // admit updates h's session in tx: it advances the durable ack, deleting

@@ -22,8 +22,15 @@ func ExampleBoltStore() {
 	if err != nil {
 		panic(err)
 	}
-	h := semantics.Header{Client: semantics.NewClientID(), Seq: 1, Ack: 1, Epoch: st.Epoch()}
-	tk, _ := st.Table().Begin(ctx, h)
+	id, err := st.Table().Open() // the server's session handshake
+	if err != nil {
+		panic(err)
+	}
+	h := semantics.Header{Client: id, Seq: 1, Ack: 1, Epoch: st.Epoch()}
+	tk, err := st.Table().Begin(ctx, h)
+	if err != nil {
+		panic(err)
+	}
 	out, err := st.Execute(ctx, h, "Greeter.Hello", func(ctx context.Context) (any, error) {
 		// Real methods write their state through semantics.TxFrom(ctx).
 		reply := "hello"

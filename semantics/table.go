@@ -20,6 +20,11 @@ const (
 	// DefaultMaxCalls is how many records (running or completed but not yet
 	// acknowledged) one session may hold.
 	DefaultMaxCalls = 1024
+
+	// DefaultMaxSessions is how many sessions a Table holds at once. At
+	// about 115 bytes per idle session that is some 8 MiB, plus the
+	// replies the sessions keep until their clients acknowledge them.
+	DefaultMaxSessions = 65536
 )
 
 // ErrWindowExceeded: the client has more unacknowledged calls outstanding
@@ -28,6 +33,12 @@ const (
 // its window, so errors.Is(err, ErrBadHeader) holds too and ClassOf reports
 // it as rejected.
 var ErrWindowExceeded = fmt.Errorf("semrpc: too many unacknowledged calls in one session: %w", ErrBadHeader)
+
+// ErrTooManySessions: Open found the table full of sessions that each have
+// a call running, so none could be evicted. No session was opened. It wraps
+// ErrRejected, so the handshake reads as not executed and may be retried
+// later.
+var ErrTooManySessions = fmt.Errorf("semrpc: too many sessions with calls running: %w", ErrRejected)
 
 // errAborted is what waiters see when Abort is given a nil error.
 var errAborted = errors.New("semantics: original attempt aborted before its method ran")
@@ -43,7 +54,8 @@ type Outcome struct {
 type TableConfig struct {
 	// Lease is how long a session may stay idle (no request, no call
 	// finishing) before the table forgets it. Default DefaultLease. It must
-	// exceed any client's retry window.
+	// exceed any client's retry window; a request that arrives later is
+	// refused (ErrSessionExpired), never run again.
 	Lease time.Duration
 
 	// Now is the clock. Default time.Now. Tests inject a fake one.
@@ -56,13 +68,26 @@ type TableConfig struct {
 	Epoch uint64
 
 	// MaxCalls caps the records one session may hold; a NEW call beyond it
-	// fails with ErrWindowExceeded. Default DefaultMaxCalls.
+	// fails with ErrWindowExceeded. Default DefaultMaxCalls. Clients learn
+	// it at Open and keep their window of outstanding calls within it.
 	MaxCalls int
+
+	// MaxSessions caps the sessions the table holds. Open on a full table
+	// first drops the expired sessions, then evicts one session that has
+	// no call running (one holding no records if there is any, the least
+	// recently active first), and fails with ErrTooManySessions if every
+	// session has a call running. Finding the session to evict scans the
+	// table (O(sessions)), but only when it is full. Sessions rebuilt with
+	// Restore and RestoreSession are not limited: a table rebuilt above
+	// the cap does not grow, but stays above it until sessions expire or
+	// close. Default DefaultMaxSessions.
+	MaxSessions int
 
 	// Store, if not nil, makes the table durable: the server runs each NEW
 	// call through Store.Execute, which commits the completion record
-	// with the method's effects. Stores such as BoltStore set it when they
-	// build their table; nil means an in-memory table.
+	// with the method's effects, and each call without a header through
+	// Store.Transact. Stores such as BoltStore set it when they build
+	// their table; nil means an in-memory table.
 	Store Store
 }
 
@@ -72,9 +97,13 @@ type TableStats struct {
 	Duplicates     uint64 // duplicates answered at once from a completed record
 	InFlightWaits  uint64 // duplicates that arrived while the original was running and waited for it
 	Stale          uint64 // ErrStale answers
+	Opened         uint64 // sessions made by Open
+	Closed         uint64 // sessions ended by Close
 	Expired        uint64 // sessions dropped for being idle longer than the lease
+	Evicted        uint64 // sessions dropped by Open to make room in a full table
+	TooMany        uint64 // Opens refused with ErrTooManySessions
 	EpochMismatch  uint64 // ErrEpochMismatch answers
-	Unknown        uint64 // ErrSessionExpired answers
+	Unknown        uint64 // ErrSessionExpired answers (unknown, expired, evicted or closed session)
 	BadHeader      uint64 // malformed headers refused (ErrBadHeader)
 	WindowExceeded uint64 // NEW calls refused by the per-session cap (ErrWindowExceeded)
 	Aborted        uint64 // NEW tickets given back with Abort
@@ -87,31 +116,45 @@ type TableStats struct {
 // so that a retried request is answered from the record instead of running
 // the method again.
 //
-// Each request's header (client, seq, ack) is admitted by Begin, which
-// classifies the call:
+// Sessions come from Open only (the server's session handshake), and from
+// Restore and RestoreSession when a durable store rebuilds the table. A
+// request never creates one: a request of a session the table does not
+// hold (never opened, expired, evicted or closed) is refused with
+// ErrSessionExpired whatever its Ack says, and nothing runs. So a late
+// retry of an executed call cannot be taken for the first call of a new
+// session. A session ends when its client closes it (Close), when it has
+// been idle for the lease (it expires, lazily, and never while a call of
+// its own is running), or when Open evicts it from a full table (never
+// while a call of its own is running).
+//
+// Each request's header (client, seq, ack) goes through Begin in three
+// phases. Admit checks the header and the epoch, finds the live session
+// (expiring it if it has been idle for the lease), advances its ack and
+// refuses seqs below the ack (STALE). Classify then decides, under the
+// table's lock:
 //
 //	NEW       first time this (client, seq) is seen: the caller runs the
 //	          method and reports the Outcome with Finish (or gives the
 //	          ticket back with Abort if the method never ran);
 //	DONE      the call completed earlier: its first Outcome is returned,
 //	          application error included, and nothing runs;
-//	IN FLIGHT the original is running now: Begin waits for it (or for ctx)
-//	          and then answers as for DONE;
+//	IN FLIGHT the original is running now: Begin waits for it (or for ctx),
+//	          outside the lock, and then answers as for DONE;
 //	STALE     seq is below the highest ack the client has sent: the record
 //	          is gone and the call is never re-run (ErrStale).
 //
 // A record moves NEW → running → DONE → freed (when an ack passes its seq);
 // Abort takes a running record back to nothing, so a retry runs as NEW.
-// Sessions that see no request for the lease are expired lazily, during
-// Begin, and never while a call of theirs is running. No goroutine is
-// involved: a Table is a plain struct, safe for concurrent use.
+// No goroutine is involved: a Table is a plain struct, safe for concurrent
+// use.
 type Table struct {
-	lease    int64 // nanoseconds
-	now      func() time.Time
-	base     time.Time // times are stored as int64 nanoseconds since base
-	epoch    uint64
-	maxCalls int
-	store    Store // nil for an in-memory table
+	lease       int64 // nanoseconds
+	now         func() time.Time
+	base        time.Time // times are stored as int64 nanoseconds since base
+	epoch       uint64
+	maxCalls    int
+	maxSessions int
+	store       Store // nil for an in-memory table
 
 	mu        sync.Mutex // protects the fields below and every session, record and waitList
 	sessions  map[ClientID]*serverSession
@@ -191,14 +234,18 @@ func NewTable(cfg *TableConfig) *Table {
 	if c.MaxCalls <= 0 {
 		c.MaxCalls = DefaultMaxCalls
 	}
+	if c.MaxSessions <= 0 {
+		c.MaxSessions = DefaultMaxSessions
+	}
 	return &Table{
-		lease:    int64(c.Lease),
-		now:      c.Now,
-		base:     c.Now(),
-		epoch:    c.Epoch,
-		maxCalls: c.MaxCalls,
-		store:    c.Store,
-		sessions: make(map[ClientID]*serverSession),
+		lease:       int64(c.Lease),
+		now:         c.Now,
+		base:        c.Now(),
+		epoch:       c.Epoch,
+		maxCalls:    c.MaxCalls,
+		maxSessions: c.MaxSessions,
+		store:       c.Store,
+		sessions:    make(map[ClientID]*serverSession),
 	}
 }
 
@@ -217,6 +264,18 @@ func randomEpoch() uint64 {
 // Epoch returns the server epoch every header must carry.
 func (t *Table) Epoch() uint64 { return t.epoch }
 
+// Lease returns how long an idle session survives. The server tells
+// clients at Open, so that a client stops counting on a session it has
+// left idle that long.
+func (t *Table) Lease() time.Duration { return time.Duration(t.lease) }
+
+// MaxCalls returns how many records one session may hold. The server tells
+// clients at Open, so that a client keeps its window within it.
+func (t *Table) MaxCalls() int { return t.maxCalls }
+
+// MaxSessions returns how many sessions the table holds at most.
+func (t *Table) MaxSessions() int { return t.maxSessions }
+
 // Durable reports whether the table's completion records survive restarts
 // (it has a Store), as exactly-once calls require.
 func (t *Table) Durable() bool { return t.store != nil }
@@ -228,6 +287,103 @@ func (t *Table) Store() Store { return t.store }
 // the monotonic reading when the clock provides one.
 func (t *Table) nanos() int64 { return int64(t.now().Sub(t.base)) }
 
+// Open creates a session with a fresh random id (NewClientID) and returns
+// the id; the session's first request carries Seq 1 and Ack 1. It is the
+// only way a request's session comes to exist (besides Restore and
+// RestoreSession). On a full table (MaxSessions) Open drops the expired
+// sessions, then evicts one that has no call running, preferring sessions
+// with no records and, among equals, the least recently active (see
+// TableConfig.MaxSessions); an evicted session is unknown from then on, so
+// its retries are refused, never re-run. If every session has a call
+// running, Open fails with ErrTooManySessions (a rejection: nothing was
+// opened).
+func (t *Table) Open() (ClientID, error) {
+	id := NewClientID()
+	for {
+		err := t.open(id)
+		if !errors.Is(err, errIDTaken) {
+			return id, err
+		}
+		id = NewClientID() // 2^-128: never, but cheap to rule out
+	}
+}
+
+// errIDTaken is open's answer for an id already in the table.
+var errIDTaken = errors.New("semantics: client id taken")
+
+// open creates the session id, making room as Open documents.
+func (t *Table) open(id ClientID) error {
+	if id.IsZero() {
+		return fmt.Errorf("semantics: opening session: %w", ErrBadHeader)
+	}
+	now := t.nanos()
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if _, ok := t.sessions[id]; ok {
+		return errIDTaken
+	}
+	if len(t.sessions) >= t.maxSessions && !t.makeRoom(now) {
+		t.stats.TooMany++
+		return fmt.Errorf("semantics: %d sessions, each with a call running: %w", len(t.sessions), ErrTooManySessions)
+	}
+	t.sessions[id] = &serverSession{ack: 1, last: now}
+	t.stats.Opened++
+	return nil
+}
+
+// makeRoom frees one place in a full table, in one pass over it: it drops
+// every expired session, and if none was, evicts the best candidate: a
+// session with no call running, one holding no records before one holding
+// some, the least recently active first. It reports whether a place was
+// freed. t.mu must be held.
+func (t *Table) makeRoom(now int64) bool {
+	t.lastSweep = now
+	var (
+		victim      ClientID
+		victimEmpty bool
+		victimLast  int64
+		found       bool
+		expired     bool
+	)
+	for id, s := range t.sessions {
+		if s.busy() {
+			continue
+		}
+		if now-s.last >= t.lease {
+			delete(t.sessions, id)
+			t.stats.Expired++
+			expired = true
+			continue
+		}
+		empty := s.count() == 0
+		if !found || (empty && !victimEmpty) || (empty == victimEmpty && s.last < victimLast) {
+			victim, victimEmpty, victimLast, found = id, empty, s.last, true
+		}
+	}
+	if expired {
+		return true
+	}
+	if !found {
+		return false
+	}
+	delete(t.sessions, victim)
+	t.stats.Evicted++
+	return true
+}
+
+// Close ends the session of client id, as when the client closes it.
+// Calls of that session still running finish normally and answer their
+// waiters, but nothing is kept; every later request of the session is
+// refused with ErrSessionExpired. Closing an unknown session does nothing.
+func (t *Table) Close(id ClientID) {
+	t.mu.Lock()
+	if _, ok := t.sessions[id]; ok {
+		delete(t.sessions, id)
+		t.stats.Closed++
+	}
+	t.mu.Unlock()
+}
+
 // Begin admits one request carrying h; see the Table comment for the state
 // machine. The error, if any, means the method must not run for this
 // request: ErrBadHeader, ErrEpochMismatch, ErrSessionExpired, ErrStale or
@@ -235,21 +391,39 @@ func (t *Table) nanos() int64 { return int64(t.now().Sub(t.base)) }
 // ctx.Err() if ctx ended while waiting for an in-flight original, or an
 // error wrapping Abort's error if the original was aborted meanwhile.
 func (t *Table) Begin(ctx context.Context, h Header) (*Ticket, error) {
-	if !h.Valid() {
-		t.mu.Lock()
-		t.stats.BadHeader++
+	now := t.nanos()
+	tk := new(Ticket) // allocated before the lock is taken
+	t.mu.Lock()
+	s, err := t.admit(h, now)
+	if err != nil {
 		t.mu.Unlock()
+		return nil, err
+	}
+	w, err := t.classify(s, h, tk)
+	t.mu.Unlock()
+	if err != nil {
+		return nil, err
+	}
+	if w != nil {
+		return t.wait(ctx, h, w, tk)
+	}
+	return tk, nil
+}
+
+// admit is Begin's first phase: it checks h and its epoch, sweeps idle
+// sessions when a sweep is due, finds h's live session (expiring it if it
+// has been idle for the lease), renews it, advances its ack to h.Ack and
+// refuses a seq below the ack. A session that is not in the table is
+// refused whatever h.Ack says. t.mu must be held.
+func (t *Table) admit(h Header, now int64) (*serverSession, error) {
+	if !h.Valid() {
+		t.stats.BadHeader++
 		return nil, fmt.Errorf("semantics: %v: %w", h, ErrBadHeader)
 	}
 	if h.Epoch != t.epoch {
-		t.mu.Lock()
 		t.stats.EpochMismatch++
-		t.mu.Unlock()
 		return nil, fmt.Errorf("semantics: header epoch %x, server epoch %x: %w", h.Epoch, t.epoch, ErrEpochMismatch)
 	}
-	now := t.nanos()
-
-	t.mu.Lock()
 	if now-t.lastSweep >= t.lease/4 {
 		t.sweep(now)
 	}
@@ -260,51 +434,51 @@ func (t *Table) Begin(ctx context.Context, h Header) (*Ticket, error) {
 		s = nil
 	}
 	if s == nil {
-		if h.Ack > 1 {
-			t.stats.Unknown++
-			t.mu.Unlock()
-			return nil, fmt.Errorf("semantics: client %v (ack %d): %w", h.Client, h.Ack, ErrSessionExpired)
-		}
-		s = &serverSession{ack: 1}
-		t.sessions[h.Client] = s
+		t.stats.Unknown++
+		return nil, fmt.Errorf("semantics: client %v (seq %d, ack %d): %w", h.Client, h.Seq, h.Ack, ErrSessionExpired)
 	}
 	s.last = now
 	s.advance(h.Ack)
 	if h.Seq < s.ack {
 		t.stats.Stale++
-		ack := s.ack
-		t.mu.Unlock()
-		return nil, fmt.Errorf("semantics: client %v seq %d < ack %d: %w", h.Client, h.Seq, ack, ErrStale)
+		return nil, fmt.Errorf("semantics: client %v seq %d < ack %d: %w", h.Client, h.Seq, s.ack, ErrStale)
 	}
+	return s, nil
+}
 
+// classify is Begin's second phase, for a request admitted on session s:
+// NEW (a running record is made and tk told to run), DONE (tk gets the
+// recorded outcome) or IN FLIGHT (the waitList to wait on is returned).
+// t.mu must be held.
+func (t *Table) classify(s *serverSession, h Header, tk *Ticket) (*waitList, error) {
 	rec := s.lookup(h.Seq)
 	switch {
 	case rec == nil:
 		if s.count() >= t.maxCalls {
 			t.stats.WindowExceeded++
-			t.mu.Unlock()
 			return nil, fmt.Errorf("semantics: client %v seq %d: more than %d calls: %w", h.Client, h.Seq, t.maxCalls, ErrWindowExceeded)
 		}
 		rec = s.insert(h.Seq)
 		rec.state = recRunning
 		t.stats.New++
-		t.mu.Unlock()
-		return &Ticket{run: true, sess: s, rec: rec}, nil
+		tk.run, tk.sess, tk.rec = true, s, rec
+		return nil, nil
 	case rec.state == recDone:
 		t.stats.Duplicates++
-		out := rec.out
-		t.mu.Unlock()
-		return &Ticket{out: out}, nil
+		tk.out = rec.out
+		return nil, nil
 	}
-
-	// IN FLIGHT: wait without holding the mutex.
-	w := rec.wait
-	if w == nil {
-		w = &waitList{ch: make(chan struct{})}
-		rec.wait = w
+	if rec.wait == nil {
+		rec.wait = &waitList{ch: make(chan struct{})}
 	}
 	t.stats.InFlightWaits++
-	t.mu.Unlock()
+	return rec.wait, nil
+}
+
+// wait is Begin's last phase for an IN FLIGHT request: it waits, without
+// the lock, for the original to finish (then tk gets its outcome), to be
+// aborted, or for ctx to end.
+func (t *Table) wait(ctx context.Context, h Header, w *waitList, tk *Ticket) (*Ticket, error) {
 	select {
 	case <-w.ch:
 	case <-ctx.Done():
@@ -313,7 +487,8 @@ func (t *Table) Begin(ctx context.Context, h Header) (*Ticket, error) {
 	if w.err != nil {
 		return nil, fmt.Errorf("semantics: in-flight client %v seq %d aborted: %w", h.Client, h.Seq, w.err)
 	}
-	return &Ticket{out: w.out}, nil
+	tk.out = w.out
+	return tk, nil
 }
 
 // Finish records the Outcome of a NEW ticket's execution and answers any
@@ -376,10 +551,12 @@ func (t *Table) Abort(tk *Ticket, err error) {
 
 // Restore installs a completed record, as when a server rebuilds its table
 // from durable completion records after a restart. The session is created
-// if needed, whatever h.Ack says, and its ack advanced to h.Ack. h.Epoch is
+// if needed, whatever h.Ack says (with Open and RestoreSession, the only
+// ways a session comes to exist), and its ack advanced to h.Ack. h.Epoch is
 // not checked: the table's own epoch (set in TableConfig) is the one that
 // counts. A malformed header, a seq already acknowledged, or a seq the table
-// already holds is ignored. Restore is not limited by MaxCalls.
+// already holds is ignored. Restore is not limited by MaxCalls or
+// MaxSessions.
 func (t *Table) Restore(h Header, out Outcome) {
 	if !h.Valid() {
 		return
@@ -408,7 +585,8 @@ func (t *Table) Restore(h Header, out Outcome) {
 // after a restart: a durable session may hold no record, yet its client's
 // next header carries an ack past 1 and must not be taken for an expired
 // session. An existing session's ack is advanced to ack. ack 0 is taken
-// as 1; a zero id is ignored.
+// as 1; a zero id is ignored. RestoreSession is not limited by
+// MaxSessions.
 func (t *Table) RestoreSession(id ClientID, ack uint64) {
 	if id.IsZero() {
 		return
@@ -423,16 +601,6 @@ func (t *Table) RestoreSession(id ClientID, ack uint64) {
 	}
 	s.last = now
 	s.advance(ack)
-}
-
-// Forget drops the session of client id, as when the client closes it.
-// Calls of that session still running finish normally and answer their
-// waiters, but nothing is kept; a later request with Ack > 1 from that
-// client gets ErrSessionExpired.
-func (t *Table) Forget(id ClientID) {
-	t.mu.Lock()
-	delete(t.sessions, id)
-	t.mu.Unlock()
 }
 
 // Stats returns the table's counters.
@@ -512,7 +680,8 @@ func (s *serverSession) insert(seq uint64) *callRecord {
 	return rec
 }
 
-// remove frees rec, a running record of s (or of s before Forget or expiry).
+// remove frees rec, a running record of s (or of s before it was closed,
+// expired or evicted).
 // Running records are never reused, so rec still names its own call.
 func (s *serverSession) remove(rec *callRecord) {
 	if rec == &s.one {

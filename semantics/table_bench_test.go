@@ -2,6 +2,7 @@ package semantics
 
 import (
 	"context"
+	"fmt"
 	"sync/atomic"
 	"testing"
 )
@@ -15,6 +16,7 @@ func BenchmarkTableNew(b *testing.B) {
 	ctx := context.Background()
 	reply := &benchReply{}
 	h := Header{Client: ClientID{Lo: 1}, Epoch: 1}
+	open(b, tb, 1)
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
@@ -28,16 +30,20 @@ func BenchmarkTableNew(b *testing.B) {
 	}
 }
 
-// BenchmarkTableNewSession measures a first call from a new client: the
-// session is created, and the map grows with b.N.
+// BenchmarkTableNewSession measures a session's opening and first call: the
+// session is created (with a chosen id, not Open's random one, so that the
+// cost of crypto/rand is left out), and the map grows with b.N.
 func BenchmarkTableNewSession(b *testing.B) {
-	tb := NewTable(&TableConfig{Epoch: 1})
+	tb := NewTable(&TableConfig{Epoch: 1, MaxSessions: 1 << 30})
 	ctx := context.Background()
 	reply := &benchReply{}
 	b.ReportAllocs()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		h := Header{Client: ClientID{Hi: uint64(i) * 0x9e3779b97f4a7c15, Lo: uint64(i) + 1}, Seq: 1, Ack: 1, Epoch: 1}
+		if err := tb.open(h.Client); err != nil {
+			b.Fatal(err)
+		}
 		tk, err := tb.Begin(ctx, h)
 		if err != nil || !tk.Run() {
 			b.Fatalf("Begin(%v): %v", h, err)
@@ -51,6 +57,7 @@ func BenchmarkTableDuplicate(b *testing.B) {
 	tb := NewTable(&TableConfig{Epoch: 1})
 	ctx := context.Background()
 	h := Header{Client: ClientID{Lo: 1}, Seq: 1, Ack: 1, Epoch: 1}
+	open(b, tb, 1)
 	tk, _ := tb.Begin(ctx, h)
 	tb.Finish(tk, Outcome{Reply: &benchReply{}})
 	b.ReportAllocs()
@@ -74,6 +81,10 @@ func BenchmarkTableNewParallel(b *testing.B) {
 	b.RunParallel(func(pb *testing.PB) {
 		reply := &benchReply{}
 		h := Header{Client: ClientID{Lo: clients.Add(1)}, Epoch: 1}
+		if err := tb.open(h.Client); err != nil {
+			b.Error(err)
+			return
+		}
 		for pb.Next() {
 			h.Seq++
 			h.Ack = h.Seq
@@ -93,6 +104,7 @@ func BenchmarkTableDuplicateParallel(b *testing.B) {
 	tb := NewTable(&TableConfig{Epoch: 1})
 	ctx := context.Background()
 	h := Header{Client: ClientID{Lo: 1}, Seq: 1, Ack: 1, Epoch: 1}
+	open(b, tb, 1)
 	tk, _ := tb.Begin(ctx, h)
 	tb.Finish(tk, Outcome{Reply: &benchReply{}})
 	b.ReportAllocs()
@@ -106,4 +118,51 @@ func BenchmarkTableDuplicateParallel(b *testing.B) {
 			}
 		}
 	})
+}
+
+// BenchmarkTableOpenClose measures a session's whole life on a table that
+// is not full: Open (with its random id), one call, Close.
+func BenchmarkTableOpenClose(b *testing.B) {
+	tb := NewTable(&TableConfig{Epoch: 1})
+	ctx := context.Background()
+	reply := &benchReply{}
+	b.ReportAllocs()
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		id, err := tb.Open()
+		if err != nil {
+			b.Fatal(err)
+		}
+		tk, err := tb.Begin(ctx, Header{Client: id, Seq: 1, Ack: 1, Epoch: 1})
+		if err != nil || !tk.Run() {
+			b.Fatalf("Begin: %v", err)
+		}
+		tb.Finish(tk, Outcome{Reply: reply})
+		tb.Close(id)
+	}
+}
+
+// BenchmarkTableOpenFull measures Open on a full table, which scans it to
+// choose the session to evict: its cost grows with MaxSessions.
+func BenchmarkTableOpenFull(b *testing.B) {
+	for _, n := range []int{1024, DefaultMaxSessions} {
+		b.Run(fmt.Sprint(n), func(b *testing.B) {
+			tb := NewTable(&TableConfig{Epoch: 1, MaxSessions: n})
+			for i := 0; i < n; i++ {
+				if _, err := tb.Open(); err != nil {
+					b.Fatal(err)
+				}
+			}
+			b.ReportAllocs()
+			b.ResetTimer()
+			for i := 0; i < b.N; i++ {
+				if _, err := tb.Open(); err != nil {
+					b.Fatal(err)
+				}
+			}
+			if st := tb.Stats(); st.Evicted != uint64(b.N) {
+				b.Fatalf("%d evictions for %d Opens", st.Evicted, b.N)
+			}
+		})
+	}
 }

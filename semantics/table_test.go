@@ -42,6 +42,17 @@ func newTestTable(maxCalls int) (*Table, *fakeClock) {
 	return tb, clk
 }
 
+// open opens the sessions of the test clients numbered clients (the numbers
+// hdr takes), as Open would with random ids.
+func open(t testing.TB, tb *Table, clients ...uint64) {
+	t.Helper()
+	for _, c := range clients {
+		if err := tb.open(ClientID{Lo: c}); err != nil {
+			t.Fatalf("open client %d: %v", c, err)
+		}
+	}
+}
+
 func hdr(client, seq, ack uint64) Header {
 	return Header{Client: ClientID{Lo: client}, Seq: seq, Ack: ack, Epoch: testEpoch}
 }
@@ -67,7 +78,7 @@ func TestTableScenarios(t *testing.T) {
 	type step struct {
 		advance time.Duration // clock moves by this much before the request
 		h       Header
-		want    string // "new" (then Finish), "done", "hold" (new, left running) or "err"
+		want    string // "new" (then Finish), "done", "hold" (new, left running), "err", or "open" or "close" h.Client
 		err     error  // with "err": errors.Is target
 		reply   uint64 // with "done": the expected reply (the seq it was made for)
 		appErr  error  // with "new": the application error to finish with; with "done": expected
@@ -115,16 +126,34 @@ func TestTableScenarios(t *testing.T) {
 		{"wrong epoch", []step{
 			{h: Header{Client: ClientID{Lo: 1}, Seq: 1, Ack: 1, Epoch: testEpoch + 1}, want: "err", err: ErrEpochMismatch},
 		}},
-		{"unknown session with ack above one", []step{
-			{h: hdr(1, 5, 3), want: "err", err: ErrSessionExpired},
-		}},
-		{"unknown session with ack one opens it", []step{
-			{h: hdr(1, 5, 1), want: "new"},
-			{h: hdr(1, 6, 2), want: "new"},
+		{"a session that was never opened is refused whatever the ack", []step{
+			{h: hdr(9, 1, 1), want: "err", err: ErrSessionExpired},
+			{h: hdr(9, 5, 1), want: "err", err: ErrSessionExpired},
+			{h: hdr(9, 5, 3), want: "err", err: ErrSessionExpired},
 		}},
 		{"refused requests do not open a session", []step{
-			{h: hdr(1, 5, 3), want: "err", err: ErrSessionExpired},
-			{h: hdr(1, 6, 4), want: "err", err: ErrSessionExpired},
+			{h: hdr(9, 1, 1), want: "err", err: ErrSessionExpired},
+			{h: hdr(9, 1, 1), want: "err", err: ErrSessionExpired},
+		}},
+		{"an opened session starts at seq one", []step{
+			{h: hdr(9, 0, 0), want: "open"},
+			{h: hdr(9, 1, 1), want: "new"},
+			{h: hdr(9, 1, 1), want: "done", reply: 1},
+		}},
+		{"an opened session may start above seq one", []step{
+			{h: hdr(9, 0, 0), want: "open"},
+			{h: hdr(9, 5, 3), want: "new"},
+			{h: hdr(9, 2, 2), want: "err", err: ErrStale},
+		}},
+		{"a closed session refuses its retries", []step{
+			{h: hdr(1, 1, 1), want: "new"},
+			{h: hdr(1, 0, 0), want: "close"},
+			{h: hdr(1, 1, 1), want: "err", err: ErrSessionExpired},
+			{h: hdr(1, 2, 2), want: "err", err: ErrSessionExpired},
+			{h: hdr(2, 1, 1), want: "new"},
+		}},
+		{"a session opened and never used expires", []step{
+			{advance: testLease, h: hdr(1, 1, 1), want: "err", err: ErrSessionExpired},
 		}},
 		{"idle for the lease expires", []step{
 			{h: hdr(1, 1, 1), want: "new"},
@@ -142,12 +171,14 @@ func TestTableScenarios(t *testing.T) {
 		}},
 		{"a running call keeps its session", []step{
 			{h: hdr(1, 1, 1), want: "hold"},
-			{advance: 3 * testLease, h: hdr(2, 1, 1), want: "new"}, // sweeps
-			{h: hdr(1, 2, 2), want: "new"},                         // would be ErrSessionExpired if swept
+			{advance: 3 * testLease, h: hdr(3, 0, 0), want: "open"},
+			{h: hdr(3, 1, 1), want: "new"}, // sweeps
+			{h: hdr(1, 2, 2), want: "new"}, // would be ErrSessionExpired if swept
 		}},
-		{"expiry forgets records, so lease must exceed the retry window", []step{
+		{"a retry after the lease is refused, not run again, even with ack one", []step{
 			{h: hdr(1, 1, 1), want: "new"},
-			{advance: testLease, h: hdr(1, 1, 1), want: "new"},
+			{advance: testLease, h: hdr(1, 1, 1), want: "err", err: ErrSessionExpired},
+			{h: hdr(1, 1, 1), want: "err", err: ErrSessionExpired},
 		}},
 		{"sessions are independent", []step{
 			{h: hdr(1, 1, 1), want: "new"},
@@ -160,11 +191,20 @@ func TestTableScenarios(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			tb, clk := newTestTable(0)
+			open(t, tb, 1, 2)
 			// No step should wait; a bounded ctx turns a wrong wait into a failure.
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			defer cancel()
 			for i, st := range tt.steps {
 				clk.Advance(st.advance)
+				switch st.want {
+				case "open":
+					open(t, tb, st.h.Client.Lo)
+					continue
+				case "close":
+					tb.Close(st.h.Client)
+					continue
+				}
 				tk, err := tb.Begin(ctx, st.h)
 				switch st.want {
 				case "err":
@@ -203,6 +243,7 @@ func TestTableScenarios(t *testing.T) {
 
 func TestTableFinishRenewsLease(t *testing.T) {
 	tb, clk := newTestTable(0)
+	open(t, tb, 1)
 	ctx := context.Background()
 	tk, _ := tb.Begin(ctx, hdr(1, 1, 1))
 	clk.Advance(2 * testLease) // a slow method; its session must survive
@@ -215,34 +256,43 @@ func TestTableFinishRenewsLease(t *testing.T) {
 }
 
 func TestTableStats(t *testing.T) {
-	tb, clk := newTestTable(1)
+	clk := newFakeClock()
+	tb := NewTable(&TableConfig{Lease: testLease, Now: clk.Now, Epoch: testEpoch, MaxCalls: 1, MaxSessions: 4})
 	ctx := context.Background()
 	begin := func(h Header) *Ticket {
 		tk, _ := tb.Begin(ctx, h)
 		return tk
 	}
+	open(t, tb, 1, 2)                                                // Opened 2
 	tb.Finish(begin(hdr(1, 1, 1)), Outcome{})                        // New
 	begin(hdr(1, 1, 1))                                              // Duplicates
 	tb.Finish(begin(hdr(1, 2, 2)), Outcome{})                        // New
 	begin(hdr(1, 1, 1))                                              // Stale
 	begin(hdr(1, 1, 2))                                              // BadHeader
 	begin(Header{Client: ClientID{Lo: 1}, Seq: 3, Ack: 3, Epoch: 1}) // EpochMismatch
-	begin(hdr(9, 4, 2))                                              // Unknown
+	begin(hdr(9, 1, 1))                                              // Unknown
 	hold := begin(hdr(2, 1, 1))                                      // New
 	begin(hdr(2, 2, 1))                                              // WindowExceeded (MaxCalls 1)
 	tb.Abort(hold, nil)                                              // Aborted
 	tb.Restore(hdr(3, 7, 7), Outcome{})                              // Restored
+	open(t, tb, 4)                                                   // Opened 3
+	tb.Close(ClientID{Lo: 4})                                        // Closed
+	tb.Close(ClientID{Lo: 4})                                        // not counted: unknown
+	open(t, tb, 5)                                                   // Opened 4 (sessions 1, 2, 3, 5: full)
+	running := begin(hdr(5, 1, 1))                                   // New
+	open(t, tb, 6)                                                   // Opened 5, Evicted (client 2: no records)
 	clk.Advance(testLease)
-	begin(hdr(4, 1, 1)) // sweeps clients 1, 2 and 3; New
+	open(t, tb, 7) // Opened 6: 1 and 3 expire, 6 expires, 5 runs
+	tb.Finish(running, Outcome{})
 
 	got := tb.Stats()
-	want := TableStats{New: 4, Duplicates: 1, Stale: 1, Expired: 3, EpochMismatch: 1, Unknown: 1,
-		BadHeader: 1, WindowExceeded: 1, Aborted: 1, Restored: 1, Sessions: 1}
+	want := TableStats{New: 4, Duplicates: 1, Stale: 1, Opened: 6, Closed: 1, Expired: 3, Evicted: 1,
+		EpochMismatch: 1, Unknown: 1, BadHeader: 1, WindowExceeded: 1, Aborted: 1, Restored: 1, Sessions: 2}
 	if got != want {
 		t.Fatalf("stats\n got %+v\nwant %+v", got, want)
 	}
-	if tb.Len() != 1 {
-		t.Fatalf("Len = %d, want 1", tb.Len())
+	if tb.Len() != 2 {
+		t.Fatalf("Len = %d, want 2", tb.Len())
 	}
 }
 
@@ -251,8 +301,12 @@ func TestTableDefaultsAndRandomEpoch(t *testing.T) {
 	if a.Epoch() == 0 || b.Epoch() == 0 || a.Epoch() == b.Epoch() {
 		t.Fatalf("epochs %x and %x: want two random non-zero epochs", a.Epoch(), b.Epoch())
 	}
-	if a.lease != int64(DefaultLease) || a.maxCalls != DefaultMaxCalls {
-		t.Fatalf("lease %v maxCalls %d, want defaults", time.Duration(a.lease), a.maxCalls)
+	if a.Lease() != DefaultLease || a.MaxCalls() != DefaultMaxCalls || a.MaxSessions() != DefaultMaxSessions {
+		t.Fatalf("lease %v maxCalls %d maxSessions %d, want defaults", a.Lease(), a.MaxCalls(), a.MaxSessions())
+	}
+	c := NewTable(&TableConfig{Lease: time.Second, MaxCalls: 7, MaxSessions: 9})
+	if c.Lease() != time.Second || c.MaxCalls() != 7 || c.MaxSessions() != 9 {
+		t.Fatalf("lease %v maxCalls %d maxSessions %d, want the configured 1s, 7, 9", c.Lease(), c.MaxCalls(), c.MaxSessions())
 	}
 	if c := NewTable(&TableConfig{Epoch: 42}); c.Epoch() != 42 {
 		t.Fatalf("Epoch = %d, want the configured 42", c.Epoch())
@@ -266,6 +320,7 @@ func TestTableSweepIsLazy(t *testing.T) {
 	ctx := context.Background()
 	clk.Advance(testLease) // past the first sweep point
 	for c := uint64(1); c <= 100; c++ {
+		open(t, tb, c)
 		tk, err := tb.Begin(ctx, hdr(c, 1, 1))
 		if err != nil {
 			t.Fatal(err)
@@ -276,6 +331,7 @@ func TestTableSweepIsLazy(t *testing.T) {
 	if tb.Len() != 100 {
 		t.Fatalf("Len = %d before any Begin, want 100 (no background work)", tb.Len())
 	}
+	open(t, tb, 1000)
 	if _, err := tb.Begin(ctx, hdr(1000, 1, 1)); err != nil {
 		t.Fatal(err)
 	}
@@ -285,6 +341,7 @@ func TestTableSweepIsLazy(t *testing.T) {
 	// That sweep was at 2L. Sessions made now are idle at 3L, but the next
 	// sweep is due only at 3L-1ns+L/4 (the one just before 3L resets it).
 	finished := func(c uint64) {
+		open(t, tb, c)
 		tk, err := tb.Begin(ctx, hdr(c, 1, 1))
 		if err != nil || !tk.Run() {
 			t.Fatalf("client %d: %+v %v", c, tk, err)
@@ -316,6 +373,7 @@ func TestTableSweepIsLazy(t *testing.T) {
 func TestTableConcurrentDuplicatesRunOnce(t *testing.T) {
 	const n = 32
 	tb, _ := newTestTable(0)
+	open(t, tb, 1)
 	var executed atomic.Int32
 	reply := intReply(1)
 	replies := make([]any, n)
@@ -377,6 +435,9 @@ func TestTableConcurrentDuplicatesRunOnce(t *testing.T) {
 func TestTableConcurrentClients(t *testing.T) {
 	const clients, calls, copies = 8, 200, 4
 	tb, _ := newTestTable(0)
+	for c := uint64(1); c <= clients; c++ {
+		open(t, tb, c)
+	}
 	ctx := context.Background()
 	var wg sync.WaitGroup
 	var failures atomic.Int32
@@ -432,6 +493,7 @@ func TestTableConcurrentClients(t *testing.T) {
 
 func TestTableWaitCanceled(t *testing.T) {
 	tb, _ := newTestTable(0)
+	open(t, tb, 1)
 	tk, err := tb.Begin(context.Background(), hdr(1, 1, 1))
 	if err != nil || !tk.Run() {
 		t.Fatalf("Begin: %v %v", tk, err)
@@ -462,6 +524,7 @@ func TestTableWaitCanceled(t *testing.T) {
 
 func TestTableAbort(t *testing.T) {
 	tb, _ := newTestTable(0)
+	open(t, tb, 1)
 	ctx := context.Background()
 	tk, _ := tb.Begin(ctx, hdr(1, 1, 1))
 	errc := make(chan error, 1)
@@ -506,6 +569,7 @@ func TestTableAbort(t *testing.T) {
 
 func TestTableAbortNilErrorStillFailsWaiters(t *testing.T) {
 	tb, _ := newTestTable(0)
+	open(t, tb, 1)
 	tk, _ := tb.Begin(context.Background(), hdr(1, 1, 1))
 	errc := make(chan error, 1)
 	go func() {
@@ -557,8 +621,9 @@ func TestTableRestore(t *testing.T) {
 	}
 }
 
-func TestTableForget(t *testing.T) {
+func TestTableCloseLetsRunningCallsFinish(t *testing.T) {
 	tb, _ := newTestTable(0)
+	open(t, tb, 1)
 	ctx := context.Background()
 	tk, _ := tb.Begin(ctx, hdr(1, 1, 1))
 	errc := make(chan error, 1)
@@ -571,9 +636,9 @@ func TestTableForget(t *testing.T) {
 		}
 	}()
 	waitFor(t, "the duplicate to wait", func() bool { return tb.Stats().InFlightWaits == 1 })
-	tb.Forget(ClientID{Lo: 1})
+	tb.Close(ClientID{Lo: 1})
 	if tb.Len() != 0 {
-		t.Fatalf("Len = %d after Forget", tb.Len())
+		t.Fatalf("Len = %d after Close", tb.Len())
 	}
 	reply := intReply(1)
 	tb.Finish(tk, Outcome{Reply: reply})
@@ -584,16 +649,19 @@ func TestTableForget(t *testing.T) {
 		t.Fatalf("waiter got %v, want the original's reply", r)
 	}
 	if tb.Len() != 0 {
-		t.Fatal("Finish after Forget revived the session")
+		t.Fatal("Finish after Close revived the session")
 	}
-	if _, err := tb.Begin(ctx, hdr(1, 2, 2)); !errors.Is(err, ErrSessionExpired) {
-		t.Fatalf("after Forget: %v, want ErrSessionExpired", err)
+	for _, h := range []Header{hdr(1, 1, 1), hdr(1, 2, 2)} {
+		if _, err := tb.Begin(ctx, h); !errors.Is(err, ErrSessionExpired) {
+			t.Fatalf("%v after Close: %v, want ErrSessionExpired", h, err)
+		}
 	}
 }
 
 func TestTableWindowCap(t *testing.T) {
 	const max = 4
 	tb, _ := newTestTable(max)
+	open(t, tb, 1)
 	ctx := context.Background()
 	var held []*Ticket
 	for seq := uint64(1); seq <= max; seq++ {
@@ -626,6 +694,7 @@ func TestTableWindowCap(t *testing.T) {
 
 func TestTableManyCallsKeepLatest(t *testing.T) {
 	tb, _ := newTestTable(0)
+	open(t, tb, 1)
 	ctx := context.Background()
 	id := ClientID{Lo: 1}
 	records := func() (n int, overflow bool) {
@@ -673,6 +742,7 @@ func TestTableManyCallsKeepLatest(t *testing.T) {
 // (and so acknowledged it) while the server was still running it.
 func TestTableAckedWhileRunning(t *testing.T) {
 	tb, _ := newTestTable(0)
+	open(t, tb, 1)
 	ctx := context.Background()
 	slow, _ := tb.Begin(ctx, hdr(1, 1, 1))
 	next, _ := tb.Begin(ctx, hdr(1, 2, 2))
@@ -717,6 +787,7 @@ func finishWithTrackedReply(t *testing.T, tb *Table, h Header) <-chan struct{} {
 
 func TestTableAckFreesReply(t *testing.T) {
 	tb, _ := newTestTable(0)
+	open(t, tb, 1)
 	freed := finishWithTrackedReply(t, tb, hdr(1, 1, 1))
 	collected := func() bool {
 		runtime.GC()
@@ -760,9 +831,12 @@ func TestTableMemoryPerSession(t *testing.T) {
 	runtime.GC()
 	runtime.ReadMemStats(&before)
 
-	tb := NewTable(&TableConfig{Epoch: testEpoch})
+	tb := NewTable(&TableConfig{Epoch: testEpoch, MaxSessions: sessions})
 	for i := uint64(1); i <= sessions; i++ {
 		h := Header{Client: ClientID{Hi: i * 0x9e3779b97f4a7c15, Lo: i}, Seq: 1, Ack: 1, Epoch: testEpoch}
+		if err := tb.open(h.Client); err != nil {
+			t.Fatal(err)
+		}
 		tk, err := tb.Begin(ctx, h)
 		if err != nil || !tk.Run() {
 			t.Fatalf("%v: %+v %v", h, tk, err)

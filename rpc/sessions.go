@@ -1,0 +1,305 @@
+package rpc
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/semrpc/semrpc/semantics"
+)
+
+// sessionManager owns a client's at-most-once sessions. It opens them with
+// the server's handshake (one handshake at a time, shared by the calls that
+// wait for it, each waiting under its own context), hands out sequence
+// numbers, moves new calls to a fresh session when a slow call holds the
+// current one's window, and forgets sessions the server no longer knows.
+// Sessions the client is done with are ended on the server at the next
+// handshake, or by Client.Close.
+type sessionManager struct {
+	c *Client
+
+	mu      sync.Mutex       // protects following
+	cur     *clientSession   // the session new calls use; nil until opened
+	retired []*clientSession // replaced by cur while calls of theirs were outstanding
+	opening *openFlight      // the handshake in progress, or nil
+	done    []semantics.ClientID
+	opened  uint64
+	resets  uint64
+}
+
+// maxRetired bounds the sessions a client keeps for slow calls once their
+// window is full; beyond it new calls wait for a window slot.
+const maxRetired = 4
+
+// maxDone bounds the ended sessions waiting to be closed on the server; the
+// oldest are left to expire with their lease.
+const maxDone = 64
+
+// clientSession is one session and what the server told about it.
+type clientSession struct {
+	*semantics.Session
+	durable bool
+	lease   time.Duration
+	// heard is when (unix nanoseconds) the latest request that the server
+	// admitted into this session left the client: the server keeps the
+	// session for at least its lease after that.
+	heard atomic.Int64
+}
+
+// openFlight is one handshake; waiters read s and err once done is closed.
+type openFlight struct {
+	done chan struct{}
+	s    *clientSession
+	err  error
+}
+
+// confirm notes that the server admitted a request of the session sent at
+// sent.
+func (cs *clientSession) confirm(sent time.Time) {
+	n := sent.UnixNano()
+	for {
+		old := cs.heard.Load()
+		if n <= old || cs.heard.CompareAndSwap(old, n) {
+			return
+		}
+	}
+}
+
+// mayHaveExpired reports whether the server may have forgotten the session
+// by now: its lease, less a margin for the resend's own trip, has passed
+// since the server last admitted a request of it.
+func (cs *clientSession) mayHaveExpired(now time.Time) bool {
+	return now.UnixNano()-cs.heard.Load() >= int64(cs.lease-cs.lease/8)
+}
+
+// begin returns the session and header for a new call under policy p, or
+// a give-up error labelled with p (the call was not sent).
+func (m *sessionManager) begin(ctx context.Context, p semantics.Policy) (*clientSession, semantics.Header, error) {
+	for {
+		cs, err := m.current(ctx, p)
+		if err != nil {
+			return nil, semantics.Header{}, err
+		}
+		if p.Kind() == semantics.KindExactlyOnce && !cs.durable {
+			return nil, semantics.Header{}, semantics.GiveUp(p.Kind(), semantics.Permanent(
+				reject(CodeNotDurable, "rpc: exactly-once call refused: the server keeps no durable completion records (%v)", semantics.ErrNotDurable)))
+		}
+		if h, ok := cs.TryBegin(); ok {
+			return cs, h, nil
+		}
+		if m.retire(cs) {
+			continue // a fresh session takes the new calls
+		}
+		h, err := cs.Begin(ctx)
+		if err != nil {
+			return nil, semantics.Header{}, semantics.GiveUp(p.Kind(), semantics.NotSent(fmt.Errorf(
+				"rpc: waiting for a window slot (%d calls outstanding, window %d): %w", cs.Outstanding(), cs.Window(), ctx.Err())))
+		}
+		return cs, h, nil
+	}
+}
+
+// retire replaces cs as the current session if it still is, and reports
+// whether new calls should try again (with a fresh session).
+func (m *sessionManager) retire(cs *clientSession) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.cur != cs {
+		return m.cur != nil || m.opening != nil
+	}
+	if len(m.retired) >= maxRetired {
+		return false
+	}
+	m.retired = append(m.retired, cs)
+	m.cur = nil
+	return true
+}
+
+// end ends the call seq of cs. A retired session whose calls have all ended
+// is closed on the server with the next handshake.
+func (m *sessionManager) end(cs *clientSession, seq uint64) {
+	cs.End(seq)
+	if cs.Outstanding() > 0 {
+		return
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for i, r := range m.retired {
+		if r == cs && cs.Outstanding() == 0 {
+			m.retired = append(m.retired[:i], m.retired[i+1:]...)
+			m.addDone(cs.ID())
+			return
+		}
+	}
+}
+
+// addDone queues id to be closed on the server. m.mu must be held.
+func (m *sessionManager) addDone(id semantics.ClientID) {
+	if len(m.done) >= maxDone {
+		m.done = m.done[1:]
+	}
+	m.done = append(m.done, id)
+}
+
+// drop forgets cs: the server refused it as unknown or from another epoch.
+func (m *sessionManager) drop(cs *clientSession) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.cur == cs {
+		m.cur = nil
+		m.resets++
+		return
+	}
+	for i, r := range m.retired {
+		if r == cs {
+			m.retired = append(m.retired[:i], m.retired[i+1:]...)
+			m.resets++
+			return
+		}
+	}
+}
+
+// current returns the session new calls use, opening one if there is none.
+func (m *sessionManager) current(ctx context.Context, p semantics.Policy) (*clientSession, error) {
+	for {
+		m.mu.Lock()
+		if cs := m.cur; cs != nil {
+			m.mu.Unlock()
+			return cs, nil
+		}
+		f := m.opening
+		if f == nil {
+			f = &openFlight{done: make(chan struct{})}
+			m.opening = f
+			closing := m.done
+			m.done = nil
+			m.mu.Unlock()
+			f.s, f.err = m.open(ctx, p, closing)
+			m.mu.Lock()
+			m.opening = nil
+			if f.err == nil {
+				m.cur = f.s
+				m.opened++
+			} else {
+				for _, id := range closing {
+					m.addDone(id)
+				}
+			}
+			m.mu.Unlock()
+			close(f.done)
+			return f.s, f.err
+		}
+		m.mu.Unlock()
+		select {
+		case <-f.done:
+		case <-ctx.Done():
+			return nil, semantics.GiveUp(p.Kind(), semantics.NotSent(
+				fmt.Errorf("rpc: waiting for the session handshake: %w", ctx.Err())))
+		}
+		if f.err == nil {
+			return f.s, nil
+		}
+		if ctx.Err() != nil || semantics.IsPermanent(f.err) {
+			return nil, f.err
+		}
+		// The handshake failed under its caller's context; try under ours.
+	}
+}
+
+// open runs the handshake under p's retries: the caller's call was never
+// sent, whatever happened to the handshake, so its failure is a not-sent
+// give-up labelled with p.
+func (m *sessionManager) open(ctx context.Context, p semantics.Policy, closing []semantics.ClientID) (*clientSession, error) {
+	var (
+		rep  OpenReply
+		sent time.Time
+	)
+	req := Request{ServiceMethod: openMethod, Args: &OpenArgs{Version: 2, Close: closing}, WaitForReady: true}
+	err := m.c.runner.Run(ctx, p, func(ctx context.Context) error {
+		sent = time.Now()
+		req.Timeout = remaining(ctx, sent)
+		err := m.c.t.RoundTrip(ctx, &req, &rep)
+		switch {
+		case err == nil && rep.Client.IsZero():
+			return semantics.Permanent(reject(CodeRejected, "rpc: the server predates explicit at-most-once sessions (no session id in its handshake)"))
+		case errors.Is(err, ErrUnknownMethod), errors.Is(err, semantics.ErrApplication):
+			// A server without the handshake (a stock net/rpc server, say).
+			return semantics.Permanent(reject(CodeUnknownMethod, "rpc: server does not support at-most-once calls: %v", err))
+		}
+		return err
+	})
+	if err != nil {
+		var gu *semantics.GiveUpError
+		if errors.As(err, &gu) {
+			cause := semantics.NotSent(&handshakeError{gu})
+			if semantics.IsPermanent(err) {
+				cause = semantics.Permanent(cause)
+			}
+			return nil, semantics.GiveUp(p.Kind(), cause)
+		}
+		return nil, semantics.GiveUp(p.Kind(), semantics.NotSent(fmt.Errorf("rpc: opening an at-most-once session: %v", err)))
+	}
+	window := semantics.WindowOf(p)
+	if rep.MaxCalls > 0 && window > rep.MaxCalls {
+		window = rep.MaxCalls // agreed with the server's per-session cap
+	}
+	cs := &clientSession{
+		Session: semantics.NewSessionWithID(rep.Client, rep.Epoch, window),
+		durable: rep.Durable,
+		lease:   time.Duration(rep.Lease),
+	}
+	if cs.lease <= 0 {
+		cs.lease = semantics.DefaultLease
+	}
+	cs.confirm(sent)
+	return cs, nil
+}
+
+// handshakeError is a failed session handshake inside the give-up of the
+// call that needed it. It shows the handshake's attempts and lets errors.Is
+// and errors.As reach their causes, but not the handshake's own verdict:
+// the call itself was never sent.
+type handshakeError struct{ hs *semantics.GiveUpError }
+
+func (e *handshakeError) Error() string { return "rpc: opening an at-most-once session: " + e.hs.Error() }
+func (e *handshakeError) Unwrap() []error { return e.hs.Unwrap() }
+
+// closeAll ends every session of the client on the server, best effort,
+// within timeout.
+func (m *sessionManager) closeAll(timeout time.Duration) {
+	m.mu.Lock()
+	ids := append([]semantics.ClientID(nil), m.done...)
+	if m.cur != nil {
+		ids = append(ids, m.cur.ID())
+	}
+	for _, r := range m.retired {
+		ids = append(ids, r.ID())
+	}
+	m.cur, m.retired, m.done = nil, nil, nil
+	m.mu.Unlock()
+	if len(ids) == 0 {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	var rep CloseReply
+	_ = m.c.t.RoundTrip(ctx, &Request{ServiceMethod: closeMethod, Args: &CloseArgs{IDs: ids}, Timeout: timeout}, &rep)
+}
+
+// stats returns how many sessions were opened and dropped.
+func (m *sessionManager) stats() (opened, resets uint64) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.opened, m.resets
+}
+
+// remaining is how long ctx still runs after now, 0 for no deadline.
+func remaining(ctx context.Context, now time.Time) time.Duration {
+	if d, ok := ctx.Deadline(); ok {
+		return max(d.Sub(now), time.Nanosecond)
+	}
+	return 0
+}
