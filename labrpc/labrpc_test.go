@@ -747,7 +747,11 @@ func TestDuplicateAtMostOnceRunsOnce(t *testing.T) {
 	e := net.MakeEnd("e")
 	net.Connect("e", "s")
 	net.Enable("e", true)
-	h := &semantics.Header{Client: semantics.NewClientID(), Seq: 1, Ack: 1, Epoch: srv.Core().Table().Epoch()}
+	id, err := srv.Core().Table().Open()
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := &semantics.Header{Client: id, Seq: 1, Ack: 1, Epoch: srv.Core().Table().Epoch()}
 	var n int
 	if err := e.RoundTrip(context.Background(), &rpc.Request{ServiceMethod: "Counter.Inc", Header: h, Args: IncArgs{ID: 1}}, &n); err != nil {
 		t.Fatal(err)
@@ -811,7 +815,10 @@ func TestLateDuplicateAfterAckIsStale(t *testing.T) {
 	e := net.MakeEnd("e")
 	net.Connect("e", "s")
 	net.Enable("e", true)
-	id := semantics.NewClientID()
+	id, err := srv.Core().Table().Open()
+	if err != nil {
+		t.Fatal(err)
+	}
 	epoch := srv.Core().Table().Epoch()
 	send := func(seq, ack uint64) error {
 		var n int
@@ -824,7 +831,7 @@ func TestLateDuplicateAfterAckIsStale(t *testing.T) {
 	if err := send(2, 2); err != nil { // acknowledges seq 1
 		t.Fatal(err)
 	}
-	err := send(1, 1) // the late duplicate
+	err = send(1, 1) // the late duplicate
 	if !errors.Is(err, semantics.ErrStale) {
 		t.Errorf("late duplicate of an acknowledged call: %v, want ErrStale", err)
 	}

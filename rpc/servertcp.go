@@ -19,13 +19,13 @@ import (
 
 // serverConn serves one connection speaking net/rpc's gob wire.
 type serverConn struct {
-	s      *Server
-	rwc    io.ReadWriteCloser
-	dec    *gob.Decoder
-	limit  *frameLimiter
-	sem    chan struct{} // bounds calls running for this connection
-	work   chan task     // hands a request to an idle worker
-	nwork  atomic.Int32  // live workers
+	s     *Server
+	rwc   io.ReadWriteCloser
+	dec   *gob.Decoder
+	limit *frameLimiter
+	sem   chan struct{} // bounds calls running for this connection
+	work  chan task     // hands a request to an idle worker
+	nwork atomic.Int32  // live workers
 	// ctx ends when the connection closes. It stops the connection's
 	// workers; methods never see it (they run under the server's context
 	// and the caller's deadline, so a lost connection is not an answer).

@@ -47,6 +47,11 @@ type clientSession struct {
 	// admitted into this session left the client: the server keeps the
 	// session for at least its lease after that.
 	heard atomic.Int64
+	// retired is set, under the manager's lock, once new calls must not
+	// use the session (replaced or dropped). A call that began on it
+	// anyway gives its number back before sending: a retired session with
+	// no calls is closed on the server.
+	retired atomic.Bool
 }
 
 // openFlight is one handshake; waiters read s and err once done is closed.
@@ -87,16 +92,20 @@ func (m *sessionManager) begin(ctx context.Context, p semantics.Policy) (*client
 			return nil, semantics.Header{}, semantics.GiveUp(p.Kind(), semantics.Permanent(
 				reject(CodeNotDurable, "rpc: exactly-once call refused: the server keeps no durable completion records (%v)", semantics.ErrNotDurable)))
 		}
-		if h, ok := cs.TryBegin(); ok {
-			return cs, h, nil
+		h, ok := cs.TryBegin()
+		if !ok {
+			if m.retire(cs) {
+				continue // a fresh session takes the new calls
+			}
+			var err error
+			if h, err = cs.Begin(ctx); err != nil {
+				return nil, semantics.Header{}, semantics.GiveUp(p.Kind(), semantics.NotSent(fmt.Errorf(
+					"rpc: waiting for a window slot (%d calls outstanding, window %d): %w", cs.Outstanding(), cs.Window(), ctx.Err())))
+			}
 		}
-		if m.retire(cs) {
-			continue // a fresh session takes the new calls
-		}
-		h, err := cs.Begin(ctx)
-		if err != nil {
-			return nil, semantics.Header{}, semantics.GiveUp(p.Kind(), semantics.NotSent(fmt.Errorf(
-				"rpc: waiting for a window slot (%d calls outstanding, window %d): %w", cs.Outstanding(), cs.Window(), ctx.Err())))
+		if cs.retired.Load() {
+			m.end(cs, h.Seq) // replaced meanwhile: never sent, so safe to give back
+			continue
 		}
 		return cs, h, nil
 	}
@@ -113,6 +122,7 @@ func (m *sessionManager) retire(cs *clientSession) bool {
 	if len(m.retired) >= maxRetired {
 		return false
 	}
+	cs.retired.Store(true)
 	m.retired = append(m.retired, cs)
 	m.cur = nil
 	return true
@@ -148,6 +158,7 @@ func (m *sessionManager) addDone(id semantics.ClientID) {
 func (m *sessionManager) drop(cs *clientSession) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
+	cs.retired.Store(true)
 	if m.cur == cs {
 		m.cur = nil
 		m.resets++
@@ -264,7 +275,9 @@ func (m *sessionManager) open(ctx context.Context, p semantics.Policy, closing [
 // the call itself was never sent.
 type handshakeError struct{ hs *semantics.GiveUpError }
 
-func (e *handshakeError) Error() string { return "rpc: opening an at-most-once session: " + e.hs.Error() }
+func (e *handshakeError) Error() string {
+	return "rpc: opening an at-most-once session: " + e.hs.Error()
+}
 func (e *handshakeError) Unwrap() []error { return e.hs.Unwrap() }
 
 // closeAll ends every session of the client on the server, best effort,
