@@ -1,6 +1,8 @@
 package semantics
 
 import (
+	"github.com/hashicorp/go-multierror"
+
 	"context"
 	"errors"
 	"fmt"
@@ -134,7 +136,7 @@ func TestGrouped(t *testing.T) {
 func TestGiveUpErrorCauses(t *testing.T) {
 	gu := &GiveUpError{
 		Policy: KindAtLeastOnce, Verdict: ErrMaybeExecuted, Tried: 2,
-		Attempts: []error{Grouped(MaybeExecuted(errTimeout), &FailureGroup{}), NotSent(Permanent(errDial))},
+		Attempts: multierror.Append(nil, Grouped(MaybeExecuted(errTimeout), &FailureGroup{}), NotSent(Permanent(errDial))),
 		Stop:     context.Canceled,
 	}
 	var got []string

@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/cenkalti/backoff/v4"
+	"github.com/hashicorp/go-multierror"
 )
 
 // Runner runs calls under a policy: it makes the attempts, waits between
@@ -226,16 +227,15 @@ func (l *attemptLog) add(err error) {
 	}
 }
 
-// list returns the kept errors in order, and how many were dropped between
-// the first keepFirst and the rest.
-func (l *attemptLog) list() ([]error, int) {
+// list gathers the kept errors in order (go-multierror), and returns how
+// many were dropped between the first keepFirst and the rest.
+func (l *attemptLog) list() (*multierror.Error, int) {
 	if l.nFirst == 0 {
 		return nil, 0
 	}
-	errs := make([]error, 0, l.nFirst+l.nLast)
-	errs = append(errs, l.first[:l.nFirst]...)
+	errs := multierror.Append(nil, l.first[:l.nFirst]...)
 	for i := 0; i < l.nLast; i++ {
-		errs = append(errs, l.last[(l.next+i)%keepLast])
+		errs = multierror.Append(errs, l.last[(l.next+i)%keepLast])
 	}
 	return errs, l.omitted
 }
@@ -258,7 +258,7 @@ func GiveUp(kind Kind, cause error) *GiveUpError {
 }
 
 // newGiveUp builds every give-up, Run's and GiveUp's.
-func newGiveUp(kind Kind, verdict error, tried int, attempts []error, omitted int, stop error) *GiveUpError {
+func newGiveUp(kind Kind, verdict error, tried int, attempts *multierror.Error, omitted int, stop error) *GiveUpError {
 	return &GiveUpError{Policy: kind, Verdict: verdict, Tried: tried, Attempts: attempts, Omitted: omitted, Stop: stop}
 }
 
@@ -284,7 +284,7 @@ type GiveUpError struct {
 	// Attempts holds the errors of the first 4 attempts and of the last 4,
 	// in order; Omitted counts the attempts between them, whose errors were
 	// not kept. So len(Attempts)+Omitted == Tried for Run's give-ups.
-	Attempts []error
+	Attempts *multierror.Error
 	Omitted  int
 	// Stop is why the call stopped when its last attempt's error does not
 	// say it: ctx.Err(), ErrBudgetExhausted, the attempt limit, a permanent
@@ -305,9 +305,9 @@ func (e *GiveUpError) Error() string {
 	b.WriteString(e.Policy.String())
 	notExecuted := errors.Is(e.Verdict, ErrNotExecuted)
 	switch {
-	case e.Tried == 0 && len(e.Attempts) == 0 && notExecuted:
+	case e.Tried == 0 && len(e.Attempts.WrappedErrors()) == 0 && notExecuted:
 		b.WriteString(" call failed before it was sent")
-	case e.Tried == 0 && len(e.Attempts) == 0:
+	case e.Tried == 0 && len(e.Attempts.WrappedErrors()) == 0:
 		b.WriteString(" call failed")
 	default:
 		b.WriteString(" call gave up after ")
@@ -325,7 +325,7 @@ func (e *GiveUpError) Error() string {
 		b.WriteString(" (not executed)")
 	}
 	sep := ": "
-	for i, err := range e.Attempts {
+	for i, err := range e.Attempts.WrappedErrors() {
 		n := i + 1
 		if e.Omitted > 0 && i >= keepFirst {
 			if i == keepFirst {
@@ -343,7 +343,7 @@ func (e *GiveUpError) Error() string {
 		b.WriteString(err.Error())
 	}
 	if e.Stop != nil {
-		if len(e.Attempts) > 0 {
+		if len(e.Attempts.WrappedErrors()) > 0 {
 			b.WriteString("; stopped: ")
 		} else {
 			b.WriteString(": ")
@@ -365,7 +365,7 @@ func (e *GiveUpError) Is(target error) bool {
 // ErrReplyUnusable) of anything it wraps, so that errors.Is and errors.As
 // find each cause while the give-up's only verdict is its own.
 func (e *GiveUpError) Unwrap() []error {
-	n := len(e.Attempts)
+	n := len(e.Attempts.WrappedErrors())
 	if e.Stop != nil {
 		n++
 	}
@@ -373,7 +373,7 @@ func (e *GiveUpError) Unwrap() []error {
 		return nil
 	}
 	causes := make([]error, 0, n)
-	for _, err := range e.Attempts {
+	for _, err := range e.Attempts.WrappedErrors() {
 		if err != nil {
 			causes = append(causes, newCause(err))
 		}

@@ -188,12 +188,12 @@ func TestRun(t *testing.T) {
 				t.Errorf("Policy = %v, want %v", gu.Policy, wantKind)
 			}
 			// The attempt list is exactly the attempts' errors, in order.
-			if len(gu.Attempts) != tt.attempts || gu.Omitted != 0 {
+			if len(gu.Attempts.WrappedErrors()) != tt.attempts || gu.Omitted != 0 {
 				t.Fatalf("Attempts = %v (%d omitted), want %d errors", gu.Attempts, gu.Omitted, tt.attempts)
 			}
-			for i := range gu.Attempts {
-				if gu.Attempts[i] != tt.errs[i] {
-					t.Errorf("Attempts[%d] = %v, want %v", i, gu.Attempts[i], tt.errs[i])
+			for i := range gu.Attempts.Errors {
+				if gu.Attempts.Errors[i] != tt.errs[i] {
+					t.Errorf("Attempts[%d] = %v, want %v", i, gu.Attempts.Errors[i], tt.errs[i])
 				}
 			}
 			if IsPermanent(err) != (tt.stop == errStopPermanent) {
@@ -328,7 +328,7 @@ func TestRunContext(t *testing.T) {
 		if !errors.As(err, &gu) {
 			t.Fatalf("Run() = %v, want a *GiveUpError", err)
 		}
-		if len(gu.Attempts) != 1 || gu.Stop != context.Canceled {
+		if len(gu.Attempts.WrappedErrors()) != 1 || gu.Stop != context.Canceled {
 			t.Errorf("Attempts = %v, Stop = %v; want one attempt error, stopped by context.Canceled", gu.Attempts, gu.Stop)
 		}
 		if gu.Verdict != ErrMaybeExecuted {
@@ -379,7 +379,7 @@ func TestRunContext(t *testing.T) {
 			if !errors.As(err, &gu) {
 				t.Fatalf("Run() = %v, want a *GiveUpError", err)
 			}
-			if len(gu.Attempts) != 1 || gu.Stop != context.Canceled {
+			if len(gu.Attempts.WrappedErrors()) != 1 || gu.Stop != context.Canceled {
 				t.Errorf("Attempts = %v, Stop = %v; want one attempt error, stopped by context.Canceled", gu.Attempts, gu.Stop)
 			}
 		case <-time.After(5 * time.Second):
@@ -411,9 +411,9 @@ func TestRunContext(t *testing.T) {
 		if !errors.As(err, &gu) || gu.Verdict != ErrNotExecuted || gu.Tried != n {
 			t.Fatalf("Run() = %v, want a not-executed *GiveUpError after %d attempts", err, n)
 		}
-		if len(gu.Attempts)+gu.Omitted != n || gu.Stop != context.Canceled {
+		if len(gu.Attempts.WrappedErrors())+gu.Omitted != n || gu.Stop != context.Canceled {
 			t.Errorf("%d attempts listed, %d omitted, Stop = %v; want %d in all, stopped by context.Canceled",
-				len(gu.Attempts), gu.Omitted, gu.Stop, n)
+				len(gu.Attempts.WrappedErrors()), gu.Omitted, gu.Stop, n)
 		}
 	})
 
@@ -499,7 +499,7 @@ func TestRunBudgetRefusalIsTheStopReason(t *testing.T) {
 		t.Fatalf("Error() =\n%v\nwant\n%s", err, want)
 	}
 	var gu *GiveUpError
-	if !errors.As(err, &gu) || gu.Stop != ErrBudgetExhausted || gu.Tried != 1 || len(gu.Attempts) != 1 {
+	if !errors.As(err, &gu) || gu.Stop != ErrBudgetExhausted || gu.Tried != 1 || len(gu.Attempts.WrappedErrors()) != 1 {
 		t.Errorf("GiveUpError = %+v, want 1 attempt, stopped by ErrBudgetExhausted", gu)
 	}
 }
@@ -725,16 +725,16 @@ func TestGiveUpErrorListIsBounded(t *testing.T) {
 			if !errors.As(err, &gu) {
 				t.Fatalf("Run() = %v, want a *GiveUpError", err)
 			}
-			if gu.Tried != tt.n || gu.Omitted != tt.n-len(tt.listed) || cap(gu.Attempts) > keepFirst+keepLast {
+			if gu.Tried != tt.n || gu.Omitted != tt.n-len(tt.listed) || cap(gu.Attempts.Errors) > keepFirst+keepLast {
 				t.Errorf("Tried = %d, Omitted = %d, cap(Attempts) = %d; want %d, %d, at most 8",
-					gu.Tried, gu.Omitted, cap(gu.Attempts), tt.n, tt.n-len(tt.listed))
+					gu.Tried, gu.Omitted, cap(gu.Attempts.Errors), tt.n, tt.n-len(tt.listed))
 			}
-			if len(gu.Attempts) != len(tt.listed) {
+			if len(gu.Attempts.WrappedErrors()) != len(tt.listed) {
 				t.Fatalf("Attempts = %v, want attempts %v", gu.Attempts, tt.listed)
 			}
 			for i, n := range tt.listed {
-				if gu.Attempts[i] != errs[n-1] {
-					t.Errorf("Attempts[%d] = %v, want attempt %d's error", i, gu.Attempts[i], n)
+				if gu.Attempts.Errors[i] != errs[n-1] {
+					t.Errorf("Attempts[%d] = %v, want attempt %d's error", i, gu.Attempts.Errors[i], n)
 				}
 			}
 			if msg := err.Error(); !strings.Contains(msg, tt.message) ||
@@ -778,7 +778,7 @@ func TestGiveUp(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			gu := GiveUp(tt.kind, tt.cause)
-			if gu.Policy != tt.kind || gu.Verdict != tt.verdict || gu.Tried != 0 || len(gu.Attempts) != 0 || gu.Stop != tt.cause {
+			if gu.Policy != tt.kind || gu.Verdict != tt.verdict || gu.Tried != 0 || len(gu.Attempts.WrappedErrors()) != 0 || gu.Stop != tt.cause {
 				t.Errorf("GiveUp() = %+v, want policy %v, verdict %v, no attempts, Stop = cause", gu, tt.kind, tt.verdict)
 			}
 			if got := gu.Error(); got != tt.message {
