@@ -39,10 +39,16 @@ func (k Kind) String() string {
 // Defaults of the policy options.
 const (
 	// DefaultAtLeastOnceAttempts bounds the attempts of an at-least-once
-	// call that were sent, the first one included (see MaxAttempts).
-	DefaultAtLeastOnceAttempts = 5
-	// DefaultWindow is the at-most-once outstanding-call window.
-	DefaultWindow = 64
+	// call that were sent, the first one included (see MaxAttempts). It
+	// bounds one call's latency; the retry budget, not this bound, keeps
+	// retries from piling load on a failing server. Ten attempts make a call
+	// that loses 20% of its attempts fail once in ten million.
+	DefaultAtLeastOnceAttempts = 10
+	// DefaultWindow is the at-most-once outstanding-call window: above the
+	// concurrency of most clients, and equal to the table's default
+	// per-session cap (DefaultMaxCalls), which the client's window never
+	// exceeds (it is agreed with the server's at the session handshake).
+	DefaultWindow = 1024
 	// DefaultInitialBackoff is the mean wait before the first retry.
 	DefaultInitialBackoff = 10 * time.Millisecond
 	// DefaultMaxBackoff caps the mean wait between retries.

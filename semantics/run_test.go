@@ -120,7 +120,7 @@ func TestRun(t *testing.T) {
 		{"AtLeastOnce/unclassified is retried", AtLeastOnce(), []error{errTimeout}, 2, nil, nil},
 		{"AtLeastOnce/stops on rejected", AtLeastOnce(), []error{notSent(), stale(), notSent()}, 2, ErrNotExecuted, nil},
 		{"AtLeastOnce/rejected after maybe", AtLeastOnce(), []error{maybe(), stale()}, 2, ErrMaybeExecuted, nil},
-		{"AtLeastOnce/default 5 attempts", AtLeastOnce(), repeat(10, maybe), 5, ErrMaybeExecuted, attemptLimit(5)},
+		{"AtLeastOnce/MaxAttempts(5)", AtLeastOnce(MaxAttempts(5)), repeat(10, maybe), 5, ErrMaybeExecuted, attemptLimit(5)},
 		{"AtLeastOnce/not-sent attempts are free", AtLeastOnce(), repeat(20, notSent), 21, nil, nil},
 		{"AtLeastOnce/MaxAttempts(2) counts sent attempts", AtLeastOnce(MaxAttempts(2)),
 			[]error{notSent(), maybe(), notSent(), notSent(), maybe(), maybe()}, 5, ErrMaybeExecuted, attemptLimit(2)},
@@ -911,7 +911,7 @@ func TestKindAndOptions(t *testing.T) {
 	}{
 		{NoRetry(), KindNoRetry, 0, 1},
 		{nil, KindNoRetry, 0, 1},
-		{AtLeastOnce(), KindAtLeastOnce, 0, 5},
+		{AtLeastOnce(), KindAtLeastOnce, 0, DefaultAtLeastOnceAttempts},
 		{AtLeastOnce(Window(8), MaxAttempts(-1)), KindAtLeastOnce, 0, 0},
 		{AtMostOnce(), KindAtMostOnce, DefaultWindow, 0},
 		{AtMostOnce(Window(8), MaxAttempts(3)), KindAtMostOnce, 8, 3},

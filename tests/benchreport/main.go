@@ -63,6 +63,30 @@ func run(w io.Writer, rounds int) error {
 		fmt.Fprintf(tw, "%s\t%s\t%.0f\t%.2f\t%d\t%s\t%s\t\n",
 			r.group, r.name, 1e9/r.nsPerOp, r.nsPerOp/1e3, r.allocs, ratio, extra)
 	}
+	if err := tw.Flush(); err != nil {
+		return err
+	}
+	return lossTable(w)
+}
+
+// lossTable prints what at-least-once calls with default options do on a
+// link that kills connections: completion, and the load the retry budget
+// lets through (attempts, connections and executions per call).
+func lossTable(w io.Writer) error {
+	fmt.Fprintf(w, "\nAtLeastOnce, default options, through a proxy killing the connection under a fraction of requests (3 s each):\n\n")
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "loss\tcallers\tcalls\tcompleted\tattempts/call\tconnections/call\truns/call\tbudget refusals\t")
+	for _, callers := range []int{1, 64} {
+		for _, loss := range []float64{0, 0.1, 0.2, 0.5, 1} {
+			r, err := bench.Loss(loss, callers, 0, 3*time.Second, 5*time.Second, 1)
+			if err != nil {
+				return err
+			}
+			n := float64(r.Calls)
+			fmt.Fprintf(tw, "%.0f%%\t%d\t%d\t%.2f%%\t%.2f\t%.3f\t%.2f\t%d\t\n", loss*100, callers, r.Calls,
+				100*float64(r.Completed)/n, float64(r.Attempts)/n, float64(r.Conns)/n, float64(r.Runs)/n, r.Budget)
+		}
+	}
 	return tw.Flush()
 }
 
