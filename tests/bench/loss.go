@@ -19,11 +19,11 @@ import (
 type LossResult struct {
 	Loss      float64 // probability that a request's chunk kills its connection
 	Callers   int
-	Calls     int // calls made
-	Completed int // calls that returned nil
+	Calls     int   // calls made
+	Completed int   // calls that returned nil
 	Runs      int64 // executions on the server
 	Attempts  uint64
-	Conns     int64 // connections the proxy accepted
+	Conns     int64  // connections the proxy accepted
 	Budget    uint64 // calls ended by the retry budget
 	Elapsed   time.Duration
 }
