@@ -561,3 +561,61 @@ func TestClientStartedBeforeServer(t *testing.T) {
 	}
 	wg.Wait()
 }
+
+// R8: nothing retries forever: a retrying call without a deadline gets
+// DefaultRetryTimeout (or WithTimeout's); a NoRetry call keeps its context.
+func TestRetryingCallsWithoutDeadlineAreBounded(t *testing.T) {
+	_, _, addr := serveEdge(t)
+	var mu sync.Mutex
+	var deadline time.Time
+	var has bool
+	spy := func(ctx context.Context, ci *CallInfo, next Handler) error {
+		mu.Lock()
+		deadline, has = ctx.Deadline()
+		mu.Unlock()
+		return next(ctx, ci)
+	}
+	c := dial(t, addr, WithClientInterceptor(spy))
+	var r int
+	for _, tt := range []struct {
+		p    semantics.Policy
+		opts []Option
+		want time.Duration // 0: no deadline
+	}{
+		{semantics.NoRetry(), nil, 0},
+		{semantics.AtLeastOnce(), nil, DefaultRetryTimeout},
+		{semantics.AtMostOnce(), nil, DefaultRetryTimeout},
+		{semantics.AtMostOnce(), []Option{WithTimeout(time.Hour)}, time.Hour},
+	} {
+		start := time.Now()
+		if err := c.Call(context.Background(), "Edge.Inc", 1, &r, append(tt.opts, WithSemantics(tt.p))...); err != nil {
+			t.Fatal(err)
+		}
+		mu.Lock()
+		d, ok := deadline, has
+		mu.Unlock()
+		switch {
+		case tt.want == 0 && ok:
+			t.Errorf("%v: deadline %v set on a call without one", tt.p.Kind(), d)
+		case tt.want != 0 && (!ok || d.Sub(start) > tt.want+time.Second || d.Sub(start) < tt.want-time.Minute/2):
+			t.Errorf("%v: deadline %v after the start (set: %v), want %v", tt.p.Kind(), d.Sub(start), ok, tt.want)
+		}
+	}
+}
+
+// R8 with a server that never comes: the call ends at its timeout, not
+// executed.
+func TestRetryingCallToNoServerEndsAtItsTimeout(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close()
+	c := dial(t, addr, WithTimeout(200*time.Millisecond))
+	var r int
+	err = c.Call(context.Background(), "Edge.Inc", 1, &r, WithSemantics(semantics.AtLeastOnce()))
+	if !errors.Is(err, ErrNotExecuted) || !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("err = %v; want not executed, deadline exceeded", err)
+	}
+}

@@ -15,12 +15,18 @@
 //	                    after the write, reply dropped). The method may have run.
 //	ClassApplication    ErrApplication: the method ran and returned an error. That
 //	                    error is the call's answer; it is never retried.
+//	ClassUnusable       ErrReplyUnusable: the method ran, but its reply cannot be
+//	                    used (not decodable, too large to send). Never retried.
 //	ClassRejected       the server refused the request before running the method
 //	                    (ErrStale, ErrSessionExpired, ErrEpochMismatch,
 //	                    ErrNotDurable, ErrBadHeader). Never retried as is.
 //
 // An error without a class is taken as maybe executed, the only safe
-// assumption. NotSent and MaybeExecuted wrap a transport error with its class.
+// assumption. NotSent, MaybeExecuted and Unusable wrap a transport error
+// with its class; Permanent marks an error that ends a call at once under
+// every policy (a TLS certificate that does not verify, say); Grouped ties
+// the errors of the calls failed by one lost connection, which the retry
+// budget charges once.
 //
 // # Policies
 //
@@ -29,10 +35,12 @@
 //	NoRetry      exactly one attempt: the method runs zero or one time.
 //	AtLeastOnce  retries not-sent and maybe-executed attempts with exponential
 //	             backoff and jitter (one backoff per call; 10ms doubling up to
-//	             1s, ±50%), at most MaxAttempts times in all (default 5), while
-//	             the context lasts and the Runner's retry Budget allows. If it
-//	             returns nil the method ran one or more times: use it for
-//	             idempotent methods.
+//	             1s, ±50%), at most MaxAttempts sent attempts (default 10;
+//	             not-sent attempts are free), while the context lasts and the
+//	             Runner's RetryBudget allows (Budget, Finagle-style, by default
+//	             in package rpc; TokenBucket, gRPC-style). If it returns nil
+//	             the method ran one or more times: use it for idempotent
+//	             methods.
 //	AtMostOnce   every attempt of a call carries the same Header (client id,
 //	             seq) from a Session; attempts are retried until the context
 //	             ends (or MaxAttempts, if set). The server's Table runs the
@@ -45,27 +53,31 @@
 //	             the guarantee survives server crashes; a server without them
 //	             refuses the call with ErrNotDurable.
 //
-// Run returns nil on success (a true nil), an application error unchanged,
-// and otherwise a *GiveUpError. Its Verdict tells the caller what is known
-// about the call: ErrMaybeExecuted if any attempt may have executed, else
-// ErrNotExecuted, meaning the method definitely did not run. Exactly one of
-// errors.Is(err, ErrMaybeExecuted) and errors.Is(err, ErrNotExecuted) holds,
-// provided no attempt's error itself wraps ErrNotExecuted. The error also
-// lists every attempt's error in order (errors.Is finds each), then the
-// context's error if the context ended the call, or ErrBudgetExhausted if
-// the retry budget refused a retry. Nothing is ever silently re-executed.
+// Run returns nil on success (a true nil), an application error or an
+// unusable reply unchanged, and otherwise a *GiveUpError (GiveUp builds one
+// for a call that failed before it was sent). Its Verdict tells the caller
+// what is known about the call: ErrMaybeExecuted if any attempt may have
+// executed, else ErrNotExecuted, meaning the method definitely did not run.
+// Exactly one of errors.Is(err, ErrMaybeExecuted) and errors.Is(err,
+// ErrNotExecuted) holds: the class sentinels of the attempts are not
+// matched through a give-up, though their causes are. The error lists the
+// first four and the last four attempts' errors in order (go-multierror),
+// then why the call stopped (the context's error, ErrBudgetExhausted,
+// MaxAttempts, a permanent error), and names the policy. Nothing is ever
+// silently re-executed.
 //
 // # Sessions and the dedup table
 //
-// A client's at-most-once calls share a Session: a random ClientID, the
-// server epoch it was opened against, and a sequence number per call.
+// A client's at-most-once calls share a Session: the ClientID the server's
+// Table.Open made for it, the server epoch it was opened against, and a
+// sequence number per call.
 // Session.Begin assigns the next seq and returns the Header; every retry of
 // the call, over any connection, sends Session.Retry(seq), the same client
 // and seq; Session.End(seq) ends the call, replied or given up. Each header's
 // Ack is the first seq that has not ended, so the server may free every
-// reply below it. Begin waits while window (default 64) seqs from the first
-// incomplete one are in use, which bounds the replies the server keeps for
-// the session.
+// reply below it. Begin waits while window (default 1024, never above the
+// table's per-session cap) seqs from the first incomplete one are in use,
+// which bounds the replies the server keeps for the session.
 //
 // The server's Table admits each request by its header:
 //
@@ -76,8 +88,10 @@
 //	IN FLIGHT  the original is still running: the duplicate waits for it;
 //	STALE      seq is below an ack the client already sent: ErrStale, never
 //	           re-run (a late duplicate of a call the client has given up on);
-//	unknown    a session the table does not know whose ack is past 1, having
-//	           been idle longer than the lease: ErrSessionExpired;
+//	unknown    a session the table does not hold (never opened, idle longer
+//	           than the lease, evicted or closed), whatever its ack:
+//	           ErrSessionExpired. A request never creates a session; only
+//	           Table.Open does (and a durable store rebuilding the table);
 //	epoch      a header opened against another server epoch, so the server
 //	           restarted and lost its table: ErrEpochMismatch.
 //
@@ -92,7 +106,9 @@
 // record not yet acknowledged) and runs each NEW call inside a read-write
 // transaction (Store.Execute), where the method writes its own state
 // (TxFrom) and the call's completion record is written beside it, so both
-// commit together before the reply is sent. Concurrent calls share
+// commit together before the reply is sent; calls without a header run in
+// a transaction too (Store.Transact). A method's error rolls back what it
+// wrote, under every policy. Concurrent calls share
 // transactions and fsyncs. The server side of this is rpc.WithDurableStore;
 // doc/semantics.md has the whole contract.
 package semantics
