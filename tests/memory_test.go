@@ -53,8 +53,9 @@ func heap() uint64 {
 
 // perClientGrowth runs one call from each of n fresh clients against one
 // server and returns the server's heap growth per client. The clients are
-// closed and dropped: what remains is what the server keeps for them.
-func perClientGrowth(t *testing.T, n int, policy semantics.Policy, method string, args, reply any) float64 {
+// closed (or, with abandon, dropped without Close, as when a client process
+// dies): what remains is what the server keeps for them.
+func perClientGrowth(t *testing.T, n int, policy semantics.Policy, abandon bool, method string, args, reply any) (float64, *rpc.Server) {
 	srv := rpc.NewServer(rpc.WithLogger(quiet()))
 	kv := &KV{data: map[string]string{"k": strings.Repeat("v", 1024)}}
 	if err := srv.Register(kv); err != nil {
@@ -73,25 +74,41 @@ func perClientGrowth(t *testing.T, n int, policy semantics.Policy, method string
 		if err := c.Call(ctx, method, args, reply); err != nil {
 			t.Fatal(err)
 		}
-		c.Close()
+		if !abandon {
+			c.Close()
+		}
 	}
 	after := heap()
 	runtime.KeepAlive(srv)
 	runtime.KeepAlive(kv)
 	growth := float64(int64(after)-int64(before)) / float64(n)
-	t.Logf("%s %s: %d clients, server heap %+d bytes, %.1f bytes per client (table: %d sessions)",
-		policy.Kind(), method, n, int64(after)-int64(before), growth, srv.Table().Len())
-	return growth
+	t.Logf("%s %s: %d clients (abandoned: %v), server heap %+d bytes, %.1f bytes per client (table: %d sessions)",
+		policy.Kind(), method, n, abandon, int64(after)-int64(before), growth, srv.Table().Len())
+	return growth, srv
 }
 
-func TestMemoryPerAtMostOnceClient(t *testing.T) {
+// A client that dies without Close leaves its session until the lease ends
+// (or the table's cap evicts it): about 115 bytes each.
+func TestMemoryPerAbandonedAtMostOnceClient(t *testing.T) {
 	if testing.Short() {
-		t.Skip("allocates 100,000 sessions")
+		t.Skip("allocates 50,000 sessions")
 	}
 	value := strings.Repeat("x", 1024)
-	growth := perClientGrowth(t, 100_000, semantics.AtMostOnce(), "KV.Put", PutArgs{Key: "k", Value: value}, &PutReply{})
+	growth, _ := perClientGrowth(t, 50_000, semantics.AtMostOnce(), true, "KV.Put", PutArgs{Key: "k", Value: value}, &PutReply{})
 	if growth > 200 {
-		t.Errorf("at-most-once: %.1f bytes per client, bound is 200", growth)
+		t.Errorf("at-most-once: %.1f bytes per abandoned client, bound is 200", growth)
+	}
+}
+
+// Closed clients end their sessions: the server keeps nothing for them.
+func TestMemoryClosedAtMostOnceClientsLeaveNothing(t *testing.T) {
+	value := strings.Repeat("x", 1024)
+	growth, srv := perClientGrowth(t, 5000, semantics.AtMostOnce(), false, "KV.Put", PutArgs{Key: "k", Value: value}, &PutReply{})
+	if n := srv.Table().Len(); n != 0 {
+		t.Errorf("%d sessions left by 5,000 closed clients", n)
+	}
+	if growth > 10 {
+		t.Errorf("at-most-once: %.1f bytes per closed client, bound is 10", growth)
 	}
 }
 
@@ -99,7 +116,7 @@ func TestMemoryPerAtLeastOnceClient(t *testing.T) {
 	if testing.Short() {
 		t.Skip("100,000 clients")
 	}
-	growth := perClientGrowth(t, 100_000, semantics.AtLeastOnce(), "KV.Get", GetArgs{Key: "k"}, &GetReply{})
+	growth, _ := perClientGrowth(t, 100_000, semantics.AtLeastOnce(), false, "KV.Get", GetArgs{Key: "k"}, &GetReply{})
 	if growth > 10 {
 		t.Errorf("at-least-once: %.1f bytes per client, bound is 10", growth)
 	}
