@@ -148,7 +148,8 @@ func (e *ClientEnd) call(ctx context.Context, method string, h *semantics.Header
 	changed := rt.changed
 	rt.server.count.Add(1)
 	res := make(chan result, 1)
-	n.dispatch(job{server: rt.server, method: method, header: h, req: &request{snap: snap}, res: res})
+	deadline, _ := ctx.Deadline()
+	n.dispatch(job{server: rt.server, method: method, header: h, req: &request{snap: snap}, res: res, deadline: deadline})
 	var out result
 wait:
 	for {

@@ -2,6 +2,7 @@ package labrpc
 
 import (
 	"context"
+	"time"
 
 	"github.com/semrpc/semrpc/semantics"
 )
@@ -24,9 +25,17 @@ type job struct {
 	header *semantics.Header
 	req    *request
 	res    chan<- result // buffered; nil for a duplicate whose reply is discarded
+	// deadline is the caller's, which ends the method's context; zero for
+	// none.
+	deadline time.Time
 }
 
 func (j job) run(ctx context.Context) {
+	if !j.deadline.IsZero() {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithDeadline(ctx, j.deadline)
+		defer cancel()
+	}
 	r, err := j.server.core.Handle(ctx, j.method, j.header, j.req)
 	if j.res != nil {
 		j.res <- result{r, err}

@@ -212,7 +212,9 @@ func TestCallerDeadlineEndsTheMethodContext(t *testing.T) {
 	defer cancel()
 	var r int
 	err := c.Call(ctx, "Edge.Hold", 1, &r)
-	if !errors.Is(err, context.DeadlineExceeded) {
+	// The method's context and the caller's end at about the same time:
+	// the caller sees its own deadline, or the method's answer to it.
+	if !errors.Is(err, context.DeadlineExceeded) && !errors.Is(err, ErrApplication) {
 		t.Fatalf("err = %v", err)
 	}
 	select {
@@ -617,5 +619,102 @@ func TestRetryingCallToNoServerEndsAtItsTimeout(t *testing.T) {
 	err = c.Call(context.Background(), "Edge.Inc", 1, &r, WithSemantics(semantics.AtLeastOnce()))
 	if !errors.Is(err, ErrNotExecuted) || !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("err = %v; want not executed, deadline exceeded", err)
+	}
+}
+
+type Pair struct{ A, B any }
+
+type PairInner struct{ X int }
+
+func (e *Edge) TakePair(args Pair, reply *int) error {
+	e.runs.Add(1)
+	return nil
+}
+
+// PairReply answers a Pair whose first field is a registered type and
+// whose second is args.N: 0 an unregistered type, else N bytes.
+func (e *Edge) GivePair(args BigArgs, reply *Pair) error {
+	e.runs.Add(1)
+	reply.A = PairInner{1}
+	if args.N == 0 {
+		reply.B = unregistered{2}
+	} else {
+		reply.B = make([]byte, args.N)
+	}
+	return nil
+}
+
+// Regression (review): an interface value whose concrete type is new on the
+// connection, next to one that cannot be encoded, fails alone; the
+// connection stays in step for the calls after it.
+func TestInterfaceArgsAndRepliesFailAlone(t *testing.T) {
+	gob.Register(PairInner{})
+	gob.Register([]byte(nil))
+	_, e, addr := serveEdge(t, WithMaxMessageSize(64<<10))
+	dials := atomic.Int64{}
+	tr := NewStreamTransport(func(ctx context.Context) (net.Conn, error) {
+		dials.Add(1)
+		var d net.Dialer
+		return d.DialContext(ctx, "tcp", addr)
+	}, WithMaxMessageSize(64<<10))
+	c := NewClient(tr)
+	defer c.Close()
+	var r int
+	if err := c.Call(ctxT(t), "Edge.TakePair", Pair{A: PairInner{1}, B: unregistered{2}}, &r); !errors.Is(err, ErrNotExecuted) {
+		t.Fatalf("unencodable interface args: %v", err)
+	}
+	if err := c.Call(ctxT(t), "Edge.TakePair", Pair{A: PairInner{3}, B: PairInner{4}}, &r); err != nil {
+		t.Fatalf("good call after it: %v", err)
+	}
+	var p Pair
+	if err := c.Call(ctxT(t), "Edge.GivePair", BigArgs{N: 0}, &p); !errors.Is(err, ErrReplyUnusable) {
+		t.Fatalf("unencodable interface reply: %v", err)
+	}
+	if err := c.Call(ctxT(t), "Edge.GivePair", BigArgs{N: 128 << 10}, &p); !errors.Is(err, ErrReplyUnusable) || !errors.Is(err, ErrMessageTooLarge) {
+		t.Fatalf("oversized interface reply: %v", err)
+	}
+	if err := c.Call(ctxT(t), "Edge.GivePair", BigArgs{N: 10}, &p); err != nil {
+		t.Fatalf("good reply after them: %v", err)
+	}
+	if n := dials.Load(); n != 1 {
+		t.Errorf("%d dials: a bad value broke the connection", n)
+	}
+	if n := e.runs.Load(); n != 4 {
+		t.Errorf("%d runs, want 4", n)
+	}
+}
+
+// Regression (review): a method interrupted by its server's Close may have
+// had its effects: a duplicate, even on another server sharing the table,
+// is answered "may have executed", never run again.
+func TestInterruptedMethodIsNeverRunAgain(t *testing.T) {
+	table := semantics.NewTable(nil)
+	id, err := table.Open()
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := semantics.Header{Client: id, Seq: 1, Ack: 1, Epoch: table.Epoch()}
+	srv1 := NewServer(WithLogger(discardLogger()), WithTable(table))
+	e1 := newEdge()
+	srv1.Register(e1)
+	done := make(chan error, 1)
+	go func() {
+		hh := h
+		_, err := srv1.Handle(context.Background(), "Edge.Hold", &hh, valueDecoder{1})
+		done <- err
+	}()
+	<-e1.started
+	srv1.Close()
+	if err := <-done; !errors.Is(err, ErrMaybeExecuted) {
+		t.Fatalf("interrupted call: %v; want may have executed", err)
+	}
+	srv2 := NewServer(WithLogger(discardLogger()), WithTable(table))
+	e2 := newEdge()
+	srv2.Register(e2)
+	defer srv2.Close()
+	hh := h
+	_, err = srv2.Handle(context.Background(), "Edge.Hold", &hh, valueDecoder{1})
+	if !errors.Is(err, ErrMaybeExecuted) || e2.runs.Load() != 0 {
+		t.Fatalf("duplicate after the interruption: %v, %d runs; want may have executed, no run", err, e2.runs.Load())
 	}
 }

@@ -227,6 +227,13 @@ func (s *Server) Handle(ctx context.Context, serviceMethod string, h *semantics.
 	}
 	s.inflight.Add(1)
 	defer s.inflight.Add(-1)
+	// The method's context ends with the transport's (the caller's
+	// deadline, say) and with the server's own: Close, or a Shutdown that
+	// stopped waiting.
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stop := context.AfterFunc(s.base, cancel)
+	defer stop()
 	return s.execute(ctx, m, h, ptr, pass)
 }
 
@@ -288,13 +295,17 @@ func (s *Server) dedup(ctx context.Context, m *methodType, h *semantics.Header, 
 	if s.durable {
 		return s.executeDurable(ctx, tk, m, h, argv)
 	}
-	reply, err := s.invoke(ctx, m, argv)
-	if errors.Is(err, errInterrupted) {
-		// The server's own context ended the method: that is no answer
-		// to record. This server is going away with its table.
-		s.table.Abort(tk, err)
-		return nil, err
+	if s.base.Err() != nil {
+		// Stopped before the method started: nothing ran, a retry may run
+		// it (on a server that is up).
+		s.table.Abort(tk, nil)
+		return nil, reject(CodeShuttingDown, "rpc: server stopped; %s not run", m.name)
 	}
+	reply, err := s.invoke(ctx, m, argv)
+	// A method interrupted by the server's own context may have had its
+	// effects: its outcome is recorded as "may have executed", never taken
+	// back, so that no duplicate runs it again (a table can outlive its
+	// server, given to another with WithTable).
 	s.table.Finish(tk, semantics.Outcome{Reply: reply, Err: err})
 	return reply, err
 }
@@ -323,8 +334,13 @@ func (s *Server) invoke(ctx context.Context, m *methodType, argv reflect.Value) 
 	}
 	if m.hasError {
 		if e := out[0].Interface(); e != nil {
-			if s.base.Err() != nil {
+			switch {
+			case s.base.Err() != nil:
 				return nil, semantics.MaybeExecuted(fmt.Errorf("%w: %s: %v", errInterrupted, m.name, e))
+			case m.hasCtx && errors.Is(ctx.Err(), context.DeadlineExceeded):
+				// Its context ended at the caller's deadline: that is no
+				// answer, and the caller has stopped waiting anyway.
+				return nil, semantics.MaybeExecuted(fmt.Errorf("rpc: %s: the caller's deadline passed while it ran (%v): %w", m.name, e, context.DeadlineExceeded))
 			}
 			return replyv.Interface(), ServerError(e.(error).Error())
 		}

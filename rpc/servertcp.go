@@ -203,7 +203,7 @@ func (c *serverConn) worker(tk task) {
 // unusable (as opposed to a value that did not fit its type).
 func isStreamError(err error) bool {
 	return errors.Is(err, ErrMessageTooLarge) || errors.Is(err, ErrTooManyTypes) || errors.Is(err, io.EOF) ||
-		errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, net.ErrClosed) ||
+		errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, net.ErrClosed) || errors.Is(err, io.ErrClosedPipe) ||
 		isNetError(err)
 }
 
@@ -269,21 +269,7 @@ func (c *serverConn) respond(req *wireRequest, reply any, err error) {
 			c.close()
 			return
 		}
-		hdrEnd := c.buf.Len()
-		hdrValue := lastMessageStart(c.buf.Bytes()[:hdrEnd])
-		if eerr := encodeValue(c.enc, reply); eerr != nil {
-			// What gob wrote is whole type definitions it now counts as
-			// sent: they stay, in front of the error answer; the header
-			// goes.
-			cutMessage(&c.buf, hdrValue, hdrEnd)
-			err = semantics.Unusable(fmt.Errorf("rpc: %s ran, but its reply could not be encoded: %v", req.ServiceMethod, eerr))
-		} else if last := lastMessageStart(c.buf.Bytes()); c.buf.Len()-last > c.s.opts.maxMsg {
-			n := c.buf.Len() - last
-			c.buf.Truncate(last) // keep the type definitions
-			cutMessage(&c.buf, hdrValue, hdrEnd)
-			err = semantics.Unusable(fmt.Errorf("rpc: %s ran, but its reply (%d bytes) is over the message limit (%d bytes): %w",
-				req.ServiceMethod, n, c.s.opts.maxMsg, ErrMessageTooLarge))
-		}
+		err = c.encodeReply(req.ServiceMethod, reply)
 	}
 	if err != nil {
 		resp.Code, resp.Error = EncodeError(err)
@@ -308,6 +294,50 @@ func (c *serverConn) respond(req *wireRequest, reply any, err error) {
 		}
 		c.close()
 	}
+}
+
+// encodeReply appends reply to c.buf, after its header. If the reply cannot
+// be sent (not encodable, or over the message limit), it leaves in c.buf
+// only the type definitions gob now counts as sent (the header value and
+// the reply value go) and returns the error to answer instead: the method
+// ran, its reply is unusable. c.wmu must be held.
+func (c *serverConn) encodeReply(method string, reply any) error {
+	hdrEnd := c.buf.Len()
+	hdrValue := lastMessageStart(c.buf.Bytes()[:hdrEnd])
+	tooLarge := func(n int) error {
+		return semantics.Unusable(fmt.Errorf("rpc: %s ran, but its reply (%d bytes) is over the message limit (%d bytes): %w",
+			method, n, c.s.opts.maxMsg, ErrMessageTooLarge))
+	}
+	unencodable := func(err error) error {
+		return semantics.Unusable(fmt.Errorf("rpc: %s ran, but its reply could not be encoded: %v", method, err))
+	}
+	if needsTrial(reply) {
+		// An interface inside: try it on a throwaway encoder first (see
+		// gobsafe.go), which also measures it whole.
+		n, err := trialEncode(reply)
+		if err == nil && n > c.s.opts.maxMsg {
+			err = tooLarge(n)
+		} else if err != nil {
+			err = unencodable(err)
+		}
+		if err != nil {
+			c.buf.Truncate(hdrValue) // the header's type definitions stay
+			return err
+		}
+	}
+	if err := encodeValue(c.enc, reply); err != nil {
+		// What gob wrote is whole type definitions it now counts as sent:
+		// they stay, in front of the error answer; the header goes.
+		cutMessage(&c.buf, hdrValue, hdrEnd)
+		return unencodable(err)
+	}
+	if last := lastMessageStart(c.buf.Bytes()); c.buf.Len()-last > c.s.opts.maxMsg {
+		n := c.buf.Len() - last
+		c.buf.Truncate(last) // keep the type definitions
+		cutMessage(&c.buf, hdrValue, hdrEnd)
+		return tooLarge(n)
+	}
+	return nil
 }
 
 // sendGoAway tells the client that the server is shutting down: it should

@@ -26,6 +26,7 @@ type sessionManager struct {
 	retired []*clientSession // replaced by cur while calls of theirs were outstanding
 	opening *openFlight      // the handshake in progress, or nil
 	done    []semantics.ClientID
+	closed  bool // Close ran: no session is opened any more
 	opened  uint64
 	resets  uint64
 }
@@ -117,14 +118,20 @@ func (m *sessionManager) retire(cs *clientSession) bool {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	if m.cur != cs {
-		return m.cur != nil || m.opening != nil
+		// Replaced or dropped meanwhile: try again with the current one.
+		return m.cur != nil || m.opening != nil || cs.retired.Load()
 	}
 	if len(m.retired) >= maxRetired {
 		return false
 	}
 	cs.retired.Store(true)
-	m.retired = append(m.retired, cs)
 	m.cur = nil
+	if cs.Outstanding() == 0 {
+		// Its last call ended before it was retired: end needs no more.
+		m.addDone(cs.ID())
+		return true
+	}
+	m.retired = append(m.retired, cs)
 	return true
 }
 
@@ -177,6 +184,10 @@ func (m *sessionManager) drop(cs *clientSession) {
 func (m *sessionManager) current(ctx context.Context, p semantics.Policy) (*clientSession, error) {
 	for {
 		m.mu.Lock()
+		if m.closed {
+			m.mu.Unlock()
+			return nil, semantics.GiveUp(p.Kind(), errClosed())
+		}
 		if cs := m.cur; cs != nil {
 			m.mu.Unlock()
 			return cs, nil
@@ -191,10 +202,15 @@ func (m *sessionManager) current(ctx context.Context, p semantics.Policy) (*clie
 			f.s, f.err = m.open(ctx, p, closing)
 			m.mu.Lock()
 			m.opening = nil
-			if f.err == nil {
+			switch {
+			case f.err == nil && m.closed:
+				// Close ran meanwhile: the new session goes too.
+				m.addDone(f.s.ID())
+				f.s, f.err = nil, semantics.GiveUp(p.Kind(), errClosed())
+			case f.err == nil:
 				m.cur = f.s
 				m.opened++
-			} else {
+			default:
 				for _, id := range closing {
 					m.addDone(id)
 				}
@@ -284,6 +300,7 @@ func (e *handshakeError) Unwrap() []error { return e.hs.Unwrap() }
 // within timeout.
 func (m *sessionManager) closeAll(timeout time.Duration) {
 	m.mu.Lock()
+	m.closed = true
 	ids := append([]semantics.ClientID(nil), m.done...)
 	if m.cur != nil {
 		ids = append(ids, m.cur.ID())

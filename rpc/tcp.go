@@ -366,18 +366,22 @@ func (t *tcpTransport) register(ctx context.Context, req *Request, call *pending
 		}
 		cerr := c.err
 		c.mu.Unlock()
-		if tries >= 2 {
+		// fail or goAway marked c but has not replaced it yet: do it here,
+		// so that conn dials afresh.
+		c.goAway()
+		if tries >= 3 {
 			return nil, 0, semantics.NotSent(fmt.Errorf("rpc: %s: %w: %v", req.ServiceMethod, ErrConnLost, cerr))
 		}
 	}
 }
 
-// forget drops seq from the pending map.
+// forget drops seq from the pending map. A connection that is going away
+// is closed by its reader, not here: the reader may be decoding a reply
+// whose call it already took out of the map.
 func (c *tcpConn) forget(seq uint64) {
 	c.mu.Lock()
 	delete(c.pending, seq)
 	c.mu.Unlock()
-	c.closeIfDrained()
 }
 
 // replyGrace is how long a call whose context has ended waits for the
@@ -399,6 +403,15 @@ func (c *tcpConn) write(req *Request, seq uint64) (err, broken error) {
 		return semantics.NotSent(fmt.Errorf("rpc: encoding request header of %s: %w", req.ServiceMethod, err)), err
 	}
 	hdrEnd := c.buf.Len()
+	if needsTrial(req.Args) {
+		if _, err := trialEncode(req.Args); err != nil {
+			c.buf.Truncate(lastMessageStart(c.buf.Bytes())) // the header value; its type definitions stay
+			if c.buf.Len() > 0 {
+				_, broken = c.nc.Write(c.buf.Bytes())
+			}
+			return semantics.Permanent(semantics.NotSent(fmt.Errorf("rpc: encoding arguments of %s: %w (call not sent)", req.ServiceMethod, err))), broken
+		}
+	}
 	if err := encodeValue(c.enc, req.Args); err != nil {
 		// Nothing of this request goes out. But the type definitions gob
 		// wrote (whole messages, before the header value and after it) it
@@ -522,30 +535,31 @@ func (c *tcpConn) decodeReply(resp *wireResponse, reply any) (callErr, streamErr
 	return semantics.Unusable(fmt.Errorf("rpc: %s ran, but its reply does not decode into %T: %w", resp.ServiceMethod, reply, err)), nil
 }
 
-// goAway stops new calls on c: the server is shutting down. Calls pending
-// on it still get their answers; the next call dials again.
+// goAway stops new calls on c (the server is shutting down, or c broke):
+// the next call dials again. Calls pending on a live c still get their
+// answers; its reader closes it once none is left. Idempotent.
 func (c *tcpConn) goAway() {
-	c.mu.Lock()
-	already := c.draining
-	c.draining = true
-	c.mu.Unlock()
-	if already {
-		return
-	}
 	t := c.t
-	t.mu.Lock()
+	t.mu.Lock() // lock order: t.mu, then c.mu
+	defer t.mu.Unlock()
 	if t.cur == c {
 		t.cur = nil
 	}
-	if t.draining == nil {
-		t.draining = make(map[*tcpConn]struct{})
+	c.mu.Lock()
+	c.draining = true
+	live := c.err == nil
+	c.mu.Unlock()
+	if live {
+		if t.draining == nil {
+			t.draining = make(map[*tcpConn]struct{})
+		}
+		t.draining[c] = struct{}{}
 	}
-	t.draining[c] = struct{}{}
-	t.mu.Unlock()
 }
 
 // closeIfDrained closes a connection that is going away once no call is
-// pending on it, and reports whether it did.
+// pending on it, and reports whether it did. Only the reader calls it,
+// between replies.
 func (c *tcpConn) closeIfDrained() bool {
 	c.mu.Lock()
 	drained := c.draining && len(c.pending) == 0 && c.err == nil

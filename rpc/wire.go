@@ -1,6 +1,7 @@
 package rpc
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"strings"
@@ -44,23 +45,25 @@ type Code uint8
 // CodeReplyTooLarge and CodeReplyUnusable means the method did not run for
 // that request.
 const (
-	CodeNone           Code = iota // no error, or an application error
-	CodeRejected                   // refused before running, for another reason
-	CodeStale                      // semantics.ErrStale
-	CodeSessionExpired             // semantics.ErrSessionExpired
-	CodeEpochMismatch              // semantics.ErrEpochMismatch
-	CodeBadHeader                  // semantics.ErrBadHeader
-	CodeNotDurable                 // semantics.ErrNotDurable
-	CodeShuttingDown               // ErrShuttingDown: not run, safe to send again elsewhere or later
-	CodeTooLarge                   // ErrMessageTooLarge: the request was too large
-	CodeMaybeExecuted              // the server cannot tell whether the method's effects persisted
-	CodeUnknownMethod              // ErrUnknownMethod
-	CodeReplyTooLarge              // the method ran; its reply is over the message limit
-	CodeReplyUnusable              // the method ran; its reply could not be encoded
+	CodeNone             Code = iota // no error, or an application error
+	CodeRejected                     // refused before running, for another reason
+	CodeStale                        // semantics.ErrStale
+	CodeSessionExpired               // semantics.ErrSessionExpired
+	CodeEpochMismatch                // semantics.ErrEpochMismatch
+	CodeBadHeader                    // semantics.ErrBadHeader
+	CodeNotDurable                   // semantics.ErrNotDurable
+	CodeShuttingDown                 // ErrShuttingDown: not run, safe to send again elsewhere or later
+	CodeTooLarge                     // ErrMessageTooLarge: the request was too large
+	CodeMaybeExecuted                // the server cannot tell whether the method's effects persisted
+	CodeUnknownMethod                // ErrUnknownMethod
+	CodeReplyTooLarge                // the method ran; its reply is over the message limit
+	CodeReplyUnusable                // the method ran; its reply could not be encoded
+	CodeDeadlineExceeded             // the caller's deadline passed while the method ran: it may have had effects
 )
 
 var codeNames = [...]string{"none", "rejected", "stale", "session expired", "epoch mismatch", "bad header",
-	"not durable", "shutting down", "too large", "maybe executed", "unknown method", "reply too large", "reply unusable"}
+	"not durable", "shutting down", "too large", "maybe executed", "unknown method", "reply too large", "reply unusable",
+	"deadline exceeded"}
 
 func (c Code) String() string {
 	if int(c) < len(codeNames) {
@@ -135,6 +138,8 @@ func EncodeError(err error) (code Code, msg string) {
 			return CodeReplyTooLarge, msg
 		}
 		return CodeReplyUnusable, msg
+	case errors.Is(err, semantics.ErrMaybeExecuted) && errors.Is(err, context.DeadlineExceeded):
+		return CodeDeadlineExceeded, msg
 	case errors.Is(err, semantics.ErrMaybeExecuted):
 		return CodeMaybeExecuted, msg
 	case errors.As(err, &re) && re.Code != CodeNone:
@@ -182,6 +187,8 @@ func DecodeError(code Code, msg string) error {
 		return ServerError(msg)
 	case CodeMaybeExecuted:
 		return semantics.MaybeExecuted(errors.New(msg))
+	case CodeDeadlineExceeded:
+		return semantics.MaybeExecuted(fmt.Errorf("%s: %w", msg, context.DeadlineExceeded))
 	case CodeReplyTooLarge:
 		return semantics.Unusable(fmt.Errorf("%s: %w", msg, ErrMessageTooLarge))
 	case CodeReplyUnusable:
