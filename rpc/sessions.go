@@ -230,7 +230,7 @@ func (m *sessionManager) current(ctx context.Context, p semantics.Policy) (*clie
 			return f.s, nil
 		}
 		if ctx.Err() != nil || semantics.IsPermanent(f.err) {
-			return nil, f.err
+			return nil, relabel(f.err, p.Kind())
 		}
 		// The handshake failed under its caller's context; try under ours.
 	}
@@ -332,4 +332,16 @@ func remaining(ctx context.Context, now time.Time) time.Duration {
 		return max(d.Sub(now), time.Nanosecond)
 	}
 	return 0
+}
+
+// relabel returns a handshake give-up made under another call's policy
+// with this call's policy, so that its error names the policy it ran under.
+func relabel(err error, kind semantics.Kind) error {
+	var gu *semantics.GiveUpError
+	if errors.As(err, &gu) && gu.Policy != kind {
+		cp := *gu
+		cp.Policy = kind
+		return &cp
+	}
+	return err
 }
