@@ -25,8 +25,11 @@
 // Server, and a Client can call a stock net/rpc server (plain calls; the
 // at-most-once policies need a semrpc server and say so). Every message
 // read is bounded (DefaultMaxMessageSize, 4 MiB, unless WithMaxMessageSize
-// says otherwise): an oversized or malformed message gets a clear error and
-// closes only its own connection.
+// says otherwise): an oversized request or malformed bytes get a clear error
+// and close only their own connection. Messages are encoded whole before they
+// are written, so arguments that cannot be encoded fail their call alone (not
+// sent), and a reply that cannot be encoded or is over the limit is not sent:
+// the caller learns that the method ran and its reply is unusable.
 //
 // # Calls and their failures
 //
