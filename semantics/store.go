@@ -52,6 +52,14 @@ type Store interface {
 	// nothing is recorded, and Execute returns that error.
 	Execute(ctx context.Context, h Header, method string, fn func(ctx context.Context) (reply any, err error)) (Outcome, error)
 
+	// OpenSession makes the session id, just opened in the store's table,
+	// durable before its client learns of it: a server that crashes
+	// between the handshake and the session's first commit must still know
+	// the session after its restart, or a retry of that first call would be
+	// refused as unknown although nothing ran. A non-nil error means the
+	// session must not be used (the table closes it).
+	OpenSession(id ClientID) error
+
 	// Transact runs fn, the method of a call without a header, in a
 	// durable transaction and commits fn's writes if fn returns a nil
 	// error; if fn returns an (application) error, its writes are rolled

@@ -485,6 +485,31 @@ func (s *BoltStore) executeFailed(h Header, method string, out Outcome) (Outcome
 	return Outcome{}, notRun(what, err)
 }
 
+// OpenSession implements Store: it writes the session with ack 1, sharing
+// a transaction and an fsync with concurrent calls.
+func (s *BoltStore) OpenSession(id ClientID) error {
+	what := "opening session " + id.String()
+	if s.failed.Load() {
+		return refusedFailed(what)
+	}
+	err := s.commit(func(tx *bbolt.Tx) error {
+		var v [16]byte
+		binary.BigEndian.PutUint64(v[:8], 1)
+		binary.BigEndian.PutUint64(v[8:], uint64(s.now().UnixNano()))
+		return tx.Bucket(bucketSessions).Put(clientKey(id), v[:])
+	})
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, berrors.ErrDatabaseNotOpen):
+		return notRun(what, err)
+	}
+	// The session may or may not be on disk; it is never used (nothing
+	// ran), but what else is on disk is only known after a restart.
+	s.failed.Store(true)
+	return fmt.Errorf("semantics: committing %s: %w: %w: %v", what, ErrStoreFailed, ErrRejected, err)
+}
+
 // Transact implements Store. Like Execute, it shares transactions with
 // concurrent calls unless the store was opened with NoBatch, and then a
 // method that returned an application error runs once more, alone.

@@ -296,15 +296,28 @@ func (t *Table) nanos() int64 { return int64(t.now().Sub(t.base)) }
 // TableConfig.MaxSessions); an evicted session is unknown from then on, so
 // its retries are refused, never re-run. If every session has a call
 // running, Open fails with ErrTooManySessions (a rejection: nothing was
-// opened).
+// opened). A durable table's Open commits the session to its store before
+// it returns (Store.OpenSession).
 func (t *Table) Open() (ClientID, error) {
 	id := NewClientID()
 	for {
 		err := t.open(id)
-		if !errors.Is(err, errIDTaken) {
-			return id, err
+		if errors.Is(err, errIDTaken) {
+			id = NewClientID() // 2^-128: never, but cheap to rule out
+			continue
 		}
-		id = NewClientID() // 2^-128: never, but cheap to rule out
+		if err != nil {
+			return ClientID{}, err
+		}
+		if t.store != nil {
+			// Durable before the client learns of it (see
+			// Store.OpenSession).
+			if err := t.store.OpenSession(id); err != nil {
+				t.Close(id)
+				return ClientID{}, err
+			}
+		}
+		return id, nil
 	}
 }
 
