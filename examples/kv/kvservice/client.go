@@ -30,6 +30,15 @@ func (c *Client) WithWritePolicy(p semantics.Policy) *Client {
 	return &cp
 }
 
+// WithReadPolicy returns a copy of c that makes Gets under p, such as
+// semantics.AtLeastOnce(semantics.MaxAttempts(0)) to retry until the
+// call's context ends instead of giving up after a few lost attempts.
+func (c *Client) WithReadPolicy(p semantics.Policy) *Client {
+	cp := *c
+	cp.read = p
+	return &cp
+}
+
 // RPC returns the underlying rpc client.
 func (c *Client) RPC() *rpc.Client { return c.rc }
 
