@@ -91,11 +91,11 @@ func TestUsageErrors(t *testing.T) {
 		{"unknown flag after command", []string{"get", "k", "-port", "1"}, "flag provided but not defined: -port"},
 		{"flag value missing after command", []string{"get", "k", "-timeout"}, "flag needs an argument: -timeout"},
 		{"bad timeout after command", []string{"put", "k", "v", "-timeout", "soon"}, `invalid value "soon" for flag -timeout`},
-		{"client flag before server", []string{"-addr", "127.0.0.1:0", "server"}, `kv server's flags go after "server"`},
-		{"server flag before server", []string{"-data", "d", "server"}, `-data (kv server's flags go after "server")`},
+		{"client flag before server", []string{"-addr", "127.0.0.1:0", "server"}, `the server's flags go after "server": kv server [-addr host:port] [-data DIR]`},
+		{"server flag before server", []string{"-data", "d", "server"}, `-data (the server's flags go after "server")`},
 		{"client flag after server", []string{"server", "-timeout", "1s"}, "flag provided but not defined: -timeout"},
 		{"server flag on a client", []string{"get", "k", "-data", "d"}, "flag provided but not defined: -data"},
-		{"flag-like value without --", []string{"put", "k", "-1"}, "flag provided but not defined: -1"},
+		{"flag-like value without --", []string{"put", "k", "-1"}, `flag provided but not defined: -1 (the flags of get, put and append are -addr and -timeout; an argument starting with "-" goes after "--", as in kv put KEY -- -VALUE)`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

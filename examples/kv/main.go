@@ -152,7 +152,7 @@ func runContext(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	if err := fs.Parse(args); err != nil {
 		hint := ""
 		if slices.Contains(args, "server") {
-			hint = `kv server's flags go after "server"`
+			hint = `the server's flags go after "server"`
 		}
 		return flagError(stdout, stderr, err, hint)
 	}
@@ -162,7 +162,7 @@ func runContext(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	cmd, rest := fs.Arg(0), fs.Args()[1:]
 	if cmd == "server" {
 		if fs.NFlag() > 0 {
-			return usageError(stderr, `kv server's flags go after "server": kv server [-addr host:port] [-data DIR]`)
+			return usageError(stderr, `the server's flags go after "server": kv server [-addr host:port] [-data DIR]`)
 		}
 		return serve(ctx, rest, stdout, stderr)
 	}
@@ -172,7 +172,11 @@ func runContext(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	}
 	operands, err := parseAnywhere(fs, rest)
 	if err != nil {
-		return flagError(stdout, stderr, err, "")
+		hint := ""
+		if strings.HasPrefix(err.Error(), "flag provided but not defined") {
+			hint = `the flags of get, put and append are -addr and -timeout; an argument starting with "-" goes after "--", as in kv put KEY -- -VALUE`
+		}
+		return flagError(stdout, stderr, err, hint)
 	}
 	if len(operands) != n {
 		return usageError(stderr, fmt.Sprintf("%s takes %d argument(s), got %d", cmd, n, len(operands)))
@@ -345,6 +349,10 @@ func write(ctx context.Context, kv *kvservice.Client, key string, stderr io.Writ
 		fmt.Fprintln(stderr, "kv: note: the server is not durable (no -data); writing at-most-once, not exactly-once")
 		return call(kv.WithWritePolicy(semantics.AtMostOnce()))
 	}
+	if errors.Is(err, semantics.ErrNotExecuted) {
+		return err // the write was not sent either
+	}
+	// The read may have run (its context ended, say); the write did not.
 	return semantics.NotSent(fmt.Errorf("making the session durable before the write: %w", err))
 }
 
