@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"net"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -87,6 +88,14 @@ func TestUsageErrors(t *testing.T) {
 		{"bad timeout", []string{"-timeout", "0s", "get", "k"}, "-timeout must be positive"},
 		{"server argument", []string{"server", "extra"}, "server takes no arguments"},
 		{"server unknown flag", []string{"server", "-dir", "x"}, "flag provided but not defined: -dir"},
+		{"unknown flag after command", []string{"get", "k", "-port", "1"}, "flag provided but not defined: -port"},
+		{"flag value missing after command", []string{"get", "k", "-timeout"}, "flag needs an argument: -timeout"},
+		{"bad timeout after command", []string{"put", "k", "v", "-timeout", "soon"}, `invalid value "soon" for flag -timeout`},
+		{"client flag before server", []string{"-addr", "127.0.0.1:0", "server"}, `the server's flags go after "server": kv server [-addr host:port] [-data DIR]`},
+		{"server flag before server", []string{"-data", "d", "server"}, `-data (the server's flags go after "server")`},
+		{"client flag after server", []string{"server", "-timeout", "1s"}, "flag provided but not defined: -timeout"},
+		{"server flag on a client", []string{"get", "k", "-data", "d"}, "flag provided but not defined: -data"},
+		{"flag-like value without --", []string{"put", "k", "-1"}, `flag provided but not defined: -1 (the flags of get, put and append are -addr and -timeout; an argument starting with "-" goes after "--", as in kv put KEY -- -VALUE)`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -104,6 +113,86 @@ func TestUsageErrors(t *testing.T) {
 	}
 }
 
+// TestHelp pins that every way of asking for help prints the commands and
+// every flag with its meaning on stdout, and exits 0.
+func TestHelp(t *testing.T) {
+	for _, args := range [][]string{
+		{"-h"}, {"-help"}, {"--help"},
+		{"server", "-h"}, {"server", "--help"}, {"server", "-data", "d", "-h"},
+		{"get", "-h"}, {"put", "k", "v", "--help"}, {"-addr", "x:1", "append", "-h"},
+	} {
+		code, stdout, stderr := runCLI(args...)
+		if code != 0 || stderr != "" {
+			t.Errorf("kv %q: exit %d, stderr %q; want 0 and nothing", args, code, stderr)
+		}
+		for _, want := range []string{
+			"usage:", "get KEY", "put KEY VALUE", "append KEY VALUE", "kv server",
+			"-addr host:port", "the server's host:port", `(default "127.0.0.1:7070")`,
+			"-timeout duration", "waiting for a server that is down or restarting", "(default 10s)",
+			"-data DIR", "creating DIR (mode 0700) if missing",
+			"before or after the command", `after "server"`, "Exit status", "3 get found no such key",
+		} {
+			if !strings.Contains(stdout, want) {
+				t.Errorf("kv %q: help lacks %q:\n%s", args, want, stdout)
+			}
+		}
+	}
+}
+
+// TestClientFlagsAnywhere pins that the client's flags work before the
+// command, after it and among its arguments, and that "--" ends them.
+func TestClientFlagsAnywhere(t *testing.T) {
+	addr := startServer(t, "-data", t.TempDir())
+	steps := []struct {
+		args   []string
+		stdout string
+	}{
+		{[]string{"-addr", addr, "put", "k", "a"}, "OK\n"},
+		{[]string{"put", "-addr", addr, "k", "b"}, "OK\n"},
+		{[]string{"put", "k", "c", "-timeout", "5s", "-addr", addr}, "OK\n"},
+		{[]string{"-timeout", "5s", "append", "k", "-addr=" + addr, "d"}, "c\n"},
+		{[]string{"get", "k", "-addr", addr}, "cd\n"},
+		{[]string{"-addr", addr, "put", "--", "-k", "-1"}, "OK\n"},
+		{[]string{"-addr", addr, "get", "--", "-k"}, "-1\n"},
+		{[]string{"get", "-addr", addr, "--", "-k"}, "-1\n"},
+	}
+	for _, st := range steps {
+		code, stdout, stderr := runCLI(st.args...)
+		if code != 0 || stdout != st.stdout || stderr != "" {
+			t.Fatalf("kv %q: exit %d, stdout %q (want %q), stderr %q", st.args, code, stdout, st.stdout, stderr)
+		}
+	}
+}
+
+// TestMissingKeyExitsNotFound pins that get tells a missing key (nothing on
+// stdout, "key not found" on stderr, exit 3) from a key set to "" (an
+// empty line, exit 0), in memory and durably.
+func TestMissingKeyExitsNotFound(t *testing.T) {
+	for _, backend := range []struct {
+		name string
+		args []string
+	}{
+		{"memory", nil},
+		{"durable", []string{"-data", t.TempDir()}},
+	} {
+		t.Run(backend.name, func(t *testing.T) {
+			addr := startServer(t, backend.args...)
+			code, stdout, stderr := runCLI("-addr", addr, "get", "nope")
+			if code != exitNotFound || stdout != "" || !strings.Contains(stderr, `kv: get "nope": key not found`) {
+				t.Errorf("get of a missing key: exit %d, stdout %q, stderr %q; want %d, nothing, key not found",
+					code, stdout, stderr, exitNotFound)
+			}
+			if code, _, stderr := runCLI("-addr", addr, "put", "empty", ""); code != 0 {
+				t.Fatalf("put: exit %d: %s", code, stderr)
+			}
+			code, stdout, stderr = runCLI("-addr", addr, "get", "empty")
+			if code != 0 || stdout != "\n" || strings.Contains(stderr, "not found") {
+				t.Errorf("get of a key set to \"\": exit %d, stdout %q, stderr %q; want 0 and an empty line", code, stdout, stderr)
+			}
+		})
+	}
+}
+
 func TestCommandsInMemory(t *testing.T) {
 	addr := startServer(t)
 	steps := []struct {
@@ -111,7 +200,6 @@ func TestCommandsInMemory(t *testing.T) {
 		stdout    string
 		stderrHas string
 	}{
-		{[]string{"get", "k"}, "\n", ""},
 		{[]string{"put", "k", "v1"}, "OK\n", "not durable"},
 		{[]string{"append", "k", "+2"}, "v1\n", "not durable"},
 		{[]string{"get", "k"}, "v1+2\n", ""},
@@ -163,7 +251,7 @@ func TestCallFailureSaysNotExecuted(t *testing.T) {
 }
 
 // TestBadDataDir pins that a server never starts with a silently empty
-// store over a missing directory or a file that is not a kv store.
+// store over a directory it cannot create or a file that is not a kv store.
 func TestBadDataDir(t *testing.T) {
 	notBolt := t.TempDir()
 	if err := os.WriteFile(filepath.Join(notBolt, dataFile), bytes.Repeat([]byte("not a database\n"), 1000), 0o600); err != nil {
@@ -180,8 +268,8 @@ func TestBadDataDir(t *testing.T) {
 	tests := []struct {
 		name, dir, want string
 	}{
-		{"missing directory", filepath.Join(t.TempDir(), "nope"), "no such file or directory"},
 		{"directory is a file", isFile, "not a directory"},
+		{"parent is a file", filepath.Join(isFile, "sub"), "kv: cannot create the data directory: mkdir " + isFile + ": not a directory"},
 		{"kv.db not bbolt", notBolt, "not a usable bbolt database"},
 		{"kv.db is a directory", dirAsDB, "not a regular file"},
 	}
@@ -198,5 +286,76 @@ func TestBadDataDir(t *testing.T) {
 	}
 	if b, _ := os.ReadFile(filepath.Join(notBolt, dataFile)); !bytes.HasPrefix(b, []byte("not a database")) {
 		t.Fatal("the server overwrote a file it could not read")
+	}
+}
+
+// TestDataDirCreated pins that kv server -data creates a missing directory,
+// parents included, readable by its owner only.
+func TestDataDirCreated(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "a", "b")
+	addr := startServer(t, "-data", dir)
+	fi, err := os.Stat(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !fi.IsDir() || fi.Mode().Perm() != dataDirMode {
+		t.Fatalf("%s: mode %v, want a directory with %v", dir, fi.Mode(), os.FileMode(dataDirMode))
+	}
+	if code, _, stderr := runCLI("-addr", addr, "put", "k", "v"); code != 0 || stderr != "" {
+		t.Fatalf("put: exit %d, stderr %q", code, stderr)
+	}
+	if _, err := os.Stat(filepath.Join(dir, dataFile)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestClientStartsBeforeServer pins that every command waits for a server
+// that is not up yet, within its -timeout.
+func TestClientStartsBeforeServer(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close() // nothing listens there until the server starts
+
+	type result struct {
+		args           []string
+		code           int
+		stdout, stderr string
+	}
+	cmds := [][]string{
+		{"put", "p", "v"},
+		{"append", "a", "x"},
+		{"get", "g"},
+	}
+	results := make(chan result, len(cmds))
+	for _, args := range cmds {
+		go func() {
+			code, stdout, stderr := runCLI(append([]string{"-addr", addr, "-timeout", "10s"}, args...)...)
+			results <- result{args, code, stdout, stderr}
+		}()
+	}
+	time.Sleep(500 * time.Millisecond) // the clients are dialling a closed port
+	startServer(t, "-addr", addr, "-data", t.TempDir())
+	want := map[string]struct {
+		code   int
+		stdout string
+	}{
+		"put":    {0, "OK\n"},
+		"append": {0, "\n"},
+		"get":    {exitNotFound, ""},
+	}
+	for range cmds {
+		select {
+		case r := <-results:
+			w := want[r.args[0]]
+			if r.code != w.code || r.stdout != w.stdout {
+				t.Errorf("kv %q started before its server: exit %d, stdout %q, stderr %q; want %d and %q",
+					r.args, r.code, r.stdout, r.stderr, w.code, w.stdout)
+			}
+		case <-time.After(15 * time.Second):
+			t.Fatal("a client hangs")
+		}
 	}
 }

@@ -39,7 +39,7 @@ type child struct {
 func startChild(t *testing.T, addr, dir string) *child {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^$", "--", "server", "-addr", addr, "-data", dir)
-	cmd.Env = append(os.Environ(), childEnv+"=1")
+	cmd.Env = childEnviron()
 	logs := &syncBuffer{}
 	cmd.Stderr = logs
 	stdout, err := cmd.StdoutPipe()
@@ -70,6 +70,14 @@ func startChild(t *testing.T, addr, dir string) *child {
 	c.kill()
 	t.Fatalf("kv server did not start: %s", logs.String())
 	return nil
+}
+
+// childEnviron is the environment of a child process: this one's, with
+// childEnv set and, under -race, no second of sleep at exit
+// (atexit_sleep_ms defaults to 1000), which would make each short-lived
+// client take a second.
+func childEnviron() []string {
+	return append(os.Environ(), childEnv+"=1", "GORACE="+strings.TrimSpace(os.Getenv("GORACE")+" atexit_sleep_ms=0"))
 }
 
 // kill kills the child with SIGKILL and reaps it.
@@ -243,4 +251,133 @@ func TestSIGKILLExactlyOnce(t *testing.T) {
 	}
 	t.Logf("%d kills survived; %d appends from %d clients, %d retries, %d operations checked; %v",
 		kills, total, clients, totalRetries, len(history), time.Since(start).Round(time.Millisecond))
+}
+
+// runChildCLI runs the kv command with args in a child process (this test
+// binary, re-executed; see TestMain), as a user's shell would, and returns
+// its exit status and output.
+func runChildCLI(args ...string) (code int, stdout, stderr string) {
+	cmd := exec.Command(os.Args[0], append([]string{"-test.run=^$", "--"}, args...)...)
+	cmd.Env = childEnviron()
+	var out, errb strings.Builder
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	code = cmd.ProcessState.ExitCode()
+	if err != nil && code == 0 {
+		code = -1
+	}
+	return code, out.String(), errb.String()
+}
+
+// TestSIGKILLCLIAppendsExactlyOnce is a user's session: "kv put" then 120
+// "kv append" processes, one per unique token, one after the other, each
+// with the default -timeout, and a "kv get" every tenth, while the durable
+// server is SIGKILLed and restarted every 0.3–1 s (random, seeded). No
+// invocation may fail; each append must print the value before it, each get
+// the value so far, and the final value must be the 120 tokens in order,
+// each once.
+func TestSIGKILLCLIAppendsExactlyOnce(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts and kills server processes")
+	}
+	const (
+		appends = 120
+		key     = "log"
+	)
+	seed := uint64(1)
+	if s := os.Getenv("SEMRPC_SEED"); s != "" {
+		seed, _ = strconv.ParseUint(s, 10, 64)
+	}
+	rng := rand.New(rand.NewPCG(seed, 0x636c69))
+	t.Logf("seed %d (set SEMRPC_SEED to change)", seed)
+
+	dir := t.TempDir()
+	srv := startChild(t, "127.0.0.1:0", dir)
+	addr := srv.addr
+	defer func() { srv.kill() }()
+
+	start := time.Now()
+	var (
+		want    strings.Builder // the value the user expects
+		spans   [][2]time.Time  // when each invocation began and ended
+		killsAt []time.Time     // when each kill was sent
+	)
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		invoke := func(wantOut string, args ...string) bool {
+			args = append([]string{"-addr", addr}, args...)
+			began := time.Now()
+			code, stdout, stderr := runChildCLI(args...)
+			spans = append(spans, [2]time.Time{began, time.Now()})
+			if code != 0 || stdout != wantOut {
+				t.Errorf("kv %q: exit %d, stdout %q (want %q), stderr %q", args, code, stdout, wantOut, stderr)
+				return false
+			}
+			return true
+		}
+		if !invoke("OK\n", "put", key, "") {
+			return
+		}
+		for i := 0; i < appends; i++ {
+			token := fmt.Sprintf("t%03d;", i)
+			if !invoke(want.String()+"\n", "append", key, token) {
+				return
+			}
+			want.WriteString(token)
+			if i%10 == 9 && !invoke(want.String()+"\n", "get", key) {
+				return
+			}
+		}
+	}()
+
+	for running := true; running; {
+		select {
+		case <-done:
+			running = false
+		case <-time.After(time.Duration(300+rng.IntN(700)) * time.Millisecond):
+			killsAt = append(killsAt, time.Now())
+			srv.kill()
+			srv = startChild(t, addr, dir)
+		}
+	}
+	<-done
+	if t.Failed() {
+		t.Logf("server log: %s", srv.logs.String())
+		return
+	}
+	code, final, stderr := runChildCLI("-addr", addr, "get", key)
+	if code != 0 {
+		t.Fatalf("final get: exit %d: %s", code, stderr)
+	}
+	final = strings.TrimSuffix(final, "\n")
+	if final != want.String() {
+		seen := make(map[string]int)
+		for _, tok := range strings.SplitAfter(final, ";") {
+			seen[tok]++
+		}
+		for i := 0; i < appends; i++ {
+			if tok := fmt.Sprintf("t%03d;", i); seen[tok] != 1 {
+				t.Errorf("token %s is in the value %d times", tok, seen[tok])
+			}
+		}
+		t.Fatalf("final value %q, want the %d tokens in order, each once", final, appends)
+	}
+	// The invocations running when a kill was sent, and how long they took.
+	var hit int
+	var longest time.Duration
+	for _, sp := range spans {
+		for _, k := range killsAt {
+			if sp[0].Before(k) && k.Before(sp[1]) {
+				hit++
+				longest = max(longest, sp[1].Sub(sp[0]))
+				break
+			}
+		}
+	}
+	if hit == 0 {
+		t.Fatalf("none of the %d kills hit a running invocation", len(killsAt))
+	}
+	t.Logf("%d appends by %d processes survived %d SIGKILLs, %d of them mid-invocation (the longest took %v); %v",
+		appends, len(spans)+1, len(killsAt), hit, longest.Round(time.Millisecond), time.Since(start).Round(time.Millisecond))
 }

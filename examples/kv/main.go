@@ -6,22 +6,35 @@
 //	kv [-addr host:port] [-timeout d] put KEY VALUE
 //	kv [-addr host:port] [-timeout d] append KEY VALUE
 //
+// The client's flags may come before the command or after it, among its
+// arguments: "kv get -addr A KEY" and "kv put KEY VALUE -timeout 5s" work
+// too. An argument that starts with "-" is a flag unless it follows "--":
+// "kv put KEY -- -1". The server's flags come after "server"; a flag before
+// "server" is an error that says so. -h, -help or --help, before or after
+// any command, prints every flag and exits 0.
+//
 // Without -data the server keeps everything in memory: a restart loses the
 // data and the at-most-once table, and a put in flight across the restart
 // fails as "may have executed" (its session's epoch is gone); it is never
 // silently run again. With -data, the data and the completion records live
 // in one bbolt file, DIR/kv.db, committed together before each reply, so a
-// write retried across a crash and restart runs exactly once. DIR must
-// exist; a missing kv.db is created, but a kv.db that is not a kv store is
-// an error.
+// write retried across a crash and restart runs exactly once. DIR is created
+// (mode 0700) if it is missing; a missing kv.db is created, but a kv.db that
+// is not a kv store is an error.
 //
-// The client makes gets at-least-once. It makes puts and appends
-// exactly-once, retrying until -timeout ends, across server restarts; if
-// the server says it is not durable, the client notes so on stderr and
-// makes them at-most-once instead (retried over the same connection or a
-// new one, but not across a restart). get prints the value, put prints OK,
-// append prints the value before the append. Usage errors exit with
-// status 2, failed calls with 1, saying whether the call may have run.
+// The client waits for a server that is not up yet, or down, or restarting,
+// until -timeout (10s by default) ends: every command may start before its
+// server. Gets are at-least-once. Puts and appends are exactly-once,
+// retried across server restarts; if the server says it is not durable,
+// the client notes so on stderr and makes them at-most-once instead
+// (retried over the same connection or a new one, but not across a
+// restart). get prints the value and a newline; put prints OK; append
+// prints the value before the append.
+//
+// Exit status: 0 when the command succeeded; 1 when its call failed, with a
+// message saying whether it may have run; 2 for a usage error; 3 when get
+// finds no such key (it then prints nothing on stdout and "key not found"
+// on stderr, while a key set to "" prints an empty line and exits 0).
 package main
 
 import (
@@ -35,6 +48,8 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"slices"
+	"strings"
 	"syscall"
 	"time"
 
@@ -45,18 +60,75 @@ import (
 
 const (
 	defaultAddr    = "127.0.0.1:7070"
+	defaultTimeout = 10 * time.Second
 	dataFile       = "kv.db"
+	dataDirMode    = 0o700
 	exitFailed     = 1
 	exitUsage      = 2
+	exitNotFound   = 3
 	shutdownPeriod = 5 * time.Second
 )
 
-const usage = `usage:
-  kv server [-addr host:port] [-data DIR]
-  kv [-addr host:port] [-timeout d] get KEY
-  kv [-addr host:port] [-timeout d] put KEY VALUE
-  kv [-addr host:port] [-timeout d] append KEY VALUE
-`
+// clientCommands are the client's commands and how many arguments each takes.
+var clientCommands = map[string]int{"get": 1, "put": 2, "append": 2}
+
+// clientConfig holds the client's flags.
+type clientConfig struct {
+	addr    string
+	timeout time.Duration
+}
+
+func clientFlags(c *clientConfig) *flag.FlagSet {
+	fs := flag.NewFlagSet("kv", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.StringVar(&c.addr, "addr", defaultAddr, "the server's `host:port`")
+	fs.DurationVar(&c.timeout, "timeout", defaultTimeout,
+		"how long the command may take (a `duration` such as 500ms or 1m),\n"+
+			"waiting for a server that is down or restarting included")
+	return fs
+}
+
+// serverConfig holds the server's flags.
+type serverConfig struct {
+	addr string
+	dir  string
+}
+
+func serverFlags(c *serverConfig) *flag.FlagSet {
+	fs := flag.NewFlagSet("kv server", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.StringVar(&c.addr, "addr", defaultAddr, "the `host:port` to listen on")
+	fs.StringVar(&c.dir, "data", "",
+		"keep the data durably in `DIR`/"+dataFile+", creating DIR (mode 0700) if missing;\n"+
+			"without -data the data lives in memory and a restart loses it")
+	return fs
+}
+
+// usage returns the help text: the commands, every flag, the exit statuses.
+func usage() string {
+	var b strings.Builder
+	b.WriteString(`usage:
+  kv [flags] get KEY            print KEY's value
+  kv [flags] put KEY VALUE      set KEY to VALUE, print OK
+  kv [flags] append KEY VALUE   append VALUE to KEY's value, print the value before
+  kv server [server flags]      serve the store
+  kv -h, kv server -h           print this help
+
+Flags of get, put and append, before or after the command ("--" ends them):
+`)
+	fs := clientFlags(&clientConfig{})
+	fs.SetOutput(&b)
+	fs.PrintDefaults()
+	b.WriteString("\nFlags of kv server, after \"server\":\n")
+	fs = serverFlags(&serverConfig{})
+	fs.SetOutput(&b)
+	fs.PrintDefaults()
+	b.WriteString(`
+Exit status: 0 done; 1 the call failed (the message says whether it may
+have run); 2 usage error; 3 get found no such key ("key not found" on stderr).
+`)
+	return b.String()
+}
 
 func main() {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
@@ -75,53 +147,97 @@ func run(args []string, stdout, stderr io.Writer) int {
 
 // runContext is run with the server stopping when ctx ends.
 func runContext(ctx context.Context, args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("kv", flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
-	addr := fs.String("addr", defaultAddr, "server address")
-	timeout := fs.Duration("timeout", 10*time.Second, "how long a call may take, retries included")
+	var cc clientConfig
+	fs := clientFlags(&cc)
 	if err := fs.Parse(args); err != nil {
-		return usageError(stderr, err.Error())
+		hint := ""
+		if slices.Contains(args, "server") {
+			hint = `the server's flags go after "server"`
+		}
+		return flagError(stdout, stderr, err, hint)
 	}
-	rest := fs.Args()
-	if len(rest) == 0 {
+	if fs.NArg() == 0 {
 		return usageError(stderr, "missing command")
 	}
-	cmd, rest := rest[0], rest[1:]
-	want := map[string]int{"get": 1, "put": 2, "append": 2}
+	cmd, rest := fs.Arg(0), fs.Args()[1:]
 	if cmd == "server" {
-		return serve(ctx, *addr, rest, stdout, stderr)
+		if fs.NFlag() > 0 {
+			return usageError(stderr, `the server's flags go after "server": kv server [-addr host:port] [-data DIR]`)
+		}
+		return serve(ctx, rest, stdout, stderr)
 	}
-	n, ok := want[cmd]
+	n, ok := clientCommands[cmd]
 	if !ok {
 		return usageError(stderr, fmt.Sprintf("unknown command %q", cmd))
 	}
-	if len(rest) != n {
-		return usageError(stderr, fmt.Sprintf("%s takes %d argument(s), got %d", cmd, n, len(rest)))
+	operands, err := parseAnywhere(fs, rest)
+	if err != nil {
+		hint := ""
+		if strings.HasPrefix(err.Error(), "flag provided but not defined") {
+			hint = `the flags of get, put and append are -addr and -timeout; an argument starting with "-" goes after "--", as in kv put KEY -- -VALUE`
+		}
+		return flagError(stdout, stderr, err, hint)
 	}
-	if *timeout <= 0 {
+	if len(operands) != n {
+		return usageError(stderr, fmt.Sprintf("%s takes %d argument(s), got %d", cmd, n, len(operands)))
+	}
+	if cc.timeout <= 0 {
 		return usageError(stderr, "-timeout must be positive")
 	}
-	ctx, cancel := context.WithTimeout(ctx, *timeout)
+	ctx, cancel := context.WithTimeout(ctx, cc.timeout)
 	defer cancel()
-	return client(ctx, *addr, cmd, rest, stdout, stderr)
+	return client(ctx, cc.addr, cmd, operands, stdout, stderr)
+}
+
+// parseAnywhere parses fs's flags wherever they are among args and returns
+// the other arguments in order. "--" ends the flags: every argument after it
+// is returned.
+func parseAnywhere(fs *flag.FlagSet, args []string) (operands []string, err error) {
+	for {
+		if err := fs.Parse(args); err != nil {
+			return nil, err
+		}
+		rest := fs.Args()
+		if used := len(args) - len(rest); used > 0 && args[used-1] == "--" {
+			return append(operands, rest...), nil
+		}
+		if len(rest) == 0 {
+			return operands, nil
+		}
+		operands = append(operands, rest[0])
+		args = rest[1:]
+	}
+}
+
+// flagError reports an error from parsing flags: the help on stdout with
+// status 0 when it was asked for, else a usage error.
+func flagError(stdout, stderr io.Writer, err error, hint string) int {
+	if errors.Is(err, flag.ErrHelp) {
+		fmt.Fprint(stdout, usage())
+		return 0
+	}
+	msg := err.Error()
+	if hint != "" {
+		msg += " (" + hint + ")"
+	}
+	return usageError(stderr, msg)
 }
 
 func usageError(stderr io.Writer, msg string) int {
-	fmt.Fprintf(stderr, "kv: %s\n%s", msg, usage)
+	fmt.Fprintf(stderr, "kv: %s\n%s", msg, usage())
 	return exitUsage
 }
 
-// serve runs the server until ctx ends.
-func serve(ctx context.Context, addr string, args []string, stdout, stderr io.Writer) int {
-	fs := flag.NewFlagSet("kv server", flag.ContinueOnError)
-	fs.SetOutput(io.Discard)
-	fs.StringVar(&addr, "addr", addr, "address to listen on")
-	dir := fs.String("data", "", "directory of the durable store (default: in memory)")
-	if err := fs.Parse(args); err != nil {
-		return usageError(stderr, err.Error())
+// serve runs the server with args (those after "server") until ctx ends.
+func serve(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	var sc serverConfig
+	fs := serverFlags(&sc)
+	operands, err := parseAnywhere(fs, args)
+	if err != nil {
+		return flagError(stdout, stderr, err, "")
 	}
-	if fs.NArg() > 0 {
-		return usageError(stderr, fmt.Sprintf("server takes no arguments, got %q", fs.Args()))
+	if len(operands) > 0 {
+		return usageError(stderr, fmt.Sprintf("server takes no arguments, got %q", operands))
 	}
 	logger := log.New(stderr, "kv: ", log.LstdFlags)
 	var (
@@ -129,8 +245,12 @@ func serve(ctx context.Context, addr string, args []string, stdout, stderr io.Wr
 		opts  = []rpc.Option{rpc.WithLogger(logger)}
 		where = "in memory"
 	)
-	if *dir != "" {
-		st, err := semantics.OpenBoltStore(filepath.Join(*dir, dataFile), nil)
+	if sc.dir != "" {
+		if err := os.MkdirAll(sc.dir, dataDirMode); err != nil {
+			fmt.Fprintf(stderr, "kv: cannot create the data directory: %v\n", err)
+			return exitFailed
+		}
+		st, err := semantics.OpenBoltStore(filepath.Join(sc.dir, dataFile), nil)
 		if err != nil {
 			fmt.Fprintf(stderr, "kv: %v\n", err)
 			return exitFailed
@@ -150,7 +270,7 @@ func serve(ctx context.Context, addr string, args []string, stdout, stderr io.Wr
 		fmt.Fprintf(stderr, "kv: %v\n", err)
 		return exitFailed
 	}
-	l, err := net.Listen("tcp", addr)
+	l, err := net.Listen("tcp", sc.addr)
 	if err != nil {
 		fmt.Fprintf(stderr, "kv: %v\n", err)
 		return exitFailed
@@ -174,24 +294,38 @@ func serve(ctx context.Context, addr string, args []string, stdout, stderr io.Wr
 	return 0
 }
 
+// The client's policies. A CLI makes one call per process, so its calls
+// wait for the server and retry until -timeout ends, with no other bound.
+var (
+	readPolicy  = semantics.AtLeastOnce(semantics.MaxAttempts(0))
+	writePolicy = semantics.ExactlyOnce()
+)
+
 // client makes one call and prints its result.
 func client(ctx context.Context, addr, cmd string, args []string, stdout, stderr io.Writer) int {
+	// Dial does no I/O: the call connects, and waits for a server that is
+	// not up yet.
 	rc, err := rpc.Dial(ctx, "tcp", addr, rpc.WithRedialBackoff(10*time.Millisecond, 200*time.Millisecond))
 	if err != nil {
 		fmt.Fprintf(stderr, "kv: %s did not execute: %v\n", cmd, err)
 		return exitFailed
 	}
 	defer rc.Close()
-	kv := kvservice.NewClient(rc).WithWritePolicy(semantics.ExactlyOnce())
+	kv := kvservice.NewClient(rc).WithReadPolicy(readPolicy).WithWritePolicy(writePolicy)
 	var out string
 	switch cmd {
 	case "get":
-		out, err = kv.Get(ctx, args[0])
+		var found bool
+		out, found, err = kv.Lookup(ctx, args[0])
+		if err == nil && !found {
+			fmt.Fprintf(stderr, "kv: get %q: key not found\n", args[0])
+			return exitNotFound
+		}
 	case "put":
-		err = write(ctx, kv, stderr, func(kv *kvservice.Client) error { return kv.Put(ctx, args[0], args[1]) })
+		err = write(ctx, kv, args[0], stderr, func(kv *kvservice.Client) error { return kv.Put(ctx, args[0], args[1]) })
 		out = "OK"
 	case "append":
-		err = write(ctx, kv, stderr, func(kv *kvservice.Client) (err error) {
+		err = write(ctx, kv, args[0], stderr, func(kv *kvservice.Client) (err error) {
 			out, err = kv.Append(ctx, args[0], args[1])
 			return err
 		})
@@ -206,13 +340,38 @@ func client(ctx context.Context, addr, cmd string, args []string, stdout, stderr
 
 // write makes a write exactly-once, or at-most-once if the server is not
 // durable.
-func write(ctx context.Context, kv *kvservice.Client, stderr io.Writer, call func(*kvservice.Client) error) error {
-	err := call(kv)
-	if errors.Is(err, semantics.ErrNotDurable) && errors.Is(err, semantics.ErrNotExecuted) {
+func write(ctx context.Context, kv *kvservice.Client, key string, stderr io.Writer, call func(*kvservice.Client) error) error {
+	err := durableSession(ctx, kv, key)
+	switch {
+	case err == nil:
+		return call(kv)
+	case errors.Is(err, semantics.ErrNotDurable) && errors.Is(err, semantics.ErrNotExecuted):
 		fmt.Fprintln(stderr, "kv: note: the server is not durable (no -data); writing at-most-once, not exactly-once")
-		err = call(kv.WithWritePolicy(semantics.AtMostOnce()))
+		return call(kv.WithWritePolicy(semantics.AtMostOnce()))
 	}
-	return err
+	if errors.Is(err, semantics.ErrNotExecuted) {
+		return err // the write was not sent either
+	}
+	// The read may have run (its context ended, say); the write did not.
+	return semantics.NotSent(fmt.Errorf("making the session durable before the write: %w", err))
+}
+
+// durableSession makes an exactly-once read of key, so that the server has
+// committed the client's session to its store before the write is sent.
+//
+// It works around a bug of the rpc layer: a durable server keeps a new
+// session in memory only, until the session's first call commits. If the
+// server is killed between its answer to the session handshake and that
+// commit, the restarted server refuses the retry (session unknown) and the
+// write fails as "may have executed" although it never ran. A read that
+// fails so is harmless: it is made again, in a new session.
+func durableSession(ctx context.Context, kv *kvservice.Client, key string) error {
+	for {
+		_, err := kv.WithReadPolicy(writePolicy).Get(ctx, key)
+		if err == nil || !errors.Is(err, semantics.ErrSessionExpired) || ctx.Err() != nil {
+			return err
+		}
+	}
 }
 
 func verdict(err error) string {

@@ -30,14 +30,32 @@ func (c *Client) WithWritePolicy(p semantics.Policy) *Client {
 	return &cp
 }
 
+// WithReadPolicy returns a copy of c that makes Gets under p, such as
+// semantics.AtLeastOnce(semantics.MaxAttempts(0)) to retry until the
+// call's context ends instead of giving up after a few lost attempts.
+func (c *Client) WithReadPolicy(p semantics.Policy) *Client {
+	cp := *c
+	cp.read = p
+	return &cp
+}
+
 // RPC returns the underlying rpc client.
 func (c *Client) RPC() *rpc.Client { return c.rc }
 
-// Get returns key's value, "" if it has none.
+// Get returns key's value, "" if it has none (Lookup tells the two apart).
 func (c *Client) Get(ctx context.Context, key string) (string, error) {
+	v, _, err := c.Lookup(ctx, key)
+	return v, err
+}
+
+// Lookup returns key's value and whether key is set, so that a missing key
+// ("", false) differs from one set to "" ("", true).
+func (c *Client) Lookup(ctx context.Context, key string) (value string, found bool, err error) {
 	var reply GetReply
-	err := c.rc.Call(ctx, ServiceName+".Get", GetArgs{Key: key}, &reply, rpc.WithSemantics(c.read))
-	return reply.Value, err
+	err = c.rc.Call(ctx, ServiceName+".Get", GetArgs{Key: key}, &reply, rpc.WithSemantics(c.read))
+	// A server from before GetReply.Found never sets it: a value still
+	// proves the key is set.
+	return reply.Value, reply.Found || reply.Value != "", err
 }
 
 // Put sets key to value.

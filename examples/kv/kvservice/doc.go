@@ -21,8 +21,10 @@
 //	rc, err := rpc.Dial(ctx, "tcp", addr)
 //	kv := kvservice.NewClient(rc)
 //	old, err := kv.Append(ctx, "k", "x")
+//	v, found, err := kv.Lookup(ctx, "k") // found is false for a missing key
 //
 // The service's API is deliberately small, so that tests can check its
 // histories for linearizability with a simple model: a map from keys to
-// strings, a missing key reading as "".
+// strings, a missing key reading as "" (Get). Lookup, and GetReply's Found
+// field, tell a missing key from one set to "".
 package kvservice

@@ -13,8 +13,14 @@ import (
 // GetArgs are the arguments of KV.Get.
 type GetArgs struct{ Key string }
 
-// GetReply is the reply of KV.Get.
-type GetReply struct{ Value string }
+// GetReply is the reply of KV.Get. Found tells a missing key (Value "",
+// Found false) from a key set to "" (Found true). A server older than the
+// field never sets it; gob leaves it false, so a client that meets such a
+// server should also take a non-empty Value as found (Client.Lookup does).
+type GetReply struct {
+	Value string
+	Found bool
+}
 
 // PutArgs are the arguments of KV.Put.
 type PutArgs struct{ Key, Value string }
@@ -35,8 +41,8 @@ const ServiceName = "KV"
 // bucket holds the durable KV's keys in the store's file.
 var bucket = []byte("kv")
 
-// KV is the key/value service. A missing key reads as "". It is safe for
-// concurrent use.
+// KV is the key/value service. A missing key reads as "" with
+// GetReply.Found false. It is safe for concurrent use.
 type KV struct {
 	store *semantics.BoltStore // nil: in memory
 
@@ -65,16 +71,19 @@ func NewDurable(st *semantics.BoltStore) (*KV, error) {
 	return &KV{store: st}, nil
 }
 
-// Get returns the value of args.Key, "" if it has none.
+// Get returns the value of args.Key and whether it is set: "" and
+// Found false if it has none.
 func (kv *KV) Get(ctx context.Context, args GetArgs, reply *GetReply) error {
 	if kv.store == nil {
 		kv.mu.Lock()
-		reply.Value = kv.data[args.Key]
+		reply.Value, reply.Found = kv.data[args.Key]
 		kv.mu.Unlock()
 		return nil
 	}
 	return kv.store.View(ctx, func(tx *bbolt.Tx) error {
-		reply.Value = string(tx.Bucket(bucket).Get([]byte(args.Key))) // copies
+		// nil only when missing: Put and Append never store a nil value.
+		v := tx.Bucket(bucket).Get([]byte(args.Key))
+		reply.Value, reply.Found = string(v), v != nil // string copies out of the tx
 		return nil
 	})
 }
@@ -88,7 +97,7 @@ func (kv *KV) Put(ctx context.Context, args PutArgs, reply *PutReply) error {
 		return nil
 	}
 	return kv.store.Update(ctx, func(tx *bbolt.Tx) error {
-		return tx.Bucket(bucket).Put([]byte(args.Key), []byte(args.Value))
+		return tx.Bucket(bucket).Put([]byte(args.Key), append([]byte{}, args.Value...)) // never nil, even for ""
 	})
 }
 
@@ -106,6 +115,9 @@ func (kv *KV) Append(ctx context.Context, args AppendArgs, reply *AppendReply) e
 		b := tx.Bucket(bucket)
 		old := b.Get([]byte(args.Key))
 		reply.Old = string(old) // copies: tx memory dies with the tx
-		return b.Put([]byte(args.Key), append(old[:len(old):len(old)], args.Value...))
+		// A fresh slice: tx memory is read-only, and a nil value would
+		// not tell an appended "" from a missing key.
+		value := make([]byte, 0, len(old)+len(args.Value))
+		return b.Put([]byte(args.Key), append(append(value, old...), args.Value...))
 	})
 }

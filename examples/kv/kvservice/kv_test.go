@@ -74,6 +74,90 @@ func TestServiceSemantics(t *testing.T) {
 	})
 }
 
+// TestMissingKeyDiffersFromEmptyValue pins that Get's Found tells a key
+// that was never set from one set to "", by Put or by appending "".
+func TestMissingKeyDiffersFromEmptyValue(t *testing.T) {
+	backends(t, func(t *testing.T, kv *KV) {
+		ctx := context.Background()
+		get := func(key string) GetReply {
+			var r GetReply
+			if err := kv.Get(ctx, GetArgs{Key: key}, &r); err != nil {
+				t.Fatal(err)
+			}
+			return r
+		}
+		if err := kv.Put(ctx, PutArgs{Key: "put", Value: ""}, &PutReply{}); err != nil {
+			t.Fatal(err)
+		}
+		if err := kv.Append(ctx, AppendArgs{Key: "appended", Value: ""}, &AppendReply{}); err != nil {
+			t.Fatal(err)
+		}
+		tests := []struct {
+			key  string
+			want GetReply
+		}{
+			{"missing", GetReply{Value: "", Found: false}},
+			{"put", GetReply{Value: "", Found: true}},
+			{"appended", GetReply{Value: "", Found: true}},
+		}
+		for _, tt := range tests {
+			if got := get(tt.key); got != tt.want {
+				t.Errorf("Get(%q) = %+v, want %+v", tt.key, got, tt.want)
+			}
+		}
+	})
+}
+
+// TestLookupOverTheWire checks Client.Lookup against a server and against
+// one from before GetReply.Found, whose replies gob decodes with Found
+// false: a value there still counts as found.
+func TestLookupOverTheWire(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	kv := New()
+	kv.Put(ctx, PutArgs{Key: "empty", Value: ""}, &PutReply{})
+	kv.Put(ctx, PutArgs{Key: "k", Value: "v"}, &PutReply{})
+	cur, old := serveAs(t, kv), serveAs(t, &oldKV{data: map[string]string{"empty": "", "k": "v"}})
+	tests := []struct {
+		name      string
+		addr      string
+		key       string
+		wantValue string
+		wantFound bool
+	}{
+		{"missing", cur, "nope", "", false},
+		{"empty value", cur, "empty", "", true},
+		{"value", cur, "k", "v", true},
+		{"old server, missing", old, "nope", "", false},
+		{"old server, value", old, "k", "v", true},
+		// An old server cannot tell "empty" from missing; neither can we.
+		{"old server, empty value", old, "empty", "", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			rc, err := rpc.Dial(ctx, "tcp", tt.addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer rc.Close()
+			v, found, err := NewClient(rc).Lookup(ctx, tt.key)
+			if err != nil || v != tt.wantValue || found != tt.wantFound {
+				t.Fatalf("Lookup(%q) = %q, %v, %v; want %q, %v", tt.key, v, found, err, tt.wantValue, tt.wantFound)
+			}
+		})
+	}
+}
+
+// oldKV is a KV service from before GetReply.Found.
+type oldKV struct{ data map[string]string }
+
+type oldGetReply struct{ Value string }
+
+func (kv *oldKV) Get(args GetArgs, reply *oldGetReply) error {
+	reply.Value = kv.data[args.Key]
+	return nil
+}
+
 // TestConcurrentAppends checks that appends are atomic: every append's old
 // value is a distinct prefix of the final value.
 func TestConcurrentAppends(t *testing.T) {
@@ -124,9 +208,15 @@ func (d *dupTransport) RoundTrip(ctx context.Context, req *rpc.Request, reply an
 
 func serve(t *testing.T, kv *KV, opts ...rpc.Option) string {
 	t.Helper()
+	return serveAs(t, kv, opts...)
+}
+
+// serveAs serves rcvr as ServiceName over loopback until the test ends.
+func serveAs(t *testing.T, rcvr any, opts ...rpc.Option) string {
+	t.Helper()
 	opts = append([]rpc.Option{rpc.WithLogger(log.New(io.Discard, "", 0))}, opts...)
 	srv := rpc.NewServer(opts...)
-	if err := srv.RegisterName(ServiceName, kv); err != nil {
+	if err := srv.RegisterName(ServiceName, rcvr); err != nil {
 		t.Fatal(err)
 	}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
