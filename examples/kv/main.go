@@ -322,10 +322,10 @@ func client(ctx context.Context, addr, cmd string, args []string, stdout, stderr
 			return exitNotFound
 		}
 	case "put":
-		err = write(ctx, kv, args[0], stderr, func(kv *kvservice.Client) error { return kv.Put(ctx, args[0], args[1]) })
+		err = write(ctx, kv, stderr, func(kv *kvservice.Client) error { return kv.Put(ctx, args[0], args[1]) })
 		out = "OK"
 	case "append":
-		err = write(ctx, kv, args[0], stderr, func(kv *kvservice.Client) (err error) {
+		err = write(ctx, kv, stderr, func(kv *kvservice.Client) (err error) {
 			out, err = kv.Append(ctx, args[0], args[1])
 			return err
 		})
@@ -340,38 +340,13 @@ func client(ctx context.Context, addr, cmd string, args []string, stdout, stderr
 
 // write makes a write exactly-once, or at-most-once if the server is not
 // durable.
-func write(ctx context.Context, kv *kvservice.Client, key string, stderr io.Writer, call func(*kvservice.Client) error) error {
-	err := durableSession(ctx, kv, key)
-	switch {
-	case err == nil:
-		return call(kv)
-	case errors.Is(err, semantics.ErrNotDurable) && errors.Is(err, semantics.ErrNotExecuted):
+func write(ctx context.Context, kv *kvservice.Client, stderr io.Writer, call func(*kvservice.Client) error) error {
+	err := call(kv)
+	if errors.Is(err, semantics.ErrNotDurable) && errors.Is(err, semantics.ErrNotExecuted) {
 		fmt.Fprintln(stderr, "kv: note: the server is not durable (no -data); writing at-most-once, not exactly-once")
-		return call(kv.WithWritePolicy(semantics.AtMostOnce()))
+		err = call(kv.WithWritePolicy(semantics.AtMostOnce()))
 	}
-	if errors.Is(err, semantics.ErrNotExecuted) {
-		return err // the write was not sent either
-	}
-	// The read may have run (its context ended, say); the write did not.
-	return semantics.NotSent(fmt.Errorf("making the session durable before the write: %w", err))
-}
-
-// durableSession makes an exactly-once read of key, so that the server has
-// committed the client's session to its store before the write is sent.
-//
-// It works around a bug of the rpc layer: a durable server keeps a new
-// session in memory only, until the session's first call commits. If the
-// server is killed between its answer to the session handshake and that
-// commit, the restarted server refuses the retry (session unknown) and the
-// write fails as "may have executed" although it never ran. A read that
-// fails so is harmless: it is made again, in a new session.
-func durableSession(ctx context.Context, kv *kvservice.Client, key string) error {
-	for {
-		_, err := kv.WithReadPolicy(writePolicy).Get(ctx, key)
-		if err == nil || !errors.Is(err, semantics.ErrSessionExpired) || ctx.Err() != nil {
-			return err
-		}
-	}
+	return err
 }
 
 func verdict(err error) string {
