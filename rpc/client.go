@@ -27,10 +27,12 @@ type Client struct {
 	methods sync.Map // "Service.Method" -> *callStats
 }
 
-// DefaultRetryTimeout bounds a call under a retrying policy (at-least-once,
-// at-most-once, exactly-once) whose context has no deadline, unless
-// WithTimeout sets another bound: such a call waits for a server that is
-// down, and nothing may retry forever.
+// DefaultRetryTimeout bounds the retries of a call under a retrying policy
+// (at-least-once, at-most-once, exactly-once) whose context has no deadline,
+// unless WithTimeout gives the call a deadline: no retry starts after it.
+// Such a call waits for a server that is down, and nothing may retry
+// forever. (An attempt already sent still waits for its reply, as a NoRetry
+// call without a deadline does.)
 const DefaultRetryTimeout = time.Minute
 
 // closeTimeout bounds the best-effort end of the client's sessions in Close.
@@ -107,7 +109,7 @@ func newClient(t Transport, o options) *Client {
 // client's policy or the one given here with WithSemantics. When ctx ends
 // the call returns at once with an error wrapping ctx's error. A call under
 // a retrying policy whose ctx has no deadline is bounded by WithTimeout, or
-// else by DefaultRetryTimeout.
+// else its retries by DefaultRetryTimeout.
 //
 // A nil error means the call succeeded and reply holds the answer. Other
 // errors say what happened to the call (see the package documentation):
@@ -124,9 +126,6 @@ func (c *Client) Call(ctx context.Context, serviceMethod string, args, reply any
 			opt(&o)
 		}
 		p, timeout = o.policy, o.callTimeout
-	}
-	if timeout <= 0 && p.Kind() != semantics.KindNoRetry {
-		timeout = DefaultRetryTimeout
 	}
 	if timeout > 0 {
 		if _, has := ctx.Deadline(); !has {
@@ -174,11 +173,28 @@ func (c *Client) invoke(ctx context.Context, serviceMethod string, args, reply a
 	case semantics.KindAtMostOnce, semantics.KindExactlyOnce:
 		return c.invokeOnce(ctx, serviceMethod, args, reply, p)
 	}
-	req := Request{ServiceMethod: serviceMethod, Args: args, WaitForReady: p.Kind() != semantics.KindNoRetry}
-	return c.runner.Run(ctx, p, func(ctx context.Context) error {
+	deadline, wait := c.retryBound(ctx, p)
+	req := Request{ServiceMethod: serviceMethod, Args: args, WaitForReady: wait}
+	return c.runner.RunUntil(ctx, deadline, p, func(ctx context.Context) error {
 		req.Timeout = remaining(ctx, time.Now())
 		return c.t.RoundTrip(ctx, &req, reply)
 	})
+}
+
+// retryBound returns the retry deadline of a call under p with ctx, and
+// whether its attempts may wait for a server (WaitForReady). A retrying
+// call whose context has no deadline gets retryTimeout as its retry
+// deadline (no retry starts after it; a context for it would cost every
+// call), and its attempts fail fast when not connected, so that the retry
+// loop, which the deadline bounds, does the waiting.
+func (c *Client) retryBound(ctx context.Context, p semantics.Policy) (time.Time, bool) {
+	if p.Kind() == semantics.KindNoRetry {
+		return time.Time{}, false
+	}
+	if _, ok := ctx.Deadline(); ok {
+		return time.Time{}, true
+	}
+	return time.Now().Add(c.opts.retryTimeout), false
 }
 
 // invokeOnce runs an at-most-once or exactly-once call: one sequence number
@@ -188,14 +204,15 @@ func (c *Client) invoke(ctx context.Context, serviceMethod string, args, reply a
 // may-have-executed. A call that the server refuses because it does not
 // know the session, and that never ran, is made again in a new session.
 func (c *Client) invokeOnce(ctx context.Context, serviceMethod string, args, reply any, p semantics.Policy) error {
+	deadline, wait := c.retryBound(ctx, p)
 	for round := 0; ; round++ {
-		cs, h, err := c.sessions.begin(ctx, p)
+		cs, h, err := c.sessions.begin(ctx, deadline, p)
 		if err != nil {
 			return err
 		}
-		req := Request{ServiceMethod: serviceMethod, Args: args, WaitForReady: true}
+		req := Request{ServiceMethod: serviceMethod, Args: args, WaitForReady: wait}
 		maybe := false // an attempt may have run
-		err = c.runner.Run(ctx, p, func(ctx context.Context) error {
+		err = c.runner.RunUntil(ctx, deadline, p, func(ctx context.Context) error {
 			now := time.Now()
 			if maybe && cs.mayHaveExpired(now) {
 				return semantics.Permanent(semantics.NotSent(fmt.Errorf(
@@ -224,7 +241,8 @@ func (c *Client) invokeOnce(ctx context.Context, serviceMethod string, args, rep
 		}
 		if errors.Is(err, semantics.ErrSessionExpired) || errors.Is(err, semantics.ErrEpochMismatch) {
 			c.sessions.drop(cs)
-			if round < 2 && errors.Is(err, semantics.ErrNotExecuted) && ctx.Err() == nil {
+			if round < 2 && errors.Is(err, semantics.ErrNotExecuted) && ctx.Err() == nil &&
+				(deadline.IsZero() || time.Now().Before(deadline)) {
 				continue
 			}
 		}

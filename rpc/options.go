@@ -24,6 +24,7 @@ type options struct {
 	eagerDial    bool
 	logger       *log.Logger
 	callTimeout  time.Duration
+	retryTimeout time.Duration // DefaultRetryTimeout; tests shorten it
 
 	// server only
 	serverInterceptors []Interceptor
@@ -38,6 +39,8 @@ func defaultOptions() options {
 		dialTimeout: 5 * time.Second,
 		redialMin:   10 * time.Millisecond,
 		redialMax:   time.Second,
+
+		retryTimeout: DefaultRetryTimeout,
 
 		maxConcurrent: 1024,
 	}

@@ -83,9 +83,9 @@ func (cs *clientSession) mayHaveExpired(now time.Time) bool {
 
 // begin returns the session and header for a new call under policy p, or
 // a give-up error labelled with p (the call was not sent).
-func (m *sessionManager) begin(ctx context.Context, p semantics.Policy) (*clientSession, semantics.Header, error) {
+func (m *sessionManager) begin(ctx context.Context, deadline time.Time, p semantics.Policy) (*clientSession, semantics.Header, error) {
 	for {
-		cs, err := m.current(ctx, p)
+		cs, err := m.current(ctx, deadline, p)
 		if err != nil {
 			return nil, semantics.Header{}, err
 		}
@@ -181,7 +181,7 @@ func (m *sessionManager) drop(cs *clientSession) {
 }
 
 // current returns the session new calls use, opening one if there is none.
-func (m *sessionManager) current(ctx context.Context, p semantics.Policy) (*clientSession, error) {
+func (m *sessionManager) current(ctx context.Context, deadline time.Time, p semantics.Policy) (*clientSession, error) {
 	for {
 		m.mu.Lock()
 		if m.closed {
@@ -199,7 +199,7 @@ func (m *sessionManager) current(ctx context.Context, p semantics.Policy) (*clie
 			closing := m.done
 			m.done = nil
 			m.mu.Unlock()
-			f.s, f.err = m.open(ctx, p, closing)
+			f.s, f.err = m.open(ctx, deadline, p, closing)
 			m.mu.Lock()
 			m.opening = nil
 			switch {
@@ -229,7 +229,7 @@ func (m *sessionManager) current(ctx context.Context, p semantics.Policy) (*clie
 		if f.err == nil {
 			return f.s, nil
 		}
-		if ctx.Err() != nil || semantics.IsPermanent(f.err) {
+		if ctx.Err() != nil || semantics.IsPermanent(f.err) || (!deadline.IsZero() && !time.Now().Before(deadline)) {
 			return nil, relabel(f.err, p.Kind())
 		}
 		// The handshake failed under its caller's context; try under ours.
@@ -239,13 +239,14 @@ func (m *sessionManager) current(ctx context.Context, p semantics.Policy) (*clie
 // open runs the handshake under p's retries: the caller's call was never
 // sent, whatever happened to the handshake, so its failure is a not-sent
 // give-up labelled with p.
-func (m *sessionManager) open(ctx context.Context, p semantics.Policy, closing []semantics.ClientID) (*clientSession, error) {
+func (m *sessionManager) open(ctx context.Context, deadline time.Time, p semantics.Policy, closing []semantics.ClientID) (*clientSession, error) {
 	var (
 		rep  OpenReply
 		sent time.Time
 	)
-	req := Request{ServiceMethod: openMethod, Args: &OpenArgs{Version: 2, Close: closing}, WaitForReady: true}
-	err := m.c.runner.Run(ctx, p, func(ctx context.Context) error {
+	_, hasDeadline := ctx.Deadline()
+	req := Request{ServiceMethod: openMethod, Args: &OpenArgs{Version: 2, Close: closing}, WaitForReady: hasDeadline}
+	err := m.c.runner.RunUntil(ctx, deadline, p, func(ctx context.Context) error {
 		sent = time.Now()
 		req.Timeout = remaining(ctx, sent)
 		err := m.c.t.RoundTrip(ctx, &req, &rep)

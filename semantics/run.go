@@ -2,6 +2,7 @@ package semantics
 
 import (
 	"context"
+	"fmt"
 	"errors"
 	"strconv"
 	"strings"
@@ -86,6 +87,19 @@ func (n attemptLimit) Error() string { return "reached MaxAttempts(" + strconv.I
 // attempt starts after ctx has ended, and a wait between attempts ends as
 // soon as ctx does.
 func (r *Runner) Run(ctx context.Context, p Policy, attempt func(ctx context.Context) error) error {
+	return r.RunUntil(ctx, time.Time{}, p, attempt)
+}
+
+// ErrRetryDeadline is the stop reason of a call whose retry deadline (see
+// RunUntil) passed. It wraps context.DeadlineExceeded.
+var ErrRetryDeadline = fmt.Errorf("semrpc: retry deadline passed: %w", context.DeadlineExceeded)
+
+// RunUntil is Run with a retry deadline: no retry starts at or after
+// deadline (a zero deadline is none), and a wait between attempts ends at
+// it. Unlike a context deadline it does not end an attempt in progress, and
+// it costs nothing on a call whose first attempt succeeds: package rpc uses
+// it to bound the retries of a call whose context has no deadline.
+func (r *Runner) RunUntil(ctx context.Context, deadline time.Time, p Policy, attempt func(ctx context.Context) error) error {
 	var pc *policyConfig
 	if p != nil {
 		pc = p.config()
@@ -150,8 +164,19 @@ func (r *Runner) Run(ctx context.Context, p Policy, attempt func(ctx context.Con
 		if bo == nil {
 			bo = pc.newBackOff()
 		}
-		if ctxErr := r.wait(ctx, bo.NextBackOff()); ctxErr != nil {
+		pause := bo.NextBackOff()
+		if !deadline.IsZero() {
+			left := time.Until(deadline)
+			if left <= 0 {
+				return r.giveUp(pc.kind, maybe, tried, &log, ErrRetryDeadline)
+			}
+			pause = min(pause, left)
+		}
+		if ctxErr := r.wait(ctx, pause); ctxErr != nil {
 			return r.giveUp(pc.kind, maybe, tried, &log, ctxErr)
+		}
+		if !deadline.IsZero() && !time.Now().Before(deadline) {
+			return r.giveUp(pc.kind, maybe, tried, &log, ErrRetryDeadline)
 		}
 	}
 }

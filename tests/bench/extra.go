@@ -35,7 +35,10 @@ type empty struct{}
 // TableNew times admitting and finishing a fresh call in one session.
 func TableNew(b *testing.B) {
 	t := semantics.NewTable(nil)
-	id := semantics.NewClientID()
+	id, err := t.Open()
+	if err != nil {
+		b.Fatal(err)
+	}
 	ctx := context.Background()
 	out := semantics.Outcome{Reply: &empty{}}
 	b.ReportAllocs()
@@ -53,7 +56,10 @@ func TableNew(b *testing.B) {
 // TableDuplicate times a duplicate answered from a completed record.
 func TableDuplicate(b *testing.B) {
 	t := semantics.NewTable(nil)
-	id := semantics.NewClientID()
+	id, err := t.Open()
+	if err != nil {
+		b.Fatal(err)
+	}
 	ctx := context.Background()
 	h := semantics.Header{Client: id, Seq: 1, Ack: 1, Epoch: t.Epoch()}
 	tk, err := t.Begin(ctx, h)
