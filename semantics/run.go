@@ -2,8 +2,8 @@ package semantics
 
 import (
 	"context"
-	"fmt"
 	"errors"
+	"fmt"
 	"strconv"
 	"strings"
 	"sync/atomic"
