@@ -728,3 +728,52 @@ func TestInterruptedMethodIsNeverRunAgain(t *testing.T) {
 		t.Fatalf("duplicate after the interruption: %v, %d runs; want may have executed, no run", err, e2.runs.Load())
 	}
 }
+
+// Regression (review): a call without a deadline that waits for a window
+// slot (every session full of slow calls) stops at its retry deadline too.
+func TestWindowWaitEndsAtTheRetryDeadline(t *testing.T) {
+	_, e, addr := serveEdge(t)
+	c := dial(t, addr, WithSemantics(semantics.AtMostOnce(semantics.Window(1))))
+	c.opts.retryTimeout = 300 * time.Millisecond
+	held := make(chan error, maxRetired+1)
+	for i := 0; i <= maxRetired; i++ {
+		go func() {
+			var r int
+			held <- c.Call(ctxT(t), "Edge.Hold", 1, &r)
+		}()
+		<-e.started
+	}
+	start := time.Now()
+	var r int
+	err := c.Call(context.Background(), "Edge.Inc", 1, &r)
+	if !errors.Is(err, ErrNotExecuted) || time.Since(start) > 5*time.Second {
+		t.Fatalf("err = %v after %v; want not executed at the retry deadline", err, time.Since(start))
+	}
+	close(e.release)
+	for i := 0; i <= maxRetired; i++ {
+		if err := <-held; err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// Regression (review): an answer the server recorded as the call's outcome
+// without knowing whether it ran (the method was stopped, or its caller's
+// deadline passed) is final: retrying would only get it again.
+func TestRecordedNonAnswersAreFinal(t *testing.T) {
+	for _, code := range []Code{CodeDeadlineExceeded, CodeInterrupted} {
+		err := DecodeError(code, "stopped")
+		if !errors.Is(err, ErrMaybeExecuted) || !semantics.IsPermanent(err) {
+			t.Errorf("%v: %v; want may have executed, permanent", code, err)
+		}
+		if c, _ := EncodeError(err); c != code {
+			t.Errorf("%v encodes back as %v", code, c)
+		}
+	}
+	if !errors.Is(DecodeError(CodeDeadlineExceeded, "x"), context.DeadlineExceeded) {
+		t.Error("CodeDeadlineExceeded does not wrap context.DeadlineExceeded")
+	}
+	if semantics.IsPermanent(DecodeError(CodeMaybeExecuted, "commit failed")) {
+		t.Error("a failed durable commit must stay retryable: a restart can tell")
+	}
+}

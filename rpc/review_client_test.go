@@ -235,7 +235,7 @@ func TestReviewExactlyOnceRefusedOnNonDurableServerAfterAtMostOnceSession(t *tes
 // method did not run". Only the safe assumption fits an unknown answer:
 // may have executed.
 func TestReviewUnknownResponseCodeIsMaybeExecuted(t *testing.T) {
-	for _, code := range []Code{CodeDeadlineExceeded + 1, CodeDeadlineExceeded + 2, 200, 255} {
+	for _, code := range []Code{CodeInterrupted + 1, CodeInterrupted + 2, 200, 255} {
 		err := DecodeError(code, "something the client cannot read")
 		if err == nil {
 			t.Fatalf("code %d: nil error", code)

@@ -310,9 +310,10 @@ func (s *Server) dedup(ctx context.Context, m *methodType, h *semantics.Header, 
 	return reply, err
 }
 
-// errInterrupted is wrapped by the error of a method that failed after
-// the server's context ended (Close, or a Shutdown that stopped waiting).
-var errInterrupted = errors.New("rpc: the server stopped while the method ran")
+// errInterrupted is wrapped by the error of a method that failed after its
+// context ended other than at the caller's deadline: the server's Close, a
+// Shutdown that stopped waiting, or the transport's own context.
+var errInterrupted = errors.New("rpc: the method was stopped before it answered")
 
 // invoke calls the method. A panic in the method becomes an application
 // error and a log line; the server keeps serving.
@@ -335,12 +336,14 @@ func (s *Server) invoke(ctx context.Context, m *methodType, argv reflect.Value) 
 	if m.hasError {
 		if e := out[0].Interface(); e != nil {
 			switch {
-			case s.base.Err() != nil:
-				return nil, semantics.MaybeExecuted(fmt.Errorf("%w: %s: %v", errInterrupted, m.name, e))
-			case m.hasCtx && errors.Is(ctx.Err(), context.DeadlineExceeded):
+			case m.hasCtx && errors.Is(ctx.Err(), context.DeadlineExceeded) && s.base.Err() == nil:
 				// Its context ended at the caller's deadline: that is no
 				// answer, and the caller has stopped waiting anyway.
 				return nil, semantics.MaybeExecuted(fmt.Errorf("rpc: %s: the caller's deadline passed while it ran (%v): %w", m.name, e, context.DeadlineExceeded))
+			case s.base.Err() != nil || (m.hasCtx && ctx.Err() != nil):
+				// Stopped by its server (Close, a Shutdown that stopped
+				// waiting) or its transport: no answer either.
+				return nil, semantics.MaybeExecuted(fmt.Errorf("%w: %s: %v", errInterrupted, m.name, e))
 			}
 			return replyv.Interface(), ServerError(e.(error).Error())
 		}

@@ -98,10 +98,12 @@ func (m *sessionManager) begin(ctx context.Context, deadline time.Time, p semant
 			if m.retire(cs) {
 				continue // a fresh session takes the new calls
 			}
-			var err error
-			if h, err = cs.Begin(ctx); err != nil {
+			wctx, cancel := withRetryDeadline(ctx, deadline)
+			h, err = cs.Begin(wctx)
+			cancel()
+			if err != nil {
 				return nil, semantics.Header{}, semantics.GiveUp(p.Kind(), semantics.NotSent(fmt.Errorf(
-					"rpc: waiting for a window slot (%d calls outstanding, window %d): %w", cs.Outstanding(), cs.Window(), ctx.Err())))
+					"rpc: waiting for a window slot (%d calls outstanding, window %d): %w", cs.Outstanding(), cs.Window(), wctx.Err())))
 			}
 		}
 		if cs.retired.Load() {
@@ -204,9 +206,11 @@ func (m *sessionManager) current(ctx context.Context, deadline time.Time, p sema
 			m.opening = nil
 			switch {
 			case f.err == nil && m.closed:
-				// Close ran meanwhile: the new session goes too.
-				m.addDone(f.s.ID())
+				// Close ran meanwhile: the new session goes too (below,
+				// out of the lock).
+				late := f.s.ID()
 				f.s, f.err = nil, semantics.GiveUp(p.Kind(), errClosed())
+				defer m.closeOnServer([]semantics.ClientID{late}, closeTimeout)
 			case f.err == nil:
 				m.cur = f.s
 				m.opened++
@@ -220,11 +224,14 @@ func (m *sessionManager) current(ctx context.Context, deadline time.Time, p sema
 			return f.s, f.err
 		}
 		m.mu.Unlock()
+		wctx, cancel := withRetryDeadline(ctx, deadline)
 		select {
 		case <-f.done:
-		case <-ctx.Done():
+			cancel()
+		case <-wctx.Done():
+			cancel()
 			return nil, semantics.GiveUp(p.Kind(), semantics.NotSent(
-				fmt.Errorf("rpc: waiting for the session handshake: %w", ctx.Err())))
+				fmt.Errorf("rpc: waiting for the session handshake: %w", wctx.Err())))
 		}
 		if f.err == nil {
 			return f.s, nil
@@ -304,13 +311,21 @@ func (m *sessionManager) closeAll(timeout time.Duration) {
 	m.closed = true
 	ids := append([]semantics.ClientID(nil), m.done...)
 	if m.cur != nil {
+		m.cur.retired.Store(true)
 		ids = append(ids, m.cur.ID())
 	}
 	for _, r := range m.retired {
+		r.retired.Store(true)
 		ids = append(ids, r.ID())
 	}
 	m.cur, m.retired, m.done = nil, nil, nil
 	m.mu.Unlock()
+	m.closeOnServer(ids, timeout)
+}
+
+// closeOnServer ends the sessions ids on the server, best effort, within
+// timeout.
+func (m *sessionManager) closeOnServer(ids []semantics.ClientID, timeout time.Duration) {
 	if len(ids) == 0 {
 		return
 	}
@@ -345,4 +360,14 @@ func relabel(err error, kind semantics.Kind) error {
 		return &cp
 	}
 	return err
+}
+
+// withRetryDeadline bounds ctx by a call's retry deadline, for the waits of
+// a call that has not been sent (a window slot, another call's handshake):
+// they must end with the call's retries. Zero deadline: ctx as it is.
+func withRetryDeadline(ctx context.Context, deadline time.Time) (context.Context, context.CancelFunc) {
+	if deadline.IsZero() {
+		return ctx, func() {}
+	}
+	return context.WithDeadline(ctx, deadline)
 }

@@ -306,10 +306,12 @@ func (t *tcpTransport) RoundTrip(ctx context.Context, req *Request, reply any) e
 		if broken != nil {
 			c.fail(broken)
 		}
-		if mine {
-			return err // not pooled (see pendingPool)
+		if !mine {
+			// Another writer's failure took the call first; this request
+			// was not sent all the same, and that is its verdict.
+			call.wait()
 		}
-		return call.wait() // another writer's failure took it first; its verdict stands
+		return err // not pooled when it was ours (see pendingPool)
 	}
 	done := ctx.Done()
 	if done == nil { // a context that never ends: no select needed

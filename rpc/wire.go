@@ -59,11 +59,12 @@ const (
 	CodeReplyTooLarge                // the method ran; its reply is over the message limit
 	CodeReplyUnusable                // the method ran; its reply could not be encoded
 	CodeDeadlineExceeded             // the caller's deadline passed while the method ran: it may have had effects
+	CodeInterrupted                  // the method was stopped (its server closing) before it answered: it may have had effects
 )
 
 var codeNames = [...]string{"none", "rejected", "stale", "session expired", "epoch mismatch", "bad header",
 	"not durable", "shutting down", "too large", "maybe executed", "unknown method", "reply too large", "reply unusable",
-	"deadline exceeded"}
+	"deadline exceeded", "interrupted"}
 
 func (c Code) String() string {
 	if int(c) < len(codeNames) {
@@ -140,6 +141,8 @@ func EncodeError(err error) (code Code, msg string) {
 		return CodeReplyUnusable, msg
 	case errors.Is(err, semantics.ErrMaybeExecuted) && errors.Is(err, context.DeadlineExceeded):
 		return CodeDeadlineExceeded, msg
+	case errors.Is(err, semantics.ErrMaybeExecuted) && errors.Is(err, errInterrupted):
+		return CodeInterrupted, msg
 	case errors.Is(err, semantics.ErrMaybeExecuted):
 		return CodeMaybeExecuted, msg
 	case errors.As(err, &re) && re.Code != CodeNone:
@@ -188,7 +191,11 @@ func DecodeError(code Code, msg string) error {
 	case CodeMaybeExecuted:
 		return semantics.MaybeExecuted(errors.New(msg))
 	case CodeDeadlineExceeded:
-		return semantics.MaybeExecuted(fmt.Errorf("%s: %w", msg, context.DeadlineExceeded))
+		// The server recorded this as the call's outcome: every retry
+		// would get it again. Final.
+		return semantics.Permanent(semantics.MaybeExecuted(fmt.Errorf("%s: %w", msg, context.DeadlineExceeded)))
+	case CodeInterrupted:
+		return semantics.Permanent(semantics.MaybeExecuted(&textOf{msg, errInterrupted}))
 	case CodeReplyTooLarge:
 		return semantics.Unusable(fmt.Errorf("%s: %w", msg, ErrMessageTooLarge))
 	case CodeReplyUnusable:
@@ -205,3 +212,13 @@ func DecodeError(code Code, msg string) error {
 	// safe reading is that the method may have run.
 	return semantics.MaybeExecuted(errors.New(msg))
 }
+
+// textOf is an error read off the wire: its peer's text, and the sentinel
+// it stands for.
+type textOf struct {
+	msg  string
+	kind error
+}
+
+func (e *textOf) Error() string { return e.msg }
+func (e *textOf) Unwrap() error { return e.kind }
