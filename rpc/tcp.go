@@ -307,9 +307,14 @@ func (t *tcpTransport) RoundTrip(ctx context.Context, req *Request, reply any) e
 			c.fail(broken)
 		}
 		if !mine {
-			// Another writer's failure took the call first; this request
-			// was not sent all the same, and that is its verdict.
-			call.wait()
+			// The reader took the call first, with the server's answer
+			// (a request refused as too large is answered before it is
+			// all written): that answer stands. Or a failure of the
+			// connection took it: this request was not sent all the same,
+			// and that is its verdict.
+			if werr := call.wait(); semantics.ClassOf(werr) != semantics.ClassMaybeExecuted {
+				return werr
+			}
 		}
 		return err // not pooled when it was ours (see pendingPool)
 	}
