@@ -386,7 +386,6 @@ func TestGiveUpErrorsNameThePolicyAndCause(t *testing.T) {
 		go func() { done <- c.Call(ctxT(t), "Edge.Hold", 1, &hr) }()
 		<-e.started
 		// Fill every retired session too, then one more must wait.
-		var errs []error
 		for i := 0; i < maxRetired; i++ {
 			go func() { c.Call(ctxT(t), "Edge.Hold", 1, &hr) }()
 			<-e.started
@@ -395,7 +394,6 @@ func TestGiveUpErrorsNameThePolicyAndCause(t *testing.T) {
 		defer cancel()
 		var r int
 		err := c.Call(ctx, "Edge.Inc", 1, &r)
-		errs = append(errs, err)
 		if !errors.Is(err, ErrNotExecuted) || !strings.Contains(err.Error(), "at-most-once") || !strings.Contains(err.Error(), "window slot") {
 			t.Fatalf("err = %v", err)
 		}

@@ -676,17 +676,6 @@ func tried(err error) int {
 	return -1
 }
 
-// within fails the test if done is not closed within d (a watchdog for
-// calls made with context.Background()).
-func within(t *testing.T, d time.Duration, done <-chan struct{}, what string) {
-	t.Helper()
-	select {
-	case <-done:
-	case <-time.After(d):
-		t.Fatalf("%s did not return within %v", what, d)
-	}
-}
-
 // waitUntil polls cond until it holds or d passes.
 func waitUntil(d time.Duration, cond func() bool) bool {
 	deadline := time.Now().Add(d)

@@ -77,8 +77,6 @@ type cell struct {
 	frozen  *int64          // the call's runs, once later calls may run more
 }
 
-func (c *cell) policy() semantics.Policy { return policyOf(c.kind) }
-
 // newNode makes the cell's server (not started).
 func (c *cell) newNode(lease time.Duration) *node {
 	c.n = newNode(c.T, c.tr, c.durable, lease, c.lab)
@@ -200,6 +198,7 @@ func runCell(t *testing.T, r contractRow, tr transport, k semantics.Kind) {
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Logf("rule: %s", r.rule)
+			t.Logf("and every row: %s", ruleVerdict)
 		}
 	})
 	c := &cell{T: t, tr: tr, kind: k, durable: k == semantics.KindExactlyOnce}
