@@ -428,10 +428,10 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	if err == nil {
 		s.waitConnsClosed(ctx, goAwayGrace)
 	}
-	if err != nil {
-		s.stopBase()
-	}
 	s.closeConns()
+	if err != nil {
+		s.stopBase() // after the connections: the stopped methods' answers are lost with them
+	}
 	done := make(chan struct{})
 	go func() {
 		s.connWG.Wait()
@@ -457,9 +457,9 @@ const goAwayGrace = 500 * time.Millisecond
 // returns when the methods still running have returned.
 func (s *Server) Close() error {
 	s.shutting.Store(true)
-	s.stopBase()
 	s.closeListeners()
 	s.closeConns()
+	s.stopBase() // after the connections: the stopped methods' answers are lost with them
 	s.connWG.Wait()
 	return nil
 }
