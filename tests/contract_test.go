@@ -3,7 +3,10 @@ package tests
 import (
 	"context"
 	"errors"
+	"net"
 	"sync"
+	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -916,18 +919,33 @@ func leaseRun(c *cell) error {
 		cut = func() { c.lab.Enable("client", false) }
 		heal = func() { c.lab.Enable("client", true) }
 	} else {
+		// The link is cut by killing the proxy's connections and refusing
+		// the client's redials at its dialer (not sent, as when nothing
+		// listens): reopening the proxy's port later could find it taken
+		// by a test running in parallel.
 		p := newProxy(c.T, n.addr)
-		addr := p.Addr()
-		cl = c.clientVia(addr, nil)
-		cut = func() { p.Close() } // nothing listens: redials are refused, not sent
-		heal = func() {
-			p2, err := faultproxy.New(n.addr, faultproxy.Config{ListenAddr: addr, Seed: seed(c.T)})
-			if err != nil {
-				c.Errorf("proxy back on %s: %v", addr, err)
-				return
-			}
-			c.Cleanup(func() { p2.Close() })
+		var down atomic.Bool
+		dial := func(ctx context.Context) (net.Conn, error) {
+			var d net.Dialer
+			return d.DialContext(ctx, "tcp", p.Addr())
 		}
+		if c.tr == overStream {
+			_, cfg, _ := tlsConfigs(c.T)
+			dial = tlsDial(cfg, p.Addr())
+		}
+		gated := func(ctx context.Context) (net.Conn, error) {
+			if down.Load() {
+				return nil, &net.OpError{Op: "dial", Net: "tcp", Err: syscall.ECONNREFUSED}
+			}
+			return dial(ctx)
+		}
+		cl = rpc.NewClient(rpc.NewStreamTransport(gated, rpc.WithRedialBackoff(time.Millisecond, 20*time.Millisecond)), clientOpts(c.kind)...)
+		c.Cleanup(func() { cl.Close() })
+		cut = func() {
+			down.Store(true)
+			p.KillAll()
+		}
+		heal = func() { down.Store(false) }
 	}
 	c.warmUp(cl, 1)
 	c.mark()
