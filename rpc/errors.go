@@ -67,17 +67,13 @@ func (e ServerError) Is(target error) bool { return target == semantics.ErrAppli
 type RejectedError struct {
 	Code Code
 	Msg  string
-	kind error // a local sentinel with no code (ErrClientClosed), or nil
 }
 
 func (e *RejectedError) Error() string { return e.Msg }
 
 // Is matches ErrRejected and the sentinel of the error's code.
 func (e *RejectedError) Is(target error) bool {
-	if target == semantics.ErrRejected || (e.kind != nil && target == e.kind) {
-		return true
-	}
-	return target != nil && target == codeSentinel(e.Code)
+	return target == semantics.ErrRejected || (target != nil && target == codeSentinel(e.Code))
 }
 
 func codeSentinel(c Code) error {

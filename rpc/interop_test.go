@@ -6,6 +6,7 @@ import (
 	"net"
 	stdrpc "net/rpc"
 	"testing"
+	"time"
 )
 
 // A stock net/rpc client calls our server.
@@ -99,3 +100,43 @@ func (t *StdArith) Add(args Args, reply *int) error {
 }
 
 func (t *StdArith) Fail(args Args, reply *int) error { return errors.New("nope") }
+
+// A stock net/rpc client skips the shutdown notice: a call pending on it
+// during Shutdown still gets its reply, and Shutdown does not wait for such
+// a client to close its connection longer than its grace.
+func TestInteropStockClientDuringShutdown(t *testing.T) {
+	s, a, addr, _ := startServer(t)
+	c, err := stdrpc.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	var r int
+	if err := c.Call("Arith.Add", Args{1, 2}, &r); err != nil {
+		t.Fatal(err)
+	}
+	slow := c.Go("Arith.Slow", Args{7, 0}, new(int), nil)
+	for a.calls.Load() < 2 {
+		time.Sleep(time.Millisecond)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	shut := make(chan error, 1)
+	start := time.Now()
+	go func() { shut <- s.Shutdown(ctx) }()
+	for !s.shutting.Load() {
+		time.Sleep(time.Millisecond)
+	}
+	time.Sleep(20 * time.Millisecond) // the notice goes out first
+	close(a.block)
+	<-slow.Done
+	if slow.Error != nil || *slow.Reply.(*int) != 7 {
+		t.Fatalf("pending call during Shutdown: %v, %v", *slow.Reply.(*int), slow.Error)
+	}
+	if err := <-shut; err != nil {
+		t.Fatalf("Shutdown: %v", err)
+	}
+	if d := time.Since(start); d > 3*time.Second {
+		t.Errorf("Shutdown took %v with a stock client connected", d)
+	}
+}

@@ -140,8 +140,7 @@ func (m *sessionManager) retire(cs *clientSession) bool {
 // end ends the call seq of cs. A retired session whose calls have all ended
 // is closed on the server with the next handshake.
 func (m *sessionManager) end(cs *clientSession, seq uint64) {
-	cs.End(seq)
-	if cs.Outstanding() > 0 {
+	if cs.End(seq) > 0 {
 		return
 	}
 	m.mu.Lock()

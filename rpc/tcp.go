@@ -203,26 +203,19 @@ func (t *tcpTransport) Close() error {
 	t.closed = true
 	c := t.cur
 	t.cur = nil
+	// Connections replaced after the server's notice, with calls still
+	// pending on them, are failed too: their readers end with them.
+	draining := t.draining
+	t.draining = nil
 	t.mu.Unlock()
 	if c != nil {
 		c.fail(ErrClientClosed)
 	}
-	t.closeDraining()
+	for d := range draining {
+		d.fail(ErrClientClosed)
+	}
 	t.readers.Wait()
 	return nil
-}
-
-// closeDraining is a hook for connections that were replaced while calls
-// were pending on them: their readers end when those calls do, or when the
-// connection is closed. Close fails them all.
-func (t *tcpTransport) closeDraining() {
-	t.mu.Lock()
-	draining := t.draining
-	t.draining = nil
-	t.mu.Unlock()
-	for c := range draining {
-		c.fail(ErrClientClosed)
-	}
 }
 
 // pendingCall is a call waiting for its reply. Exactly one party completes

@@ -113,21 +113,22 @@ func (s *Session) Retry(seq uint64) Header {
 
 // End marks the call seq over, whether it got a reply or gave up: its
 // window slot is freed once every earlier call has ended too, and the ack
-// advances past it. Ending a seq that is not outstanding does nothing.
+// advances past it. Ending a seq that is not outstanding does nothing. It
+// returns how many calls are still outstanding.
 //
 // A call that gave up after it may have executed must still be ended: the
 // server then drops its entry when it sees the ack, and a late duplicate of
 // it gets ErrStale instead of running.
-func (s *Session) End(seq uint64) {
+func (s *Session) End(seq uint64) (outstanding int) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if seq < s.ack || seq >= s.next || s.ended[seq%s.window] {
-		return
+		return s.outstanding
 	}
 	s.outstanding--
 	if seq != s.ack {
 		s.ended[seq%s.window] = true
-		return
+		return s.outstanding
 	}
 	s.ack++
 	for s.ack < s.next && s.ended[s.ack%s.window] {
@@ -138,6 +139,7 @@ func (s *Session) End(seq uint64) {
 		close(s.advanced)
 		s.advanced = nil
 	}
+	return s.outstanding
 }
 
 // Ack returns the first sequence number that has not ended.
