@@ -10,7 +10,6 @@ require (
 	go.etcd.io/bbolt v1.4.3
 	go.uber.org/goleak v1.3.0
 	golang.org/x/net v0.38.0
-	golang.org/x/time v0.11.0
 )
 
 require (

@@ -50,6 +50,9 @@ func (c *Crawler) Crawl(ctx context.Context, startURL string) (Result, error) {
 	if err != nil {
 		return Result{}, err
 	}
+	if err := c.polite.AllowHosts(start); err != nil {
+		return Result{}, err
+	}
 	strategy := c.cfg.Strategy
 	if strategy == nil {
 		strategy = ConcurrentChannel

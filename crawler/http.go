@@ -5,10 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"mime"
 	"net"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -65,7 +67,7 @@ type HTTPError struct {
 	// StatusCode is the HTTP status of the response.
 	StatusCode int
 	// RetryAfter is the delay the server asked for in a Retry-After header
-	// (seconds form only), or zero.
+	// (delay-seconds or HTTP-date form), or zero.
 	RetryAfter time.Duration
 }
 
@@ -217,7 +219,7 @@ func (h *HTTPFetcher) FetchPage(ctx context.Context, rawURL string) (*Page, erro
 		return page, nil
 	case resp.StatusCode < 200 || resp.StatusCode >= 300:
 		h.drain(resp.Body)
-		return nil, &HTTPError{URL: page.URL, StatusCode: resp.StatusCode, RetryAfter: retryAfter(resp)}
+		return nil, &HTTPError{URL: page.URL, StatusCode: resp.StatusCode, RetryAfter: retryAfter(resp.Header, time.Now())}
 	}
 
 	body := io.LimitReader(resp.Body, h.cfg.MaxBodyBytes)
@@ -299,12 +301,26 @@ func mediaType(header string, head []byte) string {
 	return mt
 }
 
-func retryAfter(resp *http.Response) time.Duration {
-	var secs int
-	if _, err := fmt.Sscanf(resp.Header.Get("Retry-After"), "%d", &secs); err == nil && secs > 0 {
-		return time.Duration(secs) * time.Second
+// retryAfter returns the wait a Retry-After header asks for, in either of
+// its forms: delay-seconds, or an HTTP-date, which is read against the
+// response's Date header (the server's clock) when there is one, else
+// against now. A missing, malformed or past value is zero.
+func retryAfter(header http.Header, now time.Time) time.Duration {
+	v := strings.TrimSpace(header.Get("Retry-After"))
+	if v == "" {
+		return 0
 	}
-	return 0
+	if secs, err := strconv.ParseUint(v, 10, 64); err == nil {
+		return time.Duration(min(secs, uint64(math.MaxInt64/time.Second))) * time.Second
+	}
+	t, err := http.ParseTime(v)
+	if err != nil {
+		return 0
+	}
+	if date, err := http.ParseTime(header.Get("Date")); err == nil {
+		now = date
+	}
+	return max(t.Sub(now), 0)
 }
 
 type countingReader struct {

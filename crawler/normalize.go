@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"strconv"
 	"strings"
 )
 
@@ -132,3 +133,30 @@ func removeDotSegments(p string) string {
 	}
 	return r
 }
+// unescapeUnreserved decodes the percent-escapes of unreserved characters
+// (letters, digits, '-', '.', '_', '~'), which name the same resource
+// escaped or not, so that robots.txt rules and URLs compare as RFC 9309
+// asks: "/%70rivate" is "/private". Other escapes (such as "%2F") are kept.
+func unescapeUnreserved(s string) string {
+	if !strings.Contains(s, "%") {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '%' && i+2 < len(s) {
+			if c, err := strconv.ParseUint(s[i+1:i+3], 16, 8); err == nil && isUnreserved(byte(c)) {
+				b.WriteByte(byte(c))
+				i += 2
+				continue
+			}
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
+}
+
+func isUnreserved(c byte) bool {
+	return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' ||
+		c == '-' || c == '.' || c == '_' || c == '~'
+}
+
