@@ -133,6 +133,7 @@ func removeDotSegments(p string) string {
 	}
 	return r
 }
+
 // unescapeUnreserved decodes the percent-escapes of unreserved characters
 // (letters, digits, '-', '.', '_', '~'), which name the same resource
 // escaped or not, so that robots.txt rules and URLs compare as RFC 9309
@@ -159,4 +160,3 @@ func isUnreserved(c byte) bool {
 	return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' ||
 		c == '-' || c == '.' || c == '_' || c == '~'
 }
-
