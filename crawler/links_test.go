@@ -101,6 +101,20 @@ func TestExtractLinks(t *testing.T) {
 			[]string{"http://example.com/ok", "http://example.com/dir/%3C%3C%3C"}},
 		{"bad URL skipped", `<a href="http://[::1">bad</a><a href="/good">g</a>`, []string{"http://example.com/good"}},
 		{"empty", ``, []string{}},
+		{"rel nofollow dropped",
+			`<a rel="nofollow" href="/n">n</a><a rel=" external  NoFollow " href="/m">m</a><a rel="noopener" href="/k">k</a>`,
+			[]string{"http://example.com/k"}},
+		{"a link also reached without nofollow is kept",
+			`<a rel="nofollow" href="/k">n</a><a href="/k">k</a>`,
+			[]string{"http://example.com/k"}},
+		{"meta robots nofollow drops every link",
+			`<head><meta name="robots" content="noindex,nofollow"></head><a href="/a">a</a>`,
+			[]string{}},
+		{"meta robots none drops every link", `<a href="/a">a</a><meta name="Robots" content=" NONE ">`, []string{}},
+		{"meta robots noindex keeps links", `<meta name="robots" content="noindex"><a href="/a">a</a>`,
+			[]string{"http://example.com/a"}},
+		{"meta for another agent ignored", `<meta name="otherbot" content="nofollow"><a href="/a">a</a>`,
+			[]string{"http://example.com/a"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -160,6 +174,7 @@ func FuzzNormalize(f *testing.F) {
 func FuzzExtractLinks(f *testing.F) {
 	f.Add(`<a href="/a">a</a><base href="../b/"><a href="c#d">`)
 	f.Add(`<a href="HTTP://X.Y:80/./p">`)
+	f.Add(`<meta name=robots content="nofollow"><a rel=nofollow href=/x><a href=/y>`)
 	f.Fuzz(func(t *testing.T, doc string) {
 		base, _ := url.Parse("http://example.com/dir/page")
 		links, err := ExtractLinks(base, strings.NewReader(doc))
