@@ -15,4 +15,5 @@ require (
 require (
 	github.com/hashicorp/errwrap v1.0.0 // indirect
 	golang.org/x/sys v0.31.0 // indirect
+	golang.org/x/text v0.23.0 // indirect
 )

@@ -335,7 +335,7 @@ func (p *PoliteFetcher) loadRobots(ctx context.Context, h *hostState, r *robotsR
 			// robotstxt reads 5xx as "disallow all"; try again first.
 			return &HTTPError{URL: robotsURL, StatusCode: status}
 		}
-		data, err = robotstxt.FromStatusAndBytes(status, []byte(unescapeUnreserved(string(body))))
+		data, err = robotstxt.FromStatusAndBytes(status, []byte(normalizeEscapes(string(body))))
 		if err != nil {
 			return backoff.Permanent(fmt.Errorf("crawler: parse %s: %w", robotsURL, err))
 		}
@@ -367,7 +367,7 @@ func (r *robotsRules) allowed(u *url.URL, agent string) error {
 	if r.data == nil {
 		return nil
 	}
-	if !r.data.TestAgent(unescapeUnreserved(u.RequestURI()), agent) {
+	if !r.data.TestAgent(normalizeEscapes(u.RequestURI()), agent) {
 		return fmt.Errorf("%w: %s", ErrDisallowed, u)
 	}
 	return nil
