@@ -311,4 +311,3 @@ func (f *changingRobots) calls() int {
 	defer f.mu.Unlock()
 	return f.n
 }
-
