@@ -103,6 +103,14 @@ func (h *hostState) pacing(now time.Time) (time.Time, int) {
 	return latest(now, h.next, h.notBefore), cap(h.slots)
 }
 
+// heldUntil returns notBefore: the time until which a Retry-After or a
+// seed holds back every request to the host (in the past if none does).
+func (h *hostState) heldUntil() time.Time {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	return h.notBefore
+}
+
 // rulesFor returns the robots.txt rules for scheme. If load is true the
 // caller must load them and call robotsLoaded or robotsAbandoned; otherwise
 // it waits for r.done.

@@ -90,7 +90,8 @@ func (e *HTTPError) Temporary() bool { return e.Retryable() }
 
 // Retryable reports whether a Fetch that failed with err is worth retrying:
 // network errors and retryable HTTPErrors are; context cancellation, final
-// HTTP statuses, robots.txt refusals, malformed URLs and TLS failures that
+// HTTP statuses, robots.txt refusals, hosts backing off, host names that do
+// not exist, malformed URLs and TLS failures that
 // the same request would meet again (a certificate that fails verification,
 // a server that does not speak TLS, a handshake the server refuses) are not.
 //
@@ -105,8 +106,12 @@ func Retryable(err error) bool {
 		return he.Retryable()
 	}
 	if errors.Is(err, ErrDisallowed) || errors.Is(err, ErrUnsupportedURL) ||
-		errors.Is(err, ErrNotFound) || isPermanentTLS(err) {
+		errors.Is(err, ErrNotFound) || errors.Is(err, ErrHostBackingOff) || isPermanentTLS(err) {
 		return false
+	}
+	var dns *net.DNSError
+	if errors.As(err, &dns) && dns.IsNotFound {
+		return false // no such host
 	}
 	var ne net.Error
 	var ue *url.Error

@@ -2,11 +2,15 @@ package crawler
 
 import (
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -287,6 +291,34 @@ func TestPoliteDoesNotRetryTLSFailures(t *testing.T) {
 			}
 			if n := calls.Load(); n != 1 {
 				t.Errorf("%d requests, want 1 (err %v)", n, err)
+			}
+		})
+	}
+}
+
+func TestRetryableErrors(t *testing.T) {
+	tests := []struct {
+		name string
+		err  error
+		want bool
+	}{
+		{"connection refused", &net.OpError{Op: "dial", Err: errors.New("connection refused")}, true},
+		{"DNS timeout", &url.Error{Op: "Get", Err: &net.DNSError{Name: "h", IsTimeout: true}}, true},
+		{"no such host", &url.Error{Op: "Get", Err: &net.DNSError{Name: "h", IsNotFound: true}}, false},
+		{"unexpected EOF", io.ErrUnexpectedEOF, true},
+		{"503", &HTTPError{StatusCode: 503}, true},
+		{"404", &HTTPError{StatusCode: 404}, false},
+		{"cancelled", context.Canceled, false},
+		{"disallowed", fmt.Errorf("x: %w", ErrDisallowed), false},
+		{"host backing off", fmt.Errorf("x: %w", ErrHostBackingOff), false},
+		{"scheme mismatch", &url.Error{Op: "Get", Err: http.ErrSchemeMismatch}, false},
+		{"unknown authority", &url.Error{Op: "Get", Err: &tls.CertificateVerificationError{Err: x509.UnknownAuthorityError{}}}, false},
+		{"nil", nil, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := Retryable(tt.err); got != tt.want {
+				t.Errorf("Retryable(%v) = %v, want %v", tt.err, got, tt.want)
 			}
 		})
 	}

@@ -20,6 +20,13 @@ import (
 // read); such a URL is never requested.
 var ErrDisallowed = errors.New("crawler: disallowed by robots.txt")
 
+// ErrHostBackingOff is wrapped by the error a PoliteFetcher returns, without
+// any request, for a URL whose host asked (with Retry-After) or was set
+// (with SetHostNotBefore) to be left alone for longer than
+// Config.RetryMaxElapsed from now. Such a fetch may succeed later; it is not
+// Retryable, because retrying it at once cannot.
+var ErrHostBackingOff = errors.New("crawler: host asked to be left alone")
+
 // RobotsFetcher is implemented by fetchers that can also fetch robots.txt.
 // Polite fetches robots.txt through it.
 type RobotsFetcher interface {
@@ -190,6 +197,8 @@ func (p *PoliteFetcher) SetHostNotBefore(host string, t time.Time) error {
 // Fetch fetches rawURL politely: it checks robots.txt, waits for a slot and
 // for the host's pacing, and retries retryable failures with exponential
 // backoff. The links it returns are filtered by the host and robots rules.
+// If the host is held back for longer than RetryMaxElapsed, Fetch fails at
+// once with ErrHostBackingOff instead of waiting.
 func (p *PoliteFetcher) Fetch(ctx context.Context, rawURL string) ([]string, error) {
 	u, err := normalizeParse(rawURL)
 	if err != nil {
@@ -202,6 +211,9 @@ func (p *PoliteFetcher) Fetch(ctx context.Context, rawURL string) ([]string, err
 	}
 	if err := rules.allowed(u, p.cfg.UserAgent); err != nil {
 		return nil, err
+	}
+	if until := h.heldUntil(); until.Sub(p.now()) > p.cfg.RetryMaxElapsed {
+		return nil, fmt.Errorf("%w: %s until %s", ErrHostBackingOff, u.Host, until.Format(time.RFC3339))
 	}
 	attempts := 0
 	var links []string

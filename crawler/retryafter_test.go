@@ -229,6 +229,7 @@ func TestHostPacingHandsOverRetryAfter(t *testing.T) {
 		cfg.IgnoreRobots = true
 		cfg.MaxRetries = 0
 		cfg.MaxCrawlDelay = 0
+		cfg.RetryMaxElapsed = 2 * time.Hour
 		cfg.MaxInFlightPerHost = 3
 		f1 := &backOffFetcher{script: map[string][]error{"http://h:8080/a": {unavailable(time.Hour)}}, calls: map[string][]time.Time{}}
 		p1, err := Polite(f1, cfg)
@@ -298,4 +299,38 @@ func (f *robotsFetcher) Fetch(ctx context.Context, url string) ([]string, error)
 
 func (f *robotsFetcher) FetchRobots(ctx context.Context, robotsURL string) (int, []byte, error) {
 	return http.StatusOK, []byte(f.robots), nil
+}
+
+// A host that asked for a longer wait than RetryMaxElapsed is not requested
+// during it: its other URLs fail at once with ErrHostBackingOff, and are
+// fetched normally once the wait is over.
+func TestRetryAfterBeyondRetryMaxElapsedFailsFast(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := &backOffFetcher{script: map[string][]error{"http://h/a": {unavailable(3 * time.Hour)}}, calls: map[string][]time.Time{}}
+		cfg := DefaultConfig()
+		cfg.IgnoreRobots = true
+		cfg.MaxCrawlDelay, cfg.RetryMaxElapsed = 0, time.Hour
+		p, err := Polite(f, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		start := time.Now()
+		if _, err := p.Fetch(context.Background(), "http://h/a"); err == nil {
+			t.Fatal("the 503 was not reported")
+		}
+		_, err = p.Fetch(context.Background(), "http://h/b")
+		if !errors.Is(err, ErrHostBackingOff) || Retryable(err) {
+			t.Errorf("fetch during the 3h wait: err = %v (Retryable %v), want ErrHostBackingOff", err, Retryable(err))
+		}
+		if n := len(f.callTimes("http://h/b")); n != 0 || time.Since(start) != 0 {
+			t.Errorf("%d requests, %v waited; want none", n, time.Since(start))
+		}
+		time.Sleep(2*time.Hour + time.Second) // the wait now ends within RetryMaxElapsed
+		if _, err := p.Fetch(context.Background(), "http://h/b"); err != nil {
+			t.Fatal(err)
+		}
+		if b := f.callTimes("http://h/b"); len(b) != 1 || b[0].Before(start.Add(3*time.Hour)) {
+			t.Errorf("/b requested at %v, before the host's wait ended", b)
+		}
+	})
 }
