@@ -74,7 +74,7 @@ func newHostState(inFlight int, delay time.Duration) *hostState {
 func (h *hostState) start(now time.Time) time.Time {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	at := latest(now, h.next, h.notBefore)
+	at := latestTime(now, h.next, h.notBefore)
 	h.next = at.Add(h.interval)
 	return at
 }
@@ -84,7 +84,7 @@ func (h *hostState) start(now time.Time) time.Time {
 func (h *hostState) backOff(now time.Time, d time.Duration) time.Time {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	h.notBefore = latest(h.notBefore, now.Add(d))
+	h.notBefore = latestTime(h.notBefore, now.Add(d))
 	return h.notBefore
 }
 
@@ -92,7 +92,7 @@ func (h *hostState) backOff(now time.Time, d time.Duration) time.Time {
 func (h *hostState) seed(t time.Time) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	h.notBefore = latest(h.notBefore, t)
+	h.notBefore = latestTime(h.notBefore, t)
 }
 
 // pacing returns the earliest time a new request could start, if it were
@@ -100,7 +100,7 @@ func (h *hostState) seed(t time.Time) {
 func (h *hostState) pacing(now time.Time) (time.Time, int) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	return latest(now, h.next, h.notBefore), cap(h.slots)
+	return latestTime(now, h.next, h.notBefore), cap(h.slots)
 }
 
 // heldUntil returns notBefore: the time until which a Retry-After or a
@@ -170,7 +170,7 @@ func (r *robotsRules) loaded() bool {
 	}
 }
 
-func latest(t time.Time, ts ...time.Time) time.Time {
+func latestTime(t time.Time, ts ...time.Time) time.Time {
 	for _, u := range ts {
 		if u.After(t) {
 			t = u
