@@ -41,6 +41,8 @@ type RobotsFetcher interface {
 // responses were redirects: a redirect's target is followed to the www or
 // apex variant of the page's host (see Polite).
 type PageFetcher interface {
+	// FetchPage fetches url and tells what the response was; a redirect
+	// is a *Page with a 3xx StatusCode whose Links hold its target.
 	FetchPage(ctx context.Context, url string) (*Page, error)
 }
 
@@ -205,15 +207,15 @@ func (p *PoliteFetcher) Fetch(ctx context.Context, rawURL string) ([]string, err
 		return nil, err
 	}
 	h := p.host(u.Host)
+	if until := h.heldUntil(); until.Sub(p.now()) > p.cfg.RetryMaxElapsed {
+		return nil, fmt.Errorf("%w: %s until %s", ErrHostBackingOff, u.Host, until.Format(time.RFC3339))
+	}
 	rules, err := p.rules(ctx, h, u)
 	if err != nil {
 		return nil, err
 	}
 	if err := rules.allowed(u, p.cfg.UserAgent); err != nil {
 		return nil, err
-	}
-	if until := h.heldUntil(); until.Sub(p.now()) > p.cfg.RetryMaxElapsed {
-		return nil, fmt.Errorf("%w: %s until %s", ErrHostBackingOff, u.Host, until.Format(time.RFC3339))
 	}
 	attempts := 0
 	var links []string

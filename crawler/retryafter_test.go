@@ -334,3 +334,35 @@ func TestRetryAfterBeyondRetryMaxElapsedFailsFast(t *testing.T) {
 		}
 	})
 }
+
+// A host seeded (SetHostNotBefore) far beyond RetryMaxElapsed is not
+// touched at all, not even for its robots.txt.
+func TestSetHostNotBeforeHoldsRobotsTooAndFailsFast(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := &changingRobots{files: []string{"User-agent: *\nAllow: /\n"}}
+		cfg := DefaultConfig()
+		cfg.RetryMaxElapsed = time.Minute
+		p, err := Polite(f, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		start := time.Now()
+		if err := p.SetHostNotBefore("h.example", start.Add(time.Hour)); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := p.Fetch(context.Background(), "http://h.example/a"); !errors.Is(err, ErrHostBackingOff) {
+			t.Errorf("err = %v, want ErrHostBackingOff", err)
+		}
+		if n := f.calls(); n != 0 || time.Since(start) != 0 {
+			t.Errorf("robots.txt fetched %d times after %v, want none at once", n, time.Since(start))
+		}
+		// Within RetryMaxElapsed of the end: Fetch waits for it, robots.txt included.
+		time.Sleep(time.Hour - time.Minute)
+		if _, err := p.Fetch(context.Background(), "http://h.example/a"); err != nil {
+			t.Fatal(err)
+		}
+		if n := f.calls(); n != 1 || time.Since(start) != time.Hour {
+			t.Errorf("robots.txt fetched %d times, Fetch done at +%v; want once, +1h", n, time.Since(start))
+		}
+	})
+}
