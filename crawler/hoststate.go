@@ -17,6 +17,9 @@ import (
 //     later of now, next and notBefore; next becomes that time plus interval.
 //     The in-flight bound is the capacity of slots, taken before start and
 //     given back when the response is read (acquire, release).
+//   - a reserved request is given up before it started (unstart, when its
+//     context ends while it waits): next moves back to the reserved time,
+//     unless another request was reserved after it.
 //   - a response asks to back off (backOff, from a 429 or 503 with
 //     Retry-After): notBefore moves to now plus the delay, never backwards.
 //   - another process hands over its pacing (seed, from SetHostNotBefore):
@@ -77,6 +80,16 @@ func (h *hostState) start(now time.Time) time.Time {
 	at := latestTime(now, h.next, h.notBefore)
 	h.next = at.Add(h.interval)
 	return at
+}
+
+// unstart gives back the reservation start returned as at, if it is still
+// the last one.
+func (h *hostState) unstart(at time.Time) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.next.Equal(at.Add(h.interval)) {
+		h.next = at
+	}
 }
 
 // backOff records a server's request to wait d before the next request to

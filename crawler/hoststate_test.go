@@ -144,3 +144,20 @@ func TestHostStateAbandonedLoadIsLoadedAgain(t *testing.T) {
 		t.Error("next caller does not load the abandoned rules again")
 	}
 }
+
+func TestHostStateUnstartGivesBackOnlyTheLastReservation(t *testing.T) {
+	h := newHostState(3, 10*time.Second)
+	h.start(t0)
+	at := h.start(t0) // t0+10s
+	h.unstart(at)
+	if got := h.start(t0); !got.Equal(at) {
+		t.Errorf("after giving back the last reservation, next start at +%v, want +10s", got.Sub(t0))
+	}
+	// Now t0+10s is taken again and t0+20s is next; a later reservation
+	// keeps an earlier one from being given back.
+	later := h.start(t0) // t0+20s
+	h.unstart(at)
+	if got := h.start(t0); !got.Equal(later.Add(10 * time.Second)) {
+		t.Errorf("an earlier reservation was given back over a later one: next at +%v, want +30s", got.Sub(t0))
+	}
+}

@@ -395,12 +395,14 @@ func (p *PoliteFetcher) acquire(ctx context.Context, h *hostState) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
-	if d := h.start(p.now()).Sub(p.now()); d > 0 {
+	at := h.start(p.now())
+	if d := at.Sub(p.now()); d > 0 {
 		t := time.NewTimer(d)
 		select {
 		case <-t.C:
 		case <-ctx.Done():
 			t.Stop()
+			h.unstart(at)
 			h.release()
 			return ctx.Err()
 		}
