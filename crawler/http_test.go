@@ -323,3 +323,19 @@ func TestRetryableErrors(t *testing.T) {
 		})
 	}
 }
+
+// Retry-After in its HTTP-date form is read against the server's Date.
+func TestHTTPFetcherRetryAfterDate(t *testing.T) {
+	serverNow := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC) // far from the client's clock
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Date", serverNow.Format(http.TimeFormat))
+		w.Header().Set("Retry-After", serverNow.Add(90*time.Second).Format(http.TimeFormat))
+		http.Error(w, "busy", http.StatusServiceUnavailable)
+	}))
+	defer srv.Close()
+	_, err := newHTTPFetcher(t, nil).Fetch(context.Background(), srv.URL+"/")
+	var he *HTTPError
+	if !errors.As(err, &he) || he.RetryAfter != 90*time.Second {
+		t.Errorf("err = %v; want a 503 with RetryAfter 90s", err)
+	}
+}
