@@ -10,6 +10,9 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/semrpc/semrpc/labrpc/internal/labhook"
+	"github.com/semrpc/semrpc/rpc"
 )
 
 // SeedEnv names the environment variable MakeNetwork reads its seed from,
@@ -24,6 +27,10 @@ type Network struct {
 	done   chan struct{}   // closed by Cleanup; every wait selects on it
 	ctx    context.Context // handed to the server core; canceled by Cleanup
 	cancel context.CancelFunc
+	// crashCtx is ctx for ClientEnd.Call's requests: a handler's panic
+	// crashes the program, as in the classic network.
+	crashCtx context.Context
+	bubble   uint64 // the synctest bubble the network was made in; 0 for none
 
 	mu             sync.RWMutex // protects following
 	closed         bool
@@ -32,6 +39,7 @@ type Network struct {
 	longDelays     bool
 	longReordering bool
 	dupRate        float64
+	latency        time.Duration // the least time any message takes
 	ends           map[interface{}]*ClientEnd
 	enabled        map[interface{}]bool
 	connections    map[interface{}]interface{} // endname → servername
@@ -70,14 +78,20 @@ func MakeNetwork() *Network {
 // (not its name: lab harnesses name ends with random strings), so the same
 // seed, the same order of MakeEnd and the same order of calls on each end
 // give the same faults.
+//
+// Inside labtest.Virtual the network registers itself with the test's run
+// (so a failing test can write its timeline) and every message takes at
+// least the run's per-message latency (see SetLatency).
 func MakeNetworkSeed(seed int64) *Network {
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Network{
+	n := &Network{
 		seed:        seed,
 		start:       time.Now(),
 		done:        make(chan struct{}),
 		ctx:         ctx,
 		cancel:      cancel,
+		crashCtx:    rpc.PropagatePanics(ctx),
+		bubble:      currentBubble(),
 		reliable:    true,
 		ends:        make(map[interface{}]*ClientEnd),
 		enabled:     make(map[interface{}]bool),
@@ -89,6 +103,11 @@ func MakeNetworkSeed(seed int64) *Network {
 		changed:     make(chan struct{}),
 		work:        make(chan job),
 	}
+	if run := labhook.Current(); run != nil {
+		n.latency = max(run.Latency, 0)
+		run.Register(n)
+	}
+	return n
 }
 
 // Seed returns the seed the network's faults are drawn from.
@@ -99,6 +118,7 @@ func (n *Network) Seed() int64 { return n.seed }
 // timer the network started is gone when Cleanup returns. A handler still
 // running in user code finishes on its own; its reply is discarded.
 func (n *Network) Cleanup() {
+	n.checkBubble("Cleanup")
 	n.mu.Lock()
 	if n.closed {
 		n.mu.Unlock()
@@ -114,6 +134,7 @@ func (n *Network) Cleanup() {
 // changedLocked wakes every call waiting on a handler so that it re-checks
 // whether its server is still reachable. n.mu must be held for writing.
 func (n *Network) changedLocked() {
+	n.checkBubble("a change of topology")
 	close(n.changed)
 	n.changed = make(chan struct{})
 }
@@ -124,6 +145,7 @@ func (n *Network) Reliable(yes bool) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	n.reliable = yes
+	n.topology("Reliable(%v)", yes)
 }
 
 // IsReliable reports whether the network is reliable.
@@ -139,6 +161,7 @@ func (n *Network) LongReordering(yes bool) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	n.longReordering = yes
+	n.topology("LongReordering(%v)", yes)
 }
 
 // LongDelays sets how long a call that cannot be delivered takes to fail:
@@ -147,6 +170,7 @@ func (n *Network) LongDelays(yes bool) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	n.longDelays = yes
+	n.topology("LongDelays(%v)", yes)
 }
 
 // IsLongDelays reports whether long delays are on.
@@ -165,6 +189,19 @@ func (n *Network) Duplicate(rate float64) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	n.dupRate = min(max(rate, 0), 1)
+	n.topology("Duplicate(%v)", n.dupRate)
+}
+
+// SetLatency sets the least time every message takes: a request reaches
+// its server, and a reply its caller, no sooner than d after it left (a
+// link's own delays still apply when longer). The default is 0, or the
+// latency of the labtest run the network was made in: in virtual time a
+// loop bounded by elapsed time ends only if messages take time.
+func (n *Network) SetLatency(d time.Duration) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.latency = max(d, 0)
+	n.topology("SetLatency(%v)", n.latency)
 }
 
 // SetLink gives an end its own fault rates and delays, replacing the
@@ -176,6 +213,7 @@ func (n *Network) SetLink(endname interface{}, cfg LinkConfig) error {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	n.links[endname] = cfg
+	n.topology("SetLink(%v, %+v)", endname, cfg)
 	return nil
 }
 
@@ -184,6 +222,7 @@ func (n *Network) ClearLink(endname interface{}) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	delete(n.links, endname)
+	n.topology("ClearLink(%v)", endname)
 }
 
 // Partition splits the network: each argument is a group of server names
@@ -207,6 +246,7 @@ func (n *Network) Partition(groups ...[]interface{}) {
 		}
 	}
 	n.changedLocked()
+	n.topology("Partition%v", groups)
 }
 
 // Heal removes the partition.
@@ -215,6 +255,7 @@ func (n *Network) Heal() {
 	defer n.mu.Unlock()
 	n.groups = nil
 	n.changedLocked()
+	n.topology("Heal()")
 }
 
 // MakeEnd creates a client end, disabled and unconnected. It panics if an
@@ -230,6 +271,7 @@ func (n *Network) MakeEnd(endname interface{}) *ClientEnd {
 	n.ends[endname] = e
 	n.enabled[endname] = false
 	delete(n.connections, endname)
+	n.topology("MakeEnd(%v)", endname)
 	return e
 }
 
@@ -244,6 +286,7 @@ func (n *Network) DeleteEnd(endname interface{}) {
 	delete(n.links, endname)
 	n.endGen[endname]++
 	n.changedLocked()
+	n.topology("DeleteEnd(%v)", endname)
 }
 
 // AddServer adds a server under a name, replacing any server of that name:
@@ -254,6 +297,7 @@ func (n *Network) AddServer(servername interface{}, rs *Server) {
 	n.servers[servername] = rs
 	n.serverGen[servername]++
 	n.changedLocked()
+	n.topology("AddServer(%v)", servername)
 }
 
 // DeleteServer removes a server: it never delivers another reply, even for
@@ -264,6 +308,7 @@ func (n *Network) DeleteServer(servername interface{}) {
 	delete(n.servers, servername)
 	n.serverGen[servername]++
 	n.changedLocked()
+	n.topology("DeleteServer(%v)", servername)
 }
 
 // Connect connects an end to a server name. The server need not exist yet.
@@ -272,6 +317,7 @@ func (n *Network) Connect(endname, servername interface{}) {
 	defer n.mu.Unlock()
 	n.connections[endname] = servername
 	n.changedLocked()
+	n.topology("Connect(%v, %v)", endname, servername)
 }
 
 // Enable enables or disables an end. A disabled end delivers nothing, and
@@ -284,6 +330,7 @@ func (n *Network) Enable(endname interface{}, enabled bool) {
 		n.endGen[endname]++
 	}
 	n.changedLocked()
+	n.topology("Enable(%v, %v)", endname, enabled)
 }
 
 // GetCount returns how many requests the named server has received
@@ -314,6 +361,7 @@ type route struct {
 	link           LinkConfig
 	longDelays     bool
 	longReordering bool
+	latency        time.Duration
 	closed         bool
 	endGen         uint64 // generations at the start, for dead
 	serverGen      uint64
@@ -327,6 +375,7 @@ func (n *Network) route(endname interface{}) route {
 		servername:     n.connections[endname],
 		longDelays:     n.longDelays,
 		longReordering: n.longReordering,
+		latency:        n.latency,
 		closed:         n.closed,
 		endGen:         n.endGen[endname],
 		changed:        n.changed,
@@ -387,13 +436,8 @@ func (n *Network) goBackground(f func()) bool {
 	return true
 }
 
-func (n *Network) record(e Event) {
-	if !n.trace.on.Load() {
-		return
-	}
-	e.At = time.Since(n.start)
-	n.trace.add(e)
-}
+// now is the time since the network was made.
+func (n *Network) now() time.Duration { return time.Since(n.start) }
 
 // sleep waits d, or until ctx ends or the network is cleaned up; it returns
 // the reason it stopped early, or nil.
