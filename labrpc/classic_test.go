@@ -97,7 +97,7 @@ func TestUnknownMethodCrashesCallListingMethods(t *testing.T) {
 		{"nodot", "ill-formed"},
 	}
 	for _, tt := range tests {
-		t.Run(tt.method, func(t *testing.T) {
+		subtest(t, tt.method, func(t *testing.T) {
 			_, e := crasherNet(t)
 			var msg string
 			func() {

@@ -372,7 +372,7 @@ func TestConcurrentMany(t *testing.T) {
 }
 
 func TestUnreliable(t *testing.T) {
-	t.Parallel()
+	parallel(t)
 	f := newFixture(t, 9)
 	f.net.Reliable(false)
 	if f.net.IsReliable() {
@@ -522,7 +522,7 @@ func TestEnabledCallNotDelayedByEarlierDisabledCalls(t *testing.T) {
 // TestLongDelays: with long delays on, calls on a disabled end still
 // return false, within 7 s, while the setting is toggled concurrently.
 func TestLongDelays(t *testing.T) {
-	t.Parallel()
+	parallel(t)
 	f := newFixture(t, 14)
 	f.net.LongDelays(true)
 	if !f.net.IsLongDelays() {
@@ -602,7 +602,7 @@ func TestLongReorderingDistribution(t *testing.T) {
 }
 
 func TestLongReordering(t *testing.T) {
-	t.Parallel()
+	parallel(t)
 	f := newFixture(t, 16)
 	f.net.LongReordering(true)
 	var wg sync.WaitGroup
@@ -870,7 +870,7 @@ func TestRoundTripErrorClasses(t *testing.T) {
 		{"application error", func(*fixture) {}, "Echo.Fail", 2, semantics.ClassApplication, semantics.ErrApplication},
 	}
 	for i, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
+		subtest(t, tt.name, func(t *testing.T) {
 			f := newFixture(t, int64(100+i))
 			e := f.end("e")
 			tt.setup(f)

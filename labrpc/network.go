@@ -132,9 +132,9 @@ func (n *Network) Cleanup() {
 }
 
 // changedLocked wakes every call waiting on a handler so that it re-checks
-// whether its server is still reachable. n.mu must be held for writing.
+// whether its server is still reachable. n.mu must be held for writing,
+// and the caller must have checked the bubble (the channels belong to it).
 func (n *Network) changedLocked() {
-	n.checkBubble("a change of topology")
 	close(n.changed)
 	n.changed = make(chan struct{})
 }
@@ -231,6 +231,7 @@ func (n *Network) ClearLink(endname interface{}) {
 // delivered are lost); names in no group are not affected. A new Partition
 // replaces the previous one.
 func (n *Network) Partition(groups ...[]interface{}) {
+	n.checkBubble("Partition")
 	g := make(map[interface{}]int)
 	for i, group := range groups {
 		for _, name := range group {
@@ -251,6 +252,7 @@ func (n *Network) Partition(groups ...[]interface{}) {
 
 // Heal removes the partition.
 func (n *Network) Heal() {
+	n.checkBubble("Heal")
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	n.groups = nil
@@ -278,6 +280,7 @@ func (n *Network) MakeEnd(endname interface{}) *ClientEnd {
 // DeleteEnd removes an end: its calls in progress lose their replies and
 // later calls on it fail as if it were disabled.
 func (n *Network) DeleteEnd(endname interface{}) {
+	n.checkBubble("DeleteEnd")
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	delete(n.ends, endname)
@@ -292,6 +295,7 @@ func (n *Network) DeleteEnd(endname interface{}) {
 // AddServer adds a server under a name, replacing any server of that name:
 // the replaced server never delivers another reply.
 func (n *Network) AddServer(servername interface{}, rs *Server) {
+	n.checkBubble("AddServer")
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	n.servers[servername] = rs
@@ -303,6 +307,7 @@ func (n *Network) AddServer(servername interface{}, rs *Server) {
 // DeleteServer removes a server: it never delivers another reply, even for
 // handlers that finish later, and callers waiting on it are released.
 func (n *Network) DeleteServer(servername interface{}) {
+	n.checkBubble("DeleteServer")
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	delete(n.servers, servername)
@@ -313,6 +318,7 @@ func (n *Network) DeleteServer(servername interface{}) {
 
 // Connect connects an end to a server name. The server need not exist yet.
 func (n *Network) Connect(endname, servername interface{}) {
+	n.checkBubble("Connect")
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	n.connections[endname] = servername
@@ -323,6 +329,7 @@ func (n *Network) Connect(endname, servername interface{}) {
 // Enable enables or disables an end. A disabled end delivers nothing, and
 // calls in progress on it lose their replies.
 func (n *Network) Enable(endname interface{}, enabled bool) {
+	n.checkBubble("Enable")
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	n.enabled[endname] = enabled
