@@ -48,6 +48,8 @@ var virtualSuite = map[string]func(*testing.T){
 	"TestDisconnect":                                          TestDisconnect,
 	"TestCounts":                                              TestCounts,
 	"TestBytes":                                               TestBytes,
+	"TestBytesCountTypeInformationPerMessage":                 TestBytesCountTypeInformationPerMessage,
+	"TestHoldsInterface":                                      TestHoldsInterface,
 	"TestConcurrentMany":                                      TestConcurrentMany,
 	"TestUnreliable":                                          TestUnreliable,
 	"TestKilledServer":                                        TestKilledServer,
