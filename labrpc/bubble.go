@@ -15,15 +15,19 @@ import (
 // and the test hangs (from inside a bubble, on a network made outside).
 // checkBubble turns both into a panic that says what happened.
 
-// bubbleEpoch is where virtual time starts in every bubble.
-var bubbleEpoch = time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC)
+// Virtual time starts at bubbleEpoch in every bubble; a clock before
+// bubbleEnd (twenty years on) looks virtual.
+var (
+	bubbleEpoch = time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC).Unix()
+	bubbleEnd   = time.Date(2020, 1, 1, 0, 0, 0, 0, time.UTC).Unix()
+)
 
 // clockLooksVirtual reports whether time.Now reads like a bubble's clock:
 // within twenty years of bubbleEpoch. It is cheap and only a hint; the
 // stack header (bubbleID) decides.
 func clockLooksVirtual() bool {
-	t := time.Now()
-	return !t.Before(bubbleEpoch) && t.Before(bubbleEpoch.AddDate(20, 0, 0))
+	t := time.Now().Unix()
+	return t >= bubbleEpoch && t < bubbleEnd
 }
 
 // currentBubble is bubbleID, skipping the stack when the clock shows that

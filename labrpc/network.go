@@ -58,6 +58,9 @@ type Network struct {
 	trace tracer
 }
 
+// A network made during a labtest run registers itself with it.
+var _ labhook.Network = (*Network)(nil)
+
 // MakeNetwork returns a reliable network with no ends and no servers. Its
 // seed comes from the LABRPC_SEED environment variable if set, else it is
 // random; Seed reports it.
