@@ -80,7 +80,10 @@ func TestBytesCountTypeInformationPerMessage(t *testing.T) {
 
 func TestHoldsInterface(t *testing.T) {
 	type inner struct{ X interface{} }
-	type hidden struct{ x interface{} }
+	type hidden struct {
+		//lint:ignore U1000 the unexported field is what the walk must skip
+		x interface{}
+	}
 	type rec struct {
 		Next *rec
 		N    int

@@ -4,6 +4,8 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/json"
+	"encoding/xml"
+	"io"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -207,6 +209,9 @@ func traceOfEveryFate(t *testing.T) *Network {
 		for _, l := range links {
 			e := f.end(l.end)
 			f.net.Label(l.end, "lane-"+l.end)
+			if l.end == "ok" {
+				f.net.Label(l.end, "lane-ok <&>")
+			}
 			if err := f.net.SetLink(l.end, l.cfg); err != nil {
 				t.Fatal(err)
 			}
@@ -231,12 +236,23 @@ func TestWriteTimelineDrawsLanesFatesAndTopology(t *testing.T) {
 	}
 	page := b.String()
 	for _, want := range []string{
-		"<!DOCTYPE html>", "seed 45", ">server s<", ">lane-ok<", ">lane-held<", ">end off<",
+		"<!DOCTYPE html>", "seed 45", ">server s<", ">lane-ok &lt;&amp;&gt;<", ">lane-held<", ">end off<",
 		`class="delivered"`, `class="request-lost"`, `class="reply-lost"`, `class="duplicated"`,
 		`class="delayed"`, `class="unreachable"`, `class="topo"`, "LongReordering(true)",
 	} {
 		if !strings.Contains(page, want) {
 			t.Errorf("timeline lacks %q", want)
+		}
+	}
+	// The drawing is well-formed XML (labels and details escaped).
+	svg := page[strings.Index(page, "<svg"):]
+	svg = svg[:strings.Index(svg, "</svg>")+len("</svg>")]
+	dec := xml.NewDecoder(strings.NewReader(svg))
+	for {
+		if _, err := dec.Token(); err == io.EOF {
+			break
+		} else if err != nil {
+			t.Fatalf("timeline SVG: %v", err)
 		}
 	}
 	// Self-contained: nothing fetched.
