@@ -96,6 +96,7 @@ var notVirtual = map[string]string{
 	"TestNetworkMadeOutsideABubbleFailsFastInside": "uses a bubble and its outside",
 	"TestNetworkMadeInsideABubbleFailsFastOutside": "uses a bubble and its outside",
 	"TestBubbleIDReadsTheStackHeader":              "uses a bubble and its outside",
+	"TestVirtualCallsChild":                        "BenchmarkLabrpcVirtual's child; makes its own bubble",
 }
 
 // TestSuiteInVirtualTime runs the package's tests again, each in a
