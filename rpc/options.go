@@ -1,6 +1,7 @@
 package rpc
 
 import (
+	"crypto/tls"
 	"log"
 	"time"
 
@@ -25,6 +26,8 @@ type options struct {
 	logger       *log.Logger
 	callTimeout  time.Duration
 	retryTimeout time.Duration // DefaultRetryTimeout; tests shorten it
+	balancer     Balancer      // DialCluster only (cluster.go)
+	tlsConfig    *tls.Config   // WithTLS (tls.go)
 
 	// server only
 	serverInterceptors []Interceptor
