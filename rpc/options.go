@@ -23,11 +23,11 @@ type options struct {
 	budget       semantics.RetryBudget
 	noBudget     bool
 	eagerDial    bool
+	balancer     Balancer    // DialCluster only (cluster.go)
+	tlsConfig    *tls.Config // WithTLS (tls.go)
 	logger       *log.Logger
 	callTimeout  time.Duration
 	retryTimeout time.Duration // DefaultRetryTimeout; tests shorten it
-	balancer     Balancer      // DialCluster only (cluster.go)
-	tlsConfig    *tls.Config   // WithTLS (tls.go)
 
 	// server only
 	serverInterceptors []Interceptor
