@@ -7,16 +7,18 @@ import (
 	"time"
 )
 
-// WithTLS makes Dial and DialCluster connect over TLS with cfg (cloned at
-// each dial). A cfg without ServerName verifies the server's certificate
-// against the host of the address dialled. A certificate the client cannot
-// verify, or a server that refuses the client's certificate, fails the call
-// as not executed and permanent: no policy retries it. For mutual TLS, give
+// WithTLS makes Dial and DialCluster connect over TLS with cfg, which must
+// not be modified afterwards. A cfg without ServerName verifies the
+// server's certificate against the host of the address dialled. A
+// certificate the client cannot verify, or a server that refuses the
+// client's certificate, fails the call as not executed, and the error is
+// permanent: the call ends there under every policy. For mutual TLS, give
 // cfg the client's Certificates (or GetClientCertificate).
 //
 // On the server, serve a TLS listener (see ListenTLS); the method's
-// context then carries the peer's verified certificates (see
-// PeerCertificates).
+// context then carries the connection's TLS state, with the client's
+// verified certificate under mutual TLS (see PeerCertificates and
+// PeerFromContext).
 func WithTLS(cfg *tls.Config) Option {
 	return func(o *options) { o.tlsConfig = cfg }
 }
