@@ -3,7 +3,9 @@ package rpc
 import (
 	"context"
 	"errors"
+	"io"
 	"net"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -329,4 +331,157 @@ func waitDisconnected(t *testing.T, c *Client, n *clusterNode) {
 		}
 	}
 	t.Fatalf("no server %s in the cluster", n.addr)
+}
+
+func TestDialClusterCloseEndsEachSessionOnItsOwnServer(t *testing.T) {
+	nodes := []*clusterNode{startClusterNode(t, "a"), startClusterNode(t, "b")}
+	c := dialCluster(t, nodes, WithSemantics(semantics.AtMostOnce(semantics.Window(1))))
+	var held string
+	slow := c.Go(ctxT(t), "Node.Hold", 0, &held)
+	var first, second *clusterNode
+	select {
+	case <-nodes[0].svc.entered:
+		first, second = nodes[0], nodes[1]
+	case <-nodes[1].svc.entered:
+		first, second = nodes[1], nodes[0]
+	case <-ctxT(t).Done():
+		t.Fatal("the held call never started")
+	}
+	// The held call fills its session's window: the next call opens a
+	// second session, on the server with no call outstanding.
+	var who string
+	if err := c.Call(ctxT(t), "Node.Name", 0, &who); err != nil || who != second.svc.name {
+		t.Fatalf("second call: %q %v; want it on %s", who, err, second.svc.name)
+	}
+	close(first.svc.release)
+	<-slow.Done
+	if slow.Err != nil {
+		t.Fatal(slow.Err)
+	}
+	c.Close()
+	for _, n := range nodes {
+		if st := n.srv.Table().Stats(); st.Opened != 1 || st.Closed != 1 || st.Sessions != 0 {
+			t.Errorf("server %s after the client closed: opened %d, closed %d, live %d; want 1, 1, 0",
+				n.svc.name, st.Opened, st.Closed, st.Sessions)
+		}
+	}
+}
+
+// gateProxy forwards connections to target; the test can make it refuse
+// connections (cutting those it carries) and accept them again on the same
+// address, while the server behind it keeps running.
+type gateProxy struct {
+	t      *testing.T
+	target string
+	addr   string
+
+	mu    sync.Mutex // protects following
+	l     net.Listener
+	conns []net.Conn
+	wg    sync.WaitGroup
+}
+
+func startGateProxy(t *testing.T, target string) *gateProxy {
+	p := &gateProxy{t: t, target: target, addr: "127.0.0.1:0"}
+	p.open()
+	t.Cleanup(func() {
+		p.refuse()
+		p.wg.Wait()
+	})
+	return p
+}
+
+func (p *gateProxy) open() {
+	p.t.Helper()
+	l, err := net.Listen("tcp", p.addr)
+	if err != nil {
+		p.t.Fatal(err)
+	}
+	p.addr = l.Addr().String()
+	p.mu.Lock()
+	p.l = l
+	p.mu.Unlock()
+	p.wg.Add(1)
+	go func() {
+		defer p.wg.Done()
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			u, err := net.Dial("tcp", p.target)
+			if err != nil {
+				c.Close()
+				continue
+			}
+			p.mu.Lock()
+			p.conns = append(p.conns, c, u)
+			p.mu.Unlock()
+			p.wg.Add(2)
+			for _, dir := range [][2]net.Conn{{c, u}, {u, c}} {
+				go func() {
+					defer p.wg.Done()
+					io.Copy(dir[0], dir[1])
+					dir[0].Close()
+					dir[1].Close()
+				}()
+			}
+		}
+	}()
+}
+
+// refuse closes the listener and every connection carried.
+func (p *gateProxy) refuse() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.l != nil {
+		p.l.Close()
+		p.l = nil
+	}
+	for _, c := range p.conns {
+		c.Close()
+	}
+	p.conns = nil
+}
+
+func TestDialClusterAtMostOnceCallThatMayHaveRunWaitsForItsServer(t *testing.T) {
+	home := startClusterNode(t, "home")
+	gate := startGateProxy(t, home.addr)
+	other := startClusterNode(t, "other")
+	other.stop() // down while the session opens, so that it opens on home
+	c := dialCluster(t, []*clusterNode{{addr: gate.addr}, other}, WithSemantics(semantics.AtMostOnce()))
+	var who string
+	if err := c.Call(ctxT(t), "Node.Name", 0, &who); err != nil || who != "home" {
+		t.Fatalf("first call: %q %v", who, err)
+	}
+	other.start()
+	for who != "other" { // until other is back in rotation
+		if err := c.Call(ctxT(t), "Node.Name", 0, &who, WithSemantics(semantics.NoRetry())); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	homeBefore, otherBefore := home.svc.calls.Load(), other.svc.calls.Load()
+	held := c.Go(ctxT(t), "Node.Hold", 0, &who)
+	<-home.svc.entered
+	gate.refuse() // the call may have run; its server is out of reach
+	ctx := ctxT(t)
+	for !c.t.(*clusterTransport).members[0].isDown() { // the retry found home refusing
+		if ctx.Err() != nil {
+			t.Fatal("the client never found home refusing")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	close(home.svc.release) // the call completes on home; its reply is lost
+	gate.open()
+	<-held.Done
+	if held.Err != nil || who != "home" {
+		t.Fatalf("call that may have run: %q %v; want home's recorded reply once home is back", who, held.Err)
+	}
+	if n := home.svc.calls.Load() - homeBefore; n != 1 {
+		t.Fatalf("home ran the call %d times, want once: the retry must be answered from its table", n)
+	}
+	if n := other.svc.calls.Load() - otherBefore; n != 0 {
+		t.Fatalf("other ran %d calls while home was out of reach", n)
+	}
 }
