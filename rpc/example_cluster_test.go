@@ -179,3 +179,80 @@ func ExampleWithTLS() {
 	// secure
 	// true
 }
+
+// exampleCA returns a certificate authority's certificate, its key, and a
+// pool that trusts it; exampleIssue signs a certificate with it.
+func exampleCA() (*x509.Certificate, *ecdsa.PrivateKey, *x509.CertPool) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		panic(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(1), Subject: pkix.Name{CommonName: "example CA"},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IsCA: true, BasicConstraintsValid: true, KeyUsage: x509.KeyUsageCertSign,
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)
+	if err != nil {
+		panic(err)
+	}
+	cert, err := x509.ParseCertificate(der)
+	if err != nil {
+		panic(err)
+	}
+	pool := x509.NewCertPool()
+	pool.AddCert(cert)
+	return cert, key, pool
+}
+
+func exampleIssue(ca *x509.Certificate, caKey *ecdsa.PrivateKey, name string, usage x509.ExtKeyUsage) tls.Certificate {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		panic(err)
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: big.NewInt(2), Subject: pkix.Name{CommonName: name},
+		NotBefore: time.Now().Add(-time.Hour), NotAfter: time.Now().Add(time.Hour),
+		IPAddresses: []net.IP{net.IPv4(127, 0, 0, 1)},
+		KeyUsage:    x509.KeyUsageDigitalSignature, ExtKeyUsage: []x509.ExtKeyUsage{usage},
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
+	if err != nil {
+		panic(err)
+	}
+	return tls.Certificate{Certificate: [][]byte{der}, PrivateKey: key}
+}
+
+// Mutual TLS: the server's listener requires a client certificate signed by
+// its CA. A client without one is refused before anything runs.
+func ExampleListenTLS() {
+	ca, caKey, pool := exampleCA()
+	l, err := rpc.ListenTLS("tcp", "127.0.0.1:0", &tls.Config{
+		Certificates: []tls.Certificate{exampleIssue(ca, caKey, "server", x509.ExtKeyUsageServerAuth)},
+		ClientAuth:   tls.RequireAndVerifyClientCert,
+		ClientCAs:    pool,
+	})
+	if err != nil {
+		panic(err)
+	}
+	stop := serveReplica("mtls", l)
+	defer stop()
+
+	ctx := context.Background()
+	for _, certs := range [][]tls.Certificate{
+		{exampleIssue(ca, caKey, "alice", x509.ExtKeyUsageClientAuth)},
+		nil, // no client certificate
+	} {
+		c, err := rpc.Dial(ctx, "tcp", l.Addr().String(), rpc.WithTLS(&tls.Config{RootCAs: pool, Certificates: certs}))
+		if err != nil {
+			panic(err)
+		}
+		var who string
+		err = c.Call(ctx, "Replica.Name", struct{}{}, &who)
+		fmt.Printf("reply %q, not executed: %v\n", who, errors.Is(err, rpc.ErrNotExecuted))
+		c.Close()
+	}
+	// Output:
+	// reply "mtls", not executed: false
+	// reply "", not executed: true
+}
