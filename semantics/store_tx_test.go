@@ -8,11 +8,11 @@ import (
 )
 
 // memTx stands for the transaction type of a store other than bbolt.
-type memTx struct{ writes map[string]string }
+type memTx struct{ n int }
 
 func TestTxOfFindsOnlyTheStoresOwnTransactionType(t *testing.T) {
 	bolt := new(bbolt.Tx) // never used as a transaction here
-	mem := &memTx{}
+	mem := &memTx{n: 1}
 	tests := []struct {
 		name     string
 		ctx      context.Context
