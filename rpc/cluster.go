@@ -159,6 +159,9 @@ func newClusterTransport(network string, addrs []string, o *options) *clusterTra
 		probeMax: o.redialMax,
 		routes:   make(map[semantics.ClientID]*route),
 	}
+	// Each client starts its rotation at a random server, so that the
+	// first calls (and sessions) of many clients spread too.
+	ct.next.Store(rand.Uint64())
 	// The cluster keeps each server's backoff (its rotation); the
 	// per-server transports dial whenever asked.
 	mo := *o

@@ -19,10 +19,20 @@ type Node struct {
 	calls   atomic.Int64
 	entered chan struct{} // Hold sends on it when it starts
 	release chan struct{} // Hold returns when it is closed
+	runs    *sync.Map       // id -> *atomic.Int64, for Once
 }
 
 func (n *Node) Name(ctx context.Context, _ int, reply *string) error {
 	n.calls.Add(1)
+	*reply = n.name
+	return nil
+}
+
+// Once counts its runs per id in runs, shared by the servers of a test.
+func (n *Node) Once(ctx context.Context, id int, reply *string) error {
+	n.calls.Add(1)
+	v, _ := n.runs.LoadOrStore(id, new(atomic.Int64))
+	v.(*atomic.Int64).Add(1)
 	*reply = n.name
 	return nil
 }
@@ -483,5 +493,79 @@ func TestDialClusterAtMostOnceCallThatMayHaveRunWaitsForItsServer(t *testing.T) 
 	}
 	if n := other.svc.calls.Load() - otherBefore; n != 0 {
 		t.Fatalf("other ran %d calls while home was out of reach", n)
+	}
+}
+
+// TestDialClusterAtMostOnceUnderConcurrentCallsAndAServerCrash: many
+// callers, one server stopped and restarted (losing its table) while calls
+// run. No call runs twice on any server; a call that returned nil ran
+// exactly once; a call that failed says whether it may have run, and one
+// that did not run did not.
+func TestDialClusterAtMostOnceUnderConcurrentCallsAndAServerCrash(t *testing.T) {
+	runs := new(sync.Map)
+	nodes := []*clusterNode{startClusterNode(t, "a"), startClusterNode(t, "b"), startClusterNode(t, "c")}
+	for _, n := range nodes {
+		n.svc.runs = runs
+	}
+	const callers, perCaller = 8, 25
+	type result struct {
+		id  int
+		err error
+	}
+	results := make(chan result, callers*perCaller)
+	var wg sync.WaitGroup
+	for g := range callers {
+		// Each caller its own client, so that sessions land on every server.
+		c := dialCluster(t, nodes, WithSemantics(semantics.AtMostOnce(semantics.Backoff(time.Millisecond, 5*time.Millisecond))))
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range perCaller {
+				id := g*perCaller + i
+				ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+				var who string
+				err := c.Call(ctx, "Node.Once", id, &who)
+				cancel()
+				results <- result{id, err}
+			}
+		}()
+	}
+	// Crash b once calls are flowing, and bring it back with an empty table.
+	wait := ctxT(t)
+	for nodes[0].svc.calls.Load()+nodes[1].svc.calls.Load()+nodes[2].svc.calls.Load() < callers*perCaller/4 {
+		if wait.Err() != nil {
+			t.Fatal("calls never flowed")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	nodes[1].stop()
+	nodes[1].start()
+	wg.Wait()
+	close(results)
+
+	var ok, maybe int
+	for r := range results {
+		n := int64(0)
+		if v, found := runs.Load(r.id); found {
+			n = v.(*atomic.Int64).Load()
+		}
+		switch {
+		case n > 1:
+			t.Errorf("call %d ran %d times", r.id, n)
+		case r.err == nil && n != 1:
+			t.Errorf("call %d succeeded but ran %d times", r.id, n)
+		case r.err == nil:
+			ok++
+		case errors.Is(r.err, ErrNotExecuted) && n != 0:
+			t.Errorf("call %d reported not executed but ran: %v", r.id, r.err)
+		case errors.Is(r.err, ErrMaybeExecuted):
+			maybe++
+		case !errors.Is(r.err, ErrNotExecuted):
+			t.Errorf("call %d: error without a verdict: %v", r.id, r.err)
+		}
+	}
+	t.Logf("%d calls succeeded, %d may have run (cut by the crash)", ok, maybe)
+	if ok < callers*perCaller/2 {
+		t.Errorf("only %d of %d calls succeeded with two servers up throughout", ok, callers*perCaller)
 	}
 }
