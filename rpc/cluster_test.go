@@ -19,7 +19,7 @@ type Node struct {
 	calls   atomic.Int64
 	entered chan struct{} // Hold sends on it when it starts
 	release chan struct{} // Hold returns when it is closed
-	runs    *sync.Map       // id -> *atomic.Int64, for Once
+	runs    *sync.Map     // id -> *atomic.Int64, for Once
 }
 
 func (n *Node) Name(ctx context.Context, _ int, reply *string) error {
