@@ -326,6 +326,9 @@ func (ct *clusterTransport) balanced(ctx context.Context, req *Request, reply an
 			if semantics.ClassOf(err) != semantics.ClassNotSent || ctx.Err() != nil || errors.Is(err, ErrClientClosed) {
 				return err
 			}
+			if semantics.IsPermanent(err) && !m.isDown() {
+				return err // the call's own fault (arguments that cannot be encoded): the same everywhere
+			}
 			lastErr = err
 			permanent = permanent && semantics.IsPermanent(err)
 		}

@@ -637,3 +637,18 @@ func TestDialClusterOverStockNetRPCServers(t *testing.T) {
 		t.Fatalf("at-most-once call to stock servers: %v, want not executed, permanent", err)
 	}
 }
+
+func TestDialClusterUnencodableArgumentsFailAloneNotExecuted(t *testing.T) {
+	nodes := []*clusterNode{startClusterNode(t, "a"), startClusterNode(t, "b")}
+	c := dialCluster(t, nodes, WithSemantics(semantics.AtLeastOnce()))
+	var who string
+	err := c.Call(ctxT(t), "Node.Name", func() {}, &who)
+	if !errors.Is(err, ErrNotExecuted) || !semantics.IsPermanent(err) {
+		t.Fatalf("call with a func argument: %v, want not executed, permanent", err)
+	}
+	for i := range 2 {
+		if err := c.Call(ctxT(t), "Node.Name", i, &who); err != nil {
+			t.Fatalf("next call %d: %v", i, err)
+		}
+	}
+}
