@@ -120,6 +120,7 @@ type clusterTransport struct {
 	probeMin time.Duration
 	probeMax time.Duration
 	next     atomic.Uint64 // rotation
+	done     chan struct{} // closed by Close: ends the waits for a probe
 
 	mu     sync.Mutex // protects following
 	routes map[semantics.ClientID]*route
@@ -158,6 +159,7 @@ func newClusterTransport(network string, addrs []string, o *options) *clusterTra
 		probeMin: o.redialMin,
 		probeMax: o.redialMax,
 		routes:   make(map[semantics.ClientID]*route),
+		done:     make(chan struct{}),
 	}
 	// Each client starts its rotation at a random server, so that the
 	// first calls (and sessions) of many clients spread too.
@@ -568,10 +570,9 @@ func (ct *clusterTransport) waitForProbe(ctx context.Context, ms ...*member) err
 	defer timer.Stop()
 	select {
 	case <-timer.C:
-		if ct.isClosed() {
-			return errClosed()
-		}
 		return nil
+	case <-ct.done:
+		return errClosed()
 	case <-ctx.Done():
 		return semantics.NotSent(fmt.Errorf("rpc: waiting for a server of the cluster (last dial: %v): %w", lastErr, ctx.Err()))
 	}
@@ -630,6 +631,7 @@ func (ct *clusterTransport) Close() error {
 		return nil
 	}
 	ct.closed = true
+	close(ct.done)
 	ct.mu.Unlock()
 	var errs []error
 	for _, m := range ct.members {

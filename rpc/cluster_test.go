@@ -652,3 +652,33 @@ func TestDialClusterUnencodableArgumentsFailAloneNotExecuted(t *testing.T) {
 		}
 	}
 }
+
+func TestDialClusterCloseEndsCallsWaitingForAServer(t *testing.T) {
+	a := startClusterNode(t, "a")
+	a.stop()
+	addrs := []string{a.addr}
+	c, err := DialCluster(ctxT(t), "tcp", addrs, WithRedialBackoff(time.Hour, time.Hour), WithSemantics(semantics.AtLeastOnce()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var who string
+	// The first attempt finds a refusing; the retries wait for its probe,
+	// an hour away, within the call's context.
+	call := c.Go(ctxT(t), "Node.Name", 0, &who)
+	wait := ctxT(t)
+	for !c.t.(*clusterTransport).members[0].isDown() {
+		if wait.Err() != nil {
+			t.Fatal("the call never found its server refusing")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	c.Close()
+	select {
+	case <-call.Done:
+	case <-ctxT(t).Done():
+		t.Fatal("Close left a call waiting for a server")
+	}
+	if !errors.Is(call.Err, ErrNotExecuted) {
+		t.Fatalf("call ended by Close: %v, want not executed", call.Err)
+	}
+}
