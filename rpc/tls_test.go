@@ -10,6 +10,7 @@ import (
 	"errors"
 	"math/big"
 	"net"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -228,5 +229,29 @@ func TestDialClusterTLSRefusedServerLeavesRotation(t *testing.T) {
 	}
 	if st := c.Stats().Run; st.Retries != 0 {
 		t.Fatalf("%d retries after every server failed verification, want none: %v", st.Retries, err)
+	}
+}
+
+func TestDialClusterServerOutOfRotationIsNotDialledAgainUntilItsProbe(t *testing.T) {
+	ca, otherCA := newTestCA(t), newTestCA(t)
+	trusted := startTLSNode(t, "trusted", &tls.Config{Certificates: []tls.Certificate{ca.issue(t, "server", true)}})
+	var hellos atomic.Int64
+	untrustedCfg := &tls.Config{Certificates: []tls.Certificate{otherCA.issue(t, "server", true)}}
+	untrustedCfg.GetConfigForClient = func(*tls.ClientHelloInfo) (*tls.Config, error) {
+		hellos.Add(1) // one per connection the client tries
+		return nil, nil
+	}
+	untrusted := startTLSNode(t, "untrusted", untrustedCfg)
+
+	c := dialCluster(t, []*clusterNode{untrusted, trusted}, WithTLS(&tls.Config{RootCAs: ca.pool}),
+		WithRedialBackoff(time.Hour, time.Hour))
+	for i := range 20 {
+		var who string
+		if err := c.Call(ctxT(t), "Node.Name", i, &who); err != nil || who != "trusted" {
+			t.Fatalf("call %d: %q %v", i, who, err)
+		}
+	}
+	if n := hellos.Load(); n != 1 {
+		t.Fatalf("the refused server saw %d handshakes over 20 calls, want 1: it must leave the rotation until its probe", n)
 	}
 }
