@@ -76,7 +76,10 @@ const maxPendingCloses = 64
 // not executed with the session, and the client makes it again in a new
 // session on a server that is up; a call that may have run waits for its
 // server (within its context) or ends as may-have-executed. New sessions
-// are spread over the servers like other calls.
+// are spread over the servers like other calls, but a client uses one
+// session at a time (another only while a slow call holds the first's
+// window full): one client's at-most-once calls run on one server at a
+// time, and many clients spread.
 //
 // addrs must not be empty, and must not list an address twice. Options are
 // those of Dial; WithTLS applies to every server.
