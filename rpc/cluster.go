@@ -644,3 +644,37 @@ func (ct *clusterTransport) Close() error {
 	}
 	return errors.Join(errs...)
 }
+
+// ServerStatus is what a cluster client knows of one of its servers.
+type ServerStatus struct {
+	// Addr is the server's address, as given to DialCluster.
+	Addr string
+	// InRotation is false after a dial to the server failed, until a
+	// probe connects again.
+	InRotation bool
+	// NextProbe is when a call may next try a server out of rotation.
+	NextProbe time.Time
+	// LastError is the error of the dial that took it out of rotation.
+	LastError error
+	// Outstanding counts this client's attempts in progress on it.
+	Outstanding int
+}
+
+// Servers returns the state of each server of a client made by
+// DialCluster, in the order of its addresses; nil for other clients.
+func (c *Client) Servers() []ServerStatus {
+	ct, ok := c.t.(*clusterTransport)
+	if !ok {
+		return nil
+	}
+	out := make([]ServerStatus, len(ct.members))
+	for i, m := range ct.members {
+		m.mu.Lock()
+		out[i] = ServerStatus{Addr: m.addr, InRotation: !m.down, LastError: m.lastErr, Outstanding: int(m.outstanding.Load())}
+		if m.down {
+			out[i].NextProbe = m.nextProbe
+		}
+		m.mu.Unlock()
+	}
+	return out
+}

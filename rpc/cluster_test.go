@@ -477,7 +477,7 @@ func TestDialClusterAtMostOnceCallThatMayHaveRunWaitsForItsServer(t *testing.T) 
 	<-home.svc.entered
 	gate.refuse() // the call may have run; its server is out of reach
 	ctx := ctxT(t)
-	for !c.t.(*clusterTransport).members[0].isDown() { // the retry found home refusing
+	for c.Servers()[0].InRotation { // the retry found home refusing
 		if ctx.Err() != nil {
 			t.Fatal("the client never found home refusing")
 		}
@@ -666,7 +666,7 @@ func TestDialClusterCloseEndsCallsWaitingForAServer(t *testing.T) {
 	// an hour away, within the call's context.
 	call := c.Go(ctxT(t), "Node.Name", 0, &who)
 	wait := ctxT(t)
-	for !c.t.(*clusterTransport).members[0].isDown() {
+	for c.Servers()[0].InRotation {
 		if wait.Err() != nil {
 			t.Fatal("the call never found its server refusing")
 		}
@@ -680,5 +680,30 @@ func TestDialClusterCloseEndsCallsWaitingForAServer(t *testing.T) {
 	}
 	if !errors.Is(call.Err, ErrNotExecuted) {
 		t.Fatalf("call ended by Close: %v, want not executed", call.Err)
+	}
+}
+
+func TestClientServersReportsRotation(t *testing.T) {
+	a, b := startClusterNode(t, "a"), startClusterNode(t, "b")
+	b.stop()
+	c := dialCluster(t, []*clusterNode{a, b}, WithRedialBackoff(time.Hour, time.Hour))
+	for i := range 4 {
+		var who string
+		if err := c.Call(ctxT(t), "Node.Name", i, &who); err != nil {
+			t.Fatal(err)
+		}
+	}
+	st := c.Servers()
+	if len(st) != 2 || st[0].Addr != a.addr || st[1].Addr != b.addr {
+		t.Fatalf("Servers() = %+v, want a and b in order", st)
+	}
+	if !st[0].InRotation || st[0].LastError != nil || !st[0].NextProbe.IsZero() {
+		t.Errorf("a: %+v, want in rotation", st[0])
+	}
+	if st[1].InRotation || st[1].LastError == nil || !st[1].NextProbe.After(time.Now()) {
+		t.Errorf("b: %+v, want out of rotation with its dial error and a probe ahead", st[1])
+	}
+	if got := dial(t, a.addr).Servers(); got != nil {
+		t.Errorf("Servers() of a Dial client = %+v, want nil", got)
 	}
 }

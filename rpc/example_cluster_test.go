@@ -261,3 +261,32 @@ func ExampleListenTLS() {
 	// reply "mtls", not executed: false
 	// reply "", not executed: true
 }
+
+// Servers tells which servers of a cluster client are in rotation.
+func ExampleClient_Servers() {
+	la, lb := listenLoopback(), listenLoopback()
+	stop := serveReplica("a", la)
+	defer stop()
+	down := lb.Addr().String()
+	lb.Close()
+
+	ctx := context.Background()
+	c, err := rpc.DialCluster(ctx, "tcp", []string{la.Addr().String(), down},
+		rpc.WithRedialBackoff(time.Minute, time.Minute))
+	if err != nil {
+		panic(err)
+	}
+	defer c.Close()
+	for range 2 { // one of them finds the second server refusing
+		var who string
+		if err := c.Call(ctx, "Replica.Name", struct{}{}, &who); err != nil {
+			panic(err)
+		}
+	}
+	for i, s := range c.Servers() {
+		fmt.Println(i, s.InRotation, s.LastError != nil)
+	}
+	// Output:
+	// 0 true false
+	// 1 false true
+}
