@@ -96,8 +96,8 @@ func (s *CrawlStore) Close() error { return s.db.Close() }
 
 // coordRecord is the coordinator's own durable state.
 type coordRecord struct {
-	StartURLs []string         `json:"start_urls"`
-	Hosts     []string         `json:"hosts,omitempty"`
+	StartURLs []string      `json:"start_urls"`
+	Hosts     []string      `json:"hosts,omitempty"`
 	Counters  coordCounters `json:"counters"`
 	Elapsed   time.Duration `json:"elapsed"`  // crawl time up to the last write
 	Restarts  int           `json:"restarts"` // starts on this store after the first

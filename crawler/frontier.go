@@ -210,7 +210,7 @@ type hostSlots struct {
 	out       int           // leases out
 	known     bool          // a worker reported on one of its URLs
 	delay     time.Duration // reported Crawl-delay
-	notBefore time.Time // no lease before
+	notBefore time.Time     // no lease before
 }
 
 type queued struct {
