@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"sync"
 	"time"
@@ -481,6 +482,14 @@ func (c *Coordinator) WaitWorkersTold(ctx context.Context, quiet time.Duration) 
 		}
 		t.Stop()
 	}
+}
+
+// Workers returns the names of the workers that called Lease since this
+// Coordinator was made, sorted.
+func (c *Coordinator) Workers() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return slices.Sorted(maps.Keys(c.workers))
 }
 
 // Stats returns the counters.

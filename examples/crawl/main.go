@@ -48,13 +48,14 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/semrpc/semrpc/crawler"
 )
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := runContext(ctx, os.Args[1:], os.Stdout)
 	stop()
 	var uerr *usageError
@@ -211,6 +212,14 @@ func run(args []string, stdout io.Writer) error {
 }
 
 func runContext(ctx context.Context, args []string, stdout io.Writer) error {
+	if len(args) > 0 {
+		switch args[0] {
+		case "coordinator":
+			return runCoordinator(ctx, args[1:], stdout)
+		case "worker":
+			return runWorker(ctx, args[1:], stdout)
+		}
+	}
 	o, err := parseFlags(args, stdout)
 	if errors.Is(err, flag.ErrHelp) {
 		return nil
