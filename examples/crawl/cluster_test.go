@@ -76,7 +76,7 @@ func newClusterSite(t *testing.T, hosts int, seed int64, latency time.Duration) 
 		}
 	}
 	rng.Shuffle(len(all)-1, func(i, j int) { all[i+1], all[j+1] = all[j+1], all[i+1] }) // host 0's /p/0 stays first
-	for i := 1; i < len(all); i++ { // a random tree: every page reachable
+	for i := 1; i < len(all); i++ {                                                     // a random tree: every page reachable
 		from := all[rng.Intn(i)]
 		s.links[from] = append(s.links[from], all[i])
 	}
