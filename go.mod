@@ -10,10 +10,10 @@ require (
 	go.etcd.io/bbolt v1.4.3
 	go.uber.org/goleak v1.3.0
 	golang.org/x/net v0.38.0
-	golang.org/x/time v0.11.0
 )
 
 require (
 	github.com/hashicorp/errwrap v1.0.0 // indirect
 	golang.org/x/sys v0.31.0 // indirect
+	golang.org/x/text v0.23.0 // indirect
 )

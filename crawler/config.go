@@ -3,10 +3,13 @@ package crawler
 import (
 	"errors"
 	"fmt"
+	"slices"
 	"time"
-
-	"golang.org/x/time/rate"
 )
+
+// DefaultRobotsTTL is how long robots.txt rules are used before they are
+// fetched again, unless Config.RobotsTTL says otherwise.
+const DefaultRobotsTTL = 24 * time.Hour
 
 // Config configures a Crawler and the PoliteFetcher it uses. A nil *Config
 // means DefaultConfig(); a non-nil one is used as given and must pass
@@ -22,9 +25,14 @@ type Config struct {
 	// IgnoreRobots turns robots.txt off entirely (for local benchmarks and
 	// sites you own). Default false.
 	IgnoreRobots bool
-	// AllowOtherHosts lets the crawl follow links to other hosts than the
-	// page they are on. Default false: the crawl stays on the start host.
+	// AllowOtherHosts lets the crawl follow links to any host. Default
+	// false: the crawl stays on the start URL's host and AllowedHosts.
 	AllowOtherHosts bool
+	// AllowedHosts lists hosts ("example.org", "127.0.0.1:8080", or URLs
+	// whose host is meant) that links may lead to besides the start URL's
+	// host. Redirects are followed within them, and from a host to its www
+	// or apex variant. Default none.
+	AllowedHosts []string
 	// MaxInFlightPerHost bounds concurrent requests to one host; it must be
 	// at least 1. Default 8.
 	MaxInFlightPerHost int
@@ -32,11 +40,16 @@ type Config struct {
 	// the same host; zero means none. A larger robots.txt Crawl-delay wins.
 	// Default 0.
 	Delay time.Duration
-	// MaxCrawlDelay caps the Crawl-delay a robots.txt may impose, so that a
-	// hostile file cannot stall the crawl; zero means no cap. Default 10s.
+	// MaxCrawlDelay caps the Crawl-delay a robots.txt may impose, and the
+	// wait a Retry-After header may ask for, so that a hostile server cannot
+	// stall the crawl; zero means no cap. Default 10s.
 	MaxCrawlDelay time.Duration
+	// RobotsTTL is how long a host's robots.txt rules are used before they
+	// are fetched again; zero means DefaultRobotsTTL (24h).
+	RobotsTTL time.Duration
 	// MaxRetries is how many times a fetch that failed with a retryable error
-	// (network error, 5xx, 429) is retried; zero means never. A 4xx is never
+	// (network error, 5xx, 429) is retried; zero means never. A 4xx, a TLS
+	// certificate that fails verification and a robots.txt refusal are never
 	// retried. Default 3.
 	MaxRetries int
 	// RetryInitialInterval is the first backoff interval; later ones grow
@@ -94,6 +107,8 @@ func (c *Config) validate() error {
 		return fmt.Errorf("crawler: Config.Delay %v is negative", c.Delay)
 	case c.MaxCrawlDelay < 0:
 		return fmt.Errorf("crawler: Config.MaxCrawlDelay %v is negative", c.MaxCrawlDelay)
+	case c.RobotsTTL < 0:
+		return fmt.Errorf("crawler: Config.RobotsTTL %v is negative", c.RobotsTTL)
 	case c.MaxRetries < 0:
 		return fmt.Errorf("crawler: Config.MaxRetries %d is negative", c.MaxRetries)
 	case c.RetryInitialInterval <= 0 || c.RetryMaxInterval < c.RetryInitialInterval:
@@ -104,6 +119,11 @@ func (c *Config) validate() error {
 	case c.MaxPages < 0 || c.MaxDepth < 0 || c.Parallelism < 0:
 		return fmt.Errorf("crawler: Config limits must not be negative (MaxPages %d, MaxDepth %d, Parallelism %d)",
 			c.MaxPages, c.MaxDepth, c.Parallelism)
+	}
+	for _, h := range c.AllowedHosts {
+		if _, err := HostKey(h); err != nil {
+			return fmt.Errorf("crawler: Config.AllowedHosts: %q: %w", h, err)
+		}
 	}
 	if c.HTTP != nil && (c.HTTP.Timeout < 0 || c.HTTP.MaxBodyBytes < 0) {
 		return fmt.Errorf("crawler: Config.HTTP: negative Timeout %v or MaxBodyBytes %d",
@@ -118,17 +138,22 @@ func (c *Config) withDefaults() (Config, error) {
 		return *DefaultConfig(), nil
 	}
 	cp := *c
+	cp.AllowedHosts = slices.Clone(c.AllowedHosts)
 	return cp, cp.validate()
 }
 
-// limit is the rate for a host whose robots.txt asks for crawlDelay.
-func (c *Config) limit(crawlDelay time.Duration) rate.Limit {
-	if c.MaxCrawlDelay > 0 && crawlDelay > c.MaxCrawlDelay {
-		crawlDelay = c.MaxCrawlDelay
+// capDelay caps a wait that a server asks for (Crawl-delay, Retry-After)
+// at MaxCrawlDelay, unless that is zero (no cap).
+func (c *Config) capDelay(d time.Duration) time.Duration {
+	if c.MaxCrawlDelay > 0 && d > c.MaxCrawlDelay {
+		return c.MaxCrawlDelay
 	}
-	d := max(c.Delay, crawlDelay)
-	if d <= 0 {
-		return rate.Inf
+	return d
+}
+
+func (c *Config) robotsTTL() time.Duration {
+	if c.RobotsTTL == 0 {
+		return DefaultRobotsTTL
 	}
-	return rate.Every(d)
+	return c.RobotsTTL
 }

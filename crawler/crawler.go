@@ -41,13 +41,16 @@ func New(cfg *Config) (*Crawler, error) {
 // strategy or by a distributed worker.
 func (c *Crawler) Fetcher() *PoliteFetcher { return c.polite }
 
-// Crawl fetches, politely, every page reachable from startURL within the
-// configured limits, each at most once, and never a page robots.txt
-// disallows. The error is non-nil if startURL is not an http(s) URL or if ctx
+// Crawl fetches, politely, every page reachable from startURL on its host
+// and Config.AllowedHosts within the configured limits, each at most once,
+// and never a page robots.txt disallows. The error is non-nil if startURL is not an http(s) URL or if ctx
 // ended the crawl early (the Result then holds what was crawled).
 func (c *Crawler) Crawl(ctx context.Context, startURL string) (Result, error) {
 	start, err := Normalize(startURL)
 	if err != nil {
+		return Result{}, err
+	}
+	if err := c.polite.AllowHosts(start); err != nil {
 		return Result{}, err
 	}
 	strategy := c.cfg.Strategy

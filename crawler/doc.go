@@ -29,11 +29,12 @@
 // any other 4xx is final: see HTTPError and Retryable.
 //
 // Polite wraps a Fetcher (usually an HTTPFetcher) so that whatever strategy
-// drives it fetches politely: robots.txt is fetched once per host and
-// obeyed, including its Crawl-delay; requests to one host are limited in
-// number (8 in flight by default) and, if configured, in rate; links to other
-// hosts are dropped; and retryable failures are retried with exponential
-// backoff. Because politeness is a Fetcher, Serial, ConcurrentMutex,
+// drives it fetches politely: robots.txt is fetched once per origin (again
+// after RobotsTTL) and obeyed, including its Crawl-delay; requests to one
+// host are limited in number (8 in flight by default) and, if configured, in
+// rate, and a Retry-After holds back the whole host; links to hosts other
+// than the start host and Config.AllowedHosts are dropped; and transient
+// failures are retried with exponential backoff. Because politeness is a Fetcher, Serial, ConcurrentMutex,
 // ConcurrentChannel and the distributed crawl all get it for free. Crawler
 // puts an HTTPFetcher, Polite and a Strategy together, configured by Config.
 //

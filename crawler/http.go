@@ -1,14 +1,19 @@
 package crawler
 
 import (
+	"bytes"
 	"context"
+	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"mime"
 	"net"
 	"net/http"
 	"net/url"
+	"strconv"
 	"strings"
 	"time"
 )
@@ -65,7 +70,7 @@ type HTTPError struct {
 	// StatusCode is the HTTP status of the response.
 	StatusCode int
 	// RetryAfter is the delay the server asked for in a Retry-After header
-	// (seconds form only), or zero.
+	// (delay-seconds or HTTP-date form), or zero.
 	RetryAfter time.Duration
 }
 
@@ -85,7 +90,10 @@ func (e *HTTPError) Temporary() bool { return e.Retryable() }
 
 // Retryable reports whether a Fetch that failed with err is worth retrying:
 // network errors and retryable HTTPErrors are; context cancellation, final
-// HTTP statuses, robots.txt refusals and malformed URLs are not.
+// HTTP statuses, robots.txt refusals, hosts backing off, host names that do
+// not exist, malformed URLs and TLS failures that
+// the same request would meet again (a certificate that fails verification,
+// a server that does not speak TLS, a handshake the server refuses) are not.
 //
 // An HTTPFetcher request timeout is retryable; a bare context error is not
 // (when the caller's own context ends, retrying stops anyway).
@@ -98,8 +106,12 @@ func Retryable(err error) bool {
 		return he.Retryable()
 	}
 	if errors.Is(err, ErrDisallowed) || errors.Is(err, ErrUnsupportedURL) ||
-		errors.Is(err, ErrNotFound) {
+		errors.Is(err, ErrNotFound) || errors.Is(err, ErrHostBackingOff) || isPermanentTLS(err) {
 		return false
+	}
+	var dns *net.DNSError
+	if errors.As(err, &dns) && dns.IsNotFound {
+		return false // no such host
 	}
 	var ne net.Error
 	var ue *url.Error
@@ -107,6 +119,20 @@ func Retryable(err error) bool {
 		return true
 	}
 	return errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF)
+}
+
+func isPermanentTLS(err error) bool {
+	var (
+		verify    *tls.CertificateVerificationError
+		authority x509.UnknownAuthorityError
+		hostname  x509.HostnameError
+		invalid   x509.CertificateInvalidError
+		record    tls.RecordHeaderError
+		alert     tls.AlertError
+	)
+	return errors.As(err, &verify) || errors.As(err, &authority) || errors.As(err, &hostname) ||
+		errors.As(err, &invalid) || errors.As(err, &record) || errors.As(err, &alert) ||
+		errors.Is(err, http.ErrSchemeMismatch)
 }
 
 // Page is one fetched page as HTTPFetcher.FetchPage returns it.
@@ -118,9 +144,19 @@ type Page struct {
 	// ContentType is the media type of the body, without parameters.
 	ContentType string
 	// Links are the normalised http(s) links of an HTML page, or the target
-	// of a redirect; empty for other content types.
+	// of a redirect; empty for other content types and when NoFollow is set.
+	// Links marked rel="nofollow" are left out.
 	Links []string
-	// Truncated is true if the body was longer than MaxBodyBytes.
+	// NoFollow is true if an X-Robots-Tag header or a <meta name="robots">
+	// (or one named after the user agent) says nofollow or none: the page's
+	// links must not be followed.
+	NoFollow bool
+	// NoIndex is true if an X-Robots-Tag header or a <meta name="robots">
+	// says noindex or none: the page may be crawled but not indexed.
+	NoIndex bool
+	// Truncated is true if an HTML body was longer than MaxBodyBytes. The
+	// body of a response whose Content-Type declares another media type is
+	// not read at all.
 	Truncated bool
 }
 
@@ -192,9 +228,12 @@ func (h *HTTPFetcher) Fetch(ctx context.Context, rawURL string) ([]string, error
 	return p.Links, nil
 }
 
-// FetchPage GETs rawURL (normalised first) and parses the links of a
-// text/html body. A 3xx with a Location yields that target as the only link;
-// other non-2xx statuses fail with *HTTPError.
+// FetchPage GETs rawURL (normalised first) and parses the links of an HTML
+// body. A body whose Content-Type header declares another media type is not
+// downloaded; one without a usable Content-Type is sniffed. The page's
+// X-Robots-Tag headers and <meta name="robots"> tags are honoured (see Page).
+// A 3xx with a Location yields that target as the only link; other non-2xx
+// statuses fail with *HTTPError.
 func (h *HTTPFetcher) FetchPage(ctx context.Context, rawURL string) (*Page, error) {
 	u, err := normalizeParse(rawURL)
 	if err != nil {
@@ -217,7 +256,15 @@ func (h *HTTPFetcher) FetchPage(ctx context.Context, rawURL string) (*Page, erro
 		return page, nil
 	case resp.StatusCode < 200 || resp.StatusCode >= 300:
 		h.drain(resp.Body)
-		return nil, &HTTPError{URL: page.URL, StatusCode: resp.StatusCode, RetryAfter: retryAfter(resp)}
+		return nil, &HTTPError{URL: page.URL, StatusCode: resp.StatusCode, RetryAfter: retryAfter(resp.Header, time.Now())}
+	}
+	robots := xRobotsTag(resp.Header.Values("X-Robots-Tag"), h.cfg.UserAgent)
+	if mt, ok := declaredMediaType(resp.Header.Get("Content-Type")); ok && !isHTML(mt) {
+		// Not HTML: no links to find, so the body is not downloaded.
+		page.ContentType = mt
+		page.NoIndex = robots.noIndex
+		h.discard(resp)
+		return page, nil
 	}
 
 	body := io.LimitReader(resp.Body, h.cfg.MaxBodyBytes)
@@ -228,12 +275,19 @@ func (h *HTTPFetcher) FetchPage(ctx context.Context, rawURL string) (*Page, erro
 		return nil, fmt.Errorf("crawler: read %s: %w", page.URL, err)
 	}
 	page.ContentType = mediaType(resp.Header.Get("Content-Type"), head)
-	counted := &countingReader{r: io.MultiReader(strings.NewReader(string(head)), body)}
-	if page.ContentType == "text/html" || page.ContentType == "application/xhtml+xml" {
-		page.Links, err = ExtractLinks(u, counted)
+	counted := &countingReader{r: io.MultiReader(bytes.NewReader(head), body)}
+	if isHTML(page.ContentType) {
+		doc, err := extract(u, counted, h.cfg.UserAgent)
 		if err != nil {
 			return nil, fmt.Errorf("crawler: read %s: %w", page.URL, err)
 		}
+		page.Links = doc.links
+		robots.noFollow = robots.noFollow || doc.robots.noFollow
+		robots.noIndex = robots.noIndex || doc.robots.noIndex
+	}
+	page.NoFollow, page.NoIndex = robots.noFollow, robots.noIndex
+	if page.NoFollow {
+		page.Links = nil
 	}
 	if _, err := io.Copy(io.Discard, counted); err != nil {
 		return nil, fmt.Errorf("crawler: read %s: %w", page.URL, err)
@@ -287,24 +341,63 @@ func normalizeParse(raw string) (*url.URL, error) {
 	return url.Parse(n)
 }
 
+// smallBody is the most of an unwanted body that is read to keep the
+// connection for the next request; a larger one is dropped with it.
+const smallBody = 4 << 10
+
+// discard gets rid of a body that is not wanted: a short one is read to
+// its end, so that the connection can be reused; a longer or unknown one is
+// closed unread, which closes its connection too.
+func (h *HTTPFetcher) discard(resp *http.Response) {
+	if resp.ContentLength >= 0 && resp.ContentLength <= smallBody {
+		_, _ = io.Copy(io.Discard, io.LimitReader(resp.Body, smallBody))
+	}
+}
+
+func isHTML(mediaType string) bool {
+	return mediaType == "text/html" || mediaType == "application/xhtml+xml"
+}
+
+// declaredMediaType returns the media type of a Content-Type header, and
+// false if the header is missing or unparseable (the body must be sniffed).
+func declaredMediaType(header string) (string, bool) {
+	if header == "" {
+		return "", false
+	}
+	mt, _, err := mime.ParseMediaType(header)
+	return mt, err == nil
+}
+
 // mediaType returns the media type from a Content-Type header, sniffing the
 // body's first bytes when the header is missing or unparseable.
 func mediaType(header string, head []byte) string {
-	if header != "" {
-		if mt, _, err := mime.ParseMediaType(header); err == nil {
-			return mt
-		}
+	if mt, ok := declaredMediaType(header); ok {
+		return mt
 	}
 	mt, _, _ := mime.ParseMediaType(http.DetectContentType(head))
 	return mt
 }
 
-func retryAfter(resp *http.Response) time.Duration {
-	var secs int
-	if _, err := fmt.Sscanf(resp.Header.Get("Retry-After"), "%d", &secs); err == nil && secs > 0 {
-		return time.Duration(secs) * time.Second
+// retryAfter returns the wait a Retry-After header asks for, in either of
+// its forms: delay-seconds, or an HTTP-date, which is read against the
+// response's Date header (the server's clock) when there is one, else
+// against now. A missing, malformed or past value is zero.
+func retryAfter(header http.Header, now time.Time) time.Duration {
+	v := strings.TrimSpace(header.Get("Retry-After"))
+	if v == "" {
+		return 0
 	}
-	return 0
+	if secs, err := strconv.ParseUint(v, 10, 64); err == nil {
+		return time.Duration(min(secs, uint64(math.MaxInt64/time.Second))) * time.Second
+	}
+	t, err := http.ParseTime(v)
+	if err != nil {
+		return 0
+	}
+	if date, err := http.ParseTime(header.Get("Date")); err == nil {
+		now = date
+	}
+	return max(t.Sub(now), 0)
 }
 
 type countingReader struct {

@@ -29,12 +29,24 @@ func TestNormalize(t *testing.T) {
 		{"http://example.com/x#frag", "http://example.com/x"},
 		{"http://example.com/x?b=2&a=1#f", "http://example.com/x?b=2&a=1"},
 		{"http://example.com/x?", "http://example.com/x?"},
-		{"http://example.com/a%2Fb/%7e", "http://example.com/a%2Fb/%7e"},
+		{"http://example.com/a%2Fb/%7e", "http://example.com/a%2Fb/~"},
+		{"http://example.com/%7Euser/%41%62c%2d%2E%5F%30", "http://example.com/~user/Abc-._0"},
+		{"http://example.com/a%2fb%3a%c3%a9", "http://example.com/a%2Fb%3A%C3%A9"},
+		{"http://example.com/%2E%2E/x/%2e/y", "http://example.com/x/y"},
+		{"http://example.com/x?q=%7e%2f%zz%", "http://example.com/x?q=~%2F%zz%"},
+		{"http://example.com/caf%C3%A9", "http://example.com/caf%C3%A9"},
+		{"http://example.com/café", "http://example.com/caf%C3%A9"},
+		{"http://bücher.example/", "http://xn--bcher-kva.example/"},
+		{"http://BÜCHER.example:8080/x", "http://xn--bcher-kva.example:8080/x"},
+		{"http://xn--bcher-kva.example/", "http://xn--bcher-kva.example/"},
+		{"http://%E6%97%A5%E6%9C%AC.jp/", "http://xn--wgv71a.jp/"},
+		{"http://ｅｘａｍｐｌｅ.com/", "http://example.com/"},
+		{"http://user:secret@example.com:8080/", "http://example.com:8080/"},
 		{"http://example.com/a b", "http://example.com/a%20b"},
 		{"  http://example.com/trim  ", "http://example.com/trim"},
 		{"http://[::1]:80/", "http://[::1]/"},
 		{"http://[::1]:8080/x", "http://[::1]:8080/x"},
-		{"http://user@example.com/", "http://user@example.com/"},
+		{"http://user@example.com/", "http://example.com/"},
 	}
 	for _, tt := range tests {
 		got, err := Normalize(tt.in)
@@ -54,6 +66,7 @@ func TestNormalizeRejects(t *testing.T) {
 		"ftp://example.com/", "http:opaque", "http:///nohost", "http://exa mple.com/",
 		"http://example.com:port/", "data:text/html,hi", "://x",
 		"http://::", "http://[::1/", "http://[zz]/", "http://a]b/",
+		"http://a\u200db.example/", "http://\u05d0a.example/", "http://%FF.example/",
 	} {
 		if got, err := Normalize(in); err == nil {
 			t.Errorf("Normalize(%q) = %q, want an error", in, got)
@@ -101,6 +114,20 @@ func TestExtractLinks(t *testing.T) {
 			[]string{"http://example.com/ok", "http://example.com/dir/%3C%3C%3C"}},
 		{"bad URL skipped", `<a href="http://[::1">bad</a><a href="/good">g</a>`, []string{"http://example.com/good"}},
 		{"empty", ``, []string{}},
+		{"rel nofollow dropped",
+			`<a rel="nofollow" href="/n">n</a><a rel=" external  NoFollow " href="/m">m</a><a rel="noopener" href="/k">k</a>`,
+			[]string{"http://example.com/k"}},
+		{"a link also reached without nofollow is kept",
+			`<a rel="nofollow" href="/k">n</a><a href="/k">k</a>`,
+			[]string{"http://example.com/k"}},
+		{"meta robots nofollow drops every link",
+			`<head><meta name="robots" content="noindex,nofollow"></head><a href="/a">a</a>`,
+			[]string{}},
+		{"meta robots none drops every link", `<a href="/a">a</a><meta name="Robots" content=" NONE ">`, []string{}},
+		{"meta robots noindex keeps links", `<meta name="robots" content="noindex"><a href="/a">a</a>`,
+			[]string{"http://example.com/a"}},
+		{"meta for another agent ignored", `<meta name="otherbot" content="nofollow"><a href="/a">a</a>`,
+			[]string{"http://example.com/a"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -135,6 +162,7 @@ func FuzzNormalize(f *testing.F) {
 	for _, s := range []string{
 		"http://example.com", "HTTPS://A.B:443/./x/../y?q#f", "http://[::1]:80/a/..",
 		"http://x/%2e%2e/", "http://x/a b/../c", "http://u:p@h:8080/", "http://h/..%2f",
+		"http://bücher.example/%7e?%7e%2f", "http://xn--bcher-kva.example/", "http://%E6%97%A5.jp/%zz",
 	} {
 		f.Add(s)
 	}
@@ -160,6 +188,7 @@ func FuzzNormalize(f *testing.F) {
 func FuzzExtractLinks(f *testing.F) {
 	f.Add(`<a href="/a">a</a><base href="../b/"><a href="c#d">`)
 	f.Add(`<a href="HTTP://X.Y:80/./p">`)
+	f.Add(`<meta name=robots content="nofollow"><a rel=nofollow href=/x><a href=/y>`)
 	f.Fuzz(func(t *testing.T, doc string) {
 		base, _ := url.Parse("http://example.com/dir/page")
 		links, err := ExtractLinks(base, strings.NewReader(doc))

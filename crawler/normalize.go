@@ -5,7 +5,11 @@ import (
 	"fmt"
 	"net"
 	"net/url"
+	"strconv"
 	"strings"
+	"unicode/utf8"
+
+	"golang.org/x/net/idna"
 )
 
 // ErrUnsupportedURL is wrapped by the errors Normalize returns for URLs the
@@ -14,10 +18,15 @@ var ErrUnsupportedURL = errors.New("crawler: unsupported URL")
 
 // Normalize returns the canonical form of an absolute http or https URL, the
 // form in which the crawler compares URLs: the scheme and host are lower-cased,
-// a default port (:80 for http, :443 for https) is removed, "." and ".."
-// path segments are resolved, an empty path becomes "/", and the fragment is
-// dropped. Percent-encoding and the query are kept as they are. Normalize is
-// idempotent: Normalize of its own output returns that output unchanged.
+// an internationalised host name becomes its ASCII (punycode) form
+// ("bücher.example" is "xn--bcher-kva.example"), userinfo ("user:pass@") is
+// dropped, a default port (:80 for http, :443 for https) is removed,
+// percent-escapes of unreserved characters (letters, digits, '-', '.', '_',
+// '~') are decoded and the hex digits of the other escapes upper-cased (in
+// the path and the query), "." and ".." path segments are resolved, an empty
+// path becomes "/", and the fragment is dropped. The query is otherwise kept
+// as it is. Normalize is idempotent: Normalize of its own output returns that
+// output unchanged.
 func Normalize(raw string) (string, error) {
 	u, err := url.Parse(strings.TrimSpace(raw))
 	if err != nil {
@@ -41,15 +50,11 @@ func normalizeURL(u *url.URL) (string, error) {
 	var b strings.Builder
 	b.WriteString(scheme)
 	b.WriteString("://")
-	if u.User != nil {
-		b.WriteString(u.User.String())
-		b.WriteByte('@')
-	}
 	b.WriteString(host)
-	b.WriteString(removeDotSegments(u.EscapedPath()))
+	b.WriteString(removeDotSegments(normalizeEscapes(u.EscapedPath())))
 	if u.RawQuery != "" || u.ForceQuery {
 		b.WriteByte('?')
-		b.WriteString(u.RawQuery)
+		b.WriteString(normalizeEscapes(u.RawQuery))
 	}
 	return b.String(), nil
 }
@@ -63,6 +68,13 @@ func normalizeHost(scheme, hostport string) (string, error) {
 	if host == "" {
 		return "", fmt.Errorf("%w: no host", ErrUnsupportedURL)
 	}
+	if !isASCII(host) {
+		ascii, err := idnaProfile.ToASCII(host)
+		if err != nil {
+			return "", fmt.Errorf("%w: host %q: %v", ErrUnsupportedURL, host, err)
+		}
+		host = ascii
+	}
 	if !validHost(host) {
 		return "", fmt.Errorf("%w: invalid host %q", ErrUnsupportedURL, host)
 	}
@@ -75,6 +87,20 @@ func normalizeHost(scheme, hostport string) (string, error) {
 		return host, nil
 	}
 	return net.JoinHostPort(strings.Trim(host, "[]"), port), nil
+}
+
+// idnaProfile maps an internationalised host name to ASCII as a browser
+// looking it up would (UTS #46 non-transitional mapping), but lets '_'
+// through, as validHost does for ASCII names.
+var idnaProfile = idna.New(idna.MapForLookup(), idna.BidiRule(), idna.Transitional(false), idna.StrictDomainName(false))
+
+func isASCII(s string) bool {
+	for i := 0; i < len(s); i++ {
+		if s[i] >= utf8.RuneSelf {
+			return false
+		}
+	}
+	return true
 }
 
 // validHost accepts a lower-case host name, IPv4 address or bracketed IPv6
@@ -131,4 +157,42 @@ func removeDotSegments(p string) string {
 		r = "/" + r
 	}
 	return r
+}
+
+// normalizeEscapes decodes the percent-escapes of unreserved characters
+// (letters, digits, '-', '.', '_', '~'), which name the same resource
+// escaped or not (RFC 3986 section 6.2.2.2), and upper-cases the hex digits
+// of the other escapes (section 6.2.2.1), which are kept: "/%70rivate%2f" is
+// "/private%2F". A '%' not followed by two hex digits is kept as it is.
+// robots.txt rules and URLs are compared in this form too, as RFC 9309 asks.
+func normalizeEscapes(s string) string {
+	if !strings.Contains(s, "%") {
+		return s
+	}
+	var b strings.Builder
+	b.Grow(len(s))
+	for i := 0; i < len(s); i++ {
+		if s[i] == '%' && i+2 < len(s) && isHex(s[i+1]) && isHex(s[i+2]) {
+			c, _ := strconv.ParseUint(s[i+1:i+3], 16, 8)
+			if isUnreserved(byte(c)) {
+				b.WriteByte(byte(c))
+			} else {
+				b.WriteByte('%')
+				b.WriteString(strings.ToUpper(s[i+1 : i+3]))
+			}
+			i += 2
+			continue
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
+}
+
+func isHex(c byte) bool {
+	return '0' <= c && c <= '9' || 'a' <= c && c <= 'f' || 'A' <= c && c <= 'F'
+}
+
+func isUnreserved(c byte) bool {
+	return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' ||
+		c == '-' || c == '.' || c == '_' || c == '~'
 }

@@ -4,8 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"net/url"
-	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -13,13 +13,19 @@ import (
 
 	"github.com/cenkalti/backoff/v4"
 	"github.com/temoto/robotstxt"
-	"golang.org/x/time/rate"
 )
 
 // ErrDisallowed is wrapped by the error a PoliteFetcher returns for a URL that
 // robots.txt forbids (or for any URL of a host whose robots.txt could not be
 // read); such a URL is never requested.
 var ErrDisallowed = errors.New("crawler: disallowed by robots.txt")
+
+// ErrHostBackingOff is wrapped by the error a PoliteFetcher returns, without
+// any request, for a URL whose host asked (with Retry-After) or was set
+// (with SetHostNotBefore) to be left alone for longer than
+// Config.RetryMaxElapsed from now. Such a fetch may succeed later; it is not
+// Retryable, because retrying it at once cannot.
+var ErrHostBackingOff = errors.New("crawler: host asked to be left alone")
 
 // RobotsFetcher is implemented by fetchers that can also fetch robots.txt.
 // Polite fetches robots.txt through it.
@@ -29,19 +35,33 @@ type RobotsFetcher interface {
 	FetchRobots(ctx context.Context, robotsURL string) (statusCode int, body []byte, err error)
 }
 
+// PageFetcher is implemented by fetchers that can tell what a response was
+// (HTTPFetcher does). When the fetcher given to Polite implements it,
+// PoliteFetcher uses FetchPage instead of Fetch, so that it knows which
+// responses were redirects: a redirect's target is followed to the www or
+// apex variant of the page's host (see Polite).
+type PageFetcher interface {
+	// FetchPage fetches url and tells what the response was; a redirect
+	// is a *Page with a 3xx StatusCode whose Links hold its target.
+	FetchPage(ctx context.Context, url string) (*Page, error)
+}
+
 // PoliteFetcher wraps a Fetcher with the crawler's manners: robots.txt,
-// same-host filtering, per-host concurrency and rate limits, and retries.
+// host filtering, per-host concurrency and pacing, and retries.
 // Create it with Polite. It is safe for concurrent use.
 type PoliteFetcher struct {
 	inner  Fetcher
+	pages  PageFetcher   // inner, if it is one
 	robots RobotsFetcher // nil when cfg.IgnoreRobots
 	cfg    Config
+	now    func() time.Time
 
 	requests atomic.Int64 // page requests started, retries included
 	retries  atomic.Int64 // page requests that repeated a failed one
 
-	mu    sync.Mutex // protects following
-	hosts map[string]*hostState
+	mu      sync.Mutex // protects following
+	hosts   map[string]*hostState
+	allowed map[string]bool // hosts links may lead to from any page
 }
 
 // PoliteStats are a PoliteFetcher's counters. robots.txt requests are not
@@ -62,37 +82,36 @@ func (p *PoliteFetcher) Stats() PoliteStats {
 
 var _ Fetcher = (*PoliteFetcher)(nil)
 
-// hostState is the per-host politeness state.
-type hostState struct {
-	agent   string
-	slots   chan struct{} // in-flight requests; nil if unlimited
-	limiter *rate.Limiter
-
-	loaded chan struct{}         // closed once robots and robotsErr are set
-	robots *robotstxt.RobotsData // nil: everything allowed
-	// robotsErr is why robots.txt could not be read; every URL of the host is
-	// then refused.
-	robotsErr error
-	// abandoned: the loader's own context ended, so robotsErr says nothing
-	// about the host; the state is no longer in PoliteFetcher.hosts.
-	abandoned bool
-}
-
 // Polite returns f wrapped with the politeness rules of cfg (nil means
 // DefaultConfig()). Unless cfg.IgnoreRobots is set, f must implement
 // RobotsFetcher.
 //
-// Unless cfg.AllowOtherHosts is set, Fetch drops from a page's links those on
-// another host (scheme://host:port) than the page, so a crawl never leaves the
-// start URL's host. Links that an already loaded robots.txt disallows are
-// dropped too, and Fetch of a disallowed URL fails with ErrDisallowed without
-// any request. robots.txt is fetched once per host and PoliteFetcher.
+// Fetch keeps only some of a page's links. Unless cfg.AllowOtherHosts is
+// set, a link is kept if it is on the page's own host (any scheme), on a
+// host of cfg.AllowedHosts or of AllowHosts (Crawler.Crawl adds its start
+// URL's host), or if it is the target of a redirect to the www or apex
+// variant of the page's host (example.com to www.example.com, or back),
+// which then becomes allowed too; redirects are only recognised when f
+// implements PageFetcher. Links that an already loaded robots.txt disallows
+// are dropped too, and Fetch of a disallowed URL fails with ErrDisallowed
+// without any request. robots.txt is fetched once per origin and
+// PoliteFetcher, and again once Config.RobotsTTL has passed.
+//
+// Politeness is per host (host and port, see HostKey): all schemes of a
+// host share its in-flight limit and its pacing.
 func Polite(f Fetcher, cfg *Config) (*PoliteFetcher, error) {
 	c, err := cfg.withDefaults()
 	if err != nil {
 		return nil, err
 	}
-	p := &PoliteFetcher{inner: f, cfg: c, hosts: make(map[string]*hostState)}
+	p := &PoliteFetcher{
+		inner:   f,
+		cfg:     c,
+		now:     time.Now,
+		hosts:   make(map[string]*hostState),
+		allowed: make(map[string]bool),
+	}
+	p.pages, _ = f.(PageFetcher)
 	if !c.IgnoreRobots {
 		rf, ok := f.(RobotsFetcher)
 		if !ok {
@@ -100,258 +119,329 @@ func Polite(f Fetcher, cfg *Config) (*PoliteFetcher, error) {
 		}
 		p.robots = rf
 	}
+	if err := p.AllowHosts(c.AllowedHosts...); err != nil {
+		return nil, err
+	}
 	return p, nil
 }
 
-// Fetch fetches rawURL politely: it checks the host and robots.txt, waits
-// for a slot and for the host's rate limiter, and retries retryable failures
-// with exponential backoff. The links it returns are filtered by the same
-// host and robots rules.
+// HostKey returns the host under which a PoliteFetcher keeps the politeness
+// state of rawURL: its normalised host and port, without the default port
+// ("example.com", "127.0.0.1:8080"). A bare host[:port] is accepted as well
+// as a URL.
+func HostKey(rawURL string) (string, error) {
+	if !strings.Contains(rawURL, "://") {
+		rawURL = "http://" + rawURL
+	}
+	u, err := normalizeParse(rawURL)
+	if err != nil {
+		return "", err
+	}
+	return u.Host, nil
+}
+
+// AllowHosts adds hosts (host[:port] or URLs, see HostKey) to those that
+// links may lead to from any page. It is safe to call while fetching.
+func (p *PoliteFetcher) AllowHosts(hosts ...string) error {
+	keys := make([]string, 0, len(hosts))
+	for _, h := range hosts {
+		k, err := HostKey(h)
+		if err != nil {
+			return fmt.Errorf("crawler: allowed host %q: %w", h, err)
+		}
+		keys = append(keys, k)
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, k := range keys {
+		p.allowed[k] = true
+	}
+	return nil
+}
+
+// HostPacing reports the pacing of host (a HostKey, or anything HostKey
+// accepts): next is the earliest time at which a request to it may start,
+// given the host's interval (Config.Delay or robots.txt's Crawl-delay) and
+// any Retry-After backoff, and inFlightLimit is how many requests may be in
+// flight to it at once. A host this PoliteFetcher has not met yet reports
+// the zero time and Config.MaxInFlightPerHost.
+//
+// With SetHostNotBefore, it lets the host's pacing move from one
+// PoliteFetcher to another, as when a crawl coordinator hands a host to
+// another worker: call HostPacing on the old owner and SetHostNotBefore with
+// its next on the new one.
+func (p *PoliteFetcher) HostPacing(host string) (next time.Time, inFlightLimit int) {
+	key, err := HostKey(host)
+	if err != nil {
+		return time.Time{}, p.cfg.MaxInFlightPerHost
+	}
+	p.mu.Lock()
+	h := p.hosts[key]
+	p.mu.Unlock()
+	if h == nil {
+		return time.Time{}, p.cfg.MaxInFlightPerHost
+	}
+	return h.pacing(p.now())
+}
+
+// SetHostNotBefore makes requests to host (see HostPacing) start no sooner
+// than t. It only ever delays: an earlier t than the host's own pacing
+// changes nothing.
+func (p *PoliteFetcher) SetHostNotBefore(host string, t time.Time) error {
+	key, err := HostKey(host)
+	if err != nil {
+		return err
+	}
+	p.host(key).seed(t)
+	return nil
+}
+
+// Fetch fetches rawURL politely: it checks robots.txt, waits for a slot and
+// for the host's pacing, and retries retryable failures with exponential
+// backoff. The links it returns are filtered by the host and robots rules.
+// If the host is held back for longer than RetryMaxElapsed, Fetch fails at
+// once with ErrHostBackingOff instead of waiting.
 func (p *PoliteFetcher) Fetch(ctx context.Context, rawURL string) ([]string, error) {
 	u, err := normalizeParse(rawURL)
 	if err != nil {
 		return nil, err
 	}
-	h, err := p.host(ctx, u)
+	h := p.host(u.Host)
+	if until := h.heldUntil(); until.Sub(p.now()) > p.cfg.RetryMaxElapsed {
+		return nil, fmt.Errorf("%w: %s until %s", ErrHostBackingOff, u.Host, until.Format(time.RFC3339))
+	}
+	rules, err := p.rules(ctx, h, u)
 	if err != nil {
 		return nil, err
 	}
-	if err := h.allowed(u); err != nil {
+	if err := rules.allowed(u, p.cfg.UserAgent); err != nil {
 		return nil, err
 	}
 	attempts := 0
-	links, err := p.retry(ctx, func() ([]string, error) {
-		if err := h.acquire(ctx); err != nil {
-			return nil, err
+	var links []string
+	redirect := false
+	err = p.retry(ctx, h, func() error {
+		if err := p.acquire(ctx, h); err != nil {
+			return err
 		}
 		defer h.release()
 		if attempts++; attempts > 1 {
 			p.retries.Add(1)
 		}
 		p.requests.Add(1)
-		return p.inner.Fetch(ctx, u.String())
+		if p.pages == nil {
+			var err error
+			links, err = p.inner.Fetch(ctx, u.String())
+			return err
+		}
+		page, err := p.pages.FetchPage(ctx, u.String())
+		if err != nil {
+			return err
+		}
+		links = page.Links
+		redirect = page.StatusCode >= 300 && page.StatusCode < 400
+		return nil
 	})
 	if err != nil {
 		return nil, err
 	}
-	return p.filter(u, links), nil
+	return p.filter(u, links, redirect), nil
 }
 
-// filter drops off-host links and links disallowed by an already loaded
-// robots.txt. Links whose host's robots.txt is not loaded yet are kept; Fetch
-// checks them before any request.
-func (p *PoliteFetcher) filter(page *url.URL, links []string) []string {
+// filter keeps the links that may be followed from page: see Polite.
+// Links whose host's robots.txt is not loaded yet are kept; Fetch checks them
+// before any request.
+func (p *PoliteFetcher) filter(page *url.URL, links []string, redirect bool) []string {
 	kept := links[:0:0]
 	for _, link := range links {
 		u, err := url.Parse(link)
-		if err != nil || (!p.cfg.AllowOtherHosts && hostKey(u) != hostKey(page)) {
+		if err != nil || !p.mayEnter(page, u, redirect) {
 			continue
 		}
 		p.mu.Lock()
-		h := p.hosts[hostKey(u)]
+		h := p.hosts[u.Host]
 		p.mu.Unlock()
-		if h != nil && h.isLoaded() && h.allowed(u) != nil {
-			continue
+		if h != nil && p.robots != nil {
+			if r := h.loadedRules(u.Scheme); r != nil && r.allowed(u, p.cfg.UserAgent) != nil {
+				continue
+			}
 		}
 		kept = append(kept, link)
 	}
 	return kept
 }
 
-func hostKey(u *url.URL) string { return u.Scheme + "://" + u.Host }
+// mayEnter reports whether a link from page to u may be followed, by the
+// host rules of Polite.
+func (p *PoliteFetcher) mayEnter(page, u *url.URL, redirect bool) bool {
+	if p.cfg.AllowOtherHosts || u.Host == page.Host {
+		return true
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.allowed[u.Host] {
+		return true
+	}
+	if redirect && wwwVariants(page.Host, u.Host) {
+		p.allowed[u.Host] = true
+		return true
+	}
+	return false
+}
 
-// host returns the state of u's host, loading its robots.txt on first use.
-// Concurrent callers for a new host wait for the one that loads it.
-func (p *PoliteFetcher) host(ctx context.Context, u *url.URL) (*hostState, error) {
-	key := hostKey(u)
+// wwwVariants reports whether a and b differ only by a "www." in front.
+func wwwVariants(a, b string) bool {
+	return a == "www."+b || b == "www."+a
+}
+
+// host returns the state of the host key, creating it on first use.
+func (p *PoliteFetcher) host(key string) *hostState {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	h := p.hosts[key]
+	if h == nil {
+		h = newHostState(p.cfg.MaxInFlightPerHost, p.cfg.Delay)
+		p.hosts[key] = h
+	}
+	return h
+}
+
+// rules returns the robots.txt rules for u's origin, loading them if they
+// are missing or expired. Concurrent callers wait for the one that loads
+// them. nil rules allow everything.
+func (p *PoliteFetcher) rules(ctx context.Context, h *hostState, u *url.URL) (*robotsRules, error) {
+	if p.robots == nil {
+		return nil, nil
+	}
 	for {
-		p.mu.Lock()
-		h, ok := p.hosts[key]
-		if !ok {
-			h = &hostState{agent: p.cfg.UserAgent, loaded: make(chan struct{}), limiter: rate.NewLimiter(p.cfg.limit(0), 1)}
-			if p.cfg.MaxInFlightPerHost > 0 {
-				h.slots = make(chan struct{}, p.cfg.MaxInFlightPerHost)
-			}
-			p.hosts[key] = h
-		}
-		p.mu.Unlock()
-		if !ok {
-			p.loadRobots(ctx, key, h)
+		r, load := h.rulesFor(u.Scheme, p.now())
+		if load {
+			p.loadRobots(ctx, h, r, u)
 		}
 		select {
-		case <-h.loaded:
-			if h.abandoned && ctx.Err() == nil {
-				continue // another caller gave up loading it: load it again
+		case <-r.done:
+			if !r.abandoned {
+				return r, nil
 			}
-			return h, nil
+			if err := ctx.Err(); err != nil {
+				return nil, err
+			}
+			// Another caller gave up loading them: load them again.
 		case <-ctx.Done():
 			return nil, ctx.Err()
 		}
 	}
 }
 
-func (p *PoliteFetcher) loadRobots(ctx context.Context, key string, h *hostState) {
-	defer close(h.loaded)
-	if p.robots == nil {
-		return
-	}
-	robotsURL := key + "/robots.txt"
+func (p *PoliteFetcher) loadRobots(ctx context.Context, h *hostState, r *robotsRules, u *url.URL) {
+	robotsURL := u.Scheme + "://" + u.Host + "/robots.txt"
 	var data *robotstxt.RobotsData
-	_, err := p.retry(ctx, func() ([]string, error) {
-		if err := h.acquire(ctx); err != nil {
-			return nil, err
+	err := p.retry(ctx, h, func() error {
+		if err := p.acquire(ctx, h); err != nil {
+			return err
 		}
 		defer h.release()
 		status, body, err := p.robots.FetchRobots(ctx, robotsURL)
 		if err != nil {
-			return nil, err
+			return err
 		}
-		if status >= 500 || status == 429 {
+		if status >= 500 || status == http.StatusTooManyRequests {
 			// robotstxt reads 5xx as "disallow all"; try again first.
-			return nil, &HTTPError{URL: robotsURL, StatusCode: status}
+			return &HTTPError{URL: robotsURL, StatusCode: status}
 		}
-		data, err = robotstxt.FromStatusAndBytes(status, []byte(unescapeUnreserved(string(body))))
+		data, err = robotstxt.FromStatusAndBytes(status, []byte(normalizeEscapes(string(body))))
 		if err != nil {
-			return nil, backoff.Permanent(fmt.Errorf("crawler: parse %s: %w", robotsURL, err))
+			return backoff.Permanent(fmt.Errorf("crawler: parse %s: %w", robotsURL, err))
 		}
-		return nil, nil
+		return nil
 	})
 	if err != nil && ctx.Err() != nil {
 		// Cancelled, not unavailable: let the next caller load it again.
-		h.robotsErr = fmt.Errorf("crawler: load %s: %w", robotsURL, ctx.Err())
-		h.abandoned = true
-		p.mu.Lock()
-		delete(p.hosts, key)
-		p.mu.Unlock()
+		h.robotsAbandoned(r, u.Scheme, fmt.Errorf("crawler: load %s: %w", robotsURL, ctx.Err()))
 		return
 	}
+	expires := p.now().Add(p.cfg.robotsTTL())
 	if err != nil {
 		// Without a readable robots.txt, assume nothing may be crawled.
-		h.robotsErr = fmt.Errorf("%w: robots.txt unavailable: %v", ErrDisallowed, err)
+		h.robotsLoaded(r, nil, fmt.Errorf("%w: robots.txt unavailable: %v", ErrDisallowed, err), 0, expires)
 		return
 	}
-	h.robots = data
-	if d := data.FindGroup(p.cfg.UserAgent).CrawlDelay; d > 0 {
-		h.limiter.SetLimit(p.cfg.limit(d))
-	}
-}
-
-func (h *hostState) isLoaded() bool {
-	select {
-	case <-h.loaded:
-		return true
-	default:
-		return false
-	}
+	h.robotsLoaded(r, data, nil, p.cfg.capDelay(data.FindGroup(p.cfg.UserAgent).CrawlDelay), expires)
 }
 
 // allowed reports, as an error wrapping ErrDisallowed, whether robots.txt
-// forbids u. h must be loaded.
-func (h *hostState) allowed(u *url.URL) error {
-	if h.robotsErr != nil {
-		return fmt.Errorf("%w (%s)", h.robotsErr, u)
-	}
-	if h.robots == nil {
+// forbids u. r must be loaded; nil rules allow everything.
+func (r *robotsRules) allowed(u *url.URL, agent string) error {
+	if r == nil {
 		return nil
 	}
-	if !h.robots.TestAgent(unescapeUnreserved(u.RequestURI()), h.agent) {
+	if r.err != nil {
+		return fmt.Errorf("%w (%s)", r.err, u)
+	}
+	if r.data == nil {
+		return nil
+	}
+	if !r.data.TestAgent(normalizeEscapes(u.RequestURI()), agent) {
 		return fmt.Errorf("%w: %s", ErrDisallowed, u)
 	}
 	return nil
 }
 
-// unescapeUnreserved decodes the percent-escapes of unreserved characters
-// (letters, digits, '-', '.', '_', '~'), which name the same resource
-// escaped or not, so that robots.txt rules and URLs compare as RFC 9309
-// asks: "/%70rivate" is "/private". Other escapes (such as "%2F") are kept.
-func unescapeUnreserved(s string) string {
-	if !strings.Contains(s, "%") {
-		return s
+// acquire takes one of h's in-flight slots and waits until h's pacing lets
+// a request start. On success the caller must call h.release.
+func (p *PoliteFetcher) acquire(ctx context.Context, h *hostState) error {
+	select {
+	case h.slots <- struct{}{}:
+	case <-ctx.Done():
+		return ctx.Err()
 	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '%' && i+2 < len(s) {
-			if c, err := strconv.ParseUint(s[i+1:i+3], 16, 8); err == nil && isUnreserved(byte(c)) {
-				b.WriteByte(byte(c))
-				i += 2
-				continue
-			}
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
-}
-
-func isUnreserved(c byte) bool {
-	return 'a' <= c && c <= 'z' || 'A' <= c && c <= 'Z' || '0' <= c && c <= '9' ||
-		c == '-' || c == '.' || c == '_' || c == '~'
-}
-
-func (h *hostState) acquire(ctx context.Context) error {
-	if h.slots != nil {
+	at := h.start(p.now())
+	if d := at.Sub(p.now()); d > 0 {
+		t := time.NewTimer(d)
 		select {
-		case h.slots <- struct{}{}:
+		case <-t.C:
 		case <-ctx.Done():
+			t.Stop()
+			h.unstart(at)
+			h.release()
 			return ctx.Err()
 		}
-	}
-	if err := h.limiter.Wait(ctx); err != nil {
-		h.release()
-		if ctx.Err() != nil {
-			return ctx.Err()
-		}
-		return err
 	}
 	return nil
 }
 
-func (h *hostState) release() {
-	if h.slots != nil {
-		<-h.slots
-	}
-}
+func (h *hostState) release() { <-h.slots }
 
 // retry runs op until it succeeds, fails with an error that is not
 // Retryable, MaxRetries retries have failed, RetryMaxElapsed has passed, or
 // ctx is done. Each call gets its own BackOff: they are not safe to share.
-// A 429 or 503 with Retry-After waits at least that long (up to
-// MaxCrawlDelay) before the next try.
-func (p *PoliteFetcher) retry(ctx context.Context, op func() ([]string, error)) ([]string, error) {
+//
+// A 429 or 503 with Retry-After holds back every request to the host (not
+// only this one) for that long, capped by MaxCrawlDelay unless it is zero.
+// If that wait would end after RetryMaxElapsed, op is not retried.
+func (p *PoliteFetcher) retry(ctx context.Context, h *hostState, op func() error) error {
 	exp := backoff.NewExponentialBackOff(
 		backoff.WithInitialInterval(p.cfg.RetryInitialInterval),
 		backoff.WithMaxInterval(p.cfg.RetryMaxInterval),
 		backoff.WithMaxElapsedTime(p.cfg.RetryMaxElapsed),
 	)
-	ra := &retryAfterBackOff{BackOff: exp, max: p.cfg.MaxCrawlDelay}
-	b := backoff.WithContext(backoff.WithMaxRetries(ra, uint64(p.cfg.MaxRetries)), ctx)
-	return backoff.RetryWithData(func() ([]string, error) {
-		links, err := op()
-		if err != nil && !Retryable(err) {
-			return nil, backoff.Permanent(err)
+	b := backoff.WithContext(backoff.WithMaxRetries(exp, uint64(p.cfg.MaxRetries)), ctx)
+	giveUp := p.now().Add(p.cfg.RetryMaxElapsed)
+	return backoff.Retry(func() error {
+		err := op()
+		if err == nil {
+			return nil
 		}
 		var he *HTTPError
-		if errors.As(err, &he) {
-			ra.hint = he.RetryAfter
+		if errors.As(err, &he) && he.RetryAfter > 0 && he.Retryable() {
+			until := h.backOff(p.now(), p.cfg.capDelay(he.RetryAfter))
+			if until.After(giveUp) {
+				return backoff.Permanent(fmt.Errorf("%w (Retry-After ends after RetryMaxElapsed %v)", err, p.cfg.RetryMaxElapsed))
+			}
 		}
-		return links, err
+		if !Retryable(err) {
+			return backoff.Permanent(err)
+		}
+		return err
 	}, b)
-}
-
-// retryAfterBackOff stretches the next wait to the server's Retry-After.
-type retryAfterBackOff struct {
-	backoff.BackOff
-	max  time.Duration // cap on what a server may ask for
-	hint time.Duration // the last failure's Retry-After; 0 for none
-}
-
-func (r *retryAfterBackOff) NextBackOff() time.Duration {
-	d := r.BackOff.NextBackOff()
-	if d == backoff.Stop {
-		return d
-	}
-	if h := min(r.hint, r.max); h > d {
-		d = h
-	}
-	r.hint = 0
-	return d
 }

@@ -2,9 +2,12 @@ package crawler
 
 import (
 	"context"
+	"errors"
+	"math"
 	"net/http"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 )
 
@@ -60,4 +63,306 @@ func TestPoliteHonoursRetryAfter(t *testing.T) {
 			}
 		})
 	}
+}
+
+func TestRetryAfterHeaderForms(t *testing.T) {
+	now := time.Date(2026, 11, 29, 12, 0, 0, 0, time.UTC)
+	date := func(t time.Time) string { return t.Format(http.TimeFormat) }
+	tests := []struct {
+		name       string
+		retryAfter string
+		date       string // Date header, or ""
+		want       time.Duration
+	}{
+		{"none", "", "", 0},
+		{"seconds", "120", "", 2 * time.Minute},
+		{"seconds with spaces", " 7 ", "", 7 * time.Second},
+		{"zero", "0", "", 0},
+		{"negative", "-5", "", 0},
+		{"garbage", "soon", "", 0},
+		{"huge seconds do not overflow", "99999999999999999999", "", 0}, // not a uint64: ignored
+		{"largest seconds", "18446744073709551615", "", time.Duration(math.MaxInt64/time.Second) * time.Second},
+		{"HTTP-date against now", date(now.Add(90 * time.Second)), "", 90 * time.Second},
+		{"HTTP-date against the server's Date", date(now.Add(time.Hour)), date(now.Add(59 * time.Minute)), time.Minute},
+		{"HTTP-date in the past", date(now.Add(-time.Hour)), "", 0},
+		{"RFC 850 date", now.Add(30 * time.Second).Format(time.RFC850), "", 30 * time.Second},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			h := http.Header{}
+			if tt.retryAfter != "" {
+				h.Set("Retry-After", tt.retryAfter)
+			}
+			if tt.date != "" {
+				h.Set("Date", tt.date)
+			}
+			if got := retryAfter(h, now); got != tt.want {
+				t.Errorf("retryAfter(%q) = %v, want %v", tt.retryAfter, got, tt.want)
+			}
+		})
+	}
+}
+
+// backOffFetcher answers every URL in script with its errors in turn, then
+// with no links; it records, per URL, when each call started.
+type backOffFetcher struct {
+	mu     sync.Mutex // protects following
+	script map[string][]error
+	calls  map[string][]time.Time
+}
+
+func (f *backOffFetcher) Fetch(ctx context.Context, url string) ([]string, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	n := len(f.calls[url])
+	f.calls[url] = append(f.calls[url], time.Now())
+	if n < len(f.script[url]) {
+		return nil, f.script[url][n]
+	}
+	return nil, nil
+}
+
+func (f *backOffFetcher) callTimes(url string) []time.Time {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]time.Time(nil), f.calls[url]...)
+}
+
+func unavailable(d time.Duration) error {
+	return &HTTPError{URL: "u", StatusCode: http.StatusServiceUnavailable, RetryAfter: d}
+}
+
+// Retry-After, in virtual time: with MaxCrawlDelay zero ("no cap") the
+// whole wait is honoured (it used to become no wait at all); a cap shortens
+// it; a wait longer than RetryMaxElapsed is not retried.
+func TestRetryAfterWaitIsCappedOnlyByMaxCrawlDelay(t *testing.T) {
+	tests := []struct {
+		name       string
+		retryAfter time.Duration
+		maxDelay   time.Duration
+		maxElapsed time.Duration
+		wantCalls  int
+		wantGap    time.Duration // exact, in virtual time
+	}{
+		{"no cap", time.Hour, 0, 2 * time.Hour, 2, time.Hour},
+		{"capped", time.Hour, time.Minute, 2 * time.Hour, 2, time.Minute},
+		{"below the cap", 30 * time.Second, time.Minute, 2 * time.Hour, 2, 30 * time.Second},
+		{"beyond RetryMaxElapsed", 3 * time.Hour, 0, 2 * time.Hour, 1, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			synctest.Test(t, func(t *testing.T) {
+				f := &backOffFetcher{script: map[string][]error{"http://h/a": {unavailable(tt.retryAfter)}}, calls: map[string][]time.Time{}}
+				cfg := DefaultConfig()
+				cfg.IgnoreRobots = true
+				cfg.RetryInitialInterval, cfg.RetryMaxInterval = time.Millisecond, time.Millisecond
+				cfg.MaxCrawlDelay, cfg.RetryMaxElapsed = tt.maxDelay, tt.maxElapsed
+				p, err := Polite(f, cfg)
+				if err != nil {
+					t.Fatal(err)
+				}
+				_, err = p.Fetch(context.Background(), "http://h/a")
+				calls := f.callTimes("http://h/a")
+				if len(calls) != tt.wantCalls {
+					t.Fatalf("%d calls, want %d (err %v)", len(calls), tt.wantCalls, err)
+				}
+				if tt.wantCalls == 1 {
+					var he *HTTPError
+					if !errors.As(err, &he) || he.StatusCode != http.StatusServiceUnavailable {
+						t.Errorf("err = %v, want the 503", err)
+					}
+					return
+				}
+				if err != nil {
+					t.Fatal(err)
+				}
+				// The backoff's own millisecond may come on top.
+				if gap := calls[1].Sub(calls[0]); gap < tt.wantGap || gap > tt.wantGap+10*time.Millisecond {
+					t.Errorf("retried after %v, want %v", gap, tt.wantGap)
+				}
+			})
+		})
+	}
+}
+
+// A Retry-After holds back the whole host, not only the URL that got it.
+func TestRetryAfterHoldsBackTheWholeHost(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := &backOffFetcher{script: map[string][]error{"http://h/a": {unavailable(time.Hour)}}, calls: map[string][]time.Time{}}
+		cfg := DefaultConfig()
+		cfg.IgnoreRobots = true
+		cfg.MaxCrawlDelay, cfg.RetryMaxElapsed = 0, 2*time.Hour
+		p, err := Polite(f, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		start := time.Now()
+		done := make(chan error, 1)
+		go func() { _, err := p.Fetch(context.Background(), "http://h/a"); done <- err }()
+		synctest.Wait() // /a got its 503 and waits for the hour
+		if _, err := p.Fetch(context.Background(), "http://h/b"); err != nil {
+			t.Fatal(err)
+		}
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+		if b := f.callTimes("http://h/b"); len(b) != 1 || b[0].Sub(start) < time.Hour {
+			t.Errorf("/b requested at +%v, during the host's Retry-After hour", b[0].Sub(start))
+		}
+		// Another host is not held back.
+		before := time.Now()
+		if _, err := p.Fetch(context.Background(), "http://other/c"); err != nil {
+			t.Fatal(err)
+		}
+		if c := f.callTimes("http://other/c"); !c[0].Equal(before) {
+			t.Errorf("another host waited %v", c[0].Sub(before))
+		}
+	})
+}
+
+// HostPacing reports what SetHostNotBefore needs to hand a host's pacing
+// from one PoliteFetcher to another, as a crawl coordinator moving a host
+// between workers does.
+func TestHostPacingHandsOverRetryAfter(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		cfg := DefaultConfig()
+		cfg.IgnoreRobots = true
+		cfg.MaxRetries = 0
+		cfg.MaxCrawlDelay = 0
+		cfg.RetryMaxElapsed = 2 * time.Hour
+		cfg.MaxInFlightPerHost = 3
+		f1 := &backOffFetcher{script: map[string][]error{"http://h:8080/a": {unavailable(time.Hour)}}, calls: map[string][]time.Time{}}
+		p1, err := Polite(f1, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if next, limit := p1.HostPacing("h:8080"); !next.IsZero() || limit != 3 {
+			t.Errorf("unknown host: HostPacing = %v, %d; want zero time, 3", next, limit)
+		}
+		start := time.Now()
+		if _, err := p1.Fetch(context.Background(), "http://h:8080/a"); err == nil {
+			t.Fatal("the 503 was not reported")
+		}
+		next, limit := p1.HostPacing("h:8080")
+		if !next.Equal(start.Add(time.Hour)) || limit != 3 {
+			t.Fatalf("HostPacing = +%v, %d; want +1h, 3", next.Sub(start), limit)
+		}
+		if n2, _ := p1.HostPacing("http://H:8080/any/path"); !n2.Equal(next) {
+			t.Errorf("HostPacing of a URL on the host = %v, want %v", n2, next)
+		}
+
+		f2 := &backOffFetcher{calls: map[string][]time.Time{}}
+		p2, err := Polite(f2, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := p2.SetHostNotBefore("h:8080", next); err != nil {
+			t.Fatal(err)
+		}
+		if err := p2.SetHostNotBefore("h:8080", start); err != nil { // earlier: no effect
+			t.Fatal(err)
+		}
+		if _, err := p2.Fetch(context.Background(), "http://h:8080/b"); err != nil {
+			t.Fatal(err)
+		}
+		if b := f2.callTimes("http://h:8080/b"); !b[0].Equal(next) {
+			t.Errorf("second fetcher requested at +%v, want +1h", b[0].Sub(start))
+		}
+		if err := p2.SetHostNotBefore("http://", next); err == nil {
+			t.Error("SetHostNotBefore accepted a URL without a host")
+		}
+	})
+}
+
+// The interval from robots.txt's Crawl-delay shows in HostPacing.
+func TestHostPacingReportsCrawlDelay(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := &robotsFetcher{robots: "User-agent: *\nCrawl-delay: 5\n"}
+		p, err := Polite(f, DefaultConfig())
+		if err != nil {
+			t.Fatal(err)
+		}
+		start := time.Now()
+		if _, err := p.Fetch(context.Background(), "http://h/a"); err != nil {
+			t.Fatal(err)
+		}
+		if next, _ := p.HostPacing("h"); !next.Equal(start.Add(5 * time.Second)) {
+			t.Errorf("HostPacing next = +%v, want +5s", next.Sub(start))
+		}
+	})
+}
+
+// robotsFetcher serves a fixed robots.txt and pages without links.
+type robotsFetcher struct{ robots string }
+
+func (f *robotsFetcher) Fetch(ctx context.Context, url string) ([]string, error) { return nil, nil }
+
+func (f *robotsFetcher) FetchRobots(ctx context.Context, robotsURL string) (int, []byte, error) {
+	return http.StatusOK, []byte(f.robots), nil
+}
+
+// A host that asked for a longer wait than RetryMaxElapsed is not requested
+// during it: its other URLs fail at once with ErrHostBackingOff, and are
+// fetched normally once the wait is over.
+func TestRetryAfterBeyondRetryMaxElapsedFailsFast(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := &backOffFetcher{script: map[string][]error{"http://h/a": {unavailable(3 * time.Hour)}}, calls: map[string][]time.Time{}}
+		cfg := DefaultConfig()
+		cfg.IgnoreRobots = true
+		cfg.MaxCrawlDelay, cfg.RetryMaxElapsed = 0, time.Hour
+		p, err := Polite(f, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		start := time.Now()
+		if _, err := p.Fetch(context.Background(), "http://h/a"); err == nil {
+			t.Fatal("the 503 was not reported")
+		}
+		_, err = p.Fetch(context.Background(), "http://h/b")
+		if !errors.Is(err, ErrHostBackingOff) || Retryable(err) {
+			t.Errorf("fetch during the 3h wait: err = %v (Retryable %v), want ErrHostBackingOff", err, Retryable(err))
+		}
+		if n := len(f.callTimes("http://h/b")); n != 0 || time.Since(start) != 0 {
+			t.Errorf("%d requests, %v waited; want none", n, time.Since(start))
+		}
+		time.Sleep(2*time.Hour + time.Second) // the wait now ends within RetryMaxElapsed
+		if _, err := p.Fetch(context.Background(), "http://h/b"); err != nil {
+			t.Fatal(err)
+		}
+		if b := f.callTimes("http://h/b"); len(b) != 1 || b[0].Before(start.Add(3*time.Hour)) {
+			t.Errorf("/b requested at %v, before the host's wait ended", b)
+		}
+	})
+}
+
+// A host seeded (SetHostNotBefore) far beyond RetryMaxElapsed is not
+// touched at all, not even for its robots.txt.
+func TestSetHostNotBeforeHoldsRobotsTooAndFailsFast(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := &changingRobots{files: []string{"User-agent: *\nAllow: /\n"}}
+		cfg := DefaultConfig()
+		cfg.RetryMaxElapsed = time.Minute
+		p, err := Polite(f, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		start := time.Now()
+		if err := p.SetHostNotBefore("h.example", start.Add(time.Hour)); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := p.Fetch(context.Background(), "http://h.example/a"); !errors.Is(err, ErrHostBackingOff) {
+			t.Errorf("err = %v, want ErrHostBackingOff", err)
+		}
+		if n := f.calls(); n != 0 || time.Since(start) != 0 {
+			t.Errorf("robots.txt fetched %d times after %v, want none at once", n, time.Since(start))
+		}
+		// Within RetryMaxElapsed of the end: Fetch waits for it, robots.txt included.
+		time.Sleep(time.Hour - time.Minute)
+		if _, err := p.Fetch(context.Background(), "http://h.example/a"); err != nil {
+			t.Fatal(err)
+		}
+		if n := f.calls(); n != 1 || time.Since(start) != time.Hour {
+			t.Errorf("robots.txt fetched %d times, Fetch done at +%v; want once, +1h", n, time.Since(start))
+		}
+	})
 }

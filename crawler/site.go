@@ -28,8 +28,11 @@ import (
 //   - links to the same server under the host name "localhost" are off-host.
 //
 // Site counts requests per path, safely for concurrent use, so a test can
-// check that each page was fetched exactly once. Set Latency and CrawlDelay
-// before serving.
+// check that each page was fetched exactly once, and the most requests it
+// served at once. Set Latency, CrawlDelay and Peers before serving.
+//
+// Several sites on different hosts make a multi-host web: give each the
+// others' base URLs as Peers.
 type Site struct {
 	// Latency delays every response except robots.txt (the benchmark uses
 	// 20ms). Set it before serving.
@@ -37,6 +40,12 @@ type Site struct {
 	// CrawlDelay, if positive, is announced in robots.txt. Set it before
 	// serving.
 	CrawlDelay time.Duration
+	// Peers are the base URLs ("http://127.0.0.1:8081") of other sites. If
+	// set, "/" and the pages with a <base href> link to each peer's "/", and
+	// "/" also links to each peer's first disallowed page. A crawl allowed
+	// on every peer's host then reaches each peer's Reachable pages too, and
+	// none of its Disallowed or Unlinked ones. Set it before serving.
+	Peers []string
 
 	pages      map[string]*sitePage
 	reachable  []string
@@ -49,6 +58,9 @@ type Site struct {
 	served map[string]int
 	hosts  map[string]int
 	failed map[string]bool // flaky pages that already answered 503
+
+	inFlight    int // requests being served
+	maxInFlight int // the most requests served at once
 }
 
 type sitePage struct {
@@ -204,6 +216,14 @@ func (s *Site) TotalHits() int {
 	return total
 }
 
+// MaxInFlight returns the most requests the site served at once,
+// robots.txt included.
+func (s *Site) MaxInFlight() int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.maxInFlight
+}
+
 // Reset clears the counters and makes flaky pages fail once more.
 func (s *Site) Reset() {
 	s.mu.Lock()
@@ -212,6 +232,7 @@ func (s *Site) Reset() {
 	clear(s.served)
 	clear(s.hosts)
 	clear(s.failed)
+	s.maxInFlight = s.inFlight
 }
 
 // ServeHTTP implements http.Handler.
@@ -225,7 +246,14 @@ func (s *Site) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if fail {
 		s.failed[path] = true
 	}
+	s.inFlight++
+	s.maxInFlight = max(s.maxInFlight, s.inFlight)
 	s.mu.Unlock()
+	defer func() {
+		s.mu.Lock()
+		s.inFlight--
+		s.mu.Unlock()
+	}()
 
 	if path == siteRobotsPath {
 		s.count(path)
@@ -280,6 +308,15 @@ func (s *Site) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	for i, l := range p.links {
 		fmt.Fprintf(&b, "<li><a href=\"%s\">link %d</a></li>\n", html.EscapeString(href(r.Host, dir, l)), i)
+	}
+	if path == "/" || p.base != "" {
+		for _, peer := range s.Peers {
+			peer = strings.TrimSuffix(peer, "/")
+			fmt.Fprintf(&b, "<li><a href=\"%s/\">peer</a></li>\n", html.EscapeString(peer))
+			if path == "/" {
+				fmt.Fprintf(&b, "<li><a href=\"%s%s\">peer's private page</a></li>\n", html.EscapeString(peer), html.EscapeString(s.disallowed[0]))
+			}
+		}
 	}
 	fmt.Fprint(&b, "</ul></body></html>\n")
 	fmt.Fprint(w, b.String())
