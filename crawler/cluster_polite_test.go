@@ -3,6 +3,7 @@ package crawler
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"testing/synctest"
@@ -36,8 +37,20 @@ type hostLog struct {
 	answered map[string]bool
 }
 
+// crawlDelayWeb is a hostLog whose hosts serve a robots.txt with a
+// Crawl-delay; robots.txt requests are logged like the others.
+type crawlDelayWeb struct {
+	*hostLog
+	crawlDelay string
+}
+
+func (r crawlDelayWeb) FetchRobots(ctx context.Context, robotsURL string) (int, []byte, error) {
+	r.Fetch(ctx, robotsURL)
+	return 200, []byte("User-agent: *\nCrawl-delay: " + r.crawlDelay + "\n"), nil
+}
+
 func (h *hostLog) Fetch(ctx context.Context, u string) ([]string, error) {
-	host := HostOf(u)
+	host, _ := HostKey(u)
 	h.mu.Lock()
 	h.starts[host] = append(h.starts[host], time.Now())
 	h.fetches[u]++
@@ -65,7 +78,7 @@ func (h *hostLog) Fetch(ctx context.Context, u string) ([]string, error) {
 
 // runClusterInBubble runs a Coordinator over labrpc and one worker per
 // PoliteFetcher (as if each were its own process), until the crawl is over.
-func runClusterInBubble(t *testing.T, cfg CoordinatorConfig, web *hostLog, workers int) CoordinatorStats {
+func runClusterInBubble(t *testing.T, cfg CoordinatorConfig, web Fetcher, workers int) CoordinatorStats {
 	t.Helper()
 	coord, err := NewCoordinator(cfg)
 	if err != nil {
@@ -86,7 +99,8 @@ func runClusterInBubble(t *testing.T, cfg CoordinatorConfig, web *hostLog, worke
 		network.Enable(name, true)
 		client := rpc.NewClient(end, rpc.WithSemantics(semantics.AtLeastOnce()))
 		pcfg := DefaultConfig()
-		pcfg.IgnoreRobots, pcfg.AllowOtherHosts, pcfg.MaxRetries = true, true, 0
+		_, robots := web.(RobotsFetcher)
+		pcfg.IgnoreRobots, pcfg.AllowOtherHosts, pcfg.MaxRetries = !robots, true, 0
 		polite, err := Polite(web, pcfg)
 		if err != nil {
 			t.Fatal(err)
@@ -141,7 +155,7 @@ func TestClusterHostDelayHoldsAcrossWorkersWithoutExpiringLeases(t *testing.T) {
 				t.Errorf("%s fetched %d times", u, n)
 			}
 		}
-		starts := web.starts["http://h1"]
+		starts := web.starts["h1"]
 		for i := 1; i < len(starts); i++ {
 			if gap := starts[i].Sub(starts[i-1]); gap < 300*time.Millisecond {
 				t.Errorf("requests %d and %d started %v apart; the host delay is 300ms", i-1, i, gap)
@@ -185,7 +199,7 @@ func TestClusterRetryAfterHoldsForEveryWorker(t *testing.T) {
 		}
 		after := 0
 		for _, r := range web.requests {
-			if HostOf(r.url) == "http://h1" && r.start.After(answered) {
+			if hostOf(r.url) == "h1" && r.start.After(answered) {
 				after++
 				if r.start.Sub(answered) < 5*time.Second {
 					t.Errorf("%s requested %v after the 503 that asked for 5s", r.url, r.start.Sub(answered))
@@ -195,9 +209,51 @@ func TestClusterRetryAfterHoldsForEveryWorker(t *testing.T) {
 		if after == 0 {
 			t.Error("no h1 request after the 503: the test shows nothing")
 		}
-		h2 := web.starts["http://h2"]
+		h2 := web.starts["h2"]
 		if len(h2) != 10 {
 			t.Errorf("h2 got %d requests, want 10", len(h2))
+		}
+	})
+}
+
+// A robots.txt Crawl-delay, which each worker process reads for itself,
+// holds for the host over all workers: the coordinator learns it from the
+// reports, and page requests to the host start at least that far apart
+// whichever worker makes them; the host never has two requests in flight.
+func TestClusterCrawlDelayFromRobotsHoldsAcrossWorkers(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		web := newHostLog(50 * time.Millisecond)
+		var links []string
+		for i := range 11 {
+			links = append(links, fmt.Sprintf("http://h1/p%d", i))
+		}
+		web.web["http://h1/"] = links
+		st := runClusterInBubble(t, CoordinatorConfig{StartURL: "http://h1/", LeaseTimeout: time.Minute, HostLimit: 4},
+			crawlDelayWeb{web, "1"}, 3)
+		if st.Pages != 12 {
+			t.Errorf("%d pages, want 12", st.Pages)
+		}
+		web.mu.Lock()
+		defer web.mu.Unlock()
+		var pages []fakeRequest
+		robots := 0
+		for _, r := range web.requests {
+			if strings.HasSuffix(r.url, "/robots.txt") {
+				robots++
+				continue
+			}
+			pages = append(pages, r)
+		}
+		if robots != 3 {
+			t.Errorf("%d robots.txt requests, want one per worker", robots)
+		}
+		for i := 1; i < len(pages); i++ {
+			if gap := pages[i].start.Sub(pages[i-1].start); gap < time.Second {
+				t.Errorf("%s started %v after %s; Crawl-delay is 1s", pages[i].url, gap, pages[i-1].url)
+			}
+		}
+		if web.maxIn["h1"] != 1 {
+			t.Errorf("h1 had up to %d requests in flight, want 1", web.maxIn["h1"])
 		}
 	})
 }

@@ -75,10 +75,11 @@ type CoordinatorConfig struct {
 	// StartURLs are more start URLs (all of them are crawled, with
 	// StartURL if it is set).
 	StartURLs []string
-	// Hosts lists the hosts ("scheme://host:port") the crawl may enter
-	// besides the start URLs' hosts. If both it and the start URLs are
-	// given, links to other hosts are dropped; if Hosts is empty, no host
-	// is dropped here (the workers' fetcher decides).
+	// Hosts lists the hosts (host[:port], or URLs: see HostKey) the crawl
+	// may enter besides the start URLs' hosts and their www/apex variants:
+	// links to other hosts are dropped, and every LeaseReply names them, so
+	// that workers allow them too. If Hosts is empty, no host is dropped
+	// here (the workers' fetcher decides).
 	Hosts []string
 	// LeaseTimeout is how long a worker has to report a task before it is
 	// handed to another worker. Make it comfortably longer than one fetch,
@@ -132,6 +133,9 @@ type LeaseReply struct {
 	Wait time.Duration
 	// Done means the crawl is over: the worker should exit.
 	Done bool
+	// Hosts are the hosts the crawl may enter (see CoordinatorConfig.Hosts);
+	// empty if the coordinator drops none.
+	Hosts []string
 }
 
 // ReportArgs are the arguments of Coordinator.Report.
@@ -206,14 +210,9 @@ func NewCoordinator(cfg CoordinatorConfig) (*Coordinator, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	var hosts []string
-	if len(cfg.Hosts) > 0 {
-		hosts = slices.Clone(cfg.Hosts)
-		for _, u := range starts {
-			if h := HostOf(u); !slices.Contains(hosts, h) {
-				hosts = append(hosts, h)
-			}
-		}
+	hosts, err := hostKeys(cfg.Hosts, starts)
+	if err != nil {
+		return nil, err
 	}
 	scfg := SchedulerConfig{LeaseTimeout: cfg.LeaseTimeout, MaxPages: cfg.MaxPages, MaxDepth: cfg.MaxDepth,
 		Hosts: hosts, HostLimit: cfg.HostLimit, HostDelay: cfg.HostDelay, MaxHostDelay: cfg.MaxHostDelay,
@@ -241,11 +240,8 @@ func NewCoordinator(cfg CoordinatorConfig) (*Coordinator, error) {
 				return nil, fmt.Errorf("crawler: %s holds a crawl of hosts %v, not %v", cfg.Store.Path(), saved.coord.Hosts, cfg.Hosts)
 			}
 			if scfg.Hosts == nil && len(saved.coord.Hosts) > 0 {
-				scfg.Hosts = slices.Clone(saved.coord.Hosts)
-				for _, u := range saved.coord.StartURLs {
-					if h := HostOf(u); !slices.Contains(scfg.Hosts, h) {
-						scfg.Hosts = append(scfg.Hosts, h)
-					}
+				if scfg.Hosts, err = hostKeys(saved.coord.Hosts, saved.coord.StartURLs); err != nil {
+					return nil, err
 				}
 			}
 			sched, err := restoreScheduler(scfg, saved.urls, saved.hosts, saved.sched)
@@ -285,6 +281,25 @@ func NewCoordinator(cfg CoordinatorConfig) (*Coordinator, error) {
 		}
 	}
 	return c, nil
+}
+
+// hostKeys returns the HostKeys of hosts and of the start URLs' hosts; nil
+// if hosts is empty (no host is dropped).
+func hostKeys(hosts, starts []string) ([]string, error) {
+	if len(hosts) == 0 {
+		return nil, nil
+	}
+	var keys []string
+	for _, h := range append(slices.Clone(hosts), starts...) {
+		k, err := HostKey(h)
+		if err != nil {
+			return nil, fmt.Errorf("crawler: host %q: %w", h, err)
+		}
+		if !slices.Contains(keys, k) {
+			keys = append(keys, k)
+		}
+	}
+	return keys, nil
 }
 
 // persist writes what the Scheduler changed, with the coordinator's record
@@ -373,6 +388,7 @@ func (c *Coordinator) Lease(args LeaseArgs, reply *LeaseReply) error {
 	if err := c.persist(nil); err != nil {
 		return err
 	}
+	reply.Hosts = c.sched.cfg.Hosts
 	if !ok {
 		reply.Wait = c.cfg.PollInterval
 		if next, ok := c.sched.NextEvent(now); ok && next.Sub(now) < reply.Wait {
@@ -408,7 +424,7 @@ func (c *Coordinator) Report(args ReportArgs, reply *ReportReply) error {
 		c.record.Counters.ReexecutedReports++
 	}
 	if args.Pace != nil {
-		c.sched.Pace(HostOf(url), *args.Pace, now)
+		c.sched.Pace(hostOf(url), *args.Pace, now)
 	}
 	switch {
 	case args.Err == "":
@@ -642,6 +658,12 @@ func NewWorkerName(label string) string {
 	return label + "-" + hex.EncodeToString(b[:])
 }
 
+// hostAllower is implemented by fetchers that can be told which hosts links
+// may lead to (PoliteFetcher).
+type hostAllower interface {
+	AllowHosts(hosts ...string) error
+}
+
 // hostPacer is implemented by fetchers that know when a host may next be
 // requested (PoliteFetcher).
 type hostPacer interface {
@@ -690,6 +712,7 @@ type worker struct {
 	reportPolicy semantics.Policy
 	stats        WorkerStats
 	lastOK       time.Time // the coordinator's last answer
+	hosts        []string  // the hosts last passed to the fetcher's AllowHosts
 }
 
 func (w *worker) patienceLeft() time.Duration { return w.cfg.Patience - time.Since(w.lastOK) }
@@ -721,6 +744,12 @@ func (w *worker) run(ctx context.Context) error {
 		backoff, w.lastOK = leaseBackoffMin, time.Now()
 		if lr.Done {
 			return nil
+		}
+		if ha, ok := w.f.(hostAllower); ok && len(lr.Hosts) > 0 && !slices.Equal(lr.Hosts, w.hosts) {
+			if err := ha.AllowHosts(lr.Hosts...); err != nil {
+				return fmt.Errorf("crawler: worker %s: %w", w.cfg.Name, err)
+			}
+			w.hosts = slices.Clone(lr.Hosts)
 		}
 		if lr.Task.ID == 0 {
 			wait := lr.Wait

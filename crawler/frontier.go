@@ -2,8 +2,8 @@ package crawler
 
 import (
 	"fmt"
-	"net/url"
 	"slices"
+	"strings"
 	"time"
 )
 
@@ -31,11 +31,14 @@ import (
 //
 // Politeness across workers: each host has fetch slots. A URL is leased only
 // when its host has a free slot (fewer than its limit of leases out) and its
-// host's next start time has come (its delay since the last lease, a
-// Retry-After); so a lease's time does not run while its URL waits for the
-// host, and the limits hold whichever workers fetch. A host that no worker
-// has reported on yet gets one slot, so its robots.txt (and its Crawl-delay)
-// is known before more requests go out.
+// host's next start time has come (its delay since the last lease, the
+// pacing a worker reported, a Retry-After); so a lease's time does not run
+// while its URL waits for the host, and the limits hold whichever workers
+// fetch. A host that no worker has reported on yet gets one slot, so its
+// robots.txt (and its Crawl-delay) is known before more requests go out,
+// and a host with a delay between requests (HostDelay, or a Crawl-delay a
+// worker reported) gets one slot: its next lease waits for the report of
+// the last one, which says when the host may be requested again.
 type Scheduler struct {
 	cfg SchedulerConfig
 
@@ -64,9 +67,9 @@ type SchedulerConfig struct {
 	// MaxDepth bounds how many links from a start URL are followed; zero
 	// means no limit.
 	MaxDepth int
-	// Hosts, if not empty, lists the hosts ("scheme://host:port", as
-	// HostOf returns them) whose URLs may be admitted; links to other hosts
-	// are dropped. Empty means any host.
+	// Hosts, if not empty, lists the hosts (as HostKey returns them: host
+	// and port, any scheme) whose URLs may be admitted, with their www/apex
+	// variants; links to other hosts are dropped. Empty means any host.
 	Hosts []string
 	// HostLimit bounds the leases out at once for one host, over all
 	// workers; zero means no limit (and no per-host slots at all).
@@ -257,19 +260,34 @@ func newScheduler(cfg SchedulerConfig) (*Scheduler, error) {
 		tasks: make(map[uint64]string), active: make(map[uint64]string), held: make(map[string]uint64)}, nil
 }
 
-// HostOf returns the host part of rawURL as the Scheduler groups URLs:
-// "scheme://host:port" as written, or "" for a string that is not an
-// absolute URL.
-func HostOf(rawURL string) string {
-	u, err := url.Parse(rawURL)
-	if err != nil || u.Scheme == "" || u.Host == "" {
+// hostOf is the host under which the Scheduler keeps rawURL's slots: its
+// HostKey (host and port, whatever the scheme, as a PoliteFetcher keeps its
+// politeness), or "" for a string that is not a URL.
+func hostOf(rawURL string) string {
+	if !strings.Contains(rawURL, "://") {
 		return ""
 	}
-	return u.Scheme + "://" + u.Host
+	k, err := HostKey(rawURL)
+	if err != nil {
+		return ""
+	}
+	return k
 }
 
+// allowedHost reports whether links to host may be admitted: Hosts is empty,
+// or lists host or its www/apex variant (a worker's PoliteFetcher lets only
+// redirects lead there).
 func (s *Scheduler) allowedHost(host string) bool {
-	return len(s.cfg.Hosts) == 0 || slices.Contains(s.cfg.Hosts, host)
+	if len(s.cfg.Hosts) == 0 {
+		return true
+	}
+	bare := strings.TrimPrefix(host, "www.")
+	for _, h := range s.cfg.Hosts {
+		if h == host || strings.TrimPrefix(h, "www.") == bare {
+			return true
+		}
+	}
+	return false
 }
 
 // admitStart admits a start URL: it is crawled whatever Hosts says.
@@ -277,14 +295,14 @@ func (s *Scheduler) admitStart(u string) {
 	if _, seen := s.urls[u]; seen {
 		return
 	}
-	s.add(u, HostOf(u), 0)
+	s.add(u, hostOf(u), 0)
 }
 
 func (s *Scheduler) admit(u string, depth int) {
 	if _, seen := s.urls[u]; seen {
 		return
 	}
-	host := HostOf(u)
+	host := hostOf(u)
 	if !s.allowedHost(host) {
 		return
 	}
@@ -435,12 +453,17 @@ func (s *Scheduler) task(st *urlState) Task {
 	return Task{ID: st.lease.id, URL: st.url, Depth: st.depth, Worker: st.lease.worker, Deadline: st.lease.deadline}
 }
 
-// hostLimit is how many leases h may have out; 0 means no limit.
+// hostLimit is how many leases h may have out; 0 means no limit. A host
+// with a delay between requests gets one lease at a time: a lease's request
+// may start late (its worker reads robots.txt first, or waits for its own
+// pacing), and only its report says when the host's next request may start.
 func (s *Scheduler) hostLimit(h *hostSlots) int {
-	if s.cfg.HostLimit == 0 {
+	switch {
+	case s.hostDelay(h) > 0:
+		return 1
+	case s.cfg.HostLimit == 0:
 		return 0
-	}
-	if !h.known {
+	case !h.known:
 		return 1
 	}
 	return s.cfg.HostLimit

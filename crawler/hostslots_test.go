@@ -89,32 +89,34 @@ func TestSchedulerHostSlots(t *testing.T) {
 			starts: []string{a1, b1, c1, d1},
 			steps: []hostStep{
 				{lease: "w1", as: "a", wantURL: a1},
-				{lease: "w2", wantURL: "", wantNext: 300 * time.Millisecond},
+				{lease: "w2", wantURL: ""}, // one lease at a time on a host with a delay
+				{at: 250 * time.Millisecond, report: "a"},
+				{at: 250 * time.Millisecond, lease: "w2", wantURL: "", wantNext: 300 * time.Millisecond},
 				{at: 300 * time.Millisecond, lease: "w2", as: "b", wantURL: b1},
-				{at: 300 * time.Millisecond, lease: "w3", wantURL: ""},
+				{at: 550 * time.Millisecond, report: "b"},
 				{at: 600 * time.Millisecond, lease: "w3", as: "c", wantURL: c1},
+				{at: 850 * time.Millisecond, report: "c"},
 				{at: 900 * time.Millisecond, lease: "w4", as: "d", wantURL: d1},
-				{at: 950 * time.Millisecond, report: "a"},
-				{at: 1250 * time.Millisecond, report: "b"},
-				{at: 1550 * time.Millisecond, report: "c"},
-				{at: 1850 * time.Millisecond, report: "d"},
+				{at: 1150 * time.Millisecond, report: "d"}, // w4 waited since 0, its lease since 900ms
 			},
 			want: SchedulerStats{Pages: 4, Leases: 4},
 		},
 		{
-			name:   "a reported Crawl-delay spaces the host's later leases",
+			name:   "a reported Crawl-delay spaces the host's leases, one at a time",
 			cfg:    SchedulerConfig{HostLimit: 4},
 			starts: []string{a1, b1, c1},
 			steps: []hostStep{
 				{lease: "w1", as: "a", wantURL: a1},
-				{pace: "http://h1", hostPace: HostPace{Delay: time.Second, Wait: 900 * time.Millisecond}},
+				{pace: "h1", hostPace: HostPace{Delay: time.Second, Wait: 900 * time.Millisecond}},
 				{report: "a"},
 				{at: 100 * time.Millisecond, lease: "w1", wantURL: "", wantNext: 900 * time.Millisecond},
 				{at: 900 * time.Millisecond, lease: "w1", as: "b", wantURL: b1},
-				{at: 900 * time.Millisecond, lease: "w2", wantURL: "", wantNext: 1900 * time.Millisecond},
+				{at: 900 * time.Millisecond, lease: "w2", wantURL: ""}, // one lease at a time
+				{at: 950 * time.Millisecond, pace: "h1", hostPace: HostPace{Delay: time.Second, Wait: 950 * time.Millisecond}},
+				{at: 950 * time.Millisecond, report: "b"},
+				{at: 1000 * time.Millisecond, lease: "w2", wantURL: "", wantNext: 1900 * time.Millisecond},
 				{at: 1900 * time.Millisecond, lease: "w2", as: "c", wantURL: c1},
-				{report: "b", at: 2 * time.Second},
-				{report: "c", at: 2 * time.Second},
+				{at: 2 * time.Second, report: "c"},
 			},
 			want: SchedulerStats{Pages: 3, Leases: 3},
 		},
@@ -125,7 +127,7 @@ func TestSchedulerHostSlots(t *testing.T) {
 			steps: []hostStep{
 				{lease: "w1", as: "a1", wantURL: a1},
 				{lease: "w2", as: "a2", wantURL: a2},
-				{pace: "http://h1", hostPace: HostPace{Wait: 5 * time.Second}},
+				{pace: "h1", hostPace: HostPace{Wait: 5 * time.Second}},
 				{retry: "a1", wait: 5 * time.Second, wantStatus: Requeued},
 				{lease: "w1", wantURL: "", wantNext: 5 * time.Second}, // b1 waits with a1
 				{report: "a2"},
@@ -166,7 +168,7 @@ func TestSchedulerHostSlots(t *testing.T) {
 		},
 		{
 			name:   "links to hosts outside Hosts are dropped",
-			cfg:    SchedulerConfig{Hosts: []string{"http://h1"}},
+			cfg:    SchedulerConfig{Hosts: []string{"h1"}},
 			starts: []string{a1},
 			steps: []hostStep{
 				{lease: "w1", as: "a", wantURL: a1},

@@ -128,30 +128,18 @@ func parseCoordinator(args []string, stdout io.Writer) (*coordOptions, error) {
 	return o, nil
 }
 
-// hostList turns -hosts into origins ("scheme://host[:port]"): a bare host
-// stands for both its http and https origins.
+// hostList turns -hosts into host keys (host[:port]; see crawler.HostKey).
 func hostList(spec string) ([]string, error) {
 	var out []string
 	for _, h := range strings.Split(spec, ",") {
-		h = strings.TrimSpace(h)
-		if h == "" {
+		if h = strings.TrimSpace(h); h == "" {
 			continue
 		}
-		if !strings.Contains(h, "://") {
-			for _, scheme := range []string{"http://", "https://"} {
-				n, err := crawler.Normalize(scheme + h + "/")
-				if err != nil {
-					return nil, fmt.Errorf("-hosts: %q: %v", h, err)
-				}
-				out = append(out, crawler.HostOf(n))
-			}
-			continue
-		}
-		n, err := crawler.Normalize(strings.TrimSuffix(h, "/") + "/")
+		k, err := crawler.HostKey(h)
 		if err != nil {
 			return nil, fmt.Errorf("-hosts: %q: %v", h, err)
 		}
-		out = append(out, crawler.HostOf(n))
+		out = append(out, k)
 	}
 	return out, nil
 }
@@ -197,6 +185,14 @@ func runCoordinator(ctx context.Context, args []string, stdout io.Writer) error 
 	hosts, err := hostList(o.hosts)
 	if err != nil {
 		return usagef("coordinator: %v", err)
+	}
+	if len(hosts) == 0 {
+		// The crawl stays on the start URLs' hosts (and their www/apex
+		// variants, for redirects).
+		for _, u := range o.urls {
+			k, _ := crawler.HostKey(u)
+			hosts = append(hosts, k)
+		}
 	}
 	cfg := crawler.CoordinatorConfig{
 		StartURLs: o.urls, Hosts: hosts, LeaseTimeout: o.lease, MaxPages: o.maxPages, MaxDepth: o.depth,
@@ -447,11 +443,10 @@ func runWorker(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	defer hf.Close()
 	cfg := crawler.DefaultConfig()
-	// The coordinator decides which hosts the crawl enters, how many
-	// requests each gets and when, and when a failed URL is tried again:
-	// this process only obeys robots.txt and its own Crawl-delay, and never
-	// holds more requests to a host than it holds leases.
-	cfg.AllowOtherHosts = true
+	// The coordinator decides which hosts the crawl enters (every lease
+	// names them), how many requests each gets and when, and when a failed
+	// URL is tried again: this process obeys robots.txt and its own pacing,
+	// and never holds more requests to a host than it holds leases.
 	cfg.MaxRetries = 0
 	cfg.MaxInFlightPerHost = o.workers
 	polite, err := crawler.Polite(hf, cfg)
