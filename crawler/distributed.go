@@ -791,7 +791,10 @@ func (w *worker) fetch(ctx context.Context, t Task) ReportArgs {
 	}
 	if hp, ok := w.f.(hostPacer); ok {
 		pace := &HostPace{Wait: retryAfter}
-		if next, _ := hp.HostPacing(t.URL); next.After(end) {
+		// next is no earlier than HostPacing's own now: it holds the host
+		// back only if it is after the clock read once it returned.
+		next, _ := hp.HostPacing(t.URL)
+		if end = time.Now(); next.After(end) {
 			pace.Wait = max(pace.Wait, next.Sub(end))
 			if retryAfter == 0 {
 				// The host's interval holds its next request back beyond

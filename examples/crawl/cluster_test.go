@@ -14,6 +14,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"syscall"
@@ -55,23 +56,20 @@ type servedWaiter struct {
 	ch chan struct{}
 }
 
-const (
-	sitePagesPerHost = 50
-	siteMissingPath  = "/missing.html"
-)
+const siteMissingPath = "/missing.html"
 
 func privatePath(i int) string { return fmt.Sprintf("/private/x%d.html", i) }
 func orphanPath(i int) string  { return fmt.Sprintf("/orphan/o%d.html", i) }
 func pagePath(i int) string    { return fmt.Sprintf("/p/%d.html", i) }
 
-func newClusterSite(t *testing.T, hosts int, seed int64, latency time.Duration) *clusterSite {
+func newClusterSite(t *testing.T, hosts, pagesPerHost int, seed int64, latency time.Duration) *clusterSite {
 	s := &clusterSite{t: t, latency: latency, links: map[pageID][]pageID{}, flaky: map[pageID]bool{},
 		hits: map[pageID]int{}, served: map[pageID]int{}, failedOnce: map[pageID]bool{},
 		inFlight: make([]int, hosts), maxInFlight: make([]int, hosts)}
 	rng := rand.New(rand.NewSource(seed))
 	var all []pageID
 	for h := range hosts {
-		for i := range sitePagesPerHost {
+		for i := range pagesPerHost {
 			all = append(all, pageID{h, pagePath(i)})
 		}
 	}
@@ -304,7 +302,7 @@ func TestClusterSurvivesWorkerAndCoordinatorKills(t *testing.T) {
 		hostLimit     = 2
 		workerFetches = 2
 	)
-	site := newClusterSite(t, 3, 12, 10*time.Millisecond)
+	site := newClusterSite(t, 3, 50, 12, 10*time.Millisecond)
 	reachable := site.reachable()
 	data := filepath.Join(t.TempDir(), "crawl-data") // the coordinator creates it
 	addr := freeAddr(t)
@@ -411,6 +409,11 @@ func TestClusterSurvivesWorkerAndCoordinatorKills(t *testing.T) {
 		if site.maxInFlight[h] == 0 {
 			t.Errorf("host %d never requested", h)
 		}
+	}
+	// And the limit is used: a host with no Crawl-delay is not held to one
+	// request at a time.
+	if slices.Max(site.maxInFlight) != hostLimit {
+		t.Errorf("in flight at most %v per host: no host ever reached the limit %d", site.maxInFlight, hostLimit)
 	}
 	t.Logf("%d pages, %d fetched twice, in flight at most %v per host, %d leases reassigned, %d retried",
 		len(reachable), twice, site.maxInFlight, sum.LeasesReassigned, sum.Retried)
