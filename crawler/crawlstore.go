@@ -165,9 +165,9 @@ func (s *CrawlStore) load() (c savedCrawl, ok bool, err error) {
 	return c, ok, nil
 }
 
-// save writes ch, the coordinator's record and (if report is not nil) one
-// report's execution count, in one transaction.
-func (s *CrawlStore) save(ch changes, coord *coordRecord, report *reportKey, executions int) error {
+// save writes batch, in order, in one transaction: each write's changes,
+// the coordinator's record, and its report's execution count.
+func (s *CrawlStore) save(batch []pendingWrite) error {
 	err := s.db.Update(func(tx *bbolt.Tx) error {
 		put := func(b *bbolt.Bucket, key []byte, v any) error {
 			raw, err := json.Marshal(v)
@@ -177,35 +177,35 @@ func (s *CrawlStore) save(ch changes, coord *coordRecord, report *reportKey, exe
 			return b.Put(key, raw)
 		}
 		urls, hosts, meta := tx.Bucket(bucketURLs), tx.Bucket(bucketHosts), tx.Bucket(bucketMeta)
-		for _, r := range ch.urls {
-			if err := put(urls, []byte(r.URL), r); err != nil {
-				return err
+		for _, w := range batch {
+			for _, r := range w.changes.urls {
+				if err := put(urls, []byte(r.URL), r); err != nil {
+					return err
+				}
+			}
+			for _, r := range w.changes.hosts {
+				if err := put(hosts, []byte(r.Host), r); err != nil {
+					return err
+				}
+			}
+			if w.changes.meta != nil {
+				if err := put(meta, keyScheduler, w.changes.meta); err != nil {
+					return err
+				}
+			}
+			if w.report != nil {
+				var k [16]byte
+				var v [8]byte
+				binary.BigEndian.PutUint64(k[:], w.report.task)
+				binary.BigEndian.PutUint64(k[8:], uint64(w.report.attempt))
+				binary.BigEndian.PutUint64(v[:], uint64(w.executions))
+				if err := tx.Bucket(bucketReports).Put(k[:], v[:]); err != nil {
+					return err
+				}
 			}
 		}
-		for _, r := range ch.hosts {
-			if err := put(hosts, []byte(r.Host), r); err != nil {
-				return err
-			}
-		}
-		if ch.meta != nil {
-			if err := put(meta, keyScheduler, ch.meta); err != nil {
-				return err
-			}
-		}
-		if coord != nil {
-			if err := put(meta, keyCoord, coord); err != nil {
-				return err
-			}
-		}
-		if report != nil {
-			var k [16]byte
-			var v [8]byte
-			binary.BigEndian.PutUint64(k[:], report.task)
-			binary.BigEndian.PutUint64(k[8:], uint64(report.attempt))
-			binary.BigEndian.PutUint64(v[:], uint64(executions))
-			if err := tx.Bucket(bucketReports).Put(k[:], v[:]); err != nil {
-				return err
-			}
+		if len(batch) > 0 {
+			return put(meta, keyCoord, batch[len(batch)-1].coord)
 		}
 		return nil
 	})

@@ -55,6 +55,12 @@ type Coordinator struct {
 	executions map[reportKey]int // Report executions per (task, attempt)
 	record     coordRecord       // counters the Scheduler does not keep, and what is stored with them
 	workers    map[string]*workerSeen
+	pending    []pendingWrite // writes queued for the store, in order
+	queued     uint64         // sequence number of the last write queued
+
+	commitMu  sync.Mutex // serialises commits; protects following
+	committed uint64     // sequence number of the last write in the store
+	commitErr error      // a commit failed
 }
 
 type reportKey struct {
@@ -258,7 +264,7 @@ func NewCoordinator(cfg CoordinatorConfig) (*Coordinator, error) {
 			}
 			sched.startJournal()
 			sched.takeChanges() // everything is stored already
-			if err := c.persistForce(nil, true); err != nil {
+			if err := cfg.Store.save([]pendingWrite{{coord: c.record}}); err != nil {
 				return nil, err
 			}
 			c.checkFinished()
@@ -276,7 +282,7 @@ func NewCoordinator(cfg CoordinatorConfig) (*Coordinator, error) {
 	c.record = coordRecord{StartURLs: starts, Hosts: cfg.Hosts}
 	if cfg.Store != nil {
 		sched.startJournal()
-		if err := c.persist(nil); err != nil {
+		if err := cfg.Store.save([]pendingWrite{{changes: sched.takeChanges(), coord: c.record}}); err != nil {
 			return nil, err
 		}
 	}
@@ -302,39 +308,70 @@ func hostKeys(hosts, starts []string) ([]string, error) {
 	return keys, nil
 }
 
-// persist writes what the Scheduler changed, with the coordinator's record
-// (and report's execution count), to the store. c.mu is held. A failed
-// write breaks the coordinator: its memory is ahead of its store, so it
-// refuses every later call, and a restart resumes from the last commit.
-func (c *Coordinator) persist(report *reportKey) error {
-	return c.persistForce(report, false)
-}
-
-// persistForce is persist, writing the coordinator's record even if the
-// Scheduler changed nothing.
-func (c *Coordinator) persistForce(report *reportKey, force bool) error {
+// persist queues what the Scheduler changed, with the coordinator's record
+// (and report's execution count), for the store, and returns its sequence
+// number for commit; zero if there is no store or nothing to write. c.mu
+// is held.
+func (c *Coordinator) persist(report *reportKey) uint64 {
 	if c.cfg.Store == nil {
-		return nil
+		return 0
 	}
 	ch := c.sched.takeChanges()
-	if ch.empty() && report == nil && !force {
-		return nil // an idle poll: nothing to write
+	if ch.empty() && report == nil {
+		return 0 // an idle poll: nothing to write
 	}
 	rec := c.record
 	rec.Elapsed = c.elapsedLocked()
-	err := c.cfg.Store.save(ch, &rec, report, c.executions[derefKey(report)])
-	if err != nil {
-		c.broken = err
-		c.finish()
+	c.queued++
+	w := pendingWrite{seq: c.queued, changes: ch, coord: rec}
+	if report != nil {
+		w.report, w.executions = report, c.executions[*report]
 	}
-	return err
+	c.pending = append(c.pending, w)
+	return c.queued
 }
 
-func derefKey(k *reportKey) reportKey {
-	if k == nil {
-		return reportKey{}
+// commit returns once the write seq (see persist) is in the store. Writes
+// are committed in the order they were queued, several in one transaction
+// when calls arrive together (group commit): the caller whose write is not
+// in yet commits everything queued. c.mu is not held. A failed commit breaks
+// the coordinator: its memory is ahead of its store, so it refuses every
+// later call, and a restart resumes from the last commit.
+func (c *Coordinator) commit(seq uint64) error {
+	if seq == 0 {
+		return nil
 	}
-	return *k
+	c.commitMu.Lock()
+	defer c.commitMu.Unlock()
+	if c.committed >= seq {
+		return nil
+	}
+	if c.commitErr != nil {
+		return c.commitErr
+	}
+	c.mu.Lock()
+	batch := c.pending
+	c.pending = nil
+	c.mu.Unlock()
+	if err := c.cfg.Store.save(batch); err != nil {
+		c.commitErr = err
+		c.mu.Lock()
+		c.broken = err
+		c.finish()
+		c.mu.Unlock()
+		return err
+	}
+	c.committed = batch[len(batch)-1].seq
+	return nil
+}
+
+// pendingWrite is one call's changes, queued for the store.
+type pendingWrite struct {
+	seq        uint64
+	changes    changes
+	coord      coordRecord
+	report     *reportKey // nil if the call was no report
+	executions int        // report's executions so far
 }
 
 // elapsedLocked is the crawl's running time over every start on its store.
@@ -349,8 +386,11 @@ func (c *Coordinator) finish() {
 	}
 }
 
+// checkFinished ends the crawl if the Scheduler is done and nothing is
+// waiting to be written: the crawl is over only once its store says so.
+// c.mu is held.
 func (c *Coordinator) checkFinished() {
-	if c.sched.Done() {
+	if c.sched.Done() && len(c.pending) == 0 {
 		c.finish()
 	}
 }
@@ -365,8 +405,8 @@ func (c *Coordinator) Lease(args LeaseArgs, reply *LeaseReply) error {
 	}
 	now := c.cfg.Now()
 	c.mu.Lock()
-	defer c.mu.Unlock()
 	if c.broken != nil {
+		c.mu.Unlock()
 		return fmt.Errorf("crawler: coordinator stopped: %w", c.broken)
 	}
 	w := c.workers[args.Worker]
@@ -375,9 +415,10 @@ func (c *Coordinator) Lease(args LeaseArgs, reply *LeaseReply) error {
 		c.workers[args.Worker] = w
 	}
 	w.last = now
-	if c.sched.Done() {
+	if c.finished {
 		reply.Done = true
 		w.told = true
+		c.mu.Unlock()
 		select {
 		case c.signal <- struct{}{}:
 		default:
@@ -385,39 +426,52 @@ func (c *Coordinator) Lease(args LeaseArgs, reply *LeaseReply) error {
 		return nil
 	}
 	t, ok := c.sched.Lease(args.Worker, now)
-	if err := c.persist(nil); err != nil {
-		return err
-	}
+	seq := c.persist(nil)
 	reply.Hosts = c.sched.cfg.Hosts
-	if !ok {
+	if ok {
+		reply.Task = t
+	} else {
 		reply.Wait = c.cfg.PollInterval
 		if next, ok := c.sched.NextEvent(now); ok && next.Sub(now) < reply.Wait {
 			reply.Wait = max(next.Sub(now), time.Millisecond)
 		}
-		return nil
 	}
-	reply.Task = t
-	return nil
+	c.mu.Unlock()
+	return c.commit(seq) // the lease is answered only once it is stored
 }
 
 // Report records the outcome of a leased task: its links on success, that
 // it failed, or that it should be tried again. A report naming a task with
 // another URL is an error.
 func (c *Coordinator) Report(args ReportArgs, reply *ReportReply) error {
+	seq, err := c.report(args, reply)
+	if err != nil {
+		return err
+	}
+	if err := c.commit(seq); err != nil {
+		return err
+	}
+	c.mu.Lock()
+	c.checkFinished()
+	c.mu.Unlock()
+	return nil
+}
+
+func (c *Coordinator) report(args ReportArgs, reply *ReportReply) (uint64, error) {
 	now := c.cfg.Now()
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.broken != nil {
-		return fmt.Errorf("crawler: coordinator stopped: %w", c.broken)
+		return 0, fmt.Errorf("crawler: coordinator stopped: %w", c.broken)
 	}
 	c.record.Counters.Reports++
 	url, ok := c.sched.TaskURL(args.TaskID)
 	if !ok {
 		reply.Status = UnknownTask
-		return nil
+		return 0, nil
 	}
 	if url != args.URL {
-		return fmt.Errorf("crawler: report for task %d names %s, but the task is %s", args.TaskID, args.URL, url)
+		return 0, fmt.Errorf("crawler: report for task %d names %s, but the task is %s", args.TaskID, args.URL, url)
 	}
 	key := reportKey{task: args.TaskID, attempt: args.Attempt}
 	if c.executions[key]++; c.executions[key] > 1 {
@@ -443,11 +497,7 @@ func (c *Coordinator) Report(args ReportArgs, reply *ReportReply) error {
 			c.record.Counters.AcceptedTwice++
 		}
 	}
-	if err := c.persist(&key); err != nil {
-		return err
-	}
-	c.checkFinished()
-	return nil
+	return c.persist(&key), nil
 }
 
 // Done returns a channel that is closed when the crawl is over (every
