@@ -80,7 +80,7 @@ func parseCoordinator(args []string, stdout io.Writer) (*coordOptions, error) {
 	fs.DurationVar(&o.lease, "lease", 30*time.Second, "a worker has `D` to report a URL before it is handed to another")
 	fs.IntVar(&o.maxPages, "max-pages", 10000, "admit at most `N` URLs to the crawl")
 	fs.IntVar(&o.depth, "depth", 0, "follow links at most `N` hops from the start URLs (0: no limit)")
-	fs.IntVar(&o.hostLimit, "max-in-flight", 2, "at most `N` requests in flight to one host, over all workers")
+	fs.IntVar(&o.hostLimit, "max-in-flight", crawler.DefaultConfig().MaxInFlightPerHost, "at most `N` requests in flight to one host, over all workers")
 	fs.DurationVar(&o.delay, "delay", 0, "at least `D` between two requests to one host (a larger robots.txt Crawl-delay wins)")
 	fs.DurationVar(&o.maxDelay, "max-crawl-delay", 10*time.Second, "cap on the Crawl-delay and Retry-After a host may impose (0: no cap)")
 	fs.IntVar(&o.retries, "retries", 3, "queue a URL that failed transiently (5xx, 429, network) again up to `N` times")

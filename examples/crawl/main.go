@@ -41,7 +41,8 @@
 // all workers, and with -data keeps the crawl in a bbolt file, so that a
 // coordinator killed and started again on the same directory resumes it.
 // Workers fetch what they are leased, wait for a restarting coordinator, and
-// exit 0 when it says the crawl is over.
+// exit 0 when it says the crawl is over. "crawl site" serves the built-in
+// site on a port, to try them on loopback.
 package main
 
 import (
@@ -128,7 +129,7 @@ func parseFlags(args []string, stdout io.Writer) (*options, error) {
 	fs.BoolVar(&o.json, "json", false, "print the summary as JSON")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
-			fmt.Fprintf(stdout, "Usage: crawl [flags]\n       crawl coordinator -h\n       crawl worker -h\n\n"+
+			fmt.Fprintf(stdout, "Usage: crawl [flags]\n       crawl coordinator -h\n       crawl worker -h\n       crawl site -h\n\n"+
 				"Crawls the built-in site, or -url, and prints a summary. The subcommands\n"+
 				"run a crawl across processes: a coordinator and worker processes over TCP.\n\n")
 			fs.SetOutput(stdout)
@@ -246,6 +247,8 @@ func runContext(ctx context.Context, args []string, stdout io.Writer) error {
 			return runCoordinator(ctx, args[1:], stdout)
 		case "worker":
 			return runWorker(ctx, args[1:], stdout)
+		case "site":
+			return runSite(ctx, args[1:], stdout)
 		}
 	}
 	o, err := parseFlags(args, stdout)
