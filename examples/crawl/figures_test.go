@@ -135,5 +135,16 @@ func runFigureCluster(t *testing.T, site *clusterSite, start string, allowed []s
 	if err := json.Unmarshal(coord.stdout.Bytes(), &sum); err != nil {
 		t.Fatalf("summary: %v\n%s", err, coord.stdout.String())
 	}
+	site.mu.Lock()
+	twice := 0
+	for _, n := range site.served {
+		if n > 1 {
+			twice++
+		}
+	}
+	site.mu.Unlock()
+	if twice > 0 {
+		t.Errorf("%d pages served more than once", twice)
+	}
 	return sum, wall
 }
