@@ -261,3 +261,18 @@ func TestOpenCrawlStoreErrors(t *testing.T) {
 		}
 	}
 }
+
+func TestOpenCrawlStoreInUseIsRefused(t *testing.T) {
+	dir := t.TempDir()
+	st, err := OpenCrawlStore(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	if second, err := OpenCrawlStore(dir); !errors.Is(err, ErrCrawlStoreLocked) {
+		if second != nil {
+			second.Close()
+		}
+		t.Errorf("second open of a store in use: %v, want ErrCrawlStoreLocked", err)
+	}
+}

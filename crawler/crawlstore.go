@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"go.etcd.io/bbolt"
+	bolterrors "go.etcd.io/bbolt/errors"
 )
 
 // CrawlStore keeps a coordinator's crawl in one bbolt file, so that a
@@ -55,7 +56,7 @@ func OpenCrawlStore(dir string) (*CrawlStore, error) {
 	}
 	path := filepath.Join(dir, CrawlStoreFile)
 	db, err := bbolt.Open(path, 0o644, &bbolt.Options{Timeout: time.Second})
-	if errors.Is(err, bbolt.ErrTimeout) {
+	if errors.Is(err, bolterrors.ErrTimeout) {
 		return nil, fmt.Errorf("%w: %s", ErrCrawlStoreLocked, path)
 	}
 	if err != nil {

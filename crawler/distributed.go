@@ -826,7 +826,6 @@ func (w *worker) run(ctx context.Context) error {
 func (w *worker) fetch(ctx context.Context, t Task) ReportArgs {
 	start := time.Now()
 	links, err := w.f.Fetch(ctx, t.URL)
-	end := time.Now()
 	w.stats.Fetches++
 	args := ReportArgs{TaskID: t.ID, URL: t.URL, Links: links}
 	var retryAfter time.Duration
@@ -844,7 +843,7 @@ func (w *worker) fetch(ctx context.Context, t Task) ReportArgs {
 		// next is no earlier than HostPacing's own now: it holds the host
 		// back only if it is after the clock read once it returned.
 		next, _ := hp.HostPacing(t.URL)
-		if end = time.Now(); next.After(end) {
+		if end := time.Now(); next.After(end) {
 			pace.Wait = max(pace.Wait, next.Sub(end))
 			if retryAfter == 0 {
 				// The host's interval holds its next request back beyond
