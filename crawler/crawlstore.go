@@ -89,6 +89,17 @@ func OpenCrawlStore(dir string) (*CrawlStore, error) {
 	return &CrawlStore{db: db, path: path}, nil
 }
 
+// HasCrawl reports whether the store holds a crawl, which a Coordinator
+// made on it resumes.
+func (s *CrawlStore) HasCrawl() (bool, error) {
+	var ok bool
+	err := s.db.View(func(tx *bbolt.Tx) error {
+		ok = tx.Bucket(bucketMeta).Get(keyCoord) != nil
+		return nil
+	})
+	return ok, err
+}
+
 // Path returns the store's file.
 func (s *CrawlStore) Path() string { return s.path }
 

@@ -167,16 +167,18 @@ func TestSchedulerHostSlots(t *testing.T) {
 			want: SchedulerStats{Pages: 1, Leases: 2, Released: 1},
 		},
 		{
-			name:   "links to hosts outside Hosts are dropped",
+			name:   "links to hosts outside Hosts are dropped, not to their www variant",
 			cfg:    SchedulerConfig{Hosts: []string{"h1"}},
 			starts: []string{a1},
 			steps: []hostStep{
 				{lease: "w1", as: "a", wantURL: a1},
-				{report: "a", links: []string{a2, b1}},
-				{lease: "w1", as: "b", wantURL: b1},
+				{report: "a", links: []string{a2, b1, "https://www.h1/", "http://www.h2/"}},
+				{lease: "w1", as: "www", wantURL: "https://www.h1/"}, // round-robin: the next host
+				{lease: "w2", as: "b", wantURL: b1},
 				{report: "b"},
+				{report: "www"},
 			},
-			want: SchedulerStats{Pages: 2, Leases: 2},
+			want: SchedulerStats{Pages: 3, Leases: 3},
 		},
 	}
 	for _, tt := range tests {

@@ -155,7 +155,8 @@ type clusterSummary struct {
 
 	Pages            int    `json:"pages"`
 	Failed           int    `json:"failed"`
-	Workers          int    `json:"workers"` // distinct worker names seen by this run
+	Workers          int    `json:"workers"`  // worker processes seen by this run
+	Fetchers         int    `json:"fetchers"` // their fetchers (each leases on its own)
 	Reports          int    `json:"reports"`
 	Suppressed       uint64 `json:"duplicate_reports_suppressed"`
 	IgnoredReports   int    `json:"duplicate_reports_ignored"`
@@ -186,19 +187,12 @@ func runCoordinator(ctx context.Context, args []string, stdout io.Writer) error 
 	if err != nil {
 		return usagef("coordinator: %v", err)
 	}
-	if len(hosts) == 0 {
-		// The crawl stays on the start URLs' hosts (and their www/apex
-		// variants, for redirects).
-		for _, u := range o.urls {
-			k, _ := crawler.HostKey(u)
-			hosts = append(hosts, k)
-		}
-	}
 	cfg := crawler.CoordinatorConfig{
-		StartURLs: o.urls, Hosts: hosts, LeaseTimeout: o.lease, MaxPages: o.maxPages, MaxDepth: o.depth,
+		StartURLs: o.urls, LeaseTimeout: o.lease, MaxPages: o.maxPages, MaxDepth: o.depth,
 		HostLimit: o.hostLimit, HostDelay: o.delay, MaxHostDelay: o.maxDelay, MaxRetries: o.retries,
 		RetryDelay: o.retryDelay,
 	}
+	resuming := false
 	if o.data != "" {
 		store, err := crawler.OpenCrawlStore(o.data)
 		if err != nil {
@@ -206,7 +200,19 @@ func runCoordinator(ctx context.Context, args []string, stdout io.Writer) error 
 		}
 		defer store.Close()
 		cfg.Store = store
+		if resuming, err = store.HasCrawl(); err != nil {
+			return err
+		}
 	}
+	if len(hosts) == 0 && !resuming {
+		// The crawl stays on the start URLs' hosts (and their www/apex
+		// variants, for redirects). A resumed crawl keeps its own.
+		for _, u := range o.urls {
+			k, _ := crawler.HostKey(u)
+			hosts = append(hosts, k)
+		}
+	}
+	cfg.Hosts = hosts
 	coord, err := crawler.NewCoordinator(cfg)
 	if err != nil {
 		return err
@@ -283,14 +289,19 @@ func runCoordinator(ctx context.Context, args []string, stdout io.Writer) error 
 	coord.WaitWorkersTold(lctx, max(time.Second, 4*crawler.DefaultPollInterval))
 	cancel()
 	table := core.Stats().Table
-	workers := len(coord.Workers())
+	fetchers := coord.Workers()
+	procs := map[string]bool{}
+	for _, name := range fetchers {
+		proc, _, _ := strings.Cut(name, "/")
+		procs[proc] = true
+	}
 	stopServing()
 
 	cs := coord.Stats()
 	s := clusterSummary{
 		Mode: "coordinator", Listen: l.Addr().String(), Data: o.data, Restarts: cs.Restarts,
 		StartURLs: coord.StartURLs(), Hosts: hosts,
-		Pages: cs.Pages, Failed: cs.Failed, Workers: workers, Reports: cs.Reports,
+		Pages: cs.Pages, Failed: cs.Failed, Workers: len(procs), Fetchers: len(fetchers), Reports: cs.Reports,
 		Suppressed: table.Duplicates + table.InFlightWaits, IgnoredReports: cs.Duplicates,
 		Leases: cs.Leases, RepeatedLeases: cs.RepeatedLeases, LeasesReassigned: cs.Reassigned,
 		LeasesReleased: cs.Released, Retried: cs.Retried,
@@ -340,7 +351,7 @@ func printClusterSummary(w io.Writer, s *clusterSummary, elapsed time.Duration) 
 	if s.Data != "" {
 		how = fmt.Sprintf("durable in %s, %d restarts", s.Data, s.Restarts)
 	}
-	line("crawl", "coordinator on %s, %s, %d workers", s.Listen, how, s.Workers)
+	line("crawl", "coordinator on %s, %s, %d worker processes (%d fetchers)", s.Listen, how, s.Workers, s.Fetchers)
 	line("start", "%s", strings.Join(s.StartURLs, " "))
 	if len(s.Hosts) > 0 {
 		line("hosts", "%s", strings.Join(s.Hosts, " "))
