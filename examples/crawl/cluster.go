@@ -497,9 +497,25 @@ func runWorker(ctx context.Context, args []string, stdout io.Writer) error {
 	ps := polite.Stats()
 	fmt.Fprintf(stdout, "worker %s: %d fetches (%d failed, %d HTTP requests), %d reports (%d duplicates, %d resent), %d lease errors\n",
 		name, total.Fetches, total.FetchErrors, ps.Requests, total.Reports, total.Duplicates, total.ReportResends, total.LeaseErrors)
-	if err := errors.Join(errs...); err != nil {
-		return fmt.Errorf("worker %s: %w", name, err)
+	failed := 0
+	var first error
+	for _, err := range errs {
+		if err != nil {
+			failed++
+			first = cmpOr(first, err)
+		}
+	}
+	if failed > 0 {
+		return fmt.Errorf("%d of %d fetchers stopped; the first: %w", failed, o.workers, first)
 	}
 	fmt.Fprintf(stdout, "worker %s: the crawl is over\n", name)
 	return nil
+}
+
+// cmpOr returns a if it is not nil, else b.
+func cmpOr(a, b error) error {
+	if a != nil {
+		return a
+	}
+	return b
 }

@@ -77,7 +77,11 @@ func main() {
 	switch {
 	case err == nil:
 	case errors.As(err, &uerr):
-		fmt.Fprintf(os.Stderr, "crawl: %v\nRun 'crawl -h' for usage.\n", err)
+		help := "crawl -h"
+		if len(os.Args) > 1 && (os.Args[1] == "coordinator" || os.Args[1] == "worker" || os.Args[1] == "site") {
+			help = "crawl " + os.Args[1] + " -h"
+		}
+		fmt.Fprintf(os.Stderr, "crawl: %v\nRun '%s' for usage.\n", err, help)
 		os.Exit(2)
 	default:
 		fmt.Fprintf(os.Stderr, "crawl: %v\n", err)
