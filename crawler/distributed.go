@@ -651,8 +651,9 @@ type WorkerStats struct {
 	Reports, Duplicates int
 	// ReportResends counts new Report calls made after one gave up.
 	ReportResends int
-	// LeaseErrors and ReportErrors count Lease calls that failed and
-	// reports abandoned.
+	// LeaseErrors counts Lease calls that failed (each after its own
+	// retries); ReportErrors counts reports given up on, after which the
+	// worker stops (its lease expires and another worker fetches the URL).
 	LeaseErrors, ReportErrors int
 }
 
