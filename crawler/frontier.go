@@ -684,6 +684,9 @@ func (s *Scheduler) NextEvent(now time.Time) (time.Time, bool) {
 				continue
 			}
 			consider(latest(h.notBefore, st.notBefore))
+			if !st.notBefore.After(h.notBefore) {
+				break // no later entry can be due sooner than the host
+			}
 		}
 	}
 	return first, found
