@@ -17,12 +17,13 @@ import (
 // coordinator killed at any moment and started again on the same store
 // resumes the crawl: the frontier, the seen set, the leases with their
 // deadlines, each host's pace, the outcomes and the counters. A Coordinator
-// writes what each Lease and Report changed in one transaction before it
-// answers, so no answer a worker received is forgotten: no page reported is
-// lost, and no page reported is leased again.
+// commits what each Lease and Report changed before it answers, so no
+// answer a worker received is forgotten: no page reported is lost, and no
+// page reported is leased again. Calls that arrive together share one
+// transaction (group commit).
 //
 // Commits are synced to disk (bbolt's default), so the state also survives
-// the machine losing power, at the cost of one sync per call.
+// the machine losing power, at the cost of one sync per transaction.
 type CrawlStore struct {
 	db   *bbolt.DB
 	path string
