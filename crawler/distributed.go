@@ -833,7 +833,9 @@ func (w *worker) fetch(ctx context.Context, t Task) ReportArgs {
 	if err != nil {
 		w.stats.FetchErrors++
 		args.Links, args.Err = nil, err.Error()
-		args.Retry = w.cfg.RetryTransient && Retryable(err)
+		// A host this process holds back (Retry-After) may be fetched later:
+		// the coordinator holds it back for every worker meanwhile.
+		args.Retry = w.cfg.RetryTransient && (Retryable(err) || errors.Is(err, ErrHostBackingOff))
 		var he *HTTPError
 		if errors.As(err, &he) {
 			retryAfter = he.RetryAfter
