@@ -10,6 +10,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -274,5 +275,115 @@ func TestOpenCrawlStoreInUseIsRefused(t *testing.T) {
 			second.Close()
 		}
 		t.Errorf("second open of a store in use: %v, want ErrCrawlStoreLocked", err)
+	}
+}
+
+// TestCoordinatorGroupCommitKeepsEveryAnswer: workers call a durable
+// Coordinator concurrently (their writes share transactions); after the
+// crawl, a Coordinator made on the same store has the same outcome and
+// counters, so every answer was stored, in order.
+func TestCoordinatorGroupCommitKeepsEveryAnswer(t *testing.T) {
+	web, reachable := randomGraph(300, 5)
+	dir := t.TempDir()
+	st, err := OpenCrawlStore(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := NewCoordinator(CoordinatorConfig{StartURL: "p/0", Store: st, LeaseTimeout: time.Minute})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	for w := range 8 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			name := fmt.Sprintf("w%d", w)
+			for {
+				var lr LeaseReply
+				if err := c.Lease(LeaseArgs{Worker: name}, &lr); err != nil {
+					t.Error(err)
+					return
+				}
+				if lr.Done {
+					return
+				}
+				if lr.Task.ID == 0 {
+					time.Sleep(lr.Wait)
+					continue
+				}
+				links, err := web.Fetch(context.Background(), lr.Task.URL)
+				args := ReportArgs{TaskID: lr.Task.ID, URL: lr.Task.URL, Links: links, Attempt: 1}
+				if err != nil {
+					args.Err = err.Error()
+				}
+				if err := c.Report(args, &ReportReply{}); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	if err := c.Check(); err != nil {
+		t.Fatal(err)
+	}
+	want := c.Stats()
+	wantFetched, wantFailed := c.Result()
+	st.Close()
+
+	st2, err := OpenCrawlStore(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st2.Close()
+	c2, err := NewCoordinator(CoordinatorConfig{Store: st2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := c2.Stats()
+	want.Restarts = 1
+	if got != want {
+		t.Errorf("reopened stats %+v\nwant %+v", got, want)
+	}
+	fetched, failed := c2.Result()
+	if !slices.Equal(fetched, wantFetched) || !maps.Equal(failed, wantFailed) || len(fetched)+len(failed) != len(reachable) {
+		t.Errorf("reopened result: %d fetched, %d failed; want %d and %d (%d reachable)",
+			len(fetched), len(failed), len(wantFetched), len(wantFailed), len(reachable))
+	}
+	if err := c2.Check(); err != nil {
+		t.Error(err)
+	}
+	select {
+	case <-c2.Done():
+	default:
+		t.Error("reopened coordinator: crawl not over")
+	}
+}
+
+func TestDurableCoordinatorDropsLinksItCannotStore(t *testing.T) {
+	st, err := OpenCrawlStore(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	c, err := NewCoordinator(CoordinatorConfig{StartURL: "http://h/", Store: st})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a := lease(t, c, "w1")
+	long := "http://h/" + strings.Repeat("x", MaxURLLength)
+	if got := report(t, c, ReportArgs{TaskID: a.Task.ID, URL: a.Task.URL, Attempt: 1,
+		Links: []string{"", long, "not a url", "http://h/ok"}}); got != Accepted {
+		t.Fatalf("report = %v", got)
+	}
+	if err := c.Err(); err != nil {
+		t.Fatalf("coordinator broken by bad links: %v", err)
+	}
+	if got := c.Stats().Queued; got != 2 {
+		t.Errorf("%d queued, want 2 (\"not a url\" and http://h/ok)", got)
+	}
+	if _, err := NewCoordinator(CoordinatorConfig{StartURL: long}); err == nil {
+		t.Error("a start URL over MaxURLLength accepted")
 	}
 }

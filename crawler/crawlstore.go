@@ -197,7 +197,8 @@ func (s *CrawlStore) save(batch []pendingWrite) error {
 				}
 			}
 			for _, r := range w.changes.hosts {
-				if err := put(hosts, []byte(r.Host), r); err != nil {
+				// "" groups the URLs that name no host: bbolt needs a key.
+				if err := put(hosts, []byte("host "+r.Host), r); err != nil {
 					return err
 				}
 			}

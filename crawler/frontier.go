@@ -237,6 +237,9 @@ func NewSchedulerURLs(startURLs []string, cfg SchedulerConfig) (*Scheduler, erro
 		return nil, fmt.Errorf("crawler: no start URL")
 	}
 	for _, u := range startURLs {
+		if u == "" || len(u) > MaxURLLength {
+			return nil, fmt.Errorf("crawler: start URL %.40q...: want 1 to %d bytes", u, MaxURLLength)
+		}
 		s.admitStart(u)
 	}
 	return s, nil
@@ -298,7 +301,14 @@ func (s *Scheduler) admitStart(u string) {
 	s.add(u, hostOf(u), 0)
 }
 
+// MaxURLLength bounds the URLs a Scheduler admits; longer links are
+// dropped (a CrawlStore could not key them, and no sane page needs them).
+const MaxURLLength = 8 << 10
+
 func (s *Scheduler) admit(u string, depth int) {
+	if u == "" || len(u) > MaxURLLength {
+		return
+	}
 	if _, seen := s.urls[u]; seen {
 		return
 	}
