@@ -257,3 +257,33 @@ func TestClusterCrawlDelayFromRobotsHoldsAcrossWorkers(t *testing.T) {
 		}
 	})
 }
+
+// Issue 12's numbers, in one process: a PoliteFetcher with a 300 ms delay,
+// shared by 4 workers with 1 s leases, re-fetched 8 of 34 URLs. Its
+// HostPacing reports let the coordinator pace the host, so no lease expires
+// while its URL waits.
+func TestDistributedCrawlPolitenessDelayDoesNotExpireLeases(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		web := newHostLog(20 * time.Millisecond)
+		var links []string
+		for i := range 33 {
+			links = append(links, fmt.Sprintf("http://h1/p%d", i))
+		}
+		web.web["http://h1/"] = links
+		pcfg := DefaultConfig()
+		pcfg.IgnoreRobots, pcfg.Delay = true, 300*time.Millisecond
+		polite, err := Polite(web, pcfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res, err := DistributedCrawl(context.Background(), DistributedConfig{StartURL: "http://h1/", Fetcher: polite,
+			Workers: 4, Network: NetworkLabrpc, LeaseTimeout: time.Second})
+		if err != nil || res.Check != nil {
+			t.Fatal(err, res.Check)
+		}
+		if res.Coordinator.Pages != 34 || res.Coordinator.Reassigned != 0 || res.Workers.Fetches != 34 {
+			t.Errorf("%d pages, %d leases reassigned, %d fetches; want 34, 0, 34",
+				res.Coordinator.Pages, res.Coordinator.Reassigned, res.Workers.Fetches)
+		}
+	})
+}
