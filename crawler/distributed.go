@@ -2,9 +2,12 @@ package crawler
 
 import (
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
-	"sort"
+	"maps"
+	"slices"
 	"sync"
 	"time"
 
@@ -13,8 +16,8 @@ import (
 )
 
 // Coordinator is the RPC service at the centre of a distributed crawl. It
-// owns a Scheduler (the frontier, the seen set and the leases) behind a
-// mutex, and workers call it over any rpc transport:
+// owns a Scheduler (the frontier, the seen set, the leases and the hosts'
+// fetch slots) behind a mutex, and workers call it over any rpc transport:
 //
 //	Coordinator.Lease(LeaseArgs, *LeaseReply)   // at-least-once: safe to retry
 //	Coordinator.Report(ReportArgs, *ReportReply) // at-most-once: never counted twice
@@ -22,9 +25,10 @@ import (
 // Lease is safe to retry because a worker holds one lease at a time: a Lease
 // from a worker whose current lease is neither reported nor expired returns
 // that same lease again (its first reply was lost, or the request was
-// duplicated). A lease that is never reported expires after LeaseTimeout and
-// its URL is handed to the next worker that asks. Expired leases are found
-// on each Lease call, so the coordinator needs no goroutine of its own.
+// duplicated); see Scheduler. A lease that is never reported expires after
+// LeaseTimeout and its URL is handed to the next worker that asks. Expired
+// leases are found on each Lease call, so the coordinator needs no goroutine
+// of its own.
 //
 // Report must be called under semantics.AtMostOnce, so that a retried report
 // is answered from the rpc server's duplicate table instead of running again;
@@ -33,19 +37,30 @@ import (
 // several reports for one URL (from a worker whose lease expired, say) the
 // Scheduler accepts the first and ignores the others, so each URL is
 // reported exactly once.
+//
+// With a CrawlStore (CoordinatorConfig.Store) every call's changes are
+// committed before it answers, and a Coordinator made on the same store
+// after a crash resumes the crawl.
 type Coordinator struct {
-	cfg  CoordinatorConfig
-	done chan struct{} // closed once the crawl is over
+	cfg     CoordinatorConfig
+	done    chan struct{} // closed once the crawl is over or the store failed
+	started time.Time     // when this Coordinator was made
+	signal  chan struct{} // a Lease answered Done; size 1
 
 	mu         sync.Mutex // protects following
 	sched      *Scheduler
 	finished   bool              // done is closed
-	tasks      map[uint64]string // URL of every task handed out, by ID
-	holding    map[string]Task   // each worker's latest lease, by worker name
-	outcomes   map[string]string // accepted reports: URL -> error text ("" for success)
+	broken     error             // the store failed: every call is refused
 	accepted   map[string]int    // accepted reports per URL
 	executions map[reportKey]int // Report executions per (task, attempt)
-	stats      CoordinatorStats  // counters the Scheduler does not keep
+	record     coordRecord       // counters the Scheduler does not keep, and what is stored with them
+	workers    map[string]*workerSeen
+	pending    []pendingWrite // writes queued for the store, in order
+	queued     uint64         // sequence number of the last write queued
+
+	commitMu  sync.Mutex // serialises commits; protects following
+	committed uint64     // sequence number of the last write in the store
+	commitErr error      // a commit failed
 }
 
 type reportKey struct {
@@ -53,16 +68,30 @@ type reportKey struct {
 	attempt int
 }
 
+type workerSeen struct {
+	last time.Time // its last Lease
+	told bool      // a Lease was answered Done
+}
+
 // CoordinatorConfig configures a Coordinator.
 type CoordinatorConfig struct {
 	// StartURL is where the crawl starts. URLs are compared as strings, so
 	// pass a normalised one (see Normalize).
 	StartURL string
+	// StartURLs are more start URLs (all of them are crawled, with
+	// StartURL if it is set).
+	StartURLs []string
+	// Hosts lists the hosts (host[:port], or URLs: see HostKey) the crawl
+	// may enter besides the start URLs' hosts and their www/apex variants:
+	// links to other hosts are dropped, and every LeaseReply names them, so
+	// that workers allow them too. If Hosts is empty, no host is dropped
+	// here (the workers' fetcher decides).
+	Hosts []string
 	// LeaseTimeout is how long a worker has to report a task before it is
 	// handed to another worker. Make it comfortably longer than one fetch,
 	// retries included, or pages will be fetched twice. Default 30s.
 	LeaseTimeout time.Duration
-	// PollInterval is the longest a worker that found the frontier empty is
+	// PollInterval is the longest a worker that found nothing to fetch is
 	// told to wait before asking again. Default 10ms.
 	PollInterval time.Duration
 	// MaxPages bounds the URLs admitted to the crawl; zero means no limit.
@@ -70,6 +99,20 @@ type CoordinatorConfig struct {
 	// MaxDepth bounds how many links from StartURL are followed; zero means
 	// no limit.
 	MaxDepth int
+	// HostLimit, HostDelay, MaxHostDelay, MaxRetries and RetryDelay are
+	// the cluster-wide politeness of SchedulerConfig: fetch slots per host,
+	// the least time between two leases of a host, and how often a URL that
+	// failed transiently is queued again. Zero HostLimit means no slots.
+	HostLimit    int
+	HostDelay    time.Duration
+	MaxHostDelay time.Duration
+	MaxRetries   int
+	RetryDelay   time.Duration
+	// Store, if not nil, keeps the crawl durable: a Coordinator made on a
+	// store that holds a crawl resumes it (its start URLs, if given, must
+	// be the stored ones). The caller closes it after the Coordinator is
+	// no longer served.
+	Store *CrawlStore
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 }
@@ -82,7 +125,8 @@ const (
 
 // LeaseArgs are the arguments of Coordinator.Lease.
 type LeaseArgs struct {
-	// Worker names the caller; each worker needs its own name.
+	// Worker names the caller; each worker needs its own name, unique in
+	// the cluster (see NewWorkerName).
 	Worker string
 }
 
@@ -95,6 +139,9 @@ type LeaseReply struct {
 	Wait time.Duration
 	// Done means the crawl is over: the worker should exit.
 	Done bool
+	// Hosts are the hosts the crawl may enter (see CoordinatorConfig.Hosts);
+	// empty if the coordinator drops none.
+	Hosts []string
 }
 
 // ReportArgs are the arguments of Coordinator.Report.
@@ -105,8 +152,13 @@ type ReportArgs struct {
 	// Links are the links found on the page.
 	Links []string
 	// Err, if not empty, says why the page could not be fetched; the URL is
-	// then recorded as failed and not handed out again.
+	// then recorded as failed and not handed out again, unless Retry is set.
 	Err string
+	// Retry means the failure was transient (a 503, a lost connection): the
+	// coordinator queues the URL again, up to its MaxRetries.
+	Retry bool
+	// Pace, if not nil, is what the worker learned about the URL's host.
+	Pace *HostPace
 	// Attempt numbers the worker's separate Report calls for this task,
 	// from 1. Retries inside one at-most-once call share an Attempt; the
 	// worker starts a new call (and a new Attempt) only after one gave up.
@@ -116,7 +168,8 @@ type ReportArgs struct {
 // ReportReply is the answer of Coordinator.Report.
 type ReportReply struct {
 	// Status says whether the report counted (Accepted), came after another
-	// report for the same URL (Duplicate), or named no known task.
+	// report for the same URL (Duplicate), named no known task, or queued
+	// the URL again (Requeued).
 	Status ReportStatus
 }
 
@@ -131,14 +184,24 @@ type CoordinatorStats struct {
 	// AcceptedTwice counts reports accepted for a URL that already had one:
 	// zero unless the Scheduler is wrong.
 	AcceptedTwice int
-	// RepeatedLeases counts Lease calls answered with the lease the worker
-	// already held (a retry after a lost reply, or a duplicated request).
-	RepeatedLeases int
+	// Restarts counts the times this crawl was resumed from its store.
+	Restarts int
 }
 
-// NewCoordinator returns a Coordinator whose frontier holds cfg.StartURL.
+// coordCounters are the counters a Coordinator keeps itself.
+type coordCounters struct {
+	Reports, ReexecutedReports, AcceptedTwice int
+}
+
+// NewCoordinator returns a Coordinator whose frontier holds the start URLs,
+// or, if cfg.Store holds a crawl, the Coordinator of that crawl as it was
+// last written.
 func NewCoordinator(cfg CoordinatorConfig) (*Coordinator, error) {
-	if cfg.StartURL == "" {
+	starts := cfg.StartURLs
+	if cfg.StartURL != "" {
+		starts = append([]string{cfg.StartURL}, starts...)
+	}
+	if len(starts) == 0 && cfg.Store == nil {
 		return nil, errors.New("crawler: CoordinatorConfig.StartURL is empty")
 	}
 	if cfg.LeaseTimeout == 0 {
@@ -153,104 +216,371 @@ func NewCoordinator(cfg CoordinatorConfig) (*Coordinator, error) {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
-	sched, err := NewScheduler(cfg.StartURL, SchedulerConfig{
-		LeaseTimeout: cfg.LeaseTimeout, MaxPages: cfg.MaxPages, MaxDepth: cfg.MaxDepth})
+	hosts, err := hostKeys(cfg.Hosts, starts)
 	if err != nil {
 		return nil, err
 	}
-	return &Coordinator{
+	scfg := SchedulerConfig{LeaseTimeout: cfg.LeaseTimeout, MaxPages: cfg.MaxPages, MaxDepth: cfg.MaxDepth,
+		Hosts: hosts, HostLimit: cfg.HostLimit, HostDelay: cfg.HostDelay, MaxHostDelay: cfg.MaxHostDelay,
+		MaxRetries: cfg.MaxRetries, RetryDelay: cfg.RetryDelay}
+	c := &Coordinator{
 		cfg:        cfg,
 		done:       make(chan struct{}),
-		sched:      sched,
-		tasks:      make(map[uint64]string),
-		holding:    make(map[string]Task),
-		outcomes:   make(map[string]string),
+		started:    cfg.Now(),
+		signal:     make(chan struct{}, 1),
 		accepted:   make(map[string]int),
 		executions: make(map[reportKey]int),
-	}, nil
+		workers:    make(map[string]*workerSeen),
+	}
+	if cfg.Store != nil {
+		saved, ok, err := cfg.Store.load()
+		if err != nil {
+			return nil, err
+		}
+		if ok {
+			if len(starts) > 0 && !slices.Equal(starts, saved.coord.StartURLs) {
+				return nil, fmt.Errorf("crawler: %s holds a crawl from %v, not %v: pass the same start URLs, or none, or use a new store",
+					cfg.Store.Path(), saved.coord.StartURLs, starts)
+			}
+			if len(cfg.Hosts) > 0 && !slices.Equal(cfg.Hosts, saved.coord.Hosts) {
+				return nil, fmt.Errorf("crawler: %s holds a crawl of hosts %v, not %v", cfg.Store.Path(), saved.coord.Hosts, cfg.Hosts)
+			}
+			if scfg.Hosts == nil && len(saved.coord.Hosts) > 0 {
+				if scfg.Hosts, err = hostKeys(saved.coord.Hosts, saved.coord.StartURLs); err != nil {
+					return nil, err
+				}
+			}
+			sched, err := restoreScheduler(scfg, saved.urls, saved.hosts, saved.sched)
+			if err != nil {
+				return nil, fmt.Errorf("%w (in %s)", err, cfg.Store.Path())
+			}
+			c.sched, c.record, c.executions = sched, saved.coord, saved.reports
+			c.record.Restarts++
+			for _, u := range sched.Fetched() {
+				c.accepted[u] = 1
+			}
+			for _, f := range sched.Failures() {
+				c.accepted[f.URL] = 1
+			}
+			sched.startJournal()
+			sched.takeChanges() // everything is stored already
+			if err := cfg.Store.save([]pendingWrite{{coord: c.record}}); err != nil {
+				return nil, err
+			}
+			c.checkFinished()
+			return c, nil
+		}
+		if len(starts) == 0 {
+			return nil, fmt.Errorf("crawler: %s holds no crawl yet: give a start URL", cfg.Store.Path())
+		}
+	}
+	sched, err := NewSchedulerURLs(starts, scfg)
+	if err != nil {
+		return nil, err
+	}
+	c.sched = sched
+	c.record = coordRecord{StartURLs: starts, Hosts: cfg.Hosts}
+	if cfg.Store != nil {
+		sched.startJournal()
+		if err := cfg.Store.save([]pendingWrite{{changes: sched.takeChanges(), coord: c.record}}); err != nil {
+			return nil, err
+		}
+	}
+	return c, nil
+}
+
+// hostKeys returns the HostKeys of hosts and of the start URLs' hosts; nil
+// if hosts is empty (no host is dropped).
+func hostKeys(hosts, starts []string) ([]string, error) {
+	if len(hosts) == 0 {
+		return nil, nil
+	}
+	var keys []string
+	for _, h := range append(slices.Clone(hosts), starts...) {
+		k, err := HostKey(h)
+		if err != nil {
+			return nil, fmt.Errorf("crawler: host %q: %w", h, err)
+		}
+		if !slices.Contains(keys, k) {
+			keys = append(keys, k)
+		}
+	}
+	return keys, nil
+}
+
+// persist queues what the Scheduler changed, with the coordinator's record
+// (and report's execution count), for the store, and returns its sequence
+// number for commit; zero if there is no store or nothing to write. c.mu
+// is held.
+func (c *Coordinator) persist(report *reportKey) uint64 {
+	if c.cfg.Store == nil {
+		return 0
+	}
+	ch := c.sched.takeChanges()
+	if ch.empty() && report == nil {
+		return 0 // an idle poll: nothing to write
+	}
+	rec := c.record
+	rec.Elapsed = c.elapsedLocked()
+	c.queued++
+	w := pendingWrite{seq: c.queued, changes: ch, coord: rec}
+	if report != nil {
+		w.report, w.executions = report, c.executions[*report]
+	}
+	c.pending = append(c.pending, w)
+	return c.queued
+}
+
+// commit returns once the write seq (see persist) is in the store. Writes
+// are committed in the order they were queued, several in one transaction
+// when calls arrive together (group commit): the caller whose write is not
+// in yet commits everything queued. c.mu is not held. A failed commit breaks
+// the coordinator: its memory is ahead of its store, so it refuses every
+// later call, and a restart resumes from the last commit.
+func (c *Coordinator) commit(seq uint64) error {
+	if seq == 0 {
+		return nil
+	}
+	c.commitMu.Lock()
+	defer c.commitMu.Unlock()
+	if c.committed >= seq {
+		return nil
+	}
+	if c.commitErr != nil {
+		return c.commitErr
+	}
+	c.mu.Lock()
+	batch := c.pending
+	c.pending = nil
+	c.mu.Unlock()
+	if err := c.cfg.Store.save(batch); err != nil {
+		c.commitErr = err
+		c.mu.Lock()
+		c.broken = err
+		c.finish()
+		c.mu.Unlock()
+		return err
+	}
+	c.committed = batch[len(batch)-1].seq
+	return nil
+}
+
+// pendingWrite is one call's changes, queued for the store.
+type pendingWrite struct {
+	seq        uint64
+	changes    changes
+	coord      coordRecord
+	report     *reportKey // nil if the call was no report
+	executions int        // report's executions so far
+}
+
+// elapsedLocked is the crawl's running time over every start on its store.
+func (c *Coordinator) elapsedLocked() time.Duration {
+	return c.record.Elapsed + c.cfg.Now().Sub(c.started)
+}
+
+func (c *Coordinator) finish() {
+	if !c.finished {
+		c.finished = true
+		close(c.done)
+	}
+}
+
+// checkFinished ends the crawl if the Scheduler is done and nothing is
+// waiting to be written: the crawl is over only once its store says so.
+// c.mu is held.
+func (c *Coordinator) checkFinished() {
+	if c.sched.Done() && len(c.pending) == 0 {
+		c.finish()
+	}
 }
 
 // Lease hands the calling worker a task: the one it already holds if that
-// is still current, else the next URL of the frontier. With nothing to hand
-// out it sets Wait, or Done once the crawl is over.
+// is still current, else the next URL of the frontier whose host has a free
+// slot. With nothing to hand out it sets Wait, or Done once the crawl is
+// over.
 func (c *Coordinator) Lease(args LeaseArgs, reply *LeaseReply) error {
 	if args.Worker == "" {
 		return errors.New("crawler: Lease: empty worker name")
 	}
 	now := c.cfg.Now()
 	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.sched.Done() {
-		reply.Done = true
-		return nil
+	if c.broken != nil {
+		c.mu.Unlock()
+		return fmt.Errorf("crawler: coordinator stopped: %w", c.broken)
 	}
-	if t, ok := c.holding[args.Worker]; ok && now.Before(t.Deadline) && c.accepted[t.URL] == 0 {
-		c.stats.RepeatedLeases++
-		reply.Task = t
+	w := c.workers[args.Worker]
+	if w == nil {
+		w = &workerSeen{}
+		c.workers[args.Worker] = w
+	}
+	w.last = now
+	if c.finished {
+		reply.Done = true
+		w.told = true
+		c.mu.Unlock()
+		select {
+		case c.signal <- struct{}{}:
+		default:
+		}
 		return nil
 	}
 	t, ok := c.sched.Lease(args.Worker, now)
-	if !ok {
+	seq := c.persist(nil)
+	reply.Hosts = c.sched.cfg.Hosts
+	if ok {
+		reply.Task = t
+	} else {
 		reply.Wait = c.cfg.PollInterval
-		if next, ok := c.sched.NextDeadline(); ok && next.Sub(now) < reply.Wait {
+		if next, ok := c.sched.NextEvent(now); ok && next.Sub(now) < reply.Wait {
 			reply.Wait = max(next.Sub(now), time.Millisecond)
 		}
-		return nil
 	}
-	c.tasks[t.ID] = t.URL
-	c.holding[args.Worker] = t
-	reply.Task = t
+	c.mu.Unlock()
+	return c.commit(seq) // the lease is answered only once it is stored
+}
+
+// Report records the outcome of a leased task: its links on success, that
+// it failed, or that it should be tried again. A report naming a task with
+// another URL is an error.
+func (c *Coordinator) Report(args ReportArgs, reply *ReportReply) error {
+	seq, err := c.report(args, reply)
+	if err != nil {
+		return err
+	}
+	if err := c.commit(seq); err != nil {
+		return err
+	}
+	c.mu.Lock()
+	c.checkFinished()
+	c.mu.Unlock()
 	return nil
 }
 
-// Report records the outcome of a leased task: its links on success, or
-// that it failed. A report naming a task with another URL is an error.
-func (c *Coordinator) Report(args ReportArgs, reply *ReportReply) error {
+func (c *Coordinator) report(args ReportArgs, reply *ReportReply) (uint64, error) {
 	now := c.cfg.Now()
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	c.stats.Reports++
-	url, ok := c.tasks[args.TaskID]
+	if c.broken != nil {
+		return 0, fmt.Errorf("crawler: coordinator stopped: %w", c.broken)
+	}
+	c.record.Counters.Reports++
+	url, ok := c.sched.TaskURL(args.TaskID)
 	if !ok {
 		reply.Status = UnknownTask
-		return nil
+		return 0, nil
 	}
 	if url != args.URL {
-		return fmt.Errorf("crawler: report for task %d names %s, but the task is %s", args.TaskID, args.URL, url)
+		return 0, fmt.Errorf("crawler: report for task %d names %s, but the task is %s", args.TaskID, args.URL, url)
 	}
 	key := reportKey{task: args.TaskID, attempt: args.Attempt}
 	if c.executions[key]++; c.executions[key] > 1 {
-		c.stats.ReexecutedReports++
+		c.record.Counters.ReexecutedReports++
 	}
-	if args.Err != "" {
-		reply.Status = c.sched.Fail(args.TaskID, now)
-	} else {
+	if args.Pace != nil {
+		c.sched.Pace(hostOf(url), *args.Pace, now)
+	}
+	switch {
+	case args.Err == "":
 		reply.Status = c.sched.Report(args.TaskID, args.Links, now)
+	case args.Retry:
+		var wait time.Duration
+		if args.Pace != nil {
+			wait = args.Pace.Wait
+		}
+		reply.Status = c.sched.Retry(args.TaskID, args.Err, wait, now)
+	default:
+		reply.Status = c.sched.FailWith(args.TaskID, args.Err, now)
 	}
 	if reply.Status == Accepted {
 		if c.accepted[url]++; c.accepted[url] > 1 {
-			c.stats.AcceptedTwice++
+			c.record.Counters.AcceptedTwice++
 		}
-		c.outcomes[url] = args.Err
 	}
-	if !c.finished && c.sched.Done() {
-		c.finished = true
-		close(c.done)
-	}
-	return nil
+	return c.persist(&key), nil
 }
 
-// Done returns a channel that is closed when the crawl is over: every
-// admitted URL has been reported.
+// Done returns a channel that is closed when the crawl is over (every
+// admitted URL has been reported) or the coordinator's store failed (see
+// Err).
 func (c *Coordinator) Done() <-chan struct{} { return c.done }
+
+// Err returns why the coordinator stopped serving, if its store failed.
+func (c *Coordinator) Err() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.broken
+}
+
+// WaitWorkersTold waits, once the crawl is over, until every worker that
+// called Lease within the last quiet has been told so, or ctx ends. A
+// worker not heard from for quiet is taken for gone.
+func (c *Coordinator) WaitWorkersTold(ctx context.Context, quiet time.Duration) error {
+	select {
+	case <-c.done:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	for {
+		c.mu.Lock()
+		now := c.cfg.Now()
+		waiting := false
+		var soonest time.Duration
+		for _, w := range c.workers {
+			if age := now.Sub(w.last); !w.told && age < quiet {
+				if !waiting || quiet-age < soonest {
+					soonest = quiet - age
+				}
+				waiting = true
+			}
+		}
+		c.mu.Unlock()
+		if !waiting {
+			return nil
+		}
+		t := time.NewTimer(soonest)
+		select {
+		case <-c.signal:
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return ctx.Err()
+		}
+		t.Stop()
+	}
+}
+
+// Workers returns the names of the workers that called Lease since this
+// Coordinator was made, sorted.
+func (c *Coordinator) Workers() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return slices.Sorted(maps.Keys(c.workers))
+}
 
 // Stats returns the counters.
 func (c *Coordinator) Stats() CoordinatorStats {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	st := c.stats
-	st.SchedulerStats = c.sched.Stats()
-	return st
+	k := c.record.Counters
+	return CoordinatorStats{SchedulerStats: c.sched.Stats(), Reports: k.Reports,
+		ReexecutedReports: k.ReexecutedReports, AcceptedTwice: k.AcceptedTwice, Restarts: c.record.Restarts}
+}
+
+// Elapsed returns how long the crawl has run, over every start on its
+// store.
+func (c *Coordinator) Elapsed() time.Duration {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.elapsedLocked()
+}
+
+// StartURLs returns the crawl's start URLs (from the store, on a resumed
+// crawl).
+func (c *Coordinator) StartURLs() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return slices.Clone(c.record.StartURLs)
 }
 
 // Result returns what has been reported so far: the URLs fetched, sorted,
@@ -259,15 +589,25 @@ func (c *Coordinator) Result() (fetched []string, failed map[string]string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	failed = make(map[string]string)
-	for url, msg := range c.outcomes {
-		if msg == "" {
-			fetched = append(fetched, url)
-		} else {
-			failed[url] = msg
-		}
+	for _, f := range c.sched.Failures() {
+		failed[f.URL] = f.Reason
 	}
-	sort.Strings(fetched)
-	return fetched, failed
+	return c.sched.Fetched(), failed
+}
+
+// Failures returns the URLs that could not be fetched and why, sorted by
+// URL.
+func (c *Coordinator) Failures() []Failure {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.sched.Failures()
+}
+
+// HostsInFlight returns, for each host with leases out, how many.
+func (c *Coordinator) HostsInFlight() map[string]int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.sched.HostsInFlight()
 }
 
 // Check reports, as an error, any URL reported other than exactly once:
@@ -282,11 +622,12 @@ func (c *Coordinator) Check() error {
 		st := c.sched.Stats()
 		errs = append(errs, fmt.Errorf("crawl not over: %d URLs queued, %d leased", st.Queued, st.Leased))
 	}
-	if c.stats.AcceptedTwice > 0 {
-		errs = append(errs, fmt.Errorf("%d reports accepted for URLs already reported", c.stats.AcceptedTwice))
+	k := c.record.Counters
+	if k.AcceptedTwice > 0 {
+		errs = append(errs, fmt.Errorf("%d reports accepted for URLs already reported", k.AcceptedTwice))
 	}
-	if c.stats.ReexecutedReports > 0 {
-		errs = append(errs, fmt.Errorf("%d report calls executed more than once", c.stats.ReexecutedReports))
+	if k.ReexecutedReports > 0 {
+		errs = append(errs, fmt.Errorf("%d report calls executed more than once", k.ReexecutedReports))
 	}
 	st := c.sched.Stats()
 	if n := st.Pages + st.Failed; n != len(c.accepted) {
@@ -310,8 +651,9 @@ type WorkerStats struct {
 	Reports, Duplicates int
 	// ReportResends counts new Report calls made after one gave up.
 	ReportResends int
-	// LeaseErrors and ReportErrors count Lease calls that failed and
-	// reports abandoned.
+	// LeaseErrors counts Lease calls that failed (each after its own
+	// retries); ReportErrors counts reports given up on, after which the
+	// worker stops (its lease expires and another worker fetches the URL).
 	LeaseErrors, ReportErrors int
 }
 
@@ -326,28 +668,88 @@ func (s *WorkerStats) add(o WorkerStats) {
 	s.ReportErrors += o.ReportErrors
 }
 
-// Worker tuning. A worker gives up after maxLeaseFailures Lease calls in a
-// row have failed (each is itself retried by the at-least-once policy), and
-// abandons a report after maxReportCalls at-most-once calls gave up; the
-// lease then expires and the URL is handed out again.
+// Worker tuning. A worker keeps trying to reach the coordinator (a Lease,
+// or a Report) for its Patience since the coordinator last answered, waiting
+// between failed Lease calls with a backoff from leaseBackoffMin to
+// leaseBackoffMax.
 const (
-	maxLeaseFailures = 20
-	maxReportCalls   = 3
-	reportTimeout    = 10 * time.Second
-	leaseBackoffMin  = 10 * time.Millisecond
-	leaseBackoffMax  = 500 * time.Millisecond
+	// DefaultPatience is WorkerConfig.Patience's default.
+	DefaultPatience = 60 * time.Second
+	leaseBackoffMin = 10 * time.Millisecond
+	leaseBackoffMax = time.Second
 )
+
+// WorkerConfig configures RunWorkerWith.
+type WorkerConfig struct {
+	// Name identifies the worker to the coordinator; it must be unique in
+	// the cluster (NewWorkerName makes one) and not empty.
+	Name string
+	// Patience is how long the worker keeps trying to reach the
+	// coordinator, since it last answered, before it gives up: long enough
+	// for a coordinator to be restarted. Default DefaultPatience.
+	Patience time.Duration
+	// RetryTransient makes the worker report a fetch that failed with a
+	// transient error (Retryable: a 503, a lost connection) as one to retry,
+	// so that the coordinator queues it again, after its own backoff and
+	// the host's Retry-After, which then hold for every worker. Use it with
+	// a fetcher that does not retry itself (Config.MaxRetries 0).
+	RetryTransient bool
+}
+
+// NewWorkerName returns a worker name made of label and a random suffix, so
+// that two workers started with the same label are still told apart.
+func NewWorkerName(label string) string {
+	var b [6]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		panic(err) // crypto/rand never fails on supported systems
+	}
+	if label == "" {
+		label = "worker"
+	}
+	return label + "-" + hex.EncodeToString(b[:])
+}
+
+// hostAllower is implemented by fetchers that can be told which hosts links
+// may lead to (PoliteFetcher).
+type hostAllower interface {
+	AllowHosts(hosts ...string) error
+}
+
+// hostPacer is implemented by fetchers that know when a host may next be
+// requested (PoliteFetcher).
+type hostPacer interface {
+	HostPacing(host string) (next time.Time, inFlightLimit int)
+}
 
 // RunWorker runs one crawl worker named name until the crawl is over (it
 // returns nil), ctx ends (ctx's error) or the coordinator cannot be reached
-// (an error). It leases a task from the Coordinator behind client under
-// at-least-once semantics, fetches its URL with f (pass a PoliteFetcher: it
-// retries failed fetches), and reports the links under at-most-once
-// semantics, whatever client's default policy. If ctx ends while it
-// fetches, it exits without reporting, like a crashed worker: its lease
-// expires and another worker fetches the URL.
+// (an error); see RunWorkerWith.
 func RunWorker(ctx context.Context, client *rpc.Client, f Fetcher, name string) (WorkerStats, error) {
-	w := worker{client: client, f: f, name: name,
+	return RunWorkerWith(ctx, client, f, WorkerConfig{Name: name})
+}
+
+// RunWorkerWith runs one crawl worker until the crawl is over (it returns
+// nil), ctx ends (ctx's error) or the coordinator could not be reached for
+// cfg.Patience (an error). It leases a task from the Coordinator behind
+// client under at-least-once semantics, fetches its URL with f (pass a
+// PoliteFetcher: it obeys robots.txt), and reports the links under
+// at-most-once semantics, whatever client's default policy; a coordinator
+// restarting meanwhile is waited for. If f tells when a host may next be
+// requested (as PoliteFetcher's HostPacing does), the report carries it, so
+// that the coordinator paces the host for every worker. If ctx ends while
+// it fetches, it exits without reporting, like a crashed worker: its lease
+// expires and another worker fetches the URL.
+func RunWorkerWith(ctx context.Context, client *rpc.Client, f Fetcher, cfg WorkerConfig) (WorkerStats, error) {
+	if cfg.Name == "" {
+		return WorkerStats{}, errors.New("crawler: WorkerConfig.Name is empty")
+	}
+	if cfg.Patience < 0 {
+		return WorkerStats{}, fmt.Errorf("crawler: WorkerConfig.Patience %v is negative", cfg.Patience)
+	}
+	if cfg.Patience == 0 {
+		cfg.Patience = DefaultPatience
+	}
+	w := worker{client: client, f: f, cfg: cfg,
 		leasePolicy: semantics.AtLeastOnce(), reportPolicy: semantics.AtMostOnce()}
 	err := w.run(ctx)
 	return w.stats, err
@@ -356,36 +758,49 @@ func RunWorker(ctx context.Context, client *rpc.Client, f Fetcher, name string) 
 type worker struct {
 	client       *rpc.Client
 	f            Fetcher
-	name         string
+	cfg          WorkerConfig
 	leasePolicy  semantics.Policy
 	reportPolicy semantics.Policy
 	stats        WorkerStats
+	lastOK       time.Time // the coordinator's last answer
+	hosts        []string  // the hosts last passed to the fetcher's AllowHosts
 }
 
+func (w *worker) patienceLeft() time.Duration { return w.cfg.Patience - time.Since(w.lastOK) }
+
 func (w *worker) run(ctx context.Context) error {
-	backoff, failures := leaseBackoffMin, 0
+	backoff := leaseBackoffMin
+	w.lastOK = time.Now()
 	for {
 		var lr LeaseReply
-		err := w.client.Call(ctx, "Coordinator.Lease", LeaseArgs{Worker: w.name}, &lr, rpc.WithSemantics(w.leasePolicy))
+		callCtx, cancel := context.WithTimeout(ctx, w.patienceLeft())
+		err := w.client.Call(callCtx, "Coordinator.Lease", LeaseArgs{Worker: w.cfg.Name}, &lr, rpc.WithSemantics(w.leasePolicy))
+		cancel()
 		switch {
 		case ctx.Err() != nil:
 			return ctx.Err()
 		case errors.Is(err, rpc.ErrApplication):
-			return fmt.Errorf("crawler: worker %s: lease: %w", w.name, err)
+			return fmt.Errorf("crawler: worker %s: lease: %w", w.cfg.Name, err)
 		case err != nil:
 			w.stats.LeaseErrors++
-			if failures++; failures >= maxLeaseFailures {
-				return fmt.Errorf("crawler: worker %s: %d leases failed in a row: %w", w.name, failures, err)
+			if w.patienceLeft() <= 0 {
+				return fmt.Errorf("crawler: worker %s: no answer from the coordinator for %v: %w", w.cfg.Name, w.cfg.Patience, err)
 			}
-			if err := sleepCtx(ctx, backoff); err != nil {
+			if err := sleepCtx(ctx, min(backoff, w.patienceLeft())); err != nil {
 				return err
 			}
 			backoff = min(2*backoff, leaseBackoffMax)
 			continue
 		}
-		backoff, failures = leaseBackoffMin, 0
+		backoff, w.lastOK = leaseBackoffMin, time.Now()
 		if lr.Done {
 			return nil
+		}
+		if ha, ok := w.f.(hostAllower); ok && len(lr.Hosts) > 0 && !slices.Equal(lr.Hosts, w.hosts) {
+			if err := ha.AllowHosts(lr.Hosts...); err != nil {
+				return fmt.Errorf("crawler: worker %s: %w", w.cfg.Name, err)
+			}
+			w.hosts = slices.Clone(lr.Hosts)
 		}
 		if lr.Task.ID == 0 {
 			wait := lr.Wait
@@ -398,15 +813,9 @@ func (w *worker) run(ctx context.Context) error {
 			continue
 		}
 		w.stats.Leases++
-		links, err := w.f.Fetch(ctx, lr.Task.URL)
-		w.stats.Fetches++
+		args := w.fetch(ctx, lr.Task)
 		if ctx.Err() != nil {
 			return ctx.Err() // dead mid-lease: the lease expires
-		}
-		args := ReportArgs{TaskID: lr.Task.ID, URL: lr.Task.URL, Links: links}
-		if err != nil {
-			w.stats.FetchErrors++
-			args.Links, args.Err = nil, err.Error()
 		}
 		if err := w.report(ctx, args); err != nil {
 			return err
@@ -414,18 +823,59 @@ func (w *worker) run(ctx context.Context) error {
 	}
 }
 
-// report sends args in up to maxReportCalls at-most-once calls. A call that
-// gave up may still have run, so a new call (with a new Attempt) may deliver
-// a second report for the task: the Scheduler then ignores it.
+// fetch fetches t's URL and returns the report to send.
+func (w *worker) fetch(ctx context.Context, t Task) ReportArgs {
+	start := time.Now()
+	links, err := w.f.Fetch(ctx, t.URL)
+	w.stats.Fetches++
+	args := ReportArgs{TaskID: t.ID, URL: t.URL, Links: links}
+	var retryAfter time.Duration
+	if err != nil {
+		w.stats.FetchErrors++
+		args.Links, args.Err = nil, err.Error()
+		// A host this process holds back (Retry-After) may be fetched later:
+		// the coordinator holds it back for every worker meanwhile.
+		args.Retry = w.cfg.RetryTransient && (Retryable(err) || errors.Is(err, ErrHostBackingOff))
+		var he *HTTPError
+		if errors.As(err, &he) {
+			retryAfter = he.RetryAfter
+		}
+	}
+	if hp, ok := w.f.(hostPacer); ok {
+		pace := &HostPace{Wait: retryAfter}
+		// next is no earlier than HostPacing's own now: it holds the host
+		// back only if it is after the clock read once it returned.
+		next, _ := hp.HostPacing(t.URL)
+		if end := time.Now(); next.After(end) {
+			pace.Wait = max(pace.Wait, next.Sub(end))
+			if retryAfter == 0 {
+				// The host's interval holds its next request back beyond
+				// this fetch: from this request's start to then is (at
+				// least) its Crawl-delay.
+				pace.Delay = next.Sub(start)
+			}
+		}
+		args.Pace = pace
+	} else if retryAfter > 0 {
+		args.Pace = &HostPace{Wait: retryAfter}
+	}
+	return args
+}
+
+// report sends args in at-most-once calls until the coordinator answers or
+// the worker's patience runs out. A call that gave up may still have run
+// (the coordinator restarted, say), so a new call (with a new Attempt) may
+// deliver a second report for the task: the Scheduler then ignores it.
 func (w *worker) report(ctx context.Context, args ReportArgs) error {
 	for attempt := 1; ; attempt++ {
 		args.Attempt = attempt
 		var rr ReportReply
-		callCtx, cancel := context.WithTimeout(ctx, reportTimeout)
+		callCtx, cancel := context.WithTimeout(ctx, max(w.patienceLeft(), time.Millisecond))
 		err := w.client.Call(callCtx, "Coordinator.Report", args, &rr, rpc.WithSemantics(w.reportPolicy))
 		cancel()
 		switch {
 		case err == nil:
+			w.lastOK = time.Now()
 			w.stats.Reports++
 			if rr.Status == Duplicate {
 				w.stats.Duplicates++
@@ -433,12 +883,17 @@ func (w *worker) report(ctx context.Context, args ReportArgs) error {
 			return nil
 		case ctx.Err() != nil:
 			return ctx.Err()
-		case errors.Is(err, rpc.ErrApplication) || attempt >= maxReportCalls:
-			// Give up on this task; the lease expires and it is handed out again.
+		case errors.Is(err, rpc.ErrApplication):
 			w.stats.ReportErrors++
-			return nil
+			return fmt.Errorf("crawler: worker %s: report: %w", w.cfg.Name, err)
+		case w.patienceLeft() <= 0:
+			w.stats.ReportErrors++
+			return fmt.Errorf("crawler: worker %s: no answer from the coordinator for %v: %w", w.cfg.Name, w.cfg.Patience, err)
 		}
 		w.stats.ReportResends++
+		if err := sleepCtx(ctx, leaseBackoffMin); err != nil {
+			return err
+		}
 	}
 }
 

@@ -186,7 +186,7 @@ func DistributedCrawl(ctx context.Context, cfg DistributedConfig) (DistributedRe
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			w := worker{client: cl.clients[i], f: c.Fetcher, name: workerName(i),
+			w := worker{client: cl.clients[i], f: c.Fetcher, cfg: WorkerConfig{Name: workerName(i), Patience: DefaultPatience},
 				leasePolicy: semantics.AtLeastOnce(), reportPolicy: semantics.AtMostOnce()}
 			if c.reportPolicy != nil {
 				w.reportPolicy = c.reportPolicy

@@ -131,8 +131,8 @@ func TestCoordinator(t *testing.T) {
 	}
 	st := c.Stats()
 	want := CoordinatorStats{
-		SchedulerStats: SchedulerStats{Pages: 2, Failed: 1, Leases: 4, Reassigned: 1, Duplicates: 1},
-		Reports:        6, RepeatedLeases: 2,
+		SchedulerStats: SchedulerStats{Pages: 2, Failed: 1, Leases: 4, Reassigned: 1, Duplicates: 1, RepeatedLeases: 2},
+		Reports:        6,
 	}
 	if st != want {
 		t.Errorf("Stats = %+v\nwant    %+v", st, want)

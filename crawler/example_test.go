@@ -123,5 +123,5 @@ func ExampleScheduler() {
 	// accepted
 	// duplicate
 	// done: true
-	// {Pages:1 Failed:0 Leases:2 Reassigned:1 Duplicates:1 Queued:0 Leased:0}
+	// {Pages:1 Failed:0 Leases:2 Reassigned:1 Duplicates:1 Queued:0 Leased:0 RepeatedLeases:0 Retried:0 Released:0}
 }

@@ -73,7 +73,7 @@ func TestScheduler(t *testing.T) {
 				{at: 16 * time.Second, report: "slow", links: []string{"b"}, wantStatus: Accepted},
 				{at: 17 * time.Second, report: "fast", links: []string{"b", "c"}, wantStatus: Duplicate},
 				{at: 17 * time.Second, lease: "w1", as: "b", wantURL: "b"},
-				{at: 17 * time.Second, lease: "w1", wantURL: ""}, // c came with the duplicate: ignored
+				{at: 17 * time.Second, lease: "w3", wantURL: ""}, // c came with the duplicate: ignored
 				{at: 18 * time.Second, report: "b", wantStatus: Accepted, wantDone: true},
 			},
 			want: SchedulerStats{Pages: 2, Leases: 3, Reassigned: 1, Duplicates: 1},
@@ -115,7 +115,7 @@ func TestScheduler(t *testing.T) {
 				{report: "a", links: []string{"c"}, wantStatus: Duplicate},
 				{fail: "a", wantStatus: Duplicate},
 				{lease: "w1", as: "b", wantURL: "b"},
-				{lease: "w1", wantURL: ""},
+				{lease: "w2", wantURL: ""},
 			},
 			want: SchedulerStats{Pages: 1, Leases: 2, Duplicates: 2, Leased: 1},
 		},
@@ -215,8 +215,8 @@ func TestSchedulerNextDeadline(t *testing.T) {
 	}
 	a, _ := s.Lease("w", t0)
 	s.Report(a.ID, []string{"b", "c"}, t0)
-	s.Lease("w", t0.Add(3*time.Second))
-	s.Lease("w", t0.Add(2*time.Second))
+	s.Lease("w1", t0.Add(3*time.Second))
+	s.Lease("w2", t0.Add(2*time.Second))
 	if d, ok := s.NextDeadline(); !ok || !d.Equal(t0.Add(3*time.Second)) {
 		t.Errorf("NextDeadline = %v, %v; want %v", d, ok, t0.Add(3*time.Second))
 	}

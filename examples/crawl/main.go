@@ -29,6 +29,20 @@
 //	-json         print the summary as JSON
 //
 // Bad flags exit with status 2.
+//
+// Two subcommands run one crawl across processes (crawl coordinator -h and
+// crawl worker -h say more):
+//
+//	crawl coordinator -listen ADDR -url URL [-url URL...] [-hosts H1,H2] [-data DIR] [-json]
+//	crawl worker -coordinator ADDR [-workers N] [-name LABEL] [-patience D]
+//
+// The coordinator serves the crawl over TCP with semrpc (leases at-least-once,
+// reports at-most-once), keeps each host within its politeness limits over
+// all workers, and with -data keeps the crawl in a bbolt file, so that a
+// coordinator killed and started again on the same directory resumes it.
+// Workers fetch what they are leased, wait for a restarting coordinator, and
+// exit 0 when it says the crawl is over. "crawl site" serves the built-in
+// site on a port, to try them on loopback.
 package main
 
 import (
@@ -39,6 +53,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"math"
 	"net"
 	"net/http"
@@ -48,20 +63,25 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/semrpc/semrpc/crawler"
 )
 
 func main() {
-	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	err := runContext(ctx, os.Args[1:], os.Stdout)
 	stop()
 	var uerr *usageError
 	switch {
 	case err == nil:
 	case errors.As(err, &uerr):
-		fmt.Fprintf(os.Stderr, "crawl: %v\nRun 'crawl -h' for usage.\n", err)
+		help := "crawl -h"
+		if len(os.Args) > 1 && (os.Args[1] == "coordinator" || os.Args[1] == "worker" || os.Args[1] == "site") {
+			help = "crawl " + os.Args[1] + " -h"
+		}
+		fmt.Fprintf(os.Stderr, "crawl: %v\nRun '%s' for usage.\n", err, help)
 		os.Exit(2)
 	default:
 		fmt.Fprintf(os.Stderr, "crawl: %v\n", err)
@@ -113,7 +133,9 @@ func parseFlags(args []string, stdout io.Writer) (*options, error) {
 	fs.BoolVar(&o.json, "json", false, "print the summary as JSON")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
-			fmt.Fprintf(stdout, "Usage: crawl [flags]\n\nCrawls the built-in site, or -url, and prints a summary.\n\n")
+			fmt.Fprintf(stdout, "Usage: crawl [flags]\n       crawl coordinator -h\n       crawl worker -h\n       crawl site -h\n\n"+
+				"Crawls the built-in site, or -url, and prints a summary. The subcommands\n"+
+				"run a crawl across processes: a coordinator and worker processes over TCP.\n\n")
 			fs.SetOutput(stdout)
 			fs.PrintDefaults()
 			return nil, err
@@ -202,8 +224,20 @@ type summary struct {
 	ElapsedSeconds float64       `json:"elapsed_seconds"`
 	PagesPerSecond float64       `json:"pages_per_second"`
 
+	// Failures lists every URL that could not be fetched, and why.
+	Failures []crawler.Failure `json:"failures"`
+
 	CheckOK bool   `json:"check_ok"`
 	Check   string `json:"check"`
+}
+
+// failureList turns a URL -> reason map into a list sorted by URL.
+func failureList[V any](m map[string]V, reason func(V) string) []crawler.Failure {
+	out := []crawler.Failure{}
+	for _, u := range slices.Sorted(maps.Keys(m)) {
+		out = append(out, crawler.Failure{URL: u, Reason: reason(m[u])})
+	}
+	return out
 }
 
 func run(args []string, stdout io.Writer) error {
@@ -211,6 +245,16 @@ func run(args []string, stdout io.Writer) error {
 }
 
 func runContext(ctx context.Context, args []string, stdout io.Writer) error {
+	if len(args) > 0 {
+		switch args[0] {
+		case "coordinator":
+			return runCoordinator(ctx, args[1:], stdout)
+		case "worker":
+			return runWorker(ctx, args[1:], stdout)
+		case "site":
+			return runSite(ctx, args[1:], stdout)
+		}
+	}
 	o, err := parseFlags(args, stdout)
 	if errors.Is(err, flag.ErrHelp) {
 		return nil
@@ -360,6 +404,7 @@ func crawlDistributed(ctx context.Context, o *options, start string, f crawler.F
 	if res.Check != nil {
 		check = append(check, res.Check.Error())
 	}
+	s.Failures = failureList(res.Failed, func(r string) string { return r })
 	fetched := res.Fetched
 	for u := range res.Failed {
 		fetched = append(fetched, u)
@@ -403,6 +448,7 @@ func crawlLocal(ctx context.Context, o *options, start string, f crawler.Fetcher
 		return nil, nil, err
 	}
 	s.Pages, s.Failed, s.Fetches = len(res.Fetched), len(res.Errors), res.Fetches
+	s.Failures = failureList(res.Errors, func(err error) string { return err.Error() })
 	fetched := slices.Clone(res.Fetched)
 	for u := range res.Errors {
 		fetched = append(fetched, u)
@@ -500,6 +546,7 @@ func printSummary(w io.Writer, s *summary) {
 			s.Leases, s.RepeatedLeases, s.LeasesReassigned)
 	}
 	line("elapsed", "%v (%.0f pages/s)", s.Elapsed.Round(time.Millisecond), s.PagesPerSecond)
+	printFailures(w, line, s.Failures)
 	if s.CheckOK {
 		line("check", "ok: %s", s.Check)
 	} else {

@@ -1,0 +1,230 @@
+package crawler
+
+import (
+	"encoding/binary"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"time"
+
+	"go.etcd.io/bbolt"
+	bolterrors "go.etcd.io/bbolt/errors"
+)
+
+// CrawlStore keeps a coordinator's crawl in one bbolt file, so that a
+// coordinator killed at any moment and started again on the same store
+// resumes the crawl: the frontier, the seen set, the leases with their
+// deadlines, each host's pace, the outcomes and the counters. A Coordinator
+// commits what each Lease and Report changed before it answers, so no
+// answer a worker received is forgotten: no page reported is lost, and no
+// page reported is leased again. Calls that arrive together share one
+// transaction (group commit).
+//
+// Commits are synced to disk (bbolt's default), so the state also survives
+// the machine losing power, at the cost of one sync per transaction.
+type CrawlStore struct {
+	db   *bbolt.DB
+	path string
+}
+
+// CrawlStoreFile is the name of the bbolt file in a crawl's data directory.
+const CrawlStoreFile = "crawl.db"
+
+var (
+	bucketURLs    = []byte("urls")
+	bucketHosts   = []byte("hosts")
+	bucketMeta    = []byte("meta")
+	bucketReports = []byte("reports")
+	keyScheduler  = []byte("scheduler")
+	keyCoord      = []byte("coordinator")
+	keyLayout     = []byte("layout")
+)
+
+const crawlStoreLayout = "semrpc-crawl-1"
+
+// ErrCrawlStoreLocked is returned by OpenCrawlStore when another process
+// has the store open.
+var ErrCrawlStoreLocked = errors.New("crawler: crawl store is in use by another process")
+
+// OpenCrawlStore opens the crawl store in directory dir, creating dir and
+// the store if they do not exist. A file that is not a crawl store is an
+// error, never an empty crawl.
+func OpenCrawlStore(dir string) (*CrawlStore, error) {
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("crawler: crawl store: %w", err)
+	}
+	path := filepath.Join(dir, CrawlStoreFile)
+	db, err := bbolt.Open(path, 0o644, &bbolt.Options{Timeout: time.Second})
+	if errors.Is(err, bolterrors.ErrTimeout) {
+		return nil, fmt.Errorf("%w: %s", ErrCrawlStoreLocked, path)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("crawler: open crawl store %s: %w", path, err)
+	}
+	err = db.Update(func(tx *bbolt.Tx) error {
+		meta := tx.Bucket(bucketMeta)
+		if meta != nil {
+			if got := string(meta.Get(keyLayout)); got != crawlStoreLayout {
+				return fmt.Errorf("layout %q, want %q", got, crawlStoreLayout)
+			}
+			return nil
+		}
+		empty := true
+		tx.ForEach(func([]byte, *bbolt.Bucket) error { empty = false; return nil })
+		if !empty {
+			return errors.New("not a crawl store (it has other buckets)")
+		}
+		for _, name := range [][]byte{bucketURLs, bucketHosts, bucketMeta, bucketReports} {
+			if _, err := tx.CreateBucket(name); err != nil {
+				return err
+			}
+		}
+		return tx.Bucket(bucketMeta).Put(keyLayout, []byte(crawlStoreLayout))
+	})
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("crawler: open crawl store %s: %w", path, err)
+	}
+	return &CrawlStore{db: db, path: path}, nil
+}
+
+// HasCrawl reports whether the store holds a crawl, which a Coordinator
+// made on it resumes.
+func (s *CrawlStore) HasCrawl() (bool, error) {
+	var ok bool
+	err := s.db.View(func(tx *bbolt.Tx) error {
+		ok = tx.Bucket(bucketMeta).Get(keyCoord) != nil
+		return nil
+	})
+	return ok, err
+}
+
+// Path returns the store's file.
+func (s *CrawlStore) Path() string { return s.path }
+
+// Close closes the store.
+func (s *CrawlStore) Close() error { return s.db.Close() }
+
+// coordRecord is the coordinator's own durable state.
+type coordRecord struct {
+	StartURLs []string      `json:"start_urls"`
+	Hosts     []string      `json:"hosts,omitempty"`
+	Counters  coordCounters `json:"counters"`
+	Elapsed   time.Duration `json:"elapsed"`  // crawl time up to the last write
+	Restarts  int           `json:"restarts"` // starts on this store after the first
+}
+
+// savedCrawl is everything a store holds.
+type savedCrawl struct {
+	coord   coordRecord
+	urls    []urlRecord
+	hosts   []hostRecord
+	sched   metaRecord
+	reports map[reportKey]int
+}
+
+// load reads the crawl; ok is false if the store holds none yet.
+func (s *CrawlStore) load() (c savedCrawl, ok bool, err error) {
+	c.reports = make(map[reportKey]int)
+	err = s.db.View(func(tx *bbolt.Tx) error {
+		meta := tx.Bucket(bucketMeta)
+		raw := meta.Get(keyCoord)
+		if raw == nil {
+			return nil
+		}
+		ok = true
+		if err := json.Unmarshal(raw, &c.coord); err != nil {
+			return fmt.Errorf("coordinator record: %w", err)
+		}
+		if err := json.Unmarshal(meta.Get(keyScheduler), &c.sched); err != nil {
+			return fmt.Errorf("scheduler record: %w", err)
+		}
+		err := tx.Bucket(bucketURLs).ForEach(func(k, v []byte) error {
+			var r urlRecord
+			if err := json.Unmarshal(v, &r); err != nil {
+				return fmt.Errorf("URL record %q: %w", k, err)
+			}
+			c.urls = append(c.urls, r)
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		err = tx.Bucket(bucketHosts).ForEach(func(k, v []byte) error {
+			var r hostRecord
+			if err := json.Unmarshal(v, &r); err != nil {
+				return fmt.Errorf("host record %q: %w", k, err)
+			}
+			c.hosts = append(c.hosts, r)
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		return tx.Bucket(bucketReports).ForEach(func(k, v []byte) error {
+			if len(k) != 16 || len(v) != 8 {
+				return fmt.Errorf("report record %x: bad size", k)
+			}
+			key := reportKey{task: binary.BigEndian.Uint64(k), attempt: int(binary.BigEndian.Uint64(k[8:]))}
+			c.reports[key] = int(binary.BigEndian.Uint64(v))
+			return nil
+		})
+	})
+	if err != nil {
+		return savedCrawl{}, false, fmt.Errorf("crawler: read crawl store %s: %w", s.path, err)
+	}
+	return c, ok, nil
+}
+
+// save writes batch, in order, in one transaction: each write's changes,
+// the coordinator's record, and its report's execution count.
+func (s *CrawlStore) save(batch []pendingWrite) error {
+	err := s.db.Update(func(tx *bbolt.Tx) error {
+		put := func(b *bbolt.Bucket, key []byte, v any) error {
+			raw, err := json.Marshal(v)
+			if err != nil {
+				return err
+			}
+			return b.Put(key, raw)
+		}
+		urls, hosts, meta := tx.Bucket(bucketURLs), tx.Bucket(bucketHosts), tx.Bucket(bucketMeta)
+		for _, w := range batch {
+			for _, r := range w.changes.urls {
+				if err := put(urls, []byte(r.URL), r); err != nil {
+					return err
+				}
+			}
+			for _, r := range w.changes.hosts {
+				// "" groups the URLs that name no host: bbolt needs a key.
+				if err := put(hosts, []byte("host "+r.Host), r); err != nil {
+					return err
+				}
+			}
+			if w.changes.meta != nil {
+				if err := put(meta, keyScheduler, w.changes.meta); err != nil {
+					return err
+				}
+			}
+			if w.report != nil {
+				var k [16]byte
+				var v [8]byte
+				binary.BigEndian.PutUint64(k[:], w.report.task)
+				binary.BigEndian.PutUint64(k[8:], uint64(w.report.attempt))
+				binary.BigEndian.PutUint64(v[:], uint64(w.executions))
+				if err := tx.Bucket(bucketReports).Put(k[:], v[:]); err != nil {
+					return err
+				}
+			}
+		}
+		if len(batch) > 0 {
+			return put(meta, keyCoord, batch[len(batch)-1].coord)
+		}
+		return nil
+	})
+	if err != nil {
+		return fmt.Errorf("crawler: write crawl store %s: %w", s.path, err)
+	}
+	return nil
+}
