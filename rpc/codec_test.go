@@ -1,0 +1,331 @@
+package rpc
+
+import (
+	"bytes"
+	"context"
+	"encoding/gob"
+	"errors"
+
+	"io"
+	"net"
+	stdrpc "net/rpc"
+	"net/rpc/jsonrpc"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/semrpc/semrpc/semantics"
+)
+
+// A stock net/rpc/jsonrpc client reaches Serve's listener: the first byte
+// '{' selects the JSON codec.
+func TestServeAnswersStockJSONRPCClient(t *testing.T) {
+	_, a, addr, _ := startServer(t)
+	c, err := jsonrpc.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+
+	var sum int
+	if err := c.Call("Arith.Add", Args{2, 3}, &sum); err != nil || sum != 5 {
+		t.Fatalf("Add = %d, %v", sum, err)
+	}
+	var q Quotient
+	err = c.Call("Arith.Divide", Args{1, 0}, &q)
+	if se, ok := err.(stdrpc.ServerError); !ok || string(se) != "divide by zero" {
+		t.Fatalf("Divide: err = %#v, want ServerError(divide by zero)", err)
+	}
+	err = c.Call("Arith.Missing", Args{}, &q)
+	if se, ok := err.(stdrpc.ServerError); !ok || !strings.Contains(string(se), "can't find method Arith.Missing") {
+		t.Fatalf("missing method: err = %#v", err)
+	}
+	// Arguments of the wrong type are refused; the connection stays usable.
+	err = c.Call("Arith.Add", "not a struct", &sum)
+	if se, ok := err.(stdrpc.ServerError); !ok || !strings.Contains(string(se), "decoding arguments of Arith.Add") {
+		t.Fatalf("bad arguments: err = %#v", err)
+	}
+	if err := c.Call("Arith.Mul", Args{4, 5}, &sum); err != nil || sum != 20 {
+		t.Fatalf("Mul after a refused call = %d, %v", sum, err)
+	}
+	if n := a.calls.Load(); n != 3 {
+		t.Fatalf("method executions = %d, want 3 (Add, Divide, Mul)", n)
+	}
+}
+
+// ServeCodec takes any net/rpc ServerCodec; its calls are plain calls and
+// run concurrently.
+func TestServeCodecRunsCallsConcurrently(t *testing.T) {
+	s, a, _, _ := startServer(t)
+	cs, ss := net.Pipe()
+	served := make(chan struct{})
+	go func() {
+		s.ServeCodec(jsonrpc.NewServerCodec(ss))
+		close(served)
+	}()
+	c := jsonrpc.NewClient(cs)
+	slow := c.Go("Arith.Slow", Args{A: 7}, new(int), nil)
+	var sum int
+	// Answered while Slow still runs.
+	if err := c.Call("Arith.Add", Args{1, 1}, &sum); err != nil || sum != 2 {
+		t.Fatalf("Add beside a running call = %d, %v", sum, err)
+	}
+	if got := s.Stats().Connections; got != 1 {
+		t.Fatalf("Connections = %d, want 1 (the codec's)", got)
+	}
+	close(a.block)
+	<-slow.Done
+	if slow.Error != nil || *slow.Reply.(*int) != 7 {
+		t.Fatalf("Slow = %v, %v", *slow.Reply.(*int), slow.Error)
+	}
+	if st := s.Table().Stats(); st.New != 0 || st.Opened != 0 {
+		t.Fatalf("codec calls touched the at-most-once table: %+v", st)
+	}
+	c.Close()
+	select {
+	case <-served:
+	case <-time.After(5 * time.Second):
+		t.Fatal("ServeCodec did not return after the client hung up")
+	}
+}
+
+// Close ends a ServeCodec blocked reading, and waits for its running calls.
+func TestCloseEndsServeCodec(t *testing.T) {
+	s := NewServer(WithLogger(discardLogger()))
+	a := &Arith{block: make(chan struct{})}
+	if err := s.Register(a); err != nil {
+		t.Fatal(err)
+	}
+	cs, ss := net.Pipe()
+	defer cs.Close()
+	served := make(chan struct{})
+	go func() {
+		s.ServeCodec(jsonrpc.NewServerCodec(ss))
+		close(served)
+	}()
+	c := jsonrpc.NewClient(cs)
+	call := c.Go("Arith.Slow", Args{A: 1}, new(int), nil)
+	for a.calls.Load() == 0 {
+		time.Sleep(time.Millisecond)
+	}
+	closed := make(chan struct{})
+	go func() {
+		s.Close()
+		close(closed)
+	}()
+	close(a.block)
+	for _, ch := range []chan struct{}{closed, served} {
+		select {
+		case <-ch:
+		case <-time.After(5 * time.Second):
+			t.Fatal("deadlock: Close or ServeCodec did not end")
+		}
+	}
+	select {
+	case <-call.Done:
+	case <-time.After(5 * time.Second):
+		t.Fatal("deadlock: the pending call did not end")
+	}
+	// After Close, ServeCodec refuses at once and closes the codec.
+	cs2, ss2 := net.Pipe()
+	s.ServeCodec(jsonrpc.NewServerCodec(ss2))
+	if _, err := cs2.Write([]byte("x")); !errors.Is(err, io.ErrClosedPipe) {
+		t.Fatalf("write to a codec served after Close: %v, want closed pipe", err)
+	}
+}
+
+// Malformed JSON, or a request over the message limit, closes that
+// connection only.
+func TestBadJSONClosesOnlyItsConnection(t *testing.T) {
+	tests := []struct {
+		name    string
+		payload string
+		log     string
+	}{
+		{"malformed", `{"method": "Arith.Add", "params": [` + "\x00", "reading request header"},
+		{"over the limit", `{"method":"Arith.Echo","params":["` + strings.Repeat("x", 4096) + `"],"id":1}`, "too large"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, _, addr, sink := startServer(t, WithMaxMessageSize(1024))
+			nc, err := net.Dial("tcp", addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer nc.Close()
+			if _, err := io.WriteString(nc, tt.payload); err != nil {
+				t.Fatal(err)
+			}
+			nc.SetReadDeadline(time.Now().Add(5 * time.Second))
+			// Closed with our bytes unread, the connection may be reset.
+			if n, err := io.Copy(io.Discard, nc); (err != nil && !errors.Is(err, syscall.ECONNRESET)) || n != 0 {
+				t.Fatalf("the server answered %d bytes, %v; want the connection closed", n, err)
+			}
+			if !strings.Contains(sink.String(), tt.log) {
+				t.Fatalf("log = %q, want it to mention %q", sink.String(), tt.log)
+			}
+			c, err := jsonrpc.Dial("tcp", addr)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer c.Close()
+			var echo string
+			if err := c.Call("Arith.Echo", "fits", &echo); err != nil || echo != "fits" {
+				t.Fatalf("another connection: %q, %v", echo, err)
+			}
+		})
+	}
+}
+
+// firstByteOf returns the first byte a client writes to a fresh connection
+// when it calls.
+func firstByteOf(t *testing.T, call func(addr string)) byte {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	go call(l.Addr().String())
+	nc, err := l.Accept()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	var b [1]byte
+	if _, err := io.ReadFull(nc, b[:]); err != nil {
+		t.Fatal(err)
+	}
+	return b[0]
+}
+
+// Serve tells JSON from gob by the first byte: no gob stream a semrpc or a
+// stock net/rpc client starts may begin with '{' (a first message of 123
+// bytes).
+func TestGobStreamsNeverStartWithBrace(t *testing.T) {
+	tests := []struct {
+		name string
+		call func(addr string)
+	}{
+		{"semrpc plain", func(addr string) {
+			c, err := Dial(context.Background(), "tcp", addr)
+			if err == nil {
+				c.Call(context.Background(), "Arith.Add", Args{1, 2}, new(int))
+				c.Close()
+			}
+		}},
+		{"semrpc at-most-once", func(addr string) {
+			c, err := Dial(context.Background(), "tcp", addr, WithSemantics(semantics.AtMostOnce(semantics.MaxAttempts(1))))
+			if err == nil {
+				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+				defer cancel()
+				c.Call(ctx, "Arith.Add", Args{1, 2}, new(int))
+				c.Close()
+			}
+		}},
+		{"stock net/rpc", func(addr string) {
+			c, err := stdrpc.Dial("tcp", addr)
+			if err == nil {
+				c.Call("Arith.Add", Args{1, 2}, new(int))
+				c.Close()
+			}
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			if b := firstByteOf(t, tt.call); b == '{' {
+				t.Fatalf("the gob stream starts with %q: Serve would take it for JSON", b)
+			}
+		})
+	}
+}
+
+// An accepted connection that has sent nothing yet gets the gob shutdown
+// notice, as a gob connection does, then is closed.
+func TestShutdownNoticeReachesIdleConnection(t *testing.T) {
+	s, _, addr, _ := startServer(t)
+	nc, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	for {
+		s.lmu.Lock()
+		n := len(s.others)
+		s.lmu.Unlock()
+		if n == 1 {
+			break
+		}
+		time.Sleep(time.Millisecond)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := s.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	nc.SetReadDeadline(time.Now().Add(5 * time.Second))
+	b, err := io.ReadAll(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var resp wireResponse
+	if err := gob.NewDecoder(bytes.NewReader(b)).Decode(&resp); err != nil {
+		t.Fatalf("decoding the notice from %d bytes: %v", len(b), err)
+	}
+	if resp.ServiceMethod != goAwayMethod || resp.Seq != goAwaySeq || resp.Code != CodeShuttingDown {
+		t.Fatalf("notice = %+v", resp)
+	}
+}
+
+// A semrpc client whose idle connection was accepted but not yet sniffed
+// gets the notice and redials for its next call to another server.
+func TestIdleClientMovesOnAfterShutdownNotice(t *testing.T) {
+	s, _, addr, _ := startServer(t)
+	c := dial(t, addr, WithEagerDial())
+	for s.Stats().Connections == 0 {
+		s.lmu.Lock()
+		n := len(s.others)
+		s.lmu.Unlock()
+		if n == 1 {
+			break
+		}
+		time.Sleep(time.Millisecond)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	if err := s.Shutdown(ctx); err != nil {
+		t.Fatal(err)
+	}
+	err := c.Call(ctxT(t), "Arith.Add", Args{1, 2}, new(int))
+	if !errors.Is(err, ErrNotExecuted) {
+		t.Fatalf("call after Shutdown: %v, want not executed", err)
+	}
+}
+
+// WithJSONCodec(false) makes Serve speak gob only: a JSON request is
+// malformed gob, and its connection is closed unanswered.
+func TestJSONCodecOffServesGobOnly(t *testing.T) {
+	_, _, addr, _ := startServer(t, WithJSONCodec(false))
+	nc, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	// Longer than the 123 bytes that '{' announces as a gob message.
+	req := `{"method":"Arith.Echo","params":["` + strings.Repeat("x", 200) + `"],"id":1}`
+	if _, err := io.WriteString(nc, req); err != nil {
+		t.Fatal(err)
+	}
+	nc.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if n, err := io.Copy(io.Discard, nc); err != nil || n != 0 {
+		t.Fatalf("the server answered %d bytes, %v; want the connection closed", n, err)
+	}
+	gc := dial(t, addr)
+	var sum int
+	if err := gc.Call(ctxT(t), "Arith.Add", Args{1, 2}, &sum); err != nil || sum != 3 {
+		t.Fatalf("gob call = %d, %v", sum, err)
+	}
+}
+
+func jsonClientCodec(nc net.Conn) stdrpc.ClientCodec { return jsonrpc.NewClientCodec(nc) }
