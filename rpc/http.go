@@ -47,6 +47,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		s.logger.Printf("rpc: hijacking %s: %v", req.RemoteAddr, err)
 		return
 	}
+	nc.SetDeadline(time.Time{}) // the HTTP server's timeouts are not the RPC connection's
 	if _, err := io.WriteString(nc, "HTTP/1.0 "+httpConnected+"\n\n"); err != nil {
 		nc.Close()
 		return
