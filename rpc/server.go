@@ -52,7 +52,7 @@ type ServerOption = Option
 
 // NewServer returns a server with no services. Options: WithMaxMessageSize,
 // WithServerInterceptor, WithTable, WithDurableStore, WithLogger,
-// WithMaxConcurrentPerConn.
+// WithMaxConcurrentPerConn, WithIntrospection, WithJSONCodec.
 func NewServer(opts ...Option) *Server {
 	o := defaultOptions()
 	for _, opt := range opts {
