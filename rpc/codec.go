@@ -1,6 +1,7 @@
 package rpc
 
 import (
+	"bufio"
 	"bytes"
 	"encoding/gob"
 	"errors"
@@ -239,11 +240,15 @@ func (s *Server) sniff(nc net.Conn) bool {
 	go func() {
 		defer s.connWG.Done()
 		_, err := io.ReadFull(nc, sc.first[:])
+		told := sc.handOff()
+		if err == nil && sc.first[0] != '{' && (told || s.shutting.Load()) {
+			// A gob request on a connection the server has not yet taken
+			// while it shuts down: answered ErrShuttingDown, as the gob
+			// connections' requests are, until Shutdown closes it.
+			sc.refuseGob(s.opts.maxMsg)
+		}
 		s.dropOther(oc, true)
-		if !sc.handOff() || err != nil {
-			// The peer hung up, or it was told the server shuts down: a
-			// gob stream here now would repeat the notice's type
-			// definitions, so the connection ends.
+		if err != nil || told || s.shutting.Load() {
 			nc.Close()
 			return
 		}
@@ -309,8 +314,10 @@ type sniffConn struct {
 	replayed bool // touched by the reading goroutine only
 
 	mu     sync.Mutex // protects following
-	handed bool       // given to its codec: the notice is the codec's now
-	told   bool       // the shutdown notice was written
+	handed bool       // past the sniff: the notice is no longer sniff's to send
+	told   bool       // the shutdown notice was written, with enc
+	buf    bytes.Buffer
+	enc    *gob.Encoder // the gob stream sniff writes (the notice, refusals)
 }
 
 func (c *sniffConn) Read(p []byte) (int, error) {
@@ -329,13 +336,13 @@ func (c *sniffConn) Read(p []byte) (int, error) {
 // listener is a TLS one), as tls.Conn's NetConn does.
 func (c *sniffConn) NetConn() net.Conn { return c.Conn }
 
-// handOff reports whether the connection may go to its codec: false if the
-// shutdown notice was written on it.
-func (c *sniffConn) handOff() bool {
+// handOff ends the sniff and reports whether the shutdown notice was
+// written.
+func (c *sniffConn) handOff() (told bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.handed = true
-	return !c.told
+	return c.told
 }
 
 // goAway writes the gob wire's shutdown notice on a connection that has
@@ -348,19 +355,42 @@ func (c *sniffConn) goAway() {
 		return
 	}
 	c.told = true
-	c.Conn.Write(goAwayNotice())
+	c.send(&wireResponse{ServiceMethod: goAwayMethod, Seq: goAwaySeq, Error: ErrShuttingDown.Error(), Code: CodeShuttingDown})
 }
 
-// goAwayNotice is the shutdown notice as the first bytes of a gob stream.
-var goAwayNotice = sync.OnceValue(func() []byte {
-	var buf bytes.Buffer
-	enc := gob.NewEncoder(&buf)
-	resp := wireResponse{ServiceMethod: goAwayMethod, Seq: goAwaySeq, Error: ErrShuttingDown.Error(), Code: CodeShuttingDown}
-	if err := enc.Encode(&resp); err != nil {
-		panic(err) // a fixed type and value
+// send writes one gob response with an empty body; c.mu must be held, or
+// the sniff be over.
+func (c *sniffConn) send(resp *wireResponse) error {
+	if c.enc == nil {
+		c.enc = gob.NewEncoder(&c.buf)
 	}
-	if err := enc.Encode(emptyBody{}); err != nil {
-		panic(err)
+	c.buf.Reset()
+	if err := c.enc.Encode(resp); err != nil {
+		return err
 	}
-	return buf.Bytes()
-})
+	if err := c.enc.Encode(emptyBody{}); err != nil {
+		return err
+	}
+	_, err := c.Conn.Write(c.buf.Bytes())
+	return err
+}
+
+// refuseGob answers every gob request on the connection ErrShuttingDown
+// (not run) until the connection ends. Messages are bounded by maxMsg.
+func (c *sniffConn) refuseGob(maxMsg int) {
+	dec := gob.NewDecoder(bufio.NewReader(newFrameLimiter(c, maxMsg)))
+	for {
+		var req wireRequest
+		if err := dec.Decode(&req); err != nil {
+			return
+		}
+		if err := dec.DecodeValue(reflect.Value{}); err != nil { // the body, unread
+			return
+		}
+		err := c.send(&wireResponse{ServiceMethod: req.ServiceMethod, Seq: req.Seq,
+			Error: fmt.Sprintf("%v; %s not run", ErrShuttingDown, req.ServiceMethod), Code: CodeShuttingDown})
+		if err != nil {
+			return
+		}
+	}
+}

@@ -250,15 +250,7 @@ func TestShutdownNoticeReachesIdleConnection(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer nc.Close()
-	for {
-		s.lmu.Lock()
-		n := len(s.others)
-		s.lmu.Unlock()
-		if n == 1 {
-			break
-		}
-		time.Sleep(time.Millisecond)
-	}
+	waitOthers(t, s, 1)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if err := s.Shutdown(ctx); err != nil {
@@ -279,19 +271,12 @@ func TestShutdownNoticeReachesIdleConnection(t *testing.T) {
 }
 
 // A semrpc client whose idle connection was accepted but not yet sniffed
-// gets the notice and redials for its next call to another server.
-func TestIdleClientMovesOnAfterShutdownNotice(t *testing.T) {
+// when Shutdown starts: its next call is refused, not executed (never "may
+// have executed" on the old connection).
+func TestIdleClientCallAfterShutdownIsNotExecuted(t *testing.T) {
 	s, _, addr, _ := startServer(t)
 	c := dial(t, addr, WithEagerDial())
-	for s.Stats().Connections == 0 {
-		s.lmu.Lock()
-		n := len(s.others)
-		s.lmu.Unlock()
-		if n == 1 {
-			break
-		}
-		time.Sleep(time.Millisecond)
-	}
+	waitOthers(t, s, 1)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	if err := s.Shutdown(ctx); err != nil {
@@ -329,3 +314,71 @@ func TestJSONCodecOffServesGobOnly(t *testing.T) {
 }
 
 func jsonClientCodec(nc net.Conn) stdrpc.ClientCodec { return jsonrpc.NewClientCodec(nc) }
+
+// waitOthers waits until n connections are accepted but not yet sniffed
+// (or served through ServeCodec).
+func waitOthers(t *testing.T, s *Server, n int) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		s.lmu.Lock()
+		got := len(s.others)
+		s.lmu.Unlock()
+		if got == n {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d unsniffed connections, want %d", got, n)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// A gob request that arrives, after the notice, on a connection the
+// server had not sniffed yet is answered ErrShuttingDown and not run, as
+// on a gob connection (R18).
+func TestRequestAfterNoticeOnUnsniffedConnectionIsRefused(t *testing.T) {
+	s, a, addr, _ := startServer(t)
+	nc, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	waitOthers(t, s, 1)
+	shut := make(chan error, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		shut <- s.Shutdown(ctx)
+	}()
+	dec := gob.NewDecoder(nc)
+	var notice wireResponse
+	if err := dec.Decode(&notice); err != nil || notice.ServiceMethod != goAwayMethod {
+		t.Fatalf("notice = %+v, %v", notice, err)
+	}
+	if err := dec.Decode(&emptyBody{}); err != nil {
+		t.Fatal(err)
+	}
+	// A stock client ignores the notice and calls.
+	enc := gob.NewEncoder(nc)
+	if err := enc.Encode(&wireRequest{ServiceMethod: "Arith.Add", Seq: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if err := enc.Encode(Args{1, 2}); err != nil {
+		t.Fatal(err)
+	}
+	var resp wireResponse
+	if err := dec.Decode(&resp); err != nil {
+		t.Fatal(err)
+	}
+	if resp.Seq != 1 || resp.Code != CodeShuttingDown || !strings.Contains(resp.Error, "Arith.Add not run") {
+		t.Fatalf("answer = %+v", resp)
+	}
+	nc.Close()
+	if err := <-shut; err != nil {
+		t.Fatal(err)
+	}
+	if n := a.calls.Load(); n != 0 {
+		t.Fatalf("%d executions during Shutdown, want 0", n)
+	}
+}
