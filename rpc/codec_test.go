@@ -382,3 +382,60 @@ func TestRequestAfterNoticeOnUnsniffedConnectionIsRefused(t *testing.T) {
 		t.Fatalf("%d executions during Shutdown, want 0", n)
 	}
 }
+
+// FuzzServeJSON feeds arbitrary bytes to a JSON-RPC connection: the server
+// answers or closes it, never panics, and stops every goroutine.
+func FuzzServeJSON(f *testing.F) {
+	for _, seed := range []string{
+		`{"method":"Arith.Add","params":[{"A":1,"B":2}],"id":1}`,
+		`{"method":"Arith.Add","params":[{"A":1,"B":2}],"id":1}{"method":"Arith.Echo","params":["x"],"id":"two"}`,
+		`{"method":"Arith.Missing","params":[{}],"id":null}`,
+		`{"method":"Arith.Add","params":"nope","id":1}`,
+		`{"method":"Arith.Add","id":1}`,
+		`{"method":"_semrpc.Methods","params":[{}],"id":7}`,
+		`{"method":`,
+		`{}`,
+	} {
+		f.Add([]byte(seed))
+	}
+	s := NewServer(WithLogger(discardLogger()), WithMaxMessageSize(4096))
+	if err := s.RegisterName("Arith", jsonFuzzArith{}); err != nil {
+		f.Fatal(err)
+	}
+	f.Cleanup(func() { s.Close() })
+	f.Fuzz(func(t *testing.T, in []byte) {
+		if len(in) == 0 || in[0] != '{' {
+			return // not sniffed as JSON
+		}
+		cs, ss := net.Pipe()
+		done := make(chan struct{})
+		go func() {
+			io.Copy(io.Discard, cs)
+			close(done)
+		}()
+		served := make(chan struct{})
+		go func() {
+			s.serveJSON(ss)
+			close(served)
+		}()
+		cs.Write(in)
+		cs.Close()
+		<-served
+		<-done
+	})
+}
+
+// jsonFuzzArith is Arith without the methods that wait or count.
+type jsonFuzzArith struct{}
+
+func (jsonFuzzArith) Add(args Args, reply *int) error {
+	*reply = args.A + args.B
+	return nil
+}
+
+func (jsonFuzzArith) Echo(s string, reply *string) error {
+	*reply = s
+	return nil
+}
+
+func (jsonFuzzArith) Panic(args Args, reply *int) error { panic("boom") }
