@@ -40,7 +40,8 @@ func (s *Server) ServeCodec(codec netrpc.ServerCodec) {
 }
 
 // WithJSONCodec turns on (the default) or off the JSON-RPC side of Serve:
-// a connection whose first byte is '{' is served with net/rpc/jsonrpc's
+// a connection that opens as a JSON object ('{' then a quote, '}' or white
+// space) is served with net/rpc/jsonrpc's
 // codec (JSON-RPC 1.0, as jsonrpc.Dial speaks it), any other with the gob
 // wire. With it off, Serve speaks gob only.
 func WithJSONCodec(on bool) Option {
@@ -159,7 +160,7 @@ func (cc *codecConn) logReadError(what string, err error) {
 }
 
 // otherConn is a connection the server tracks beside its gob connections:
-// one served by ServeCodec, or one accepted by Serve whose first byte has
+// one served by ServeCodec, or one accepted by Serve whose first bytes have
 // not arrived yet.
 type otherConn struct {
 	close  func()
@@ -224,10 +225,8 @@ func (s *Server) noticeOthers(wg *sync.WaitGroup) {
 }
 
 // sniff starts serving a connection accepted by Serve: a goroutine waits
-// for its first byte, then serves it with the JSON-RPC codec ('{') or the
-// gob wire (anything else; a gob stream starts with a message length, and
-// no header semrpc or net/rpc sends is 123 bytes long: a test pins it). It
-// returns false if the server is closed.
+// for its first two bytes, then serves it with the JSON-RPC codec or the
+// gob wire (see looksLikeJSON). It returns false if the server is closed.
 func (s *Server) sniff(nc net.Conn) bool {
 	sc := &sniffConn{Conn: nc}
 	oc := &otherConn{close: func() { nc.Close() }, notice: sc.goAway}
@@ -240,8 +239,9 @@ func (s *Server) sniff(nc net.Conn) bool {
 	go func() {
 		defer s.connWG.Done()
 		_, err := io.ReadFull(nc, sc.first[:])
+		isJSON := err == nil && looksLikeJSON(sc.first)
 		told := sc.handOff()
-		if err == nil && sc.first[0] != '{' && (told || s.shutting.Load()) {
+		if err == nil && !isJSON && (told || s.shutting.Load()) {
 			// A gob request on a connection the server has not yet taken
 			// while it shuts down: answered ErrShuttingDown, as the gob
 			// connections' requests are, until Shutdown closes it.
@@ -252,13 +252,30 @@ func (s *Server) sniff(nc net.Conn) bool {
 			nc.Close()
 			return
 		}
-		if sc.first[0] == '{' {
+		if isJSON {
 			s.serveJSON(sc)
 			return
 		}
 		s.ServeConn(sc)
 	}()
 	return true
+}
+
+// looksLikeJSON tells a JSON-RPC stream from a gob one by its first two
+// bytes. A JSON request is an object: '{', then a quote, '}' or white
+// space. A gob stream starts with the length of its first message, then,
+// for every stream a net/rpc-style client starts (its first value is a
+// struct, whose type is defined first), a type id below -64, whose first
+// byte is 0xFF. So a first message 123 bytes long ('{') is still gob.
+func looksLikeJSON(b [2]byte) bool {
+	if b[0] != '{' {
+		return false
+	}
+	switch b[1] {
+	case '"', '}', ' ', '\t', '\r', '\n':
+		return true
+	}
+	return false
 }
 
 // serveJSON serves a JSON-RPC connection, each request bounded by the
@@ -306,12 +323,12 @@ func (l *jsonLimit) Read(p []byte) (int, error) {
 	return n, err
 }
 
-// sniffConn is a connection whose first byte was read to choose its codec;
-// reads return that byte first.
+// sniffConn is a connection whose first bytes were read to choose its
+// codec; reads return them first.
 type sniffConn struct {
 	net.Conn
-	first    [1]byte
-	replayed bool // touched by the reading goroutine only
+	first    [2]byte
+	replayed int // bytes of first read back; touched by the reading goroutine only
 
 	mu     sync.Mutex // protects following
 	handed bool       // past the sniff: the notice is no longer sniff's to send
@@ -321,13 +338,10 @@ type sniffConn struct {
 }
 
 func (c *sniffConn) Read(p []byte) (int, error) {
-	if !c.replayed {
-		if len(p) == 0 {
-			return 0, nil
-		}
-		p[0] = c.first[0]
-		c.replayed = true
-		return 1, nil
+	if c.replayed < len(c.first) {
+		n := copy(p, c.first[c.replayed:])
+		c.replayed += n
+		return n, nil
 	}
 	return c.Conn.Read(p)
 }

@@ -178,9 +178,9 @@ func TestBadJSONClosesOnlyItsConnection(t *testing.T) {
 	}
 }
 
-// firstByteOf returns the first byte a client writes to a fresh connection
-// when it calls.
-func firstByteOf(t *testing.T, call func(addr string)) byte {
+// firstBytesOf returns the first two bytes a client writes to a fresh
+// connection when it calls.
+func firstBytesOf(t *testing.T, call func(addr string)) [2]byte {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -193,20 +193,20 @@ func firstByteOf(t *testing.T, call func(addr string)) byte {
 		t.Fatal(err)
 	}
 	defer nc.Close()
-	var b [1]byte
+	var b [2]byte
 	if _, err := io.ReadFull(nc, b[:]); err != nil {
 		t.Fatal(err)
 	}
-	return b[0]
+	return b
 }
 
-// Serve tells JSON from gob by the first byte: no gob stream a semrpc or a
-// stock net/rpc client starts may begin with '{' (a first message of 123
-// bytes).
-func TestGobStreamsNeverStartWithBrace(t *testing.T) {
+// Serve tells JSON from gob by the first two bytes of a connection, as the
+// streams real clients start show.
+func TestSniffTellsClientsApart(t *testing.T) {
 	tests := []struct {
 		name string
 		call func(addr string)
+		json bool
 	}{
 		{"semrpc plain", func(addr string) {
 			c, err := Dial(context.Background(), "tcp", addr)
@@ -214,7 +214,7 @@ func TestGobStreamsNeverStartWithBrace(t *testing.T) {
 				c.Call(context.Background(), "Arith.Add", Args{1, 2}, new(int))
 				c.Close()
 			}
-		}},
+		}, false},
 		{"semrpc at-most-once", func(addr string) {
 			c, err := Dial(context.Background(), "tcp", addr, WithSemantics(semantics.AtMostOnce(semantics.MaxAttempts(1))))
 			if err == nil {
@@ -223,21 +223,52 @@ func TestGobStreamsNeverStartWithBrace(t *testing.T) {
 				c.Call(ctx, "Arith.Add", Args{1, 2}, new(int))
 				c.Close()
 			}
-		}},
+		}, false},
 		{"stock net/rpc", func(addr string) {
 			c, err := stdrpc.Dial("tcp", addr)
 			if err == nil {
 				c.Call("Arith.Add", Args{1, 2}, new(int))
 				c.Close()
 			}
-		}},
+		}, false},
+		{"stock jsonrpc", func(addr string) {
+			c, err := jsonrpc.Dial("tcp", addr)
+			if err == nil {
+				c.Call("Arith.Add", Args{1, 2}, new(int))
+				c.Close()
+			}
+		}, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			if b := firstByteOf(t, tt.call); b == '{' {
-				t.Fatalf("the gob stream starts with %q: Serve would take it for JSON", b)
+			b := firstBytesOf(t, tt.call)
+			if got := looksLikeJSON(b); got != tt.json {
+				t.Fatalf("first bytes %#x read as JSON = %v, want %v", b, got, tt.json)
 			}
 		})
+	}
+}
+
+// A gob stream whose first message is 123 bytes long starts with '{', then
+// the first byte of a type definition's id: still gob.
+func TestLooksLikeJSON(t *testing.T) {
+	tests := []struct {
+		in   [2]byte
+		want bool
+	}{
+		{[2]byte{'{', '"'}, true},
+		{[2]byte{'{', '}'}, true},
+		{[2]byte{'{', '\n'}, true},
+		{[2]byte{'{', ' '}, true},
+		{[2]byte{'{', 0xff}, false}, // gob: a 123-byte type definition
+		{[2]byte{0x47, 0xff}, false},
+		{[2]byte{'[', '{'}, false}, // a JSON-RPC batch: not what jsonrpc speaks
+		{[2]byte{'{', 'x'}, false},
+	}
+	for _, tt := range tests {
+		if got := looksLikeJSON(tt.in); got != tt.want {
+			t.Errorf("looksLikeJSON(%q) = %v, want %v", tt.in[:], got, tt.want)
+		}
 	}
 }
 

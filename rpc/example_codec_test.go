@@ -33,7 +33,7 @@ func ExampleServer_ServeCodec() {
 }
 
 // Serve answers JSON-RPC on the same port as gob: a connection that opens
-// with '{' is JSON.
+// as a JSON object is JSON.
 func ExampleWithJSONCodec() {
 	addr, stop := serve()
 	defer stop()

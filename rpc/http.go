@@ -28,7 +28,7 @@ const (
 // ServeHTTP serves one RPC connection over HTTP, as net/rpc does: the
 // client sends CONNECT, the server answers "200 Connected to Go RPC" and
 // the connection then carries the RPC wire (gob, or JSON-RPC if its first
-// byte is '{' and WithJSONCodec is on). Other methods get 405.
+// bytes open a JSON object and WithJSONCodec is on). Other methods get 405.
 func (s *Server) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	if req.Method != http.MethodConnect {
 		w.Header().Set("Content-Type", "text/plain; charset=utf-8")

@@ -394,7 +394,7 @@ func (s *Server) Serve(l net.Listener) error {
 		}
 		delay = 0
 		if !s.opts.noJSON {
-			if !s.sniff(conn) { // codec.go: JSON-RPC or gob, told by the first byte
+			if !s.sniff(conn) { // codec.go: JSON-RPC or gob, told by the first bytes
 				return ErrServerClosed
 			}
 			continue

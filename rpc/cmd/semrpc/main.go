@@ -1,6 +1,6 @@
 // Command semrpc asks a semrpc server about itself and calls its methods,
 // over the JSON-RPC codec that a semrpc server's Serve answers on its gob
-// port (a connection whose first byte is '{' is JSON-RPC 1.0, as
+// port (a connection that opens as a JSON object is JSON-RPC 1.0, as
 // net/rpc/jsonrpc speaks it).
 //
 // Usage:

@@ -52,3 +52,45 @@ func ExampleNewServerCollector() {
 	// semrpc_server_call_errors_total 1
 	// semrpc_server_rejected_total 1
 }
+
+func ExampleNewClientCollector() {
+	srv := rpc.NewServer()
+	if err := srv.Register(Calc{}); err != nil {
+		log.Fatal(err)
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		log.Fatal(err)
+	}
+	go srv.Serve(l)
+	defer srv.Close()
+	c, err := rpc.Dial(context.Background(), "tcp", l.Addr().String())
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer c.Close()
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(promstats.NewClientCollector(c, prometheus.Labels{"client": "calc"}))
+	var q int
+	for range 3 {
+		if err := c.Call(context.Background(), "Calc.Div", Pair{9, 3}, &q); err != nil {
+			log.Fatal(err)
+		}
+	}
+	families, err := reg.Gather()
+	if err != nil {
+		log.Fatal(err)
+	}
+	for _, mf := range families {
+		switch mf.GetName() {
+		case "semrpc_client_attempts_total":
+			fmt.Println(mf.GetName(), mf.GetMetric()[0].GetCounter().GetValue())
+		case "semrpc_client_call_duration_seconds":
+			fmt.Println(mf.GetName(), "count", mf.GetMetric()[0].GetSummary().GetSampleCount())
+		}
+	}
+	// Output:
+	// semrpc_client_attempts_total 3
+	// semrpc_client_call_duration_seconds count 3
+}
