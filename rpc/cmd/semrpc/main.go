@@ -13,7 +13,9 @@
 // every method with its argument and reply types and a JSON template of
 // its arguments (_semrpc.Methods); call sends the JSON arguments (default
 // {}) and prints the JSON reply. Each command takes -timeout (default 5s),
-// which bounds the dial and the call together.
+// which bounds the dial and the call together, and -http path for a
+// server offering RPC over HTTP (rpc.Server.HandleHTTP; net/rpc's path is
+// /_goRPC_): the command connects with HTTP CONNECT first.
 //
 // Calls through the JSON codec are plain calls: the server runs each
 // request once, with no at-most-once table; a call that times out may have
@@ -27,6 +29,7 @@
 package main
 
 import (
+	"bufio"
 	"bytes"
 	"encoding/json"
 	"errors"
@@ -34,6 +37,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	netrpc "net/rpc"
 	"net/rpc/jsonrpc"
 	"os"
@@ -56,6 +60,7 @@ const usage = `usage:
 Each command takes:
   -addr host:port   the server (required)
   -timeout d        bound on the dial and the call together (default 5s)
+  -http path        reach RPC over HTTP at path (HandleHTTP; net/rpc's is /_goRPC_)
 
 Exit status: 0 success, 1 no answer or an error answer, 2 usage error.
 `
@@ -93,6 +98,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs.SetOutput(io.Discard)
 	addr := fs.String("addr", "", "server address, host:port")
 	timeout := fs.Duration("timeout", 5*time.Second, "bound on the dial and the call together")
+	httpPath := fs.String("http", "", "reach RPC over HTTP at this path")
 	if err := fs.Parse(rest); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			fmt.Fprint(stdout, usage)
@@ -105,6 +111,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 	switch {
 	case *addr == "":
 		err = &usageError{"-addr is required"}
+	case *httpPath != "" && !strings.HasPrefix(*httpPath, "/"):
+		err = &usageError{fmt.Sprintf("-http %q must start with /", *httpPath)}
 	case *timeout <= 0:
 		err = &usageError{fmt.Sprintf("-timeout must be positive, not %v", *timeout)}
 	default:
@@ -113,7 +121,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 	}
 	if err == nil {
-		s := session{addr: *addr, timeout: *timeout, out: stdout}
+		s := session{addr: *addr, timeout: *timeout, httpPath: *httpPath, out: stdout}
 		switch cmd {
 		case "health":
 			err = s.health(fs.Args())
@@ -138,9 +146,10 @@ func run(args []string, stdout, stderr io.Writer) int {
 
 // session is one command's connection settings.
 type session struct {
-	addr    string
-	timeout time.Duration
-	out     io.Writer
+	addr     string
+	timeout  time.Duration
+	httpPath string // "": the RPC port itself
+	out      io.Writer
 }
 
 func noArgs(args []string) error {
@@ -226,6 +235,12 @@ func (s session) invoke(method string, args, reply any) error {
 		return fmt.Errorf("cannot reach %s: %w", s.addr, err)
 	}
 	nc.SetDeadline(deadline)
+	if s.httpPath != "" {
+		if err := httpConnect(nc, s.httpPath); err != nil {
+			nc.Close()
+			return fmt.Errorf("%s: CONNECT %s%s: %w", method, s.addr, s.httpPath, err)
+		}
+	}
 	c := netrpc.NewClientWithCodec(jsonrpc.NewClientCodec(nc))
 	defer c.Close()
 	err = c.Call(method, args, reply)
@@ -247,4 +262,32 @@ func (s session) invoke(method string, args, reply any) error {
 	default:
 		return fmt.Errorf("%s: %v", method, err)
 	}
+}
+
+// httpConnect asks an HTTP server for an RPC connection, as net/rpc's
+// DialHTTPPath does, reading its answer a byte at a time so that nothing
+// after it is consumed.
+func httpConnect(nc net.Conn, path string) error {
+	if _, err := io.WriteString(nc, "CONNECT "+path+" HTTP/1.0\n\n"); err != nil {
+		return err
+	}
+	resp, err := http.ReadResponse(bufio.NewReaderSize(oneByte{nc}, 16), &http.Request{Method: http.MethodConnect})
+	if err != nil {
+		return fmt.Errorf("reading the answer: %w", err)
+	}
+	resp.Body.Close()
+	if resp.Status != "200 Connected to Go RPC" {
+		return fmt.Errorf("answered %q: no RPC at that path", resp.Status)
+	}
+	return nil
+}
+
+// oneByte reads at most one byte per call.
+type oneByte struct{ r io.Reader }
+
+func (o oneByte) Read(p []byte) (int, error) {
+	if len(p) > 1 {
+		p = p[:1]
+	}
+	return o.r.Read(p)
 }

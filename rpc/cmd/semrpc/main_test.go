@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -65,12 +66,18 @@ func serveForTest(mode string) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	go srv.Serve(l)
+	if mode == "http" {
+		srv.HandleHTTP(rpc.DefaultRPCPath, rpc.DefaultDebugPath)
+		go http.Serve(l, nil)
+	} else {
+		go srv.Serve(l)
+	}
 	fmt.Println(l.Addr())
 	io.Copy(io.Discard, os.Stdin)
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	srv.Shutdown(ctx)
+	l.Close()
 	return 0
 }
 
@@ -131,6 +138,7 @@ func TestCLIAgainstServerProcess(t *testing.T) {
 	bin := buildCLI(t)
 	addr := startServerProcess(t, "default")
 	noJSON := startServerProcess(t, "nojson")
+	overHTTP := startServerProcess(t, "http")
 	down := closedPort(t)
 	tests := []struct {
 		name   string
@@ -158,6 +166,11 @@ func TestCLIAgainstServerProcess(t *testing.T) {
 		{"unknown flag", []string{"list", "-bogus"}, 2, nil, []string{"flag provided but not defined: -bogus"}},
 		{"unknown command", []string{"ping"}, 2, nil, []string{`unknown command "ping"`}},
 		{"help", []string{"-h"}, 0, []string{"semrpc call"}, nil},
+		{"over HTTP", []string{"call", "-addr", overHTTP, "-http", "/_goRPC_", "Calc.Add", `{"A":1,"B":1}`}, 0, []string{"2"}, nil},
+		{"health over HTTP", []string{"health", "-addr", overHTTP, "-http", "/_goRPC_"}, 0, []string{"SERVING"}, nil},
+		{"HTTP path without RPC", []string{"health", "-addr", overHTTP, "-http", "/nothing"}, 1, nil,
+			[]string{`answered "404 Not Found": no RPC at that path`}},
+		{"bad -http", []string{"list", "-addr", addr, "-http", "x"}, 2, nil, []string{`-http "x" must start with /`}},
 		{"unreachable", []string{"health", "-addr", down}, 1, nil, []string{"cannot reach " + down}},
 		{"JSON codec off", []string{"health", "-addr", noJSON, "-timeout", "300ms"}, 1, nil,
 			[]string{"no answer from " + noJSON + " within 300ms"}},
