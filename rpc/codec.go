@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"encoding/gob"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -83,7 +84,7 @@ func (cc *codecConn) serve() {
 		m, err := cc.s.lookup(req.ServiceMethod)
 		if err != nil {
 			cc.s.rejected.Add(1)
-			if berr := cc.codec.ReadRequestBody(nil); berr != nil && isStreamError(berr) {
+			if berr := cc.codec.ReadRequestBody(nil); berr != nil && codecStreamBroken(berr) {
 				cc.logReadError("discarding request body", berr)
 				return
 			}
@@ -94,7 +95,7 @@ func (cc *codecConn) serve() {
 		if err := cc.codec.ReadRequestBody(ptr); err != nil {
 			cc.s.rejected.Add(1)
 			cc.respond(req, nil, reject(CodeRejected, "rpc: decoding arguments of %s: %v", req.ServiceMethod, err))
-			if isStreamError(err) {
+			if codecStreamBroken(err) {
 				cc.logReadError("reading request body", err)
 				return
 			}
@@ -139,12 +140,20 @@ func (cc *codecConn) respond(req netrpc.Request, reply any, err error) {
 		select {
 		case <-cc.done:
 		default:
-			if !isNetError(werr) {
+			if !codecStreamBroken(werr) {
 				cc.s.logger.Printf("rpc: writing response to %s through a codec: %v; closing the connection", req.ServiceMethod, werr)
 			}
 		}
 		cc.close()
 	}
+}
+
+// codecStreamBroken reports whether a codec's error leaves its stream
+// unusable (as opposed to one value that did not fit its type).
+func codecStreamBroken(err error) bool {
+	var ne net.Error
+	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, net.ErrClosed) ||
+		errors.Is(err, io.ErrClosedPipe) || errors.Is(err, ErrMessageTooLarge) || errors.As(err, &ne)
 }
 
 func (cc *codecConn) logReadError(what string, err error) {
@@ -299,6 +308,27 @@ type limitedCodec struct {
 func (c *limitedCodec) ReadRequestHeader(r *netrpc.Request) error {
 	c.lim.n = 0
 	return c.ServerCodec.ReadRequestHeader(r)
+}
+
+// WriteResponse answers an error instead of a reply that has no JSON form
+// or is over the message limit: the method ran, its reply is unusable
+// (JSON-RPC carries only the text), and the connection stays in use.
+func (c *limitedCodec) WriteResponse(r *netrpc.Response, body any) error {
+	if r.Error == "" {
+		b, err := json.Marshal(body)
+		switch {
+		case err != nil:
+			r.Error = fmt.Sprintf("rpc: %s ran, but its reply could not be encoded: %v", r.ServiceMethod, err)
+			body = nil
+		case len(b) > c.lim.max:
+			r.Error = fmt.Sprintf("rpc: %s ran, but its reply (%d bytes) is over the message limit (%d bytes): %v",
+				r.ServiceMethod, len(b), c.lim.max, ErrMessageTooLarge)
+			body = nil
+		default:
+			body = json.RawMessage(b)
+		}
+	}
+	return c.ServerCodec.WriteResponse(r, body)
 }
 
 // jsonLimit fails a read once more than max bytes were read since the

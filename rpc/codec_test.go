@@ -7,6 +7,7 @@ import (
 	"errors"
 
 	"io"
+	"math"
 	"net"
 	stdrpc "net/rpc"
 	"net/rpc/jsonrpc"
@@ -470,3 +471,49 @@ func (jsonFuzzArith) Echo(s string, reply *string) error {
 }
 
 func (jsonFuzzArith) Panic(args Args, reply *int) error { panic("boom") }
+
+// jsonOdd has replies JSON cannot carry.
+type jsonOdd struct{}
+
+func (jsonOdd) NaN(_ int, reply *float64) error {
+	*reply = math.NaN()
+	return nil
+}
+
+func (jsonOdd) Big(n int, reply *string) error {
+	*reply = strings.Repeat("x", n)
+	return nil
+}
+
+// A reply with no JSON form, or over the limit, is answered as an error;
+// the connection stays in use.
+func TestJSONReplyThatCannotBeSentIsAnError(t *testing.T) {
+	s, _, addr, _ := startServer(t, WithMaxMessageSize(1024))
+	if err := s.RegisterName("Odd", jsonOdd{}); err != nil {
+		t.Fatal(err)
+	}
+	c, err := jsonrpc.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	tests := []struct {
+		method string
+		arg    int
+		want   string
+	}{
+		{"Odd.NaN", 0, "Odd.NaN ran, but its reply could not be encoded"},
+		{"Odd.Big", 2000, "Odd.Big ran, but its reply (2002 bytes) is over the message limit (1024 bytes)"},
+	}
+	for _, tt := range tests {
+		var reply any
+		err := c.Call(tt.method, tt.arg, &reply)
+		if se, ok := err.(stdrpc.ServerError); !ok || !strings.Contains(string(se), tt.want) {
+			t.Fatalf("%s: %#v, want a ServerError containing %q", tt.method, err, tt.want)
+		}
+	}
+	var big string
+	if err := c.Call("Odd.Big", 10, &big); err != nil || big != "xxxxxxxxxx" {
+		t.Fatalf("Big(10) after the refusals = %q, %v", big, err)
+	}
+}
