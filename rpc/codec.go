@@ -26,7 +26,8 @@ import (
 // the caller and no response codes (the caller sees the error text only).
 // Limits on message size are the codec's; Serve's own JSON connections are
 // bounded by WithMaxMessageSize. A reply the codec cannot write closes the
-// connection. Close and Shutdown close the codec, which must allow Close
+// connection (Serve's JSON connections answer an error instead, for a reply
+// with no JSON form or over the message limit). Close and Shutdown close the codec, which must allow Close
 // while a read is blocked (codecs over a net.Conn do).
 func (s *Server) ServeCodec(codec netrpc.ServerCodec) {
 	cc := &codecConn{s: s, codec: codec, sem: make(chan struct{}, s.opts.maxConcurrent), done: make(chan struct{})}
