@@ -27,8 +27,9 @@ import (
 // Limits on message size are the codec's; Serve's own JSON connections are
 // bounded by WithMaxMessageSize. A reply the codec cannot write closes the
 // connection (Serve's JSON connections answer an error instead, for a reply
-// with no JSON form or over the message limit). Close and Shutdown close the codec, which must allow Close
-// while a read is blocked (codecs over a net.Conn do).
+// with no JSON form or over the message limit). Close and Shutdown close
+// the codec, which must allow Close while a read is blocked (codecs over a
+// net.Conn do).
 func (s *Server) ServeCodec(codec netrpc.ServerCodec) {
 	cc := &codecConn{s: s, codec: codec, sem: make(chan struct{}, s.opts.maxConcurrent), done: make(chan struct{})}
 	oc := &otherConn{close: cc.close}
@@ -43,9 +44,9 @@ func (s *Server) ServeCodec(codec netrpc.ServerCodec) {
 
 // WithJSONCodec turns on (the default) or off the JSON-RPC side of Serve:
 // a connection that opens as a JSON object ('{' then a quote, '}' or white
-// space) is served with net/rpc/jsonrpc's
-// codec (JSON-RPC 1.0, as jsonrpc.Dial speaks it), any other with the gob
-// wire. With it off, Serve speaks gob only.
+// space) is served with net/rpc/jsonrpc's codec (JSON-RPC 1.0, as
+// jsonrpc.Dial speaks it), any other with the gob wire. With it off, Serve
+// speaks gob only. ServeHTTP follows the same option.
 func WithJSONCodec(on bool) Option {
 	return func(o *options) { o.noJSON = !on }
 }
@@ -275,8 +276,9 @@ func (s *Server) sniff(nc net.Conn) bool {
 // bytes. A JSON request is an object: '{', then a quote, '}' or white
 // space. A gob stream starts with the length of its first message, then,
 // for every stream a net/rpc-style client starts (its first value is a
-// struct, whose type is defined first), a type id below -64, whose first
-// byte is 0xFF. So a first message 123 bytes long ('{') is still gob.
+// struct, whose type is defined first), a negative type id below -64,
+// which gob writes as a byte count (0xFF, 0xFE, ...) and the bytes. So a
+// first message 123 bytes long ('{') is still gob.
 func looksLikeJSON(b [2]byte) bool {
 	if b[0] != '{' {
 		return false

@@ -262,6 +262,7 @@ func TestLooksLikeJSON(t *testing.T) {
 		{[2]byte{'{', '\n'}, true},
 		{[2]byte{'{', ' '}, true},
 		{[2]byte{'{', 0xff}, false}, // gob: a 123-byte type definition
+		{[2]byte{'{', 0xfe}, false}, // the same, with a type id over 127
 		{[2]byte{0x47, 0xff}, false},
 		{[2]byte{'[', '{'}, false}, // a JSON-RPC batch: not what jsonrpc speaks
 		{[2]byte{'{', 'x'}, false},
