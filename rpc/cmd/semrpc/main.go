@@ -251,7 +251,10 @@ func (s session) invoke(method string, args, reply any) error {
 		return nil
 	case errors.As(err, &se):
 		msg := fmt.Sprintf("%s: the server answered: %s", method, se)
-		if strings.Contains(string(se), "can't find") {
+		switch {
+		case strings.Contains(string(se), "can't find") && strings.HasPrefix(method, "_semrpc."):
+			msg += " (the server has introspection off: rpc.WithIntrospection(false))"
+		case strings.Contains(string(se), "can't find"):
 			msg += fmt.Sprintf(" (semrpc list -addr %s shows its methods)", s.addr)
 		}
 		return errors.New(msg)

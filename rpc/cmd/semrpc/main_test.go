@@ -53,8 +53,11 @@ func (Calc) Div(p Pair, quo *int) error {
 
 func serveForTest(mode string) int {
 	var opts []rpc.Option
-	if mode == "nojson" {
+	switch mode {
+	case "nojson":
 		opts = append(opts, rpc.WithJSONCodec(false))
+	case "nointro":
+		opts = append(opts, rpc.WithIntrospection(false))
 	}
 	srv := rpc.NewServer(opts...)
 	if err := srv.Register(Calc{}); err != nil {
@@ -139,6 +142,7 @@ func TestCLIAgainstServerProcess(t *testing.T) {
 	addr := startServerProcess(t, "default")
 	noJSON := startServerProcess(t, "nojson")
 	overHTTP := startServerProcess(t, "http")
+	noIntro := startServerProcess(t, "nointro")
 	down := closedPort(t)
 	tests := []struct {
 		name   string
@@ -171,6 +175,8 @@ func TestCLIAgainstServerProcess(t *testing.T) {
 		{"HTTP path without RPC", []string{"health", "-addr", overHTTP, "-http", "/nothing"}, 1, nil,
 			[]string{`answered "404 Not Found": no RPC at that path`}},
 		{"bad -http", []string{"list", "-addr", addr, "-http", "x"}, 2, nil, []string{`-http "x" must start with /`}},
+		{"introspection off", []string{"list", "-addr", noIntro}, 1, nil, []string{"introspection off"}},
+		{"introspection off, calls still work", []string{"call", "-addr", noIntro, "Calc.Add", `{"A":1,"B":2}`}, 0, []string{"3"}, nil},
 		{"unreachable", []string{"health", "-addr", down}, 1, nil, []string{"cannot reach " + down}},
 		{"JSON codec off", []string{"health", "-addr", noJSON, "-timeout", "300ms"}, 1, nil,
 			[]string{"no answer from " + noJSON + " within 300ms"}},
