@@ -20,7 +20,7 @@ bench:
 
 # Each fuzz target runs for $(FUZZTIME); seeds live in each package's testdata/fuzz.
 FUZZ_TARGETS = \
-	./rpc:FuzzServeConn ./rpc:FuzzFrameLimiter ./rpc:FuzzTableHeaders \
+	./rpc:FuzzServeConn ./rpc:FuzzServeJSON ./rpc:FuzzFrameLimiter ./rpc:FuzzTableHeaders \
 	./crawler:FuzzNormalize ./crawler:FuzzExtractLinks ./labrpc/labgob:FuzzDecode
 
 fuzz:

@@ -33,6 +33,8 @@ type options struct {
 	serverInterceptors []Interceptor
 	table              *semantics.Table
 	maxConcurrent      int
+	noIntrospection    bool // WithIntrospection(false): no _semrpc.Health, _semrpc.Methods
+	noJSON             bool // WithJSONCodec(false): Serve speaks gob only
 }
 
 func defaultOptions() options {

@@ -41,6 +41,7 @@ type Server struct {
 	lmu       sync.Mutex // protects following
 	listeners map[net.Listener]struct{}
 	conns     map[*serverConn]struct{}
+	others    map[*otherConn]struct{} // codec.go: ServeCodec's, and those not yet sniffed
 	closed    bool
 	connWG    sync.WaitGroup // connections being served, by Serve or ServeConn
 }
@@ -51,7 +52,7 @@ type ServerOption = Option
 
 // NewServer returns a server with no services. Options: WithMaxMessageSize,
 // WithServerInterceptor, WithTable, WithDurableStore, WithLogger,
-// WithMaxConcurrentPerConn.
+// WithMaxConcurrentPerConn, WithIntrospection, WithJSONCodec.
 func NewServer(opts ...Option) *Server {
 	o := defaultOptions()
 	for _, opt := range opts {
@@ -62,6 +63,7 @@ func NewServer(opts ...Option) *Server {
 		services:  make(map[string]*service),
 		listeners: make(map[net.Listener]struct{}),
 		conns:     make(map[*serverConn]struct{}),
+		others:    make(map[*otherConn]struct{}),
 		logger:    o.logger,
 	}
 	if s.logger == nil {
@@ -165,6 +167,10 @@ func (s *Server) lookup(serviceMethod string) (*methodType, error) {
 		return openMethodType, nil
 	case closeMethod:
 		return closeMethodType, nil
+	case healthMethod, methodsMethod:
+		if m := s.builtinMethod(serviceMethod); m != nil {
+			return m, nil
+		}
 	}
 	dot := strings.LastIndex(serviceMethod, ".")
 	if dot < 0 {
@@ -269,6 +275,9 @@ func (s *Server) execute(ctx context.Context, m *methodType, h *semantics.Header
 
 // dedup applies the at-most-once table when the request carries a header.
 func (s *Server) dedup(ctx context.Context, m *methodType, h *semantics.Header, argv reflect.Value) (any, error) {
+	if m.builtin != nil {
+		return m.builtin(s), nil
+	}
 	if h == nil {
 		if s.durable {
 			return s.transactDurable(ctx, m, argv)
@@ -400,6 +409,12 @@ func (s *Server) Serve(l net.Listener) error {
 			return err
 		}
 		delay = 0
+		if !s.opts.noJSON {
+			if !s.sniff(conn) { // codec.go: JSON-RPC or gob, told by the first bytes
+				return ErrServerClosed
+			}
+			continue
+		}
 		c := s.newConn(conn)
 		if c == nil {
 			return ErrServerClosed
@@ -439,6 +454,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 			c.sendGoAway()
 		}()
 	}
+	s.noticeOthers(&notices) // codec.go
 	defer notices.Wait()
 	err := s.waitIdle(ctx)
 	if err == nil {
@@ -503,6 +519,7 @@ func (s *Server) closeConns() {
 	for _, c := range s.connList() {
 		c.close()
 	}
+	s.closeOthers() // codec.go
 }
 
 // waitConnsClosed polls until every connection has ended, for at most

@@ -23,6 +23,9 @@ type methodType struct {
 	replyType reflect.Type // always a pointer type
 	hasError  bool         // net/rpc style; false for lab-style handlers
 	hasCtx    bool         // takes a context.Context first
+	// builtin, when set, answers the request itself (_semrpc.Health,
+	// _semrpc.Methods): never through the at-most-once table.
+	builtin func(s *Server) any
 
 	stats callStats // executions only
 }

@@ -173,6 +173,9 @@ func isPermanentDialError(err error) bool {
 		invalid  x509.CertificateInvalidError
 		record   tls.RecordHeaderError
 	)
+	if semantics.IsPermanent(err) { // a dialer's own verdict (DialHTTP: not an RPC path)
+		return true
+	}
 	switch {
 	case errors.As(err, &addrErr), errors.As(err, &netErr), errors.As(err, &parseErr):
 		return true

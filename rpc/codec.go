@@ -1,0 +1,443 @@
+package rpc
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/gob"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	netrpc "net/rpc"
+	"net/rpc/jsonrpc"
+	"reflect"
+	"sync"
+)
+
+// ServeCodec serves one connection through a net/rpc ServerCodec, such as
+// jsonrpc.NewServerCodec(conn), so that stock net/rpc clients speaking
+// another codec can call a semrpc server. It returns when the codec fails
+// to read a request (the peer hung up, the stream broke) or the server is
+// closed, after every call it started has finished.
+//
+// A stock codec carries no semrpc header: every call through it is a plain
+// call, run once per request with no at-most-once table, no deadline from
+// the caller and no response codes (the caller sees the error text only).
+// Limits on message size are the codec's; Serve's own JSON connections are
+// bounded by WithMaxMessageSize. A reply the codec cannot write closes the
+// connection (Serve's JSON connections answer an error instead, for a reply
+// with no JSON form or over the message limit). Close and Shutdown close
+// the codec, which must allow Close while a read is blocked (codecs over a
+// net.Conn do).
+func (s *Server) ServeCodec(codec netrpc.ServerCodec) {
+	cc := &codecConn{s: s, codec: codec, sem: make(chan struct{}, s.opts.maxConcurrent), done: make(chan struct{})}
+	oc := &otherConn{close: cc.close}
+	if !s.addOther(oc, true) {
+		codec.Close()
+		return
+	}
+	defer s.connWG.Done()
+	defer s.dropOther(oc, true)
+	cc.serve()
+}
+
+// WithJSONCodec turns on (the default) or off the JSON-RPC side of Serve:
+// a connection that opens as a JSON object ('{' then a quote, '}' or white
+// space) is served with net/rpc/jsonrpc's codec (JSON-RPC 1.0, as
+// jsonrpc.Dial speaks it), any other with the gob wire. With it off, Serve
+// speaks gob only. ServeHTTP follows the same option.
+func WithJSONCodec(on bool) Option {
+	return func(o *options) { o.noJSON = !on }
+}
+
+// codecConn serves one connection through a net/rpc ServerCodec.
+type codecConn struct {
+	s     *Server
+	codec netrpc.ServerCodec
+	sem   chan struct{} // bounds the calls running at once
+	done  chan struct{} // closed by close
+	wg    sync.WaitGroup
+
+	wmu sync.Mutex // protects following, and serialises WriteResponse
+	bad bool       // a write failed; the codec is closed
+
+	closeOnce sync.Once
+}
+
+func (cc *codecConn) close() {
+	cc.closeOnce.Do(func() {
+		close(cc.done)
+		cc.codec.Close()
+	})
+}
+
+func (cc *codecConn) serve() {
+	defer func() {
+		cc.close()
+		cc.wg.Wait()
+	}()
+	for {
+		var req netrpc.Request
+		if err := cc.codec.ReadRequestHeader(&req); err != nil {
+			cc.logReadError("reading request header", err)
+			return
+		}
+		m, err := cc.s.lookup(req.ServiceMethod)
+		if err != nil {
+			cc.s.rejected.Add(1)
+			if berr := cc.codec.ReadRequestBody(nil); berr != nil && codecStreamBroken(berr) {
+				cc.logReadError("discarding request body", berr)
+				return
+			}
+			cc.respond(req, nil, err)
+			continue
+		}
+		ptr, pass := m.newArgs()
+		if err := cc.codec.ReadRequestBody(ptr); err != nil {
+			cc.s.rejected.Add(1)
+			cc.respond(req, nil, reject(CodeRejected, "rpc: decoding arguments of %s: %v", req.ServiceMethod, err))
+			if codecStreamBroken(err) {
+				cc.logReadError("reading request body", err)
+				return
+			}
+			continue
+		}
+		select {
+		case cc.sem <- struct{}{}:
+		case <-cc.done:
+			return
+		}
+		cc.wg.Add(1)
+		go cc.run(req, m, ptr, pass)
+	}
+}
+
+// run executes one request as a plain call and writes its answer. It is
+// counted in inflight until the answer is written, as the gob path's are.
+func (cc *codecConn) run(req netrpc.Request, m *methodType, ptr any, pass reflect.Value) {
+	defer cc.wg.Done()
+	cc.s.inflight.Add(1)
+	ctx, cancel := cc.s.callContext(0)
+	reply, err := cc.s.execute(ctx, m, nil, ptr, pass)
+	cancel()
+	cc.respond(req, reply, err)
+	cc.s.inflight.Add(-1)
+	<-cc.sem
+}
+
+func (cc *codecConn) respond(req netrpc.Request, reply any, err error) {
+	resp := netrpc.Response{ServiceMethod: req.ServiceMethod, Seq: req.Seq}
+	if err != nil {
+		_, resp.Error = EncodeError(err)
+		reply = emptyBody{}
+	}
+	cc.wmu.Lock()
+	defer cc.wmu.Unlock()
+	if cc.bad {
+		return
+	}
+	if werr := cc.codec.WriteResponse(&resp, reply); werr != nil {
+		cc.bad = true
+		select {
+		case <-cc.done:
+		default:
+			if !codecStreamBroken(werr) {
+				cc.s.logger.Printf("rpc: writing response to %s through a codec: %v; closing the connection", req.ServiceMethod, werr)
+			}
+		}
+		cc.close()
+	}
+}
+
+// codecStreamBroken reports whether a codec's error leaves its stream
+// unusable (as opposed to one value that did not fit its type).
+func codecStreamBroken(err error) bool {
+	var ne net.Error
+	return errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, net.ErrClosed) ||
+		errors.Is(err, io.ErrClosedPipe) || errors.Is(err, ErrMessageTooLarge) || errors.As(err, &ne)
+}
+
+func (cc *codecConn) logReadError(what string, err error) {
+	select {
+	case <-cc.done:
+		return
+	default:
+	}
+	if errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) {
+		return
+	}
+	cc.s.logger.Printf("rpc: closing codec connection: %s: %v", what, err)
+}
+
+// otherConn is a connection the server tracks beside its gob connections:
+// one served by ServeCodec, or one accepted by Serve whose first bytes have
+// not arrived yet.
+type otherConn struct {
+	close  func()
+	notice func() // tells the peer that the server shuts down; may be nil
+}
+
+// addOther registers oc so that Close and Shutdown reach it, or returns
+// false if the server is closed. On true the caller owns one count of
+// s.connWG and must call s.connWG.Done when it is done with the connection.
+func (s *Server) addOther(oc *otherConn, counted bool) bool {
+	s.lmu.Lock()
+	defer s.lmu.Unlock()
+	if s.closed {
+		return false
+	}
+	s.others[oc] = struct{}{}
+	if counted {
+		s.connCount.Add(1)
+	}
+	s.connWG.Add(1)
+	return true
+}
+
+func (s *Server) dropOther(oc *otherConn, counted bool) {
+	s.lmu.Lock()
+	delete(s.others, oc)
+	s.lmu.Unlock()
+	if counted {
+		s.connCount.Add(-1)
+	}
+}
+
+func (s *Server) otherList() []*otherConn {
+	s.lmu.Lock()
+	defer s.lmu.Unlock()
+	l := make([]*otherConn, 0, len(s.others))
+	for oc := range s.others {
+		l = append(l, oc)
+	}
+	return l
+}
+
+func (s *Server) closeOthers() {
+	for _, oc := range s.otherList() {
+		oc.close()
+	}
+}
+
+// noticeOthers sends the shutdown notice to the connections that have one,
+// each on its own goroutine counted in wg (see Shutdown).
+func (s *Server) noticeOthers(wg *sync.WaitGroup) {
+	for _, oc := range s.otherList() {
+		if oc.notice == nil {
+			continue
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			oc.notice()
+		}()
+	}
+}
+
+// sniff starts serving a connection accepted by Serve: a goroutine waits
+// for its first two bytes, then serves it with the JSON-RPC codec or the
+// gob wire (see looksLikeJSON). It returns false if the server is closed.
+func (s *Server) sniff(nc net.Conn) bool {
+	sc := &sniffConn{Conn: nc}
+	oc := &otherConn{close: func() { nc.Close() }, notice: sc.goAway}
+	// Counted as open, so that Shutdown gives its peer the grace it gives
+	// every connection after the notice.
+	if !s.addOther(oc, true) {
+		nc.Close()
+		return false
+	}
+	go func() {
+		defer s.connWG.Done()
+		_, err := io.ReadFull(nc, sc.first[:])
+		isJSON := err == nil && looksLikeJSON(sc.first)
+		told := sc.handOff()
+		if err == nil && !isJSON && (told || s.shutting.Load()) {
+			// A gob request on a connection the server has not yet taken
+			// while it shuts down: answered ErrShuttingDown, as the gob
+			// connections' requests are, until Shutdown closes it.
+			sc.refuseGob(s.opts.maxMsg)
+		}
+		s.dropOther(oc, true)
+		if err != nil || told || s.shutting.Load() {
+			nc.Close()
+			return
+		}
+		if isJSON {
+			s.serveJSON(sc)
+			return
+		}
+		s.ServeConn(sc)
+	}()
+	return true
+}
+
+// looksLikeJSON tells a JSON-RPC stream from a gob one by its first two
+// bytes. A JSON request is an object: '{', then a quote, '}' or white
+// space. A gob stream starts with the length of its first message, then,
+// for every stream a net/rpc-style client starts (its first value is a
+// struct, whose type is defined first), a negative type id below -64,
+// which gob writes as a byte count (0xFF, 0xFE, ...) and the bytes. So a
+// first message 123 bytes long ('{') is still gob.
+func looksLikeJSON(b [2]byte) bool {
+	if b[0] != '{' {
+		return false
+	}
+	switch b[1] {
+	case '"', '}', ' ', '\t', '\r', '\n':
+		return true
+	}
+	return false
+}
+
+// serveJSON serves a JSON-RPC connection, each request bounded by the
+// server's message limit.
+func (s *Server) serveJSON(c net.Conn) {
+	lim := &jsonLimit{r: c, max: s.opts.maxMsg}
+	rwc := struct {
+		io.Reader
+		io.Writer
+		io.Closer
+	}{lim, c, c}
+	s.ServeCodec(&limitedCodec{ServerCodec: jsonrpc.NewServerCodec(rwc), lim: lim})
+}
+
+// limitedCodec restarts its reader's byte count at each request.
+type limitedCodec struct {
+	netrpc.ServerCodec
+	lim *jsonLimit
+}
+
+func (c *limitedCodec) ReadRequestHeader(r *netrpc.Request) error {
+	c.lim.n = 0
+	return c.ServerCodec.ReadRequestHeader(r)
+}
+
+// WriteResponse answers an error instead of a reply that has no JSON form
+// or is over the message limit: the method ran, its reply is unusable
+// (JSON-RPC carries only the text), and the connection stays in use.
+func (c *limitedCodec) WriteResponse(r *netrpc.Response, body any) error {
+	if r.Error == "" {
+		b, err := json.Marshal(body)
+		switch {
+		case err != nil:
+			r.Error = fmt.Sprintf("rpc: %s ran, but its reply could not be encoded: %v", r.ServiceMethod, err)
+			body = nil
+		case len(b) > c.lim.max:
+			r.Error = fmt.Sprintf("rpc: %s ran, but its reply (%d bytes) is over the message limit (%d bytes): %v",
+				r.ServiceMethod, len(b), c.lim.max, ErrMessageTooLarge)
+			body = nil
+		default:
+			body = json.RawMessage(b)
+		}
+	}
+	return c.ServerCodec.WriteResponse(r, body)
+}
+
+// jsonLimit fails a read once more than max bytes were read since the
+// count last restarted: JSON has no length prefix, so the bound is on what
+// the decoder has pulled in for the request it is reading (plus what it
+// read ahead of the next ones).
+type jsonLimit struct {
+	r   io.Reader
+	max int
+	n   int
+}
+
+func (l *jsonLimit) Read(p []byte) (int, error) {
+	if l.n >= l.max {
+		return 0, fmt.Errorf("%w: a JSON-RPC request over %d bytes", ErrMessageTooLarge, l.max)
+	}
+	if len(p) > l.max-l.n {
+		p = p[:l.max-l.n]
+	}
+	n, err := l.r.Read(p)
+	l.n += n
+	return n, err
+}
+
+// sniffConn is a connection whose first bytes were read to choose its
+// codec; reads return them first.
+type sniffConn struct {
+	net.Conn
+	first    [2]byte
+	replayed int // bytes of first read back; touched by the reading goroutine only
+
+	mu     sync.Mutex // protects following
+	handed bool       // past the sniff: the notice is no longer sniff's to send
+	told   bool       // the shutdown notice was written, with enc
+	buf    bytes.Buffer
+	enc    *gob.Encoder // the gob stream sniff writes (the notice, refusals)
+}
+
+func (c *sniffConn) Read(p []byte) (int, error) {
+	if c.replayed < len(c.first) {
+		n := copy(p, c.first[c.replayed:])
+		c.replayed += n
+		return n, nil
+	}
+	return c.Conn.Read(p)
+}
+
+// NetConn returns the connection underneath (a *tls.Conn when Serve's
+// listener is a TLS one), as tls.Conn's NetConn does.
+func (c *sniffConn) NetConn() net.Conn { return c.Conn }
+
+// handOff ends the sniff and reports whether the shutdown notice was
+// written.
+func (c *sniffConn) handOff() (told bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.handed = true
+	return c.told
+}
+
+// goAway writes the gob wire's shutdown notice on a connection that has
+// sent nothing yet (a semrpc client may hold it open, idle). A JSON-RPC
+// peer would read it as garbage, but an idle one has no call to lose.
+func (c *sniffConn) goAway() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.handed || c.told {
+		return
+	}
+	c.told = true
+	c.send(&wireResponse{ServiceMethod: goAwayMethod, Seq: goAwaySeq, Error: ErrShuttingDown.Error(), Code: CodeShuttingDown})
+}
+
+// send writes one gob response with an empty body; c.mu must be held, or
+// the sniff be over.
+func (c *sniffConn) send(resp *wireResponse) error {
+	if c.enc == nil {
+		c.enc = gob.NewEncoder(&c.buf)
+	}
+	c.buf.Reset()
+	if err := c.enc.Encode(resp); err != nil {
+		return err
+	}
+	if err := c.enc.Encode(emptyBody{}); err != nil {
+		return err
+	}
+	_, err := c.Conn.Write(c.buf.Bytes())
+	return err
+}
+
+// refuseGob answers every gob request on the connection ErrShuttingDown
+// (not run) until the connection ends. Messages are bounded by maxMsg.
+func (c *sniffConn) refuseGob(maxMsg int) {
+	dec := gob.NewDecoder(bufio.NewReader(newFrameLimiter(c, maxMsg)))
+	for {
+		var req wireRequest
+		if err := dec.Decode(&req); err != nil {
+			return
+		}
+		if err := dec.DecodeValue(reflect.Value{}); err != nil { // the body, unread
+			return
+		}
+		err := c.send(&wireResponse{ServiceMethod: req.ServiceMethod, Seq: req.Seq,
+			Error: fmt.Sprintf("%v; %s not run", ErrShuttingDown, req.ServiceMethod), Code: CodeShuttingDown})
+		if err != nil {
+			return
+		}
+	}
+}
