@@ -363,10 +363,10 @@ func (p *PoliteFetcher) loadRobots(ctx context.Context, h *hostState, r *robotsR
 	expires := p.now().Add(p.cfg.robotsTTL())
 	if err != nil {
 		// Without a readable robots.txt, assume nothing may be crawled.
-		h.robotsLoaded(r, nil, fmt.Errorf("%w: robots.txt unavailable: %v", ErrDisallowed, err), 0, expires)
+		h.robotsLoaded(r, u.Scheme, nil, fmt.Errorf("%w: robots.txt unavailable: %v", ErrDisallowed, err), 0, expires)
 		return
 	}
-	h.robotsLoaded(r, data, nil, p.cfg.capDelay(data.FindGroup(p.cfg.UserAgent).CrawlDelay), expires)
+	h.robotsLoaded(r, u.Scheme, data, nil, p.cfg.capDelay(data.FindGroup(p.cfg.UserAgent).CrawlDelay), expires)
 }
 
 // allowed reports, as an error wrapping ErrDisallowed, whether robots.txt
@@ -388,26 +388,33 @@ func (r *robotsRules) allowed(u *url.URL, agent string) error {
 }
 
 // acquire takes one of h's in-flight slots and waits until h's pacing lets
-// a request start. On success the caller must call h.release.
+// a request start, reserving again if the host was held back (Retry-After,
+// SetHostNotBefore) while it waited. On success the caller must call
+// h.release.
 func (p *PoliteFetcher) acquire(ctx context.Context, h *hostState) error {
 	select {
 	case h.slots <- struct{}{}:
 	case <-ctx.Done():
 		return ctx.Err()
 	}
-	at := h.start(p.now())
-	if d := at.Sub(p.now()); d > 0 {
-		t := time.NewTimer(d)
-		select {
-		case <-t.C:
-		case <-ctx.Done():
-			t.Stop()
-			h.unstart(at)
-			h.release()
-			return ctx.Err()
+	for {
+		r := h.start(p.now())
+		if d := r.at.Sub(p.now()); d > 0 {
+			t := time.NewTimer(d)
+			select {
+			case <-t.C:
+			case <-ctx.Done():
+				t.Stop()
+				h.unstart(r)
+				h.release()
+				return ctx.Err()
+			}
+		}
+		// A Retry-After may have come while this request waited.
+		if h.begin(p.now(), r) {
+			return nil
 		}
 	}
-	return nil
 }
 
 func (h *hostState) release() { <-h.slots }

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"math"
 	"net/http"
+	"slices"
 	"sync"
 	"testing"
 	"testing/synctest"
@@ -363,6 +364,80 @@ func TestSetHostNotBeforeHoldsRobotsTooAndFailsFast(t *testing.T) {
 		}
 		if n := f.calls(); n != 1 || time.Since(start) != time.Hour {
 			t.Errorf("robots.txt fetched %d times, Fetch done at +%v; want once, +1h", n, time.Since(start))
+		}
+	})
+}
+
+// gatedFetcher is a backOffFetcher whose calls for gated URLs block until
+// their gate is closed.
+type gatedFetcher struct {
+	*backOffFetcher
+	gates map[string]chan struct{}
+}
+
+func (f *gatedFetcher) Fetch(ctx context.Context, url string) ([]string, error) {
+	if g := f.gates[url]; g != nil {
+		select {
+		case <-g:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+	return f.backOffFetcher.Fetch(ctx, url)
+}
+
+// Requests already waiting for their turn (Delay, Crawl-delay) when a
+// Retry-After arrives do not start during it: they used to start at the
+// time reserved before the Retry-After was known.
+func TestRetryAfterHoldsBackRequestsAlreadyWaiting(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		gate := make(chan struct{})
+		f := &gatedFetcher{
+			backOffFetcher: &backOffFetcher{script: map[string][]error{"http://h/a": {unavailable(time.Hour)}}, calls: map[string][]time.Time{}},
+			gates:          map[string]chan struct{}{"http://h/a": gate},
+		}
+		cfg := DefaultConfig()
+		cfg.IgnoreRobots = true
+		cfg.MaxInFlightPerHost = 3
+		cfg.Delay = 10 * time.Second
+		cfg.MaxCrawlDelay, cfg.RetryMaxElapsed = 0, 2*time.Hour
+		p, err := Polite(f, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		start := time.Now()
+		errs := make(chan error, 3)
+		fetch := func(u string) { _, err := p.Fetch(context.Background(), u); errs <- err }
+		go fetch("http://h/a")
+		synctest.Wait() // /a has started, at +0
+		go fetch("http://h/b")
+		go fetch("http://h/c")
+		synctest.Wait() // /b and /c wait for +10s and +20s
+		close(gate)     // /a's 503 asks for an hour
+		for range 3 {
+			if err := <-errs; err != nil {
+				t.Fatal(err)
+			}
+		}
+		for _, u := range []string{"http://h/b", "http://h/c"} {
+			calls := f.callTimes(u)
+			if len(calls) != 1 {
+				t.Fatalf("%s requested %d times, want once", u, len(calls))
+			}
+			if at := calls[0].Sub(start); at < time.Hour {
+				t.Errorf("%s requested at +%v, during the host's Retry-After hour", u, at)
+			}
+		}
+		// Once the hour is over, Delay still spaces the three requests.
+		var all []time.Time
+		for _, u := range []string{"http://h/a", "http://h/b", "http://h/c"} {
+			all = append(all, f.callTimes(u)...)
+		}
+		slices.SortFunc(all, func(a, b time.Time) int { return a.Compare(b) })
+		for i := 2; i < len(all); i++ { // all[0] is /a's 503
+			if gap := all[i].Sub(all[i-1]); gap < cfg.Delay {
+				t.Errorf("requests %d and %d only %v apart, want >= %v", i-1, i, gap, cfg.Delay)
+			}
 		}
 	})
 }
