@@ -62,6 +62,11 @@ type PoliteFetcher struct {
 	mu      sync.Mutex // protects following
 	hosts   map[string]*hostState
 	allowed map[string]bool // hosts links may lead to from any page
+	// redirected maps each host that is in allowed only because a
+	// redirect led there from its www or apex variant to that variant. A
+	// redirect from such a host allows only the way back, not a variant of
+	// its own ("www.www.example.com").
+	redirected map[string]string
 }
 
 // PoliteStats are a PoliteFetcher's counters. robots.txt requests are not
@@ -91,7 +96,8 @@ var _ Fetcher = (*PoliteFetcher)(nil)
 // host of cfg.AllowedHosts or of AllowHosts (Crawler.Crawl adds its start
 // URL's host), or if it is the target of a redirect to the www or apex
 // variant of the page's host (example.com to www.example.com, or back),
-// which then becomes allowed too; redirects are only recognised when f
+// which then becomes allowed too (but a host allowed that way does not
+// pass it on to its own www variant); redirects are only recognised when f
 // implements PageFetcher. Links that an already loaded robots.txt disallows
 // are dropped too, and Fetch of a disallowed URL fails with ErrDisallowed
 // without any request. robots.txt is fetched once per origin and
@@ -110,6 +116,8 @@ func Polite(f Fetcher, cfg *Config) (*PoliteFetcher, error) {
 		now:     time.Now,
 		hosts:   make(map[string]*hostState),
 		allowed: make(map[string]bool),
+
+		redirected: make(map[string]string),
 	}
 	p.pages, _ = f.(PageFetcher)
 	if !c.IgnoreRobots {
@@ -254,7 +262,9 @@ func (p *PoliteFetcher) Fetch(ctx context.Context, rawURL string) ([]string, err
 func (p *PoliteFetcher) filter(page *url.URL, links []string, redirect bool) []string {
 	kept := links[:0:0]
 	for _, link := range links {
-		u, err := url.Parse(link)
+		// Hosts are compared in normal form: a Fetcher other than
+		// HTTPFetcher may return links as written ("HTTP://Host:80/").
+		u, err := normalizeParse(link)
 		if err != nil || !p.mayEnter(page, u, redirect) {
 			continue
 		}
@@ -282,11 +292,17 @@ func (p *PoliteFetcher) mayEnter(page, u *url.URL, redirect bool) bool {
 	if p.allowed[u.Host] {
 		return true
 	}
-	if redirect && wwwVariants(page.Host, u.Host) {
-		p.allowed[u.Host] = true
-		return true
+	if !redirect || !wwwVariants(page.Host, u.Host) {
+		return false
 	}
-	return false
+	if from, ok := p.redirected[page.Host]; ok && from != u.Host {
+		return false
+	}
+	p.allowed[u.Host] = true
+	if _, ok := p.redirected[page.Host]; !ok {
+		p.redirected[u.Host] = page.Host
+	}
+	return true
 }
 
 // wwwVariants reports whether a and b differ only by a "www." in front.
