@@ -12,56 +12,63 @@ import (
 	"time"
 )
 
-// A 503 (or 429) with Retry-After is retried no sooner than the server
-// asked, capped at MaxCrawlDelay; without the header, at the backoff's pace.
+// A 503 (or 429) with Retry-After, read by HTTPFetcher from a response, is
+// retried no sooner than the server asked, capped at MaxCrawlDelay. In a
+// synctest bubble over an in-memory transport: the waits take no real time
+// and are measured exactly.
 func TestPoliteHonoursRetryAfter(t *testing.T) {
 	tests := []struct {
 		name       string
 		status     int
 		retryAfter string
 		maxDelay   time.Duration
-		minGap     time.Duration
+		wantGap    time.Duration // at least; the backoff's jitter may add to it
 	}{
-		{"503 asks for 1s", http.StatusServiceUnavailable, "1", 10 * time.Second, 900 * time.Millisecond},
-		{"429 asks for 1s", http.StatusTooManyRequests, "1", 10 * time.Second, 900 * time.Millisecond},
-		{"capped by MaxCrawlDelay", http.StatusServiceUnavailable, "3600", 300 * time.Millisecond, 250 * time.Millisecond},
+		{"503 asks for 1s", http.StatusServiceUnavailable, "1", 10 * time.Second, time.Second},
+		{"429 asks for 1s", http.StatusTooManyRequests, "1", 10 * time.Second, time.Second},
+		{"capped by MaxCrawlDelay", http.StatusServiceUnavailable, "3600", 300 * time.Millisecond, 300 * time.Millisecond},
+		{"no cap", http.StatusServiceUnavailable, "4", 0, 4 * time.Second},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			var mu sync.Mutex
-			var hits []time.Time
-			mux := http.NewServeMux()
-			mux.HandleFunc("/robots.txt", func(w http.ResponseWriter, r *http.Request) { http.NotFound(w, r) })
-			mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-				mu.Lock()
-				hits = append(hits, time.Now())
-				first := len(hits) == 1
-				mu.Unlock()
-				if first {
-					w.Header().Set("Retry-After", tt.retryAfter)
-					w.WriteHeader(tt.status)
-					return
+			synctest.Test(t, func(t *testing.T) {
+				var mu sync.Mutex
+				var hits []time.Time
+				mux := http.NewServeMux()
+				mux.HandleFunc("/robots.txt", func(w http.ResponseWriter, r *http.Request) { http.NotFound(w, r) })
+				mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+					mu.Lock()
+					hits = append(hits, time.Now())
+					first := len(hits) == 1
+					mu.Unlock()
+					if first {
+						w.Header().Set("Retry-After", tt.retryAfter)
+						w.WriteHeader(tt.status)
+						return
+					}
+					w.Header().Set("Content-Type", "text/html")
+					w.Write([]byte(`<a href="/x">x</a>`))
+				})
+				cfg := fastRetries()
+				cfg.MaxCrawlDelay = tt.maxDelay
+				p := newMemPolite(t, mux, cfg)
+				links, err := p.Fetch(context.Background(), "http://127.0.0.1:8080/")
+				if err != nil {
+					t.Fatal(err)
 				}
-				w.Header().Set("Content-Type", "text/html")
-				w.Write([]byte(`<a href="/x">x</a>`))
+				if want := []string{"http://127.0.0.1:8080/x"}; !slices.Equal(links, want) {
+					t.Errorf("links %q, want %q", links, want)
+				}
+				mu.Lock()
+				defer mu.Unlock()
+				if len(hits) != 2 {
+					t.Fatalf("%d requests, want 2", len(hits))
+				}
+				// fastRetries' backoff adds at most 5ms of its own.
+				if gap := hits[1].Sub(hits[0]); gap < tt.wantGap || gap > tt.wantGap+10*time.Millisecond {
+					t.Errorf("retried after %v; the server asked for %ss (cap %v), want %v", gap, tt.retryAfter, tt.maxDelay, tt.wantGap)
+				}
 			})
-			srv := startSite(t, mux)
-			cfg := fastRetries()
-			cfg.MaxCrawlDelay = tt.maxDelay
-			p := newPolite(t, cfg)
-			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-			defer cancel()
-			if _, err := p.Fetch(ctx, srv.URL+"/"); err != nil {
-				t.Fatal(err)
-			}
-			mu.Lock()
-			defer mu.Unlock()
-			if len(hits) != 2 {
-				t.Fatalf("%d requests, want 2", len(hits))
-			}
-			if gap := hits[1].Sub(hits[0]); gap < tt.minGap {
-				t.Errorf("retried after %v; the server asked for %ss (cap %v)", gap, tt.retryAfter, tt.maxDelay)
-			}
 		})
 	}
 }
