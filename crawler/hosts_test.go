@@ -406,3 +406,24 @@ func TestPoliteKeepsLinksToItsHostsInAnySpelling(t *testing.T) {
 		t.Errorf("kept %q, want %q", got, want)
 	}
 }
+
+// Every spelling of a host and port maps to one politeness state: a page
+// could otherwise split one server into many hosts, each with its own
+// in-flight limit and pacing.
+func TestHostKeyOneKeyPerHostWhateverTheSpelling(t *testing.T) {
+	tests := []struct {
+		want      string
+		spellings []string
+	}{
+		{"a.example", []string{"a.example", "A.EXAMPLE:80", "a.example:0080", "http://user@a.example:00080/x", "HTTP://a.example"}},
+		{"a.example:8080", []string{"a.example:8080", "a.example:08080", "http://a.example:0008080/"}},
+		{"[::1]:8080", []string{"[::1]:8080", "[0:0::1]:8080", "http://[0000:0000:0000:0000:0000:0000:0000:0001]:08080/"}},
+	}
+	for _, tt := range tests {
+		for _, s := range tt.spellings {
+			if got, err := HostKey(s); err != nil || got != tt.want {
+				t.Errorf("HostKey(%q) = %q, %v; want %q", s, got, err, tt.want)
+			}
+		}
+	}
+}

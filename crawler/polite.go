@@ -1,6 +1,7 @@
 package crawler
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -365,7 +366,7 @@ func (p *PoliteFetcher) loadRobots(ctx context.Context, h *hostState, r *robotsR
 			// robotstxt reads 5xx as "disallow all"; try again first.
 			return &HTTPError{URL: robotsURL, StatusCode: status}
 		}
-		data, err = robotstxt.FromStatusAndBytes(status, []byte(normalizeEscapes(string(body))))
+		data, err = robotstxt.FromStatusAndBytes(status, []byte(normalizeEscapes(string(robotsPrefix(body)))))
 		if err != nil {
 			return backoff.Permanent(fmt.Errorf("crawler: parse %s: %w", robotsURL, err))
 		}
@@ -383,6 +384,20 @@ func (p *PoliteFetcher) loadRobots(ctx context.Context, h *hostState, r *robotsR
 		return
 	}
 	h.robotsLoaded(r, u.Scheme, data, nil, p.cfg.capDelay(data.FindGroup(p.cfg.UserAgent).CrawlDelay), expires)
+}
+
+// robotsPrefix returns the part of a robots.txt body that is parsed: all
+// of it up to MaxRobotsBytes, else its first MaxRobotsBytes without the
+// last, partial line (a cut rule could say something else).
+func robotsPrefix(body []byte) []byte {
+	if len(body) <= MaxRobotsBytes {
+		return body
+	}
+	body = body[:MaxRobotsBytes]
+	if i := bytes.LastIndexAny(body, "\r\n"); i >= 0 {
+		return body[:i+1]
+	}
+	return nil
 }
 
 // allowed reports, as an error wrapping ErrDisallowed, whether robots.txt

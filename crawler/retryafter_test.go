@@ -3,9 +3,11 @@ package crawler
 import (
 	"context"
 	"errors"
+	"io"
 	"math"
 	"net/http"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"testing/synctest"
@@ -446,5 +448,57 @@ func TestRetryAfterHoldsBackRequestsAlreadyWaiting(t *testing.T) {
 				t.Errorf("requests %d and %d only %v apart, want >= %v", i-1, i, gap, cfg.Delay)
 			}
 		}
+	})
+}
+
+// Only the first MaxRobotsBytes of a robots.txt count (RFC 9309 allows
+// ignoring what lies beyond 500 KiB), without the line cut there: a hostile
+// robots.txt cannot make the crawler hold megabytes of rules per origin,
+// and a cut rule does not become a different one.
+func TestRobotsTxtBeyondMaxRobotsBytesIsIgnored(t *testing.T) {
+	head := "User-agent: *\nDisallow: /early\n"
+	pad := strings.Repeat("# padding\n", (MaxRobotsBytes-len(head))/10)
+	cut := "Disallow: /cut" + strings.Repeat("x", 100) + "\n" // crosses MaxRobotsBytes
+	robots := head + pad + cut + "Disallow: /late\n"
+	if n := len(head + pad); n >= MaxRobotsBytes || n+len(cut) <= MaxRobotsBytes {
+		t.Fatalf("the cut line does not cross the limit (%d..%d)", n, n+len(cut))
+	}
+	check := func(t *testing.T, p *PoliteFetcher, base string) {
+		t.Helper()
+		for path, disallowed := range map[string]bool{"/early": true, "/late": false, "/cut": false, "/cutxxx": false, "/other": false} {
+			_, err := p.Fetch(context.Background(), base+path)
+			if got := errors.Is(err, ErrDisallowed); got != disallowed {
+				t.Errorf("%s: err = %v, want disallowed %v", path, err, disallowed)
+			}
+		}
+	}
+	t.Run("any RobotsFetcher", func(t *testing.T) {
+		p, err := Polite(&robotsFetcher{robots: robots}, DefaultConfig())
+		if err != nil {
+			t.Fatal(err)
+		}
+		check(t, p, "http://h")
+	})
+	t.Run("HTTPFetcher", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			mux := http.NewServeMux()
+			mux.HandleFunc("/robots.txt", func(w http.ResponseWriter, r *http.Request) {
+				io.WriteString(w, robots+strings.Repeat("Disallow: /\n", 100<<10))
+			})
+			mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {})
+			hf := newHTTPFetcher(t, &HTTPConfig{Client: &http.Client{Transport: handlerTransport{mux}}})
+			_, body, err := hf.FetchRobots(context.Background(), "http://h/robots.txt")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(body) > MaxRobotsBytes || !strings.HasSuffix(string(body), "\n") {
+				t.Errorf("FetchRobots returned %d bytes ending %q; want at most %d, whole lines", len(body), body[max(0, len(body)-10):], MaxRobotsBytes)
+			}
+			p, err := Polite(hf, DefaultConfig())
+			if err != nil {
+				t.Fatal(err)
+			}
+			check(t, p, "http://h")
+		})
 	})
 }
