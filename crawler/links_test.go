@@ -173,6 +173,7 @@ func FuzzNormalize(f *testing.F) {
 		"http://example.com", "HTTPS://A.B:443/./x/../y?q#f", "http://[::1]:80/a/..",
 		"http://x/%2e%2e/", "http://x/a b/../c", "http://u:p@h:8080/", "http://h/..%2f",
 		"http://bücher.example/%7e?%7e%2f", "http://xn--bcher-kva.example/", "http://%E6%97%A5.jp/%zz",
+		"http://[0:0::1]:0080/", "http://h:065535/", "http://[::ffff:1.2.3.4]:08080/",
 	} {
 		f.Add(s)
 	}
