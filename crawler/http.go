@@ -252,10 +252,10 @@ func (h *HTTPFetcher) FetchPage(ctx context.Context, rawURL string) (*Page, erro
 				page.Links = []string{link}
 			}
 		}
-		h.drain(resp.Body)
+		h.discard(resp)
 		return page, nil
 	case resp.StatusCode < 200 || resp.StatusCode >= 300:
-		h.drain(resp.Body)
+		h.discard(resp)
 		return nil, &HTTPError{URL: page.URL, StatusCode: resp.StatusCode, RetryAfter: retryAfter(resp.Header, time.Now())}
 	}
 	robots := xRobotsTag(resp.Header.Values("X-Robots-Tag"), h.cfg.UserAgent)
