@@ -427,3 +427,47 @@ func TestHostKeyOneKeyPerHostWhateverTheSpelling(t *testing.T) {
 		}
 	}
 }
+
+// Links back to a crawl's start host are kept from the other allowed hosts
+// whatever drives the crawl: a strategy or DistributedCrawl used the
+// PoliteFetcher without Crawler.Crawl's AllowHosts call, and lost them.
+func TestPoliteStartHostIsAllowedWithoutCrawler(t *testing.T) {
+	web := StaticFetcher{
+		"http://a.example/":  {"http://b.example/x"},
+		"http://b.example/x": {"http://a.example/y", "http://c.example/z"},
+		"http://a.example/y": nil,
+		"http://c.example/z": nil,
+	}
+	want := []string{"http://a.example/", "http://a.example/y", "http://b.example/x"}
+	cfg := DefaultConfig()
+	cfg.IgnoreRobots = true
+	cfg.AllowedHosts = []string{"b.example"}
+	for _, st := range strategies {
+		t.Run(st.name, func(t *testing.T) {
+			p, err := Polite(web, cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			res, err := st.run(context.Background(), "http://a.example/", p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !slices.Equal(res.Fetched, want) {
+				t.Errorf("fetched %q, want %q", res.Fetched, want)
+			}
+		})
+	}
+	t.Run("distributed", func(t *testing.T) {
+		p, err := Polite(web, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res, err := DistributedCrawl(context.Background(), DistributedConfig{StartURL: "http://a.example/", Fetcher: p, Workers: 2})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := slices.Sorted(slices.Values(res.Fetched)); !slices.Equal(got, want) {
+			t.Errorf("fetched %q, want %q", got, want)
+		}
+	})
+}

@@ -94,8 +94,8 @@ var _ Fetcher = (*PoliteFetcher)(nil)
 //
 // Fetch keeps only some of a page's links. Unless cfg.AllowOtherHosts is
 // set, a link is kept if it is on the page's own host (any scheme), on a
-// host of cfg.AllowedHosts or of AllowHosts (Crawler.Crawl adds its start
-// URL's host), or if it is the target of a redirect to the www or apex
+// host of cfg.AllowedHosts or of AllowHosts, on the host of a URL that Fetch
+// was asked for (so a crawl's start hosts, whatever drives it), or if it is the target of a redirect to the www or apex
 // variant of the page's host (example.com to www.example.com, or back),
 // which then becomes allowed too (but a host allowed that way does not
 // pass it on to its own www variant); redirects are only recognised when f
@@ -215,6 +215,11 @@ func (p *PoliteFetcher) Fetch(ctx context.Context, rawURL string) ([]string, err
 	if err != nil {
 		return nil, err
 	}
+	// A URL is fetched only if its host may be entered, or if it is where a
+	// crawl starts: either way, links back to its host are kept.
+	p.mu.Lock()
+	p.allowed[u.Host] = true
+	p.mu.Unlock()
 	h := p.host(u.Host)
 	if until := h.heldUntil(); until.Sub(p.now()) > p.cfg.RetryMaxElapsed {
 		return nil, fmt.Errorf("%w: %s until %s", ErrHostBackingOff, u.Host, until.Format(time.RFC3339))
