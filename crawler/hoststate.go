@@ -189,9 +189,10 @@ func (h *hostState) loadedRules(scheme string) *robotsRules {
 	return r
 }
 
-// robotsLoaded completes the load of r, the rules for scheme: data (nil: everything allowed) or
-// err (everything refused), valid until expires. crawlDelay is the interval
-// robots.txt asks for, already capped; it applies to the whole host.
+// robotsLoaded completes the load of r, the rules for scheme: data (nil:
+// everything allowed) or err (everything refused), valid until expires.
+// crawlDelay is the interval robots.txt asks for, already capped; it applies
+// to the whole host, with the other schemes' ones.
 func (h *hostState) robotsLoaded(r *robotsRules, scheme string, data *robotstxt.RobotsData, err error, crawlDelay time.Duration, expires time.Time) {
 	h.mu.Lock()
 	r.data, r.err, r.expires = data, err, expires

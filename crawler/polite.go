@@ -94,12 +94,12 @@ var _ Fetcher = (*PoliteFetcher)(nil)
 //
 // Fetch keeps only some of a page's links. Unless cfg.AllowOtherHosts is
 // set, a link is kept if it is on the page's own host (any scheme), on a
-// host of cfg.AllowedHosts or of AllowHosts, on the host of a URL that Fetch
-// was asked for (so a crawl's start hosts, whatever drives it), or if it is the target of a redirect to the www or apex
-// variant of the page's host (example.com to www.example.com, or back),
-// which then becomes allowed too (but a host allowed that way does not
-// pass it on to its own www variant); redirects are only recognised when f
-// implements PageFetcher. Links that an already loaded robots.txt disallows
+// host of cfg.AllowedHosts or of AllowHosts, on the host of a URL that
+// Fetch was asked for (so a crawl's start hosts, whatever drives it), or if
+// it is the target of a redirect to the www or apex variant of the page's
+// host (example.com to www.example.com, or back), which then becomes allowed
+// too (but a host allowed that way does not pass it on to its own www
+// variant); redirects are only recognised when f implements PageFetcher. Links that an already loaded robots.txt disallows
 // are dropped too, and Fetch of a disallowed URL fails with ErrDisallowed
 // without any request. robots.txt is fetched once per origin and
 // PoliteFetcher, and again once Config.RobotsTTL has passed.
