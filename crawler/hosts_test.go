@@ -311,3 +311,163 @@ func (f *changingRobots) calls() int {
 	defer f.mu.Unlock()
 	return f.n
 }
+
+// pageFetcher is a PageFetcher over a map from URL to page.
+type pageFetcher map[string]*Page
+
+func (f pageFetcher) Fetch(ctx context.Context, url string) ([]string, error) {
+	p, err := f.FetchPage(ctx, url)
+	if err != nil {
+		return nil, err
+	}
+	return p.Links, nil
+}
+
+func (f pageFetcher) FetchPage(ctx context.Context, url string) (*Page, error) {
+	if p := f[url]; p != nil {
+		return p, nil
+	}
+	return nil, ErrNotFound
+}
+
+// A redirect to the www variant allows that host, but a host allowed that
+// way does not pass it on: otherwise a server could walk the crawl through
+// www.www.www… hosts, one redirect each, all outside the allowed hosts.
+func TestPoliteRedirectToWWWAllowsOneStepOnly(t *testing.T) {
+	redirect := func(to string) *Page {
+		return &Page{StatusCode: http.StatusMovedPermanently, Links: []string{to}}
+	}
+	f := pageFetcher{
+		"http://a.example/":             redirect("http://www.a.example/"),
+		"http://www.a.example/":         redirect("http://www.www.a.example/"),
+		"http://www.a.example/back":     redirect("http://a.example/x"),
+		"http://www.www.a.example/":     redirect("http://www.www.www.a.example/"),
+		"http://b.example/":             redirect("http://www.b.example/"),
+		"http://www.b.example/to-apex/": redirect("http://b.example/y"),
+	}
+	cfg := DefaultConfig()
+	cfg.IgnoreRobots = true
+	cfg.AllowedHosts = []string{"b.example"}
+	p, err := Polite(f, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		page string
+		want []string
+	}{
+		{"http://a.example/", []string{"http://www.a.example/"}},
+		{"http://www.a.example/", nil}, // www.www.a.example: not a variant of an allowed host
+		{"http://www.a.example/back", []string{"http://a.example/x"}},
+		{"http://b.example/", []string{"http://www.b.example/"}},
+		{"http://www.b.example/to-apex/", []string{"http://b.example/y"}},
+	}
+	for _, tt := range tests {
+		got, err := p.Fetch(context.Background(), tt.page)
+		if err != nil {
+			t.Fatalf("%s: %v", tt.page, err)
+		}
+		if !slices.Equal(got, tt.want) {
+			t.Errorf("%s: links %q, want %q", tt.page, got, tt.want)
+		}
+	}
+	page, _ := normalizeParse("http://c.example/")
+	for _, h := range []string{"www.www.a.example", "www.www.www.a.example"} {
+		if u, _ := normalizeParse("http://" + h + "/"); p.mayEnter(page, u, false) {
+			t.Errorf("%s allowed", h)
+		}
+	}
+}
+
+// Links are matched to hosts in normal form, so a Fetcher that returns them
+// as written (upper case, default port) does not lose same-host or
+// allowed-host links; other hosts stay out whatever their spelling.
+func TestPoliteKeepsLinksToItsHostsInAnySpelling(t *testing.T) {
+	f := StaticFetcher{"http://a.example/": {
+		"HTTP://A.EXAMPLE:80/x",
+		"https://B.Example:443/z",
+		"http://user:pw@a.example/w",
+		"http://C.EXAMPLE/no",
+		"http://a.example@c.example/no",
+	}}
+	cfg := DefaultConfig()
+	cfg.IgnoreRobots = true
+	cfg.AllowedHosts = []string{"b.example"}
+	p, err := Polite(f, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := p.Fetch(context.Background(), "http://a.example/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"HTTP://A.EXAMPLE:80/x", "https://B.Example:443/z", "http://user:pw@a.example/w"}
+	if !slices.Equal(got, want) {
+		t.Errorf("kept %q, want %q", got, want)
+	}
+}
+
+// Every spelling of a host and port maps to one politeness state: a page
+// could otherwise split one server into many hosts, each with its own
+// in-flight limit and pacing.
+func TestHostKeyOneKeyPerHostWhateverTheSpelling(t *testing.T) {
+	tests := []struct {
+		want      string
+		spellings []string
+	}{
+		{"a.example", []string{"a.example", "A.EXAMPLE:80", "a.example:0080", "http://user@a.example:00080/x", "HTTP://a.example"}},
+		{"a.example:8080", []string{"a.example:8080", "a.example:08080", "http://a.example:0008080/"}},
+		{"[::1]:8080", []string{"[::1]:8080", "[0:0::1]:8080", "http://[0000:0000:0000:0000:0000:0000:0000:0001]:08080/"}},
+	}
+	for _, tt := range tests {
+		for _, s := range tt.spellings {
+			if got, err := HostKey(s); err != nil || got != tt.want {
+				t.Errorf("HostKey(%q) = %q, %v; want %q", s, got, err, tt.want)
+			}
+		}
+	}
+}
+
+// Links back to a crawl's start host are kept from the other allowed hosts
+// whatever drives the crawl: a strategy or DistributedCrawl used the
+// PoliteFetcher without Crawler.Crawl's AllowHosts call, and lost them.
+func TestPoliteStartHostIsAllowedWithoutCrawler(t *testing.T) {
+	web := StaticFetcher{
+		"http://a.example/":  {"http://b.example/x"},
+		"http://b.example/x": {"http://a.example/y", "http://c.example/z"},
+		"http://a.example/y": nil,
+		"http://c.example/z": nil,
+	}
+	want := []string{"http://a.example/", "http://a.example/y", "http://b.example/x"}
+	cfg := DefaultConfig()
+	cfg.IgnoreRobots = true
+	cfg.AllowedHosts = []string{"b.example"}
+	for _, st := range strategies {
+		t.Run(st.name, func(t *testing.T) {
+			p, err := Polite(web, cfg)
+			if err != nil {
+				t.Fatal(err)
+			}
+			res, err := st.run(context.Background(), "http://a.example/", p)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !slices.Equal(res.Fetched, want) {
+				t.Errorf("fetched %q, want %q", res.Fetched, want)
+			}
+		})
+	}
+	t.Run("distributed", func(t *testing.T) {
+		p, err := Polite(web, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		res, err := DistributedCrawl(context.Background(), DistributedConfig{StartURL: "http://a.example/", Fetcher: p, Workers: 2})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := slices.Sorted(slices.Values(res.Fetched)); !slices.Equal(got, want) {
+			t.Errorf("fetched %q, want %q", got, want)
+		}
+	})
+}

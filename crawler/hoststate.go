@@ -13,20 +13,26 @@ import (
 //
 // Its rules, one transition method per event:
 //
-//   - a request to the host starts (start): it may begin no sooner than the
-//     later of now, next and notBefore; next becomes that time plus interval.
-//     The in-flight bound is the capacity of slots, taken before start and
-//     given back when the response is read (acquire, release).
+//   - a request to the host is reserved (start): it may begin no sooner than
+//     the later of now, next and notBefore; next becomes that time plus
+//     interval. The in-flight bound is the capacity of slots, taken before
+//     start and given back when the response is read (acquire, release).
+//   - a reserved request's time has come (begin): it starts only if no
+//     backOff or seed moved notBefore past now while it waited; otherwise its
+//     reservation is given up (as by unstart) and it must reserve again.
 //   - a reserved request is given up before it started (unstart, when its
 //     context ends while it waits): next moves back to the reserved time,
-//     unless another request was reserved after it.
+//     unless another request was reserved after it. Giving up the same
+//     reservation twice changes nothing more.
 //   - a response asks to back off (backOff, from a 429 or 503 with
 //     Retry-After): notBefore moves to now plus the delay, never backwards.
 //   - another process hands over its pacing (seed, from SetHostNotBefore):
 //     notBefore moves to the given time, never backwards.
 //   - robots.txt is loaded for a scheme (robotsLoaded): its rules replace the
-//     old ones until they expire, and interval becomes the larger of
-//     Config.Delay and its Crawl-delay (capped by MaxCrawlDelay).
+//     old ones until they expire, and interval becomes the largest of
+//     Config.Delay and the Crawl-delays (capped by MaxCrawlDelay) of the
+//     schemes' latest robots.txt files: the host's schemes share its pacing,
+//     so the slowest one asked for holds for all.
 //   - a load of robots.txt is abandoned because its caller's context ended
 //     (robotsAbandoned): the rules are forgotten, and the next caller loads
 //     them again.
@@ -44,7 +50,17 @@ type hostState struct {
 	interval  time.Duration // minimum gap between the starts of two requests
 	next      time.Time     // earliest start allowed by interval
 	notBefore time.Time     // earliest start allowed by Retry-After or a seed
+	reserved  uint64        // reservations made by start so far
 	robots    map[string]*robotsRules
+	// crawlDelays are the Crawl-delays of the latest robots.txt of each
+	// scheme; they outlive a reload of the rules.
+	crawlDelays map[string]time.Duration
+}
+
+// reservation is a start time that start handed out.
+type reservation struct {
+	at  time.Time // when the request may begin
+	seq uint64    // hostState.reserved just after it was made
 }
 
 // robotsRules are the robots.txt rules of one origin (scheme and host). The
@@ -69,26 +85,49 @@ func newHostState(inFlight int, delay time.Duration) *hostState {
 		base:     delay,
 		interval: delay,
 		robots:   make(map[string]*robotsRules),
+
+		crawlDelays: make(map[string]time.Duration),
 	}
 }
 
-// start reserves the start of a request: it returns the time at which the
-// request may begin (not before now) and moves next past it.
-func (h *hostState) start(now time.Time) time.Time {
+// start reserves the start of a request: the returned reservation's time is
+// when the request may begin (not before now); next moves past it.
+func (h *hostState) start(now time.Time) reservation {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	at := latestTime(now, h.next, h.notBefore)
 	h.next = at.Add(h.interval)
-	return at
+	h.reserved++
+	return reservation{at: at, seq: h.reserved}
 }
 
-// unstart gives back the reservation start returned as at, if it is still
-// the last one.
-func (h *hostState) unstart(at time.Time) {
+// begin reports whether the request reserved as r may start now, its
+// reserved time having come. It may not if notBefore moved past now while it
+// waited (a Retry-After from another request, or a seed): the reservation is
+// then given up, as by unstart, and the caller must reserve again.
+func (h *hostState) begin(now time.Time, r reservation) bool {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if h.next.Equal(at.Add(h.interval)) {
-		h.next = at
+	if !h.notBefore.After(now) {
+		return true
+	}
+	h.unstartLocked(r)
+	return false
+}
+
+// unstart gives back reservation r if no request was reserved after it.
+func (h *hostState) unstart(r reservation) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.unstartLocked(r)
+}
+
+func (h *hostState) unstartLocked(r reservation) {
+	// Comparing sequence numbers, not times: the interval may have changed
+	// since r was made (robots.txt loaded), and then r.at plus the interval
+	// would name another request's reservation.
+	if h.reserved == r.seq && h.next.After(r.at) {
+		h.next = r.at
 	}
 }
 
@@ -150,13 +189,18 @@ func (h *hostState) loadedRules(scheme string) *robotsRules {
 	return r
 }
 
-// robotsLoaded completes the load of r: data (nil: everything allowed) or
-// err (everything refused), valid until expires. crawlDelay is the interval
-// robots.txt asks for, already capped; it applies to the whole host.
-func (h *hostState) robotsLoaded(r *robotsRules, data *robotstxt.RobotsData, err error, crawlDelay time.Duration, expires time.Time) {
+// robotsLoaded completes the load of r, the rules for scheme: data (nil:
+// everything allowed) or err (everything refused), valid until expires.
+// crawlDelay is the interval robots.txt asks for, already capped; it applies
+// to the whole host, with the other schemes' ones.
+func (h *hostState) robotsLoaded(r *robotsRules, scheme string, data *robotstxt.RobotsData, err error, crawlDelay time.Duration, expires time.Time) {
 	h.mu.Lock()
 	r.data, r.err, r.expires = data, err, expires
-	h.interval = max(h.base, crawlDelay)
+	h.crawlDelays[scheme] = crawlDelay
+	h.interval = h.base
+	for _, d := range h.crawlDelays {
+		h.interval = max(h.interval, d)
+	}
 	h.mu.Unlock()
 	close(r.done)
 }

@@ -252,10 +252,10 @@ func (h *HTTPFetcher) FetchPage(ctx context.Context, rawURL string) (*Page, erro
 				page.Links = []string{link}
 			}
 		}
-		h.drain(resp.Body)
+		h.discard(resp)
 		return page, nil
 	case resp.StatusCode < 200 || resp.StatusCode >= 300:
-		h.drain(resp.Body)
+		h.discard(resp)
 		return nil, &HTTPError{URL: page.URL, StatusCode: resp.StatusCode, RetryAfter: retryAfter(resp.Header, time.Now())}
 	}
 	robots := xRobotsTag(resp.Header.Values("X-Robots-Tag"), h.cfg.UserAgent)
@@ -302,19 +302,28 @@ func (h *HTTPFetcher) FetchPage(ctx context.Context, rawURL string) (*Page, erro
 	return page, nil
 }
 
-// FetchRobots implements RobotsFetcher. It follows redirects.
+// MaxRobotsBytes is how much of a robots.txt file is read; the rest is
+// ignored, as RFC 9309 allows beyond 500 KiB. A longer file's last,
+// partial line is dropped. (Parsed, a robots.txt costs many times its size
+// in memory: 2 MiB of wildcard rules took 143 MiB of heap, 500 KiB 33 MiB.)
+const MaxRobotsBytes = 500 << 10
+
+// FetchRobots implements RobotsFetcher. It follows redirects (at most 10)
+// and returns at most MaxRobotsBytes (or MaxBodyBytes, if smaller) of the
+// body, without a partial last line.
 func (h *HTTPFetcher) FetchRobots(ctx context.Context, robotsURL string) (int, []byte, error) {
 	resp, err := h.get(ctx, h.robots, robotsURL)
 	if err != nil {
 		return 0, nil, err
 	}
 	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, h.cfg.MaxBodyBytes))
+	// One byte more tells a file of exactly MaxRobotsBytes from a longer one.
+	body, err := io.ReadAll(io.LimitReader(resp.Body, min(h.cfg.MaxBodyBytes, MaxRobotsBytes+1)))
 	if err != nil {
 		return 0, nil, fmt.Errorf("crawler: read %s: %w", robotsURL, err)
 	}
 	h.drain(resp.Body)
-	return resp.StatusCode, body, nil
+	return resp.StatusCode, robotsPrefix(body), nil
 }
 
 func (h *HTTPFetcher) get(ctx context.Context, client *http.Client, u string) (*http.Response, error) {

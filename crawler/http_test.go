@@ -339,3 +339,57 @@ func TestHTTPFetcherRetryAfterDate(t *testing.T) {
 		t.Errorf("err = %v; want a 503 with RetryAfter 90s", err)
 	}
 }
+
+// countingBody is a response body of n bytes that counts what was read.
+type countingBody struct {
+	n    int64
+	read atomic.Int64
+}
+
+func (b *countingBody) Read(p []byte) (int, error) {
+	left := b.n - b.read.Load()
+	if left <= 0 {
+		return 0, io.EOF
+	}
+	k := min(int64(len(p)), left)
+	b.read.Add(k)
+	return int(k), nil
+}
+
+func (b *countingBody) Close() error { return nil }
+
+// The body of a redirect or of an error status is not downloaded beyond a
+// few KiB (it used to be read up to MaxBodyBytes, on every retry): a short
+// one is read to keep the connection, a long one is dropped with it.
+func TestHTTPFetcherDoesNotDownloadErrorOrRedirectBodies(t *testing.T) {
+	tests := []struct {
+		name   string
+		status int
+		length int64 // Content-Length; -1: unknown
+		size   int64
+		maxRd  int64
+	}{
+		{"503, large", http.StatusServiceUnavailable, 2 << 20, 2 << 20, 0},
+		{"404, unknown length", http.StatusNotFound, -1, 2 << 20, 0},
+		{"301, large", http.StatusMovedPermanently, 2 << 20, 2 << 20, 0},
+		{"404, small: read for the connection", http.StatusNotFound, 100, 100, 100},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			body := &countingBody{n: tt.size}
+			rt := roundTripFunc(func(req *http.Request) (*http.Response, error) {
+				h := http.Header{"Content-Type": {"text/html"}, "Location": {"/elsewhere"}}
+				return &http.Response{StatusCode: tt.status, Header: h, Body: body, ContentLength: tt.length, Request: req}, nil
+			})
+			hf := newHTTPFetcher(t, &HTTPConfig{Client: &http.Client{Transport: rt}})
+			_, _ = hf.FetchPage(context.Background(), "http://h/")
+			if n := body.read.Load(); n > tt.maxRd {
+				t.Errorf("read %d bytes of the body, want at most %d", n, tt.maxRd)
+			}
+		})
+	}
+}
+
+type roundTripFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripFunc) RoundTrip(req *http.Request) (*http.Response, error) { return f(req) }

@@ -47,6 +47,15 @@ func TestNormalize(t *testing.T) {
 		{"http://[::1]:80/", "http://[::1]/"},
 		{"http://[::1]:8080/x", "http://[::1]:8080/x"},
 		{"http://user@example.com/", "http://example.com/"},
+		// One spelling per port and per IPv6 address, so that a URL and
+		// its host's politeness state are not split by spellings.
+		{"http://example.com:0080/x", "http://example.com/x"},
+		{"http://example.com:08080/x", "http://example.com:8080/x"},
+		{"https://example.com:00443/", "https://example.com/"},
+		{"http://[0:0:0:0:0:0:0:1]:80/", "http://[::1]/"},
+		{"http://[::0001]:08080/", "http://[::1]:8080/"},
+		{"http://[2001:DB8::A]/", "http://[2001:db8::a]/"},
+		{"http://[::ffff:127.0.0.1]/", "http://[::ffff:127.0.0.1]/"},
 	}
 	for _, tt := range tests {
 		got, err := Normalize(tt.in)
@@ -67,6 +76,7 @@ func TestNormalizeRejects(t *testing.T) {
 		"http://example.com:port/", "data:text/html,hi", "://x",
 		"http://::", "http://[::1/", "http://[zz]/", "http://a]b/",
 		"http://a\u200db.example/", "http://\u05d0a.example/", "http://%FF.example/",
+		"http://example.com:65536/", "http://example.com:99999999999999999999/", "http://[1.2.3.4]/",
 	} {
 		if got, err := Normalize(in); err == nil {
 			t.Errorf("Normalize(%q) = %q, want an error", in, got)
@@ -163,6 +173,7 @@ func FuzzNormalize(f *testing.F) {
 		"http://example.com", "HTTPS://A.B:443/./x/../y?q#f", "http://[::1]:80/a/..",
 		"http://x/%2e%2e/", "http://x/a b/../c", "http://u:p@h:8080/", "http://h/..%2f",
 		"http://bücher.example/%7e?%7e%2f", "http://xn--bcher-kva.example/", "http://%E6%97%A5.jp/%zz",
+		"http://[0:0::1]:0080/", "http://h:065535/", "http://[::ffff:1.2.3.4]:08080/",
 	} {
 		f.Add(s)
 	}

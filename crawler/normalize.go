@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"net/netip"
 	"net/url"
 	"strconv"
 	"strings"
@@ -20,7 +21,9 @@ var ErrUnsupportedURL = errors.New("crawler: unsupported URL")
 // form in which the crawler compares URLs: the scheme and host are lower-cased,
 // an internationalised host name becomes its ASCII (punycode) form
 // ("bücher.example" is "xn--bcher-kva.example"), userinfo ("user:pass@") is
-// dropped, a default port (:80 for http, :443 for https) is removed,
+// dropped, an IPv6 address takes its canonical form ("[::1]"), a port is
+// written in decimal without leading zeros (one above 65535 is refused) and
+// a default port (:80 for http, :443 for https) is removed,
 // percent-escapes of unreserved characters (letters, digits, '-', '.', '_',
 // '~') are decoded and the hex digits of the other escapes upper-cased (in
 // the path and the query), "." and ".." path segments are resolved, an empty
@@ -78,10 +81,26 @@ func normalizeHost(scheme, hostport string) (string, error) {
 	if !validHost(host) {
 		return "", fmt.Errorf("%w: invalid host %q", ErrUnsupportedURL, host)
 	}
-	for _, r := range port {
-		if r < '0' || r > '9' {
+	if strings.HasPrefix(host, "[") {
+		// One spelling per address: "[0:0::1]" and "[::0001]" are "[::1]".
+		addr, err := netip.ParseAddr(host[1 : len(host)-1])
+		if err != nil || !addr.Is6() || addr.Zone() != "" {
+			return "", fmt.Errorf("%w: invalid IPv6 address %q", ErrUnsupportedURL, host)
+		}
+		host = "[" + addr.String() + "]"
+	}
+	if port != "" {
+		// One spelling per port: "0080" is 80, the default for http.
+		for _, r := range port {
+			if r < '0' || r > '9' {
+				return "", fmt.Errorf("%w: invalid port %q", ErrUnsupportedURL, port)
+			}
+		}
+		n, err := strconv.ParseUint(port, 10, 16)
+		if err != nil {
 			return "", fmt.Errorf("%w: invalid port %q", ErrUnsupportedURL, port)
 		}
+		port = strconv.FormatUint(n, 10)
 	}
 	if port == "" || (scheme == "http" && port == "80") || (scheme == "https" && port == "443") {
 		return host, nil

@@ -1,6 +1,7 @@
 package crawler
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -62,6 +63,11 @@ type PoliteFetcher struct {
 	mu      sync.Mutex // protects following
 	hosts   map[string]*hostState
 	allowed map[string]bool // hosts links may lead to from any page
+	// redirected maps each host that is in allowed only because a
+	// redirect led there from its www or apex variant to that variant. A
+	// redirect from such a host allows only the way back, not a variant of
+	// its own ("www.www.example.com").
+	redirected map[string]string
 }
 
 // PoliteStats are a PoliteFetcher's counters. robots.txt requests are not
@@ -88,11 +94,12 @@ var _ Fetcher = (*PoliteFetcher)(nil)
 //
 // Fetch keeps only some of a page's links. Unless cfg.AllowOtherHosts is
 // set, a link is kept if it is on the page's own host (any scheme), on a
-// host of cfg.AllowedHosts or of AllowHosts (Crawler.Crawl adds its start
-// URL's host), or if it is the target of a redirect to the www or apex
-// variant of the page's host (example.com to www.example.com, or back),
-// which then becomes allowed too; redirects are only recognised when f
-// implements PageFetcher. Links that an already loaded robots.txt disallows
+// host of cfg.AllowedHosts or of AllowHosts, on the host of a URL that
+// Fetch was asked for (so a crawl's start hosts, whatever drives it), or if
+// it is the target of a redirect to the www or apex variant of the page's
+// host (example.com to www.example.com, or back), which then becomes allowed
+// too (but a host allowed that way does not pass it on to its own www
+// variant); redirects are only recognised when f implements PageFetcher. Links that an already loaded robots.txt disallows
 // are dropped too, and Fetch of a disallowed URL fails with ErrDisallowed
 // without any request. robots.txt is fetched once per origin and
 // PoliteFetcher, and again once Config.RobotsTTL has passed.
@@ -110,6 +117,8 @@ func Polite(f Fetcher, cfg *Config) (*PoliteFetcher, error) {
 		now:     time.Now,
 		hosts:   make(map[string]*hostState),
 		allowed: make(map[string]bool),
+
+		redirected: make(map[string]string),
 	}
 	p.pages, _ = f.(PageFetcher)
 	if !c.IgnoreRobots {
@@ -206,6 +215,11 @@ func (p *PoliteFetcher) Fetch(ctx context.Context, rawURL string) ([]string, err
 	if err != nil {
 		return nil, err
 	}
+	// A URL is fetched only if its host may be entered, or if it is where a
+	// crawl starts: either way, links back to its host are kept.
+	p.mu.Lock()
+	p.allowed[u.Host] = true
+	p.mu.Unlock()
 	h := p.host(u.Host)
 	if until := h.heldUntil(); until.Sub(p.now()) > p.cfg.RetryMaxElapsed {
 		return nil, fmt.Errorf("%w: %s until %s", ErrHostBackingOff, u.Host, until.Format(time.RFC3339))
@@ -254,7 +268,9 @@ func (p *PoliteFetcher) Fetch(ctx context.Context, rawURL string) ([]string, err
 func (p *PoliteFetcher) filter(page *url.URL, links []string, redirect bool) []string {
 	kept := links[:0:0]
 	for _, link := range links {
-		u, err := url.Parse(link)
+		// Hosts are compared in normal form: a Fetcher other than
+		// HTTPFetcher may return links as written ("HTTP://Host:80/").
+		u, err := normalizeParse(link)
 		if err != nil || !p.mayEnter(page, u, redirect) {
 			continue
 		}
@@ -282,11 +298,17 @@ func (p *PoliteFetcher) mayEnter(page, u *url.URL, redirect bool) bool {
 	if p.allowed[u.Host] {
 		return true
 	}
-	if redirect && wwwVariants(page.Host, u.Host) {
-		p.allowed[u.Host] = true
-		return true
+	if !redirect || !wwwVariants(page.Host, u.Host) {
+		return false
 	}
-	return false
+	if from, ok := p.redirected[page.Host]; ok && from != u.Host {
+		return false
+	}
+	p.allowed[u.Host] = true
+	if _, ok := p.redirected[page.Host]; !ok {
+		p.redirected[u.Host] = page.Host
+	}
+	return true
 }
 
 // wwwVariants reports whether a and b differ only by a "www." in front.
@@ -349,7 +371,7 @@ func (p *PoliteFetcher) loadRobots(ctx context.Context, h *hostState, r *robotsR
 			// robotstxt reads 5xx as "disallow all"; try again first.
 			return &HTTPError{URL: robotsURL, StatusCode: status}
 		}
-		data, err = robotstxt.FromStatusAndBytes(status, []byte(normalizeEscapes(string(body))))
+		data, err = robotstxt.FromStatusAndBytes(status, []byte(normalizeEscapes(string(robotsPrefix(body)))))
 		if err != nil {
 			return backoff.Permanent(fmt.Errorf("crawler: parse %s: %w", robotsURL, err))
 		}
@@ -363,10 +385,24 @@ func (p *PoliteFetcher) loadRobots(ctx context.Context, h *hostState, r *robotsR
 	expires := p.now().Add(p.cfg.robotsTTL())
 	if err != nil {
 		// Without a readable robots.txt, assume nothing may be crawled.
-		h.robotsLoaded(r, nil, fmt.Errorf("%w: robots.txt unavailable: %v", ErrDisallowed, err), 0, expires)
+		h.robotsLoaded(r, u.Scheme, nil, fmt.Errorf("%w: robots.txt unavailable: %v", ErrDisallowed, err), 0, expires)
 		return
 	}
-	h.robotsLoaded(r, data, nil, p.cfg.capDelay(data.FindGroup(p.cfg.UserAgent).CrawlDelay), expires)
+	h.robotsLoaded(r, u.Scheme, data, nil, p.cfg.capDelay(data.FindGroup(p.cfg.UserAgent).CrawlDelay), expires)
+}
+
+// robotsPrefix returns the part of a robots.txt body that is parsed: all
+// of it up to MaxRobotsBytes, else its first MaxRobotsBytes without the
+// last, partial line (a cut rule could say something else).
+func robotsPrefix(body []byte) []byte {
+	if len(body) <= MaxRobotsBytes {
+		return body
+	}
+	body = body[:MaxRobotsBytes]
+	if i := bytes.LastIndexAny(body, "\r\n"); i >= 0 {
+		return body[:i+1]
+	}
+	return nil
 }
 
 // allowed reports, as an error wrapping ErrDisallowed, whether robots.txt
@@ -388,26 +424,33 @@ func (r *robotsRules) allowed(u *url.URL, agent string) error {
 }
 
 // acquire takes one of h's in-flight slots and waits until h's pacing lets
-// a request start. On success the caller must call h.release.
+// a request start, reserving again if the host was held back (Retry-After,
+// SetHostNotBefore) while it waited. On success the caller must call
+// h.release.
 func (p *PoliteFetcher) acquire(ctx context.Context, h *hostState) error {
 	select {
 	case h.slots <- struct{}{}:
 	case <-ctx.Done():
 		return ctx.Err()
 	}
-	at := h.start(p.now())
-	if d := at.Sub(p.now()); d > 0 {
-		t := time.NewTimer(d)
-		select {
-		case <-t.C:
-		case <-ctx.Done():
-			t.Stop()
-			h.unstart(at)
-			h.release()
-			return ctx.Err()
+	for {
+		r := h.start(p.now())
+		if d := r.at.Sub(p.now()); d > 0 {
+			t := time.NewTimer(d)
+			select {
+			case <-t.C:
+			case <-ctx.Done():
+				t.Stop()
+				h.unstart(r)
+				h.release()
+				return ctx.Err()
+			}
+		}
+		// A Retry-After may have come while this request waited.
+		if h.begin(p.now(), r) {
+			return nil
 		}
 	}
-	return nil
 }
 
 func (h *hostState) release() { <-h.slots }

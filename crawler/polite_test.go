@@ -7,10 +7,12 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"slices"
 	"strings"
 	"sync"
 	"testing"
+	"testing/synctest"
 	"time"
 )
 
@@ -40,7 +42,8 @@ func newPolite(t *testing.T, cfg *Config) *PoliteFetcher {
 }
 
 // checkSiteCrawl asserts the crawl of site did what a polite crawl must.
-func checkSiteCrawl(t *testing.T, seed int64, site *Site, srv *httptest.Server, res Result) {
+// base is the site's URL ("http://127.0.0.1:8080"), with an explicit port.
+func checkSiteCrawl(t *testing.T, seed int64, site *Site, base string, res Result) {
 	t.Helper()
 	flaky := make(map[string]bool)
 	for _, p := range site.Flaky() {
@@ -60,7 +63,7 @@ func checkSiteCrawl(t *testing.T, seed int64, site *Site, srv *httptest.Server, 
 		if got := site.Served(p); got != 1 {
 			t.Errorf("seed %d: %s served %d times, want 1", seed, p, got)
 		}
-		wantFetched = append(wantFetched, srv.URL+p)
+		wantFetched = append(wantFetched, base+p)
 	}
 	slices.Sort(wantFetched)
 	for _, p := range site.Missing() {
@@ -69,7 +72,7 @@ func checkSiteCrawl(t *testing.T, seed int64, site *Site, srv *httptest.Server, 
 			t.Errorf("seed %d: 404 page %s requested %d times, want 1 (no retry)", seed, p, got)
 		}
 		var he *HTTPError
-		if err := res.Errors[srv.URL+p]; !errors.As(err, &he) || he.StatusCode != 404 {
+		if err := res.Errors[base+p]; !errors.As(err, &he) || he.StatusCode != 404 {
 			t.Errorf("seed %d: error for %s = %v, want 404", seed, p, err)
 		}
 	}
@@ -81,7 +84,11 @@ func checkSiteCrawl(t *testing.T, seed int64, site *Site, srv *httptest.Server, 
 	if got := site.Hits("/robots.txt"); got != 1 {
 		t.Errorf("seed %d: robots.txt requested %d times, want 1", seed, got)
 	}
-	_, port, _ := net.SplitHostPort(srv.Listener.Addr().String())
+	bu, err := url.Parse(base)
+	if err != nil || bu.Port() == "" {
+		t.Fatalf("site URL %q: want one with a port (%v)", base, err)
+	}
+	port := bu.Port()
 	if got := site.HostHits("localhost:" + port); got != 0 {
 		t.Errorf("seed %d: %d requests went off-host to localhost", seed, got)
 	}
@@ -96,24 +103,40 @@ func checkSiteCrawl(t *testing.T, seed int64, site *Site, srv *httptest.Server, 
 	}
 }
 
+// A polite crawl of generated sites, with every strategy, with and without a
+// parallelism bound, does what checkSiteCrawl asks. The matrix runs in
+// memory in a synctest bubble (flaky pages' retry backoff takes no real
+// time); one crawl goes over loopback TCP so that the real transport is
+// covered too.
 func TestPoliteCrawlSite(t *testing.T) {
-	seeds := []int64{1, 42, time.Now().UnixNano()}
-	for _, seed := range seeds {
+	for _, seed := range []int64{1, 42, 20261129} {
 		for _, st := range strategies {
 			for _, par := range []int{0, 4} {
 				t.Run(fmt.Sprintf("seed%d/%s/par%d", seed, st.name, par), func(t *testing.T) {
-					site := NewSite(300, seed)
-					srv := startSite(t, site)
-					f := newPolite(t, fastRetries())
-					res, err := st.run(context.Background(), srv.URL+"/", f, WithParallelism(par))
-					if err != nil {
-						t.Fatalf("seed %d: %v", seed, err)
-					}
-					checkSiteCrawl(t, seed, site, srv, res)
+					synctest.Test(t, func(t *testing.T) {
+						site := NewSite(150, seed)
+						const base = "http://127.0.0.1:8080"
+						f := newMemPolite(t, site, fastRetries())
+						res, err := st.run(context.Background(), base+"/", f, WithParallelism(par))
+						if err != nil {
+							t.Fatalf("seed %d: %v", seed, err)
+						}
+						checkSiteCrawl(t, seed, site, base, res)
+					})
 				})
 			}
 		}
 	}
+	t.Run("loopback", func(t *testing.T) {
+		const seed = 5
+		site := NewSite(300, seed)
+		srv := startSite(t, site)
+		res, err := ConcurrentChannel(context.Background(), srv.URL+"/", newPolite(t, fastRetries()), WithParallelism(4))
+		if err != nil {
+			t.Fatal(err)
+		}
+		checkSiteCrawl(t, seed, site, srv.URL, res)
+	})
 }
 
 func TestCrawler(t *testing.T) {
@@ -134,7 +157,7 @@ func TestCrawler(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			checkSiteCrawl(t, seed, site, srv, res)
+			checkSiteCrawl(t, seed, site, srv.URL, res)
 		})
 	}
 }
@@ -414,9 +437,28 @@ func TestPoliteMaxInFlightPerHost(t *testing.T) {
 	}
 }
 
-// TestPoliteDelays checks that the interval between requests to one host is
-// honoured, from robots.txt's Crawl-delay (capped by MaxCrawlDelay) or from
-// Config.Delay. It asserts a lower bound on the crawl's duration.
+// timedHandler records when each request for a path other than robots.txt
+// arrived.
+type timedHandler struct {
+	next http.Handler
+
+	mu    sync.Mutex // protects following
+	times []time.Time
+}
+
+func (h *timedHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Path != "/robots.txt" {
+		h.mu.Lock()
+		h.times = append(h.times, time.Now())
+		h.mu.Unlock()
+	}
+	h.next.ServeHTTP(w, r)
+}
+
+// TestPoliteDelays checks that the interval between the starts of requests
+// to one host is honoured, from robots.txt's Crawl-delay (capped by
+// MaxCrawlDelay) or from Config.Delay: in a synctest bubble, every two page
+// requests are at least the interval apart.
 func TestPoliteDelays(t *testing.T) {
 	tests := []struct {
 		name       string
@@ -432,26 +474,30 @@ func TestPoliteDelays(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			site := NewSite(6, 2)
-			site.CrawlDelay = tt.crawlDelay
-			srv := startSite(t, site)
-			cfg := fastRetries()
-			cfg.Delay, cfg.MaxCrawlDelay = tt.delay, tt.maxCrawl
-			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-			defer cancel()
-			start := time.Now()
-			res, err := ConcurrentChannel(ctx, srv.URL+"/", newPolite(t, cfg))
-			elapsed := time.Since(start)
-			if err != nil {
-				t.Fatal(err)
-			}
-			pageRequests := site.TotalHits() - 1 // robots.txt comes before the delay is known
-			if min := time.Duration(pageRequests-2) * tt.wantGap; elapsed < min {
-				t.Errorf("%d page requests in %v, want at least %v apart (>= %v)", pageRequests, elapsed, tt.wantGap, min)
-			}
-			if len(res.Fetched) != len(site.Reachable()) {
-				t.Errorf("fetched %d of %d pages", len(res.Fetched), len(site.Reachable()))
-			}
+			synctest.Test(t, func(t *testing.T) {
+				site := NewSite(12, 2)
+				site.CrawlDelay = tt.crawlDelay
+				h := &timedHandler{next: site}
+				cfg := fastRetries()
+				cfg.Delay, cfg.MaxCrawlDelay = tt.delay, tt.maxCrawl
+				res, err := ConcurrentChannel(context.Background(), "http://127.0.0.1:8080/", newMemPolite(t, h, cfg))
+				if err != nil {
+					t.Fatal(err)
+				}
+				if len(res.Fetched) != len(site.Reachable()) {
+					t.Errorf("fetched %d of %d pages", len(res.Fetched), len(site.Reachable()))
+				}
+				h.mu.Lock()
+				defer h.mu.Unlock()
+				if len(h.times) < 5 {
+					t.Fatalf("only %d page requests", len(h.times))
+				}
+				for i := 1; i < len(h.times); i++ {
+					if gap := h.times[i].Sub(h.times[i-1]); gap < tt.wantGap {
+						t.Errorf("page requests %d and %d %v apart, want at least %v", i-1, i, gap, tt.wantGap)
+					}
+				}
+			})
 		})
 	}
 }

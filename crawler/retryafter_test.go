@@ -3,64 +3,74 @@ package crawler
 import (
 	"context"
 	"errors"
+	"io"
 	"math"
 	"net/http"
+	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"testing/synctest"
 	"time"
 )
 
-// A 503 (or 429) with Retry-After is retried no sooner than the server
-// asked, capped at MaxCrawlDelay; without the header, at the backoff's pace.
+// A 503 (or 429) with Retry-After, read by HTTPFetcher from a response, is
+// retried no sooner than the server asked, capped at MaxCrawlDelay. In a
+// synctest bubble over an in-memory transport: the waits take no real time
+// and are measured exactly.
 func TestPoliteHonoursRetryAfter(t *testing.T) {
 	tests := []struct {
 		name       string
 		status     int
 		retryAfter string
 		maxDelay   time.Duration
-		minGap     time.Duration
+		wantGap    time.Duration // at least; the backoff's jitter may add to it
 	}{
-		{"503 asks for 1s", http.StatusServiceUnavailable, "1", 10 * time.Second, 900 * time.Millisecond},
-		{"429 asks for 1s", http.StatusTooManyRequests, "1", 10 * time.Second, 900 * time.Millisecond},
-		{"capped by MaxCrawlDelay", http.StatusServiceUnavailable, "3600", 300 * time.Millisecond, 250 * time.Millisecond},
+		{"503 asks for 1s", http.StatusServiceUnavailable, "1", 10 * time.Second, time.Second},
+		{"429 asks for 1s", http.StatusTooManyRequests, "1", 10 * time.Second, time.Second},
+		{"capped by MaxCrawlDelay", http.StatusServiceUnavailable, "3600", 300 * time.Millisecond, 300 * time.Millisecond},
+		{"no cap", http.StatusServiceUnavailable, "4", 0, 4 * time.Second},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			var mu sync.Mutex
-			var hits []time.Time
-			mux := http.NewServeMux()
-			mux.HandleFunc("/robots.txt", func(w http.ResponseWriter, r *http.Request) { http.NotFound(w, r) })
-			mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
-				mu.Lock()
-				hits = append(hits, time.Now())
-				first := len(hits) == 1
-				mu.Unlock()
-				if first {
-					w.Header().Set("Retry-After", tt.retryAfter)
-					w.WriteHeader(tt.status)
-					return
+			synctest.Test(t, func(t *testing.T) {
+				var mu sync.Mutex
+				var hits []time.Time
+				mux := http.NewServeMux()
+				mux.HandleFunc("/robots.txt", func(w http.ResponseWriter, r *http.Request) { http.NotFound(w, r) })
+				mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {
+					mu.Lock()
+					hits = append(hits, time.Now())
+					first := len(hits) == 1
+					mu.Unlock()
+					if first {
+						w.Header().Set("Retry-After", tt.retryAfter)
+						w.WriteHeader(tt.status)
+						return
+					}
+					w.Header().Set("Content-Type", "text/html")
+					w.Write([]byte(`<a href="/x">x</a>`))
+				})
+				cfg := fastRetries()
+				cfg.MaxCrawlDelay = tt.maxDelay
+				p := newMemPolite(t, mux, cfg)
+				links, err := p.Fetch(context.Background(), "http://127.0.0.1:8080/")
+				if err != nil {
+					t.Fatal(err)
 				}
-				w.Header().Set("Content-Type", "text/html")
-				w.Write([]byte(`<a href="/x">x</a>`))
+				if want := []string{"http://127.0.0.1:8080/x"}; !slices.Equal(links, want) {
+					t.Errorf("links %q, want %q", links, want)
+				}
+				mu.Lock()
+				defer mu.Unlock()
+				if len(hits) != 2 {
+					t.Fatalf("%d requests, want 2", len(hits))
+				}
+				// fastRetries' backoff adds at most 5ms of its own.
+				if gap := hits[1].Sub(hits[0]); gap < tt.wantGap || gap > tt.wantGap+10*time.Millisecond {
+					t.Errorf("retried after %v; the server asked for %ss (cap %v), want %v", gap, tt.retryAfter, tt.maxDelay, tt.wantGap)
+				}
 			})
-			srv := startSite(t, mux)
-			cfg := fastRetries()
-			cfg.MaxCrawlDelay = tt.maxDelay
-			p := newPolite(t, cfg)
-			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-			defer cancel()
-			if _, err := p.Fetch(ctx, srv.URL+"/"); err != nil {
-				t.Fatal(err)
-			}
-			mu.Lock()
-			defer mu.Unlock()
-			if len(hits) != 2 {
-				t.Fatalf("%d requests, want 2", len(hits))
-			}
-			if gap := hits[1].Sub(hits[0]); gap < tt.minGap {
-				t.Errorf("retried after %v; the server asked for %ss (cap %v)", gap, tt.retryAfter, tt.maxDelay)
-			}
 		})
 	}
 }
@@ -364,5 +374,131 @@ func TestSetHostNotBeforeHoldsRobotsTooAndFailsFast(t *testing.T) {
 		if n := f.calls(); n != 1 || time.Since(start) != time.Hour {
 			t.Errorf("robots.txt fetched %d times, Fetch done at +%v; want once, +1h", n, time.Since(start))
 		}
+	})
+}
+
+// gatedFetcher is a backOffFetcher whose calls for gated URLs block until
+// their gate is closed.
+type gatedFetcher struct {
+	*backOffFetcher
+	gates map[string]chan struct{}
+}
+
+func (f *gatedFetcher) Fetch(ctx context.Context, url string) ([]string, error) {
+	if g := f.gates[url]; g != nil {
+		select {
+		case <-g:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		}
+	}
+	return f.backOffFetcher.Fetch(ctx, url)
+}
+
+// Requests already waiting for their turn (Delay, Crawl-delay) when a
+// Retry-After arrives do not start during it: they used to start at the
+// time reserved before the Retry-After was known.
+func TestRetryAfterHoldsBackRequestsAlreadyWaiting(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		gate := make(chan struct{})
+		f := &gatedFetcher{
+			backOffFetcher: &backOffFetcher{script: map[string][]error{"http://h/a": {unavailable(time.Hour)}}, calls: map[string][]time.Time{}},
+			gates:          map[string]chan struct{}{"http://h/a": gate},
+		}
+		cfg := DefaultConfig()
+		cfg.IgnoreRobots = true
+		cfg.MaxInFlightPerHost = 3
+		cfg.Delay = 10 * time.Second
+		cfg.MaxCrawlDelay, cfg.RetryMaxElapsed = 0, 2*time.Hour
+		p, err := Polite(f, cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		start := time.Now()
+		errs := make(chan error, 3)
+		fetch := func(u string) { _, err := p.Fetch(context.Background(), u); errs <- err }
+		go fetch("http://h/a")
+		synctest.Wait() // /a has started, at +0
+		go fetch("http://h/b")
+		go fetch("http://h/c")
+		synctest.Wait() // /b and /c wait for +10s and +20s
+		close(gate)     // /a's 503 asks for an hour
+		for range 3 {
+			if err := <-errs; err != nil {
+				t.Fatal(err)
+			}
+		}
+		for _, u := range []string{"http://h/b", "http://h/c"} {
+			calls := f.callTimes(u)
+			if len(calls) != 1 {
+				t.Fatalf("%s requested %d times, want once", u, len(calls))
+			}
+			if at := calls[0].Sub(start); at < time.Hour {
+				t.Errorf("%s requested at +%v, during the host's Retry-After hour", u, at)
+			}
+		}
+		// Once the hour is over, Delay still spaces the three requests.
+		var all []time.Time
+		for _, u := range []string{"http://h/a", "http://h/b", "http://h/c"} {
+			all = append(all, f.callTimes(u)...)
+		}
+		slices.SortFunc(all, func(a, b time.Time) int { return a.Compare(b) })
+		for i := 2; i < len(all); i++ { // all[0] is /a's 503
+			if gap := all[i].Sub(all[i-1]); gap < cfg.Delay {
+				t.Errorf("requests %d and %d only %v apart, want >= %v", i-1, i, gap, cfg.Delay)
+			}
+		}
+	})
+}
+
+// Only the first MaxRobotsBytes of a robots.txt count (RFC 9309 allows
+// ignoring what lies beyond 500 KiB), without the line cut there: a hostile
+// robots.txt cannot make the crawler hold megabytes of rules per origin,
+// and a cut rule does not become a different one.
+func TestRobotsTxtBeyondMaxRobotsBytesIsIgnored(t *testing.T) {
+	head := "User-agent: *\nDisallow: /early\n"
+	pad := strings.Repeat("# padding\n", (MaxRobotsBytes-len(head))/10)
+	cut := "Disallow: /cut" + strings.Repeat("x", 100) + "\n" // crosses MaxRobotsBytes
+	robots := head + pad + cut + "Disallow: /late\n"
+	if n := len(head + pad); n >= MaxRobotsBytes || n+len(cut) <= MaxRobotsBytes {
+		t.Fatalf("the cut line does not cross the limit (%d..%d)", n, n+len(cut))
+	}
+	check := func(t *testing.T, p *PoliteFetcher, base string) {
+		t.Helper()
+		for path, disallowed := range map[string]bool{"/early": true, "/late": false, "/cut": false, "/cutxxx": false, "/other": false} {
+			_, err := p.Fetch(context.Background(), base+path)
+			if got := errors.Is(err, ErrDisallowed); got != disallowed {
+				t.Errorf("%s: err = %v, want disallowed %v", path, err, disallowed)
+			}
+		}
+	}
+	t.Run("any RobotsFetcher", func(t *testing.T) {
+		p, err := Polite(&robotsFetcher{robots: robots}, DefaultConfig())
+		if err != nil {
+			t.Fatal(err)
+		}
+		check(t, p, "http://h")
+	})
+	t.Run("HTTPFetcher", func(t *testing.T) {
+		synctest.Test(t, func(t *testing.T) {
+			mux := http.NewServeMux()
+			mux.HandleFunc("/robots.txt", func(w http.ResponseWriter, r *http.Request) {
+				io.WriteString(w, robots+strings.Repeat("Disallow: /\n", 100<<10))
+			})
+			mux.HandleFunc("/", func(w http.ResponseWriter, r *http.Request) {})
+			hf := newHTTPFetcher(t, &HTTPConfig{Client: &http.Client{Transport: handlerTransport{mux}}})
+			_, body, err := hf.FetchRobots(context.Background(), "http://h/robots.txt")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(body) > MaxRobotsBytes || !strings.HasSuffix(string(body), "\n") {
+				t.Errorf("FetchRobots returned %d bytes ending %q; want at most %d, whole lines", len(body), body[max(0, len(body)-10):], MaxRobotsBytes)
+			}
+			p, err := Polite(hf, DefaultConfig())
+			if err != nil {
+				t.Fatal(err)
+			}
+			check(t, p, "http://h")
+		})
 	})
 }

@@ -4,7 +4,7 @@ import (
 	"context"
 	"sync/atomic"
 	"testing"
-	"time"
+	"testing/synctest"
 )
 
 // robotsOnce is a fetcher whose first robots.txt request blocks until its
@@ -33,37 +33,44 @@ func (f *robotsOnce) FetchRobots(ctx context.Context, robotsURL string) (int, []
 // load got the loader's "context canceled" as its own Fetch error, although
 // its context was fine. A distributed worker then reported the page as
 // failed for good.
+//
+// It runs in a synctest bubble, so that the waiter is known to be waiting
+// for the loader (not merely given 50ms to get there) when the loader gives
+// up.
 func TestReviewRobotsLoadCancelledByOtherCaller(t *testing.T) {
-	f := &robotsOnce{entered: make(chan struct{})}
-	p, err := Polite(f, fastRetries())
-	if err != nil {
-		t.Fatal(err)
-	}
-	loaderCtx, cancelLoader := context.WithCancel(context.Background())
-	defer cancelLoader()
-	loaderDone := make(chan error, 1)
-	go func() {
-		_, err := p.Fetch(loaderCtx, "http://h.example/a")
-		loaderDone <- err
-	}()
-	<-f.entered // the loader is fetching robots.txt
-
-	waiterDone := make(chan error, 1)
-	go func() {
-		_, err := p.Fetch(context.Background(), "http://h.example/b")
-		waiterDone <- err
-	}()
-	time.Sleep(50 * time.Millisecond) // the waiter waits for the loader
-	cancelLoader()
-	if err := <-loaderDone; err == nil {
-		t.Error("the cancelled loader's Fetch succeeded")
-	}
-	select {
-	case err := <-waiterDone:
+	synctest.Test(t, func(t *testing.T) {
+		f := &robotsOnce{entered: make(chan struct{})}
+		p, err := Polite(f, fastRetries())
 		if err != nil {
+			t.Fatal(err)
+		}
+		loaderCtx, cancelLoader := context.WithCancel(context.Background())
+		defer cancelLoader()
+		loaderDone := make(chan error, 1)
+		go func() {
+			_, err := p.Fetch(loaderCtx, "http://h.example/a")
+			loaderDone <- err
+		}()
+		<-f.entered // the loader is fetching robots.txt
+
+		waiterDone := make(chan error, 1)
+		go func() {
+			_, err := p.Fetch(context.Background(), "http://h.example/b")
+			waiterDone <- err
+		}()
+		synctest.Wait() // the waiter waits for the loader
+		if n := f.robotsCalls.Load(); n != 1 {
+			t.Fatalf("robots.txt requested %d times while the first load was under way, want 1", n)
+		}
+		cancelLoader()
+		if err := <-loaderDone; err == nil {
+			t.Error("the cancelled loader's Fetch succeeded")
+		}
+		if err := <-waiterDone; err != nil {
 			t.Errorf("Fetch with a live context failed because another caller's robots.txt load was cancelled: %v", err)
 		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("waiter still blocked 5s after the loader gave up")
-	}
+		if n := f.robotsCalls.Load(); n != 2 {
+			t.Errorf("robots.txt requested %d times, want 2 (the waiter loads it again)", n)
+		}
+	})
 }
