@@ -2,7 +2,6 @@ package rpc
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/gob"
 	"errors"
@@ -33,8 +32,9 @@ type serverConn struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup // running calls
 
-	wmu    sync.Mutex   // protects following
-	buf    bytes.Buffer // enc writes here; a response is encoded whole before it is written
+	// out coalesces the responses of concurrent calls into few writes (see
+	// coalescer); its lock protects enc and the fields below.
+	out    *coalescer[struct{}]
 	enc    *gob.Encoder
 	bad    bool // a write failed; the connection is being closed
 	goAway bool // the shutdown notice was sent
@@ -57,7 +57,8 @@ func (s *Server) newConn(rwc io.ReadWriteCloser) *serverConn {
 		ctx:    ctx,
 		cancel: cancel,
 	}
-	c.enc = gob.NewEncoder(&c.buf)
+	c.out = newCoalescer[struct{}](rwc)
+	c.enc = gob.NewEncoder(c.out)
 	s.lmu.Lock()
 	defer s.lmu.Unlock()
 	if s.closed {
@@ -235,6 +236,11 @@ func (c *serverConn) respondFinal(req *wireRequest, err error) {
 		return
 	}
 	c.respond(req, nil, reject(CodeTooLarge, "%v", err))
+	// The answer must be written before the connection closes, even when
+	// another call's responder is writing it.
+	if c.out.flushNow() != nil {
+		return
+	}
 	// Closing with the rest of the message unread would reset the
 	// connection, and the answer could be lost; skip a bounded amount of
 	// it first, within a deadline.
@@ -250,26 +256,49 @@ func (c *serverConn) respondFinal(req *wireRequest, err error) {
 // discards so that its error answer reaches the client.
 const maxDrain = 64 << 20
 
-// respond writes one response, encoded whole before it is written. A reply
-// that cannot be encoded, or is over the message limit, is not sent: the
-// caller gets a small error saying the method ran and its reply is
-// unusable. A failed write closes the connection: the stream cannot be
-// trusted after a partial message.
+// respond encodes one response whole into the connection's write buffer,
+// which is written at once unless a write is in progress, whose caller then
+// writes it (see coalescer). A reply that cannot be encoded, or is over the
+// message limit, is not sent: the caller gets a small error saying the
+// method ran and its reply is unusable. A failed write closes the
+// connection: the stream cannot be trusted after a partial message.
 func (c *serverConn) respond(req *wireRequest, reply any, err error) {
-	resp := wireResponse{ServiceMethod: req.ServiceMethod, Seq: req.Seq}
-	c.wmu.Lock()
-	defer c.wmu.Unlock()
-	if c.bad || c.ctx.Err() != nil { // broken, or closing: no more replies
+	c.out.lock()
+	c.encodeResponse(req, reply, err)
+	c.out.tag(struct{}{})
+	werr := c.out.unlockAndFlush(len(c.sem) > 1)
+	c.writeFailed(req.ServiceMethod, werr)
+}
+
+// writeFailed closes the connection after a failed write.
+func (c *serverConn) writeFailed(what string, werr error) {
+	if werr == nil {
 		return
 	}
-	c.buf.Reset()
+	c.out.lock()
+	c.bad = true
+	c.out.mu.Unlock()
+	if c.ctx.Err() == nil && !isNetError(werr) {
+		c.s.logger.Printf("rpc: writing response to %s: %v", what, werr)
+	}
+	c.close()
+}
+
+// encodeResponse appends one response to the write buffer. The coalescer's
+// lock must be held.
+func (c *serverConn) encodeResponse(req *wireRequest, reply any, err error) {
+	if c.bad || c.out.failed() != nil || c.ctx.Err() != nil { // broken, or closing: no more replies
+		return
+	}
+	resp := wireResponse{ServiceMethod: req.ServiceMethod, Seq: req.Seq}
+	start := c.out.buf().Len()
 	if err == nil {
 		if werr := c.enc.Encode(&resp); werr != nil { // cannot happen for this fixed type
 			c.bad = true
 			c.close()
 			return
 		}
-		err = c.encodeReply(req.ServiceMethod, reply)
+		err = c.encodeReply(req.ServiceMethod, reply, start)
 	}
 	if err != nil {
 		resp.Code, resp.Error = EncodeError(err)
@@ -280,30 +309,20 @@ func (c *serverConn) respond(req *wireRequest, reply any, err error) {
 		if werr != nil {
 			c.bad = true
 			c.close()
-			return
 		}
-	}
-	_, werr := c.rwc.Write(c.buf.Bytes())
-	if c.buf.Cap() > maxKeptBuffer {
-		c.buf = bytes.Buffer{}
-	}
-	if werr != nil {
-		c.bad = true
-		if c.ctx.Err() == nil && !isNetError(werr) {
-			c.s.logger.Printf("rpc: writing response to %s: %v", req.ServiceMethod, werr)
-		}
-		c.close()
 	}
 }
 
-// encodeReply appends reply to c.buf, after its header. If the reply cannot
-// be sent (not encodable, or over the message limit), it leaves in c.buf
-// only the type definitions gob now counts as sent (the header value and
-// the reply value go) and returns the error to answer instead: the method
-// ran, its reply is unusable. c.wmu must be held.
-func (c *serverConn) encodeReply(method string, reply any) error {
-	hdrEnd := c.buf.Len()
-	hdrValue := lastMessageStart(c.buf.Bytes()[:hdrEnd])
+// encodeReply appends reply to the write buffer, after its header (which
+// starts at start, type definitions first). If the reply cannot be sent
+// (not encodable, or over the message limit), it leaves in the buffer only
+// the type definitions gob now counts as sent (the header value and the
+// reply value go) and returns the error to answer instead: the method ran,
+// its reply is unusable. The coalescer's lock must be held.
+func (c *serverConn) encodeReply(method string, reply any, start int) error {
+	buf := c.out.buf()
+	hdrEnd := buf.Len()
+	hdrValue := start + lastMessageStart(buf.Bytes()[start:hdrEnd])
 	tooLarge := func(n int) error {
 		return semantics.Unusable(fmt.Errorf("rpc: %s ran, but its reply (%d bytes) is over the message limit (%d bytes): %w",
 			method, n, c.s.opts.maxMsg, ErrMessageTooLarge))
@@ -321,20 +340,20 @@ func (c *serverConn) encodeReply(method string, reply any) error {
 			err = unencodable(err)
 		}
 		if err != nil {
-			c.buf.Truncate(hdrValue) // the header's type definitions stay
+			buf.Truncate(hdrValue) // the header's type definitions stay
 			return err
 		}
 	}
 	if err := encodeValue(c.enc, reply); err != nil {
 		// What gob wrote is whole type definitions it now counts as sent:
 		// they stay, in front of the error answer; the header goes.
-		cutMessage(&c.buf, hdrValue, hdrEnd)
+		cutMessage(buf, hdrValue, hdrEnd)
 		return unencodable(err)
 	}
-	if last := lastMessageStart(c.buf.Bytes()); c.buf.Len()-last > c.s.opts.maxMsg {
-		n := c.buf.Len() - last
-		c.buf.Truncate(last) // keep the type definitions
-		cutMessage(&c.buf, hdrValue, hdrEnd)
+	if last := hdrEnd + lastMessageStart(buf.Bytes()[hdrEnd:]); buf.Len()-last > c.s.opts.maxMsg {
+		n := buf.Len() - last
+		buf.Truncate(last) // keep the type definitions
+		cutMessage(buf, hdrValue, hdrEnd)
 		return tooLarge(n)
 	}
 	return nil
@@ -344,25 +363,25 @@ func (c *serverConn) encodeReply(method string, reply any) error {
 // send nothing more on this connection, and close it once its calls are
 // answered. Requests that still arrive are answered ErrShuttingDown.
 func (c *serverConn) sendGoAway() {
-	c.wmu.Lock()
-	defer c.wmu.Unlock()
-	if c.bad || c.goAway || c.ctx.Err() != nil {
+	c.out.lock()
+	if c.bad || c.goAway || c.out.failed() != nil || c.ctx.Err() != nil {
+		c.out.mu.Unlock()
 		return
 	}
 	c.goAway = true
-	c.buf.Reset()
 	resp := wireResponse{ServiceMethod: goAwayMethod, Seq: goAwaySeq, Error: ErrShuttingDown.Error(), Code: CodeShuttingDown}
 	werr := c.enc.Encode(&resp)
 	if werr == nil {
 		werr = c.enc.Encode(emptyBody{})
 	}
-	if werr == nil {
-		_, werr = c.rwc.Write(c.buf.Bytes())
-	}
 	if werr != nil {
 		c.bad = true
+		c.out.mu.Unlock()
 		c.close()
+		return
 	}
+	werr = c.out.unlockAndFlush(false)
+	c.writeFailed(goAwayMethod, werr)
 }
 
 // lastMessageStart returns the offset of the last gob message in b, a
