@@ -21,6 +21,7 @@ type serverConn struct {
 	s     *Server
 	rwc   io.ReadWriteCloser
 	dec   *gob.Decoder
+	br    *bufio.Reader // under dec: what it holds was read and not decoded yet
 	limit *frameLimiter
 	sem   chan struct{} // bounds calls running for this connection
 	work  chan task     // hands a request to an idle worker
@@ -30,7 +31,15 @@ type serverConn struct {
 	// and the caller's deadline, so a lost connection is not an answer).
 	ctx    context.Context
 	cancel context.CancelFunc
-	wg     sync.WaitGroup // running calls
+	wg     sync.WaitGroup // running calls, and readers that took over
+
+	// A lone request runs on the goroutine that read it (see runInline);
+	// if it runs longer than inlineGrace, handoff starts another goroutine
+	// to read the connection meanwhile.
+	inline  atomic.Uint64 // inline run number<<2 | inlineIdle, inlineRunning, inlineHandedOff or inlineDone
+	grace   time.Duration // inlineGrace when the connection came
+	handoff *time.Timer   // fires takeOver; stopped unless a request runs inline
+	readEnd chan struct{} // closed when reading the connection ends
 
 	// out coalesces the responses of concurrent calls into few writes (see
 	// coalescer); its lock protects enc and the fields below.
@@ -51,12 +60,17 @@ func (s *Server) newConn(rwc io.ReadWriteCloser) *serverConn {
 		s:      s,
 		rwc:    rwc,
 		limit:  limit,
-		dec:    gob.NewDecoder(bufio.NewReader(limit)),
+		br:     bufio.NewReader(limit),
 		sem:    make(chan struct{}, s.opts.maxConcurrent),
 		work:   make(chan task),
 		ctx:    ctx,
 		cancel: cancel,
 	}
+	c.dec = gob.NewDecoder(c.br)
+	c.readEnd = make(chan struct{})
+	c.grace = time.Duration(inlineGrace.Load())
+	c.handoff = time.AfterFunc(time.Hour, c.takeOver)
+	c.handoff.Stop()
 	c.out = newCoalescer[struct{}](rwc)
 	c.enc = gob.NewEncoder(c.out)
 	s.lmu.Lock()
@@ -93,6 +107,7 @@ func (c *serverConn) close() {
 func (c *serverConn) serve() {
 	defer func() {
 		c.close()
+		c.handoff.Stop()
 		c.wg.Wait()
 		c.s.lmu.Lock()
 		delete(c.s.conns, c)
@@ -100,11 +115,26 @@ func (c *serverConn) serve() {
 		c.s.connCount.Add(-1)
 		c.s.connWG.Done()
 	}()
+	if !c.read() {
+		<-c.readEnd // another goroutine took over reading
+	}
+}
+
+// read reads requests and runs them until the stream ends (then it reports
+// true) or until, while it ran a request itself, another goroutine took
+// over reading (then it reports false).
+func (c *serverConn) read() (ended bool) {
+	defer func() {
+		if ended {
+			c.inline.Store(inlineDone)
+			close(c.readEnd)
+		}
+	}()
 	for {
 		var req wireRequest
 		if err := c.dec.Decode(&req); err != nil {
 			c.logReadError("reading request header", err)
-			return
+			return true
 		}
 		m, err := c.s.lookup(req.ServiceMethod)
 		if err != nil {
@@ -113,7 +143,7 @@ func (c *serverConn) serve() {
 			if derr := c.dec.DecodeValue(reflect.Value{}); derr != nil {
 				c.logReadError("discarding request body", derr)
 				c.respondFinal(&req, derr)
-				return
+				return true
 			}
 			c.respond(&req, nil, err)
 			continue
@@ -124,7 +154,7 @@ func (c *serverConn) serve() {
 			if isStreamError(err) {
 				c.logReadError("reading request body", err)
 				c.respondFinal(&req, err)
-				return
+				return true
 			}
 			// A value that does not fit the argument type: gob has read the
 			// whole message, so the stream is still in step.
@@ -142,11 +172,69 @@ func (c *serverConn) serve() {
 			select {
 			case c.sem <- struct{}{}:
 			case <-c.ctx.Done():
-				return
+				return true
 			}
 		}
-		c.dispatch(task{req: req, m: m, ptr: ptr, pass: pass})
+		tk := task{req: req, m: m, ptr: ptr, pass: pass}
+		if len(c.sem) == 1 && c.br.Buffered() == 0 {
+			// Alone: nothing else runs and nothing more was read.
+			if !c.runInline(&tk) {
+				return false
+			}
+			continue
+		}
+		c.dispatch(tk)
 	}
+}
+
+// Inline states, the low two bits of serverConn.inline; the rest numbers
+// the inline runs, so that a reader that was handed off cannot mistake a
+// later run (by the reader that took over) for its own.
+const (
+	inlineIdle      uint64 = iota // the reader is reading
+	inlineRunning                // the reader is running a request
+	inlineHandedOff              // another goroutine reads; the old reader finishes its request and leaves
+	inlineDone                   // reading has ended
+)
+
+// defaultInlineGrace is how long a request runs on the goroutine that read
+// it before another goroutine takes over reading the connection. A lone
+// call then costs no goroutine switch on the server; a method that runs
+// longer, or blocks until a later request arrives on the same connection,
+// delays the requests behind it by about this much.
+const defaultInlineGrace = 50 * time.Microsecond
+
+// inlineGrace is defaultInlineGrace, which tests may change (nanoseconds);
+// each connection reads it once.
+var inlineGrace atomic.Int64
+
+func init() { inlineGrace.Store(int64(defaultInlineGrace)) }
+
+// runInline runs tk on the reading goroutine. It reports whether this
+// goroutine still reads; if the request ran past its grace, takeOver has
+// given reading to another goroutine and this one must leave.
+func (c *serverConn) runInline(tk *task) bool {
+	run := (c.inline.Load()>>2 + 1) << 2
+	c.inline.Store(run | inlineRunning)
+	c.handoff.Reset(c.grace)
+	c.run(tk)
+	if c.inline.CompareAndSwap(run|inlineRunning, run|inlineIdle) {
+		c.handoff.Stop()
+		return true
+	}
+	return false
+}
+
+// takeOver reads the connection in place of a reader that is running a
+// request longer than its grace.
+func (c *serverConn) takeOver() {
+	st := c.inline.Load()
+	if st&3 != inlineRunning || !c.inline.CompareAndSwap(st, st&^3|inlineHandedOff) {
+		return // the request ended first (or reading did)
+	}
+	c.wg.Add(1)
+	defer c.wg.Done()
+	c.read()
 }
 
 // task is one decoded request waiting for a worker.
@@ -176,17 +264,8 @@ func (c *serverConn) dispatch(tk task) {
 func (c *serverConn) worker(tk task) {
 	defer c.wg.Done()
 	for {
-		// Count the call as running until its reply is written, not just
-		// while it executes: Shutdown waits for the count to reach zero
-		// before it closes the connection under the reply.
-		c.s.inflight.Add(1)
-		ctx, cancel := c.s.callContext(tk.req.Timeout)
-		reply, err := c.s.execute(ctx, tk.m, tk.req.Sem, tk.ptr, tk.pass)
-		cancel()
-		c.respond(&tk.req, reply, err)
-		c.s.inflight.Add(-1)
+		c.run(&tk)
 		tk = task{}
-		<-c.sem
 		if c.nwork.Load() > idleWorkers {
 			c.nwork.Add(-1)
 			return
@@ -198,6 +277,21 @@ func (c *serverConn) worker(tk task) {
 			return
 		}
 	}
+}
+
+// run executes one request and writes its response, then frees its place
+// among the connection's running calls.
+func (c *serverConn) run(tk *task) {
+	// Count the call as running until its reply is written, not just
+	// while it executes: Shutdown waits for the count to reach zero
+	// before it closes the connection under the reply.
+	c.s.inflight.Add(1)
+	ctx, cancel := c.s.callContext(tk.req.Timeout)
+	reply, err := c.s.execute(ctx, tk.m, tk.req.Sem, tk.ptr, tk.pass)
+	cancel()
+	c.respond(&tk.req, reply, err)
+	c.s.inflight.Add(-1)
+	<-c.sem
 }
 
 // isStreamError reports whether a decode error leaves the gob stream
