@@ -192,9 +192,9 @@ func (c *serverConn) read() (ended bool) {
 // later run (by the reader that took over) for its own.
 const (
 	inlineIdle      uint64 = iota // the reader is reading
-	inlineRunning                // the reader is running a request
-	inlineHandedOff              // another goroutine reads; the old reader finishes its request and leaves
-	inlineDone                   // reading has ended
+	inlineRunning                 // the reader is running a request
+	inlineHandedOff               // another goroutine reads; the old reader finishes its request and leaves
+	inlineDone                    // reading has ended
 )
 
 // defaultInlineGrace is how long a request runs on the goroutine that read

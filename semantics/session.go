@@ -20,10 +20,10 @@ type Session struct {
 	epoch  uint64
 	window uint64
 
-	mu          sync.Mutex    // protects following
-	next        uint64        // the seq Begin assigns next
-	ack         uint64        // first seq not ended; every seq below it has ended
-	outstanding int           // seqs begun and not ended
+	mu          sync.Mutex      // protects following
+	next        uint64          // the seq Begin assigns next
+	ack         uint64          // first seq not ended; every seq below it has ended
+	outstanding int             // seqs begun and not ended
 	ended       []bool          // ended[seq%window] for ack < seq < next
 	waiters     []chan struct{} // Begins waiting for a window slot, first come first
 }
