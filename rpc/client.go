@@ -221,7 +221,10 @@ func (c *Client) invokeOnce(ctx context.Context, serviceMethod string, args, rep
 					serviceMethod, cs.lease, now.Sub(time.Unix(0, cs.heard.Load())).Round(time.Millisecond), semantics.ErrSessionExpired)))
 			}
 			if retry {
-				hdr = cs.Retry(h.Seq)
+				// A fresh header: a transport may still read the last one
+				// (labrpc delivers duplicates after the attempt ended).
+				rh := cs.Retry(h.Seq)
+				req.Header = &rh
 			}
 			retry = true
 			req.Timeout = remaining(ctx, now)
