@@ -43,7 +43,9 @@ type serverConn struct {
 
 	// out coalesces the responses of concurrent calls into few writes (see
 	// coalescer); its lock protects enc and the fields below.
-	out    *coalescer[struct{}]
+	// A response's tag says whether it counts in the server's inflight:
+	// a call's reply does until it is written (or its write failed).
+	out    *coalescer[bool]
 	enc    *gob.Encoder
 	bad    bool // a write failed; the connection is being closed
 	goAway bool // the shutdown notice was sent
@@ -71,7 +73,12 @@ func (s *Server) newConn(rwc io.ReadWriteCloser) *serverConn {
 	c.grace = time.Duration(inlineGrace.Load())
 	c.handoff = time.AfterFunc(time.Hour, c.takeOver)
 	c.handoff.Stop()
-	c.out = newCoalescer[struct{}](rwc)
+	c.out = newCoalescer[bool](rwc)
+	c.out.onWritten = func(counted, _ bool, _ error) {
+		if counted {
+			c.s.inflight.Add(-1)
+		}
+	}
 	c.enc = gob.NewEncoder(c.out)
 	s.lmu.Lock()
 	defer s.lmu.Unlock()
@@ -284,13 +291,14 @@ func (c *serverConn) worker(tk task) {
 func (c *serverConn) run(tk *task) {
 	// Count the call as running until its reply is written, not just
 	// while it executes: Shutdown waits for the count to reach zero
-	// before it closes the connection under the reply.
+	// before it closes the connection under the reply. The reply may be
+	// written by another responder (see coalescer): the count drops when
+	// it is.
 	c.s.inflight.Add(1)
 	ctx, cancel := c.s.callContext(tk.req.Timeout)
 	reply, err := c.s.execute(ctx, tk.m, tk.req.Sem, tk.ptr, tk.pass)
 	cancel()
-	c.respond(&tk.req, reply, err)
-	c.s.inflight.Add(-1)
+	c.respondTagged(&tk.req, reply, err, true)
 	<-c.sem
 }
 
@@ -357,9 +365,18 @@ const maxDrain = 64 << 20
 // method ran and its reply is unusable. A failed write closes the
 // connection: the stream cannot be trusted after a partial message.
 func (c *serverConn) respond(req *wireRequest, reply any, err error) {
+	c.respondTagged(req, reply, err, false)
+}
+
+// respondTagged is respond; a counted response holds its place in the
+// server's inflight count until it is written or its write failed.
+func (c *serverConn) respondTagged(req *wireRequest, reply any, err error, counted bool) {
 	c.out.lock()
-	c.encodeResponse(req, reply, err)
-	c.out.tag(struct{}{})
+	if c.encodeResponse(req, reply, err) {
+		c.out.tag(counted)
+	} else if counted {
+		c.s.inflight.Add(-1) // not sent: no more to wait for
+	}
 	werr := c.out.unlockAndFlush(len(c.sem) > 1)
 	c.writeFailed(req.ServiceMethod, werr)
 }
@@ -378,11 +395,11 @@ func (c *serverConn) writeFailed(what string, werr error) {
 	c.close()
 }
 
-// encodeResponse appends one response to the write buffer. The coalescer's
-// lock must be held.
-func (c *serverConn) encodeResponse(req *wireRequest, reply any, err error) {
+// encodeResponse appends one response to the write buffer and reports
+// whether it did. The coalescer's lock must be held.
+func (c *serverConn) encodeResponse(req *wireRequest, reply any, err error) bool {
 	if c.bad || c.out.failed() != nil || c.ctx.Err() != nil { // broken, or closing: no more replies
-		return
+		return false
 	}
 	resp := wireResponse{ServiceMethod: req.ServiceMethod, Seq: req.Seq}
 	start := c.out.buf().Len()
@@ -390,7 +407,7 @@ func (c *serverConn) encodeResponse(req *wireRequest, reply any, err error) {
 		if werr := c.enc.Encode(&resp); werr != nil { // cannot happen for this fixed type
 			c.bad = true
 			c.close()
-			return
+			return false
 		}
 		err = c.encodeReply(req.ServiceMethod, reply, start)
 	}
@@ -403,8 +420,10 @@ func (c *serverConn) encodeResponse(req *wireRequest, reply any, err error) {
 		if werr != nil {
 			c.bad = true
 			c.close()
+			return false
 		}
 	}
+	return true
 }
 
 // encodeReply appends reply to the write buffer, after its header (which

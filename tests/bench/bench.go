@@ -38,7 +38,10 @@ type caller func(ctx context.Context, args Args, reply *int) error
 
 // IO counts the reads and writes made on the connections of one
 // benchmark, both sides together: each is at least one system call.
-type IO struct{ Reads, Writes atomic.Int64 }
+type IO struct {
+	Reads  atomic.Int64 // Read calls on the connections
+	Writes atomic.Int64 // Write calls on the connections
+}
 
 // countedConn counts its reads and writes in io.
 type countedConn struct {
@@ -82,8 +85,8 @@ func reportIO(b *testing.B, io *IO, r0, w0 int64) {
 // Server is a benchmark server with clients: Callers[i] calls through the
 // i-th client.
 type Server struct {
-	Callers []caller
-	IO      *IO
+	Callers []caller // one per client
+	IO      *IO      // the reads and writes of every connection, both sides
 	stop    func()
 }
 
