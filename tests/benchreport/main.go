@@ -58,6 +58,23 @@ func run(w io.Writer, rounds int, only *regexp.Regexp, sections bool) error {
 		}
 		rows = append(rows, measure(g, rounds)...)
 	}
+	if err := printRows(w, rows); err != nil {
+		return err
+	}
+	if !sections {
+		printGoals(w, rows, nil)
+		return nil
+	}
+	lab := labrpcRatios(w)
+	printGoals(w, rows, lab)
+	return lossTable(w)
+}
+
+// printRows prints the measured rows as one table.
+func printRows(w io.Writer, rows []row) error {
+	if len(rows) == 0 {
+		return nil
+	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "group\tbenchmark\tcalls/s\tµs/call\tallocs/call\tvs baseline\textra\t")
 	for _, r := range rows {
@@ -77,16 +94,7 @@ func run(w io.Writer, rounds int, only *regexp.Regexp, sections bool) error {
 		fmt.Fprintf(tw, "%s\t%s\t%.0f\t%.2f\t%d\t%s\t%s\t\n",
 			r.group, r.name, 1e9/r.nsPerOp, r.nsPerOp/1e3, r.allocs, ratio, extra)
 	}
-	if err := tw.Flush(); err != nil {
-		return err
-	}
-	if !sections {
-		printGoals(w, rows, nil)
-		return nil
-	}
-	lab := labrpcRatios(w)
-	printGoals(w, rows, lab)
-	return lossTable(w)
+	return tw.Flush()
 }
 
 // lossTable prints what at-least-once calls with default options do on a
@@ -173,6 +181,13 @@ func printGoals(w io.Writer, rows []row, lab []labRatio) {
 			}
 		}
 		return row{}, false
+	}
+	if len(lab) == 0 {
+		if _, ok := find(goals[0].group, bench.CaseNetRPC); !ok {
+			if _, ok := find(bench.GroupSequential, bench.CaseNetRPC); !ok {
+				return // no goal was measured
+			}
+		}
 	}
 	fmt.Fprintf(w, "\nGoals (issue 13), this run:\n\n")
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
