@@ -182,12 +182,14 @@ func printGoals(w io.Writer, rows []row, lab []labRatio) {
 		}
 		return row{}, false
 	}
-	if len(lab) == 0 {
-		if _, ok := find(goals[0].group, bench.CaseNetRPC); !ok {
-			if _, ok := find(bench.GroupSequential, bench.CaseNetRPC); !ok {
-				return // no goal was measured
-			}
+	measured := len(lab) > 0
+	for _, g := range goals {
+		if _, ok := find(g.group, g.name); ok {
+			measured = true
 		}
+	}
+	if !measured {
+		return
 	}
 	fmt.Fprintf(w, "\nGoals (issue 13), this run:\n\n")
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
