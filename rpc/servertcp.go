@@ -225,7 +225,7 @@ func (c *serverConn) runInline(tk *task) bool {
 	c.inline.Store(run | inlineRunning)
 	c.handoff.Reset(c.grace)
 	c.run(tk)
-	if c.inline.CompareAndSwap(run|inlineRunning, run|inlineIdle) {
+	if c.inline.CompareAndSwap(run|inlineRunning, run) { // run | inlineIdle
 		c.handoff.Stop()
 		return true
 	}
