@@ -364,10 +364,10 @@ func (t *tcpTransport) RoundTrip(ctx context.Context, req *Request, reply any) e
 // large is answered before it is all written).
 func (c *tcpConn) settle(call *pendingCall, err error) error {
 	if call.inWrite.Load() {
-		c.out.waitIdle()
+		c.out.waitUntil(func() bool { return !call.inWrite.Load() })
 	}
 	if call.unsent.Load() && errors.Is(err, ErrConnLost) && semantics.ClassOf(err) == semantics.ClassMaybeExecuted {
-		err = semantics.NotSent(fmt.Errorf("%w: request not sent: %w", ErrConnLost, c.out.waitIdle()))
+		err = semantics.NotSent(fmt.Errorf("%w: request not sent: %w", ErrConnLost, c.out.writeErr()))
 	}
 	call.reply = nil
 	pendingPool.Put(call)
@@ -709,7 +709,7 @@ type coalescer[T any] struct {
 
 	// onWritten, if set, is called for the tag of each message once the
 	// write that carried it is over (whole tells whether it was written
-	// whole; werr is the write's error), before the write ends (waitIdle).
+	// whole; werr is the write's error), before the write ends.
 	// After a failed write it is called for the messages queued behind,
 	// which are never written.
 	onWritten func(tag T, whole bool, werr error)
@@ -822,14 +822,20 @@ func (c *coalescer[T]) unlockAndFlush(company bool) error {
 	return nil
 }
 
-// waitIdle waits until no write is in progress, and returns the error of
-// the write that failed, if one did.
-func (c *coalescer[T]) waitIdle() error {
+// waitUntil waits until done reports true; done must turn true by the end
+// of a write in progress (an onWritten call, say).
+func (c *coalescer[T]) waitUntil(done func() bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	for c.writing {
+	for !done() && c.writing {
 		c.waitWrite()
 	}
+}
+
+// writeErr returns the error of the write that failed, or nil.
+func (c *coalescer[T]) writeErr() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
 	return c.err
 }
 
