@@ -173,9 +173,9 @@ type Table struct {
 type serverSession struct {
 	ack     uint64                 // highest ack seen; every seq below it is freed
 	last    int64                  // nanoseconds (table time) of the last activity
-	held    int                    // records held, wherever they are
-	running int                    // records running: the session is busy
-	ring    []callRecord           // nil, or the records by seq&(len-1); one is then unused
+	held    int32                  // records held, wherever they are
+	running int32                  // records running: the session is busy
+	ring    *[]callRecord          // nil, or the records by seq&(len-1); one is then unused
 	more    map[uint64]*callRecord // overflow: records that fit neither one nor ring; nil when empty
 	one     callRecord             // the inline record; state recEmpty when unused
 }
@@ -687,15 +687,15 @@ func (s *serverSession) advance(ack uint64) {
 	if s.ring != nil {
 		// Every record below the old ack is freed or running, so only the
 		// seqs between the two acks need a look, unless they wrap the ring.
-		if n := uint64(len(s.ring)); ack-from < n {
+		if n := uint64(len(s.recs())); ack-from < n {
 			for seq := from; seq < ack; seq++ {
-				if rec := &s.ring[seq&(n-1)]; rec.seq == seq {
+				if rec := &s.recs()[seq&(n-1)]; rec.seq == seq {
 					free(rec)
 				}
 			}
 		} else {
-			for i := range s.ring {
-				free(&s.ring[i])
+			for i := range s.recs() {
+				free(&s.recs()[i])
 			}
 		}
 	}
@@ -719,8 +719,8 @@ func (s *serverSession) lookup(seq uint64) *callRecord {
 	if s.one.state != recEmpty && s.one.seq == seq {
 		return &s.one
 	}
-	if n := uint64(len(s.ring)); n > 0 {
-		if rec := &s.ring[seq&(n-1)]; rec.state != recEmpty && rec.seq == seq {
+	if n := uint64(len(s.recs())); n > 0 {
+		if rec := &s.recs()[seq&(n-1)]; rec.state != recEmpty && rec.seq == seq {
 			return rec
 		}
 	}
@@ -735,11 +735,11 @@ func (s *serverSession) insert(seq uint64) *callRecord {
 		s.one = callRecord{seq: seq}
 		return &s.one
 	}
-	if s.ring == nil || s.ring[seq&uint64(len(s.ring)-1)].state != recEmpty {
+	if s.ring == nil || s.recs()[seq&uint64(len(s.recs())-1)].state != recEmpty {
 		s.grow(seq)
 	}
-	if n := uint64(len(s.ring)); n > 0 {
-		if rec := &s.ring[seq&(n-1)]; rec.state == recEmpty {
+	if n := uint64(len(s.recs())); n > 0 {
+		if rec := &s.recs()[seq&(n-1)]; rec.state == recEmpty {
 			*rec = callRecord{seq: seq}
 			return rec
 		}
@@ -762,10 +762,10 @@ func (s *serverSession) grow(seq uint64) {
 		}
 	}
 	span(&s.one)
-	for i := range s.ring {
-		span(&s.ring[i])
+	for i := range s.recs() {
+		span(&s.recs()[i])
 	}
-	size := max(8, len(s.ring))
+	size := max(8, len(s.recs()))
 	for uint64(size) <= hi-lo && size < ringMax {
 		size *= 2
 	}
@@ -782,12 +782,12 @@ func (s *serverSession) grow(seq uint64) {
 		}
 	}
 	put(&s.one)
-	for i := range s.ring {
-		put(&s.ring[i])
+	for i := range s.recs() {
+		put(&s.recs()[i])
 	}
 	// What did not fit (a ring that could not cover the span) overflows.
-	for i := range s.ring {
-		if rec := s.ring[i]; rec.state != recEmpty {
+	for i := range s.recs() {
+		if rec := s.recs()[i]; rec.state != recEmpty {
 			if s.more == nil {
 				s.more = make(map[uint64]*callRecord)
 			}
@@ -802,7 +802,7 @@ func (s *serverSession) grow(seq uint64) {
 		s.more[one.seq] = &one
 		s.one = callRecord{}
 	}
-	s.ring = ring
+	s.ring = &ring
 }
 
 // remove frees the record of seq, a running record of s (or of s before it
@@ -827,16 +827,24 @@ func (s *serverSession) remove(seq uint64) {
 // shrink drops the ring once it holds nothing, so that an idle session
 // stays small.
 func (s *serverSession) shrink() {
-	if s.ring == nil || s.held > len(s.more) {
+	if s.ring == nil || int(s.held) > len(s.more) {
 		return
 	}
-	if s.one.state == recEmpty && s.held == len(s.more) {
+	if s.one.state == recEmpty && int(s.held) == len(s.more) {
 		s.ring = nil
 	}
 }
 
+// recs returns the ring's records, nil when there is no ring.
+func (s *serverSession) recs() []callRecord {
+	if s.ring == nil {
+		return nil
+	}
+	return *s.ring
+}
+
 // count returns how many records s holds.
-func (s *serverSession) count() int { return s.held }
+func (s *serverSession) count() int { return int(s.held) }
 
 // busy reports whether one of s's calls is running.
 func (s *serverSession) busy() bool { return s.running > 0 }
