@@ -213,8 +213,9 @@ func (c *Client) invokeOnce(ctx context.Context, serviceMethod string, args, rep
 		if err != nil {
 			return err
 		}
-		req := Request{ServiceMethod: serviceMethod, Args: args, WaitForReady: wait}
-		maybe := false // an attempt may have run
+		hdr := h // the first attempt's header is begin's: no lock to take again
+		req := Request{ServiceMethod: serviceMethod, Args: args, WaitForReady: wait, Header: &hdr}
+		maybe, retry := false, false // an attempt may have run; this is a retry
 		err = c.runner.RunUntil(ctx, deadline, p, func(ctx context.Context) error {
 			now := time.Now()
 			if maybe && cs.mayHaveExpired(now) {
@@ -222,8 +223,13 @@ func (c *Client) invokeOnce(ctx context.Context, serviceMethod string, args, rep
 					"rpc: %s not sent again: the server may have forgotten its session (lease %v, last admitted request sent %v ago): %w",
 					serviceMethod, cs.lease, now.Sub(time.Unix(0, cs.heard.Load())).Round(time.Millisecond), semantics.ErrSessionExpired)))
 			}
-			hdr := cs.Retry(h.Seq)
-			req.Header = &hdr
+			if retry {
+				// A fresh header: a transport may still read the last one
+				// (labrpc delivers duplicates after the attempt ended).
+				rh := cs.Retry(h.Seq)
+				req.Header = &rh
+			}
+			retry = true
 			req.Timeout = remaining(ctx, now)
 			err := c.t.RoundTrip(ctx, &req, reply)
 			switch semantics.ClassOf(err) {

@@ -2,7 +2,6 @@ package rpc
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/gob"
 	"errors"
@@ -22,6 +21,7 @@ type serverConn struct {
 	s     *Server
 	rwc   io.ReadWriteCloser
 	dec   *gob.Decoder
+	br    *bufio.Reader // under dec: what it holds was read and not decoded yet
 	limit *frameLimiter
 	sem   chan struct{} // bounds calls running for this connection
 	work  chan task     // hands a request to an idle worker
@@ -31,10 +31,21 @@ type serverConn struct {
 	// and the caller's deadline, so a lost connection is not an answer).
 	ctx    context.Context
 	cancel context.CancelFunc
-	wg     sync.WaitGroup // running calls
+	wg     sync.WaitGroup // running calls, and readers that took over
 
-	wmu    sync.Mutex   // protects following
-	buf    bytes.Buffer // enc writes here; a response is encoded whole before it is written
+	// A lone request runs on the goroutine that read it (see runInline);
+	// if it runs longer than inlineGrace, handoff starts another goroutine
+	// to read the connection meanwhile.
+	inline  atomic.Uint64 // inline run number<<2 | inlineIdle, inlineRunning, inlineHandedOff or inlineDone
+	grace   time.Duration // inlineGrace when the connection came
+	handoff *time.Timer   // fires takeOver; stopped unless a request runs inline
+	readEnd chan struct{} // closed when reading the connection ends
+
+	// out coalesces the responses of concurrent calls into few writes (see
+	// coalescer); its lock protects enc and the fields below.
+	// A response's tag says whether it counts in the server's inflight:
+	// a call's reply does until it is written (or its write failed).
+	out    *coalescer[bool]
 	enc    *gob.Encoder
 	bad    bool // a write failed; the connection is being closed
 	goAway bool // the shutdown notice was sent
@@ -51,13 +62,24 @@ func (s *Server) newConn(rwc io.ReadWriteCloser) *serverConn {
 		s:      s,
 		rwc:    rwc,
 		limit:  limit,
-		dec:    gob.NewDecoder(bufio.NewReader(limit)),
+		br:     bufio.NewReader(limit),
 		sem:    make(chan struct{}, s.opts.maxConcurrent),
 		work:   make(chan task),
 		ctx:    ctx,
 		cancel: cancel,
 	}
-	c.enc = gob.NewEncoder(&c.buf)
+	c.dec = gob.NewDecoder(c.br)
+	c.readEnd = make(chan struct{})
+	c.grace = time.Duration(inlineGrace.Load())
+	c.handoff = time.AfterFunc(time.Hour, c.takeOver)
+	c.handoff.Stop()
+	c.out = newCoalescer[bool](rwc)
+	c.out.onWritten = func(counted, _ bool, _ error) {
+		if counted {
+			c.s.inflight.Add(-1)
+		}
+	}
+	c.enc = gob.NewEncoder(c.out)
 	s.lmu.Lock()
 	defer s.lmu.Unlock()
 	if s.closed {
@@ -92,6 +114,7 @@ func (c *serverConn) close() {
 func (c *serverConn) serve() {
 	defer func() {
 		c.close()
+		c.handoff.Stop()
 		c.wg.Wait()
 		c.s.lmu.Lock()
 		delete(c.s.conns, c)
@@ -99,11 +122,26 @@ func (c *serverConn) serve() {
 		c.s.connCount.Add(-1)
 		c.s.connWG.Done()
 	}()
+	if !c.read() {
+		<-c.readEnd // another goroutine took over reading
+	}
+}
+
+// read reads requests and runs them until the stream ends (then it reports
+// true) or until, while it ran a request itself, another goroutine took
+// over reading (then it reports false).
+func (c *serverConn) read() (ended bool) {
+	defer func() {
+		if ended {
+			c.inline.Store(inlineDone)
+			close(c.readEnd)
+		}
+	}()
 	for {
 		var req wireRequest
 		if err := c.dec.Decode(&req); err != nil {
 			c.logReadError("reading request header", err)
-			return
+			return true
 		}
 		m, err := c.s.lookup(req.ServiceMethod)
 		if err != nil {
@@ -112,7 +150,7 @@ func (c *serverConn) serve() {
 			if derr := c.dec.DecodeValue(reflect.Value{}); derr != nil {
 				c.logReadError("discarding request body", derr)
 				c.respondFinal(&req, derr)
-				return
+				return true
 			}
 			c.respond(&req, nil, err)
 			continue
@@ -123,7 +161,7 @@ func (c *serverConn) serve() {
 			if isStreamError(err) {
 				c.logReadError("reading request body", err)
 				c.respondFinal(&req, err)
-				return
+				return true
 			}
 			// A value that does not fit the argument type: gob has read the
 			// whole message, so the stream is still in step.
@@ -141,11 +179,69 @@ func (c *serverConn) serve() {
 			select {
 			case c.sem <- struct{}{}:
 			case <-c.ctx.Done():
-				return
+				return true
 			}
 		}
-		c.dispatch(task{req: req, m: m, ptr: ptr, pass: pass})
+		tk := task{req: req, m: m, ptr: ptr, pass: pass}
+		if len(c.sem) == 1 && c.br.Buffered() == 0 {
+			// Alone: nothing else runs and nothing more was read.
+			if !c.runInline(&tk) {
+				return false
+			}
+			continue
+		}
+		c.dispatch(tk)
 	}
+}
+
+// Inline states, the low two bits of serverConn.inline; the rest numbers
+// the inline runs, so that a reader that was handed off cannot mistake a
+// later run (by the reader that took over) for its own.
+const (
+	inlineIdle      uint64 = iota // the reader is reading
+	inlineRunning                 // the reader is running a request
+	inlineHandedOff               // another goroutine reads; the old reader finishes its request and leaves
+	inlineDone                    // reading has ended
+)
+
+// defaultInlineGrace is how long a request runs on the goroutine that read
+// it before another goroutine takes over reading the connection. A lone
+// call then costs no goroutine switch on the server; a method that runs
+// longer, or blocks until a later request arrives on the same connection,
+// delays the requests behind it by about this much.
+const defaultInlineGrace = 50 * time.Microsecond
+
+// inlineGrace is defaultInlineGrace, which tests may change (nanoseconds);
+// each connection reads it once.
+var inlineGrace atomic.Int64
+
+func init() { inlineGrace.Store(int64(defaultInlineGrace)) }
+
+// runInline runs tk on the reading goroutine. It reports whether this
+// goroutine still reads; if the request ran past its grace, takeOver has
+// given reading to another goroutine and this one must leave.
+func (c *serverConn) runInline(tk *task) bool {
+	run := (c.inline.Load()>>2 + 1) << 2
+	c.inline.Store(run | inlineRunning)
+	c.handoff.Reset(c.grace)
+	c.run(tk)
+	if c.inline.CompareAndSwap(run|inlineRunning, run) { // run | inlineIdle
+		c.handoff.Stop()
+		return true
+	}
+	return false
+}
+
+// takeOver reads the connection in place of a reader that is running a
+// request longer than its grace.
+func (c *serverConn) takeOver() {
+	st := c.inline.Load()
+	if st&3 != inlineRunning || !c.inline.CompareAndSwap(st, st&^3|inlineHandedOff) {
+		return // the request ended first (or reading did)
+	}
+	c.wg.Add(1)
+	defer c.wg.Done()
+	c.read()
 }
 
 // task is one decoded request waiting for a worker.
@@ -175,17 +271,8 @@ func (c *serverConn) dispatch(tk task) {
 func (c *serverConn) worker(tk task) {
 	defer c.wg.Done()
 	for {
-		// Count the call as running until its reply is written, not just
-		// while it executes: Shutdown waits for the count to reach zero
-		// before it closes the connection under the reply.
-		c.s.inflight.Add(1)
-		ctx, cancel := c.s.callContext(tk.req.Timeout)
-		reply, err := c.s.execute(ctx, tk.m, tk.req.Sem, tk.ptr, tk.pass)
-		cancel()
-		c.respond(&tk.req, reply, err)
-		c.s.inflight.Add(-1)
+		c.run(&tk)
 		tk = task{}
-		<-c.sem
 		if c.nwork.Load() > idleWorkers {
 			c.nwork.Add(-1)
 			return
@@ -197,6 +284,22 @@ func (c *serverConn) worker(tk task) {
 			return
 		}
 	}
+}
+
+// run executes one request and writes its response, then frees its place
+// among the connection's running calls.
+func (c *serverConn) run(tk *task) {
+	// Count the call as running until its reply is written, not just
+	// while it executes: Shutdown waits for the count to reach zero
+	// before it closes the connection under the reply. The reply may be
+	// written by another responder (see coalescer): the count drops when
+	// it is.
+	c.s.inflight.Add(1)
+	ctx, cancel := c.s.callContext(tk.req.Timeout)
+	reply, err := c.s.execute(ctx, tk.m, tk.req.Sem, tk.ptr, tk.pass)
+	cancel()
+	c.respondTagged(&tk.req, reply, err, true)
+	<-c.sem
 }
 
 // isStreamError reports whether a decode error leaves the gob stream
@@ -235,6 +338,11 @@ func (c *serverConn) respondFinal(req *wireRequest, err error) {
 		return
 	}
 	c.respond(req, nil, reject(CodeTooLarge, "%v", err))
+	// The answer must be written before the connection closes, even when
+	// another call's responder is writing it.
+	if c.out.flushNow() != nil {
+		return
+	}
 	// Closing with the rest of the message unread would reset the
 	// connection, and the answer could be lost; skip a bounded amount of
 	// it first, within a deadline.
@@ -250,26 +358,58 @@ func (c *serverConn) respondFinal(req *wireRequest, err error) {
 // discards so that its error answer reaches the client.
 const maxDrain = 64 << 20
 
-// respond writes one response, encoded whole before it is written. A reply
-// that cannot be encoded, or is over the message limit, is not sent: the
-// caller gets a small error saying the method ran and its reply is
-// unusable. A failed write closes the connection: the stream cannot be
-// trusted after a partial message.
+// respond encodes one response whole into the connection's write buffer,
+// which is written at once unless a write is in progress, whose caller then
+// writes it (see coalescer). A reply that cannot be encoded, or is over the
+// message limit, is not sent: the caller gets a small error saying the
+// method ran and its reply is unusable. A failed write closes the
+// connection: the stream cannot be trusted after a partial message.
 func (c *serverConn) respond(req *wireRequest, reply any, err error) {
-	resp := wireResponse{ServiceMethod: req.ServiceMethod, Seq: req.Seq}
-	c.wmu.Lock()
-	defer c.wmu.Unlock()
-	if c.bad || c.ctx.Err() != nil { // broken, or closing: no more replies
+	c.respondTagged(req, reply, err, false)
+}
+
+// respondTagged is respond; a counted response holds its place in the
+// server's inflight count until it is written or its write failed.
+func (c *serverConn) respondTagged(req *wireRequest, reply any, err error, counted bool) {
+	c.out.lock()
+	if c.encodeResponse(req, reply, err) {
+		c.out.tag(counted)
+	} else if counted {
+		c.s.inflight.Add(-1) // not sent: no more to wait for
+	}
+	werr := c.out.unlockAndFlush(len(c.sem) > 1)
+	c.writeFailed(req.ServiceMethod, werr)
+}
+
+// writeFailed closes the connection after a failed write.
+func (c *serverConn) writeFailed(what string, werr error) {
+	if werr == nil {
 		return
 	}
-	c.buf.Reset()
+	c.out.lock()
+	c.bad = true
+	c.out.mu.Unlock()
+	if c.ctx.Err() == nil && !isNetError(werr) {
+		c.s.logger.Printf("rpc: writing response to %s: %v", what, werr)
+	}
+	c.close()
+}
+
+// encodeResponse appends one response to the write buffer and reports
+// whether it did. The coalescer's lock must be held.
+func (c *serverConn) encodeResponse(req *wireRequest, reply any, err error) bool {
+	if c.bad || c.out.failed() != nil || c.ctx.Err() != nil { // broken, or closing: no more replies
+		return false
+	}
+	resp := wireResponse{ServiceMethod: req.ServiceMethod, Seq: req.Seq}
+	start := c.out.buf().Len()
 	if err == nil {
 		if werr := c.enc.Encode(&resp); werr != nil { // cannot happen for this fixed type
 			c.bad = true
 			c.close()
-			return
+			return false
 		}
-		err = c.encodeReply(req.ServiceMethod, reply)
+		err = c.encodeReply(req.ServiceMethod, reply, start)
 	}
 	if err != nil {
 		resp.Code, resp.Error = EncodeError(err)
@@ -280,30 +420,22 @@ func (c *serverConn) respond(req *wireRequest, reply any, err error) {
 		if werr != nil {
 			c.bad = true
 			c.close()
-			return
+			return false
 		}
 	}
-	_, werr := c.rwc.Write(c.buf.Bytes())
-	if c.buf.Cap() > maxKeptBuffer {
-		c.buf = bytes.Buffer{}
-	}
-	if werr != nil {
-		c.bad = true
-		if c.ctx.Err() == nil && !isNetError(werr) {
-			c.s.logger.Printf("rpc: writing response to %s: %v", req.ServiceMethod, werr)
-		}
-		c.close()
-	}
+	return true
 }
 
-// encodeReply appends reply to c.buf, after its header. If the reply cannot
-// be sent (not encodable, or over the message limit), it leaves in c.buf
-// only the type definitions gob now counts as sent (the header value and
-// the reply value go) and returns the error to answer instead: the method
-// ran, its reply is unusable. c.wmu must be held.
-func (c *serverConn) encodeReply(method string, reply any) error {
-	hdrEnd := c.buf.Len()
-	hdrValue := lastMessageStart(c.buf.Bytes()[:hdrEnd])
+// encodeReply appends reply to the write buffer, after its header (which
+// starts at start, type definitions first). If the reply cannot be sent
+// (not encodable, or over the message limit), it leaves in the buffer only
+// the type definitions gob now counts as sent (the header value and the
+// reply value go) and returns the error to answer instead: the method ran,
+// its reply is unusable. The coalescer's lock must be held.
+func (c *serverConn) encodeReply(method string, reply any, start int) error {
+	buf := c.out.buf()
+	hdrEnd := buf.Len()
+	hdrValue := start + lastMessageStart(buf.Bytes()[start:hdrEnd])
 	tooLarge := func(n int) error {
 		return semantics.Unusable(fmt.Errorf("rpc: %s ran, but its reply (%d bytes) is over the message limit (%d bytes): %w",
 			method, n, c.s.opts.maxMsg, ErrMessageTooLarge))
@@ -321,20 +453,20 @@ func (c *serverConn) encodeReply(method string, reply any) error {
 			err = unencodable(err)
 		}
 		if err != nil {
-			c.buf.Truncate(hdrValue) // the header's type definitions stay
+			buf.Truncate(hdrValue) // the header's type definitions stay
 			return err
 		}
 	}
 	if err := encodeValue(c.enc, reply); err != nil {
 		// What gob wrote is whole type definitions it now counts as sent:
 		// they stay, in front of the error answer; the header goes.
-		cutMessage(&c.buf, hdrValue, hdrEnd)
+		cutMessage(buf, hdrValue, hdrEnd)
 		return unencodable(err)
 	}
-	if last := lastMessageStart(c.buf.Bytes()); c.buf.Len()-last > c.s.opts.maxMsg {
-		n := c.buf.Len() - last
-		c.buf.Truncate(last) // keep the type definitions
-		cutMessage(&c.buf, hdrValue, hdrEnd)
+	if last := hdrEnd + lastMessageStart(buf.Bytes()[hdrEnd:]); buf.Len()-last > c.s.opts.maxMsg {
+		n := buf.Len() - last
+		buf.Truncate(last) // keep the type definitions
+		cutMessage(buf, hdrValue, hdrEnd)
 		return tooLarge(n)
 	}
 	return nil
@@ -344,25 +476,25 @@ func (c *serverConn) encodeReply(method string, reply any) error {
 // send nothing more on this connection, and close it once its calls are
 // answered. Requests that still arrive are answered ErrShuttingDown.
 func (c *serverConn) sendGoAway() {
-	c.wmu.Lock()
-	defer c.wmu.Unlock()
-	if c.bad || c.goAway || c.ctx.Err() != nil {
+	c.out.lock()
+	if c.bad || c.goAway || c.out.failed() != nil || c.ctx.Err() != nil {
+		c.out.mu.Unlock()
 		return
 	}
 	c.goAway = true
-	c.buf.Reset()
 	resp := wireResponse{ServiceMethod: goAwayMethod, Seq: goAwaySeq, Error: ErrShuttingDown.Error(), Code: CodeShuttingDown}
 	werr := c.enc.Encode(&resp)
 	if werr == nil {
 		werr = c.enc.Encode(emptyBody{})
 	}
-	if werr == nil {
-		_, werr = c.rwc.Write(c.buf.Bytes())
-	}
 	if werr != nil {
 		c.bad = true
+		c.out.mu.Unlock()
 		c.close()
+		return
 	}
+	werr = c.out.unlockAndFlush(false)
+	c.writeFailed(goAwayMethod, werr)
 }
 
 // lastMessageStart returns the offset of the last gob message in b, a

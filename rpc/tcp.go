@@ -12,6 +12,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"reflect"
+	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -229,6 +230,12 @@ type pendingCall struct {
 	reply any
 	done  chan error // buffered: the completer never blocks
 	taken atomic.Bool
+	// inWrite is set while the call's request waits in a connection's
+	// write buffer or is being written; unsent, when a failed write did not
+	// send it whole. Both are final once inWrite is false, and the
+	// connection's writer touches the call no more (see tcpConn.settle).
+	inWrite atomic.Bool
+	unsent  atomic.Bool
 }
 
 // take claims the right to complete the call.
@@ -242,6 +249,7 @@ func getPending(reply any) *pendingCall {
 	p := pendingPool.Get().(*pendingCall)
 	p.reply = reply
 	p.taken.Store(false)
+	p.unsent.Store(false)
 	return p
 }
 
@@ -259,9 +267,12 @@ type tcpConn struct {
 	nc  net.Conn
 	dec *gob.Decoder
 
-	wmu sync.Mutex   // protects buf, enc
-	buf bytes.Buffer // enc writes here; a request is encoded whole before it is written
+	// out coalesces the requests of concurrent calls into few writes; enc
+	// writes into it, under its lock. A request's tag is its call.
+	out *coalescer[queuedRequest]
 	enc *gob.Encoder
+
+	calls atomic.Int32 // RoundTrips using the connection: writes wait for company when others are
 
 	mu       sync.Mutex // protects following
 	pending  map[uint64]*pendingCall
@@ -278,7 +289,9 @@ func newTCPConn(t *tcpTransport, nc net.Conn) *tcpConn {
 		dec:     gob.NewDecoder(newFrameLimiter(nc, t.maxMsg)),
 		pending: make(map[uint64]*pendingCall),
 	}
-	c.enc = gob.NewEncoder(&c.buf)
+	c.out = newCoalescer[queuedRequest](nc)
+	c.out.onWritten = c.written
+	c.enc = gob.NewEncoder(c.out)
 	return c
 }
 
@@ -294,35 +307,29 @@ func (t *tcpTransport) RoundTrip(ctx context.Context, req *Request, reply any) e
 		pendingPool.Put(call)
 		return err
 	}
-	if err, broken := c.write(req, seq); err != nil {
-		// Out of the pending map before the connection is failed: this call
-		// was never sent, and must not get fail's may-have-executed verdict.
+	c.calls.Add(1)
+	defer c.calls.Add(-1)
+	if err := c.write(req, seq, call); err != nil {
+		// This call was never sent: out of the pending map, so that a
+		// failure of the connection does not give it fail's
+		// may-have-executed verdict. (A request that was queued is
+		// answered through call.done, below: by the server, by written as
+		// not sent, or by fail.)
 		c.forget(seq)
-		mine := call.take()
-		if broken != nil {
-			c.fail(broken)
-		}
-		if !mine {
-			// The reader took the call first, with the server's answer
-			// (a request refused as too large is answered before it is
-			// all written): that answer stands. Or a failure of the
-			// connection took it: this request was not sent all the same,
-			// and that is its verdict.
-			if werr := call.wait(); semantics.ClassOf(werr) != semantics.ClassMaybeExecuted {
-				return werr
-			}
+		if !call.take() {
+			// A failure of the connection took it first: this request was
+			// not sent all the same, and that is its verdict.
+			call.wait()
 		}
 		return err // not pooled when it was ours (see pendingPool)
 	}
 	done := ctx.Done()
 	if done == nil { // a context that never ends: no select needed
-		return call.wait()
+		return c.settle(call, <-call.done)
 	}
 	select {
 	case err := <-call.done:
-		call.reply = nil
-		pendingPool.Put(call)
-		return err
+		return c.settle(call, err)
 	case <-done:
 	}
 	if call.take() {
@@ -337,17 +344,37 @@ func (t *tcpTransport) RoundTrip(ctx context.Context, req *Request, reply any) e
 	defer grace.Stop()
 	select {
 	case err := <-call.done:
-		call.reply = nil
-		pendingPool.Put(call)
-		return err
+		return c.settle(call, err)
 	case <-grace.C:
 		c.fail(fmt.Errorf("rpc: reply of %s stalled after the caller gave up: %w", req.ServiceMethod, ctx.Err()))
-		err := call.wait()
+		err := c.settle(call, <-call.done)
 		if cl := semantics.ClassOf(err); cl != semantics.ClassNotSent && cl != semantics.ClassMaybeExecuted {
 			return err // the server's answer was complete after all
 		}
 		return semantics.MaybeExecuted(fmt.Errorf("rpc: %s: %w", req.ServiceMethod, ctx.Err()))
 	}
+}
+
+// settle returns the outcome err of a call that was registered and
+// queued for writing, and pools the call. A connection lost under the call
+// gives it a may-have-executed verdict, but when the reader saw the loss
+// first, a write may still be sending the request, and may fail: settle
+// waits for the connection's writes to end, and if the request was not
+// written whole, the call was not sent, and that is its verdict.
+//
+// A call is pooled only once the writer is done with it: a reply can beat
+// the end of the write that carried its request (a request refused as too
+// large is answered before it is all written).
+func (c *tcpConn) settle(call *pendingCall, err error) error {
+	if call.inWrite.Load() {
+		c.out.waitUntil(func() bool { return !call.inWrite.Load() })
+	}
+	if call.unsent.Load() && errors.Is(err, ErrConnLost) && semantics.ClassOf(err) == semantics.ClassMaybeExecuted {
+		err = semantics.NotSent(fmt.Errorf("%w: request not sent: %w", ErrConnLost, c.out.writeErr()))
+	}
+	call.reply = nil
+	pendingPool.Put(call)
+	return err
 }
 
 // register finds a connection that takes new calls and enters call in its
@@ -391,28 +418,53 @@ func (c *tcpConn) forget(seq uint64) {
 // reply being decoded for it before it breaks the connection.
 const replyGrace = 50 * time.Millisecond
 
-// write encodes the request whole, then writes it. An error means the
-// server did not get the request: arguments that cannot be encoded fail
-// this call alone (not sent, permanent) and leave the connection as it
-// was; a failed write is not sent either, and broken says why the
-// connection must be failed, which the caller does once the call is out of
-// the pending map.
-func (c *tcpConn) write(req *Request, seq uint64) (err, broken error) {
-	c.wmu.Lock()
-	defer c.wmu.Unlock()
-	c.buf.Reset()
+// queuedRequest names the call of a request in a connection's write buffer.
+type queuedRequest struct {
+	seq  uint64
+	call *pendingCall
+}
+
+// write encodes the request whole into the connection's write buffer,
+// which is written at once unless a write is in progress, whose caller
+// then writes it (see coalescer). An error means the server did not get
+// the request: arguments that cannot be encoded fail this call alone (not
+// sent, permanent) and leave the connection as it was; a connection whose
+// write failed earlier takes no more requests. When a write fails, every
+// call whose request it did not write whole is completed as not sent, and
+// the connection is failed, which gives the calls whose requests were
+// written their may-have-executed verdict.
+func (c *tcpConn) write(req *Request, seq uint64, call *pendingCall) error {
+	c.out.lock()
+	err := c.encodeRequest(req, seq, call)
+	if broken := c.out.unlockAndFlush(c.calls.Load() > 1); broken != nil {
+		c.fail(broken)
+	}
+	return err
+}
+
+// encodeRequest appends the request to the write buffer. The coalescer's
+// lock must be held.
+func (c *tcpConn) encodeRequest(req *Request, seq uint64, call *pendingCall) error {
+	if err := c.out.failed(); err != nil {
+		return semantics.NotSent(fmt.Errorf("rpc: sending %s: %w", req.ServiceMethod, err))
+	}
+	buf := c.out.buf()
+	start := buf.Len()
 	wr := wireRequest{ServiceMethod: req.ServiceMethod, Seq: seq, Sem: req.Header, Timeout: int64(req.Timeout)}
 	if err := c.enc.Encode(&wr); err != nil { // cannot happen for this fixed type
-		return semantics.NotSent(fmt.Errorf("rpc: encoding request header of %s: %w", req.ServiceMethod, err)), err
+		buf.Truncate(start)
+		return semantics.NotSent(fmt.Errorf("rpc: encoding request header of %s: %w", req.ServiceMethod, err))
 	}
-	hdrEnd := c.buf.Len()
+	hdrEnd := buf.Len()
+	// The header value is the last message from start (type definitions
+	// may come before it); only the error paths need to know where.
+	hdrValue := func() int { return start + lastMessageStart(buf.Bytes()[start:hdrEnd]) }
 	if needsTrial(req.Args) {
 		if _, err := trialEncode(req.Args); err != nil {
-			c.buf.Truncate(lastMessageStart(c.buf.Bytes())) // the header value; its type definitions stay
-			if c.buf.Len() > 0 {
-				_, broken = c.nc.Write(c.buf.Bytes())
-			}
-			return semantics.Permanent(semantics.NotSent(fmt.Errorf("rpc: encoding arguments of %s: %w (call not sent)", req.ServiceMethod, err))), broken
+			// The header value goes; type definitions gob wrote before it
+			// stay, as gob now counts them as sent.
+			buf.Truncate(hdrValue())
+			return semantics.Permanent(semantics.NotSent(fmt.Errorf("rpc: encoding arguments of %s: %w (call not sent)", req.ServiceMethod, err)))
 		}
 	}
 	if err := encodeValue(c.enc, req.Args); err != nil {
@@ -420,19 +472,28 @@ func (c *tcpConn) write(req *Request, seq uint64) (err, broken error) {
 		// wrote (whole messages, before the header value and after it) it
 		// now counts as sent: they must reach the server, which takes type
 		// definitions anywhere between values.
-		cutMessage(&c.buf, lastMessageStart(c.buf.Bytes()[:hdrEnd]), hdrEnd)
-		if c.buf.Len() > 0 {
-			_, broken = c.nc.Write(c.buf.Bytes())
+		cutMessage(buf, hdrValue(), hdrEnd)
+		return semantics.Permanent(semantics.NotSent(fmt.Errorf("rpc: encoding arguments of %s: %w (call not sent)", req.ServiceMethod, err)))
+	}
+	call.inWrite.Store(true)
+	c.out.tag(queuedRequest{seq: seq, call: call})
+	return nil
+}
+
+// written is told the fate of each queued request once the write that
+// carried it is over, before the write ends: a request a failed write did
+// not send whole leaves the pending map (fail must not give it its
+// may-have-executed verdict) and its call is completed as not sent. The
+// writer then fails the connection.
+func (c *tcpConn) written(q queuedRequest, whole bool, werr error) {
+	if !whole {
+		q.call.unsent.Store(true)
+		c.forget(q.seq)
+		if q.call.take() {
+			q.call.done <- semantics.NotSent(fmt.Errorf("rpc: sending request: %w", werr))
 		}
-		return semantics.Permanent(semantics.NotSent(fmt.Errorf("rpc: encoding arguments of %s: %w (call not sent)", req.ServiceMethod, err))), broken
 	}
-	if _, err := c.nc.Write(c.buf.Bytes()); err != nil {
-		return semantics.NotSent(fmt.Errorf("rpc: sending %s: %w", req.ServiceMethod, err)), err
-	}
-	if c.buf.Cap() > maxKeptBuffer {
-		c.buf = bytes.Buffer{} // enc keeps writing to &c.buf, which stays the same variable
-	}
-	return nil, nil
+	q.call.inWrite.Store(false) // the last touch: the caller may pool it now
 }
 
 // cutMessage removes the bytes [from, to) of buf.
@@ -615,5 +676,192 @@ func (c *tcpConn) fail(err error) {
 		if call.take() {
 			call.done <- callErr
 		}
+	}
+}
+
+// coalescer is the write side of one stream: messages are encoded into its
+// buffer under its lock, and leave in as few writes as possible without
+// waiting for company. A caller that finds no write in progress writes the
+// buffer itself at once (a lone message leaves at once); callers that come
+// while a write is in progress leave their messages in the buffer and go on,
+// and the writing caller writes them all together when its write returns,
+// and again until the buffer is empty. The grpc-go transport's "loopy
+// writer" batches the same way (flush when nothing more is queued), with a
+// dedicated goroutine where this one borrows the caller's.
+//
+// Callers woken one after another on the same processor would each find
+// the stream idle and write alone. So a writer that knows others are busy
+// on the stream (company: other calls outstanding on the connection, other
+// requests running on the server's) yields the processor once before it
+// writes, and the messages they queue meanwhile leave with its own. A lone
+// call does not yield: it writes at once.
+//
+// Each message may carry a tag (T); when a write fails, the tags of the
+// messages it did not write whole are returned, so that their calls get
+// the right verdict. After a failed write nothing more is written.
+type coalescer[T any] struct {
+	w io.Writer
+
+	mu      sync.Mutex // protects following
+	cur     *batch[T]  // where messages are encoded; written next
+	spare   *batch[T]  // the batch being written; only the writer touches it
+	writing bool       // a caller is writing (spare, then cur until empty)
+	err     error      // the first failed write: nothing is written after it
+	waiting int        // callers waiting on written
+	written sync.Cond  // broadcast after each write, when callers wait
+
+	// onWritten, if set, is called for the tag of each message once the
+	// write that carried it is over (whole tells whether it was written
+	// whole; werr is the write's error), before the write ends.
+	// After a failed write it is called for the messages queued behind,
+	// which are never written.
+	onWritten func(tag T, whole bool, werr error)
+}
+
+// batch is a buffer of whole messages and the tags of those that carry one.
+type batch[T any] struct {
+	buf  bytes.Buffer
+	tags []tagAt[T]
+}
+
+// tagAt is a message's tag and the offset just past the message.
+type tagAt[T any] struct {
+	end int
+	tag T
+}
+
+// maxQueuedBytes bounds what one stream buffers while a write is in
+// progress: beyond it, the next message waits for the write (back pressure
+// on a peer that reads slowly, as a blocking write gives).
+const maxQueuedBytes = 1 << 20
+
+func newCoalescer[T any](w io.Writer) *coalescer[T] {
+	c := &coalescer[T]{w: w, cur: new(batch[T]), spare: new(batch[T])}
+	c.written.L = &c.mu
+	return c
+}
+
+// Write appends p to the current batch: the gob encoder's writer. The lock
+// must be held.
+func (c *coalescer[T]) Write(p []byte) (int, error) { return c.cur.buf.Write(p) }
+
+// lock takes the lock to encode a message, first waiting while a write is
+// in progress and too much is queued behind it.
+func (c *coalescer[T]) lock() {
+	c.mu.Lock()
+	for c.writing && c.err == nil && c.cur.buf.Len() >= maxQueuedBytes {
+		c.waitWrite()
+	}
+}
+
+// waitWrite waits for the next write to end. The lock must be held.
+func (c *coalescer[T]) waitWrite() {
+	c.waiting++
+	c.written.Wait()
+	c.waiting--
+}
+
+// buf returns the current batch's buffer, for encoders that must cut a
+// message they could not finish. The lock must be held.
+func (c *coalescer[T]) buf() *bytes.Buffer { return &c.cur.buf }
+
+// tag records tag for the message that ends the buffer. The lock must be
+// held.
+func (c *coalescer[T]) tag(tag T) {
+	c.cur.tags = append(c.cur.tags, tagAt[T]{end: c.cur.buf.Len(), tag: tag})
+}
+
+// failed returns the error of the write that failed, or nil. The lock must
+// be held.
+func (c *coalescer[T]) failed() error { return c.err }
+
+// unlockAndFlush releases the lock; unless a write is in progress (its
+// writer will take the buffer), it first writes the buffer, and again while
+// others fill it meanwhile; with company, after yielding once. It returns
+// the error of a write that failed; nothing is written after it.
+func (c *coalescer[T]) unlockAndFlush(company bool) error {
+	if c.writing || c.err != nil {
+		c.mu.Unlock()
+		return nil
+	}
+	c.writing = true
+	if company {
+		// Other calls are about to write: let them queue their messages
+		// first (they find a write in progress and go on).
+		c.mu.Unlock()
+		runtime.Gosched()
+		c.mu.Lock()
+	}
+	for c.cur.buf.Len() > 0 {
+		b := c.cur
+		c.cur, c.spare = c.spare, b
+		c.mu.Unlock()
+		n, werr := c.w.Write(b.buf.Bytes())
+		if c.onWritten != nil {
+			for _, t := range b.tags {
+				c.onWritten(t.tag, werr == nil || t.end <= n, werr)
+			}
+		}
+		b.reset()
+		c.mu.Lock()
+		if c.waiting > 0 {
+			c.written.Broadcast()
+		}
+		if werr != nil {
+			c.err = werr
+			if c.onWritten != nil {
+				for _, t := range c.cur.tags {
+					c.onWritten(t.tag, false, werr)
+				}
+			}
+			c.cur.reset()
+			c.writing = false
+			c.mu.Unlock()
+			return werr
+		}
+	}
+	c.writing = false
+	c.mu.Unlock()
+	return nil
+}
+
+// waitUntil waits until done reports true; done must turn true by the end
+// of a write in progress (an onWritten call, say).
+func (c *coalescer[T]) waitUntil(done func() bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for !done() && c.writing {
+		c.waitWrite()
+	}
+}
+
+// writeErr returns the error of the write that failed, or nil.
+func (c *coalescer[T]) writeErr() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.err
+}
+
+// flushNow writes everything queued and waits until it is written, by this
+// caller or by the one writing now. It reports the failed write's error.
+func (c *coalescer[T]) flushNow() error {
+	c.mu.Lock()
+	for c.writing {
+		c.waitWrite()
+	}
+	if err := c.unlockAndFlush(false); err != nil {
+		return err
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.err
+}
+
+func (b *batch[T]) reset() {
+	clear(b.tags) // drop what the tags point to
+	b.tags = b.tags[:0]
+	b.buf.Reset()
+	if b.buf.Cap() > maxKeptBuffer {
+		b.buf = bytes.Buffer{}
 	}
 }

@@ -20,12 +20,12 @@ type Session struct {
 	epoch  uint64
 	window uint64
 
-	mu          sync.Mutex    // protects following
-	next        uint64        // the seq Begin assigns next
-	ack         uint64        // first seq not ended; every seq below it has ended
-	outstanding int           // seqs begun and not ended
-	ended       []bool        // ended[seq%window] for ack < seq < next
-	advanced    chan struct{} // closed when ack advances; nil when nobody waits
+	mu          sync.Mutex      // protects following
+	next        uint64          // the seq Begin assigns next
+	ack         uint64          // first seq not ended; every seq below it has ended
+	outstanding int             // seqs begun and not ended
+	ended       []bool          // ended[seq%window] for ack < seq < next
+	waiters     []chan struct{} // Begins waiting for a window slot, first come first
 }
 
 // NewSession returns a session with a new random client id, opened against
@@ -64,17 +64,32 @@ func (s *Session) Window() int { return int(s.window) }
 // call's header. It waits while the window is full, and returns an error of
 // class ClassNotSent wrapping ctx.Err() if ctx ends first. Every successful
 // Begin must be followed by exactly one End of the header's Seq.
+//
+// Waiting calls get the slots in the order they came: End wakes one waiter
+// per slot it frees, not all of them.
 func (s *Session) Begin(ctx context.Context) (Header, error) {
 	s.mu.Lock()
+	var wake chan struct{}
 	for s.next-s.ack >= s.window {
-		if s.advanced == nil {
-			s.advanced = make(chan struct{})
+		if wake == nil {
+			wake = make(chan struct{}, 1)
+			s.waiters = append(s.waiters, wake)
+		} else {
+			// Woken, but a TryBegin took the slot first: first in line again.
+			s.waiters = append(s.waiters, nil)
+			copy(s.waiters[1:], s.waiters)
+			s.waiters[0] = wake
 		}
-		advanced := s.advanced
 		s.mu.Unlock()
 		select {
-		case <-advanced:
+		case <-wake:
 		case <-ctx.Done():
+			s.mu.Lock()
+			if !s.dropWaiter(wake) {
+				// Woken as ctx ended: the slot goes to the next in line.
+				s.wakeWaiters()
+			}
+			s.mu.Unlock()
 			return Header{}, NotSent(ctx.Err())
 		}
 		s.mu.Lock()
@@ -135,11 +150,38 @@ func (s *Session) End(seq uint64) (outstanding int) {
 		s.ended[s.ack%s.window] = false
 		s.ack++
 	}
-	if s.advanced != nil {
-		close(s.advanced)
-		s.advanced = nil
-	}
+	s.wakeWaiters()
 	return s.outstanding
+}
+
+// wakeWaiters wakes as many waiting Begins as the window has free slots,
+// first come first. s.mu must be held.
+func (s *Session) wakeWaiters() {
+	free := s.window - (s.next - s.ack)
+	n := 0
+	for n < len(s.waiters) && uint64(n) < free {
+		s.waiters[n] <- struct{}{} // buffered, and each waiter is woken once per wait
+		n++
+	}
+	if n > 0 {
+		k := copy(s.waiters, s.waiters[n:])
+		clear(s.waiters[k:])
+		s.waiters = s.waiters[:k]
+	}
+}
+
+// dropWaiter takes wake out of the line and reports whether it was there
+// (not woken yet). s.mu must be held.
+func (s *Session) dropWaiter(wake chan struct{}) bool {
+	for i, w := range s.waiters {
+		if w == wake {
+			copy(s.waiters[i:], s.waiters[i+1:])
+			s.waiters[len(s.waiters)-1] = nil
+			s.waiters = s.waiters[:len(s.waiters)-1]
+			return true
+		}
+	}
+	return false
 }
 
 // Ack returns the first sequence number that has not ended.

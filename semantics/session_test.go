@@ -288,3 +288,90 @@ func BenchmarkSessionBeginEnd(b *testing.B) {
 		})
 	})
 }
+
+// waitersQueued returns how many Begins wait for a window slot.
+func waitersQueued(s *Session) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return len(s.waiters)
+}
+
+func waitUntil(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+// A full window hands each freed slot to one waiting Begin, in the order
+// they came; the others keep waiting.
+func TestSessionFullWindowWakesOneWaiterPerFreedSlotInArrivalOrder(t *testing.T) {
+	s := NewSession(1, 2)
+	first, second := mustBegin(t, s), mustBegin(t, s)
+	const waiters = 3
+	got := make([]chan Header, waiters)
+	for i := range got {
+		got[i] = make(chan Header, 1)
+		go func() {
+			h, err := s.Begin(context.Background())
+			if err != nil {
+				t.Error(err)
+			}
+			got[i] <- h
+		}()
+		waitUntil(t, "Begin queued", func() bool { return waitersQueued(s) == i+1 })
+	}
+	s.End(first.Seq)
+	if h := <-got[0]; h.Seq != 3 {
+		t.Errorf("first waiter got seq %d, want 3", h.Seq)
+	}
+	if n := waitersQueued(s); n != waiters-1 {
+		t.Errorf("one slot freed, %d waiters left, want %d", n, waiters-1)
+	}
+	s.End(second.Seq)
+	if h := <-got[1]; h.Seq != 4 {
+		t.Errorf("second waiter got seq %d, want 4", h.Seq)
+	}
+	s.End(3)
+	if h := <-got[2]; h.Seq != 5 {
+		t.Errorf("third waiter got seq %d, want 5", h.Seq)
+	}
+}
+
+// A waiter whose context ends leaves the line, and the next slot goes to
+// the one behind it.
+func TestSessionWaiterThatGivesUpLeavesTheLine(t *testing.T) {
+	s := NewSession(1, 1)
+	h1 := mustBegin(t, s)
+	ctx, cancel := context.WithCancel(context.Background())
+	gaveUp := make(chan error, 1)
+	go func() {
+		_, err := s.Begin(ctx)
+		gaveUp <- err
+	}()
+	waitUntil(t, "first waiter queued", func() bool { return waitersQueued(s) == 1 })
+	next := make(chan Header, 1)
+	go func() {
+		h, err := s.Begin(context.Background())
+		if err != nil {
+			t.Error(err)
+		}
+		next <- h
+	}()
+	waitUntil(t, "second waiter queued", func() bool { return waitersQueued(s) == 2 })
+	cancel()
+	if err := <-gaveUp; ClassOf(err) != ClassNotSent || !errors.Is(err, context.Canceled) {
+		t.Errorf("waiter that gave up: %v, want not sent, context canceled", err)
+	}
+	if n := waitersQueued(s); n != 1 {
+		t.Errorf("%d waiters after one gave up, want 1", n)
+	}
+	s.End(h1.Seq)
+	if h := <-next; h.Seq != 2 {
+		t.Errorf("remaining waiter got seq %d, want 2", h.Seq)
+	}
+}

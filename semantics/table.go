@@ -164,14 +164,24 @@ type Table struct {
 
 // serverSession is one client's state in the table. It is kept small
 // because a server may hold hundreds of thousands of them: the usual single
-// outstanding record lives inline, and the overflow map exists only while
-// more are outstanding.
+// outstanding record lives inline. While more are held, they live by value
+// in a ring indexed by seq modulo its size (a power of two that grows to
+// cover the seqs held, up to ringMax), so a call in a busy session
+// allocates nothing; only a seq that falls on a slot held by another seq
+// when the ring cannot grow (a client far beyond its window) goes to the
+// overflow map.
 type serverSession struct {
-	ack  uint64                 // highest ack seen; every seq below it is freed
-	last int64                  // nanoseconds (table time) of the last activity
-	more map[uint64]*callRecord // records beyond the inline one; nil when empty
-	one  callRecord             // the inline record; state recEmpty when unused
+	ack     uint64                 // highest ack seen; every seq below it is freed
+	last    int64                  // nanoseconds (table time) of the last activity
+	held    int32                  // records held, wherever they are
+	running int32                  // records running: the session is busy
+	ring    *[]callRecord          // nil, or the records by seq&(len-1); one is then unused
+	more    map[uint64]*callRecord // overflow: records that fit neither one nor ring; nil when empty
+	one     callRecord             // the inline record; state recEmpty when unused
 }
+
+// ringMax bounds a session's ring (records of about 64 bytes each).
+const ringMax = 1024
 
 // Record states.
 const (
@@ -180,8 +190,9 @@ const (
 	recDone
 )
 
-// callRecord is one call's entry. A running record never moves or is reused
-// until its ticket is finished or aborted, so the ticket may point at it.
+// callRecord is one call's entry. Records move (into a ring, or a bigger
+// one), so a ticket names its record by seq; a running record is never
+// freed or reused until its ticket is finished or aborted.
 type callRecord struct {
 	seq   uint64
 	out   Outcome   // valid in recDone
@@ -206,7 +217,7 @@ type Ticket struct {
 	closed bool // Finish or Abort was called; protected by Table.mu
 	out    Outcome
 	sess   *serverSession
-	rec    *callRecord
+	seq    uint64 // of the record a NEW ticket must finish
 }
 
 // Run reports whether the caller must execute the method (a NEW call).
@@ -473,8 +484,9 @@ func (t *Table) classify(s *serverSession, h Header, tk *Ticket) (*waitList, err
 		}
 		rec = s.insert(h.Seq)
 		rec.state = recRunning
+		s.running++
 		t.stats.New++
-		tk.run, tk.sess, tk.rec = true, s, rec
+		tk.run, tk.sess, tk.seq = true, s, h.Seq
 		return nil, nil
 	case rec.state == recDone:
 		t.stats.Duplicates++
@@ -518,7 +530,9 @@ func (t *Table) Finish(tk *Ticket, out Outcome) {
 		return
 	}
 	tk.closed = true
-	s, rec := tk.sess, tk.rec
+	s := tk.sess
+	rec := s.lookup(tk.seq) // running: still there
+	s.running--
 	if w := rec.wait; w != nil {
 		w.out = out
 		close(w.ch)
@@ -528,7 +542,7 @@ func (t *Table) Finish(tk *Ticket, out Outcome) {
 	if rec.seq < s.ack {
 		// Acknowledged while it ran (the client gave up on it): nobody
 		// may ask for it again, so keep nothing.
-		s.remove(rec)
+		s.remove(rec.seq)
 		return
 	}
 	rec.out = out
@@ -553,13 +567,14 @@ func (t *Table) Abort(tk *Ticket, err error) {
 	}
 	tk.closed = true
 	t.stats.Aborted++
-	rec := tk.rec
+	rec := tk.sess.lookup(tk.seq) // running: still there
+	tk.sess.running--
 	if w := rec.wait; w != nil {
 		w.err = err
 		close(w.ch)
 		rec.wait = nil
 	}
-	tk.sess.remove(rec)
+	tk.sess.remove(rec.seq)
 }
 
 // Restore installs a completed record, as when a server rebuilds its table
@@ -657,33 +672,77 @@ func (s *serverSession) advance(ack uint64) {
 	if ack <= s.ack {
 		return
 	}
+	from := s.ack
 	s.ack = ack
-	if s.one.state == recDone && s.one.seq < ack {
-		s.one = callRecord{}
+	if s.held == 0 {
+		return
+	}
+	free := func(rec *callRecord) {
+		if rec.state == recDone && rec.seq < ack {
+			*rec = callRecord{}
+			s.held--
+		}
+	}
+	free(&s.one)
+	if s.ring != nil {
+		// Every record below the old ack is freed or running, so only the
+		// seqs between the two acks need a look, unless they wrap the ring.
+		if n := uint64(len(s.recs())); ack-from < n {
+			for seq := from; seq < ack; seq++ {
+				if rec := &s.recs()[seq&(n-1)]; rec.seq == seq {
+					free(rec)
+				}
+			}
+		} else {
+			for i := range s.recs() {
+				free(&s.recs()[i])
+			}
+		}
 	}
 	for seq, rec := range s.more {
 		if rec.state == recDone && seq < ack {
 			delete(s.more, seq)
+			s.held--
 		}
 	}
 	if len(s.more) == 0 {
 		s.more = nil
 	}
+	s.shrink()
 }
 
 // lookup returns the record of seq, or nil.
 func (s *serverSession) lookup(seq uint64) *callRecord {
+	if s.held == 0 {
+		return nil
+	}
 	if s.one.state != recEmpty && s.one.seq == seq {
 		return &s.one
+	}
+	if n := uint64(len(s.recs())); n > 0 {
+		if rec := &s.recs()[seq&(n-1)]; rec.state != recEmpty && rec.seq == seq {
+			return rec
+		}
 	}
 	return s.more[seq] // nil map reads are fine
 }
 
-// insert makes an empty record for seq, which must not be present.
+// insert makes an empty record for seq, which must not be present. The
+// pointer is valid until the session's next insert or remove.
 func (s *serverSession) insert(seq uint64) *callRecord {
-	if s.one.state == recEmpty {
-		s.one.seq = seq
+	s.held++
+	if s.held == 1 && s.ring == nil {
+		s.one = callRecord{seq: seq}
 		return &s.one
+	}
+	if s.ring == nil || s.recs()[seq&uint64(len(s.recs())-1)].state != recEmpty {
+		s.grow(seq)
+	}
+	if n := uint64(len(s.recs())); n > 0 {
+		if rec := &s.recs()[seq&(n-1)]; rec.state == recEmpty {
+			*rec = callRecord{seq: seq}
+			return rec
+		}
 	}
 	if s.more == nil {
 		s.more = make(map[uint64]*callRecord)
@@ -693,40 +752,99 @@ func (s *serverSession) insert(seq uint64) *callRecord {
 	return rec
 }
 
-// remove frees rec, a running record of s (or of s before it was closed,
-// expired or evicted).
-// Running records are never reused, so rec still names its own call.
-func (s *serverSession) remove(rec *callRecord) {
-	if rec == &s.one {
+// grow makes the ring big enough for every record in one and the ring and
+// for seq, if ringMax allows; records that do not fit stay where they are.
+func (s *serverSession) grow(seq uint64) {
+	lo, hi := seq, seq
+	span := func(rec *callRecord) {
+		if rec.state != recEmpty {
+			lo, hi = min(lo, rec.seq), max(hi, rec.seq)
+		}
+	}
+	span(&s.one)
+	for i := range s.recs() {
+		span(&s.recs()[i])
+	}
+	size := max(8, len(s.recs()))
+	for uint64(size) <= hi-lo && size < ringMax {
+		size *= 2
+	}
+	if uint64(size) <= hi-lo && s.ring != nil {
+		return // cannot cover the span: seq goes to the overflow map
+	}
+	// A new ring, or a first one (which takes what fits if it cannot
+	// cover the span).
+	ring := make([]callRecord, size)
+	put := func(rec *callRecord) {
+		if rec.state != recEmpty && ring[rec.seq&uint64(size-1)].state == recEmpty {
+			ring[rec.seq&uint64(size-1)] = *rec
+			*rec = callRecord{}
+		}
+	}
+	put(&s.one)
+	for i := range s.recs() {
+		put(&s.recs()[i])
+	}
+	// What did not fit (a ring that could not cover the span) overflows.
+	for i := range s.recs() {
+		if rec := s.recs()[i]; rec.state != recEmpty {
+			if s.more == nil {
+				s.more = make(map[uint64]*callRecord)
+			}
+			s.more[rec.seq] = &rec
+		}
+	}
+	if s.one.state != recEmpty {
+		if s.more == nil {
+			s.more = make(map[uint64]*callRecord)
+		}
+		one := s.one
+		s.more[one.seq] = &one
 		s.one = callRecord{}
+	}
+	s.ring = &ring
+}
+
+// remove frees the record of seq, a running record of s (or of s before it
+// was closed, expired or evicted).
+func (s *serverSession) remove(seq uint64) {
+	rec := s.lookup(seq)
+	if rec == nil {
 		return
 	}
-	if s.more[rec.seq] == rec {
-		delete(s.more, rec.seq)
+	if s.more[seq] == rec {
+		delete(s.more, seq)
 		if len(s.more) == 0 {
 			s.more = nil
 		}
+	} else {
+		*rec = callRecord{}
 	}
+	s.held--
+	s.shrink()
+}
+
+// shrink drops the ring once it holds nothing, so that an idle session
+// stays small.
+func (s *serverSession) shrink() {
+	if s.ring == nil || int(s.held) > len(s.more) {
+		return
+	}
+	if s.one.state == recEmpty && int(s.held) == len(s.more) {
+		s.ring = nil
+	}
+}
+
+// recs returns the ring's records, nil when there is no ring.
+func (s *serverSession) recs() []callRecord {
+	if s.ring == nil {
+		return nil
+	}
+	return *s.ring
 }
 
 // count returns how many records s holds.
-func (s *serverSession) count() int {
-	n := len(s.more)
-	if s.one.state != recEmpty {
-		n++
-	}
-	return n
-}
+func (s *serverSession) count() int { return int(s.held) }
 
 // busy reports whether one of s's calls is running.
-func (s *serverSession) busy() bool {
-	if s.one.state == recRunning {
-		return true
-	}
-	for _, rec := range s.more {
-		if rec.state == recRunning {
-			return true
-		}
-	}
-	return false
-}
+func (s *serverSession) busy() bool { return s.running > 0 }

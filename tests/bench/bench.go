@@ -12,7 +12,9 @@ import (
 	stdrpc "net/rpc"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/semrpc/semrpc/rpc"
@@ -34,17 +36,83 @@ func (t *Arith) Add(args Args, reply *int) error {
 // caller makes one call; the benchmarks time it.
 type caller func(ctx context.Context, args Args, reply *int) error
 
+// IO counts the reads and writes made on the connections of one
+// benchmark, both sides together: each is at least one system call.
+type IO struct {
+	Reads  atomic.Int64 // Read calls on the connections
+	Writes atomic.Int64 // Write calls on the connections
+}
+
+// countedConn counts its reads and writes in io.
+type countedConn struct {
+	net.Conn
+	io *IO
+}
+
+func (c countedConn) Read(p []byte) (int, error) {
+	c.io.Reads.Add(1)
+	return c.Conn.Read(p)
+}
+
+func (c countedConn) Write(p []byte) (int, error) {
+	c.io.Writes.Add(1)
+	return c.Conn.Write(p)
+}
+
+// countedListener counts the I/O of the connections it accepts.
+type countedListener struct {
+	net.Listener
+	io *IO
+}
+
+func (l countedListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return countedConn{c, l.io}, nil
+}
+
+// reportIO reports reads and writes per call since the timer was reset.
+func reportIO(b *testing.B, io *IO, r0, w0 int64) {
+	if b.N == 0 {
+		return
+	}
+	b.ReportMetric(float64(io.Reads.Load()-r0)/float64(b.N), "reads/call")
+	b.ReportMetric(float64(io.Writes.Load()-w0)/float64(b.N), "writes/call")
+}
+
+// Server is a benchmark server with clients: Callers[i] calls through the
+// i-th client.
+type Server struct {
+	Callers []caller // one per client
+	IO      *IO      // the reads and writes of every connection, both sides
+	stop    func()
+}
+
+// Stop closes the clients and the server.
+func (s *Server) Stop() { s.stop() }
+
 // StartNetRPC serves Arith with plain net/rpc on loopback and returns a
 // caller through a stock net/rpc client, and a stop function.
 func StartNetRPC(tb testing.TB) (caller, func()) {
+	s := StartNetRPCClients(tb, 1)
+	return s.Callers[0], s.Stop
+}
+
+// StartNetRPCClients serves Arith with plain net/rpc on loopback, with n
+// stock net/rpc clients, each on its own connection.
+func StartNetRPCClients(tb testing.TB, n int) *Server {
 	srv := stdrpc.NewServer()
 	if err := srv.Register(new(Arith)); err != nil {
 		tb.Fatal(err)
 	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	io := new(IO)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		tb.Fatal(err)
 	}
+	l := countedListener{ln, io}
 	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {
@@ -61,54 +129,88 @@ func StartNetRPC(tb testing.TB) (caller, func()) {
 			}()
 		}
 	}()
-	c, err := stdrpc.Dial("tcp", l.Addr().String())
-	if err != nil {
-		tb.Fatal(err)
+	s := &Server{IO: io}
+	var clients []*stdrpc.Client
+	for range n {
+		nc, err := net.Dial("tcp", l.Addr().String())
+		if err != nil {
+			tb.Fatal(err)
+		}
+		c := stdrpc.NewClient(countedConn{nc, io})
+		clients = append(clients, c)
+		s.Callers = append(s.Callers, func(_ context.Context, args Args, reply *int) error {
+			return c.Call("Arith.Add", args, reply)
+		})
 	}
-	call := func(_ context.Context, args Args, reply *int) error {
-		return c.Call("Arith.Add", args, reply)
-	}
-	return call, func() {
-		c.Close()
+	s.stop = func() {
+		for _, c := range clients {
+			c.Close()
+		}
 		l.Close()
 		wg.Wait()
 	}
+	return s
 }
 
 // StartSemrpc serves Arith with semrpc on loopback and returns a caller
 // through a semrpc client with the given policy, and a stop function.
 func StartSemrpc(tb testing.TB, p semantics.Policy, serverOpts ...rpc.Option) (caller, func()) {
+	s := StartSemrpcClients(tb, p, 1, serverOpts...)
+	return s.Callers[0], s.Stop
+}
+
+// StartSemrpcClients serves Arith with semrpc on loopback, with n semrpc
+// clients under policy p, each with its own connection.
+func StartSemrpcClients(tb testing.TB, p semantics.Policy, n int, serverOpts ...rpc.Option) *Server {
 	srv := rpc.NewServer(append([]rpc.Option{rpc.WithLogger(log.New(io.Discard, "", 0))}, serverOpts...)...)
 	if err := srv.Register(new(Arith)); err != nil {
 		tb.Fatal(err)
 	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
+	counts := new(IO)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		tb.Fatal(err)
 	}
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		srv.Serve(l)
+		srv.Serve(countedListener{ln, counts})
 	}()
-	c, err := rpc.Dial(context.Background(), "tcp", l.Addr().String(), rpc.WithSemantics(p))
-	if err != nil {
-		tb.Fatal(err)
+	addr := ln.Addr().String()
+	s := &Server{IO: counts}
+	var clients []*rpc.Client
+	for range n {
+		tr := rpc.NewStreamTransport(func(ctx context.Context) (net.Conn, error) {
+			var d net.Dialer
+			nc, err := d.DialContext(ctx, "tcp", addr)
+			if err != nil {
+				return nil, err
+			}
+			return countedConn{nc, counts}, nil
+		})
+		c := rpc.NewClient(tr, rpc.WithSemantics(p))
+		clients = append(clients, c)
+		s.Callers = append(s.Callers, func(ctx context.Context, args Args, reply *int) error {
+			return c.Call(ctx, "Arith.Add", args, reply)
+		})
 	}
-	call := func(ctx context.Context, args Args, reply *int) error {
-		return c.Call(ctx, "Arith.Add", args, reply)
-	}
-	return call, func() {
-		c.Close()
+	s.stop = func() {
+		for _, c := range clients {
+			c.Close()
+		}
 		srv.Shutdown(context.Background())
 		<-done
 	}
+	return s
 }
 
 // Sequential times one caller making calls one after another.
-func Sequential(b *testing.B, call caller) {
+func Sequential(b *testing.B, s *Server) {
+	call := s.Callers[0]
 	ctx := context.Background()
 	b.ReportAllocs()
+	r0, w0 := s.IO.Reads.Load(), s.IO.Writes.Load()
+	defer func() { reportIO(b, s.IO, r0, w0) }()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		var reply int
@@ -121,13 +223,22 @@ func Sequential(b *testing.B, call caller) {
 	}
 }
 
-// Parallel times g goroutines sharing one client.
-func Parallel(b *testing.B, call caller, g int) {
+// Parallel times g goroutines sharing one client, or, when s has a
+// client per goroutine, each with its own.
+func Parallel(b *testing.B, s *Server, g int) {
 	ctx := context.Background()
 	b.ReportAllocs()
-	b.SetParallelism((g + 1) / 2) // GOMAXPROCS is 2 here; RunParallel multiplies
+	procs := runtime.GOMAXPROCS(0)
+	b.SetParallelism((g + procs - 1) / procs) // RunParallel multiplies by GOMAXPROCS
+	callers := make(chan caller, procs*((g+procs-1)/procs))
+	for i := range cap(callers) {
+		callers <- s.Callers[i%len(s.Callers)]
+	}
+	r0, w0 := s.IO.Reads.Load(), s.IO.Writes.Load()
+	defer func() { reportIO(b, s.IO, r0, w0) }()
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
+		call := <-callers
 		i := 0
 		for pb.Next() {
 			i++
@@ -147,6 +258,13 @@ func Parallel(b *testing.B, call caller, g int) {
 // StartExactlyOnce is StartSemrpc with exactly-once calls against a server
 // whose completion records live in a bbolt file (fsync on, group commit).
 func StartExactlyOnce(tb testing.TB) (caller, func()) {
+	s := StartExactlyOnceClients(tb, 1)
+	return s.Callers[0], s.Stop
+}
+
+// StartExactlyOnceClients is StartSemrpcClients with exactly-once calls
+// against a server whose completion records live in a bbolt file.
+func StartExactlyOnceClients(tb testing.TB, n int) *Server {
 	dir, err := os.MkdirTemp("", "semrpc-bench-*")
 	if err != nil {
 		tb.Fatal(err)
@@ -155,10 +273,12 @@ func StartExactlyOnce(tb testing.TB) (caller, func()) {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	call, stop := StartSemrpc(tb, semantics.ExactlyOnce(), rpc.WithDurableStore(st))
-	return call, func() {
+	s := StartSemrpcClients(tb, semantics.ExactlyOnce(), n, rpc.WithDurableStore(st))
+	stop := s.stop
+	s.stop = func() {
 		stop()
 		st.Close()
 		os.RemoveAll(dir)
 	}
+	return s
 }

@@ -20,41 +20,59 @@ type Group struct {
 	Cases    []Case
 }
 
+// Group and case names the report's goals refer to.
+const (
+	GroupSequential  = "TCP sequential"
+	GroupOneClient   = "TCP 64 goroutines, one client"
+	GroupManyClients = "TCP 64 clients, one caller each"
+
+	CaseNetRPC      = "net/rpc"
+	CaseNoRetry     = "semrpc NoRetry"
+	CaseAtLeastOnce = "semrpc AtLeastOnce"
+	CaseAtMostOnce  = "semrpc AtMostOnce"
+	CaseExactlyOnce = "semrpc ExactlyOnce (bbolt, fsync)"
+	CasePingPong    = "floor: raw TCP ping-pong, 64 B"
+	CaseBatchedPing = "floor: raw TCP, 64 × 64 B per write"
+	CaseFsync       = "floor: 4 KiB write + fdatasync"
+)
+
 // Groups returns every benchmark group of the report, in print order.
 func Groups() []Group {
 	policies := []struct {
 		name string
 		p    semantics.Policy
 	}{
-		{"semrpc NoRetry", semantics.NoRetry()},
-		{"semrpc AtLeastOnce", semantics.AtLeastOnce()},
-		{"semrpc AtMostOnce", semantics.AtMostOnce()},
+		{CaseNoRetry, semantics.NoRetry()},
+		{CaseAtLeastOnce, semantics.AtLeastOnce()},
+		{CaseAtMostOnce, semantics.AtMostOnce()},
 	}
-	tcp := func(name string, drive func(*testing.B, caller)) Group {
+	// tcp is one comparison: clients clients, driven by drive.
+	tcp := func(name string, clients int, drive func(*testing.B, *Server), floors ...Case) Group {
 		g := Group{Name: name, Baseline: 0}
-		g.Cases = append(g.Cases, Case{"net/rpc", func(b *testing.B) {
-			call, stop := StartNetRPC(b)
-			defer stop()
-			drive(b, call)
+		g.Cases = append(g.Cases, Case{CaseNetRPC, func(b *testing.B) {
+			s := StartNetRPCClients(b, clients)
+			defer s.Stop()
+			drive(b, s)
 		}})
 		for _, p := range policies {
-			p := p
 			g.Cases = append(g.Cases, Case{p.name, func(b *testing.B) {
-				call, stop := StartSemrpc(b, p.p)
-				defer stop()
-				drive(b, call)
+				s := StartSemrpcClients(b, p.p, clients)
+				defer s.Stop()
+				drive(b, s)
 			}})
 		}
-		g.Cases = append(g.Cases, Case{"semrpc ExactlyOnce (bbolt, fsync)", func(b *testing.B) {
-			call, stop := StartExactlyOnce(b)
-			defer stop()
-			drive(b, call)
+		g.Cases = append(g.Cases, Case{CaseExactlyOnce, func(b *testing.B) {
+			s := StartExactlyOnceClients(b, clients)
+			defer s.Stop()
+			drive(b, s)
 		}})
+		g.Cases = append(g.Cases, floors...)
 		return g
 	}
 	groups := []Group{
-		tcp("TCP sequential", Sequential),
-		tcp("TCP 64 goroutines", func(b *testing.B, c caller) { Parallel(b, c, 64) }),
+		tcp(GroupSequential, 1, Sequential, Case{CasePingPong, PingPong}, Case{CaseFsync, Fsync}),
+		tcp(GroupOneClient, 1, func(b *testing.B, s *Server) { Parallel(b, s, 64) }, Case{CaseBatchedPing, BatchedPingPong}),
+		tcp(GroupManyClients, 64, func(b *testing.B, s *Server) { Parallel(b, s, 64) }),
 	}
 	return append(groups, extraGroups()...)
 }

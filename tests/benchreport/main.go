@@ -9,8 +9,12 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"os/exec"
+	"regexp"
 	"runtime"
 	"sort"
+	"strconv"
+	"strings"
 	"testing"
 	"text/tabwriter"
 	"time"
@@ -29,20 +33,47 @@ type row struct {
 func main() {
 	testing.Init()
 	rounds := flag.Int("rounds", 3, "alternating rounds per comparison (the median is reported)")
+	only := flag.String("only", "", "run only the groups whose name matches this regular expression")
+	sections := flag.Bool("all", true, "also run labrpc's comparison and the connection-loss table (-all=false skips them)")
 	flag.Parse()
-	if err := run(os.Stdout, *rounds); err != nil {
+	re, err := regexp.Compile(*only)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "benchreport: -only:", err)
+		os.Exit(2)
+	}
+	if err := run(os.Stdout, *rounds, re, *sections); err != nil {
 		fmt.Fprintln(os.Stderr, "benchreport:", err)
 		os.Exit(1)
 	}
 }
 
-func run(w io.Writer, rounds int) error {
+func run(w io.Writer, rounds int, only *regexp.Regexp, sections bool) error {
 	fmt.Fprintf(w, "semrpc benchmarks — %s, %s/%s, GOMAXPROCS=%d, %s, median of %d rounds\n\n",
 		runtime.Version(), runtime.GOOS, runtime.GOARCH, runtime.GOMAXPROCS(0),
 		time.Now().UTC().Format("2006-01-02"), rounds)
 	var rows []row
 	for _, g := range bench.Groups() {
+		if !only.MatchString(g.Name) {
+			continue
+		}
 		rows = append(rows, measure(g, rounds)...)
+	}
+	if err := printRows(w, rows); err != nil {
+		return err
+	}
+	if !sections {
+		printGoals(w, rows, nil)
+		return nil
+	}
+	lab := labrpcRatios(w)
+	printGoals(w, rows, lab)
+	return lossTable(w)
+}
+
+// printRows prints the measured rows as one table.
+func printRows(w io.Writer, rows []row) error {
+	if len(rows) == 0 {
+		return nil
 	}
 	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 	fmt.Fprintln(tw, "group\tbenchmark\tcalls/s\tµs/call\tallocs/call\tvs baseline\textra\t")
@@ -63,10 +94,7 @@ func run(w io.Writer, rounds int) error {
 		fmt.Fprintf(tw, "%s\t%s\t%.0f\t%.2f\t%d\t%s\t%s\t\n",
 			r.group, r.name, 1e9/r.nsPerOp, r.nsPerOp/1e3, r.allocs, ratio, extra)
 	}
-	if err := tw.Flush(); err != nil {
-		return err
-	}
-	return lossTable(w)
+	return tw.Flush()
 }
 
 // lossTable prints what at-least-once calls with default options do on a
@@ -121,3 +149,151 @@ func measure(g bench.Group, rounds int) []row {
 	}
 	return rows
 }
+
+// A goal of issue 13: the case's throughput against net/rpc's in the same
+// group (or, with atLeast, its calls/s) must reach min.
+type goal struct {
+	group, name string
+	min         float64
+	callsPerSec bool // min is calls/s, not a ratio
+}
+
+var goals = []goal{
+	{bench.GroupOneClient, bench.CaseNoRetry, 1.5, false},
+	{bench.GroupOneClient, bench.CaseAtLeastOnce, 1.5, false},
+	{bench.GroupOneClient, bench.CaseAtMostOnce, 1.4, false},
+	{bench.GroupSequential, bench.CaseNoRetry, 1.2, false},
+	{bench.GroupSequential, bench.CaseAtLeastOnce, 1.2, false},
+	{bench.GroupSequential, bench.CaseAtMostOnce, 1.1, false},
+	{bench.GroupManyClients, bench.CaseNoRetry, 1.5, false},
+	{bench.GroupManyClients, bench.CaseAtLeastOnce, 1.5, false},
+	{bench.GroupManyClients, bench.CaseAtMostOnce, 1.4, false},
+	{bench.GroupOneClient, bench.CaseExactlyOnce, 40000, true},
+}
+
+// printGoals prints each goal beside what this run measured, and where the
+// floors put the best any RPC stack could do.
+func printGoals(w io.Writer, rows []row, lab []labRatio) {
+	find := func(group, name string) (row, bool) {
+		for _, r := range rows {
+			if r.group == group && r.name == name {
+				return r, true
+			}
+		}
+		return row{}, false
+	}
+	measured := len(lab) > 0
+	for _, g := range goals {
+		if _, ok := find(g.group, g.name); ok {
+			measured = true
+		}
+	}
+	if !measured {
+		return
+	}
+	fmt.Fprintf(w, "\nGoals (issue 13), this run:\n\n")
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', 0)
+	fmt.Fprintln(tw, "group\tbenchmark\tgoal\tmeasured\t\t")
+	for _, g := range goals {
+		r, ok := find(g.group, g.name)
+		if !ok {
+			continue
+		}
+		want, got, v := fmt.Sprintf("≥ %.2f× net/rpc", g.min), fmt.Sprintf("%.2f×", r.ratio), r.ratio
+		if g.callsPerSec {
+			v = 1e9 / r.nsPerOp
+			want, got = fmt.Sprintf("≥ %.0f calls/s", g.min), fmt.Sprintf("%.0f calls/s", v)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t\n", g.group, g.name, want, got, verdict(v >= g.min))
+	}
+	if eo, ok := find(bench.GroupSequential, bench.CaseExactlyOnce); ok {
+		if fs, ok := find(bench.GroupSequential, bench.CaseFsync); ok {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%.2f fdatasyncs/call\t\t\n", bench.GroupSequential, bench.CaseExactlyOnce,
+				"at the fsync limit", eo.nsPerOp/fs.nsPerOp)
+		}
+	}
+	for _, l := range lab {
+		fmt.Fprintf(tw, "labrpc, %s\tlabrpc vs classic design\t≥ 8.00×\t%.2f×\t%s\t\n", l.callers, l.ratio, verdict(l.ratio >= 8))
+	}
+	tw.Flush()
+	if pp, ok := find(bench.GroupSequential, bench.CasePingPong); ok {
+		if n, ok := find(bench.GroupSequential, bench.CaseNetRPC); ok {
+			fmt.Fprintf(w, "\nThe floor: a raw 64-byte loopback ping-pong makes %.0f round trips/s, %.2f× net/rpc's sequential calls.\n",
+				1e9/pp.nsPerOp, n.nsPerOp/pp.nsPerOp)
+		}
+	}
+}
+
+func verdict(ok bool) string {
+	if ok {
+		return "met"
+	}
+	return "NOT MET"
+}
+
+// labRatio is labrpc's throughput against the classic design's.
+type labRatio struct {
+	callers string
+	ratio   float64
+}
+
+// labrpcRatios runs labrpc's own comparison with the classic lab network's
+// design (go test -bench 'ClassicStyle|Labrpc' ./labrpc: the classic design
+// is re-implemented in that package's tests, so it runs there), alternating
+// the two over the rounds like the rest of the report, and prints the
+// medians. It needs the go command and the module's source; without them
+// it says so and returns nothing.
+func labrpcRatios(w io.Writer) []labRatio {
+	fmt.Fprintf(w, "\nlabrpc against the classic design (go test -bench 'ClassicStyle|Labrpc' ./labrpc, %d alternating runs, medians):\n\n", labRuns)
+	perCase := map[string][]float64{} // "ClassicStyle/callers=1" -> calls/s of each run
+	for i := 0; i < labRuns; i++ {
+		for _, which := range []string{"ClassicStyle", "Labrpc"} {
+			out, err := exec.Command("go", "test", "-run", "^$", "-bench", "^Benchmark"+which+"$", "-benchtime", "1s", "./labrpc").CombinedOutput()
+			if err != nil {
+				fmt.Fprintf(w, "skipped: %v\n%s\n", err, out)
+				return nil
+			}
+			for _, line := range strings.Split(string(out), "\n") {
+				f := strings.Fields(line)
+				if len(f) < 4 || !strings.HasPrefix(f[0], "Benchmark"+which+"/") {
+					continue
+				}
+				name := strings.TrimPrefix(f[0], "Benchmark")
+				if k := strings.LastIndex(name, "-"); k > 0 {
+					name = name[:k]
+				}
+				for j := 1; j+1 < len(f); j++ {
+					if f[j+1] == "calls/s" {
+						if v, err := strconv.ParseFloat(f[j], 64); err == nil {
+							perCase[name] = append(perCase[name], v)
+						}
+					}
+				}
+			}
+		}
+	}
+	median := func(v []float64) float64 {
+		if len(v) == 0 {
+			return 0
+		}
+		sort.Float64s(v)
+		return v[len(v)/2]
+	}
+	var res []labRatio
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "callers\tclassic calls/s\tlabrpc calls/s\tratio\t")
+	for _, callers := range []string{"1", "32"} {
+		c := median(perCase["ClassicStyle/callers="+callers])
+		l := median(perCase["Labrpc/callers="+callers])
+		if c == 0 || l == 0 {
+			continue
+		}
+		res = append(res, labRatio{callers + " caller(s)", l / c})
+		fmt.Fprintf(tw, "%s\t%.0f\t%.0f\t%.2f×\t\n", callers, c, l, l/c)
+	}
+	tw.Flush()
+	return res
+}
+
+// labRuns is how many times each labrpc benchmark runs.
+const labRuns = 3
