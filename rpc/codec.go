@@ -3,6 +3,7 @@ package rpc
 import (
 	"bufio"
 	"bytes"
+	"crypto/tls"
 	"encoding/gob"
 	"encoding/json"
 	"errors"
@@ -13,6 +14,7 @@ import (
 	"net/rpc/jsonrpc"
 	"reflect"
 	"sync"
+	"time"
 )
 
 // ServeCodec serves one connection through a net/rpc ServerCodec, such as
@@ -250,6 +252,12 @@ func (s *Server) sniff(nc net.Conn) bool {
 	go func() {
 		defer s.connWG.Done()
 		_, err := io.ReadFull(nc, sc.first[:])
+		if err != nil {
+			s.refuseWrongTLS(nc, err)
+		} else if looksLikeTLSHello(sc.first) {
+			s.refuseTLSClient(nc)
+			err = errTLSOnPlain
+		}
 		isJSON := err == nil && looksLikeJSON(sc.first)
 		told := sc.handOff()
 		if err == nil && !isJSON && (told || s.shutting.Load()) {
@@ -270,6 +278,67 @@ func (s *Server) sniff(nc net.Conn) bool {
 		s.ServeConn(sc)
 	}()
 	return true
+}
+
+// looksLikeTLSHello reports whether a stream opens as a TLS handshake
+// record (content type 22, then major version 3). No gob stream starts so:
+// its first message, 22 bytes long, would begin with type id -2, which
+// names no type a stream may define.
+func looksLikeTLSHello(b [2]byte) bool {
+	return b[0] == 0x16 && b[1] == 0x03
+}
+
+var errTLSOnPlain = errors.New("rpc: a TLS client on a listener without TLS")
+
+// tlsHandshakeFailureAlert is a TLS record holding a fatal
+// handshake_failure alert: a TLS client reads it as the server refusing
+// the handshake ("remote error"), so it fails its dial at once and for
+// good, instead of reading a closed connection as a server to wait for.
+var tlsHandshakeFailureAlert = []byte{0x15, 0x03, 0x01, 0x00, 0x02, 0x02, 40}
+
+// refuseTLSClient answers a TLS client that reached a listener without
+// TLS, and says so in the log.
+func (s *Server) refuseTLSClient(nc net.Conn) {
+	s.logger.Printf("rpc: %s opened a TLS handshake, but this listener is not TLS (see ListenTLS); refused", nc.RemoteAddr())
+	nc.SetWriteDeadline(time.Now().Add(time.Second))
+	nc.Write(tlsHandshakeFailureAlert)
+}
+
+// refuseWrongTLS handles a connection on a TLS listener whose handshake
+// failed. A client that sent no TLS at all (its first bytes are a gob or
+// JSON-RPC request) is told, in its own codec, that the server takes TLS
+// only: its first call fails as refused, not run. Each failure is logged,
+// as net/http logs its failed handshakes, except a peer that hung up.
+func (s *Server) refuseWrongTLS(nc net.Conn, err error) {
+	tc, ok := nc.(*tls.Conn)
+	if !ok || tc.ConnectionState().HandshakeComplete || errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) {
+		return
+	}
+	var rhe tls.RecordHeaderError
+	if !errors.As(err, &rhe) || rhe.Conn == nil {
+		s.logger.Printf("rpc: TLS handshake with %s: %v", nc.RemoteAddr(), err)
+		return
+	}
+	s.logger.Printf("rpc: %s sent a request without TLS to a TLS listener; refused", nc.RemoteAddr())
+	msg := fmt.Sprintf("rpc: %s takes TLS connections only, and this one is not TLS (dial with rpc.WithTLS); the call was not run", nc.LocalAddr())
+	rhe.Conn.SetWriteDeadline(time.Now().Add(time.Second))
+	if rhe.RecordHeader[0] == '{' {
+		// JSON-RPC 1.0: a fresh net/rpc client's first call has id 0.
+		b, _ := json.Marshal(map[string]any{"id": 0, "result": nil, "error": msg})
+		rhe.Conn.Write(b)
+		return
+	}
+	// The gob wire: a fresh semrpc client's first call has sequence number
+	// 1, a stock net/rpc client's 0; each ignores an answer to the other's.
+	var buf bytes.Buffer
+	enc := gob.NewEncoder(&buf)
+	for seq := range uint64(2) {
+		if enc.Encode(&wireResponse{ServiceMethod: "", Seq: seq, Error: msg, Code: CodeRejected}) != nil ||
+			enc.Encode(emptyBody{}) != nil {
+			return
+		}
+	}
+	rhe.Conn.Write(buf.Bytes())
 }
 
 // looksLikeJSON tells a JSON-RPC stream from a gob one by its first two
