@@ -380,7 +380,7 @@ func (s session) invoke(method string, args, reply any) error {
 	case len(rec.first) > 0 && isJSONSyntaxError(err):
 		return fmt.Errorf("%s: %s answered %q…, which is not JSON-RPC: not a semrpc server, or not its RPC port", method, s.addr, rec.first)
 	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, netrpc.ErrShutdown):
-		return fmt.Errorf("%s: %s closed the connection without answering: not a semrpc server with its JSON codec on, or the request was over its message limit", method, s.addr)
+		return fmt.Errorf("%s: %s closed the connection without answering, and the call may have run: a semrpc server does so when it stops or crashes, when a request is over its message limit, or when its JSON codec is off", method, s.addr)
 	case s.tls != nil && isTLSAlert(err, "certificate"):
 		return fmt.Errorf("%s: %v (the server wants a client certificate that it trusts: -cert and -key)", method, err)
 	default:

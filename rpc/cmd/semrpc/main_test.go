@@ -336,3 +336,29 @@ func TestCLIAgainstServerProcess(t *testing.T) {
 		})
 	}
 }
+
+func TestCLICallOnAConnectionClosedAfterTheRequestSaysItMayHaveRun(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		c, err := l.Accept()
+		if err != nil {
+			return
+		}
+		bufio.NewReader(c).ReadString('}') // the whole request, then a crash
+		c.Close()
+	}()
+	defer func() {
+		l.Close()
+		<-done
+	}()
+	var stdout, stderr bytes.Buffer
+	code := run([]string{"call", "-addr", l.Addr().String(), "Calc.Add", `{"A":1}`}, &stdout, &stderr)
+	if code != exitFail || !strings.Contains(stderr.String(), "the call may have run") {
+		t.Fatalf("exit %d, stderr %q; want 1 and a warning that the call may have run", code, &stderr)
+	}
+}
