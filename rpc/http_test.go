@@ -2,6 +2,7 @@ package rpc
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"io"
 	"net"
@@ -170,5 +171,28 @@ func TestServeHTTPSniffsJSON(t *testing.T) {
 	var sum int
 	if err := c.Call("Arith.Add", Args{2, 3}, &sum); err != nil || sum != 5 {
 		t.Fatalf("Add = %d, %v", sum, err)
+	}
+}
+
+func TestDialHTTPWithTLSConnectsOverTLS(t *testing.T) {
+	ca := newTestCA(t)
+	s, _ := newArithServer(t)
+	mux := http.NewServeMux()
+	mux.Handle(DefaultRPCPath, s)
+	hs := httptest.NewUnstartedServer(mux)
+	hs.TLS = &tls.Config{Certificates: []tls.Certificate{ca.issue(t, "server", true)}}
+	hs.StartTLS()
+	t.Cleanup(func() {
+		s.Close()
+		hs.Close()
+	})
+	c, err := DialHTTP(ctxT(t), "tcp", hs.Listener.Addr().String(), WithTLS(&tls.Config{RootCAs: ca.pool}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	var sum int
+	if err := c.Call(ctxT(t), "Arith.Add", Args{2, 3}, &sum); err != nil || sum != 5 {
+		t.Fatalf("call over HTTPS: %d %v; WithTLS must make DialHTTP speak TLS", sum, err)
 	}
 }
