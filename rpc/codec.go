@@ -33,7 +33,12 @@ import (
 // the codec, which must allow Close while a read is blocked (codecs over a
 // net.Conn do).
 func (s *Server) ServeCodec(codec netrpc.ServerCodec) {
-	cc := &codecConn{s: s, codec: codec, sem: make(chan struct{}, s.opts.maxConcurrent), done: make(chan struct{})}
+	s.serveCodec(codec, "a codec connection")
+}
+
+// serveCodec is ServeCodec, with the peer named in its log lines.
+func (s *Server) serveCodec(codec netrpc.ServerCodec, peer string) {
+	cc := &codecConn{s: s, codec: codec, peer: peer, sem: make(chan struct{}, s.opts.maxConcurrent), done: make(chan struct{})}
 	oc := &otherConn{close: cc.close}
 	if !s.addOther(oc, true) {
 		codec.Close()
@@ -57,6 +62,7 @@ func WithJSONCodec(on bool) Option {
 type codecConn struct {
 	s     *Server
 	codec netrpc.ServerCodec
+	peer  string        // for the log: "a codec connection", or the JSON-RPC client's address
 	sem   chan struct{} // bounds the calls running at once
 	done  chan struct{} // closed by close
 	wg    sync.WaitGroup
@@ -145,7 +151,7 @@ func (cc *codecConn) respond(req netrpc.Request, reply any, err error) {
 		case <-cc.done:
 		default:
 			if !codecStreamBroken(werr) {
-				cc.s.logger.Printf("rpc: writing response to %s through a codec: %v; closing the connection", req.ServiceMethod, werr)
+				cc.s.logger.Printf("rpc: writing response to %s to %s: %v; closing the connection", req.ServiceMethod, cc.peer, werr)
 			}
 		}
 		cc.close()
@@ -169,7 +175,7 @@ func (cc *codecConn) logReadError(what string, err error) {
 	if errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) {
 		return
 	}
-	cc.s.logger.Printf("rpc: closing codec connection: %s: %v", what, err)
+	cc.s.logger.Printf("rpc: closing %s: %s: %v", cc.peer, what, err)
 }
 
 // otherConn is a connection the server tracks beside its gob connections:
@@ -368,7 +374,7 @@ func (s *Server) serveJSON(c net.Conn) {
 		io.Writer
 		io.Closer
 	}{lim, c, c}
-	s.ServeCodec(&limitedCodec{ServerCodec: jsonrpc.NewServerCodec(rwc), lim: lim})
+	s.serveCodec(&limitedCodec{ServerCodec: jsonrpc.NewServerCodec(rwc), lim: lim}, "JSON-RPC connection from "+c.RemoteAddr().String())
 }
 
 // limitedCodec restarts its reader's byte count at each request.
