@@ -244,8 +244,10 @@ func (s *Server) noticeOthers(wg *sync.WaitGroup) {
 }
 
 // sniff starts serving a connection accepted by Serve: a goroutine waits
-// for its first two bytes, then serves it with the JSON-RPC codec or the
-// gob wire (see looksLikeJSON). It returns false if the server is closed.
+// for its first two bytes, then serves it with the JSON-RPC codec (unless
+// WithJSONCodec(false)) or the gob wire (see looksLikeJSON), or refuses a
+// TLS handshake on a plain listener and a plain client on a TLS one. It
+// returns false if the server is closed.
 func (s *Server) sniff(nc net.Conn) bool {
 	sc := &sniffConn{Conn: nc}
 	oc := &otherConn{close: func() { nc.Close() }, notice: sc.goAway}
@@ -264,7 +266,7 @@ func (s *Server) sniff(nc net.Conn) bool {
 			s.refuseTLSClient(nc)
 			err = errTLSOnPlain
 		}
-		isJSON := err == nil && looksLikeJSON(sc.first)
+		isJSON := err == nil && !s.opts.noJSON && looksLikeJSON(sc.first)
 		told := sc.handOff()
 		if err == nil && !isJSON && (told || s.shutting.Load()) {
 			// A gob request on a connection the server has not yet taken
