@@ -197,6 +197,9 @@ func httpConnect(ctx context.Context, nc net.Conn, path string, timeout time.Dur
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
+		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+			return fmt.Errorf("reading the answer to CONNECT %s: %w (the server hung up: if it serves HTTPS, dial with WithTLS)", path, err)
+		}
 		return fmt.Errorf("reading the answer to CONNECT %s: %w", path, err)
 	}
 	resp.Body.Close()

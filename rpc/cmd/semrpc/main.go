@@ -343,6 +343,9 @@ func (s session) invoke(method string, args, reply any) error {
 			if errors.As(err, &ne) && ne.Timeout() {
 				return fmt.Errorf("%s: CONNECT %s%s: no HTTP answer within %v: does the server serve RPC over HTTP (HandleHTTP)? without -http the command speaks to the RPC port itself", method, s.addr, s.httpPath, s.timeout)
 			}
+			if s.tls == nil && (errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF)) {
+				return fmt.Errorf("%s: CONNECT %s%s: %w (the server hung up: if it serves HTTPS, add -tls or -ca)", method, s.addr, s.httpPath, err)
+			}
 			return fmt.Errorf("%s: CONNECT %s%s: %w", method, s.addr, s.httpPath, err)
 		}
 	}

@@ -75,7 +75,7 @@ func serveForTest(mode string) int {
 	var l net.Listener
 	var err error
 	switch mode {
-	case "tls", "mtls":
+	case "tls", "mtls", "https":
 		l, err = listenTLSForTest(os.Getenv(pkiEnv), mode == "mtls")
 	default:
 		l, err = net.Listen("tcp", "127.0.0.1:0")
@@ -84,7 +84,7 @@ func serveForTest(mode string) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	if mode == "http" {
+	if mode == "http" || mode == "https" {
 		srv.HandleHTTP(rpc.DefaultRPCPath, rpc.DefaultDebugPath)
 		go http.Serve(l, nil)
 	} else {
@@ -244,6 +244,7 @@ func TestCLIAgainstServerProcess(t *testing.T) {
 	pki := writePKI(t)
 	overTLS := startServerProcess(t, "tls", pkiEnv+"="+pki)
 	mutualTLS := startServerProcess(t, "mtls", pkiEnv+"="+pki)
+	overHTTPS := startServerProcess(t, "https", pkiEnv+"="+pki)
 	file := func(name string) string { return filepath.Join(pki, name) }
 	tests := []struct {
 		name   string
@@ -304,6 +305,10 @@ func TestCLIAgainstServerProcess(t *testing.T) {
 			[]string{"-ca: open", "nothing.pem"}},
 		{"-ca file without a certificate", []string{"health", "-addr", overTLS, "-ca", file("client.key")}, 2, nil,
 			[]string{"holds no PEM certificate"}},
+		{"over HTTPS", []string{"call", "-addr", overHTTPS, "-http", "/_goRPC_", "-ca", file("ca.pem"), "Calc.Add", `{"A":2,"B":2}`}, 0,
+			[]string{"4"}, nil},
+		{"HTTPS without -tls", []string{"health", "-addr", overHTTPS, "-http", "/_goRPC_"}, 1, nil,
+			[]string{"if it serves HTTPS, add -tls or -ca"}},
 		{"JSON codec off", []string{"health", "-addr", noJSON, "-timeout", "300ms"}, 1, nil,
 			[]string{"no answer from " + noJSON + " within 300ms"}},
 	}
