@@ -354,29 +354,34 @@ func (ct *clusterTransport) balanced(ctx context.Context, req *Request, reply an
 }
 
 // pick returns the server the balancer chooses among those not tried and
-// eligible, claimed for one attempt, or nil.
+// eligible, claimed for one attempt, or nil. The rotation runs over the
+// candidates only (the eligible servers; for LeastOutstanding, those of
+// them with the fewest calls), so that a server out of rotation does not
+// hand its turns to the one after it.
 func (ct *clusterTransport) pick(tried []bool, now time.Time) (*member, bool) {
-	n := len(ct.members)
+	cands := make([]*member, 0, len(ct.members))
 	for {
-		start := int(ct.next.Add(1) % uint64(n))
-		var best *member
+		cands = cands[:0]
 		var bestLoad int64
-		for i := range n {
-			m := ct.members[(start+i)%n]
+		for _, m := range ct.members {
 			if tried[m.idx] || !m.eligible(now) {
 				continue
 			}
-			if ct.balancer == RoundRobin {
-				best = m
-				break
+			if ct.balancer == LeastOutstanding {
+				load := m.outstanding.Load()
+				if len(cands) > 0 && load > bestLoad {
+					continue
+				}
+				if len(cands) == 0 || load < bestLoad {
+					cands, bestLoad = cands[:0], load
+				}
 			}
-			if load := m.outstanding.Load(); best == nil || load < bestLoad {
-				best, bestLoad = m, load
-			}
+			cands = append(cands, m)
 		}
-		if best == nil {
+		if len(cands) == 0 {
 			return nil, false
 		}
+		best := cands[ct.next.Add(1)%uint64(len(cands))]
 		if ok, probe := best.take(now); ok {
 			return best, probe
 		}

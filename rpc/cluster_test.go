@@ -134,6 +134,30 @@ func TestDialClusterSequentialCallsSpreadEvenly(t *testing.T) {
 	}
 }
 
+func TestDialClusterCallsSpreadEvenlyOverTheServersInRotation(t *testing.T) {
+	// A server out of rotation must not hand its turns to the server
+	// after it: with b down, a and c get half of the calls each.
+	for _, b := range []Balancer{LeastOutstanding, RoundRobin} {
+		t.Run(b.String(), func(t *testing.T) {
+			nodes := []*clusterNode{startClusterNode(t, "a"), startClusterNode(t, "b"), startClusterNode(t, "c")}
+			nodes[1].stop()
+			// Eager: b is found down at dial; an hour's backoff keeps it out.
+			c := dialCluster(t, nodes, WithBalancer(b), WithEagerDial(), WithRedialBackoff(time.Hour, time.Hour))
+			for i := range 20 {
+				var who string
+				if err := c.Call(ctxT(t), "Node.Name", i, &who); err != nil {
+					t.Fatal(err)
+				}
+			}
+			for _, n := range []*clusterNode{nodes[0], nodes[2]} {
+				if got := n.svc.calls.Load(); got != 10 {
+					t.Errorf("server %s ran %d of 20 sequential calls with b out of rotation, want 10", n.svc.name, got)
+				}
+			}
+		})
+	}
+}
+
 func TestDialClusterLeastOutstandingAvoidsBusyServer(t *testing.T) {
 	nodes := []*clusterNode{startClusterNode(t, "a"), startClusterNode(t, "b")}
 	c := dialCluster(t, nodes)

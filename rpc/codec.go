@@ -3,6 +3,7 @@ package rpc
 import (
 	"bufio"
 	"bytes"
+	"crypto/tls"
 	"encoding/gob"
 	"encoding/json"
 	"errors"
@@ -13,6 +14,7 @@ import (
 	"net/rpc/jsonrpc"
 	"reflect"
 	"sync"
+	"time"
 )
 
 // ServeCodec serves one connection through a net/rpc ServerCodec, such as
@@ -31,7 +33,12 @@ import (
 // the codec, which must allow Close while a read is blocked (codecs over a
 // net.Conn do).
 func (s *Server) ServeCodec(codec netrpc.ServerCodec) {
-	cc := &codecConn{s: s, codec: codec, sem: make(chan struct{}, s.opts.maxConcurrent), done: make(chan struct{})}
+	s.serveCodec(codec, "a codec connection")
+}
+
+// serveCodec is ServeCodec, with the peer named in its log lines.
+func (s *Server) serveCodec(codec netrpc.ServerCodec, peer string) {
+	cc := &codecConn{s: s, codec: codec, peer: peer, sem: make(chan struct{}, s.opts.maxConcurrent), done: make(chan struct{})}
 	oc := &otherConn{close: cc.close}
 	if !s.addOther(oc, true) {
 		codec.Close()
@@ -55,6 +62,7 @@ func WithJSONCodec(on bool) Option {
 type codecConn struct {
 	s     *Server
 	codec netrpc.ServerCodec
+	peer  string        // for the log: "a codec connection", or the JSON-RPC client's address
 	sem   chan struct{} // bounds the calls running at once
 	done  chan struct{} // closed by close
 	wg    sync.WaitGroup
@@ -143,7 +151,7 @@ func (cc *codecConn) respond(req netrpc.Request, reply any, err error) {
 		case <-cc.done:
 		default:
 			if !codecStreamBroken(werr) {
-				cc.s.logger.Printf("rpc: writing response to %s through a codec: %v; closing the connection", req.ServiceMethod, werr)
+				cc.s.logger.Printf("rpc: writing response to %s to %s: %v; closing the connection", req.ServiceMethod, cc.peer, werr)
 			}
 		}
 		cc.close()
@@ -167,7 +175,7 @@ func (cc *codecConn) logReadError(what string, err error) {
 	if errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) {
 		return
 	}
-	cc.s.logger.Printf("rpc: closing codec connection: %s: %v", what, err)
+	cc.s.logger.Printf("rpc: closing %s: %s: %v", cc.peer, what, err)
 }
 
 // otherConn is a connection the server tracks beside its gob connections:
@@ -236,8 +244,10 @@ func (s *Server) noticeOthers(wg *sync.WaitGroup) {
 }
 
 // sniff starts serving a connection accepted by Serve: a goroutine waits
-// for its first two bytes, then serves it with the JSON-RPC codec or the
-// gob wire (see looksLikeJSON). It returns false if the server is closed.
+// for its first two bytes, then serves it with the JSON-RPC codec (unless
+// WithJSONCodec(false)) or the gob wire (see looksLikeJSON), or refuses a
+// TLS handshake on a plain listener and a plain client on a TLS one. It
+// returns false if the server is closed.
 func (s *Server) sniff(nc net.Conn) bool {
 	sc := &sniffConn{Conn: nc}
 	oc := &otherConn{close: func() { nc.Close() }, notice: sc.goAway}
@@ -250,7 +260,13 @@ func (s *Server) sniff(nc net.Conn) bool {
 	go func() {
 		defer s.connWG.Done()
 		_, err := io.ReadFull(nc, sc.first[:])
-		isJSON := err == nil && looksLikeJSON(sc.first)
+		if err != nil {
+			s.refuseWrongTLS(nc, err)
+		} else if looksLikeTLSHello(sc.first) {
+			s.refuseTLSClient(nc)
+			err = errTLSOnPlain
+		}
+		isJSON := err == nil && !s.opts.noJSON && looksLikeJSON(sc.first)
 		told := sc.handOff()
 		if err == nil && !isJSON && (told || s.shutting.Load()) {
 			// A gob request on a connection the server has not yet taken
@@ -270,6 +286,67 @@ func (s *Server) sniff(nc net.Conn) bool {
 		s.ServeConn(sc)
 	}()
 	return true
+}
+
+// looksLikeTLSHello reports whether a stream opens as a TLS handshake
+// record (content type 22, then major version 3). No gob stream starts so:
+// its first message, 22 bytes long, would begin with type id -2, which
+// names no type a stream may define.
+func looksLikeTLSHello(b [2]byte) bool {
+	return b[0] == 0x16 && b[1] == 0x03
+}
+
+var errTLSOnPlain = errors.New("rpc: a TLS client on a listener without TLS")
+
+// tlsHandshakeFailureAlert is a TLS record holding a fatal
+// handshake_failure alert: a TLS client reads it as the server refusing
+// the handshake ("remote error"), so it fails its dial at once and for
+// good, instead of reading a closed connection as a server to wait for.
+var tlsHandshakeFailureAlert = []byte{0x15, 0x03, 0x01, 0x00, 0x02, 0x02, 40}
+
+// refuseTLSClient answers a TLS client that reached a listener without
+// TLS, and says so in the log.
+func (s *Server) refuseTLSClient(nc net.Conn) {
+	s.logger.Printf("rpc: %s opened a TLS handshake, but this listener is not TLS (see ListenTLS); refused", nc.RemoteAddr())
+	nc.SetWriteDeadline(time.Now().Add(time.Second))
+	nc.Write(tlsHandshakeFailureAlert)
+}
+
+// refuseWrongTLS handles a connection on a TLS listener whose handshake
+// failed. A client that sent no TLS at all (its first bytes are a gob or
+// JSON-RPC request) is told, in its own codec, that the server takes TLS
+// only: its first call fails as refused, not run. Each failure is logged,
+// as net/http logs its failed handshakes, except a peer that hung up.
+func (s *Server) refuseWrongTLS(nc net.Conn, err error) {
+	tc, ok := nc.(*tls.Conn)
+	if !ok || tc.ConnectionState().HandshakeComplete || errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) {
+		return
+	}
+	var rhe tls.RecordHeaderError
+	if !errors.As(err, &rhe) || rhe.Conn == nil {
+		s.logger.Printf("rpc: TLS handshake with %s: %v", nc.RemoteAddr(), err)
+		return
+	}
+	s.logger.Printf("rpc: %s sent a request without TLS to a TLS listener; refused", nc.RemoteAddr())
+	msg := fmt.Sprintf("rpc: %s takes TLS connections only, and this one is not TLS (dial with rpc.WithTLS); the call was not run", nc.LocalAddr())
+	rhe.Conn.SetWriteDeadline(time.Now().Add(time.Second))
+	if rhe.RecordHeader[0] == '{' {
+		// JSON-RPC 1.0: a fresh net/rpc client's first call has id 0.
+		b, _ := json.Marshal(map[string]any{"id": 0, "result": nil, "error": msg})
+		rhe.Conn.Write(b)
+		return
+	}
+	// The gob wire: a fresh semrpc client's first call has sequence number
+	// 1, a stock net/rpc client's 0; each ignores an answer to the other's.
+	var buf bytes.Buffer
+	enc := gob.NewEncoder(&buf)
+	for seq := range uint64(2) {
+		if enc.Encode(&wireResponse{ServiceMethod: "", Seq: seq, Error: msg, Code: CodeRejected}) != nil ||
+			enc.Encode(emptyBody{}) != nil {
+			return
+		}
+	}
+	rhe.Conn.Write(buf.Bytes())
 }
 
 // looksLikeJSON tells a JSON-RPC stream from a gob one by its first two
@@ -299,7 +376,7 @@ func (s *Server) serveJSON(c net.Conn) {
 		io.Writer
 		io.Closer
 	}{lim, c, c}
-	s.ServeCodec(&limitedCodec{ServerCodec: jsonrpc.NewServerCodec(rwc), lim: lim})
+	s.serveCodec(&limitedCodec{ServerCodec: jsonrpc.NewServerCodec(rwc), lim: lim}, "JSON-RPC connection from "+c.RemoteAddr().String())
 }
 
 // limitedCodec restarts its reader's byte count at each request.

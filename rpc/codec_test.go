@@ -518,3 +518,23 @@ func TestJSONReplyThatCannotBeSentIsAnError(t *testing.T) {
 		t.Fatalf("Big(10) after the refusals = %q, %v", big, err)
 	}
 }
+
+func TestMalformedJSONRPCRequestIsLoggedWithItsPeer(t *testing.T) {
+	_, _, addr, sink := startServer(t)
+	nc, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	if _, err := io.WriteString(nc, `{ not json`); err != nil {
+		t.Fatal(err)
+	}
+	nc.SetReadDeadline(time.Now().Add(5 * time.Second))
+	if _, err := io.Copy(io.Discard, nc); err != nil { // the server closes it
+		t.Fatalf("waiting for the server to close the connection: %v", err)
+	}
+	want := "JSON-RPC connection from " + nc.LocalAddr().String()
+	if !strings.Contains(sink.String(), want) {
+		t.Fatalf("log %q lacks %q", sink.String(), want)
+	}
+}

@@ -68,6 +68,49 @@
 // requests to Server.Handle, the single entry point of the server core, so
 // the at-most-once table behaves the same whatever carries the bytes.
 //
+// # Several servers
+//
+// DialCluster returns one Client over several servers. Calls go to the
+// server with the fewest of the client's calls in progress, ties broken in
+// rotation (WithBalancer(RoundRobin) for plain turns); a server that
+// refuses connections leaves the rotation and is probed back with backoff,
+// and an attempt that was not sent moves to another server at once, under
+// every policy. An at-most-once call stays with the server whose session
+// it belongs to: once it may have run there, it is never sent elsewhere.
+// Client.Servers tells what the client knows of each server.
+//
+//	c, err := rpc.DialCluster(ctx, "tcp", []string{"10.0.0.1:7000", "10.0.0.2:7000"})
+//
+// # TLS
+//
+// WithTLS makes Dial and DialCluster connect over TLS; ListenTLS is the
+// server's listener (mutual TLS with ClientAuth and ClientCAs in its
+// config). A certificate that does not verify, on either side, fails the
+// call at once as not executed, and so does a client and server of which
+// only one speaks TLS (when the server has its JSON codec on, the
+// default): each is told what is wrong.
+//
+//	l, err := rpc.ListenTLS("tcp", ":7000", &tls.Config{Certificates: certs})
+//	go srv.Serve(l)
+//	c, err := rpc.Dial(ctx, "tcp", "db1:7000", rpc.WithTLS(&tls.Config{RootCAs: pool}))
+//
+// # Other codecs, HTTP, and the semrpc command
+//
+// Serve answers JSON-RPC 1.0 (net/rpc/jsonrpc) on the gob port: a
+// connection that opens as a JSON object is served with the JSON codec
+// (WithJSONCodec(false) turns it off). Server.ServeCodec serves any
+// net/rpc ServerCodec; Server.HandleHTTP, Server.ServeHTTP and DialHTTP
+// carry the wire over HTTP CONNECT as net/rpc does, with a debug page
+// (Server.DebugHandler). Calls through a stock codec are plain calls (no
+// at-most-once table, no deadline from the caller).
+//
+// Every server answers _semrpc.Health and _semrpc.Methods (HealthMethod,
+// MethodsMethod) unless WithIntrospection(false); Client.Health and
+// Client.Methods call them. The command rpc/cmd/semrpc (health, list,
+// call) speaks JSON-RPC to a server's ordinary port, over TLS with -tls or
+// -ca. Package rpc/metrics publishes Server.Stats and Client.Stats through
+// expvar, and rpc/metrics/promstats as a Prometheus collector.
+//
 // # Shutdown
 //
 // Server.Shutdown stops accepting and tells every connection's client that

@@ -149,7 +149,11 @@ func zeroJSON(t reflect.Type) string {
 	return string(b)
 }
 
-// Health calls _semrpc.Health on the client's server, as a plain call.
+// Health calls _semrpc.Health on the client's server, as a plain call
+// (one attempt: a server that is down fails it at once). For a client made
+// by DialCluster, one server answers, chosen as for any call, and the reply
+// does not say which: to ask each server, Dial each address (Servers tells
+// which ones the client holds in rotation).
 func (c *Client) Health(ctx context.Context) (*HealthReply, error) {
 	var r HealthReply
 	if err := c.Call(ctx, HealthMethod, HealthArgs{}, &r, WithSemantics(semantics.NoRetry())); err != nil {
@@ -158,7 +162,8 @@ func (c *Client) Health(ctx context.Context) (*HealthReply, error) {
 	return &r, nil
 }
 
-// Methods calls _semrpc.Methods on the client's server, as a plain call.
+// Methods calls _semrpc.Methods on the client's server, as a plain call;
+// for a client made by DialCluster, on one of its servers.
 func (c *Client) Methods(ctx context.Context) (*MethodsReply, error) {
 	var r MethodsReply
 	if err := c.Call(ctx, MethodsMethod, MethodsArgs{}, &r, WithSemantics(semantics.NoRetry())); err != nil {

@@ -140,6 +140,8 @@ func DialHTTP(ctx context.Context, network, address string, opts ...Option) (*Cl
 // DialHTTPPath is DialHTTP at path. Each connection, the first and every
 // redial, is made with an HTTP CONNECT; the rest is as Dial: no I/O before
 // the first call unless WithEagerDial, and the same options and semantics.
+// With WithTLS the connection is TLS from its first byte, as for an HTTPS
+// server (http.ServeTLS, or http.Serve on a ListenTLS listener).
 // A server that does not answer the CONNECT as net/rpc does fails the dial,
 // not executed and permanent.
 func DialHTTPPath(ctx context.Context, network, address, path string, opts ...Option) (*Client, error) {
@@ -150,9 +152,9 @@ func DialHTTPPath(ctx context.Context, network, address, path string, opts ...Op
 	if err := checkAddress(network, address); err != nil {
 		return nil, err
 	}
-	d := net.Dialer{Timeout: o.dialTimeout, KeepAlive: 30 * time.Second}
+	dial := streamDialer(network, address, &o) // TLS first, with WithTLS
 	t := newStreamTransport(address, func(ctx context.Context) (net.Conn, error) {
-		nc, err := d.DialContext(ctx, network, address)
+		nc, err := dial(ctx)
 		if err != nil {
 			return nil, err
 		}
@@ -194,6 +196,9 @@ func httpConnect(ctx context.Context, nc net.Conn, path string, timeout time.Dur
 	if err != nil {
 		if ctx.Err() != nil {
 			return ctx.Err()
+		}
+		if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+			return fmt.Errorf("reading the answer to CONNECT %s: %w (the server hung up: if it serves HTTPS, dial with WithTLS)", path, err)
 		}
 		return fmt.Errorf("reading the answer to CONNECT %s: %w", path, err)
 	}

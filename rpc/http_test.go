@@ -2,6 +2,7 @@ package rpc
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"io"
 	"net"
@@ -170,5 +171,51 @@ func TestServeHTTPSniffsJSON(t *testing.T) {
 	var sum int
 	if err := c.Call("Arith.Add", Args{2, 3}, &sum); err != nil || sum != 5 {
 		t.Fatalf("Add = %d, %v", sum, err)
+	}
+}
+
+// startHTTPS serves s at DefaultRPCPath on a loopback HTTPS server whose
+// certificate ca signs.
+func startHTTPS(t *testing.T, s *Server, ca *testCA) string {
+	t.Helper()
+	mux := http.NewServeMux()
+	mux.Handle(DefaultRPCPath, s)
+	hs := httptest.NewUnstartedServer(mux)
+	hs.TLS = &tls.Config{Certificates: []tls.Certificate{ca.issue(t, "server", true)}}
+	hs.StartTLS()
+	t.Cleanup(func() {
+		s.Close()
+		hs.Close()
+	})
+	return hs.Listener.Addr().String()
+}
+
+func TestDialHTTPWithTLSConnectsOverTLS(t *testing.T) {
+	ca := newTestCA(t)
+	s, _ := newArithServer(t)
+	addr := startHTTPS(t, s, ca)
+	c, err := DialHTTP(ctxT(t), "tcp", addr, WithTLS(&tls.Config{RootCAs: ca.pool}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	var sum int
+	if err := c.Call(ctxT(t), "Arith.Add", Args{2, 3}, &sum); err != nil || sum != 5 {
+		t.Fatalf("call over HTTPS: %d %v; WithTLS must make DialHTTP speak TLS", sum, err)
+	}
+}
+
+func TestDialHTTPWithoutTLSOnHTTPSServerSuggestsWithTLS(t *testing.T) {
+	s, _ := newArithServer(t)
+	addr := startHTTPS(t, s, newTestCA(t))
+	c, err := DialHTTP(ctxT(t), "tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	var sum int
+	err = c.Call(ctxT(t), "Arith.Add", Args{2, 3}, &sum)
+	if !errors.Is(err, ErrNotExecuted) || !strings.Contains(err.Error(), "if it serves HTTPS, dial with WithTLS") {
+		t.Fatalf("call: %v; want not executed, suggesting WithTLS", err)
 	}
 }

@@ -10,6 +10,9 @@ import (
 	"errors"
 	"math/big"
 	"net"
+	stdrpc "net/rpc"
+	"net/rpc/jsonrpc"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -253,5 +256,61 @@ func TestDialClusterServerOutOfRotationIsNotDialledAgainUntilItsProbe(t *testing
 	}
 	if n := hellos.Load(); n != 1 {
 		t.Fatalf("the refused server saw %d handshakes over 20 calls, want 1: it must leave the rotation until its probe", n)
+	}
+}
+
+func TestClientWithoutTLSOnTLSListenerIsToldNotRun(t *testing.T) {
+	ca := newTestCA(t)
+	n := startTLSNode(t, "s", &tls.Config{Certificates: []tls.Certificate{ca.issue(t, "server", true)}})
+	const want = "takes TLS connections only"
+	t.Run("semrpc client", func(t *testing.T) {
+		c := dial(t, n.addr, WithSemantics(semantics.AtLeastOnce()))
+		var who string
+		err := c.Call(ctxT(t), "Node.Name", 0, &who)
+		if !errors.Is(err, ErrNotExecuted) || !errors.Is(err, ErrRejected) || !strings.Contains(err.Error(), want) {
+			t.Fatalf("call: %v; want a refusal, not run, saying %q", err, want)
+		}
+		if st := c.Stats().Run; st.Retries != 0 {
+			t.Fatalf("%d retries of a call refused for want of TLS, want none", st.Retries)
+		}
+	})
+	t.Run("net/rpc client", func(t *testing.T) {
+		c, err := stdrpc.Dial("tcp", n.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		var who string
+		if err := c.Call("Node.Name", 0, &who); err == nil || !strings.Contains(err.Error(), want) {
+			t.Fatalf("call: %v; want an error saying %q", err, want)
+		}
+	})
+	t.Run("net/rpc/jsonrpc client", func(t *testing.T) {
+		c, err := jsonrpc.Dial("tcp", n.addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		var who string
+		if err := c.Call("Node.Name", 0, &who); err == nil || !strings.Contains(err.Error(), want) {
+			t.Fatalf("call: %v; want an error saying %q", err, want)
+		}
+	})
+	if got := n.svc.calls.Load(); got != 0 {
+		t.Fatalf("the method ran %d times for clients without TLS", got)
+	}
+}
+
+func TestTLSClientOnPlainListenerFailsAtOnceNotRun(t *testing.T) {
+	ca := newTestCA(t)
+	n := startClusterNode(t, "plain")
+	c := dial(t, n.addr, WithTLS(&tls.Config{RootCAs: ca.pool}), WithSemantics(semantics.AtLeastOnce()))
+	var who string
+	err := c.Call(ctxT(t), "Node.Name", 0, &who) // would wait out ctxT's deadline if the dial were retried
+	if !errors.Is(err, ErrNotExecuted) || !semantics.IsPermanent(err) {
+		t.Fatalf("call: %v; want a permanent not-executed error", err)
+	}
+	if !strings.Contains(err.Error(), "ListenTLS") {
+		t.Fatalf("call: %v; want the error to say the server may not listen with TLS", err)
 	}
 }

@@ -40,6 +40,17 @@ type Client struct {
 	Run            semantics.RunStats `json:"run"`
 	SessionsOpened uint64             `json:"sessions_opened"`
 	SessionResets  uint64             `json:"session_resets"`
+	// Servers is, for a client made by rpc.DialCluster, what it knows of
+	// each server (Client.Servers); empty for other clients.
+	Servers []ClusterServer `json:"servers,omitempty"`
+}
+
+// ClusterServer is one server of a cluster client, as ClientVar shows it.
+type ClusterServer struct {
+	Addr        string `json:"addr"`
+	InRotation  bool   `json:"in_rotation"`
+	Outstanding int    `json:"outstanding"`          // the client's attempts in progress on it
+	LastError   string `json:"last_error,omitempty"` // the dial that took it out of rotation
 }
 
 // ServerVar returns a Var whose value is s's counters.
@@ -57,7 +68,15 @@ func ServerSnapshot(s *rpc.Server) Server {
 // ClientSnapshot returns c's counters in the form ClientVar shows.
 func ClientSnapshot(c *rpc.Client) Client {
 	st := c.Stats()
-	return Client{Methods: methods(st.Methods), Run: st.Run, SessionsOpened: st.SessionsOpened, SessionResets: st.SessionResets}
+	out := Client{Methods: methods(st.Methods), Run: st.Run, SessionsOpened: st.SessionsOpened, SessionResets: st.SessionResets}
+	for _, sv := range c.Servers() {
+		cs := ClusterServer{Addr: sv.Addr, InRotation: sv.InRotation, Outstanding: sv.Outstanding}
+		if sv.LastError != nil {
+			cs.LastError = sv.LastError.Error()
+		}
+		out.Servers = append(out.Servers, cs)
+	}
+	return out
 }
 
 func methods(in map[string]rpc.MethodStats) map[string]Method {

@@ -128,3 +128,56 @@ func ExampleClientVar() {
 	fmt.Println(s.Methods["Calc.Div"].Calls, s.Methods["Calc.Div"].Errors, s.Run.Attempts)
 	// Output: 1 1 1
 }
+
+// startCluster serves Calc on one loopback port, takes another that
+// refuses connections, and dials a cluster client over both, eagerly, so
+// that the refusing one is out of rotation from the start.
+func startCluster(t *testing.T) (up, down string, c *rpc.Client) {
+	t.Helper()
+	srv := rpc.NewServer()
+	if err := srv.Register(Calc{}); err != nil {
+		t.Fatal(err)
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve(l)
+	t.Cleanup(func() { srv.Close() })
+	up = l.Addr().String()
+	gone, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	down = gone.Addr().String()
+	gone.Close()
+	c, err = rpc.DialCluster(context.Background(), "tcp", []string{up, down},
+		rpc.WithEagerDial(), rpc.WithRedialBackoff(time.Hour, time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return up, down, c
+}
+
+func TestClientVarShowsEachServerOfACluster(t *testing.T) {
+	up, down, c := startCluster(t)
+	var got metrics.Client
+	if err := json.Unmarshal([]byte(metrics.ClientVar(c).String()), &got); err != nil {
+		t.Fatal(err)
+	}
+	if len(got.Servers) != 2 {
+		t.Fatalf("servers %+v, want both of the cluster's", got.Servers)
+	}
+	if s := got.Servers[0]; s.Addr != up || !s.InRotation || s.LastError != "" {
+		t.Errorf("server up: %+v, want %s in rotation", s, up)
+	}
+	if s := got.Servers[1]; s.Addr != down || s.InRotation || s.LastError == "" {
+		t.Errorf("server down: %+v, want %s out of rotation with its dial error", s, down)
+	}
+	_, single, stop := start(semantics.NoRetry())
+	defer stop()
+	if s := metrics.ClientSnapshot(single).Servers; s != nil {
+		t.Errorf("a client made by Dial shows servers %+v, want none", s)
+	}
+}

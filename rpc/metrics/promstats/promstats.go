@@ -7,7 +7,9 @@
 //	reg.MustRegister(promstats.NewServerCollector(srv, nil))
 //	http.Handle("/metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 //
-// The values are read from Server.Stats and Client.Stats at each scrape;
+// The values are read from Server.Stats and Client.Stats (and, for a
+// cluster client, Client.Servers: semrpc_client_server_in_rotation and
+// semrpc_client_server_outstanding, by addr) at each scrape;
 // nothing is recorded twice. Give each server or client its own const
 // labels when one registry holds several.
 package promstats
@@ -136,6 +138,8 @@ type ClientCollector struct {
 	budgetRefusals *prometheus.Desc
 	sessionsOpened *prometheus.Desc
 	sessionResets  *prometheus.Desc
+	inRotation     *prometheus.Desc // per server of a cluster client
+	outstanding    *prometheus.Desc
 }
 
 var _ prometheus.Collector = (*ClientCollector)(nil)
@@ -155,13 +159,17 @@ func NewClientCollector(c *rpc.Client, constLabels prometheus.Labels) *ClientCol
 		budgetRefusals: desc("budget_refusals_total", "Number of calls that ended because the retry budget refused a retry."),
 		sessionsOpened: desc("sessions_opened_total", "Number of at-most-once sessions opened."),
 		sessionResets:  desc("session_resets_total", "Number of sessions dropped after expiry or a server restart."),
+		inRotation: prometheus.NewDesc("semrpc_client_server_in_rotation",
+			"1 if the server of a cluster client (rpc.DialCluster) is in rotation, 0 if its last dial failed.", []string{"addr"}, constLabels),
+		outstanding: prometheus.NewDesc("semrpc_client_server_outstanding",
+			"Number of the cluster client's attempts in progress on the server.", []string{"addr"}, constLabels),
 	}
 }
 
 // Describe implements prometheus.Collector.
 func (c *ClientCollector) Describe(ch chan<- *prometheus.Desc) {
 	c.methods.describe(ch)
-	for _, d := range []*prometheus.Desc{c.attempts, c.retries, c.freeRetries, c.budgetRefusals, c.sessionsOpened, c.sessionResets} {
+	for _, d := range []*prometheus.Desc{c.attempts, c.retries, c.freeRetries, c.budgetRefusals, c.sessionsOpened, c.sessionResets, c.inRotation, c.outstanding} {
 		ch <- d
 	}
 }
@@ -179,4 +187,12 @@ func (c *ClientCollector) Collect(ch chan<- prometheus.Metric) {
 	counter(c.budgetRefusals, st.Run.BudgetRefusals)
 	counter(c.sessionsOpened, st.SessionsOpened)
 	counter(c.sessionResets, st.SessionResets)
+	for _, sv := range c.c.Servers() { // none unless a cluster client
+		up := 0.0
+		if sv.InRotation {
+			up = 1
+		}
+		ch <- prometheus.MustNewConstMetric(c.inRotation, prometheus.GaugeValue, up, sv.Addr)
+		ch <- prometheus.MustNewConstMetric(c.outstanding, prometheus.GaugeValue, float64(sv.Outstanding), sv.Addr)
+	}
 }

@@ -212,3 +212,57 @@ func sampleCount(fs map[string][]*metricFamily, name, method string) uint64 {
 	}
 	return 0
 }
+
+func TestClientCollectorExportsEachServerOfACluster(t *testing.T) {
+	_, c := pair(t, semantics.NoRetry()) // not a cluster client
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	upAddr := l.Addr().String()
+	s2 := rpc.NewServer()
+	if err := s2.Register(Calc{}); err != nil {
+		t.Fatal(err)
+	}
+	go s2.Serve(l)
+	t.Cleanup(func() { s2.Close() })
+	gone, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	downAddr := gone.Addr().String()
+	gone.Close()
+	cc, err := rpc.DialCluster(context.Background(), "tcp", []string{upAddr, downAddr},
+		rpc.WithEagerDial(), rpc.WithRedialBackoff(time.Hour, time.Hour))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { cc.Close() })
+	col := promstats.NewClientCollector(cc, nil)
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(col)
+	families := gather(t, reg)
+	if v := labelled(families, "semrpc_client_server_in_rotation", "addr", upAddr); v != 1 {
+		t.Errorf("in_rotation of %s = %v, want 1", upAddr, v)
+	}
+	if v := labelled(families, "semrpc_client_server_in_rotation", "addr", downAddr); v != 0 {
+		t.Errorf("in_rotation of %s = %v, want 0", downAddr, v)
+	}
+	if v := labelled(families, "semrpc_client_server_outstanding", "addr", upAddr); v != 0 {
+		t.Errorf("outstanding on %s = %v, want 0", upAddr, v)
+	}
+	if problems, err := testutil.CollectAndLint(col); err != nil || len(problems) > 0 {
+		t.Fatalf("lint: %v %v", problems, err)
+	}
+	// A plain client's collector exports no per-server series.
+	if fs := gather(t, registry(t, promstats.NewClientCollector(c, nil))); len(fs["semrpc_client_server_in_rotation"]) != 0 {
+		t.Errorf("a Dial client exports in_rotation: %v", fs["semrpc_client_server_in_rotation"])
+	}
+}
+
+func registry(t *testing.T, c prometheus.Collector) *prometheus.Registry {
+	t.Helper()
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(c)
+	return reg
+}
