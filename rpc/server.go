@@ -409,17 +409,12 @@ func (s *Server) Serve(l net.Listener) error {
 			return err
 		}
 		delay = 0
-		if !s.opts.noJSON {
-			if !s.sniff(conn) { // codec.go: JSON-RPC or gob, told by the first bytes
-				return ErrServerClosed
-			}
-			continue
-		}
-		c := s.newConn(conn)
-		if c == nil {
+		// codec.go: JSON-RPC or gob, told by the first bytes (a TLS
+		// hello on a plain listener is answered with an alert whether or
+		// not JSON is on).
+		if !s.sniff(conn) {
 			return ErrServerClosed
 		}
-		go c.serve()
 	}
 }
 
