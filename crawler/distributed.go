@@ -689,7 +689,8 @@ type WorkerConfig struct {
 	// for a coordinator to be restarted. Default DefaultPatience.
 	Patience time.Duration
 	// RetryTransient makes the worker report a fetch that failed with a
-	// transient error (Retryable: a 503, a lost connection) as one to retry,
+	// transient error (Retryable: a 503, a lost connection; or its host's
+	// robots.txt could not be read, ErrRobotsUnavailable) as one to retry,
 	// so that the coordinator queues it again, after its own backoff and
 	// the host's Retry-After, which then hold for every worker. Use it with
 	// a fetcher that does not retry itself (Config.MaxRetries 0).
@@ -834,8 +835,11 @@ func (w *worker) fetch(ctx context.Context, t Task) ReportArgs {
 		w.stats.FetchErrors++
 		args.Links, args.Err = nil, err.Error()
 		// A host this process holds back (Retry-After) may be fetched later:
-		// the coordinator holds it back for every worker meanwhile.
-		args.Retry = w.cfg.RetryTransient && (Retryable(err) || errors.Is(err, ErrHostBackingOff))
+		// the coordinator holds it back for every worker meanwhile. So may
+		// a URL whose host's robots.txt could not be read for a transient
+		// reason: the fetcher reads it again on the next try.
+		args.Retry = w.cfg.RetryTransient && (Retryable(err) || errors.Is(err, ErrHostBackingOff) ||
+			errors.Is(err, ErrRobotsUnavailable))
 		var he *HTTPError
 		if errors.As(err, &he) {
 			retryAfter = he.RetryAfter
