@@ -1,0 +1,101 @@
+package crawler
+
+import (
+	"errors"
+	"fmt"
+	"math/rand"
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+)
+
+// storeWithCrawl returns the bytes of a crawl store holding a crawl of a
+// few hundred URLs, some of them done, and the directory it is in.
+func storeWithCrawl(t *testing.T) []byte {
+	t.Helper()
+	dir := t.TempDir()
+	st, err := OpenCrawlStore(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	clock := &fakeClock{now: time.Unix(1000, 0)}
+	c, err := NewCoordinator(CoordinatorConfig{StartURL: "http://h/", LeaseTimeout: time.Minute, Store: st, Now: clock.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 40 {
+		r := lease(t, c, "w")
+		if r.Task.ID == 0 {
+			break
+		}
+		var links []string
+		for j := range 10 {
+			links = append(links, fmt.Sprintf("http://h/%d/%d-%s", i, j, "padding-padding-padding-padding"))
+		}
+		report(t, c, ReportArgs{TaskID: r.Task.ID, URL: r.Task.URL, Links: links, Attempt: 1})
+	}
+	if err := st.Close(); err != nil {
+		t.Fatal(err)
+	}
+	data, err := os.ReadFile(filepath.Join(dir, CrawlStoreFile))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return data
+}
+
+// openDamaged writes data as a store and opens it, with a Coordinator on
+// it: it must not crash the process, whatever the bytes.
+func openDamaged(t *testing.T, data []byte) error {
+	t.Helper()
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, CrawlStoreFile), data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	st, err := OpenCrawlStore(dir)
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	_, err = NewCoordinator(CoordinatorConfig{Store: st})
+	return err
+}
+
+// A truncated store file (a copy cut short, a full disk) made bbolt read
+// past the end of its memory map: the coordinator died with SIGSEGV
+// instead of saying what was wrong. It is now an error naming the damage;
+// other damage is an error or a crawl, never a crash.
+func TestOpenCrawlStoreDamagedFileIsAnErrorNotACrash(t *testing.T) {
+	data := storeWithCrawl(t)
+	if len(data) < 6*4096 {
+		t.Fatalf("store of %d bytes: too small to cut", len(data))
+	}
+	if err := openDamaged(t, data); err != nil {
+		t.Fatalf("the undamaged copy: %v", err)
+	}
+	for _, n := range []int{2 * 4096, 3 * 4096, len(data) / 2} {
+		t.Run(fmt.Sprintf("truncated to %d of %d bytes", n, len(data)), func(t *testing.T) {
+			if err := openDamaged(t, data[:n]); !errors.Is(err, ErrCrawlStoreCorrupt) {
+				t.Errorf("err = %v, want ErrCrawlStoreCorrupt", err)
+			}
+		})
+	}
+	// bbolt grows its file ahead of its pages: a cut in the unused tail
+	// loses nothing.
+	t.Run("truncated in the unused tail", func(t *testing.T) {
+		if err := openDamaged(t, data[:len(data)-1]); err != nil {
+			t.Errorf("err = %v", err)
+		}
+	})
+	rng := rand.New(rand.NewSource(7))
+	for i := range 30 {
+		damaged := append([]byte(nil), data...)
+		off := 2*4096 + rng.Intn(len(data)-2*4096-64)
+		rng.Read(damaged[off : off+64])
+		t.Run(fmt.Sprintf("64 random bytes at %d", off), func(t *testing.T) {
+			err := openDamaged(t, damaged)
+			t.Logf("damage %d: %v", i, err)
+		})
+	}
+}
