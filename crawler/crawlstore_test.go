@@ -99,3 +99,63 @@ func TestOpenCrawlStoreDamagedFileIsAnErrorNotACrash(t *testing.T) {
 		})
 	}
 }
+
+// The crawl was declared over (Done closed, so workers were told and the
+// coordinator printed its summary and exited) as soon as the last report's
+// write had been taken by a commit, before that commit was in the store: a
+// crash then lost the report of a crawl already announced finished. Done
+// now waits for the write.
+func TestCoordinatorIsNotDoneBeforeItsLastReportIsStored(t *testing.T) {
+	st, err := OpenCrawlStore(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	c, err := NewCoordinator(CoordinatorConfig{StartURLs: []string{"http://h/a", "http://h/b"}, Store: st})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, b := lease(t, c, "w1"), lease(t, c, "w2")
+	report(t, c, ReportArgs{TaskID: a.Task.ID, URL: a.Task.URL, Attempt: 1})
+	entered, release := make(chan struct{}), make(chan struct{})
+	c.mu.Lock()
+	c.saveHook = func() {
+		c.mu.Lock()
+		c.saveHook = nil
+		c.mu.Unlock()
+		close(entered)
+		<-release
+	}
+	c.mu.Unlock()
+	reported := make(chan error)
+	go func() {
+		var r ReportReply
+		reported <- c.Report(ReportArgs{TaskID: b.Task.ID, URL: b.Task.URL, Attempt: 1}, &r)
+	}()
+	<-entered // b's write is being committed
+	// Any other call checks whether the crawl is over meanwhile.
+	if got := report(t, c, ReportArgs{TaskID: 9999, URL: "http://h/x", Attempt: 1}); got != UnknownTask {
+		t.Fatalf("report of an unknown task: %v", got)
+	}
+	var lr LeaseReply
+	if err := c.Lease(LeaseArgs{Worker: "w3"}, &lr); err != nil || lr.Done {
+		t.Errorf("Lease while the last report is being stored: %+v, %v; want not Done", lr, err)
+	}
+	select {
+	case <-c.Done():
+		t.Error("the crawl is over before its last report is in the store")
+	default:
+	}
+	close(release)
+	if err := <-reported; err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-c.Done():
+	default:
+		t.Fatal("the crawl is not over once its last report is stored")
+	}
+	if err := c.Check(); err != nil {
+		t.Error(err)
+	}
+}

@@ -57,6 +57,8 @@ type Coordinator struct {
 	workers    map[string]*workerSeen
 	pending    []pendingWrite // writes queued for the store, in order
 	queued     uint64         // sequence number of the last write queued
+	durable    uint64         // sequence number of the last write in the store
+	saveHook   func()         // tests: called before each commit's write
 
 	commitMu  sync.Mutex // serialises commits; protects following
 	committed uint64     // sequence number of the last write in the store
@@ -352,7 +354,11 @@ func (c *Coordinator) commit(seq uint64) error {
 	c.mu.Lock()
 	batch := c.pending
 	c.pending = nil
+	hook := c.saveHook
 	c.mu.Unlock()
+	if hook != nil {
+		hook()
+	}
 	if err := c.cfg.Store.save(batch); err != nil {
 		c.commitErr = err
 		c.mu.Lock()
@@ -362,6 +368,10 @@ func (c *Coordinator) commit(seq uint64) error {
 		return err
 	}
 	c.committed = batch[len(batch)-1].seq
+	c.mu.Lock()
+	c.durable = c.committed
+	c.checkFinished()
+	c.mu.Unlock()
 	return nil
 }
 
@@ -386,11 +396,11 @@ func (c *Coordinator) finish() {
 	}
 }
 
-// checkFinished ends the crawl if the Scheduler is done and nothing is
-// waiting to be written: the crawl is over only once its store says so.
-// c.mu is held.
+// checkFinished ends the crawl if the Scheduler is done and every write
+// queued is in the store (not merely taken by a commit still writing): the
+// crawl is over only once its store says so. c.mu is held.
 func (c *Coordinator) checkFinished() {
-	if c.sched.Done() && len(c.pending) == 0 {
+	if c.sched.Done() && c.durable == c.queued {
 		c.finish()
 	}
 }
