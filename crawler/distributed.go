@@ -186,7 +186,8 @@ type CoordinatorStats struct {
 	// AcceptedTwice counts reports accepted for a URL that already had one:
 	// zero unless the Scheduler is wrong.
 	AcceptedTwice int
-	// Restarts counts the times this crawl was resumed from its store.
+	// Restarts counts the times this crawl was resumed from its store
+	// before it was over (a finished crawl opened again is not resumed).
 	Restarts int
 }
 
@@ -257,7 +258,9 @@ func NewCoordinator(cfg CoordinatorConfig) (*Coordinator, error) {
 				return nil, fmt.Errorf("%w (in %s)", err, cfg.Store.Path())
 			}
 			c.sched, c.record, c.executions = sched, saved.coord, saved.reports
-			c.record.Restarts++
+			if !sched.Done() {
+				c.record.Restarts++ // a finished crawl is only read again
+			}
 			for _, u := range sched.Fetched() {
 				c.accepted[u] = 1
 			}
@@ -266,8 +269,10 @@ func NewCoordinator(cfg CoordinatorConfig) (*Coordinator, error) {
 			}
 			sched.startJournal()
 			sched.takeChanges() // everything is stored already
-			if err := cfg.Store.save([]pendingWrite{{coord: c.record}}); err != nil {
-				return nil, err
+			if !sched.Done() {
+				if err := cfg.Store.save([]pendingWrite{{coord: c.record}}); err != nil {
+					return nil, err
+				}
 			}
 			c.checkFinished()
 			return c, nil
@@ -603,6 +608,14 @@ func (c *Coordinator) Result() (fetched []string, failed map[string]string) {
 		failed[f.URL] = f.Reason
 	}
 	return c.sched.Fetched(), failed
+}
+
+// Hosts returns the hosts the crawl may enter besides its start URLs' (see
+// CoordinatorConfig.Hosts; from the store, on a resumed crawl).
+func (c *Coordinator) Hosts() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return slices.Clone(c.record.Hosts)
 }
 
 // Failures returns the URLs that could not be fetched and why, sorted by

@@ -82,7 +82,7 @@ func parseCoordinator(args []string, stdout io.Writer) (*coordOptions, error) {
 	fs.IntVar(&o.depth, "depth", 0, "follow links at most `N` hops from the start URLs (0: no limit)")
 	fs.IntVar(&o.hostLimit, "max-in-flight", crawler.DefaultConfig().MaxInFlightPerHost, "at most `N` requests in flight to one host, over all workers")
 	fs.DurationVar(&o.delay, "delay", 0, "at least `D` between two requests to one host (a larger robots.txt Crawl-delay wins)")
-	fs.DurationVar(&o.maxDelay, "max-crawl-delay", 10*time.Second, "cap on the Crawl-delay and Retry-After a host may impose (0: no cap)")
+	fs.DurationVar(&o.maxDelay, "max-crawl-delay", 10*time.Second, "cap `D` on the Crawl-delay and Retry-After a host may impose (0: no cap)")
 	fs.IntVar(&o.retries, "retries", 3, "queue a URL that failed transiently (5xx, 429, network) again up to `N` times")
 	fs.DurationVar(&o.retryDelay, "retry-delay", 200*time.Millisecond, "wait `D` before a URL's first retry (doubled at each retry)")
 	fs.DurationVar(&o.linger, "linger", 5*time.Second, "once the crawl is over, keep telling workers so for up to `D`")
@@ -240,7 +240,10 @@ func runCoordinator(ctx context.Context, args []string, stdout io.Writer) error 
 	how := "in memory (cannot resume)"
 	if o.data != "" {
 		how = "in " + cfg.Store.Path()
-		if st.Restarts > 0 {
+		switch {
+		case resuming && st.Queued+st.Leased == 0:
+			how = fmt.Sprintf("in %s is already complete: %d done", cfg.Store.Path(), st.Pages+st.Failed)
+		case resuming:
 			how = fmt.Sprintf("resumed from %s (start %d): %d done, %d queued, %d leased",
 				cfg.Store.Path(), st.Restarts+1, st.Pages+st.Failed, st.Queued, st.Leased)
 		}
@@ -300,7 +303,7 @@ func runCoordinator(ctx context.Context, args []string, stdout io.Writer) error 
 	cs := coord.Stats()
 	s := clusterSummary{
 		Mode: "coordinator", Listen: l.Addr().String(), Data: o.data, Restarts: cs.Restarts,
-		StartURLs: coord.StartURLs(), Hosts: hosts,
+		StartURLs: coord.StartURLs(), Hosts: coord.Hosts(),
 		Pages: cs.Pages, Failed: cs.Failed, Workers: len(procs), Fetchers: len(fetchers), Reports: cs.Reports,
 		Suppressed: table.Duplicates + table.InFlightWaits, IgnoredReports: cs.Duplicates,
 		Leases: cs.Leases, RepeatedLeases: cs.RepeatedLeases, LeasesReassigned: cs.Reassigned,

@@ -20,6 +20,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/semrpc/semrpc/crawler"
 )
 
 // The multi-process tests run this test binary as the crawl program: with
@@ -480,4 +482,52 @@ func TestClusterCLI(t *testing.T) {
 			t.Errorf("worker: %v", err)
 		}
 	})
+}
+
+// A coordinator started on the -data of a finished crawl said it resumed
+// it, counted a restart each time, and its summary lost the crawl's hosts.
+// It now says the crawl is already complete, prints the stored summary
+// (hosts included) and exits 0, leaving the store as it was.
+func TestCoordinatorOnAFinishedCrawlPrintsItsSummaryUnchanged(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts processes")
+	}
+	data := t.TempDir()
+	st, err := crawler.OpenCrawlStore(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := crawler.NewCoordinator(crawler.CoordinatorConfig{StartURL: "http://a.test/",
+		Hosts: []string{"a.test", "b.test"}, Store: st})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var lr crawler.LeaseReply
+	if err := c.Lease(crawler.LeaseArgs{Worker: "w"}, &lr); err != nil || lr.Task.ID == 0 {
+		t.Fatalf("lease: %+v, %v", lr, err)
+	}
+	var rr crawler.ReportReply
+	if err := c.Report(crawler.ReportArgs{TaskID: lr.Task.ID, URL: lr.Task.URL, Attempt: 1}, &rr); err != nil {
+		t.Fatal(err)
+	}
+	st.Close()
+	for run := range 2 {
+		var stdout, stderr bytes.Buffer
+		cmd := exec.Command(os.Args[0], "coordinator", "-listen", "127.0.0.1:0", "-data", data, "-json", "-progress", "0")
+		cmd.Env = append(os.Environ(), runAsCrawlEnv+"=1")
+		cmd.Stdout, cmd.Stderr = &stdout, &stderr
+		if err := cmd.Run(); err != nil {
+			t.Fatalf("run %d: %v\n%s%s", run, err, stdout.String(), stderr.String())
+		}
+		var sum clusterSummary
+		if err := json.Unmarshal(stdout.Bytes(), &sum); err != nil {
+			t.Fatalf("run %d: %v\n%s", run, err, stdout.String())
+		}
+		if !sum.CheckOK || sum.Pages != 1 || sum.Restarts != 0 || !slices.Equal(sum.Hosts, []string{"a.test", "b.test"}) {
+			t.Errorf("run %d: summary %+v; want 1 page, 0 restarts, hosts a.test b.test, check ok", run, sum)
+		}
+		if !strings.Contains(stderr.String(), "already complete") {
+			t.Errorf("run %d: stderr does not say the crawl is complete:\n%s", run, stderr.String())
+		}
+	}
 }
