@@ -159,3 +159,35 @@ func TestCoordinatorIsNotDoneBeforeItsLastReportIsStored(t *testing.T) {
 		t.Error(err)
 	}
 }
+
+// Release gives a worker's lease back at once, is stored before it
+// answers (a coordinator resumed on the store has the URL queued), and a
+// repeated Release changes nothing.
+func TestCoordinatorReleaseRequeuesAtOnceAndIsStored(t *testing.T) {
+	dir := t.TempDir()
+	clock := &fakeClock{now: time.Unix(1000, 0)}
+	st, err := OpenCrawlStore(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := NewCoordinator(CoordinatorConfig{StartURL: "http://h/", LeaseTimeout: time.Hour, Store: st, Now: clock.Now})
+	if err != nil {
+		t.Fatal(err)
+	}
+	first := lease(t, c, "w1")
+	for i, want := range []bool{true, false} {
+		var rr ReleaseReply
+		if err := c.Release(LeaseArgs{Worker: "w1"}, &rr); err != nil || rr.Released != want {
+			t.Errorf("Release %d: %+v, %v; want Released %v", i+1, rr, err, want)
+		}
+	}
+	st.Close() // killed
+	st2, c2 := reopen(t, dir, clock)
+	defer st2.Close()
+	if got := c2.Stats(); got.Released != 1 || got.Queued != 1 || got.Leased != 0 {
+		t.Errorf("resumed stats %+v; want 1 released, 1 queued, none leased", got)
+	}
+	if got := lease(t, c2, "w2"); got.Task.URL != "http://h/" || got.Task.ID == first.Task.ID {
+		t.Errorf("w2 got %+v; want the start URL under a new task", got.Task)
+	}
+}

@@ -21,6 +21,7 @@ import (
 //
 //	Coordinator.Lease(LeaseArgs, *LeaseReply)   // at-least-once: safe to retry
 //	Coordinator.Report(ReportArgs, *ReportReply) // at-most-once: never counted twice
+//	Coordinator.Release(LeaseArgs, *ReleaseReply) // a stopping worker gives its lease back
 //
 // Lease is safe to retry because a worker holds one lease at a time: a Lease
 // from a worker whose current lease is neither reported nor expired returns
@@ -453,6 +454,32 @@ func (c *Coordinator) Lease(args LeaseArgs, reply *LeaseReply) error {
 	}
 	c.mu.Unlock()
 	return c.commit(seq) // the lease is answered only once it is stored
+}
+
+// ReleaseReply is the answer of Coordinator.Release.
+type ReleaseReply struct {
+	// Released is true if the worker held a lease, now given back.
+	Released bool
+}
+
+// Release gives back the calling worker's lease, if it holds one that is
+// current: its URL goes back to the frontier at once instead of waiting for
+// the lease to expire. A worker that stops before reporting (it was
+// interrupted) calls it; it is safe to retry (at-least-once), as long as
+// the worker asks for no new lease under the same name.
+func (c *Coordinator) Release(args LeaseArgs, reply *ReleaseReply) error {
+	if args.Worker == "" {
+		return errors.New("crawler: Release: empty worker name")
+	}
+	c.mu.Lock()
+	if c.broken != nil {
+		c.mu.Unlock()
+		return fmt.Errorf("crawler: coordinator stopped: %w", c.broken)
+	}
+	reply.Released = c.sched.Release(args.Worker)
+	seq := c.persist(nil)
+	c.mu.Unlock()
+	return c.commit(seq)
 }
 
 // Report records the outcome of a leased task: its links on success, that

@@ -400,8 +400,10 @@ const workerUsage = `Usage: crawl worker -coordinator ADDR [-workers N] [-name L
 Fetches the URLs a coordinator ("crawl coordinator") leases to it, obeying
 robots.txt, and reports their links. It waits for a coordinator that is not up
 yet or restarting, for up to -patience since it last answered, and exits 0 when
-the coordinator says the crawl is over. Every worker process has a unique
-identity (LABEL plus a random suffix), so several may share a label.
+the coordinator says the crawl is over. Interrupted, it gives its leases back
+to the coordinator, so that other workers fetch them at once, and exits 1.
+Every worker process has a unique identity (LABEL plus a random suffix), so
+several may share a label.
 
 Flags:
 `
@@ -487,6 +489,20 @@ func runWorker(ctx context.Context, args []string, stdout io.Writer) error {
 		}()
 	}
 	wg.Wait()
+	released := 0
+	if ctx.Err() != nil {
+		// Interrupted: give the leases back, so that other workers fetch
+		// their URLs now rather than after the lease time.
+		rctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		for i := range o.workers {
+			var rr crawler.ReleaseReply
+			err := client.Call(rctx, "Coordinator.Release", crawler.LeaseArgs{Worker: fmt.Sprintf("%s/%d", name, i)}, &rr)
+			if err == nil && rr.Released {
+				released++
+			}
+		}
+		cancel()
+	}
 	var total crawler.WorkerStats
 	for _, st := range stats {
 		total.Leases += st.Leases
@@ -500,6 +516,9 @@ func runWorker(ctx context.Context, args []string, stdout io.Writer) error {
 	ps := polite.Stats()
 	fmt.Fprintf(stdout, "worker %s: %d fetches (%d failed, %d HTTP requests), %d reports (%d duplicates, %d resent), %d lease errors\n",
 		name, total.Fetches, total.FetchErrors, ps.Requests, total.Reports, total.Duplicates, total.ReportResends, total.LeaseErrors)
+	if ctx.Err() != nil {
+		return fmt.Errorf("worker %s interrupted; %d leases given back to the coordinator", name, released)
+	}
 	failed := 0
 	var first error
 	for _, err := range errs {

@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/semrpc/semrpc/crawler"
+	"github.com/semrpc/semrpc/rpc"
 )
 
 // The multi-process tests run this test binary as the crawl program: with
@@ -529,5 +530,72 @@ func TestCoordinatorOnAFinishedCrawlPrintsItsSummaryUnchanged(t *testing.T) {
 		if !strings.Contains(stderr.String(), "already complete") {
 			t.Errorf("run %d: stderr does not say the crawl is complete:\n%s", run, stderr.String())
 		}
+	}
+}
+
+// A worker process interrupted (SIGINT) while it fetched left its leases
+// to expire (-lease, 30 s by default), so its URLs waited that long, and it
+// said only "context canceled". It now gives its leases back: the URL is
+// leased to the next worker at once, and it says so.
+func TestInterruptedWorkerGivesItsLeasesBack(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts processes")
+	}
+	fetching := make(chan struct{}, 1)
+	site := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/robots.txt" {
+			http.NotFound(w, r)
+			return
+		}
+		select {
+		case fetching <- struct{}{}:
+		default:
+		}
+		<-r.Context().Done() // never answers: the worker is interrupted first
+	}))
+	defer site.Close()
+	coord, err := crawler.NewCoordinator(crawler.CoordinatorConfig{StartURL: site.URL + "/", LeaseTimeout: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	core := rpc.NewServer()
+	if err := core.Register(coord); err != nil {
+		t.Fatal(err)
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := make(chan struct{})
+	go func() {
+		defer close(served)
+		core.Serve(l)
+	}()
+	defer func() {
+		core.Close()
+		<-served
+	}()
+
+	w := startCrawl(t, "worker", "worker", "-coordinator", l.Addr().String(), "-workers", "2")
+	select {
+	case <-fetching:
+	case <-w.done:
+		t.Fatalf("worker exited: %v\n%s", w.err, w.stdout.String())
+	case <-time.After(60 * time.Second):
+		t.Fatal("the worker never fetched the start URL")
+	}
+	if err := w.cmd.Process.Signal(os.Interrupt); err != nil {
+		t.Fatal(err)
+	}
+	w.waitLine(t, "1 leases given back", 30*time.Second)
+	if err := w.wait(t, 30*time.Second); err == nil {
+		t.Error("an interrupted worker exited 0")
+	}
+	var lr crawler.LeaseReply
+	if err := coord.Lease(crawler.LeaseArgs{Worker: "next"}, &lr); err != nil || lr.Task.URL != site.URL+"/" {
+		t.Errorf("next worker's lease: %+v, %v; want the start URL at once", lr.Task, err)
+	}
+	if st := coord.Stats(); st.Released != 1 || st.Reassigned != 0 {
+		t.Errorf("%d leases released, %d reassigned; want 1 and 0", st.Released, st.Reassigned)
 	}
 }
