@@ -6,6 +6,7 @@ import (
 	"math/rand"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 )
@@ -189,5 +190,64 @@ func TestCoordinatorReleaseRequeuesAtOnceAndIsStored(t *testing.T) {
 	}
 	if got := lease(t, c2, "w2"); got.Task.URL != "http://h/" || got.Task.ID == first.Task.ID {
 		t.Errorf("w2 got %+v; want the start URL under a new task", got.Task)
+	}
+}
+
+// A failed group commit: every call whose write was in it, or queued
+// behind it, gets an error (none is answered as if stored, none waits
+// forever), later calls are refused, and Done and Err say the coordinator
+// stopped.
+func TestFailedGroupCommitFailsEveryWaiterAndStopsTheCoordinator(t *testing.T) {
+	st, err := OpenCrawlStore(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := NewCoordinator(CoordinatorConfig{StartURLs: []string{"http://h/a", "http://h/b", "http://h/c"}, Store: st})
+	if err != nil {
+		t.Fatal(err)
+	}
+	entered, release := make(chan struct{}), make(chan struct{})
+	c.mu.Lock()
+	c.saveHook = func() {
+		c.mu.Lock()
+		c.saveHook = nil
+		c.mu.Unlock()
+		close(entered)
+		<-release
+	}
+	c.mu.Unlock()
+	errs := make(chan error, 3)
+	call := func(w string) {
+		var r LeaseReply
+		errs <- c.Lease(LeaseArgs{Worker: w}, &r)
+	}
+	go call("w1")
+	<-entered // w1's write is being committed
+	go call("w2")
+	go call("w3")
+	for queued := uint64(0); queued < 3; { // w2 and w3 queued theirs behind it
+		time.Sleep(time.Millisecond)
+		c.mu.Lock()
+		queued = c.queued
+		c.mu.Unlock()
+	}
+	st.Close() // the disk goes away
+	close(release)
+	for range 3 {
+		if err := <-errs; err == nil {
+			t.Error("a Lease whose write was not stored answered without an error")
+		}
+	}
+	var r LeaseReply
+	if err := c.Lease(LeaseArgs{Worker: "w4"}, &r); err == nil || !strings.Contains(err.Error(), "coordinator stopped") {
+		t.Errorf("Lease after the failed commit: %v, want coordinator stopped", err)
+	}
+	select {
+	case <-c.Done():
+	default:
+		t.Error("Done not closed after the failed commit")
+	}
+	if c.Err() == nil {
+		t.Error("Err is nil after the failed commit")
 	}
 }
