@@ -192,6 +192,13 @@ func runCoordinator(ctx context.Context, args []string, stdout io.Writer) error 
 		HostLimit: o.hostLimit, HostDelay: o.delay, MaxHostDelay: o.maxDelay, MaxRetries: o.retries,
 		RetryDelay: o.retryDelay,
 	}
+	// Listen first: a coordinator that cannot serve leaves its store as it
+	// was (no restart counted).
+	l, err := net.Listen("tcp", o.listen)
+	if err != nil {
+		return fmt.Errorf("coordinator: %w", err)
+	}
+	defer l.Close()
 	resuming := false
 	if o.data != "" {
 		store, err := crawler.OpenCrawlStore(o.data)
@@ -220,10 +227,6 @@ func runCoordinator(ctx context.Context, args []string, stdout io.Writer) error 
 	core := rpc.NewServer()
 	if err := core.Register(coord); err != nil {
 		return err
-	}
-	l, err := net.Listen("tcp", o.listen)
-	if err != nil {
-		return fmt.Errorf("coordinator: %w", err)
 	}
 	served := make(chan struct{})
 	go func() {

@@ -599,3 +599,44 @@ func TestInterruptedWorkerGivesItsLeasesBack(t *testing.T) {
 		t.Errorf("%d leases released, %d reassigned; want 1 and 0", st.Released, st.Reassigned)
 	}
 }
+
+// A coordinator that could not listen (its port taken) had already resumed
+// the crawl on its -data and counted a restart. It now listens first and
+// leaves the store as it was.
+func TestCoordinatorThatCannotListenLeavesItsStoreUnchanged(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts processes")
+	}
+	data := t.TempDir()
+	st, err := crawler.OpenCrawlStore(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := crawler.NewCoordinator(crawler.CoordinatorConfig{StartURL: "http://a.test/", Store: st}); err != nil {
+		t.Fatal(err)
+	}
+	st.Close()
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	cmd := exec.Command(os.Args[0], "coordinator", "-listen", taken.Addr().String(), "-data", data, "-progress", "0")
+	cmd.Env = append(os.Environ(), runAsCrawlEnv+"=1")
+	out, err := cmd.CombinedOutput()
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 || !strings.Contains(string(out), "address already in use") {
+		t.Errorf("coordinator on a taken port: %v\n%s", err, out)
+	}
+	st, err = crawler.OpenCrawlStore(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	c, err := crawler.NewCoordinator(crawler.CoordinatorConfig{Store: st})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := c.Stats().Restarts; got != 1 {
+		t.Errorf("%d restarts after the failed start and this one, want 1", got)
+	}
+}
