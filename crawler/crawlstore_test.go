@@ -1,14 +1,20 @@
 package crawler
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"math/rand"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
+
+	"github.com/semrpc/semrpc/labrpc"
+	"github.com/semrpc/semrpc/rpc"
+	"github.com/semrpc/semrpc/semantics"
 )
 
 // storeWithCrawl returns the bytes of a crawl store holding a crawl of a
@@ -249,5 +255,97 @@ func TestFailedGroupCommitFailsEveryWaiterAndStopsTheCoordinator(t *testing.T) {
 	}
 	if c.Err() == nil {
 		t.Error("Err is nil after the failed commit")
+	}
+}
+
+// A coordinator whose store failed answers every call with an error, and
+// its workers took that for a refusal and exited, so that restarting the
+// coordinator on its store (which is what its error says to do) found no
+// worker left. They now wait for it, as for a coordinator that is down,
+// and send their reports again: the crawl completes on the restarted one,
+// every URL reported once.
+func TestWorkersWaitForACoordinatorRestartedAfterItsStoreFailed(t *testing.T) {
+	dir := t.TempDir()
+	st, err := OpenCrawlStore(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	web, reachable := randomGraph(60, 3)
+	c1, err := NewCoordinator(CoordinatorConfig{StartURL: "p/0", LeaseTimeout: time.Minute, Store: st})
+	if err != nil {
+		t.Fatal(err)
+	}
+	core1 := rpc.NewServer()
+	if err := core1.Register(c1); err != nil {
+		t.Fatal(err)
+	}
+	network := labrpc.MakeNetworkSeed(5)
+	defer network.Cleanup()
+	network.AddServer("coordinator", labrpc.MakeServerWith(core1))
+
+	var once sync.Once
+	fetches := 0
+	var mu sync.Mutex
+	f := FetcherFunc(func(ctx context.Context, u string) ([]string, error) {
+		mu.Lock()
+		fetches++
+		n := fetches
+		mu.Unlock()
+		if n == 10 {
+			once.Do(func() { st.Close() }) // the disk goes away
+		}
+		return web.Fetch(ctx, u)
+	})
+	var wg sync.WaitGroup
+	errs := make([]error, 3)
+	for i := range errs {
+		name := fmt.Sprintf("w%d", i)
+		end := network.MakeEnd(name)
+		network.Connect(name, "coordinator")
+		network.Enable(name, true)
+		client := rpc.NewClient(end, rpc.WithSemantics(semantics.AtLeastOnce()))
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer client.Close()
+			_, errs[i] = RunWorkerWith(context.Background(), client, f, WorkerConfig{Name: name, Patience: 30 * time.Second})
+		}()
+	}
+	select {
+	case <-c1.Done():
+	case <-time.After(30 * time.Second):
+		t.Fatal("the coordinator did not stop when its store failed")
+	}
+	if c1.Err() == nil {
+		t.Fatalf("coordinator done without a store failure: the test shows nothing")
+	}
+	core1.Close()
+	st2, err := OpenCrawlStore(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st2.Close()
+	c2, err := NewCoordinator(CoordinatorConfig{LeaseTimeout: time.Minute, Store: st2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	core2 := rpc.NewServer()
+	defer core2.Close()
+	if err := core2.Register(c2); err != nil {
+		t.Fatal(err)
+	}
+	network.AddServer("coordinator", labrpc.MakeServerWith(core2))
+	wg.Wait()
+	for i, err := range errs {
+		if err != nil {
+			t.Errorf("worker %d: %v", i, err)
+		}
+	}
+	if err := c2.Check(); err != nil {
+		t.Error(err)
+	}
+	fetched, failed := c2.Result()
+	if len(fetched)+len(failed) != len(reachable) {
+		t.Errorf("%d URLs reported, want %d", len(fetched)+len(failed), len(reachable))
 	}
 }

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -366,12 +367,12 @@ func (c *Coordinator) commit(seq uint64) error {
 		hook()
 	}
 	if err := c.cfg.Store.save(batch); err != nil {
-		c.commitErr = err
+		c.commitErr = fmt.Errorf("%s: %w", coordinatorStopped, err)
 		c.mu.Lock()
 		c.broken = err
 		c.finish()
 		c.mu.Unlock()
-		return err
+		return c.commitErr
 	}
 	c.committed = batch[len(batch)-1].seq
 	c.mu.Lock()
@@ -379,6 +380,19 @@ func (c *Coordinator) commit(seq uint64) error {
 	c.checkFinished()
 	c.mu.Unlock()
 	return nil
+}
+
+// coordinatorStopped starts the error of every call a Coordinator whose
+// store failed refuses, or could not store. A worker takes it for a
+// coordinator that is down, to be restarted on its store (which has none of
+// the refused calls), not for a refusal: it waits, and sends its report
+// again.
+const coordinatorStopped = "crawler: coordinator stopped"
+
+// coordinatorDown reports whether err, from a Coordinator call, says the
+// coordinator stopped (see coordinatorStopped).
+func coordinatorDown(err error) bool {
+	return err != nil && strings.Contains(err.Error(), coordinatorStopped)
 }
 
 // pendingWrite is one call's changes, queued for the store.
@@ -423,7 +437,7 @@ func (c *Coordinator) Lease(args LeaseArgs, reply *LeaseReply) error {
 	c.mu.Lock()
 	if c.broken != nil {
 		c.mu.Unlock()
-		return fmt.Errorf("crawler: coordinator stopped: %w", c.broken)
+		return fmt.Errorf("%s: %w", coordinatorStopped, c.broken)
 	}
 	w := c.workers[args.Worker]
 	if w == nil {
@@ -474,7 +488,7 @@ func (c *Coordinator) Release(args LeaseArgs, reply *ReleaseReply) error {
 	c.mu.Lock()
 	if c.broken != nil {
 		c.mu.Unlock()
-		return fmt.Errorf("crawler: coordinator stopped: %w", c.broken)
+		return fmt.Errorf("%s: %w", coordinatorStopped, c.broken)
 	}
 	reply.Released = c.sched.Release(args.Worker)
 	seq := c.persist(nil)
@@ -504,7 +518,7 @@ func (c *Coordinator) report(args ReportArgs, reply *ReportReply) (uint64, error
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.broken != nil {
-		return 0, fmt.Errorf("crawler: coordinator stopped: %w", c.broken)
+		return 0, fmt.Errorf("%s: %w", coordinatorStopped, c.broken)
 	}
 	c.record.Counters.Reports++
 	url, ok := c.sched.TaskURL(args.TaskID)
@@ -785,7 +799,8 @@ func RunWorker(ctx context.Context, client *rpc.Client, f Fetcher, name string) 
 // client under at-least-once semantics, fetches its URL with f (pass a
 // PoliteFetcher: it obeys robots.txt), and reports the links under
 // at-most-once semantics, whatever client's default policy; a coordinator
-// restarting meanwhile is waited for. If f tells when a host may next be
+// restarting meanwhile, or refusing calls because its store failed (it is
+// to be restarted on it), is waited for. If f tells when a host may next be
 // requested (as PoliteFetcher's HostPacing does), the report carries it, so
 // that the coordinator paces the host for every worker. If ctx ends while
 // it fetches, it exits without reporting, like a crashed worker: its lease
@@ -830,7 +845,7 @@ func (w *worker) run(ctx context.Context) error {
 		switch {
 		case ctx.Err() != nil:
 			return ctx.Err()
-		case errors.Is(err, rpc.ErrApplication):
+		case errors.Is(err, rpc.ErrApplication) && !coordinatorDown(err):
 			return fmt.Errorf("crawler: worker %s: lease: %w", w.cfg.Name, err)
 		case err != nil:
 			w.stats.LeaseErrors++
@@ -921,6 +936,7 @@ func (w *worker) fetch(ctx context.Context, t Task) ReportArgs {
 // (the coordinator restarted, say), so a new call (with a new Attempt) may
 // deliver a second report for the task: the Scheduler then ignores it.
 func (w *worker) report(ctx context.Context, args ReportArgs) error {
+	backoff := leaseBackoffMin
 	for attempt := 1; ; attempt++ {
 		args.Attempt = attempt
 		var rr ReportReply
@@ -937,7 +953,7 @@ func (w *worker) report(ctx context.Context, args ReportArgs) error {
 			return nil
 		case ctx.Err() != nil:
 			return ctx.Err()
-		case errors.Is(err, rpc.ErrApplication):
+		case errors.Is(err, rpc.ErrApplication) && !coordinatorDown(err):
 			w.stats.ReportErrors++
 			return fmt.Errorf("crawler: worker %s: report: %w", w.cfg.Name, err)
 		case w.patienceLeft() <= 0:
@@ -945,9 +961,10 @@ func (w *worker) report(ctx context.Context, args ReportArgs) error {
 			return fmt.Errorf("crawler: worker %s: no answer from the coordinator for %v: %w", w.cfg.Name, w.cfg.Patience, err)
 		}
 		w.stats.ReportResends++
-		if err := sleepCtx(ctx, leaseBackoffMin); err != nil {
+		if err := sleepCtx(ctx, min(backoff, max(w.patienceLeft(), time.Millisecond))); err != nil {
 			return err
 		}
+		backoff = min(2*backoff, leaseBackoffMax)
 	}
 }
 
