@@ -147,8 +147,8 @@ func checkStoreFile(path string) error {
 	size := fi.Size()
 	// A meta page: a 16-byte page header, then magic, version, page size,
 	// flags (4 bytes each), root bucket (root page, sequence), freelist
-	// page, high-water page, txid, checksum (8 bytes each), little-endian
-	// on the machines Go runs bbolt on (bbolt writes native order).
+	// page, high-water page, txid, checksum (8 bytes each), in the
+	// machine's byte order (bbolt writes its structs as they are in memory).
 	const metaOff, metaLen, magic, version = 16, 64, 0xED0CDAED, 2
 	readMeta := func(off int64) (pageSize uint32, highWater, root, freelist uint64, ok bool) {
 		var b [metaOff + metaLen]byte
@@ -156,16 +156,16 @@ func checkStoreFile(path string) error {
 			return 0, 0, 0, 0, false
 		}
 		m := b[metaOff:]
-		le := binary.LittleEndian
-		if le.Uint32(m[0:]) != magic || le.Uint32(m[4:]) != version {
+		ne := binary.NativeEndian
+		if ne.Uint32(m[0:]) != magic || ne.Uint32(m[4:]) != version {
 			return 0, 0, 0, 0, false
 		}
 		h := fnv.New64a()
 		h.Write(m[:56])
-		if h.Sum64() != le.Uint64(m[56:]) {
+		if h.Sum64() != ne.Uint64(m[56:]) {
 			return 0, 0, 0, 0, false
 		}
-		return le.Uint32(m[8:]), le.Uint64(m[40:]), le.Uint64(m[16:]), le.Uint64(m[32:]), true
+		return ne.Uint32(m[8:]), ne.Uint64(m[40:]), ne.Uint64(m[16:]), ne.Uint64(m[32:]), true
 	}
 	offsets := []int64{0}
 	if ps, _, _, _, ok := readMeta(0); ok {
