@@ -60,7 +60,7 @@ func runSite(ctx context.Context, args []string, stdout io.Writer) error {
 		return fmt.Errorf("site: %w", err)
 	}
 	srv := &http.Server{Handler: site, ReadHeaderTimeout: 10 * time.Second}
-	fmt.Fprintf(logOut, "site: %d pages at http://%s/ (%d reachable)\n", *pages, l.Addr(), len(site.Reachable()))
+	fmt.Fprintf(logOut, "site: %d pages at http://%s/ (a crawl from / fetches %d URLs: pages, a text file, redirects)\n", *pages, l.Addr(), len(site.Reachable()))
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(l) }()
 	select {
