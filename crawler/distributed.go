@@ -476,9 +476,10 @@ type ReleaseReply struct {
 	Released bool
 }
 
-// Release gives back the calling worker's lease, if it holds one that is
-// current: its URL goes back to the frontier at once instead of waiting for
-// the lease to expire. A worker that stops before reporting (it was
+// Release gives back the calling worker's lease, if it holds one: its URL,
+// unless another worker reported it meanwhile, goes back to the frontier at
+// once instead of waiting for the lease to expire, and its host slot is
+// free. A worker that stops before reporting (it was
 // interrupted) calls it; it is safe to retry (at-least-once), as long as
 // the worker asks for no new lease under the same name.
 func (c *Coordinator) Release(args LeaseArgs, reply *ReleaseReply) error {
