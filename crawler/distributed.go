@@ -161,6 +161,10 @@ type ReportArgs struct {
 	// Retry means the failure was transient (a 503, a lost connection): the
 	// coordinator queues the URL again, up to its MaxRetries.
 	Retry bool
+	// HostWide, with Retry, means the failure was the host's, not the URL's
+	// (its robots.txt could not be read): the host's other URLs wait as
+	// long as this one before they are leased.
+	HostWide bool
 	// Pace, if not nil, is what the worker learned about the URL's host.
 	Pace *HostPace
 	// Attempt numbers the worker's separate Report calls for this task,
@@ -546,6 +550,9 @@ func (c *Coordinator) report(args ReportArgs, reply *ReportReply) (uint64, error
 			wait = args.Pace.Wait
 		}
 		reply.Status = c.sched.Retry(args.TaskID, args.Err, wait, now)
+		if args.HostWide && reply.Status == Requeued {
+			c.sched.holdHost(url)
+		}
 	default:
 		reply.Status = c.sched.FailWith(args.TaskID, args.Err, now)
 	}
@@ -906,6 +913,7 @@ func (w *worker) fetch(ctx context.Context, t Task) ReportArgs {
 		// reason: the fetcher reads it again on the next try.
 		args.Retry = w.cfg.RetryTransient && (Retryable(err) || errors.Is(err, ErrHostBackingOff) ||
 			errors.Is(err, ErrRobotsUnavailable))
+		args.HostWide = errors.Is(err, ErrRobotsUnavailable)
 		var he *HTTPError
 		if errors.As(err, &he) {
 			retryAfter = he.RetryAfter
