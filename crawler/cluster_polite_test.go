@@ -2,7 +2,9 @@ package crawler
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -286,4 +288,97 @@ func TestDistributedCrawlPolitenessDelayDoesNotExpireLeases(t *testing.T) {
 				res.Coordinator.Pages, res.Coordinator.Reassigned, res.Workers.Fetches)
 		}
 	})
+}
+
+// flakyRobotsWeb is a hostLog whose hosts serve an empty robots.txt, except
+// that the first failures[host] robots.txt requests of a host fail with a
+// 503 (no Retry-After).
+type flakyRobotsWeb struct {
+	*hostLog
+	robotsMu sync.Mutex
+	failures map[string]int
+	robots   map[string]int // robots.txt requests per host
+}
+
+func (r *flakyRobotsWeb) FetchRobots(ctx context.Context, robotsURL string) (int, []byte, error) {
+	host, _ := HostKey(robotsURL)
+	r.robotsMu.Lock()
+	defer r.robotsMu.Unlock()
+	r.robots[host]++
+	if r.failures[host] > 0 {
+		r.failures[host]--
+		return 503, nil, nil
+	}
+	return 200, nil, nil
+}
+
+// The author's known gap: a cluster worker does not retry itself
+// (MaxRetries 0, the coordinator retries), so a robots.txt that failed once
+// made that worker refuse the host as disallowed for RobotsTTL (24 h), and
+// its URLs failed for good. Now the failure is transient: the URL is
+// reported for a retry, the next try reads robots.txt again, and every page
+// is fetched.
+func TestClusterTransientRobotsFailureIsRetriedNotDisallowed(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		web := &flakyRobotsWeb{hostLog: newHostLog(10 * time.Millisecond),
+			failures: map[string]int{"h1": 2}, robots: map[string]int{}}
+		var links []string
+		for h := 1; h <= 2; h++ {
+			for i := range 5 {
+				links = append(links, fmt.Sprintf("http://h%d/p%d", h, i))
+			}
+		}
+		web.web["http://h2/"] = links
+		st := runClusterInBubble(t, CoordinatorConfig{StartURL: "http://h2/", LeaseTimeout: 10 * time.Second,
+			HostLimit: 2, MaxRetries: 3, RetryDelay: 10 * time.Millisecond}, web, 2)
+		if st.Pages != 11 || st.Failed != 0 {
+			t.Errorf("%d pages, %d failed; want 11 and 0", st.Pages, st.Failed)
+		}
+		if st.Retried == 0 {
+			t.Error("no URL retried: the robots.txt failures were not seen")
+		}
+		web.robotsMu.Lock()
+		defer web.robotsMu.Unlock()
+		if web.robots["h1"] < 3 {
+			t.Errorf("h1's robots.txt requested %d times; want its 2 failures and a success", web.robots["h1"])
+		}
+		for i := range 5 {
+			if u := fmt.Sprintf("http://h1/p%d", i); web.fetches[u] != 1 {
+				t.Errorf("%s fetched %d times, want 1", u, web.fetches[u])
+			}
+		}
+	})
+}
+
+// A PoliteFetcher that does not retry: a robots.txt 503 fails the URL with
+// an error that says it is transient (ErrRobotsUnavailable, as well as
+// ErrDisallowed), links to that host found on other pages are kept (not
+// dropped as disallowed), and the host's next Fetch reads robots.txt again.
+func TestPoliteTransientRobotsFailureIsNotCached(t *testing.T) {
+	web := &flakyRobotsWeb{hostLog: newHostLog(0), failures: map[string]int{"h1": 1}, robots: map[string]int{}}
+	web.web["http://h2/"] = []string{"http://h1/b"}
+	cfg := DefaultConfig()
+	cfg.MaxRetries, cfg.AllowOtherHosts = 0, true
+	f, err := Polite(web, cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	_, err = f.Fetch(ctx, "http://h1/a")
+	if !errors.Is(err, ErrRobotsUnavailable) || !errors.Is(err, ErrDisallowed) {
+		t.Fatalf("first fetch of h1: err = %v, want ErrRobotsUnavailable and ErrDisallowed", err)
+	}
+	if web.fetches["http://h1/a"] != 0 {
+		t.Error("h1/a requested without robots.txt")
+	}
+	links, err := f.Fetch(ctx, "http://h2/")
+	if err != nil || !slices.Equal(links, []string{"http://h1/b"}) {
+		t.Errorf("h2/: links %v, err %v; want the link to h1/b kept", links, err)
+	}
+	if _, err := f.Fetch(ctx, "http://h1/a"); err != nil {
+		t.Errorf("second fetch of h1/a: %v", err)
+	}
+	if web.robots["h1"] != 2 || web.fetches["http://h1/a"] != 1 {
+		t.Errorf("h1's robots.txt requested %d times, h1/a %d times; want 2 and 1", web.robots["h1"], web.fetches["http://h1/a"])
+	}
 }

@@ -341,8 +341,7 @@ func TestCoordinatorGroupCommitKeepsEveryAnswer(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	got := c2.Stats()
-	want.Restarts = 1
+	got := c2.Stats() // a finished crawl opened again: not a restart
 	if got != want {
 		t.Errorf("reopened stats %+v\nwant %+v", got, want)
 	}

@@ -5,8 +5,10 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"hash/fnv"
 	"os"
 	"path/filepath"
+	"runtime/debug"
 	"time"
 
 	"go.etcd.io/bbolt"
@@ -56,38 +58,135 @@ func OpenCrawlStore(dir string) (*CrawlStore, error) {
 		return nil, fmt.Errorf("crawler: crawl store: %w", err)
 	}
 	path := filepath.Join(dir, CrawlStoreFile)
-	db, err := bbolt.Open(path, 0o644, &bbolt.Options{Timeout: time.Second})
+	if err := checkStoreFile(path); err != nil {
+		return nil, fmt.Errorf("crawler: open crawl store %s: %w", path, err)
+	}
+	db, err := openBolt(path)
 	if errors.Is(err, bolterrors.ErrTimeout) {
 		return nil, fmt.Errorf("%w: %s", ErrCrawlStoreLocked, path)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("crawler: open crawl store %s: %w", path, err)
 	}
-	err = db.Update(func(tx *bbolt.Tx) error {
-		meta := tx.Bucket(bucketMeta)
-		if meta != nil {
-			if got := string(meta.Get(keyLayout)); got != crawlStoreLayout {
-				return fmt.Errorf("layout %q, want %q", got, crawlStoreLayout)
-			}
-			return nil
-		}
-		empty := true
-		tx.ForEach(func([]byte, *bbolt.Bucket) error { empty = false; return nil })
-		if !empty {
-			return errors.New("not a crawl store (it has other buckets)")
-		}
-		for _, name := range [][]byte{bucketURLs, bucketHosts, bucketMeta, bucketReports} {
-			if _, err := tx.CreateBucket(name); err != nil {
-				return err
-			}
-		}
-		return tx.Bucket(bucketMeta).Put(keyLayout, []byte(crawlStoreLayout))
-	})
+	err = guardFault(func() error { return db.Update(initStore) })
 	if err != nil {
 		db.Close()
 		return nil, fmt.Errorf("crawler: open crawl store %s: %w", path, err)
 	}
 	return &CrawlStore{db: db, path: path}, nil
+}
+
+// initStore checks that the store is a crawl store, and makes an empty file
+// one.
+func initStore(tx *bbolt.Tx) error {
+	meta := tx.Bucket(bucketMeta)
+	if meta != nil {
+		if got := string(meta.Get(keyLayout)); got != crawlStoreLayout {
+			return fmt.Errorf("layout %q, want %q", got, crawlStoreLayout)
+		}
+		return nil
+	}
+	empty := true
+	tx.ForEach(func([]byte, *bbolt.Bucket) error { empty = false; return nil })
+	if !empty {
+		return errors.New("not a crawl store (it has other buckets)")
+	}
+	for _, name := range [][]byte{bucketURLs, bucketHosts, bucketMeta, bucketReports} {
+		if _, err := tx.CreateBucket(name); err != nil {
+			return err
+		}
+	}
+	return tx.Bucket(bucketMeta).Put(keyLayout, []byte(crawlStoreLayout))
+}
+
+// openBolt opens the bbolt file at path; a fault while bbolt reads the
+// mapped file is an error, not a crash.
+func openBolt(path string) (db *bbolt.DB, err error) {
+	err = guardFault(func() error {
+		var err error
+		db, err = bbolt.Open(path, 0o644, &bbolt.Options{Timeout: time.Second})
+		return err
+	})
+	return db, err
+}
+
+// guardFault runs f, turning a panic or a memory fault inside it (bbolt
+// reads its file through a memory map, and trusts what it reads) into an
+// error.
+func guardFault(f func() error) (err error) {
+	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
+	defer func() {
+		if r := recover(); r != nil {
+			err = fmt.Errorf("%w: %v", ErrCrawlStoreCorrupt, r)
+		}
+	}()
+	return f()
+}
+
+// ErrCrawlStoreCorrupt is returned by OpenCrawlStore, and by a Coordinator
+// reading a store, when the store's file is damaged (truncated, say).
+var ErrCrawlStoreCorrupt = errors.New("crawler: crawl store is damaged")
+
+// checkStoreFile checks, before bbolt maps the file at path, that each of
+// its meta pages that is valid points within the file: bbolt would read a
+// truncated file past its end and crash. A missing or empty file is fine
+// (bbolt makes it); other damage is left to bbolt, which reports it.
+func checkStoreFile(path string) error {
+	f, err := os.Open(path)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return err
+	}
+	size := fi.Size()
+	// A meta page: a 16-byte page header, then magic, version, page size,
+	// flags (4 bytes each), root bucket (root page, sequence), freelist
+	// page, high-water page, txid, checksum (8 bytes each), in the
+	// machine's byte order (bbolt writes its structs as they are in memory).
+	const metaOff, metaLen, magic, version = 16, 64, 0xED0CDAED, 2
+	readMeta := func(off int64) (pageSize uint32, highWater, root, freelist uint64, ok bool) {
+		var b [metaOff + metaLen]byte
+		if _, err := f.ReadAt(b[:], off); err != nil {
+			return 0, 0, 0, 0, false
+		}
+		m := b[metaOff:]
+		ne := binary.NativeEndian
+		if ne.Uint32(m[0:]) != magic || ne.Uint32(m[4:]) != version {
+			return 0, 0, 0, 0, false
+		}
+		h := fnv.New64a()
+		h.Write(m[:56])
+		if h.Sum64() != ne.Uint64(m[56:]) {
+			return 0, 0, 0, 0, false
+		}
+		return ne.Uint32(m[8:]), ne.Uint64(m[40:]), ne.Uint64(m[16:]), ne.Uint64(m[32:]), true
+	}
+	offsets := []int64{0}
+	if ps, _, _, _, ok := readMeta(0); ok {
+		offsets = append(offsets, int64(ps))
+	} else {
+		for ps := int64(1024); ps <= 64<<10; ps *= 2 {
+			offsets = append(offsets, ps)
+		}
+	}
+	for _, off := range offsets {
+		ps, highWater, root, freelist, ok := readMeta(off)
+		if !ok || ps == 0 {
+			continue
+		}
+		const noFreelist = ^uint64(0)
+		if highWater > uint64(size)/uint64(ps) || root >= highWater || (freelist >= highWater && freelist != noFreelist) {
+			return fmt.Errorf("%w: the file has %d bytes, but its meta page at %d says %d pages of %d bytes (truncated?)",
+				ErrCrawlStoreCorrupt, size, off, highWater, ps)
+		}
+	}
+	return nil
 }
 
 // HasCrawl reports whether the store holds a crawl, which a Coordinator
@@ -128,48 +227,50 @@ type savedCrawl struct {
 // load reads the crawl; ok is false if the store holds none yet.
 func (s *CrawlStore) load() (c savedCrawl, ok bool, err error) {
 	c.reports = make(map[reportKey]int)
-	err = s.db.View(func(tx *bbolt.Tx) error {
-		meta := tx.Bucket(bucketMeta)
-		raw := meta.Get(keyCoord)
-		if raw == nil {
-			return nil
-		}
-		ok = true
-		if err := json.Unmarshal(raw, &c.coord); err != nil {
-			return fmt.Errorf("coordinator record: %w", err)
-		}
-		if err := json.Unmarshal(meta.Get(keyScheduler), &c.sched); err != nil {
-			return fmt.Errorf("scheduler record: %w", err)
-		}
-		err := tx.Bucket(bucketURLs).ForEach(func(k, v []byte) error {
-			var r urlRecord
-			if err := json.Unmarshal(v, &r); err != nil {
-				return fmt.Errorf("URL record %q: %w", k, err)
+	err = guardFault(func() error {
+		return s.db.View(func(tx *bbolt.Tx) error {
+			meta := tx.Bucket(bucketMeta)
+			raw := meta.Get(keyCoord)
+			if raw == nil {
+				return nil
 			}
-			c.urls = append(c.urls, r)
-			return nil
-		})
-		if err != nil {
-			return err
-		}
-		err = tx.Bucket(bucketHosts).ForEach(func(k, v []byte) error {
-			var r hostRecord
-			if err := json.Unmarshal(v, &r); err != nil {
-				return fmt.Errorf("host record %q: %w", k, err)
+			ok = true
+			if err := json.Unmarshal(raw, &c.coord); err != nil {
+				return fmt.Errorf("coordinator record: %w", err)
 			}
-			c.hosts = append(c.hosts, r)
-			return nil
-		})
-		if err != nil {
-			return err
-		}
-		return tx.Bucket(bucketReports).ForEach(func(k, v []byte) error {
-			if len(k) != 16 || len(v) != 8 {
-				return fmt.Errorf("report record %x: bad size", k)
+			if err := json.Unmarshal(meta.Get(keyScheduler), &c.sched); err != nil {
+				return fmt.Errorf("scheduler record: %w", err)
 			}
-			key := reportKey{task: binary.BigEndian.Uint64(k), attempt: int(binary.BigEndian.Uint64(k[8:]))}
-			c.reports[key] = int(binary.BigEndian.Uint64(v))
-			return nil
+			err := tx.Bucket(bucketURLs).ForEach(func(k, v []byte) error {
+				var r urlRecord
+				if err := json.Unmarshal(v, &r); err != nil {
+					return fmt.Errorf("URL record %q: %w", k, err)
+				}
+				c.urls = append(c.urls, r)
+				return nil
+			})
+			if err != nil {
+				return err
+			}
+			err = tx.Bucket(bucketHosts).ForEach(func(k, v []byte) error {
+				var r hostRecord
+				if err := json.Unmarshal(v, &r); err != nil {
+					return fmt.Errorf("host record %q: %w", k, err)
+				}
+				c.hosts = append(c.hosts, r)
+				return nil
+			})
+			if err != nil {
+				return err
+			}
+			return tx.Bucket(bucketReports).ForEach(func(k, v []byte) error {
+				if len(k) != 16 || len(v) != 8 {
+					return fmt.Errorf("report record %x: bad size", k)
+				}
+				key := reportKey{task: binary.BigEndian.Uint64(k), attempt: int(binary.BigEndian.Uint64(k[8:]))}
+				c.reports[key] = int(binary.BigEndian.Uint64(v))
+				return nil
+			})
 		})
 	})
 	if err != nil {

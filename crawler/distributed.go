@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"maps"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -21,6 +22,7 @@ import (
 //
 //	Coordinator.Lease(LeaseArgs, *LeaseReply)   // at-least-once: safe to retry
 //	Coordinator.Report(ReportArgs, *ReportReply) // at-most-once: never counted twice
+//	Coordinator.Release(LeaseArgs, *ReleaseReply) // a stopping worker gives its lease back
 //
 // Lease is safe to retry because a worker holds one lease at a time: a Lease
 // from a worker whose current lease is neither reported nor expired returns
@@ -57,6 +59,8 @@ type Coordinator struct {
 	workers    map[string]*workerSeen
 	pending    []pendingWrite // writes queued for the store, in order
 	queued     uint64         // sequence number of the last write queued
+	durable    uint64         // sequence number of the last write in the store
+	saveHook   func()         // tests: called before each commit's write
 
 	commitMu  sync.Mutex // serialises commits; protects following
 	committed uint64     // sequence number of the last write in the store
@@ -157,6 +161,10 @@ type ReportArgs struct {
 	// Retry means the failure was transient (a 503, a lost connection): the
 	// coordinator queues the URL again, up to its MaxRetries.
 	Retry bool
+	// HostWide, with Retry, means the failure was the host's, not the URL's
+	// (its robots.txt could not be read): the host's other URLs wait as
+	// long as this one before they are leased.
+	HostWide bool
 	// Pace, if not nil, is what the worker learned about the URL's host.
 	Pace *HostPace
 	// Attempt numbers the worker's separate Report calls for this task,
@@ -184,7 +192,8 @@ type CoordinatorStats struct {
 	// AcceptedTwice counts reports accepted for a URL that already had one:
 	// zero unless the Scheduler is wrong.
 	AcceptedTwice int
-	// Restarts counts the times this crawl was resumed from its store.
+	// Restarts counts the times this crawl was resumed from its store
+	// before it was over (a finished crawl opened again is not resumed).
 	Restarts int
 }
 
@@ -255,7 +264,9 @@ func NewCoordinator(cfg CoordinatorConfig) (*Coordinator, error) {
 				return nil, fmt.Errorf("%w (in %s)", err, cfg.Store.Path())
 			}
 			c.sched, c.record, c.executions = sched, saved.coord, saved.reports
-			c.record.Restarts++
+			if !sched.Done() {
+				c.record.Restarts++ // a finished crawl is only read again
+			}
 			for _, u := range sched.Fetched() {
 				c.accepted[u] = 1
 			}
@@ -264,8 +275,10 @@ func NewCoordinator(cfg CoordinatorConfig) (*Coordinator, error) {
 			}
 			sched.startJournal()
 			sched.takeChanges() // everything is stored already
-			if err := cfg.Store.save([]pendingWrite{{coord: c.record}}); err != nil {
-				return nil, err
+			if !sched.Done() {
+				if err := cfg.Store.save([]pendingWrite{{coord: c.record}}); err != nil {
+					return nil, err
+				}
 			}
 			c.checkFinished()
 			return c, nil
@@ -352,17 +365,38 @@ func (c *Coordinator) commit(seq uint64) error {
 	c.mu.Lock()
 	batch := c.pending
 	c.pending = nil
+	hook := c.saveHook
 	c.mu.Unlock()
+	if hook != nil {
+		hook()
+	}
 	if err := c.cfg.Store.save(batch); err != nil {
-		c.commitErr = err
+		c.commitErr = fmt.Errorf("%s: %w", coordinatorStopped, err)
 		c.mu.Lock()
 		c.broken = err
 		c.finish()
 		c.mu.Unlock()
-		return err
+		return c.commitErr
 	}
 	c.committed = batch[len(batch)-1].seq
+	c.mu.Lock()
+	c.durable = c.committed
+	c.checkFinished()
+	c.mu.Unlock()
 	return nil
+}
+
+// coordinatorStopped starts the error of every call a Coordinator whose
+// store failed refuses, or could not store. A worker takes it for a
+// coordinator that is down, to be restarted on its store (which has none of
+// the refused calls), not for a refusal: it waits, and sends its report
+// again.
+const coordinatorStopped = "crawler: coordinator stopped"
+
+// coordinatorDown reports whether err, from a Coordinator call, says the
+// coordinator stopped (see coordinatorStopped).
+func coordinatorDown(err error) bool {
+	return err != nil && strings.Contains(err.Error(), coordinatorStopped)
 }
 
 // pendingWrite is one call's changes, queued for the store.
@@ -386,11 +420,11 @@ func (c *Coordinator) finish() {
 	}
 }
 
-// checkFinished ends the crawl if the Scheduler is done and nothing is
-// waiting to be written: the crawl is over only once its store says so.
-// c.mu is held.
+// checkFinished ends the crawl if the Scheduler is done and every write
+// queued is in the store (not merely taken by a commit still writing): the
+// crawl is over only once its store says so. c.mu is held.
 func (c *Coordinator) checkFinished() {
-	if c.sched.Done() && len(c.pending) == 0 {
+	if c.sched.Done() && c.durable == c.queued {
 		c.finish()
 	}
 }
@@ -407,7 +441,7 @@ func (c *Coordinator) Lease(args LeaseArgs, reply *LeaseReply) error {
 	c.mu.Lock()
 	if c.broken != nil {
 		c.mu.Unlock()
-		return fmt.Errorf("crawler: coordinator stopped: %w", c.broken)
+		return fmt.Errorf("%s: %w", coordinatorStopped, c.broken)
 	}
 	w := c.workers[args.Worker]
 	if w == nil {
@@ -440,6 +474,33 @@ func (c *Coordinator) Lease(args LeaseArgs, reply *LeaseReply) error {
 	return c.commit(seq) // the lease is answered only once it is stored
 }
 
+// ReleaseReply is the answer of Coordinator.Release.
+type ReleaseReply struct {
+	// Released is true if the worker held a lease, now given back.
+	Released bool
+}
+
+// Release gives back the calling worker's lease, if it holds one: its URL,
+// unless another worker reported it meanwhile, goes back to the frontier at
+// once instead of waiting for the lease to expire, and its host slot is
+// free. A worker that stops before reporting (it was
+// interrupted) calls it; it is safe to retry (at-least-once), as long as
+// the worker asks for no new lease under the same name.
+func (c *Coordinator) Release(args LeaseArgs, reply *ReleaseReply) error {
+	if args.Worker == "" {
+		return errors.New("crawler: Release: empty worker name")
+	}
+	c.mu.Lock()
+	if c.broken != nil {
+		c.mu.Unlock()
+		return fmt.Errorf("%s: %w", coordinatorStopped, c.broken)
+	}
+	reply.Released = c.sched.Release(args.Worker)
+	seq := c.persist(nil)
+	c.mu.Unlock()
+	return c.commit(seq)
+}
+
 // Report records the outcome of a leased task: its links on success, that
 // it failed, or that it should be tried again. A report naming a task with
 // another URL is an error.
@@ -462,7 +523,7 @@ func (c *Coordinator) report(args ReportArgs, reply *ReportReply) (uint64, error
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.broken != nil {
-		return 0, fmt.Errorf("crawler: coordinator stopped: %w", c.broken)
+		return 0, fmt.Errorf("%s: %w", coordinatorStopped, c.broken)
 	}
 	c.record.Counters.Reports++
 	url, ok := c.sched.TaskURL(args.TaskID)
@@ -489,6 +550,9 @@ func (c *Coordinator) report(args ReportArgs, reply *ReportReply) (uint64, error
 			wait = args.Pace.Wait
 		}
 		reply.Status = c.sched.Retry(args.TaskID, args.Err, wait, now)
+		if args.HostWide && reply.Status == Requeued {
+			c.sched.holdHost(url)
+		}
 	default:
 		reply.Status = c.sched.FailWith(args.TaskID, args.Err, now)
 	}
@@ -595,6 +659,14 @@ func (c *Coordinator) Result() (fetched []string, failed map[string]string) {
 	return c.sched.Fetched(), failed
 }
 
+// Hosts returns the hosts the crawl may enter besides its start URLs' (see
+// CoordinatorConfig.Hosts; from the store, on a resumed crawl).
+func (c *Coordinator) Hosts() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return slices.Clone(c.record.Hosts)
+}
+
 // Failures returns the URLs that could not be fetched and why, sorted by
 // URL.
 func (c *Coordinator) Failures() []Failure {
@@ -689,7 +761,8 @@ type WorkerConfig struct {
 	// for a coordinator to be restarted. Default DefaultPatience.
 	Patience time.Duration
 	// RetryTransient makes the worker report a fetch that failed with a
-	// transient error (Retryable: a 503, a lost connection) as one to retry,
+	// transient error (Retryable: a 503, a lost connection; or its host's
+	// robots.txt could not be read, ErrRobotsUnavailable) as one to retry,
 	// so that the coordinator queues it again, after its own backoff and
 	// the host's Retry-After, which then hold for every worker. Use it with
 	// a fetcher that does not retry itself (Config.MaxRetries 0).
@@ -734,7 +807,8 @@ func RunWorker(ctx context.Context, client *rpc.Client, f Fetcher, name string) 
 // client under at-least-once semantics, fetches its URL with f (pass a
 // PoliteFetcher: it obeys robots.txt), and reports the links under
 // at-most-once semantics, whatever client's default policy; a coordinator
-// restarting meanwhile is waited for. If f tells when a host may next be
+// restarting meanwhile, or refusing calls because its store failed (it is
+// to be restarted on it), is waited for. If f tells when a host may next be
 // requested (as PoliteFetcher's HostPacing does), the report carries it, so
 // that the coordinator paces the host for every worker. If ctx ends while
 // it fetches, it exits without reporting, like a crashed worker: its lease
@@ -779,7 +853,7 @@ func (w *worker) run(ctx context.Context) error {
 		switch {
 		case ctx.Err() != nil:
 			return ctx.Err()
-		case errors.Is(err, rpc.ErrApplication):
+		case errors.Is(err, rpc.ErrApplication) && !coordinatorDown(err):
 			return fmt.Errorf("crawler: worker %s: lease: %w", w.cfg.Name, err)
 		case err != nil:
 			w.stats.LeaseErrors++
@@ -834,8 +908,12 @@ func (w *worker) fetch(ctx context.Context, t Task) ReportArgs {
 		w.stats.FetchErrors++
 		args.Links, args.Err = nil, err.Error()
 		// A host this process holds back (Retry-After) may be fetched later:
-		// the coordinator holds it back for every worker meanwhile.
-		args.Retry = w.cfg.RetryTransient && (Retryable(err) || errors.Is(err, ErrHostBackingOff))
+		// the coordinator holds it back for every worker meanwhile. So may
+		// a URL whose host's robots.txt could not be read for a transient
+		// reason: the fetcher reads it again on the next try.
+		args.Retry = w.cfg.RetryTransient && (Retryable(err) || errors.Is(err, ErrHostBackingOff) ||
+			errors.Is(err, ErrRobotsUnavailable))
+		args.HostWide = errors.Is(err, ErrRobotsUnavailable)
 		var he *HTTPError
 		if errors.As(err, &he) {
 			retryAfter = he.RetryAfter
@@ -867,6 +945,7 @@ func (w *worker) fetch(ctx context.Context, t Task) ReportArgs {
 // (the coordinator restarted, say), so a new call (with a new Attempt) may
 // deliver a second report for the task: the Scheduler then ignores it.
 func (w *worker) report(ctx context.Context, args ReportArgs) error {
+	backoff := leaseBackoffMin
 	for attempt := 1; ; attempt++ {
 		args.Attempt = attempt
 		var rr ReportReply
@@ -883,7 +962,7 @@ func (w *worker) report(ctx context.Context, args ReportArgs) error {
 			return nil
 		case ctx.Err() != nil:
 			return ctx.Err()
-		case errors.Is(err, rpc.ErrApplication):
+		case errors.Is(err, rpc.ErrApplication) && !coordinatorDown(err):
 			w.stats.ReportErrors++
 			return fmt.Errorf("crawler: worker %s: report: %w", w.cfg.Name, err)
 		case w.patienceLeft() <= 0:
@@ -891,9 +970,10 @@ func (w *worker) report(ctx context.Context, args ReportArgs) error {
 			return fmt.Errorf("crawler: worker %s: no answer from the coordinator for %v: %w", w.cfg.Name, w.cfg.Patience, err)
 		}
 		w.stats.ReportResends++
-		if err := sleepCtx(ctx, leaseBackoffMin); err != nil {
+		if err := sleepCtx(ctx, min(backoff, max(w.patienceLeft(), time.Millisecond))); err != nil {
 			return err
 		}
+		backoff = min(2*backoff, leaseBackoffMax)
 	}
 }
 

@@ -2,7 +2,10 @@ package crawler_test
 
 import (
 	"context"
+	"errors"
 	"fmt"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"strings"
 	"time"
@@ -102,4 +105,52 @@ func ExampleNewWorkerName() {
 	a, b := crawler.NewWorkerName("crawler"), crawler.NewWorkerName("crawler")
 	fmt.Println(strings.HasPrefix(a, "crawler-"), a != b)
 	// Output: true true
+}
+
+// A worker that stops before it reports (it was interrupted) gives its
+// lease back, so the next worker gets the URL at once instead of after
+// the lease time.
+func ExampleCoordinator_Release() {
+	coord, _ := crawler.NewCoordinator(crawler.CoordinatorConfig{StartURL: "http://example.org/", LeaseTimeout: time.Hour})
+	var lease crawler.LeaseReply
+	coord.Lease(crawler.LeaseArgs{Worker: "w1"}, &lease)
+	var rel crawler.ReleaseReply
+	coord.Release(crawler.LeaseArgs{Worker: "w1"}, &rel)
+	fmt.Println("released:", rel.Released)
+	var next crawler.LeaseReply
+	coord.Lease(crawler.LeaseArgs{Worker: "w2"}, &next)
+	fmt.Println("w2 leases", next.Task.URL)
+	// Output:
+	// released: true
+	// w2 leases http://example.org/
+}
+
+// A robots.txt that fails for a transient reason (here a 503) fails the
+// URL with ErrRobotsUnavailable, which a cluster worker reports for a
+// retry; the next Fetch of the host reads robots.txt again.
+func ExampleErrRobotsUnavailable() {
+	robotsDown := true
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/robots.txt" && robotsDown {
+			robotsDown = false
+			http.Error(w, "busy", http.StatusServiceUnavailable)
+			return
+		}
+		w.Header().Set("Content-Type", "text/html")
+		fmt.Fprint(w, "<p>hello</p>")
+	}))
+	defer srv.Close()
+	hf, _ := crawler.NewHTTPFetcher(nil)
+	defer hf.Close()
+	cfg := crawler.DefaultConfig()
+	cfg.MaxRetries = 0 // as a cluster worker: the coordinator retries
+	f, _ := crawler.Polite(hf, cfg)
+
+	_, err := f.Fetch(context.Background(), srv.URL+"/")
+	fmt.Println("first:", errors.Is(err, crawler.ErrRobotsUnavailable))
+	_, err = f.Fetch(context.Background(), srv.URL+"/")
+	fmt.Println("again:", err)
+	// Output:
+	// first: true
+	// again: <nil>
 }

@@ -593,6 +593,19 @@ func (s *Scheduler) Retry(taskID uint64, reason string, wait time.Duration, now 
 	return Requeued
 }
 
+// holdHost keeps u's host free of leases until u, queued again by Retry,
+// is due: its failure was the host's (see ReportArgs.HostWide).
+func (s *Scheduler) holdHost(u string) {
+	st := s.urls[u]
+	if st == nil || st.phase != stateQueued {
+		return
+	}
+	if h := s.hosts[st.host]; st.notBefore.After(h.notBefore) {
+		h.notBefore = st.notBefore
+		s.touchHost(st.host)
+	}
+}
+
 // Pace records what a worker learned about host: its Crawl-delay applies
 // to the host's later leases (the latest positive one wins), and its Wait
 // keeps the host free of leases until now+Wait (both capped by

@@ -257,3 +257,45 @@ func TestSchedulerFailures(t *testing.T) {
 		t.Errorf("Failures = %v, want %v", got, want)
 	}
 }
+
+// A URL retried because its host's robots.txt could not be read
+// (ReportArgs.HostWide) holds the whole host until its retry is due: the
+// host's other URLs are not leased meanwhile, each to fail the same way
+// and send the struggling host one more robots.txt request. Without
+// HostWide only the URL waits.
+func TestHostWideRetryHoldsTheHostUntilTheRetryIsDue(t *testing.T) {
+	for _, hostWide := range []bool{true, false} {
+		t.Run(map[bool]string{true: "host-wide", false: "the URL only"}[hostWide], func(t *testing.T) {
+			clock := &fakeClock{now: time.Unix(1000, 0)}
+			c, err := NewCoordinator(CoordinatorConfig{StartURLs: []string{"http://h/a", "http://h/b", "http://h/c"},
+				LeaseTimeout: time.Minute, HostLimit: 2, MaxRetries: 2, RetryDelay: time.Second, Now: clock.Now})
+			if err != nil {
+				t.Fatal(err)
+			}
+			a := lease(t, c, "w1")
+			if a.Task.URL != "http://h/a" {
+				t.Fatalf("first lease %+v, want h/a", a.Task)
+			}
+			if st := report(t, c, ReportArgs{TaskID: a.Task.ID, URL: a.Task.URL, Err: "robots.txt unavailable",
+				Retry: true, HostWide: hostWide, Attempt: 1}); st != Requeued {
+				t.Fatalf("retry: %v", st)
+			}
+			got := lease(t, c, "w2")
+			if hostWide && got.Task.ID != 0 {
+				t.Errorf("leased %s while its host is held for a second", got.Task.URL)
+			}
+			if !hostWide && got.Task.URL != "http://h/b" {
+				t.Errorf("leased %q, want h/b at once", got.Task.URL)
+			}
+			if hostWide {
+				if got.Wait <= 0 {
+					t.Errorf("no wait in %+v", got)
+				}
+				clock.advance(time.Second)
+				if got := lease(t, c, "w2"); got.Task.ID == 0 {
+					t.Errorf("after the retry delay: %+v, want a URL of h", got)
+				}
+			}
+		})
+	}
+}

@@ -21,6 +21,12 @@ import (
 // read); such a URL is never requested.
 var ErrDisallowed = errors.New("crawler: disallowed by robots.txt")
 
+// ErrRobotsUnavailable is wrapped, with ErrDisallowed, by the error for a URL
+// whose host's robots.txt could not be read for a transient reason (a 5xx, a
+// 429, a lost connection; after Config.MaxRetries): the URL may succeed
+// later, and the host's next Fetch reads robots.txt again.
+var ErrRobotsUnavailable = errors.New("crawler: robots.txt unavailable")
+
 // ErrHostBackingOff is wrapped by the error a PoliteFetcher returns, without
 // any request, for a URL whose host asked (with Retry-After) or was set
 // (with SetHostNotBefore) to be left alone for longer than
@@ -263,8 +269,8 @@ func (p *PoliteFetcher) Fetch(ctx context.Context, rawURL string) ([]string, err
 }
 
 // filter keeps the links that may be followed from page: see Polite.
-// Links whose host's robots.txt is not loaded yet are kept; Fetch checks them
-// before any request.
+// Links whose host's robots.txt is not loaded yet, or could not be read for
+// a transient reason, are kept; Fetch checks them before any request.
 func (p *PoliteFetcher) filter(page *url.URL, links []string, redirect bool) []string {
 	kept := links[:0:0]
 	for _, link := range links {
@@ -278,7 +284,7 @@ func (p *PoliteFetcher) filter(page *url.URL, links []string, redirect bool) []s
 		h := p.hosts[u.Host]
 		p.mu.Unlock()
 		if h != nil && p.robots != nil {
-			if r := h.loadedRules(u.Scheme); r != nil && r.allowed(u, p.cfg.UserAgent) != nil {
+			if r := h.loadedRules(u.Scheme); r != nil && !errors.Is(r.err, ErrRobotsUnavailable) && r.allowed(u, p.cfg.UserAgent) != nil {
 				continue
 			}
 		}
@@ -384,8 +390,15 @@ func (p *PoliteFetcher) loadRobots(ctx context.Context, h *hostState, r *robotsR
 	}
 	expires := p.now().Add(p.cfg.robotsTTL())
 	if err != nil {
-		// Without a readable robots.txt, assume nothing may be crawled.
-		h.robotsLoaded(r, u.Scheme, nil, fmt.Errorf("%w: robots.txt unavailable: %v", ErrDisallowed, err), 0, expires)
+		// Without a readable robots.txt, assume nothing may be crawled. A
+		// transient failure holds only for the callers that waited for this
+		// load: the next one loads robots.txt again.
+		failure := fmt.Errorf("%w: robots.txt unavailable: %v", ErrDisallowed, err)
+		if Retryable(err) {
+			expires = p.now()
+			failure = fmt.Errorf("%w: %w: %v", ErrDisallowed, ErrRobotsUnavailable, err)
+		}
+		h.robotsLoaded(r, u.Scheme, nil, failure, 0, expires)
 		return
 	}
 	h.robotsLoaded(r, u.Scheme, data, nil, p.cfg.capDelay(data.FindGroup(p.cfg.UserAgent).CrawlDelay), expires)

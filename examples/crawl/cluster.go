@@ -82,7 +82,7 @@ func parseCoordinator(args []string, stdout io.Writer) (*coordOptions, error) {
 	fs.IntVar(&o.depth, "depth", 0, "follow links at most `N` hops from the start URLs (0: no limit)")
 	fs.IntVar(&o.hostLimit, "max-in-flight", crawler.DefaultConfig().MaxInFlightPerHost, "at most `N` requests in flight to one host, over all workers")
 	fs.DurationVar(&o.delay, "delay", 0, "at least `D` between two requests to one host (a larger robots.txt Crawl-delay wins)")
-	fs.DurationVar(&o.maxDelay, "max-crawl-delay", 10*time.Second, "cap on the Crawl-delay and Retry-After a host may impose (0: no cap)")
+	fs.DurationVar(&o.maxDelay, "max-crawl-delay", 10*time.Second, "cap `D` on the Crawl-delay and Retry-After a host may impose (0: no cap)")
 	fs.IntVar(&o.retries, "retries", 3, "queue a URL that failed transiently (5xx, 429, network) again up to `N` times")
 	fs.DurationVar(&o.retryDelay, "retry-delay", 200*time.Millisecond, "wait `D` before a URL's first retry (doubled at each retry)")
 	fs.DurationVar(&o.linger, "linger", 5*time.Second, "once the crawl is over, keep telling workers so for up to `D`")
@@ -192,6 +192,13 @@ func runCoordinator(ctx context.Context, args []string, stdout io.Writer) error 
 		HostLimit: o.hostLimit, HostDelay: o.delay, MaxHostDelay: o.maxDelay, MaxRetries: o.retries,
 		RetryDelay: o.retryDelay,
 	}
+	// Listen first: a coordinator that cannot serve leaves its store as it
+	// was (no restart counted).
+	l, err := net.Listen("tcp", o.listen)
+	if err != nil {
+		return fmt.Errorf("coordinator: %w", err)
+	}
+	defer l.Close()
 	resuming := false
 	if o.data != "" {
 		store, err := crawler.OpenCrawlStore(o.data)
@@ -221,10 +228,6 @@ func runCoordinator(ctx context.Context, args []string, stdout io.Writer) error 
 	if err := core.Register(coord); err != nil {
 		return err
 	}
-	l, err := net.Listen("tcp", o.listen)
-	if err != nil {
-		return fmt.Errorf("coordinator: %w", err)
-	}
 	served := make(chan struct{})
 	go func() {
 		defer close(served)
@@ -240,7 +243,10 @@ func runCoordinator(ctx context.Context, args []string, stdout io.Writer) error 
 	how := "in memory (cannot resume)"
 	if o.data != "" {
 		how = "in " + cfg.Store.Path()
-		if st.Restarts > 0 {
+		switch {
+		case resuming && st.Queued+st.Leased == 0:
+			how = fmt.Sprintf("in %s is already complete: %d done", cfg.Store.Path(), st.Pages+st.Failed)
+		case resuming:
 			how = fmt.Sprintf("resumed from %s (start %d): %d done, %d queued, %d leased",
 				cfg.Store.Path(), st.Restarts+1, st.Pages+st.Failed, st.Queued, st.Leased)
 		}
@@ -300,7 +306,7 @@ func runCoordinator(ctx context.Context, args []string, stdout io.Writer) error 
 	cs := coord.Stats()
 	s := clusterSummary{
 		Mode: "coordinator", Listen: l.Addr().String(), Data: o.data, Restarts: cs.Restarts,
-		StartURLs: coord.StartURLs(), Hosts: hosts,
+		StartURLs: coord.StartURLs(), Hosts: coord.Hosts(),
 		Pages: cs.Pages, Failed: cs.Failed, Workers: len(procs), Fetchers: len(fetchers), Reports: cs.Reports,
 		Suppressed: table.Duplicates + table.InFlightWaits, IgnoredReports: cs.Duplicates,
 		Leases: cs.Leases, RepeatedLeases: cs.RepeatedLeases, LeasesReassigned: cs.Reassigned,
@@ -397,8 +403,10 @@ const workerUsage = `Usage: crawl worker -coordinator ADDR [-workers N] [-name L
 Fetches the URLs a coordinator ("crawl coordinator") leases to it, obeying
 robots.txt, and reports their links. It waits for a coordinator that is not up
 yet or restarting, for up to -patience since it last answered, and exits 0 when
-the coordinator says the crawl is over. Every worker process has a unique
-identity (LABEL plus a random suffix), so several may share a label.
+the coordinator says the crawl is over. Interrupted, it gives its leases back
+to the coordinator, so that other workers fetch them at once, and exits 1.
+Every worker process has a unique identity (LABEL plus a random suffix), so
+several may share a label.
 
 Flags:
 `
@@ -484,6 +492,20 @@ func runWorker(ctx context.Context, args []string, stdout io.Writer) error {
 		}()
 	}
 	wg.Wait()
+	released := 0
+	if ctx.Err() != nil {
+		// Interrupted: give the leases back, so that other workers fetch
+		// their URLs now rather than after the lease time.
+		rctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		for i := range o.workers {
+			var rr crawler.ReleaseReply
+			err := client.Call(rctx, "Coordinator.Release", crawler.LeaseArgs{Worker: fmt.Sprintf("%s/%d", name, i)}, &rr)
+			if err == nil && rr.Released {
+				released++
+			}
+		}
+		cancel()
+	}
 	var total crawler.WorkerStats
 	for _, st := range stats {
 		total.Leases += st.Leases
@@ -497,6 +519,9 @@ func runWorker(ctx context.Context, args []string, stdout io.Writer) error {
 	ps := polite.Stats()
 	fmt.Fprintf(stdout, "worker %s: %d fetches (%d failed, %d HTTP requests), %d reports (%d duplicates, %d resent), %d lease errors\n",
 		name, total.Fetches, total.FetchErrors, ps.Requests, total.Reports, total.Duplicates, total.ReportResends, total.LeaseErrors)
+	if ctx.Err() != nil {
+		return fmt.Errorf("worker %s interrupted; %d leases given back to the coordinator", name, released)
+	}
 	failed := 0
 	var first error
 	for _, err := range errs {

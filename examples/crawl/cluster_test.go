@@ -20,6 +20,9 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/semrpc/semrpc/crawler"
+	"github.com/semrpc/semrpc/rpc"
 )
 
 // The multi-process tests run this test binary as the crawl program: with
@@ -480,4 +483,160 @@ func TestClusterCLI(t *testing.T) {
 			t.Errorf("worker: %v", err)
 		}
 	})
+}
+
+// A coordinator started on the -data of a finished crawl said it resumed
+// it, counted a restart each time, and its summary lost the crawl's hosts.
+// It now says the crawl is already complete, prints the stored summary
+// (hosts included) and exits 0, leaving the store as it was.
+func TestCoordinatorOnAFinishedCrawlPrintsItsSummaryUnchanged(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts processes")
+	}
+	data := t.TempDir()
+	st, err := crawler.OpenCrawlStore(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := crawler.NewCoordinator(crawler.CoordinatorConfig{StartURL: "http://a.test/",
+		Hosts: []string{"a.test", "b.test"}, Store: st})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var lr crawler.LeaseReply
+	if err := c.Lease(crawler.LeaseArgs{Worker: "w"}, &lr); err != nil || lr.Task.ID == 0 {
+		t.Fatalf("lease: %+v, %v", lr, err)
+	}
+	var rr crawler.ReportReply
+	if err := c.Report(crawler.ReportArgs{TaskID: lr.Task.ID, URL: lr.Task.URL, Attempt: 1}, &rr); err != nil {
+		t.Fatal(err)
+	}
+	st.Close()
+	for run := range 2 {
+		var stdout, stderr bytes.Buffer
+		cmd := exec.Command(os.Args[0], "coordinator", "-listen", "127.0.0.1:0", "-data", data, "-json", "-progress", "0")
+		cmd.Env = append(os.Environ(), runAsCrawlEnv+"=1")
+		cmd.Stdout, cmd.Stderr = &stdout, &stderr
+		if err := cmd.Run(); err != nil {
+			t.Fatalf("run %d: %v\n%s%s", run, err, stdout.String(), stderr.String())
+		}
+		var sum clusterSummary
+		if err := json.Unmarshal(stdout.Bytes(), &sum); err != nil {
+			t.Fatalf("run %d: %v\n%s", run, err, stdout.String())
+		}
+		if !sum.CheckOK || sum.Pages != 1 || sum.Restarts != 0 || !slices.Equal(sum.Hosts, []string{"a.test", "b.test"}) {
+			t.Errorf("run %d: summary %+v; want 1 page, 0 restarts, hosts a.test b.test, check ok", run, sum)
+		}
+		if !strings.Contains(stderr.String(), "already complete") {
+			t.Errorf("run %d: stderr does not say the crawl is complete:\n%s", run, stderr.String())
+		}
+	}
+}
+
+// A worker process interrupted (SIGINT) while it fetched left its leases
+// to expire (-lease, 30 s by default), so its URLs waited that long, and it
+// said only "context canceled". It now gives its leases back: the URL is
+// leased to the next worker at once, and it says so.
+func TestInterruptedWorkerGivesItsLeasesBack(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts processes")
+	}
+	fetching := make(chan struct{}, 1)
+	site := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/robots.txt" {
+			http.NotFound(w, r)
+			return
+		}
+		select {
+		case fetching <- struct{}{}:
+		default:
+		}
+		<-r.Context().Done() // never answers: the worker is interrupted first
+	}))
+	defer site.Close()
+	coord, err := crawler.NewCoordinator(crawler.CoordinatorConfig{StartURL: site.URL + "/", LeaseTimeout: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	core := rpc.NewServer()
+	if err := core.Register(coord); err != nil {
+		t.Fatal(err)
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := make(chan struct{})
+	go func() {
+		defer close(served)
+		core.Serve(l)
+	}()
+	defer func() {
+		core.Close()
+		<-served
+	}()
+
+	w := startCrawl(t, "worker", "worker", "-coordinator", l.Addr().String(), "-workers", "2")
+	select {
+	case <-fetching:
+	case <-w.done:
+		t.Fatalf("worker exited: %v\n%s", w.err, w.stdout.String())
+	case <-time.After(60 * time.Second):
+		t.Fatal("the worker never fetched the start URL")
+	}
+	if err := w.cmd.Process.Signal(os.Interrupt); err != nil {
+		t.Fatal(err)
+	}
+	w.waitLine(t, "1 leases given back", 30*time.Second)
+	if err := w.wait(t, 30*time.Second); err == nil {
+		t.Error("an interrupted worker exited 0")
+	}
+	var lr crawler.LeaseReply
+	if err := coord.Lease(crawler.LeaseArgs{Worker: "next"}, &lr); err != nil || lr.Task.URL != site.URL+"/" {
+		t.Errorf("next worker's lease: %+v, %v; want the start URL at once", lr.Task, err)
+	}
+	if st := coord.Stats(); st.Released != 1 || st.Reassigned != 0 {
+		t.Errorf("%d leases released, %d reassigned; want 1 and 0", st.Released, st.Reassigned)
+	}
+}
+
+// A coordinator that could not listen (its port taken) had already resumed
+// the crawl on its -data and counted a restart. It now listens first and
+// leaves the store as it was.
+func TestCoordinatorThatCannotListenLeavesItsStoreUnchanged(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts processes")
+	}
+	data := t.TempDir()
+	st, err := crawler.OpenCrawlStore(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := crawler.NewCoordinator(crawler.CoordinatorConfig{StartURL: "http://a.test/", Store: st}); err != nil {
+		t.Fatal(err)
+	}
+	st.Close()
+	taken, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer taken.Close()
+	cmd := exec.Command(os.Args[0], "coordinator", "-listen", taken.Addr().String(), "-data", data, "-progress", "0")
+	cmd.Env = append(os.Environ(), runAsCrawlEnv+"=1")
+	out, err := cmd.CombinedOutput()
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 || !strings.Contains(string(out), "address already in use") {
+		t.Errorf("coordinator on a taken port: %v\n%s", err, out)
+	}
+	st, err = crawler.OpenCrawlStore(data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	c, err := crawler.NewCoordinator(crawler.CoordinatorConfig{Store: st})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := c.Stats().Restarts; got != 1 {
+		t.Errorf("%d restarts after the failed start and this one, want 1", got)
+	}
 }

@@ -32,8 +32,8 @@ func runSite(ctx context.Context, args []string, stdout io.Writer) error {
 	var errBuf strings.Builder
 	fs.SetOutput(&errBuf)
 	listen := fs.String("listen", "127.0.0.1:8081", "serve on TCP `ADDR`")
-	pages := fs.Int("pages", 3000, "pages of the site")
-	seed := fs.Int64("seed", 1, "seed of the site's links")
+	pages := fs.Int("pages", 3000, "`N` pages in the site")
+	seed := fs.Int64("seed", 1, "seed `S` of the site's links")
 	latency := fs.Duration("latency", 0, "delay every page by `D`")
 	crawlDelay := fs.Duration("crawl-delay", 0, "announce a Crawl-delay of `D` in robots.txt")
 	if err := fs.Parse(args); err != nil {
@@ -60,7 +60,7 @@ func runSite(ctx context.Context, args []string, stdout io.Writer) error {
 		return fmt.Errorf("site: %w", err)
 	}
 	srv := &http.Server{Handler: site, ReadHeaderTimeout: 10 * time.Second}
-	fmt.Fprintf(logOut, "site: %d pages at http://%s/ (%d reachable)\n", *pages, l.Addr(), len(site.Reachable()))
+	fmt.Fprintf(logOut, "site: %d pages at http://%s/ (a crawl from / fetches %d URLs: pages, a text file, redirects)\n", *pages, l.Addr(), len(site.Reachable()))
 	done := make(chan error, 1)
 	go func() { done <- srv.Serve(l) }()
 	select {
