@@ -56,12 +56,12 @@ var _ rpc.Transport = (*ClientEnd)(nil)
 // arguments, or a handler that returned an error). Failures other than the
 // network's faults are logged.
 func (e *ClientEnd) Call(svcMeth string, args interface{}, reply interface{}) bool {
-	return e.call(context.Background(), svcMeth, nil, args, reply, true) == nil
+	return e.call(context.Background(), svcMeth, nil, args, reply, true, nil) == nil
 }
 
 // CallContext is Call that also returns false as soon as ctx ends.
 func (e *ClientEnd) CallContext(ctx context.Context, svcMeth string, args interface{}, reply interface{}) bool {
-	return e.call(ctx, svcMeth, nil, args, reply, true) == nil
+	return e.call(ctx, svcMeth, nil, args, reply, true, nil) == nil
 }
 
 // RoundTrip implements rpc.Transport: it sends req once, carrying its
@@ -70,7 +70,7 @@ func (e *ClientEnd) CallContext(ctx context.Context, svcMeth string, args interf
 // maybe executed (request or reply lost, server dead, ctx ended after
 // delivery), or the server's own answer (application error or refusal).
 func (e *ClientEnd) RoundTrip(ctx context.Context, req *rpc.Request, reply any) error {
-	return e.call(ctx, req.ServiceMethod, req.Header, req.Args, reply, false)
+	return e.call(ctx, req.ServiceMethod, req.Header, req.Args, reply, false, req)
 }
 
 // Close implements rpc.Transport. It does nothing: the network owns its
@@ -84,7 +84,9 @@ type result struct {
 
 // call is the life of one call. It runs on the caller's goroutine; only the
 // handler (and a duplicate delivery) get goroutines of their own.
-func (e *ClientEnd) call(ctx context.Context, method string, h *semantics.Header, args, reply any, classic bool) error {
+// rq, if not nil, is the rpc request: its metadata goes to the server and
+// the reply's comes back into it.
+func (e *ClientEnd) call(ctx context.Context, method string, h *semantics.Header, args, reply any, classic bool, rq *rpc.Request) error {
 	n := e.net
 	rt := n.route(e.endname)
 	if rt.closed {
@@ -112,6 +114,10 @@ func (e *ClientEnd) call(ctx context.Context, method string, h *semantics.Header
 	}
 	step(FateSent, 0, nil)
 
+	var md rpc.Metadata
+	if rq != nil {
+		md = rq.Metadata
+	}
 	snap, size, err := encodeArgs(args)
 	if err != nil {
 		return fail(fmt.Errorf("labrpc: encoding args of %s: %v: %w", method, err, semantics.ErrRejected))
@@ -138,7 +144,7 @@ func (e *ClientEnd) call(ctx context.Context, method string, h *semantics.Header
 		if dupSnap, size, err := snapshot(snap.Interface()); err == nil {
 			n.bytes.Add(int64(size))
 			step(FateDuplicated, 0, nil)
-			e.deliverDuplicate(rt, rt.link.delay(f.dupDelay), method, h, dupSnap)
+			e.deliverDuplicate(rt, rt.link.delay(f.dupDelay), method, h, &request{snap: dupSnap, md: md, end: e.endname})
 		}
 	}
 	step(FateDelivered, rt.link.delay(f.delay), nil)
@@ -149,7 +155,8 @@ func (e *ClientEnd) call(ctx context.Context, method string, h *semantics.Header
 	rt.server.count.Add(1)
 	res := make(chan result, 1)
 	deadline, _ := ctx.Deadline()
-	n.dispatch(job{server: rt.server, method: method, header: h, req: &request{snap: snap}, res: res, deadline: deadline})
+	r := &request{snap: snap, md: md, end: e.endname}
+	n.dispatch(job{server: rt.server, method: method, header: h, req: r, res: res, deadline: deadline})
 	var out result
 wait:
 	for {
@@ -178,6 +185,9 @@ wait:
 	if f.dropReply < rt.link.DropReply {
 		step(FateReplyDropped, 0, nil)
 		return semantics.MaybeExecuted(ErrReplyDropped)
+	}
+	if rq != nil && rq.ReplyMetadata != nil { // written by Handle before it answered
+		rq.ReplyMetadata.Header, rq.ReplyMetadata.Trailer = r.header, r.trailer
 	}
 	var delay time.Duration
 	if rt.longReordering {
@@ -225,7 +235,7 @@ wait:
 
 // deliverDuplicate delivers a second copy of a request after its own delay,
 // unless the end or server has gone away meanwhile. Its reply is discarded.
-func (e *ClientEnd) deliverDuplicate(rt route, d time.Duration, method string, h *semantics.Header, snap reflect.Value) {
+func (e *ClientEnd) deliverDuplicate(rt route, d time.Duration, method string, h *semantics.Header, r *request) {
 	n := e.net
 	n.goBackground(func() {
 		if n.sleep(n.ctx, d) != nil {
@@ -235,7 +245,7 @@ func (e *ClientEnd) deliverDuplicate(rt route, d time.Duration, method string, h
 			return
 		}
 		rt.server.count.Add(1)
-		n.dispatch(job{server: rt.server, method: method, header: h, req: &request{snap: snap}})
+		n.dispatch(job{server: rt.server, method: method, header: h, req: r})
 	})
 }
 
@@ -243,7 +253,29 @@ func (e *ClientEnd) deliverDuplicate(rt route, d time.Duration, method string, h
 type request struct {
 	snap  reflect.Value // pointer to this delivery's private gob copy
 	moved bool
+
+	md              rpc.Metadata // the caller's metadata
+	end             interface{}  // the caller's end name, its peer address
+	header, trailer rpc.Metadata // the reply's metadata, set by Handle
 }
+
+var _ rpc.MetadataCarrier = (*request)(nil)
+
+// IncomingMetadata implements rpc.MetadataCarrier.
+func (r *request) IncomingMetadata() rpc.Metadata { return r.md }
+
+// Peer implements rpc.MetadataCarrier: the caller's address is its end's
+// name.
+func (r *request) Peer() *rpc.Peer { return &rpc.Peer{Addr: endAddr{r.end}} }
+
+// SetReplyMetadata implements rpc.MetadataCarrier.
+func (r *request) SetReplyMetadata(header, trailer rpc.Metadata) { r.header, r.trailer = header, trailer }
+
+// endAddr is an end's name as a net.Addr, on network "labrpc".
+type endAddr struct{ name interface{} }
+
+func (a endAddr) Network() string { return "labrpc" }
+func (a endAddr) String() string  { return fmt.Sprint(a.name) }
 
 // DecodeArgs implements rpc.ArgsDecoder. The snapshot is already a gob
 // decoding of the caller's args into a fresh value; if the method's type is

@@ -225,6 +225,15 @@ func (s *Server) Handle(ctx context.Context, serviceMethod string, h *semantics.
 		s.rejected.Add(1)
 		return nil, reject(CodeRejected, "rpc: decoding arguments of %s: %v", serviceMethod, err)
 	}
+	if mc, ok := args.(MetadataCarrier); ok {
+		var sc *serverCall
+		if sc, err = newServerCall(ctx, mc.IncomingMetadata(), peerSource{carrier: mc}); err != nil {
+			s.rejected.Add(1)
+			return nil, err
+		}
+		ctx = sc
+		defer func() { mc.SetReplyMetadata(sc.finish()) }()
+	}
 	s.inflight.Add(1)
 	defer s.inflight.Add(-1)
 	// The method's context ends with the transport's (the caller's

@@ -180,7 +180,7 @@ func (c *serverConn) worker(tk task) {
 		// before it closes the connection under the reply.
 		c.s.inflight.Add(1)
 		ctx, cancel := c.s.callContext(tk.req.Timeout)
-		reply, err := c.s.execute(ctx, tk.m, tk.req.Sem, tk.ptr, tk.pass)
+		reply, err := c.s.executeConn(ctx, c.rwc, &tk) // execute, with metadata and peer
 		cancel()
 		c.respond(&tk.req, reply, err)
 		c.s.inflight.Add(-1)
@@ -256,7 +256,7 @@ const maxDrain = 64 << 20
 // unusable. A failed write closes the connection: the stream cannot be
 // trusted after a partial message.
 func (c *serverConn) respond(req *wireRequest, reply any, err error) {
-	resp := wireResponse{ServiceMethod: req.ServiceMethod, Seq: req.Seq}
+	resp := wireResponse{ServiceMethod: req.ServiceMethod, Seq: req.Seq, Header: req.replyHeader, Trailer: req.replyTrailer}
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
 	if c.bad || c.ctx.Err() != nil { // broken, or closing: no more replies

@@ -224,7 +224,8 @@ func (t *tcpTransport) Close() error {
 // written). Whoever wins take does, and nobody else touches reply.
 type pendingCall struct {
 	reply any
-	done  chan error // buffered: the completer never blocks
+	md    *ReplyMetadata // receives the reply's metadata, or nil
+	done  chan error     // buffered: the completer never blocks
 	taken atomic.Bool
 }
 
@@ -285,6 +286,7 @@ func (t *tcpTransport) RoundTrip(ctx context.Context, req *Request, reply any) e
 		return semantics.NotSent(fmt.Errorf("rpc: %s: %w", req.ServiceMethod, err))
 	}
 	call := getPending(reply)
+	call.md = req.ReplyMetadata
 	c, seq, err := t.register(ctx, req, call)
 	if err != nil {
 		call.reply = nil
@@ -398,7 +400,7 @@ func (c *tcpConn) write(req *Request, seq uint64) (err, broken error) {
 	c.wmu.Lock()
 	defer c.wmu.Unlock()
 	c.buf.Reset()
-	wr := wireRequest{ServiceMethod: req.ServiceMethod, Seq: seq, Sem: req.Header, Timeout: int64(req.Timeout)}
+	wr := wireRequest{ServiceMethod: req.ServiceMethod, Seq: seq, Sem: req.Header, Timeout: int64(req.Timeout), Metadata: req.Metadata}
 	if err := c.enc.Encode(&wr); err != nil { // cannot happen for this fixed type
 		return semantics.NotSent(fmt.Errorf("rpc: encoding request header of %s: %w", req.ServiceMethod, err)), err
 	}
@@ -500,6 +502,9 @@ func (c *tcpConn) readLoop() {
 			callErr, streamErr = c.decodeReply(&resp, call.reply)
 		}
 		if call != nil {
+			if call.md != nil {
+				call.md.Header, call.md.Trailer = resp.Header, resp.Trailer
+			}
 			call.done <- callErr
 		}
 		if streamErr != nil {
