@@ -144,7 +144,8 @@ func (e *ClientEnd) call(ctx context.Context, method string, h *semantics.Header
 		if dupSnap, size, err := snapshot(snap.Interface()); err == nil {
 			n.bytes.Add(int64(size))
 			step(FateDuplicated, 0, nil)
-			e.deliverDuplicate(rt, rt.link.delay(f.dupDelay), method, h, &request{snap: dupSnap, md: md, end: e.endname})
+			dl, _ := ctx.Deadline() // a duplicate carries the caller's deadline too
+			e.deliverDuplicate(rt, rt.link.delay(f.dupDelay), method, h, &request{snap: dupSnap, md: md, end: e.endname}, dl)
 		}
 	}
 	step(FateDelivered, rt.link.delay(f.delay), nil)
@@ -235,7 +236,7 @@ wait:
 
 // deliverDuplicate delivers a second copy of a request after its own delay,
 // unless the end or server has gone away meanwhile. Its reply is discarded.
-func (e *ClientEnd) deliverDuplicate(rt route, d time.Duration, method string, h *semantics.Header, r *request) {
+func (e *ClientEnd) deliverDuplicate(rt route, d time.Duration, method string, h *semantics.Header, r *request, deadline time.Time) {
 	n := e.net
 	n.goBackground(func() {
 		if n.sleep(n.ctx, d) != nil {
@@ -245,7 +246,7 @@ func (e *ClientEnd) deliverDuplicate(rt route, d time.Duration, method string, h
 			return
 		}
 		rt.server.count.Add(1)
-		n.dispatch(job{server: rt.server, method: method, header: h, req: r})
+		n.dispatch(job{server: rt.server, method: method, header: h, req: r, deadline: deadline})
 	})
 }
 
@@ -269,7 +270,9 @@ func (r *request) IncomingMetadata() rpc.Metadata { return r.md }
 func (r *request) Peer() *rpc.Peer { return &rpc.Peer{Addr: endAddr{r.end}} }
 
 // SetReplyMetadata implements rpc.MetadataCarrier.
-func (r *request) SetReplyMetadata(header, trailer rpc.Metadata) { r.header, r.trailer = header, trailer }
+func (r *request) SetReplyMetadata(header, trailer rpc.Metadata) {
+	r.header, r.trailer = header, trailer
+}
 
 // endAddr is an end's name as a net.Addr, on network "labrpc".
 type endAddr struct{ name interface{} }

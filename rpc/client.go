@@ -19,7 +19,7 @@ type Client struct {
 	t        Transport
 	opts     options
 	runner   semantics.Runner
-	call     Handler // the interceptor chain around c.invoke, or nil
+	call     Handler        // the interceptor chain around c.invoke, or nil
 	attempt  AttemptHandler // the attempt interceptors around the transport, or nil
 	sessions sessionManager
 

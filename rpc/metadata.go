@@ -400,3 +400,43 @@ func (s *Server) executeConn(ctx context.Context, rwc io.ReadWriteCloser, tk *ta
 	tk.req.replyHeader, tk.req.replyTrailer = sc.finish()
 	return reply, err
 }
+
+// replyWithMetadata is a reply kept in the at-most-once table with the
+// reply metadata its method set, so that duplicates answered from the table
+// get both.
+type replyWithMetadata struct {
+	reply           any
+	header, trailer Metadata
+}
+
+// keepReplyMetadata returns what the table keeps of a reply: the reply
+// itself, or, if the method set reply metadata, the reply with it.
+func keepReplyMetadata(ctx context.Context, reply any) any {
+	sc, ok := ctx.Value(serverCallKey{}).(*serverCall)
+	if !ok {
+		return reply
+	}
+	sc.mu.Lock()
+	defer sc.mu.Unlock()
+	if sc.header == nil && sc.trailer == nil {
+		return reply
+	}
+	return &replyWithMetadata{reply: reply, header: sc.header, trailer: sc.trailer}
+}
+
+// replayReplyMetadata unwraps a reply kept by keepReplyMetadata, setting
+// its metadata on the duplicate's call.
+func replayReplyMetadata(ctx context.Context, kept any) any {
+	rw, ok := kept.(*replyWithMetadata)
+	if !ok {
+		return kept
+	}
+	if sc, ok := ctx.Value(serverCallKey{}).(*serverCall); ok {
+		sc.mu.Lock()
+		if !sc.sent {
+			sc.header, sc.trailer = rw.header, rw.trailer
+		}
+		sc.mu.Unlock()
+	}
+	return rw.reply
+}

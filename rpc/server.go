@@ -299,7 +299,7 @@ func (s *Server) dedup(ctx context.Context, m *methodType, h *semantics.Header, 
 		if s.durable {
 			return storedOutcome(m, out)
 		}
-		return out.Reply, out.Err
+		return replayReplyMetadata(ctx, out.Reply), out.Err
 	}
 	if s.durable {
 		return s.executeDurable(ctx, tk, m, h, argv)
@@ -315,7 +315,7 @@ func (s *Server) dedup(ctx context.Context, m *methodType, h *semantics.Header, 
 	// effects: its outcome is recorded as "may have executed", never taken
 	// back, so that no duplicate runs it again (a table can outlive its
 	// server, given to another with WithTable).
-	s.table.Finish(tk, semantics.Outcome{Reply: reply, Err: err})
+	s.table.Finish(tk, semantics.Outcome{Reply: keepReplyMetadata(ctx, reply), Err: err})
 	return reply, err
 }
 
