@@ -44,17 +44,17 @@ const ScopeName = "github.com/semrpc/semrpc/rpc/otelrpc"
 // Attribute keys. The rpc.* keys follow OpenTelemetry's RPC conventions;
 // the semrpc.* keys are this library's.
 const (
-	KeySystem   = attribute.Key("rpc.system")         // always "semrpc"
-	KeyService  = attribute.Key("rpc.service")        // "Service" of "Service.Method"
-	KeyMethod   = attribute.Key("rpc.method")         // "Method" of "Service.Method"
+	KeySystem   = attribute.Key("rpc.system")           // always "semrpc"
+	KeyService  = attribute.Key("rpc.service")          // "Service" of "Service.Method"
+	KeyMethod   = attribute.Key("rpc.method")           // "Method" of "Service.Method"
 	KeyPeer     = attribute.Key("network.peer.address") // the caller, on the server
-	KeyPolicy   = attribute.Key("semrpc.policy")      // the call's failure semantics
-	KeyAttempt  = attribute.Key("semrpc.attempt")     // the attempt's number, from 1
-	KeyClass    = attribute.Key("semrpc.class")       // the failure class: "ok", "not sent", "maybe executed"…
-	KeyBackoff  = attribute.Key("semrpc.backoff")     // seconds waited before the attempt
-	KeyAttempts = attribute.Key("semrpc.attempts")    // attempts the call made
-	KeyVerdict  = attribute.Key("semrpc.verdict")     // a failed call: "not executed", "maybe executed", "executed"
-	KeySeq      = attribute.Key("semrpc.seq")         // the at-most-once sequence number, on the server
+	KeyPolicy   = attribute.Key("semrpc.policy")        // the call's failure semantics
+	KeyAttempt  = attribute.Key("semrpc.attempt")       // the attempt's number, from 1
+	KeyClass    = attribute.Key("semrpc.class")         // the failure class: "ok", "not sent", "maybe executed"…
+	KeyBackoff  = attribute.Key("semrpc.backoff")       // seconds waited before the attempt
+	KeyAttempts = attribute.Key("semrpc.attempts")      // attempts the call made
+	KeyVerdict  = attribute.Key("semrpc.verdict")       // a failed call: "not executed", "maybe executed", "executed"
+	KeySeq      = attribute.Key("semrpc.seq")           // the at-most-once sequence number, on the server
 )
 
 // EventAttempt names the span event of each attempt.
