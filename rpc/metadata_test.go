@@ -40,10 +40,14 @@ type MetaSeen struct {
 	PeerNet      string
 	TLS          bool
 	PeerCertName string
+	CertsHelper  string // what PeerCertificates gave
 }
 
 func see(ctx context.Context, key string) MetaSeen {
 	var r MetaSeen
+	if certs := PeerCertificates(ctx); len(certs) > 0 {
+		r.CertsHelper = certs[0].Subject.CommonName
+	}
 	md, ok := FromIncomingContext(ctx)
 	r.HasIncoming, r.Values = ok, md.Get(key)
 	r.Deadline, r.HasDeadline = ctx.Deadline()
@@ -232,7 +236,7 @@ func TestMetadataTravelsBothWaysOverEveryConnection(t *testing.T) {
 				if !seen.HasPeer || seen.PeerNet != conn.peerNet || seen.PeerAddr == "" {
 					t.Errorf("peer: has %v, network %q, addr %q; want network %q", seen.HasPeer, seen.PeerNet, seen.PeerAddr, conn.peerNet)
 				}
-				if seen.TLS != conn.tls || seen.PeerCertName != conn.certName {
+				if seen.TLS != conn.tls || seen.PeerCertName != conn.certName || seen.CertsHelper != conn.certName {
 					t.Errorf("peer TLS %v with client certificate %q, want %v with %q", seen.TLS, seen.PeerCertName, conn.tls, conn.certName)
 				}
 

@@ -3,6 +3,7 @@ package rpc
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"io"
 	"net"
 )
@@ -66,4 +67,15 @@ func peerOf(rwc io.ReadWriteCloser) *Peer {
 		p.TLS = &st
 	}
 	return p
+}
+
+// PeerCertificates returns the certificates the caller of the request
+// served under ctx presented over TLS, its own first (verified when the
+// server requires and verifies client certificates), or nil when the
+// connection is not TLS or the caller sent none.
+func PeerCertificates(ctx context.Context) []*x509.Certificate {
+	if p, ok := PeerFromContext(ctx); ok && p.TLS != nil {
+		return p.TLS.PeerCertificates
+	}
+	return nil
 }
