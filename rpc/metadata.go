@@ -387,10 +387,21 @@ func outgoingMetadata(ctx context.Context, serviceMethod string) (Metadata, erro
 	return md, nil
 }
 
+// seesContext reports whether anything that runs for a request of m can
+// look at its context: the method itself, or a server interceptor. When
+// nothing can, and the request has no metadata, the server spares it the
+// per-request metadata state.
+func (s *Server) seesContext(m *methodType) bool {
+	return m.hasCtx || len(s.opts.serverInterceptors) > 0
+}
+
 // executeConn runs a request read from a connection (rwc) with its
 // metadata and peer in the method's context, and keeps the reply metadata
 // in tk.req for the response.
 func (s *Server) executeConn(ctx context.Context, rwc io.ReadWriteCloser, tk *task) (any, error) {
+	if tk.req.Metadata == nil && !s.seesContext(tk.m) {
+		return s.execute(ctx, tk.m, tk.req.Sem, tk.ptr, tk.pass)
+	}
 	sc, err := newServerCall(ctx, tk.req.Metadata, peerSource{conn: rwc})
 	if err != nil {
 		s.rejected.Add(1)

@@ -225,7 +225,7 @@ func (s *Server) Handle(ctx context.Context, serviceMethod string, h *semantics.
 		s.rejected.Add(1)
 		return nil, reject(CodeRejected, "rpc: decoding arguments of %s: %v", serviceMethod, err)
 	}
-	if mc, ok := args.(MetadataCarrier); ok {
+	if mc, ok := args.(MetadataCarrier); ok && (mc.IncomingMetadata() != nil || s.seesContext(m)) {
 		var sc *serverCall
 		if sc, err = newServerCall(ctx, mc.IncomingMetadata(), peerSource{carrier: mc}); err != nil {
 			s.rejected.Add(1)
