@@ -378,11 +378,24 @@ func TestServerRefusesOversizedMetadata(t *testing.T) {
 				tr.Close()
 				srv.Shutdown(context.Background())
 			}()
-			big := Metadata{"big": {strings.Repeat("x", MaxMetadataBytes+1)}}
+			many := Metadata{}
+			for i := range 10 * MaxMetadataEntries {
+				many.Append(fmt.Sprintf("k%d", i), "")
+			}
+			bad := []struct {
+				md   Metadata
+				says string
+			}{
+				{Metadata{"big": {strings.Repeat("x", MaxMetadataBytes+1)}}, "metadata too large"},
+				{many, "metadata too large"},
+				{Metadata{"Upper": {"v"}}, "invalid metadata"},
+			}
 			var seen MetaSeen
-			err := tr.RoundTrip(ctxT(t), &Request{ServiceMethod: "MetaSvc.Echo", Args: "k", Metadata: big}, &seen)
-			if semantics.ClassOf(err) != semantics.ClassRejected || !strings.Contains(err.Error(), "metadata too large") {
-				t.Fatalf("err = %v (class %v), want a refusal naming the metadata", err, semantics.ClassOf(err))
+			for _, b := range bad {
+				err := tr.RoundTrip(ctxT(t), &Request{ServiceMethod: "MetaSvc.Echo", Args: "k", Metadata: b.md}, &seen)
+				if semantics.ClassOf(err) != semantics.ClassRejected || !strings.Contains(err.Error(), b.says) {
+					t.Fatalf("err = %v (class %v), want a refusal saying %q", err, semantics.ClassOf(err), b.says)
+				}
 			}
 			if n := svc.calls.Load(); n != 0 {
 				t.Fatalf("the method ran %d times", n)
