@@ -122,8 +122,9 @@ func (md Metadata) Copy() Metadata {
 	return out
 }
 
-// Join returns a copy of md with the values of others appended.
-func Join(mds ...Metadata) Metadata {
+// JoinMetadata returns new metadata holding the values of all of mds, in
+// order.
+func JoinMetadata(mds ...Metadata) Metadata {
 	out := Metadata{}
 	for _, md := range mds {
 		for k, v := range md {
@@ -352,7 +353,7 @@ func setReplyMetadata(ctx context.Context, md Metadata, trailer bool) error {
 	if trailer {
 		dst = &sc.trailer
 	}
-	merged := Join(*dst, md)
+	merged := JoinMetadata(*dst, md)
 	if err := merged.Validate(); err != nil {
 		return err
 	}

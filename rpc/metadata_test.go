@@ -602,7 +602,7 @@ func TestMetadataHelpers(t *testing.T) {
 	if md.First("A") != "1" || md.First("b") != "3" || cp.First("a") != "x" || cp.Get("b") != nil {
 		t.Errorf("Copy is not deep: md %v, copy %v", md, cp)
 	}
-	if s := Join(md, Pairs("c", "4")).String(); s != `a="1", a="2", b="3", c="4"` {
+	if s := JoinMetadata(md, Pairs("c", "4")).String(); s != `a="1", a="2", b="3", c="4"` {
 		t.Errorf("Join.String = %s", s)
 	}
 	if md.Len() != 2 || NewMetadata(map[string]string{"K": "v"}).First("k") != "v" {
