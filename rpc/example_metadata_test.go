@@ -195,3 +195,42 @@ func ExampleWithAttemptInterceptor() {
 	// Greeter.Hello attempt 2: ok, waited first: true
 	// <nil>
 }
+
+// Refuse explains a refusal in its trailer, which reaches the caller with
+// the error.
+func (Greeter) Refuse(ctx context.Context, name string, reply *string) error {
+	rpc.SetTrailer(ctx, rpc.Pairs("retry-after", "30s"))
+	return fmt.Errorf("%s: come back later", name)
+}
+
+// A trailer travels with an error answer too.
+func ExampleWithTrailer() {
+	addr, stop := serveGreeter()
+	defer stop()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	client, err := rpc.Dial(ctx, "tcp", addr)
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer client.Close()
+	var reply string
+	var trailer rpc.Metadata
+	err = client.Call(ctx, "Greeter.Refuse", "ada", &reply, rpc.WithTrailer(&trailer))
+	fmt.Println(err)
+	fmt.Println("retry after:", trailer.First("retry-after"))
+	// Output:
+	// ada: come back later
+	// retry after: 30s
+}
+
+// Calling a method directly, as a test would, with the peer a server
+// would give it.
+func ExampleNewPeerContext() {
+	addr, _ := net.ResolveTCPAddr("tcp", "192.0.2.7:4242")
+	ctx := rpc.NewPeerContext(context.Background(), &rpc.Peer{Addr: addr})
+	var who string
+	Greeter{}.WhoAmI(ctx, 0, &who)
+	fmt.Println(who)
+	// Output: tcp 192.0.2.7, TLS false
+}
