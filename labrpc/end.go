@@ -260,26 +260,6 @@ type request struct {
 	header, trailer rpc.Metadata // the reply's metadata, set by Handle
 }
 
-var _ rpc.MetadataCarrier = (*request)(nil)
-
-// IncomingMetadata implements rpc.MetadataCarrier.
-func (r *request) IncomingMetadata() rpc.Metadata { return r.md }
-
-// Peer implements rpc.MetadataCarrier: the caller's address is its end's
-// name.
-func (r *request) Peer() *rpc.Peer { return &rpc.Peer{Addr: endAddr{r.end}} }
-
-// SetReplyMetadata implements rpc.MetadataCarrier.
-func (r *request) SetReplyMetadata(header, trailer rpc.Metadata) {
-	r.header, r.trailer = header, trailer
-}
-
-// endAddr is an end's name as a net.Addr, on network "labrpc".
-type endAddr struct{ name interface{} }
-
-func (a endAddr) Network() string { return "labrpc" }
-func (a endAddr) String() string  { return fmt.Sprint(a.name) }
-
 // DecodeArgs implements rpc.ArgsDecoder. The snapshot is already a gob
 // decoding of the caller's args into a fresh value; if the method's type is
 // the same it is handed over as is, else it is decoded again into v.
