@@ -235,7 +235,8 @@ func NewIncomingContext(ctx context.Context, md Metadata) context.Context {
 
 // FromIncomingContext returns the metadata the caller sent with the
 // request served under ctx, and whether ctx is such a context. The metadata
-// is empty (not nil) when the caller sent none; do not modify it.
+// is empty (not nil) when the caller sent none. It is the request's own:
+// changes to it are seen by whatever runs later for the same request.
 func FromIncomingContext(ctx context.Context) (Metadata, bool) {
 	md, ok := ctx.Value(incomingKey{}).(Metadata)
 	return md, ok
@@ -249,7 +250,8 @@ type ReplyMetadata struct {
 }
 
 // WithHeader asks a call to store the header metadata of its reply in *md
-// (of the last attempt that got an answer; an answer that is an error counts). Call-level only.
+// (of the last attempt that got an answer; an answer that is an error
+// counts). Call-level only.
 func WithHeader(md *Metadata) Option {
 	return func(o *options) { o.replyHeader = md }
 }
@@ -265,11 +267,11 @@ func WithTrailer(md *Metadata) Option {
 // is itself the method's context (one allocation per request).
 type serverCall struct {
 	context.Context
-	incoming Metadata
-	peer     peerSource
+	peer peerSource
 
-	mu      sync.Mutex // protects following
-	header  Metadata
+	mu       sync.Mutex // protects following
+	incoming Metadata   // made empty when read if the caller sent none
+	header   Metadata
 	trailer Metadata
 	sent    bool // the reply left: later SetHeader and SetTrailer fail
 }
@@ -277,14 +279,14 @@ type serverCall struct {
 // serverCallKey finds the serverCall among a context's values.
 type serverCallKey struct{}
 
-var emptyMetadata = Metadata{}
-
 // Value answers for the request's metadata and peer, and the call itself.
 func (sc *serverCall) Value(key any) any {
 	switch key.(type) {
 	case incomingKey:
+		sc.mu.Lock()
+		defer sc.mu.Unlock()
 		if sc.incoming == nil {
-			return emptyMetadata
+			sc.incoming = Metadata{} // its own: a method may write to it
 		}
 		return sc.incoming
 	case peerKey:
