@@ -272,8 +272,8 @@ type serverCall struct {
 	mu       sync.Mutex // protects following
 	incoming Metadata   // made empty when read if the caller sent none
 	header   Metadata
-	trailer Metadata
-	sent    bool // the reply left: later SetHeader and SetTrailer fail
+	trailer  Metadata
+	sent     bool // the reply left: later SetHeader and SetTrailer fail
 }
 
 // serverCallKey finds the serverCall among a context's values.
