@@ -18,7 +18,9 @@
 //
 // Without WithTracerProvider, WithMeterProvider and WithPropagators the
 // global ones (go.opentelemetry.io/otel) are used, read when the
-// interceptors are made.
+// interceptors are made; without a global propagator, W3C trace context and
+// baggage carry the trace in metadata ("traceparent", "tracestate",
+// "baggage").
 package otelrpc
 
 import (
@@ -88,8 +90,8 @@ func WithMeterProvider(mp metric.MeterProvider) Option {
 }
 
 // WithPropagators sets how the trace context is written into and read from
-// metadata (default: otel.GetTextMapPropagator(); set the global one, or
-// give propagation.TraceContext{} here, or nothing travels).
+// metadata. By default it is otel.GetTextMapPropagator() if one was set when
+// the interceptors are made, else W3C trace context and baggage.
 func WithPropagators(p propagation.TextMapPropagator) Option {
 	return func(c *config) { c.props = p }
 }
@@ -117,6 +119,11 @@ func newInstruments(opts []Option) *instruments {
 	}
 	if c.props == nil {
 		c.props = otel.GetTextMapPropagator()
+		if len(c.props.Fields()) == 0 {
+			// No global propagator set: the trace context would not
+			// travel at all. W3C's is what every OpenTelemetry SDK reads.
+			c.props = propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{})
+		}
 	}
 	meter := c.mp.Meter(ScopeName)
 	in := &instruments{tracer: c.tp.Tracer(ScopeName), props: c.props}

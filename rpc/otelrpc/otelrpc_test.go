@@ -213,3 +213,42 @@ func TestFailedCallSpanHasErrorStatusAndVerdict(t *testing.T) {
 		t.Fatalf("verdicts %v, want [executed, not executed]", verdicts)
 	}
 }
+
+// Without WithPropagators and without a global propagator, the trace
+// context still travels (W3C trace context).
+func TestTraceContextTravelsWithoutAConfiguredPropagator(t *testing.T) {
+	spans := tracetest.NewSpanRecorder()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(spans))
+	defer tp.Shutdown(context.Background())
+	var seen rpc.Metadata
+	srv := rpc.NewServer(otelrpc.ServerOption(otelrpc.WithTracerProvider(tp)),
+		rpc.WithServerInterceptor(func(ctx context.Context, ci *rpc.CallInfo, next rpc.Handler) error {
+			seen, _ = rpc.FromIncomingContext(ctx)
+			return next(ctx, ci)
+		}))
+	srv.Register(&Bank{})
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Serve(l)
+	defer srv.Shutdown(context.Background())
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	c, err := rpc.Dial(ctx, "tcp", l.Addr().String(), otelrpc.ClientOptions(otelrpc.WithTracerProvider(tp))...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	var bal int
+	if err := c.Call(ctx, "Bank.Deposit", 1, &bal); err != nil {
+		t.Fatal(err)
+	}
+	if seen.First("traceparent") == "" {
+		t.Fatalf("request metadata %v has no traceparent", seen)
+	}
+	ended := spans.Ended()
+	if len(ended) != 2 || ended[0].Parent().SpanID() != ended[1].SpanContext().SpanID() {
+		t.Fatalf("spans %v: want a server span child of the client span", ended)
+	}
+}
