@@ -57,6 +57,9 @@ func Dial(ctx context.Context, network, address string, opts ...Option) (*Client
 		return nil, err
 	}
 	t := newTCPTransport(network, address, &o)
+	if o.tlsConfig != nil {
+		t = newStreamTransport(address, streamDialer(network, address, &o), &o)
+	}
 	if o.eagerDial {
 		if _, err := t.conn(ctx, false); err != nil {
 			t.Close()

@@ -20,18 +20,22 @@ import (
 // header (no-retry, at-least-once) through st.Transact. It replaces
 // WithTable.
 //
-// Methods of a durable server keep their state in the store's transaction:
-// with a semantics.BoltStore, they take a context.Context first and reach
-// the transaction with semantics.TxFrom(ctx) (or BoltStore.Update and View
-// with that ctx), whatever the call's policy. One rule holds for every
-// call: a method that returns an error has everything it wrote rolled back
-// (a call with a header still gets its completion record, with the error);
-// a method that returns nil has its writes committed. A method may be run
-// more than once inside rolled-back transactions, so it must have no effect
-// outside the transaction, must not modify its arguments, must not block
-// (concurrent calls share its transaction), and its reply must not keep the
-// transaction's memory. It must not use BoltStore.DB: its call holds the
-// database's only writer lock, so DB().Update would wait forever.
+// Methods of a durable server keep their state in the store's transaction,
+// whatever the call's policy: they take a context.Context first and reach
+// the transaction with semantics.TxOf[T](ctx), T being the store's
+// transaction type (with a semantics.BoltStore, *bbolt.Tx, also found with
+// semantics.TxFrom, or through BoltStore.Update and View with that ctx).
+// Any implementation of semantics.Store will do; doc/stores.md is the
+// recipe. One rule holds for every call: a method that returns an error
+// has everything it wrote rolled back (a call with a header still gets its
+// completion record, with the error); a method that returns nil has its
+// writes committed. A method may be run more than once inside rolled-back
+// transactions, so it must have no effect outside the transaction (no
+// service state in memory beside the store: see doc/stores.md), must not
+// modify its arguments, must not block (concurrent calls may share its
+// transaction), and its reply must not keep the transaction's memory. With
+// a BoltStore it must not use BoltStore.DB: its call holds the database's
+// only writer lock, so DB().Update would wait forever.
 func WithDurableStore(st semantics.Store) Option {
 	return func(o *options) { o.table = st.Table() }
 }

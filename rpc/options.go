@@ -1,6 +1,7 @@
 package rpc
 
 import (
+	"crypto/tls"
 	"log"
 	"time"
 
@@ -22,6 +23,8 @@ type options struct {
 	budget       semantics.RetryBudget
 	noBudget     bool
 	eagerDial    bool
+	balancer     Balancer    // DialCluster only (cluster.go)
+	tlsConfig    *tls.Config // WithTLS (tls.go)
 	logger       *log.Logger
 	callTimeout  time.Duration
 	retryTimeout time.Duration // DefaultRetryTimeout; tests shorten it

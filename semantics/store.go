@@ -5,8 +5,6 @@ import (
 	"context"
 	"encoding/gob"
 	"fmt"
-
-	"go.etcd.io/bbolt"
 )
 
 // Store keeps a Table's completion records durably, for exactly-once calls
@@ -22,8 +20,12 @@ import (
 // Execute the completion record, with that error, still commits. A method
 // that returns nil has its writes committed.
 //
-// BoltStore is the implementation on go.etcd.io/bbolt. A plain Table, with
-// no Store, is the in-memory default that at-most-once calls use.
+// The interface names no storage engine: a store runs methods in
+// transactions of its own type, which it hands them with ContextWithTx and
+// they find with TxOf. BoltStore is the implementation on go.etcd.io/bbolt;
+// doc/stores.md is the recipe for another (its table, its records, and the
+// rules its methods must keep). A plain Table, with no Store, is the
+// in-memory default that at-most-once calls use.
 type Store interface {
 	// Table returns the table the store rebuilt when it was opened: its
 	// epoch is the store's (so that sessions survive restarts), it holds
@@ -35,7 +37,7 @@ type Store interface {
 	// method, fn's reply and error) before it returns: in the same
 	// transaction as fn's writes if fn returns a nil error; if fn returns
 	// an (application) error, fn's writes are rolled back and the record
-	// commits alone. Effects fn makes outside the transaction (see TxFrom)
+	// commits alone. Effects fn makes outside the transaction (see TxOf)
 	// are not covered, and fn may be run more than once (only the last
 	// run's effects, reply and error count), so its effects must live in
 	// the transaction only.
@@ -77,22 +79,26 @@ type Store interface {
 
 type txKey struct{}
 
-// TxFrom returns the bbolt read-write transaction that ctx runs in, or nil.
-// A BoltStore gives it to the method of every call it runs (Execute and
-// Transact): the method reads and writes its own buckets through it, so
-// that its effects commit together with the call's completion record, or
-// are rolled back if it returns an error. The transaction ends when the
-// method returns; keep no reference to it, or to the byte slices it
-// returns, beyond that.
-func TxFrom(ctx context.Context) *bbolt.Tx {
-	tx, _ := ctx.Value(txKey{}).(*bbolt.Tx)
-	return tx
+// ContextWithTx returns a context carrying tx, the transaction a store runs
+// a method in. A Store calls it in Execute and Transact before it runs the
+// method, with a value of its own transaction type (a *bbolt.Tx for
+// BoltStore); the method finds it with TxOf, or with the store's own
+// accessor (TxFrom for BoltStore). Nothing else in semrpc looks at tx.
+func ContextWithTx(ctx context.Context, tx any) context.Context {
+	return context.WithValue(ctx, txKey{}, tx)
 }
 
-// ContextWithTx returns a context carrying tx, for TxFrom. Stores other
-// than BoltStore use it to run methods in their transaction.
-func ContextWithTx(ctx context.Context, tx *bbolt.Tx) context.Context {
-	return context.WithValue(ctx, txKey{}, tx)
+// TxOf returns the transaction that ctx runs in, if its store's
+// transactions are of type T, and whether there is one. Methods of a
+// durable server reach their store through it, whatever the store:
+//
+//	tx, ok := semantics.TxOf[*bbolt.Tx](ctx) // BoltStore; see also TxFrom
+//
+// The transaction ends when the method returns; keep no reference to it,
+// or to memory it hands out, beyond that.
+func TxOf[T any](ctx context.Context) (T, bool) {
+	tx, ok := ctx.Value(txKey{}).(T)
+	return tx, ok
 }
 
 // StoredReply is the reply of a completion record read back from a durable

@@ -16,6 +16,19 @@ import (
 	berrors "go.etcd.io/bbolt/errors"
 )
 
+// TxFrom returns the bbolt read-write transaction that ctx runs in, or nil:
+// TxOf[*bbolt.Tx] for the methods of a server whose store is a BoltStore.
+// A BoltStore gives it to the method of every call it runs (Execute and
+// Transact): the method reads and writes its own buckets through it, so
+// that its effects commit together with the call's completion record, or
+// are rolled back if it returns an error. The transaction ends when the
+// method returns; keep no reference to it, or to the byte slices it
+// returns, beyond that.
+func TxFrom(ctx context.Context) *bbolt.Tx {
+	tx, _ := TxOf[*bbolt.Tx](ctx)
+	return tx
+}
+
 // BoltStore defaults.
 const (
 	// DefaultMaxBatchDelay is how long a BoltStore lets concurrent calls

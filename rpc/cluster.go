@@ -1,0 +1,680 @@
+package rpc
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/semrpc/semrpc/semantics"
+)
+
+// Balancer chooses which server of a cluster (see DialCluster) gets each
+// call.
+type Balancer int
+
+const (
+	// LeastOutstanding sends each call to the server with the fewest of
+	// this client's calls in progress; ties are broken in rotation, so that
+	// even one caller's sequential calls spread over the servers. The
+	// default.
+	LeastOutstanding Balancer = iota
+	// RoundRobin sends calls to the servers in turn.
+	RoundRobin
+)
+
+// String returns the balancer's name.
+func (b Balancer) String() string {
+	switch b {
+	case LeastOutstanding:
+		return "least-outstanding"
+	case RoundRobin:
+		return "round-robin"
+	}
+	return fmt.Sprintf("Balancer(%d)", int(b))
+}
+
+// WithBalancer sets how a client made by DialCluster spreads its calls over
+// the servers (default LeastOutstanding). Other clients ignore it.
+func WithBalancer(b Balancer) Option {
+	return func(o *options) { o.balancer = b }
+}
+
+// maxRoutes bounds the sessions a cluster client remembers the server of.
+// Forgetting one is safe: a call of a forgotten session is refused as not
+// sent (the client opens a new session), or, if it may have run, ends as
+// may-have-executed; it is never sent to another server.
+const maxRoutes = 1024
+
+// maxPendingCloses bounds, per server, the ended sessions waiting to be
+// closed there; the oldest are left to expire with their lease.
+const maxPendingCloses = 64
+
+// DialCluster returns a client whose calls are spread over the servers at
+// addrs (each a semrpc server, or a stock net/rpc one for calls without
+// at-most-once semantics), by WithBalancer's rule. Like Dial it does no I/O
+// by default; WithEagerDial makes it connect to every server before it
+// returns, and fail only if none can be reached: a server down at dial time
+// stays out of rotation until it answers.
+//
+// A server that refuses connections leaves the rotation and is probed again
+// with backoff (WithRedialBackoff sets its range). An attempt that could
+// not be sent to one server (connection refused, connection lost before
+// the request was written) is sent to another at once, under every policy,
+// NoRetry included: it did not run.
+//
+// At-most-once and exactly-once calls run in sessions, and each server has
+// its own table (and store), so a session belongs to the server that opened
+// it: every attempt of such a call goes to that server, and an attempt that
+// may have executed there is never sent to another. While that server is
+// out of rotation, a call of its session that was never sent is refused as
+// not executed with the session, and the client makes it again in a new
+// session on a server that is up; a call that may have run waits for its
+// server (within its context) or ends as may-have-executed. New sessions
+// are spread over the servers like other calls, but a client uses one
+// session at a time (another only while a slow call holds the first's
+// window full): one client's at-most-once calls run on one server at a
+// time, and many clients spread.
+//
+// addrs must not be empty, and must not list an address twice. Options are
+// those of Dial; WithTLS applies to every server.
+func DialCluster(ctx context.Context, network string, addrs []string, opts ...Option) (*Client, error) {
+	o := defaultOptions()
+	for _, opt := range opts {
+		opt(&o)
+	}
+	if len(addrs) == 0 {
+		return nil, semantics.Permanent(semantics.NotSent(errors.New("rpc: DialCluster: no address")))
+	}
+	seen := make(map[string]bool, len(addrs))
+	for _, a := range addrs {
+		if err := checkAddress(network, a); err != nil {
+			return nil, err
+		}
+		if seen[a] {
+			return nil, semantics.Permanent(semantics.NotSent(fmt.Errorf("rpc: DialCluster: address %q listed twice", a)))
+		}
+		seen[a] = true
+	}
+	if o.balancer != LeastOutstanding && o.balancer != RoundRobin {
+		return nil, semantics.Permanent(semantics.NotSent(fmt.Errorf("rpc: DialCluster: unknown balancer %v", o.balancer)))
+	}
+	ct := newClusterTransport(network, addrs, &o)
+	if o.eagerDial {
+		if err := ct.connectAny(ctx); err != nil {
+			ct.Close()
+			return nil, err
+		}
+	}
+	return newClient(ct, o), nil
+}
+
+// clusterTransport is the Transport behind DialCluster: one stream
+// transport per server, a balancer over those in rotation, and the server
+// of each at-most-once session.
+type clusterTransport struct {
+	members  []*member
+	balancer Balancer
+	probeMin time.Duration
+	probeMax time.Duration
+	next     atomic.Uint64 // rotation
+	done     chan struct{} // closed by Close: ends the waits for a probe
+
+	mu     sync.Mutex // protects following
+	routes map[semantics.ClientID]*route
+	closed bool
+}
+
+var _ Transport = (*clusterTransport)(nil)
+
+// route is the server of one at-most-once session.
+type route struct {
+	m *member
+	// maybe holds the sequence numbers of the session's calls with an
+	// attempt that may have executed on m (pruned below the session's ack).
+	maybe map[uint64]struct{}
+}
+
+// member is one server of a cluster.
+type member struct {
+	idx         int
+	addr        string
+	t           *tcpTransport
+	outstanding atomic.Int64 // this client's attempts in progress on it
+
+	mu        sync.Mutex // protects following
+	down      bool       // its last dial failed: out of rotation
+	probing   bool       // a call is probing it
+	nextProbe time.Time
+	delay     time.Duration
+	lastErr   error
+	closes    []semantics.ClientID // sessions to close with its next handshake
+}
+
+func newClusterTransport(network string, addrs []string, o *options) *clusterTransport {
+	ct := &clusterTransport{
+		balancer: o.balancer,
+		probeMin: o.redialMin,
+		probeMax: o.redialMax,
+		routes:   make(map[semantics.ClientID]*route),
+		done:     make(chan struct{}),
+	}
+	// Each client starts its rotation at a random server, so that the
+	// first calls (and sessions) of many clients spread too.
+	ct.next.Store(rand.Uint64())
+	// The cluster keeps each server's backoff (its rotation); the
+	// per-server transports dial whenever asked.
+	mo := *o
+	mo.redialMin, mo.redialMax = time.Nanosecond, time.Nanosecond
+	for i, a := range addrs {
+		m := &member{idx: i, addr: a}
+		base := streamDialer(network, a, o)
+		m.t = newStreamTransport(a, func(ctx context.Context) (net.Conn, error) {
+			nc, err := base(ctx)
+			switch {
+			case err == nil:
+				m.markUp()
+			case ctx.Err() == nil: // a caller's cancel says nothing about the server
+				m.markDown(err, ct.probeMin, ct.probeMax)
+			}
+			return nc, err
+		}, &mo)
+		ct.members = append(ct.members, m)
+	}
+	return ct
+}
+
+func (m *member) markUp() {
+	m.mu.Lock()
+	m.down, m.delay, m.lastErr = false, 0, nil
+	m.mu.Unlock()
+}
+
+func (m *member) markDown(err error, lo, hi time.Duration) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.down, m.lastErr = true, err
+	m.delay = min(max(2*m.delay, lo), hi)
+	m.nextProbe = time.Now().Add(m.delay/2 + rand.N(m.delay/2+1))
+}
+
+func (m *member) isDown() bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.down
+}
+
+// eligible reports whether a call may go to m now: it is in rotation, or it
+// is due a probe that no other call is making.
+func (m *member) eligible(now time.Time) bool {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return !m.down || (!m.probing && !now.Before(m.nextProbe))
+}
+
+// take claims m for one attempt: ok if eligible, probe if the attempt is
+// m's probe (end it with endProbe).
+func (m *member) take(now time.Time) (ok, probe bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if !m.down {
+		return true, false
+	}
+	if m.probing || now.Before(m.nextProbe) {
+		return false, false
+	}
+	m.probing = true
+	return true, true
+}
+
+func (m *member) endProbe() {
+	m.mu.Lock()
+	m.probing = false
+	m.mu.Unlock()
+}
+
+// probeAt returns when m is next due a probe, zero if it is in rotation.
+func (m *member) probeAt() (t time.Time, probing bool, lastErr error) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if !m.down {
+		return time.Time{}, false, nil
+	}
+	return m.nextProbe, m.probing, m.lastErr
+}
+
+// queueClose notes that session id, opened on m, is to be closed there.
+func (m *member) queueClose(id semantics.ClientID) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for _, c := range m.closes {
+		if c == id {
+			return
+		}
+	}
+	if len(m.closes) >= maxPendingCloses {
+		m.closes = m.closes[1:]
+	}
+	m.closes = append(m.closes, id)
+}
+
+func (m *member) takeCloses() []semantics.ClientID {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	ids := m.closes
+	m.closes = nil
+	return ids
+}
+
+// connectAny connects to every server, and fails only if none answers.
+func (ct *clusterTransport) connectAny(ctx context.Context) error {
+	errs := make([]error, len(ct.members))
+	var wg sync.WaitGroup
+	for i, m := range ct.members {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			_, errs[i] = m.t.conn(ctx, false)
+		}()
+	}
+	wg.Wait()
+	for _, err := range errs {
+		if err == nil {
+			return nil
+		}
+	}
+	return semantics.NotSent(fmt.Errorf("rpc: DialCluster: no server reachable: %w", errors.Join(errs...)))
+}
+
+// RoundTrip sends req to one server: the server of its session if it has a
+// header, else one chosen by the balancer, moving to another server while
+// attempts are not sent.
+func (ct *clusterTransport) RoundTrip(ctx context.Context, req *Request, reply any) error {
+	if ct.isClosed() {
+		return errClosed()
+	}
+	switch {
+	case req.Header != nil:
+		return ct.pinned(ctx, req, reply)
+	case req.ServiceMethod == closeMethod:
+		return ct.closeSessions(ctx, req, reply)
+	}
+	return ct.balanced(ctx, req, reply)
+}
+
+func (ct *clusterTransport) isClosed() bool {
+	ct.mu.Lock()
+	defer ct.mu.Unlock()
+	return ct.closed
+}
+
+// balanced sends req to the server the balancer picks, and to the next one
+// while the attempt is not sent. With req.WaitForReady it waits, until ctx
+// ends, for a server to come back when none is in rotation.
+func (ct *clusterTransport) balanced(ctx context.Context, req *Request, reply any) error {
+	tried := make([]bool, len(ct.members))
+	for {
+		var lastErr error
+		permanent := true // every attempt of this round failed for good
+		for {
+			m, probe := ct.pick(tried, time.Now())
+			if m == nil {
+				break
+			}
+			tried[m.idx] = true
+			err := ct.send(ctx, m, probe, req, reply)
+			if semantics.ClassOf(err) != semantics.ClassNotSent || ctx.Err() != nil || errors.Is(err, ErrClientClosed) {
+				return err
+			}
+			if semantics.IsPermanent(err) && !m.isDown() {
+				return err // the call's own fault (arguments that cannot be encoded): the same everywhere
+			}
+			lastErr = err
+			permanent = permanent && semantics.IsPermanent(err)
+		}
+		if lastErr != nil && permanent {
+			return lastErr
+		}
+		if !req.WaitForReady {
+			if lastErr != nil {
+				return lastErr
+			}
+			return ct.noServerError()
+		}
+		if err := ct.waitForProbe(ctx, ct.members...); err != nil {
+			return err
+		}
+		clear(tried)
+	}
+}
+
+// pick returns the server the balancer chooses among those not tried and
+// eligible, claimed for one attempt, or nil.
+func (ct *clusterTransport) pick(tried []bool, now time.Time) (*member, bool) {
+	n := len(ct.members)
+	for {
+		start := int(ct.next.Add(1) % uint64(n))
+		var best *member
+		var bestLoad int64
+		for i := range n {
+			m := ct.members[(start+i)%n]
+			if tried[m.idx] || !m.eligible(now) {
+				continue
+			}
+			if ct.balancer == RoundRobin {
+				best = m
+				break
+			}
+			if load := m.outstanding.Load(); best == nil || load < bestLoad {
+				best, bestLoad = m, load
+			}
+		}
+		if best == nil {
+			return nil, false
+		}
+		if ok, probe := best.take(now); ok {
+			return best, probe
+		}
+		tried[best.idx] = true // another call took its probe
+	}
+}
+
+// send makes one attempt of a call without a header on m. A session
+// handshake carries the sessions to close on m, and its new session is
+// routed to m.
+func (ct *clusterTransport) send(ctx context.Context, m *member, probe bool, req *Request, reply any) error {
+	r := *req
+	r.WaitForReady = false
+	var closing []semantics.ClientID
+	open, isOpen := req.Args.(*OpenArgs)
+	isOpen = isOpen && req.ServiceMethod == openMethod
+	if isOpen {
+		ct.queueCloses(open.Close)
+		closing = m.takeCloses()
+		r.Args = &OpenArgs{Version: open.Version, Close: closing}
+	}
+	m.outstanding.Add(1)
+	err := m.t.RoundTrip(ctx, &r, reply)
+	m.outstanding.Add(-1)
+	if probe {
+		m.endProbe()
+	}
+	if isOpen {
+		switch semantics.ClassOf(err) {
+		case semantics.ClassNotSent:
+			for _, id := range closing {
+				m.queueClose(id)
+			}
+		case semantics.ClassNone:
+			if rep, ok := reply.(*OpenReply); ok && !rep.Client.IsZero() {
+				ct.addRoute(rep.Client, m)
+			}
+		}
+	}
+	return err
+}
+
+// queueCloses moves sessions the client is done with to their servers'
+// lists, to be closed with the next handshake there (or by Close).
+func (ct *clusterTransport) queueCloses(ids []semantics.ClientID) {
+	for _, id := range ids {
+		ct.mu.Lock()
+		rt := ct.routes[id]
+		delete(ct.routes, id)
+		ct.mu.Unlock()
+		if rt != nil {
+			rt.m.queueClose(id)
+		}
+	}
+}
+
+func (ct *clusterTransport) addRoute(id semantics.ClientID, m *member) {
+	ct.mu.Lock()
+	defer ct.mu.Unlock()
+	if len(ct.routes) >= maxRoutes {
+		for k := range ct.routes { // any one: see maxRoutes
+			delete(ct.routes, k)
+			break
+		}
+	}
+	ct.routes[id] = &route{m: m, maybe: make(map[uint64]struct{})}
+}
+
+// sessionServer returns the server of h's session, after forgetting the
+// session's calls below its ack, or nil if the session is unknown.
+func (ct *clusterTransport) sessionServer(h *semantics.Header) *member {
+	ct.mu.Lock()
+	defer ct.mu.Unlock()
+	rt := ct.routes[h.Client]
+	if rt == nil {
+		return nil
+	}
+	for seq := range rt.maybe {
+		if seq < h.Ack {
+			delete(rt.maybe, seq)
+		}
+	}
+	return rt.m
+}
+
+// mayHaveRun reports whether an attempt of h's call may have executed on
+// its session's server. Unknown sessions answer true: nothing may be moved.
+func (ct *clusterTransport) mayHaveRun(h *semantics.Header) bool {
+	ct.mu.Lock()
+	defer ct.mu.Unlock()
+	rt := ct.routes[h.Client]
+	if rt == nil {
+		return true
+	}
+	_, ok := rt.maybe[h.Seq]
+	return ok
+}
+
+func (ct *clusterTransport) markMaybe(h *semantics.Header) {
+	ct.mu.Lock()
+	defer ct.mu.Unlock()
+	if rt := ct.routes[h.Client]; rt != nil {
+		rt.maybe[h.Seq] = struct{}{}
+	}
+}
+
+func (ct *clusterTransport) dropRoute(id semantics.ClientID) {
+	ct.mu.Lock()
+	delete(ct.routes, id)
+	ct.mu.Unlock()
+}
+
+// pinned sends an attempt of an at-most-once call to its session's server,
+// and never elsewhere.
+func (ct *clusterTransport) pinned(ctx context.Context, req *Request, reply any) error {
+	h := req.Header
+	m := ct.sessionServer(h)
+	if m == nil {
+		return semantics.Permanent(semantics.NotSent(fmt.Errorf(
+			"rpc: cluster: the server of session %v is not known: %w", h.Client, semantics.ErrSessionExpired)))
+	}
+	for {
+		ok, probe := m.take(time.Now())
+		if ok {
+			r := *req
+			r.WaitForReady = false
+			m.outstanding.Add(1)
+			err := m.t.RoundTrip(ctx, &r, reply)
+			m.outstanding.Add(-1)
+			if probe {
+				m.endProbe()
+			}
+			class := semantics.ClassOf(err)
+			switch class {
+			case semantics.ClassMaybeExecuted:
+				ct.markMaybe(h)
+			case semantics.ClassRejected:
+				if errors.Is(err, semantics.ErrSessionExpired) || errors.Is(err, semantics.ErrEpochMismatch) {
+					ct.dropRoute(h.Client)
+				}
+			}
+			if class != semantics.ClassNotSent || ctx.Err() != nil || errors.Is(err, ErrClientClosed) || !m.isDown() {
+				return err
+			}
+		}
+		// m is out of rotation.
+		if !ct.mayHaveRun(h) {
+			return ct.movedError(m, h)
+		}
+		if !req.WaitForReady {
+			at, _, lastErr := m.probeAt()
+			return semantics.NotSent(fmt.Errorf(
+				"rpc: %s out of rotation (probed again in %v; last dial: %v); call %d of session %v may have run there, so it is not sent to another server",
+				m.addr, time.Until(at).Round(time.Millisecond), lastErr, h.Seq, h.Client))
+		}
+		if err := ct.waitForProbe(ctx, m); err != nil {
+			return err
+		}
+	}
+}
+
+// movedError refuses, as not sent, a call of a session whose server is out
+// of rotation and where the call never ran: the client drops the session
+// and makes the call again in a new one, on a server that is up.
+func (ct *clusterTransport) movedError(m *member, h *semantics.Header) error {
+	_, _, lastErr := m.probeAt()
+	return semantics.Permanent(semantics.NotSent(fmt.Errorf(
+		"rpc: %s, the server of session %v, is out of rotation (last dial: %v); call %d never ran there, and moves to a new session: %w",
+		m.addr, h.Client, lastErr, h.Seq, semantics.ErrSessionExpired)))
+}
+
+// waitForProbe waits until one of ms is due a probe (or back in rotation),
+// or ctx ends.
+func (ct *clusterTransport) waitForProbe(ctx context.Context, ms ...*member) error {
+	now := time.Now()
+	wait := ct.probeMax
+	var lastErr error
+	for _, m := range ms {
+		at, probing, err := m.probeAt()
+		if err != nil {
+			lastErr = err
+		}
+		switch {
+		case at.IsZero(), probing:
+			wait = min(wait, ct.probeMin)
+		default:
+			wait = min(wait, max(at.Sub(now), 0))
+		}
+	}
+	if wait <= 0 {
+		return nil
+	}
+	timer := time.NewTimer(wait)
+	defer timer.Stop()
+	select {
+	case <-timer.C:
+		return nil
+	case <-ct.done:
+		return errClosed()
+	case <-ctx.Done():
+		return semantics.NotSent(fmt.Errorf("rpc: waiting for a server of the cluster (last dial: %v): %w", lastErr, ctx.Err()))
+	}
+}
+
+// noServerError is the not-sent error of a call that found no server in
+// rotation and may not wait.
+func (ct *clusterTransport) noServerError() error {
+	var b strings.Builder
+	now := time.Now()
+	for i, m := range ct.members {
+		at, _, err := m.probeAt()
+		if i > 0 {
+			b.WriteString("; ")
+		}
+		fmt.Fprintf(&b, "%s: probed again in %v (last dial: %v)", m.addr, max(at.Sub(now), 0).Round(time.Millisecond), err)
+	}
+	return semantics.NotSent(fmt.Errorf("rpc: no server of the cluster in rotation: %s", b.String()))
+}
+
+// closeSessions ends sessions on their servers: each server is sent the
+// sessions it opened, with those queued for it. Servers out of rotation
+// are skipped (their sessions expire with their lease).
+func (ct *clusterTransport) closeSessions(ctx context.Context, req *Request, reply any) error {
+	args, ok := req.Args.(*CloseArgs)
+	if !ok {
+		return semantics.Permanent(semantics.NotSent(fmt.Errorf("rpc: cluster: %s with arguments %T", closeMethod, req.Args)))
+	}
+	ct.queueCloses(args.IDs)
+	var errs []error
+	closed := 0
+	for _, m := range ct.members {
+		ids := m.takeCloses()
+		if len(ids) == 0 || m.isDown() {
+			continue
+		}
+		var rep CloseReply
+		r := Request{ServiceMethod: closeMethod, Args: &CloseArgs{IDs: ids}, Timeout: req.Timeout}
+		if err := m.t.RoundTrip(ctx, &r, &rep); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", m.addr, err))
+			continue
+		}
+		closed += rep.Closed
+	}
+	if rep, ok := reply.(*CloseReply); ok {
+		rep.Closed = closed
+	}
+	return errors.Join(errs...)
+}
+
+// Close closes every server's transport; calls pending on them fail.
+func (ct *clusterTransport) Close() error {
+	ct.mu.Lock()
+	if ct.closed {
+		ct.mu.Unlock()
+		return nil
+	}
+	ct.closed = true
+	close(ct.done)
+	ct.mu.Unlock()
+	var errs []error
+	for _, m := range ct.members {
+		if err := m.t.Close(); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// ServerStatus is what a cluster client knows of one of its servers.
+type ServerStatus struct {
+	// Addr is the server's address, as given to DialCluster.
+	Addr string
+	// InRotation is false after a dial to the server failed, until a
+	// probe connects again.
+	InRotation bool
+	// NextProbe is when a call may next try a server out of rotation.
+	NextProbe time.Time
+	// LastError is the error of the dial that took it out of rotation.
+	LastError error
+	// Outstanding counts this client's attempts in progress on it.
+	Outstanding int
+}
+
+// Servers returns the state of each server of a client made by
+// DialCluster, in the order of its addresses; nil for other clients.
+func (c *Client) Servers() []ServerStatus {
+	ct, ok := c.t.(*clusterTransport)
+	if !ok {
+		return nil
+	}
+	out := make([]ServerStatus, len(ct.members))
+	for i, m := range ct.members {
+		m.mu.Lock()
+		out[i] = ServerStatus{Addr: m.addr, InRotation: !m.down, LastError: m.lastErr, Outstanding: int(m.outstanding.Load())}
+		if m.down {
+			out[i].NextProbe = m.nextProbe
+		}
+		m.mu.Unlock()
+	}
+	return out
+}
