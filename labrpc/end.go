@@ -58,12 +58,12 @@ var _ rpc.Transport = (*ClientEnd)(nil)
 // unknown service or method, naming the server's methods, and a panic in
 // the handler is not recovered, so the test dies with the handler's stack.
 func (e *ClientEnd) Call(svcMeth string, args interface{}, reply interface{}) bool {
-	return e.call(context.Background(), svcMeth, nil, args, reply, true) == nil
+	return e.call(context.Background(), svcMeth, nil, args, reply, true, nil) == nil
 }
 
 // CallContext is Call that also returns false as soon as ctx ends.
 func (e *ClientEnd) CallContext(ctx context.Context, svcMeth string, args interface{}, reply interface{}) bool {
-	return e.call(ctx, svcMeth, nil, args, reply, true) == nil
+	return e.call(ctx, svcMeth, nil, args, reply, true, nil) == nil
 }
 
 // RoundTrip implements rpc.Transport: it sends req once, carrying its
@@ -72,7 +72,7 @@ func (e *ClientEnd) CallContext(ctx context.Context, svcMeth string, args interf
 // maybe executed (request or reply lost, server dead, ctx ended after
 // delivery), or the server's own answer (application error or refusal).
 func (e *ClientEnd) RoundTrip(ctx context.Context, req *rpc.Request, reply any) error {
-	return e.call(ctx, req.ServiceMethod, req.Header, req.Args, reply, false)
+	return e.call(ctx, req.ServiceMethod, req.Header, req.Args, reply, false, req)
 }
 
 // Close implements rpc.Transport. It does nothing: the network owns its
@@ -102,6 +102,9 @@ type callState struct {
 	rt      route
 	f       fate
 	snap    reflect.Value // the request's private copy of args
+	rq      *rpc.Request  // the rpc request (RoundTrip), or nil: its metadata goes to the server, the reply's comes back into it
+	md      rpc.Metadata  // the caller's metadata
+	r       *request      // the delivery the server answers
 
 	tracing    bool          // the trace was on when the call started
 	sent       time.Duration // when the call started, if tracing
@@ -121,11 +124,16 @@ type ending struct {
 	err   error
 }
 
-// call is the life of one call.
-func (e *ClientEnd) call(ctx context.Context, method string, h *semantics.Header, args, reply any, classic bool) error {
+// call is the life of one call. rq, if not nil, is the rpc request (from
+// RoundTrip): its metadata goes to the server and the reply's comes back
+// into it.
+func (e *ClientEnd) call(ctx context.Context, method string, h *semantics.Header, args, reply any, classic bool, rq *rpc.Request) error {
 	n := e.net
 	n.checkBubble("a call")
-	c := callState{e: e, ctx: ctx, method: method, header: h, classic: classic}
+	c := callState{e: e, ctx: ctx, method: method, header: h, classic: classic, rq: rq}
+	if rq != nil {
+		c.md = rq.Metadata
+	}
 	c.rt = n.route(e.endname)
 	if c.rt.closed {
 		return semantics.NotSent(ErrClosed)
@@ -183,7 +191,9 @@ func (c *callState) send(args any) (end ending, ok bool) {
 		if dupSnap, size, err := snapshot(snap.Interface()); err == nil {
 			n.bytes.Add(int64(size))
 			c.duplicated = true
-			c.e.deliverDuplicate(*rt, max(rt.link.delay(c.f.dupDelay), rt.latency), c.method, c.header, dupSnap, c.classic)
+			dl, _ := c.ctx.Deadline() // a duplicate carries the caller's deadline too
+			c.e.deliverDuplicate(*rt, max(rt.link.delay(c.f.dupDelay), rt.latency), c.method, c.header,
+				&request{snap: dupSnap, md: c.md, end: c.e.endname}, dl, c.classic)
 		}
 	}
 	c.reached = true
@@ -203,7 +213,8 @@ func (c *callState) deliver() (out result, end ending, ok bool) {
 	rt.server.count.Add(1)
 	res := make(chan result, 1)
 	deadline, _ := c.ctx.Deadline()
-	n.dispatch(job{server: rt.server, method: c.method, header: c.header, req: &request{snap: c.snap},
+	c.r = &request{snap: c.snap, md: c.md, end: c.e.endname}
+	n.dispatch(job{server: rt.server, method: c.method, header: c.header, req: c.r,
 		res: res, deadline: deadline, crash: c.classic})
 	for {
 		select {
@@ -232,6 +243,9 @@ func (c *callState) reply(out result, reply any) ending {
 	n, rt := c.e.net, &c.rt
 	if c.f.dropReply < rt.link.DropReply {
 		return ending{fate: FateReplyDropped, err: semantics.MaybeExecuted(ErrReplyDropped)}
+	}
+	if c.rq != nil && c.rq.ReplyMetadata != nil { // written by Handle before it answered
+		c.rq.ReplyMetadata.Header, c.rq.ReplyMetadata.Trailer = c.r.header, c.r.trailer
 	}
 	var delay time.Duration
 	if rt.longReordering {
@@ -303,7 +317,7 @@ func (c *callState) finish(end ending, reply any) error {
 
 // deliverDuplicate delivers a second copy of a request after its own delay,
 // unless the end or server has gone away meanwhile. Its reply is discarded.
-func (e *ClientEnd) deliverDuplicate(rt route, d time.Duration, method string, h *semantics.Header, snap reflect.Value, crash bool) {
+func (e *ClientEnd) deliverDuplicate(rt route, d time.Duration, method string, h *semantics.Header, r *request, deadline time.Time, crash bool) {
 	n := e.net
 	n.goBackground(func() {
 		if n.sleep(n.ctx, d) != nil {
@@ -313,7 +327,7 @@ func (e *ClientEnd) deliverDuplicate(rt route, d time.Duration, method string, h
 			return
 		}
 		rt.server.count.Add(1)
-		n.dispatch(job{server: rt.server, method: method, header: h, req: &request{snap: snap}, crash: crash})
+		n.dispatch(job{server: rt.server, method: method, header: h, req: r, deadline: deadline, crash: crash})
 	})
 }
 
@@ -321,6 +335,10 @@ func (e *ClientEnd) deliverDuplicate(rt route, d time.Duration, method string, h
 type request struct {
 	snap  reflect.Value // pointer to this delivery's private gob copy
 	moved bool
+
+	md              rpc.Metadata // the caller's metadata
+	end             interface{}  // the caller's end name, its peer address
+	header, trailer rpc.Metadata // the reply's metadata, set by Handle
 }
 
 // DecodeArgs implements rpc.ArgsDecoder. The snapshot is already a gob

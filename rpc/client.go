@@ -19,7 +19,8 @@ type Client struct {
 	t        Transport
 	opts     options
 	runner   semantics.Runner
-	call     Handler // the interceptor chain around c.invoke, or nil
+	call     Handler        // the interceptor chain around c.invoke, or nil
+	attempt  AttemptHandler // the attempt interceptors around the transport, or nil
 	sessions sessionManager
 
 	closed atomic.Bool
@@ -102,8 +103,11 @@ func newClient(t Transport, o options) *Client {
 	}
 	if len(o.interceptors) > 0 {
 		c.call = chain(o.interceptors, func(ctx context.Context, ci *CallInfo) error {
-			return c.invoke(ctx, ci.ServiceMethod, ci.Args, ci.Reply, ci.Policy)
+			return c.invoke(ctx, ci.ServiceMethod, ci.Args, ci.Reply, ci.Policy, ci.replyMD)
 		})
+	}
+	if len(o.attemptInterceptors) > 0 {
+		c.attempt = chainAttempts(o.attemptInterceptors, c.sendAttempt)
 	}
 	return c
 }
@@ -123,12 +127,24 @@ func newClient(t Transport, o options) *Client {
 func (c *Client) Call(ctx context.Context, serviceMethod string, args, reply any, opts ...Option) error {
 	p := c.opts.policy
 	timeout := c.opts.callTimeout
+	var rm *ReplyMetadata // where the reply's metadata goes, if asked for
 	if len(opts) > 0 {
 		o := options{policy: p, callTimeout: timeout}
 		for _, opt := range opts {
 			opt(&o)
 		}
 		p, timeout = o.policy, o.callTimeout
+		if o.replyHeader != nil || o.replyTrailer != nil {
+			rm = new(ReplyMetadata)
+			defer func() {
+				if o.replyHeader != nil {
+					*o.replyHeader = rm.Header
+				}
+				if o.replyTrailer != nil {
+					*o.replyTrailer = rm.Trailer
+				}
+			}()
+		}
 	}
 	if timeout > 0 {
 		if _, has := ctx.Deadline(); !has {
@@ -140,9 +156,9 @@ func (c *Client) Call(ctx context.Context, serviceMethod string, args, reply any
 	start := time.Now()
 	var err error
 	if c.call != nil {
-		err = c.call(ctx, &CallInfo{ServiceMethod: serviceMethod, Policy: p, Args: args, Reply: reply})
+		err = c.call(ctx, &CallInfo{ServiceMethod: serviceMethod, Policy: p, Args: args, Reply: reply, replyMD: rm})
 	} else {
-		err = c.invoke(ctx, serviceMethod, args, reply, p)
+		err = c.invoke(ctx, serviceMethod, args, reply, p, rm)
 	}
 	c.record(serviceMethod, time.Since(start), err != nil)
 	return err
@@ -167,20 +183,22 @@ func (c *Client) Go(ctx context.Context, serviceMethod string, args, reply any, 
 	return ac
 }
 
-// invoke runs one call under policy p.
-func (c *Client) invoke(ctx context.Context, serviceMethod string, args, reply any, p semantics.Policy) error {
+// invoke runs one call under policy p; rm, if not nil, receives its
+// reply's metadata.
+func (c *Client) invoke(ctx context.Context, serviceMethod string, args, reply any, p semantics.Policy, rm *ReplyMetadata) error {
 	if c.closed.Load() {
 		return semantics.GiveUp(p.Kind(), errClosed())
 	}
 	switch p.Kind() {
 	case semantics.KindAtMostOnce, semantics.KindExactlyOnce:
-		return c.invokeOnce(ctx, serviceMethod, args, reply, p)
+		return c.invokeOnce(ctx, serviceMethod, args, reply, p, rm)
 	}
 	deadline, wait := c.retryBound(ctx, p)
-	req := Request{ServiceMethod: serviceMethod, Args: args, WaitForReady: wait}
+	req := Request{ServiceMethod: serviceMethod, Args: args, WaitForReady: wait, ReplyMetadata: rm}
+	var at attempts
 	return c.runner.RunUntil(ctx, deadline, p, func(ctx context.Context) error {
 		req.Timeout = remaining(ctx, time.Now())
-		return c.t.RoundTrip(ctx, &req, reply)
+		return c.roundTrip(ctx, &req, reply, p, &at)
 	})
 }
 
@@ -206,15 +224,16 @@ func (c *Client) retryBound(ctx context.Context, p semantics.Policy) (time.Time,
 // that the server may have forgotten the session, and the call ends as
 // may-have-executed. A call that the server refuses because it does not
 // know the session, and that never ran, is made again in a new session.
-func (c *Client) invokeOnce(ctx context.Context, serviceMethod string, args, reply any, p semantics.Policy) error {
+func (c *Client) invokeOnce(ctx context.Context, serviceMethod string, args, reply any, p semantics.Policy, rm *ReplyMetadata) error {
 	deadline, wait := c.retryBound(ctx, p)
+	var at attempts
 	for round := 0; ; round++ {
 		cs, h, err := c.sessions.begin(ctx, deadline, p)
 		if err != nil {
 			return err
 		}
 		hdr := h // the first attempt's header is begin's: no lock to take again
-		req := Request{ServiceMethod: serviceMethod, Args: args, WaitForReady: wait, Header: &hdr}
+		req := Request{ServiceMethod: serviceMethod, Args: args, WaitForReady: wait, Header: &hdr, ReplyMetadata: rm}
 		maybe, retry := false, false // an attempt may have run; this is a retry
 		err = c.runner.RunUntil(ctx, deadline, p, func(ctx context.Context) error {
 			now := time.Now()
@@ -231,7 +250,7 @@ func (c *Client) invokeOnce(ctx context.Context, serviceMethod string, args, rep
 			}
 			retry = true
 			req.Timeout = remaining(ctx, now)
-			err := c.t.RoundTrip(ctx, &req, reply)
+			err := c.roundTrip(ctx, &req, reply, p, &at)
 			switch semantics.ClassOf(err) {
 			case semantics.ClassNone, semantics.ClassApplication, semantics.ClassUnusable:
 				cs.confirm(now)

@@ -38,6 +38,7 @@ func validRequests(tb testing.TB) [][]byte {
 			Client: semantics.ClientID{Hi: 1, Lo: 2}, Seq: 1, Ack: 1, Epoch: 7}}, Args{5, 6}},
 		{wireRequest{ServiceMethod: openMethod, Seq: 5}, OpenArgs{Version: 1}},
 		{wireRequest{ServiceMethod: "Nope.Nope", Seq: 6}, Args{}},
+		{wireRequest{ServiceMethod: "Arith.Add", Seq: 7, Metadata: Metadata{"k": {"v", "w"}, "x-y": {""}}}, Args{7, 8}},
 	}
 	var all bytes.Buffer
 	enc := gob.NewEncoder(&all)

@@ -29,6 +29,10 @@ type options struct {
 	callTimeout  time.Duration
 	retryTimeout time.Duration // DefaultRetryTimeout; tests shorten it
 
+	attemptInterceptors []AttemptInterceptor
+	replyHeader         *Metadata // call-level: WithHeader
+	replyTrailer        *Metadata // call-level: WithTrailer
+
 	// server only
 	serverInterceptors []Interceptor
 	table              *semantics.Table

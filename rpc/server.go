@@ -231,6 +231,15 @@ func (s *Server) Handle(ctx context.Context, serviceMethod string, h *semantics.
 		s.rejected.Add(1)
 		return nil, reject(CodeRejected, "rpc: decoding arguments of %s: %v", serviceMethod, err)
 	}
+	if mc, ok := args.(MetadataCarrier); ok && (mc.IncomingMetadata() != nil || s.seesContext(m)) {
+		var sc *serverCall
+		if sc, err = newServerCall(ctx, mc.IncomingMetadata(), peerSource{carrier: mc}); err != nil {
+			s.rejected.Add(1)
+			return nil, err
+		}
+		ctx = sc
+		defer func() { mc.SetReplyMetadata(sc.finish()) }()
+	}
 	s.inflight.Add(1)
 	defer s.inflight.Add(-1)
 	// The method's context ends with the transport's (the caller's
@@ -299,7 +308,7 @@ func (s *Server) dedup(ctx context.Context, m *methodType, h *semantics.Header, 
 		if s.durable {
 			return storedOutcome(m, out)
 		}
-		return out.Reply, out.Err
+		return replayReplyMetadata(ctx, out.Reply), out.Err
 	}
 	if s.durable {
 		return s.executeDurable(ctx, tk, m, h, argv)
@@ -315,7 +324,7 @@ func (s *Server) dedup(ctx context.Context, m *methodType, h *semantics.Header, 
 	// effects: its outcome is recorded as "may have executed", never taken
 	// back, so that no duplicate runs it again (a table can outlive its
 	// server, given to another with WithTable).
-	s.table.Finish(tk, semantics.Outcome{Reply: reply, Err: err})
+	s.table.Finish(tk, semantics.Outcome{Reply: keepReplyMetadata(ctx, reply), Err: err})
 	return reply, err
 }
 

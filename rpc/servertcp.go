@@ -296,7 +296,7 @@ func (c *serverConn) run(tk *task) {
 	// it is.
 	c.s.inflight.Add(1)
 	ctx, cancel := c.s.callContext(tk.req.Timeout)
-	reply, err := c.s.execute(ctx, tk.m, tk.req.Sem, tk.ptr, tk.pass)
+	reply, err := c.s.executeConn(ctx, c.rwc, tk) // execute, with metadata and peer
 	cancel()
 	c.respondTagged(&tk.req, reply, err, true)
 	<-c.sem
@@ -401,7 +401,7 @@ func (c *serverConn) encodeResponse(req *wireRequest, reply any, err error) bool
 	if c.bad || c.out.failed() != nil || c.ctx.Err() != nil { // broken, or closing: no more replies
 		return false
 	}
-	resp := wireResponse{ServiceMethod: req.ServiceMethod, Seq: req.Seq}
+	resp := wireResponse{ServiceMethod: req.ServiceMethod, Seq: req.Seq, Header: req.replyHeader, Trailer: req.replyTrailer}
 	start := c.out.buf().Len()
 	if err == nil {
 		if werr := c.enc.Encode(&resp); werr != nil { // cannot happen for this fixed type

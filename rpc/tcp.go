@@ -228,7 +228,8 @@ func (t *tcpTransport) Close() error {
 // written). Whoever wins take does, and nobody else touches reply.
 type pendingCall struct {
 	reply any
-	done  chan error // buffered: the completer never blocks
+	md    *ReplyMetadata // receives the reply's metadata, or nil
+	done  chan error     // buffered: the completer never blocks
 	taken atomic.Bool
 	// inWrite is set while the call's request waits in a connection's
 	// write buffer or is being written; unsent, when a failed write did not
@@ -301,6 +302,7 @@ func (t *tcpTransport) RoundTrip(ctx context.Context, req *Request, reply any) e
 		return semantics.NotSent(fmt.Errorf("rpc: %s: %w", req.ServiceMethod, err))
 	}
 	call := getPending(reply)
+	call.md = req.ReplyMetadata
 	c, seq, err := t.register(ctx, req, call)
 	if err != nil {
 		call.reply = nil
@@ -450,7 +452,7 @@ func (c *tcpConn) encodeRequest(req *Request, seq uint64, call *pendingCall) err
 	}
 	buf := c.out.buf()
 	start := buf.Len()
-	wr := wireRequest{ServiceMethod: req.ServiceMethod, Seq: seq, Sem: req.Header, Timeout: int64(req.Timeout)}
+	wr := wireRequest{ServiceMethod: req.ServiceMethod, Seq: seq, Sem: req.Header, Timeout: int64(req.Timeout), Metadata: req.Metadata}
 	if err := c.enc.Encode(&wr); err != nil { // cannot happen for this fixed type
 		buf.Truncate(start)
 		return semantics.NotSent(fmt.Errorf("rpc: encoding request header of %s: %w", req.ServiceMethod, err))
@@ -564,6 +566,9 @@ func (c *tcpConn) readLoop() {
 			callErr, streamErr = c.decodeReply(&resp, call.reply)
 		}
 		if call != nil {
+			if call.md != nil {
+				call.md.Header, call.md.Trailer = resp.Header, resp.Trailer
+			}
 			call.done <- callErr
 		}
 		if streamErr != nil {

@@ -25,6 +25,15 @@ type Request struct {
 	// (from its context's deadline), 0 for no deadline. Transports that
 	// can carry it tell the server, whose method context ends then.
 	Timeout time.Duration
+	// Metadata is sent with the request (the caller's, from
+	// AppendToOutgoingContext and interceptors); nil for none. Transports
+	// that can carry it hand it to the server, whose methods read it with
+	// FromIncomingContext.
+	Metadata Metadata
+	// ReplyMetadata, when not nil, receives the metadata of the server's
+	// answer (header and trailer). Transports that carry no metadata leave
+	// it as it is.
+	ReplyMetadata *ReplyMetadata
 }
 
 // Transport carries requests to one server and brings the replies back. The

@@ -23,6 +23,13 @@ type wireRequest struct {
 	// Timeout is how long the caller will still wait, in nanoseconds, when
 	// the request left; 0 for none. The method's context ends then.
 	Timeout int64
+	// Metadata is the caller's request metadata (AppendToOutgoingContext);
+	// nil, and then not on the wire, when there is none.
+	Metadata Metadata
+
+	// The reply metadata the method set, kept here by the server between
+	// the method and its response (unexported: never on the wire).
+	replyHeader, replyTrailer Metadata
 }
 
 // wireResponse is net/rpc's Response plus a code that says what kind of
@@ -32,6 +39,9 @@ type wireResponse struct {
 	Seq           uint64
 	Error         string
 	Code          Code // CodeNone when Error is empty or an application error
+	// Header and Trailer are the reply metadata the method set (SetHeader,
+	// SetTrailer); nil, and then not on the wire, when it set none.
+	Header, Trailer Metadata
 }
 
 // emptyBody is sent as the body of an error response, as net/rpc does.
