@@ -62,9 +62,20 @@ func peerOf(rwc io.ReadWriteCloser) *Peer {
 		return nil
 	}
 	p := &Peer{Addr: nc.RemoteAddr(), LocalAddr: nc.LocalAddr()}
-	if tc, ok := rwc.(tlsConn); ok {
-		st := tc.ConnectionState()
-		p.TLS = &st
+	// Serve hands connections on wrapped (the codec sniff, HTTP's
+	// buffered reader); a wrapper tells what it wraps through NetConn, as
+	// tls.Conn does.
+	for depth := 0; nc != nil && depth < 4; depth++ {
+		if tc, ok := nc.(tlsConn); ok {
+			st := tc.ConnectionState()
+			p.TLS = &st
+			break
+		}
+		w, ok := nc.(interface{ NetConn() net.Conn })
+		if !ok {
+			break
+		}
+		nc = w.NetConn()
 	}
 	return p
 }
