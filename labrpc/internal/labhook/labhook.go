@@ -9,6 +9,7 @@ package labhook
 import (
 	"io"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -19,9 +20,20 @@ type Run struct {
 	// Latency is the virtual time every labrpc message takes (0: none).
 	Latency time.Duration
 
-	mu       sync.Mutex
-	networks []Network
+	mu        sync.Mutex
+	networks  []Network
+	abandoned atomic.Bool
 }
+
+// Abandon marks the run as given up: labtest stopped waiting for its
+// bubble (its virtual clock stalled or crawled) and reruns the test
+// elsewhere. A labrpc network of an abandoned run should block its callers
+// for good (a durable block inside the bubble), so that the abandoned test
+// stops competing with its rerun.
+func (r *Run) Abandon() { r.abandoned.Store(true) }
+
+// Abandoned reports whether Abandon was called.
+func (r *Run) Abandoned() bool { return r.abandoned.Load() }
 
 // Network is what labtest needs from a labrpc network made during a run.
 type Network interface {

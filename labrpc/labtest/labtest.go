@@ -1,0 +1,315 @@
+package labtest
+
+import (
+	"fmt"
+	"os"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/semrpc/semrpc/labrpc/internal/labhook"
+)
+
+// DefaultLatency is the virtual time each labrpc message takes under
+// Virtual unless LABTEST_LATENCY or WithLatency says otherwise. Without it,
+// a client loop bounded by elapsed time ("as many operations as fit in 5
+// seconds") would never let the clock advance.
+const DefaultLatency = time.Millisecond
+
+// Tuning of the detector; variables so that tests can shorten them.
+var (
+	// slowWindow is the real time over which the virtual clock must keep up
+	// with the real one.
+	slowWindow = time.Second
+	// sampleEvery is how often the real-time watchdog samples the clocks.
+	sampleEvery = 100 * time.Millisecond
+	// heartbeat is the virtual period at which the bubble reports its clock.
+	heartbeat = 10 * time.Millisecond
+)
+
+// Environment variables through which the labtest command (or a user)
+// steers Virtual.
+const (
+	// EnvReal, if set to 1, runs every test in real time.
+	EnvReal = "LABTEST_REAL"
+	// EnvRealTests is a comma-separated list of test names to run in real
+	// time (the command sets it for tests that tripped the detector).
+	EnvRealTests = "LABTEST_REAL_TESTS"
+	// EnvLatency is the virtual latency of a labrpc message, as a Go
+	// duration ("1ms", "0").
+	EnvLatency = "LABTEST_LATENCY"
+	// EnvStrict, if set to 1, fails a test that leaves goroutines blocked.
+	EnvStrict = "LABTEST_STRICT"
+	// EnvTraceDir is the directory where the traces of failing tests are
+	// written (default: the system's temporary directory).
+	EnvTraceDir = "LABTEST_TRACE_DIR"
+	// EnvState names the file through which a test process run by the
+	// command reports finished tests and asks to be rerun; set, a test
+	// whose virtual clock stalls ends the process instead of rerunning the
+	// test itself.
+	EnvState = "LABTEST_STATE"
+)
+
+// RerunExitCode is the exit status of a test process that stopped because
+// a test must be rerun in real time (only when EnvState is set).
+const RerunExitCode = 86
+
+// An Option changes how Virtual runs a test.
+type Option func(*config)
+
+// Strict makes Virtual fail a test that leaves goroutines blocked in its
+// bubble after it returns (by default they are tolerated and listed with
+// -v).
+func Strict() Option { return func(c *config) { c.strict = true } }
+
+// WithLatency sets the virtual time each labrpc message takes.
+func WithLatency(d time.Duration) Option { return func(c *config) { c.latency = d } }
+
+type config struct {
+	real     bool
+	strict   bool
+	latency  time.Duration
+	traceDir string
+	state    string
+}
+
+func configFor(t *testing.T, opts []Option) config {
+	c := config{latency: DefaultLatency, traceDir: os.Getenv(EnvTraceDir), state: os.Getenv(EnvState)}
+	if os.Getenv(EnvReal) == "1" {
+		c.real = true
+	}
+	for _, name := range strings.Split(os.Getenv(EnvRealTests), ",") {
+		if name != "" && name == t.Name() {
+			c.real = true
+		}
+	}
+	if os.Getenv(EnvStrict) == "1" {
+		c.strict = true
+	}
+	if v := os.Getenv(EnvLatency); v != "" {
+		d, err := time.ParseDuration(v)
+		if err != nil || d < 0 {
+			t.Fatalf("labtest: %s=%q: want a duration such as 1ms", EnvLatency, v)
+		}
+		c.latency = d
+	}
+	for _, o := range opts {
+		o(&c)
+	}
+	return c
+}
+
+// Virtual runs f as the body of t in virtual time: in a testing/synctest
+// bubble, where sleeping, timers and timeouts take no real time, and where
+// every labrpc message takes a small virtual latency.
+//
+// What real-time harnesses tolerate, Virtual tolerates too: goroutines left
+// blocked after f returns are listed with -v and otherwise ignored (Strict
+// fails on them). What virtual time cannot do, it detects within about a
+// second of real time: a test whose virtual clock stops (a goroutine waits
+// on a sync.Mutex held by a sleeping goroutine, which stops synctest's
+// clock for good) or runs slower than the real clock (the test is
+// CPU-bound). Virtual then reruns f in real time and says so, naming the
+// goroutines involved. A test still running after the go test -timeout in
+// virtual time fails with a list of its goroutines instead of hanging.
+//
+// A test that calls t.Run, t.Parallel or t.Deadline, which synctest does
+// not allow, runs in real time. If the test fails, the timeline of every
+// labrpc network it made is written to a file whose path is logged.
+//
+// Virtual must be called from the test's own goroutine, and tests using it
+// must not run in parallel.
+func Virtual(t *testing.T, f func(t *testing.T), opts ...Option) {
+	t.Helper()
+	c := configFor(t, opts)
+	recordOutcome(t, c)
+	if c.real {
+		runReal(t, f, c)
+		return
+	}
+	reason, parked := runVirtual(t, f, c)
+	if reason == "" {
+		return
+	}
+	if c.state != "" {
+		requestRerun(t, c, reason) // the command reruns the test in a fresh process
+	}
+	if !parked {
+		// The abandoned bubble still runs; a rerun beside it would share
+		// the CPU and the package's state with it.
+		t.Fatalf("labtest: %s\nlabtest: run %s in real time: with the labtest command (which does so by itself), or %s=%s", reason, t.Name(), EnvRealTests, t.Name())
+	}
+	t.Logf("labtest: %s\nlabtest: rerunning %s in real time", reason, t.Name())
+	runReal(t, f, c)
+}
+
+// Real runs f as the body of t in real time, with what Virtual adds
+// around a test (a failing test's trace, the command's bookkeeping). The
+// labtest command uses it for tests that call t.Run or t.Parallel.
+func Real(t *testing.T, f func(t *testing.T), opts ...Option) {
+	t.Helper()
+	c := configFor(t, opts)
+	recordOutcome(t, c)
+	runReal(t, f, c)
+}
+
+func runReal(t *testing.T, f func(*testing.T), c config) {
+	run := &labhook.Run{}
+	end := labhook.Begin(run)
+	defer end()
+	defer writeTraces(t, run, c)
+	f(t)
+}
+
+// outcome of a virtual run, as the goroutine running the bubble reports it.
+type outcome struct {
+	panicked any  // a panic other than synctest's deadlock reports
+	leftover bool // the bubble ended with goroutines still blocked
+}
+
+// runVirtual runs f in a bubble and returns why it must be rerun in real
+// time, or "" if it ran to the end (passing or failing); parked reports
+// that none of the abandoned bubble's goroutines can run again.
+func runVirtual(t *testing.T, f func(*testing.T), c config) (rerun string, parked bool) {
+	run := &labhook.Run{Virtual: true, Latency: c.latency}
+	end := labhook.Begin(run)
+	defer end()
+
+	var (
+		vnow     atomic.Int64 // the bubble's clock, UnixNano, updated by the heartbeat
+		bubble   atomic.Int64 // the bubble's id
+		stopBeat atomic.Bool  // ends the heartbeat
+		realOnly atomic.Value // string: why f must run in real time
+		fEnded   atomic.Bool  // f and its cleanups have run
+	)
+	done := make(chan outcome, 1)
+	go func() {
+		var out outcome
+		defer func() { done <- out }()
+		defer func() {
+			if r := recover(); r != nil {
+				if err, ok := r.(error); ok && strings.HasPrefix(err.Error(), "deadlock: ") && fEnded.Load() {
+					out.leftover = true
+					return
+				}
+				if err, ok := r.(error); ok && strings.HasPrefix(err.Error(), "deadlock: ") && stopBeat.Load() {
+					return // abandoned by the watchdog below
+				}
+				out.panicked = r
+			}
+		}()
+		synctest.Test(t, func(t *testing.T) {
+			bubble.Store(int64(currentBubble()))
+			vnow.Store(time.Now().UnixNano())
+			t.Cleanup(func() { // registered first: runs after f's cleanups
+				stopBeat.Store(true)
+				fEnded.Store(true)
+			})
+			go beat(&vnow, &stopBeat)
+			defer func() {
+				if r := recover(); r != nil {
+					if s, ok := r.(string); ok && isBubbleRefusal(s) {
+						realOnly.Store(s)
+						return
+					}
+					panic(r)
+				}
+			}()
+			f(t)
+		})
+	}()
+
+	start := time.Now()
+	var vstart int64
+	watch := clockWatch{window: slowWindow}
+	budget := virtualBudget(t, start)
+	tick := time.NewTicker(sampleEvery)
+	defer tick.Stop()
+	for {
+		select {
+		case out := <-done:
+			if out.panicked != nil {
+				panic(out.panicked)
+			}
+			if r, ok := realOnly.Load().(string); ok {
+				return fmt.Sprintf("%s cannot run in a synctest bubble (%s)", t.Name(), r), true
+			}
+			if out.leftover {
+				reportLeftovers(t, int(bubble.Load()), c.strict)
+			}
+			writeTraces(t, run, c)
+			return "", false
+		case <-tick.C:
+		}
+		v := vnow.Load()
+		if v == 0 {
+			continue // the bubble has not started yet
+		}
+		if vstart == 0 {
+			vstart = v
+		}
+		if fEnded.Load() {
+			continue // only leftovers; synctest reports them at once
+		}
+		velapsed := time.Duration(v - vstart)
+		if velapsed > budget {
+			stopBeat.Store(true)
+			run.Abandon()
+			gs := inBubble(allGoroutines(), int(bubble.Load()))
+			writeTraces(t, run, c)
+			t.Fatalf("labtest: %s still running after %v of virtual time (the go test -timeout); its goroutines:\n\t%s",
+				t.Name(), budget.Round(time.Second), strings.Join(summary(gs), "\n\t"))
+		}
+		if watch.observe(time.Since(start), velapsed) {
+			stopBeat.Store(true)
+			run.Abandon()
+			stalled, why := diagnose(inBubble(allGoroutines(), int(bubble.Load())))
+			return why, stalled
+		}
+	}
+}
+
+// beat publishes the bubble's clock every heartbeat of virtual time until
+// stop is set.
+func beat(vnow *atomic.Int64, stop *atomic.Bool) {
+	for !stop.Load() {
+		time.Sleep(heartbeat)
+		vnow.Store(time.Now().UnixNano())
+	}
+}
+
+// isBubbleRefusal reports the panics of testing calls that synctest
+// bubbles do not allow.
+func isBubbleRefusal(s string) bool {
+	return strings.HasPrefix(s, "testing: t.Run called inside synctest bubble") ||
+		strings.HasPrefix(s, "testing: t.Parallel called inside synctest bubble") ||
+		strings.HasPrefix(s, "testing: t.Deadline called inside synctest bubble")
+}
+
+// virtualBudget is how much virtual time a test may take: what is left of
+// the go test -timeout, or ten minutes without one.
+func virtualBudget(t *testing.T, now time.Time) time.Duration {
+	if d, ok := t.Deadline(); ok {
+		return d.Sub(now)
+	}
+	return 10 * time.Minute
+}
+
+// reportLeftovers lists the goroutines a test left blocked, with -v (or
+// fails the test under Strict).
+func reportLeftovers(t *testing.T, bubble int, strict bool) {
+	t.Helper()
+	gs := inBubble(allGoroutines(), bubble)
+	if len(gs) == 0 {
+		return
+	}
+	msg := fmt.Sprintf("labtest: %s left %d goroutine(s) blocked:\n\t%s", t.Name(), len(gs), strings.Join(summary(gs), "\n\t"))
+	switch {
+	case strict:
+		t.Error(msg)
+	case testing.Verbose():
+		t.Log(msg)
+	}
+}
