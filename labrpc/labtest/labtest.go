@@ -203,11 +203,12 @@ func runVirtual(t *testing.T, f func(*testing.T), c config) (rerun string, parke
 		synctest.Test(t, func(t *testing.T) {
 			bubble.Store(int64(currentBubble()))
 			vnow.Store(time.Now().UnixNano())
+			quit := make(chan struct{})
 			t.Cleanup(func() { // registered first: runs after f's cleanups
-				stopBeat.Store(true)
+				close(quit)
 				fEnded.Store(true)
 			})
-			go beat(&vnow, &stopBeat)
+			go beat(&vnow, &stopBeat, quit)
 			defer func() {
 				if r := recover(); r != nil {
 					if s, ok := r.(string); ok && isBubbleRefusal(s) {
@@ -272,11 +273,18 @@ func runVirtual(t *testing.T, f func(*testing.T), c config) (rerun string, parke
 }
 
 // beat publishes the bubble's clock every heartbeat of virtual time until
-// stop is set.
-func beat(vnow *atomic.Int64, stop *atomic.Bool) {
+// quit is closed (the test is over) or stop is set (the watchdog gave up on
+// the bubble).
+func beat(vnow *atomic.Int64, stop *atomic.Bool, quit <-chan struct{}) {
+	tick := time.NewTicker(heartbeat)
+	defer tick.Stop()
 	for !stop.Load() {
-		time.Sleep(heartbeat)
-		vnow.Store(time.Now().UnixNano())
+		select {
+		case <-quit:
+			return
+		case <-tick.C:
+			vnow.Store(time.Now().UnixNano())
+		}
 	}
 }
 
