@@ -222,10 +222,14 @@ func diagnose(gs []goroutine) (mutexStall bool, text string) {
 		}
 		return true, b.String()
 	}
-	b.WriteString("the virtual clock runs slower than the real clock (the test is CPU-bound or spins without blocking)")
-	for _, g := range running {
-		w := g.where()
-		fmt.Fprintf(&b, "\n\tgoroutine %d %s in %s (%s)", g.id, g.state, w.fn, w.pos)
+	b.WriteString("the virtual clock runs slower than the real clock (the test is CPU-bound or spins without blocking); running:")
+	lines := summary(running)
+	const most = 8
+	if len(lines) > most {
+		lines = append(lines[:most], fmt.Sprintf("and %d more places", len(lines)-most))
+	}
+	for _, l := range lines {
+		b.WriteString("\n\t" + l)
 	}
 	return false, b.String()
 }
