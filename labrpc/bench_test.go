@@ -246,3 +246,29 @@ func BenchmarkLabrpc(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkLabrpcTraced is BenchmarkLabrpc with the trace on: what the
+// ring (and a label and a summary per call) cost.
+func BenchmarkLabrpcTraced(b *testing.B) {
+	net := MakeNetworkSeed(1)
+	defer net.Cleanup()
+	srv := MakeServer()
+	srv.AddService(MakeService(&Voter{}))
+	net.AddServer("server", srv)
+	end := net.MakeEnd(0)
+	net.Connect(0, "server")
+	net.Enable(0, true)
+	net.Label(0, "0→server")
+	net.Summarize("Voter.RequestVote", func(v any) string {
+		if a, ok := v.(*VoteArgs); ok {
+			return fmt.Sprintf("term %d", a.Term)
+		}
+		return ""
+	})
+	net.EnableTrace(true)
+	runCallers(b, 1, func(c, i int) bool {
+		var reply VoteReply
+		ok := end.Call("Voter.RequestVote", &VoteArgs{Term: i, CandidateId: c, LastLogIndex: 7, LastLogTerm: 3}, &reply)
+		return ok && reply.VoteGranted && reply.Term == i
+	})
+}

@@ -2,6 +2,7 @@ package labrpc
 
 import (
 	"bytes"
+	"encoding"
 	"encoding/gob"
 	"errors"
 	"fmt"
@@ -15,13 +16,18 @@ import (
 // persistent decoder reads from. A value is encoded and decoded right away,
 // so the copy is exactly what decoding the bytes later would give, and type
 // definitions are sent and compiled once per pipe instead of once per
-// message. To keep GetTotalBytes comparable with a fresh encoder, each copy
-// is charged the size of the type's definitions plus its value bytes.
+// message. To keep GetTotalBytes what the classic network counts (a fresh
+// encoder per message), each copy is charged the size of the type's
+// definitions plus its value bytes. That is exact unless the type holds an
+// interface: a fresh encoder sends the definition of each concrete type
+// found in one (a KV Op in a Raft log entry) in every message, a
+// persistent one once, so such values are measured with a fresh encoder.
 
 // typeCodec is the pipe pool of one type.
 type typeCodec struct {
 	base      reflect.Type // the type with pointers stripped
 	typeBytes int          // size of the type definitions a fresh encoder sends first
+	hasIface  bool         // values may hold concrete types the definitions do not cover
 	pool      sync.Pool    // *pipe
 }
 
@@ -46,7 +52,7 @@ func codecFor(t reflect.Type) (*typeCodec, error) {
 	for base.Kind() == reflect.Pointer {
 		base = base.Elem()
 	}
-	tc := &typeCodec{base: base}
+	tc := &typeCodec{base: base, hasIface: holdsInterface(base, make(map[reflect.Type]bool))}
 	p, typeBytes, err := tc.newPipe()
 	if err != nil {
 		return nil, err
@@ -112,6 +118,12 @@ func copyValue(src, dst reflect.Value) (int, error) {
 		return 0, err // p is dropped
 	}
 	n := tc.typeBytes + p.buf.Len()
+	if tc.hasIface {
+		var c byteCounter
+		if err := gob.NewEncoder(&c).EncodeValue(src); err == nil {
+			n = int(c)
+		}
+	}
 	if err := p.dec.DecodeValue(dst); err != nil {
 		return n, err
 	}
@@ -136,4 +148,46 @@ func snapshot(v any) (reflect.Value, int, error) {
 	dst := reflect.New(base)
 	n, err := copyValue(src, dst)
 	return dst, n, err
+}
+
+// byteCounter is a writer that only counts.
+type byteCounter int
+
+func (c *byteCounter) Write(p []byte) (int, error) {
+	*c += byteCounter(len(p))
+	return len(p), nil
+}
+
+var (
+	gobEncoderType     = reflect.TypeOf((*gob.GobEncoder)(nil)).Elem()
+	binaryMarshalerTyp = reflect.TypeOf((*encoding.BinaryMarshaler)(nil)).Elem()
+)
+
+// holdsInterface reports whether gob would meet an interface value inside
+// a value of type t.
+func holdsInterface(t reflect.Type, seen map[reflect.Type]bool) bool {
+	if seen[t] {
+		return false
+	}
+	seen[t] = true
+	pt := reflect.PointerTo(t)
+	if t.Implements(gobEncoderType) || pt.Implements(gobEncoderType) ||
+		t.Implements(binaryMarshalerTyp) || pt.Implements(binaryMarshalerTyp) {
+		return false // gob sends its bytes, opaque
+	}
+	switch t.Kind() {
+	case reflect.Interface:
+		return true
+	case reflect.Pointer, reflect.Slice, reflect.Array:
+		return holdsInterface(t.Elem(), seen)
+	case reflect.Map:
+		return holdsInterface(t.Key(), seen) || holdsInterface(t.Elem(), seen)
+	case reflect.Struct:
+		for i := 0; i < t.NumField(); i++ {
+			if t.Field(i).IsExported() && holdsInterface(t.Field(i).Type, seen) {
+				return true
+			}
+		}
+	}
+	return false
 }

@@ -23,7 +23,9 @@
 //
 //   - Arguments and replies travel as gob bytes: nothing is shared between
 //     caller and handler, the handler gets a fresh zero reply, and labgob's
-//     warnings (lower-case fields, decoding into a non-zero reply) apply.
+//     warnings (lower-case fields, decoding into a non-zero reply, under the
+//     classic conditions) apply. GetTotalBytes counts what a fresh gob
+//     encoder per message sends, type information included.
 //   - The network starts reliable. Unreliable: each request is delayed
 //     0–26 ms, then 10% of requests are lost (the handler never runs) and 10%
 //     of replies are lost after the handler ran; Call returns false.
@@ -37,9 +39,20 @@
 //   - Each call's delays are its own: a call made after Enable(end, true) is
 //     not held up by earlier calls still waiting out their delays.
 //
-// Call returns false also for an unknown service or method, undecodable
-// arguments, or a handler that returned an error; the first two are logged.
-// Nothing in this package exits the process.
+// Where a mistake in the code under test would otherwise hide, Call fails
+// loudly as the classic network did:
+//
+//   - A panic in a handler called through Call is not recovered: it crashes
+//     the test with the handler's stack, instead of leaving the handler's
+//     locks held for a later, unexplained deadlock. (Calls through RoundTrip,
+//     an rpc.Client's transport, keep the rpc server core's recovery, as
+//     over TCP.)
+//   - Call on an unknown service or method, or a name without a dot,
+//     panics with a message that lists the server's methods. RoundTrip
+//     returns rpc.ErrUnknownMethod instead.
+//
+// Call returns false for undecodable arguments (logged) and for a handler
+// that returned an error (not logged).
 //
 // # Beyond the classic network
 //
@@ -58,10 +71,24 @@
 //     drop and duplicate rates and delay range.
 //   - Partitions: Partition(groups...) cuts every end from every server in
 //     another group; Heal restores them.
-//   - A trace: EnableTrace(true) records each call's fate (sent, dropped,
-//     duplicated, delivered, reply dropped, server dead, replied, timed out,
-//     disconnected) in a bounded ring; Trace and TraceString return it, for a
-//     failing test to print.
+//   - A trace: EnableTrace(true) records, in a bounded ring (SetTraceSize),
+//     the start of each call and its ending (replied, dropped, reply dropped,
+//     server dead, disconnected, failed, timed out, with whether it was
+//     duplicated or held back) and every change of topology. Label(end,
+//     "0→2") names an end's owner; Summarize(method, f) adds a summary of
+//     args and replies (term, index). TraceTo streams events to a callback,
+//     TraceToFile to a JSON-lines file. Trace and TraceString return the
+//     ring; WriteTimeline draws it as a self-contained HTML page (a lane per
+//     server and end, each call a bar coloured by its fate) and WriteShiViz
+//     writes it as a log with vector clocks that ShiViz loads.
+//   - Virtual time: a network made inside a testing/synctest bubble works
+//     there (every test of this package also runs in one), and SetLatency
+//     makes every message take time, so loops bounded by elapsed time end.
+//     Under labtest.Virtual the run's latency applies from the start and the
+//     network registers itself so a failing test's timeline can be written.
+//     A network used outside the bubble it was made in (or made outside and
+//     used inside one) panics at once saying so, instead of hanging or
+//     stopping the program with the runtime's fatal error.
 //   - Contexts: CallContext(ctx, ...) gives up when ctx ends. After Cleanup
 //     every call fails at once, and no goroutine or timer of the network
 //     outlives Cleanup (a handler blocked in user code ends when it returns).

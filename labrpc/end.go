@@ -82,150 +82,226 @@ type result struct {
 	err   error
 }
 
-// call is the life of one call. It runs on the caller's goroutine; only the
-// handler (and a duplicate delivery) get goroutines of their own.
+// A call goes through three phases, each a method of callState: send (the
+// request crosses the network, or does not), deliver (the server runs it,
+// or goes away first) and reply (the answer crosses back, or does not).
+// A phase that ends the call returns its ending; finish records that
+// ending once (trace, and the classic network's log line or crash) and
+// turns it into Call's result.
+
+// callState is one call on its way through the phases. It lives on the
+// caller's goroutine.
+type callState struct {
+	e       *ClientEnd
+	ctx     context.Context
+	method  string
+	header  *semantics.Header
+	classic bool // ClientEnd.Call: log failures, crash on panics and unknown methods
+	rt      route
+	f       fate
+	snap    reflect.Value // the request's private copy of args
+
+	tracing    bool          // the trace was on when the call started
+	sent       time.Duration // when the call started, if tracing
+	delivered  time.Duration // when the request reached the server, if tracing
+	reached    bool          // the request reached the server
+	duplicated bool          // a second copy was sent
+	reqDelay   time.Duration // the request's delay
+	held       bool          // long reordering held the reply back
+	args       string        // the args' summary, if tracing
+}
+
+// ending is how a call ended: the fate, the extra delay it implied and the
+// error returned (nil for FateReplied).
+type ending struct {
+	fate  Fate
+	delay time.Duration
+	err   error
+}
+
+// call is the life of one call.
 func (e *ClientEnd) call(ctx context.Context, method string, h *semantics.Header, args, reply any, classic bool) error {
 	n := e.net
-	rt := n.route(e.endname)
-	if rt.closed {
+	n.checkBubble("a call")
+	c := callState{e: e, ctx: ctx, method: method, header: h, classic: classic}
+	c.rt = n.route(e.endname)
+	if c.rt.closed {
 		return semantics.NotSent(ErrClosed)
 	}
-	f := e.draw()
+	c.f = e.draw()
 	n.count.Add(1)
-	ev := Event{End: e.endname, Server: rt.servername, Call: f.call, Method: method}
-	step := func(fate Fate, d time.Duration, err error) {
-		if n.trace.on.Load() {
-			x := ev
-			x.Fate, x.Delay = fate, d
-			if err != nil {
-				x.Detail = err.Error()
-			}
-			n.record(x)
+	if n.trace.on.Load() {
+		c.begin(args)
+	}
+	end, ok := c.send(args)
+	if ok {
+		var out result
+		if out, end, ok = c.deliver(); ok {
+			end = c.reply(out, reply)
 		}
 	}
-	fail := func(err error) error {
-		if classic {
-			log.Printf("labrpc: Call(%q) on end %v: %v", method, e.endname, err)
-		}
-		step(FateFailed, 0, err)
-		return err
-	}
-	step(FateSent, 0, nil)
+	return c.finish(end, reply)
+}
 
+// begin records the start of a traced call.
+func (c *callState) begin(args any) {
+	n := c.e.net
+	c.tracing = true
+	c.sent = n.now()
+	c.args = n.trace.summarize(c.method, args)
+	n.record(Event{Kind: EventSent, At: c.sent, End: c.e.endname, Server: c.rt.servername,
+		Call: c.f.call, Method: c.method, Args: c.args})
+}
+
+// send carries the request to the server. ok is true if it arrived, else
+// end says why not.
+func (c *callState) send(args any) (end ending, ok bool) {
+	n, rt := c.e.net, &c.rt
 	snap, size, err := encodeArgs(args)
 	if err != nil {
-		return fail(fmt.Errorf("labrpc: encoding args of %s: %v: %w", method, err, semantics.ErrRejected))
+		return ending{fate: FateFailed, err: fmt.Errorf("labrpc: encoding args of %s: %v: %w", c.method, err, semantics.ErrRejected)}, false
 	}
 	n.bytes.Add(int64(size))
-
+	c.snap = snap
 	if rt.server == nil {
-		d := f.disconnectDelay(rt.longDelays)
-		step(FateDisconnected, d, nil)
-		if err := n.sleep(ctx, d); err != nil {
-			return semantics.NotSent(fmt.Errorf("labrpc: %w", err))
+		d := max(c.f.disconnectDelay(rt.longDelays), rt.latency)
+		if err := n.sleep(c.ctx, d); err != nil {
+			return ending{fate: FateTimedOut, delay: d, err: semantics.NotSent(fmt.Errorf("labrpc: %w", err))}, false
 		}
-		return semantics.NotSent(ErrDisconnected)
+		return ending{fate: FateDisconnected, delay: d, err: semantics.NotSent(ErrDisconnected)}, false
 	}
-	if err := n.sleep(ctx, rt.link.delay(f.delay)); err != nil {
-		step(FateTimedOut, 0, err)
-		return semantics.NotSent(fmt.Errorf("labrpc: %w", err))
+	c.reqDelay = max(rt.link.delay(c.f.delay), rt.latency)
+	if err := n.sleep(c.ctx, c.reqDelay); err != nil {
+		return ending{fate: FateTimedOut, err: semantics.NotSent(fmt.Errorf("labrpc: %w", err))}, false
 	}
-	if f.dropReq < rt.link.DropRequest {
-		step(FateDropped, 0, nil)
-		return semantics.MaybeExecuted(ErrRequestDropped)
+	if c.f.dropReq < rt.link.DropRequest {
+		return ending{fate: FateDropped, err: semantics.MaybeExecuted(ErrRequestDropped)}, false
 	}
-	if f.dup < rt.link.Duplicate {
+	if c.f.dup < rt.link.Duplicate {
 		if dupSnap, size, err := snapshot(snap.Interface()); err == nil {
 			n.bytes.Add(int64(size))
-			step(FateDuplicated, 0, nil)
-			e.deliverDuplicate(rt, rt.link.delay(f.dupDelay), method, h, dupSnap)
+			c.duplicated = true
+			c.e.deliverDuplicate(*rt, max(rt.link.delay(c.f.dupDelay), rt.latency), c.method, c.header, dupSnap, c.classic)
 		}
 	}
-	step(FateDelivered, rt.link.delay(f.delay), nil)
+	c.reached = true
+	if c.tracing {
+		c.delivered = n.now()
+	}
+	return ending{}, true
+}
 
+// deliver runs the request at the server and waits for its answer. ok is
+// false if the caller stopped waiting first (end says why).
+func (c *callState) deliver() (out result, end ending, ok bool) {
+	n, rt := c.e.net, &c.rt
 	// Changes made while the request was on the wire count too: the channel
 	// is the one current when the route was taken.
 	changed := rt.changed
 	rt.server.count.Add(1)
 	res := make(chan result, 1)
-	deadline, _ := ctx.Deadline()
-	n.dispatch(job{server: rt.server, method: method, header: h, req: &request{snap: snap}, res: res, deadline: deadline})
-	var out result
-wait:
+	deadline, _ := c.ctx.Deadline()
+	n.dispatch(job{server: rt.server, method: c.method, header: c.header, req: &request{snap: c.snap},
+		res: res, deadline: deadline, crash: c.classic})
 	for {
 		select {
 		case out = <-res:
-			break wait
+			if dead, _ := n.dead(c.e.endname, rt); dead {
+				return out, ending{fate: FateServerDead, err: semantics.MaybeExecuted(ErrServerDead)}, false
+			}
+			return out, ending{}, true
 		case <-changed:
-			dead, next := n.dead(e.endname, &rt)
+			dead, next := n.dead(c.e.endname, rt)
 			if dead {
-				step(FateServerDead, 0, nil)
-				return semantics.MaybeExecuted(ErrServerDead)
+				return out, ending{fate: FateServerDead, err: semantics.MaybeExecuted(ErrServerDead)}, false
 			}
 			changed = next
-		case <-ctx.Done():
-			step(FateTimedOut, 0, ctx.Err())
-			return semantics.MaybeExecuted(fmt.Errorf("labrpc: %w", ctx.Err()))
+		case <-c.ctx.Done():
+			return out, ending{fate: FateTimedOut, err: semantics.MaybeExecuted(fmt.Errorf("labrpc: %w", c.ctx.Err()))}, false
 		case <-n.done:
-			step(FateTimedOut, 0, ErrClosed)
-			return semantics.MaybeExecuted(ErrClosed)
+			return out, ending{fate: FateTimedOut, err: semantics.MaybeExecuted(ErrClosed)}, false
 		}
 	}
-	if dead, _ := n.dead(e.endname, &rt); dead {
-		step(FateServerDead, 0, nil)
-		return semantics.MaybeExecuted(ErrServerDead)
-	}
-	if f.dropReply < rt.link.DropReply {
-		step(FateReplyDropped, 0, nil)
-		return semantics.MaybeExecuted(ErrReplyDropped)
+}
+
+// reply carries the server's answer back to the caller and decodes it into
+// reply.
+func (c *callState) reply(out result, reply any) ending {
+	n, rt := c.e.net, &c.rt
+	if c.f.dropReply < rt.link.DropReply {
+		return ending{fate: FateReplyDropped, err: semantics.MaybeExecuted(ErrReplyDropped)}
 	}
 	var delay time.Duration
 	if rt.longReordering {
-		delay = f.reorderDelay()
+		delay = c.f.reorderDelay()
+		c.held = delay > 0
 	}
+	delay = max(delay, rt.latency)
 
 	if out.err != nil {
 		// The server's refusal or the method's error travels back as text
 		// with its class.
 		code, msg := rpc.EncodeError(out.err)
-		if err := n.sleep(ctx, delay); err != nil {
-			step(FateTimedOut, delay, err)
-			return semantics.MaybeExecuted(fmt.Errorf("labrpc: %w", err))
+		if err := n.sleep(c.ctx, delay); err != nil {
+			return ending{fate: FateTimedOut, delay: delay, err: semantics.MaybeExecuted(fmt.Errorf("labrpc: %w", err))}
 		}
 		n.bytes.Add(int64(len(msg)))
-		rerr := rpc.DecodeError(code, msg)
-		if classic && !errors.Is(rerr, semantics.ErrApplication) {
-			names := rt.server.serviceNames()
-			return fail(fmt.Errorf("%w (server %v has services %v)", rerr, rt.servername, names))
-		}
-		step(FateFailed, delay, rerr)
-		return rerr
+		return ending{fate: FateFailed, delay: delay, err: rpc.DecodeError(code, msg)}
 	}
-
 	if delay > 0 {
 		// The reply leaves the server now and arrives later: copy it now.
 		held, _, err := encodeReply(out.reply)
 		if err != nil {
-			return fail(semantics.Unusable(fmt.Errorf("labrpc: %s ran, but its reply could not be encoded: %w", method, err)))
+			return ending{fate: FateFailed, err: semantics.Unusable(fmt.Errorf("labrpc: %s ran, but its reply could not be encoded: %w", c.method, err))}
 		}
-		if err := n.sleep(ctx, delay); err != nil {
-			step(FateTimedOut, delay, err)
-			return semantics.MaybeExecuted(fmt.Errorf("labrpc: %w", err))
+		if err := n.sleep(c.ctx, delay); err != nil {
+			return ending{fate: FateTimedOut, delay: delay, err: semantics.MaybeExecuted(fmt.Errorf("labrpc: %w", err))}
 		}
 		out.reply = held.Interface()
 	}
-	size, err = decodeReply(out.reply, reply)
+	size, err := decodeReply(out.reply, reply)
 	if err != nil {
-		return fail(semantics.Unusable(fmt.Errorf("labrpc: %s ran, but its reply could not be decoded into %T: %w", method, reply, err)))
+		return ending{fate: FateFailed, delay: delay, err: semantics.Unusable(fmt.Errorf("labrpc: %s ran, but its reply could not be decoded into %T: %w", c.method, reply, err))}
 	}
 	n.bytes.Add(int64(size))
-	step(FateReplied, delay, nil)
-	return nil
+	return ending{fate: FateReplied, delay: delay}
+}
+
+// finish records the call's ending and returns its error. A classic call
+// (ClientEnd.Call) logs failures that are not the network's faults and,
+// like the classic network, crashes on a call to an unknown service or
+// method, naming the methods the server has.
+func (c *callState) finish(end ending, reply any) error {
+	n := c.e.net
+	if c.tracing && n.trace.on.Load() {
+		ev := Event{Kind: EventEnded, At: n.now(), End: c.e.endname, Server: c.rt.servername,
+			Call: c.f.call, Method: c.method, Fate: end.fate, Sent: c.sent,
+			Reached: c.reached, Delivered: c.delivered, Duplicated: c.duplicated, Held: c.held,
+			Delay: c.reqDelay, ReplyDelay: end.delay, Args: c.args}
+		if end.err != nil {
+			ev.Detail = end.err.Error()
+		}
+		if end.fate == FateReplied {
+			ev.Reply = n.trace.summarize(c.method, reply)
+		}
+		n.record(ev)
+	}
+	if !c.classic || end.fate != FateFailed {
+		return end.err
+	}
+	if errors.Is(end.err, rpc.ErrUnknownMethod) {
+		panic(fmt.Sprintf("labrpc: Call(%q) on end %v: %v; server %v has %s",
+			c.method, c.e.endname, end.err, c.rt.servername, c.rt.server.methodList()))
+	}
+	if !errors.Is(end.err, semantics.ErrApplication) {
+		log.Printf("labrpc: Call(%q) on end %v: %v", c.method, c.e.endname, end.err)
+	}
+	return end.err
 }
 
 // deliverDuplicate delivers a second copy of a request after its own delay,
 // unless the end or server has gone away meanwhile. Its reply is discarded.
-func (e *ClientEnd) deliverDuplicate(rt route, d time.Duration, method string, h *semantics.Header, snap reflect.Value) {
+func (e *ClientEnd) deliverDuplicate(rt route, d time.Duration, method string, h *semantics.Header, snap reflect.Value, crash bool) {
 	n := e.net
 	n.goBackground(func() {
 		if n.sleep(n.ctx, d) != nil {
@@ -235,7 +311,7 @@ func (e *ClientEnd) deliverDuplicate(rt route, d time.Duration, method string, h
 			return
 		}
 		rt.server.count.Add(1)
-		n.dispatch(job{server: rt.server, method: method, header: h, req: &request{snap: snap}})
+		n.dispatch(job{server: rt.server, method: method, header: h, req: &request{snap: snap}, crash: crash})
 	})
 }
 

@@ -10,6 +10,9 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/semrpc/semrpc/labrpc/internal/labhook"
+	"github.com/semrpc/semrpc/rpc"
 )
 
 // SeedEnv names the environment variable MakeNetwork reads its seed from,
@@ -24,6 +27,10 @@ type Network struct {
 	done   chan struct{}   // closed by Cleanup; every wait selects on it
 	ctx    context.Context // handed to the server core; canceled by Cleanup
 	cancel context.CancelFunc
+	// crashCtx is ctx for ClientEnd.Call's requests: a handler's panic
+	// crashes the program, as in the classic network.
+	crashCtx context.Context
+	bubble   uint64 // the synctest bubble the network was made in; 0 for none
 
 	mu             sync.RWMutex // protects following
 	closed         bool
@@ -32,6 +39,7 @@ type Network struct {
 	longDelays     bool
 	longReordering bool
 	dupRate        float64
+	latency        time.Duration // the least time any message takes
 	ends           map[interface{}]*ClientEnd
 	enabled        map[interface{}]bool
 	connections    map[interface{}]interface{} // endname → servername
@@ -49,6 +57,9 @@ type Network struct {
 	bytes atomic.Int64 // args sent plus replies delivered
 	trace tracer
 }
+
+// A network made during a labtest run registers itself with it.
+var _ labhook.Network = (*Network)(nil)
 
 // MakeNetwork returns a reliable network with no ends and no servers. Its
 // seed comes from the LABRPC_SEED environment variable if set, else it is
@@ -70,14 +81,20 @@ func MakeNetwork() *Network {
 // (not its name: lab harnesses name ends with random strings), so the same
 // seed, the same order of MakeEnd and the same order of calls on each end
 // give the same faults.
+//
+// Inside labtest.Virtual the network registers itself with the test's run
+// (so a failing test can write its timeline) and every message takes at
+// least the run's per-message latency (see SetLatency).
 func MakeNetworkSeed(seed int64) *Network {
 	ctx, cancel := context.WithCancel(context.Background())
-	return &Network{
+	n := &Network{
 		seed:        seed,
 		start:       time.Now(),
 		done:        make(chan struct{}),
 		ctx:         ctx,
 		cancel:      cancel,
+		crashCtx:    rpc.PropagatePanics(ctx),
+		bubble:      currentBubble(),
 		reliable:    true,
 		ends:        make(map[interface{}]*ClientEnd),
 		enabled:     make(map[interface{}]bool),
@@ -89,6 +106,11 @@ func MakeNetworkSeed(seed int64) *Network {
 		changed:     make(chan struct{}),
 		work:        make(chan job),
 	}
+	if run := labhook.Current(); run != nil {
+		n.latency = max(run.Latency, 0)
+		run.Register(n)
+	}
+	return n
 }
 
 // Seed returns the seed the network's faults are drawn from.
@@ -99,6 +121,7 @@ func (n *Network) Seed() int64 { return n.seed }
 // timer the network started is gone when Cleanup returns. A handler still
 // running in user code finishes on its own; its reply is discarded.
 func (n *Network) Cleanup() {
+	n.checkBubble("Cleanup")
 	n.mu.Lock()
 	if n.closed {
 		n.mu.Unlock()
@@ -112,7 +135,8 @@ func (n *Network) Cleanup() {
 }
 
 // changedLocked wakes every call waiting on a handler so that it re-checks
-// whether its server is still reachable. n.mu must be held for writing.
+// whether its server is still reachable. n.mu must be held for writing,
+// and the caller must have checked the bubble (the channels belong to it).
 func (n *Network) changedLocked() {
 	close(n.changed)
 	n.changed = make(chan struct{})
@@ -124,6 +148,7 @@ func (n *Network) Reliable(yes bool) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	n.reliable = yes
+	n.topology("Reliable(%v)", yes)
 }
 
 // IsReliable reports whether the network is reliable.
@@ -139,6 +164,7 @@ func (n *Network) LongReordering(yes bool) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	n.longReordering = yes
+	n.topology("LongReordering(%v)", yes)
 }
 
 // LongDelays sets how long a call that cannot be delivered takes to fail:
@@ -147,6 +173,7 @@ func (n *Network) LongDelays(yes bool) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	n.longDelays = yes
+	n.topology("LongDelays(%v)", yes)
 }
 
 // IsLongDelays reports whether long delays are on.
@@ -165,6 +192,19 @@ func (n *Network) Duplicate(rate float64) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	n.dupRate = min(max(rate, 0), 1)
+	n.topology("Duplicate(%v)", n.dupRate)
+}
+
+// SetLatency sets the least time every message takes: a request reaches
+// its server, and a reply its caller, no sooner than d after it left (a
+// link's own delays still apply when longer). The default is 0, or the
+// latency of the labtest run the network was made in: in virtual time a
+// loop bounded by elapsed time ends only if messages take time.
+func (n *Network) SetLatency(d time.Duration) {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	n.latency = max(d, 0)
+	n.topology("SetLatency(%v)", n.latency)
 }
 
 // SetLink gives an end its own fault rates and delays, replacing the
@@ -176,6 +216,7 @@ func (n *Network) SetLink(endname interface{}, cfg LinkConfig) error {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	n.links[endname] = cfg
+	n.topology("SetLink(%v, %+v)", endname, cfg)
 	return nil
 }
 
@@ -184,6 +225,7 @@ func (n *Network) ClearLink(endname interface{}) {
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	delete(n.links, endname)
+	n.topology("ClearLink(%v)", endname)
 }
 
 // Partition splits the network: each argument is a group of server names
@@ -192,6 +234,7 @@ func (n *Network) ClearLink(endname interface{}) {
 // delivered are lost); names in no group are not affected. A new Partition
 // replaces the previous one.
 func (n *Network) Partition(groups ...[]interface{}) {
+	n.checkBubble("Partition")
 	g := make(map[interface{}]int)
 	for i, group := range groups {
 		for _, name := range group {
@@ -207,14 +250,17 @@ func (n *Network) Partition(groups ...[]interface{}) {
 		}
 	}
 	n.changedLocked()
+	n.topology("Partition%v", groups)
 }
 
 // Heal removes the partition.
 func (n *Network) Heal() {
+	n.checkBubble("Heal")
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	n.groups = nil
 	n.changedLocked()
+	n.topology("Heal()")
 }
 
 // MakeEnd creates a client end, disabled and unconnected. It panics if an
@@ -230,12 +276,14 @@ func (n *Network) MakeEnd(endname interface{}) *ClientEnd {
 	n.ends[endname] = e
 	n.enabled[endname] = false
 	delete(n.connections, endname)
+	n.topology("MakeEnd(%v)", endname)
 	return e
 }
 
 // DeleteEnd removes an end: its calls in progress lose their replies and
 // later calls on it fail as if it were disabled.
 func (n *Network) DeleteEnd(endname interface{}) {
+	n.checkBubble("DeleteEnd")
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	delete(n.ends, endname)
@@ -244,39 +292,47 @@ func (n *Network) DeleteEnd(endname interface{}) {
 	delete(n.links, endname)
 	n.endGen[endname]++
 	n.changedLocked()
+	n.topology("DeleteEnd(%v)", endname)
 }
 
 // AddServer adds a server under a name, replacing any server of that name:
 // the replaced server never delivers another reply.
 func (n *Network) AddServer(servername interface{}, rs *Server) {
+	n.checkBubble("AddServer")
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	n.servers[servername] = rs
 	n.serverGen[servername]++
 	n.changedLocked()
+	n.topology("AddServer(%v)", servername)
 }
 
 // DeleteServer removes a server: it never delivers another reply, even for
 // handlers that finish later, and callers waiting on it are released.
 func (n *Network) DeleteServer(servername interface{}) {
+	n.checkBubble("DeleteServer")
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	delete(n.servers, servername)
 	n.serverGen[servername]++
 	n.changedLocked()
+	n.topology("DeleteServer(%v)", servername)
 }
 
 // Connect connects an end to a server name. The server need not exist yet.
 func (n *Network) Connect(endname, servername interface{}) {
+	n.checkBubble("Connect")
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	n.connections[endname] = servername
 	n.changedLocked()
+	n.topology("Connect(%v, %v)", endname, servername)
 }
 
 // Enable enables or disables an end. A disabled end delivers nothing, and
 // calls in progress on it lose their replies.
 func (n *Network) Enable(endname interface{}, enabled bool) {
+	n.checkBubble("Enable")
 	n.mu.Lock()
 	defer n.mu.Unlock()
 	n.enabled[endname] = enabled
@@ -284,6 +340,7 @@ func (n *Network) Enable(endname interface{}, enabled bool) {
 		n.endGen[endname]++
 	}
 	n.changedLocked()
+	n.topology("Enable(%v, %v)", endname, enabled)
 }
 
 // GetCount returns how many requests the named server has received
@@ -314,6 +371,7 @@ type route struct {
 	link           LinkConfig
 	longDelays     bool
 	longReordering bool
+	latency        time.Duration
 	closed         bool
 	endGen         uint64 // generations at the start, for dead
 	serverGen      uint64
@@ -327,6 +385,7 @@ func (n *Network) route(endname interface{}) route {
 		servername:     n.connections[endname],
 		longDelays:     n.longDelays,
 		longReordering: n.longReordering,
+		latency:        n.latency,
 		closed:         n.closed,
 		endGen:         n.endGen[endname],
 		changed:        n.changed,
@@ -387,13 +446,8 @@ func (n *Network) goBackground(f func()) bool {
 	return true
 }
 
-func (n *Network) record(e Event) {
-	if !n.trace.on.Load() {
-		return
-	}
-	e.At = time.Since(n.start)
-	n.trace.add(e)
-}
+// now is the time since the network was made.
+func (n *Network) now() time.Duration { return time.Since(n.start) }
 
 // sleep waits d, or until ctx ends or the network is cleaned up; it returns
 // the reason it stopped early, or nil.

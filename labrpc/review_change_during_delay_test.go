@@ -27,7 +27,7 @@ func TestReviewChangeDuringRequestDelayReleasesCaller(t *testing.T) {
 		{"partitioned", func(f *fixture) { f.net.Partition([]interface{}{"e"}, []interface{}{"s"}) }},
 	}
 	for i, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
+		subtest(t, tt.name, func(t *testing.T) {
 			f := newFixture(t, int64(100+i))
 			e := f.end("e")
 			// Every request spends 200 ms on the wire before it is delivered.

@@ -1,8 +1,11 @@
 package labrpc
 
 import (
+	"context"
 	"log"
 	"reflect"
+	"sort"
+	"strings"
 	"sync"
 	"sync/atomic"
 
@@ -17,8 +20,9 @@ type Server struct {
 	core  *rpc.Server
 	count atomic.Int64 // requests received
 
-	mu    sync.Mutex // protects names
-	names []string   // services added, for error messages
+	mu      sync.Mutex // protects following
+	names   []string   // services added, for error messages
+	methods []string   // their methods, "Service.Method", sorted
 }
 
 // MakeServer returns a server with no services.
@@ -45,18 +49,54 @@ func (rs *Server) AddService(svc *Service) {
 	}
 	rs.mu.Lock()
 	rs.names = append(rs.names, svc.name)
+	rs.methods = append(rs.methods, methodNames(svc.name, svc.rcvr)...)
+	sort.Strings(rs.methods)
 	rs.mu.Unlock()
+}
+
+var (
+	errorType   = reflect.TypeOf((*error)(nil)).Elem()
+	contextType = reflect.TypeOf((*context.Context)(nil)).Elem()
+)
+
+// methodNames lists the methods of rcvr that can be called over the
+// network, as "name.Method": exported, taking (args, *reply) or (ctx,
+// args, *reply), returning nothing or an error.
+func methodNames(name string, rcvr interface{}) []string {
+	var out []string
+	t := reflect.TypeOf(rcvr)
+	for i := 0; i < t.NumMethod(); i++ {
+		m := t.Method(i)
+		in := m.Type.NumIn() - 1 // without the receiver
+		first := 1
+		if in == 3 && m.Type.In(1) == contextType {
+			first, in = 2, 2
+		}
+		if in != 2 || m.Type.In(first+1).Kind() != reflect.Pointer {
+			continue
+		}
+		if o := m.Type.NumOut(); o > 1 || (o == 1 && m.Type.Out(0) != errorType) {
+			continue
+		}
+		out = append(out, name+"."+m.Name)
+	}
+	return out
+}
+
+// methodList is the server's methods for a message: "A.X, A.Y" or "no
+// methods".
+func (rs *Server) methodList() string {
+	rs.mu.Lock()
+	defer rs.mu.Unlock()
+	if len(rs.methods) == 0 {
+		return "no methods"
+	}
+	return "methods " + strings.Join(rs.methods, ", ")
 }
 
 // GetCount returns how many requests the server has received, including
 // duplicates and requests for unknown methods.
 func (rs *Server) GetCount() int { return int(rs.count.Load()) }
-
-func (rs *Server) serviceNames() []string {
-	rs.mu.Lock()
-	defer rs.mu.Unlock()
-	return append([]string(nil), rs.names...)
-}
 
 // Service is a receiver whose exported methods can be called over the
 // network as "TypeName.Method".

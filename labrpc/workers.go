@@ -28,9 +28,16 @@ type job struct {
 	// deadline is the caller's, which ends the method's context; zero for
 	// none.
 	deadline time.Time
+	// crash lets a panic in the handler crash the program (ClientEnd.Call,
+	// as the classic network does) instead of becoming an error.
+	crash bool
 }
 
-func (j job) run(ctx context.Context) {
+func (j job) run(n *Network) {
+	ctx := n.ctx
+	if j.crash {
+		ctx = n.crashCtx
+	}
 	if !j.deadline.IsZero() {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithDeadline(ctx, j.deadline)
@@ -57,7 +64,7 @@ func (n *Network) dispatch(j job) {
 
 func (n *Network) worker(j job) {
 	for {
-		j.run(n.ctx)
+		j.run(n)
 		if n.idle.Add(1) > maxIdleWorkers {
 			n.idle.Add(-1)
 			return

@@ -315,15 +315,31 @@ func (s *Server) dedup(ctx context.Context, m *methodType, h *semantics.Header, 
 // Shutdown that stopped waiting, or the transport's own context.
 var errInterrupted = errors.New("rpc: the method was stopped before it answered")
 
+// propagatePanicsKey marks a context made by PropagatePanics.
+type propagatePanicsKey struct{}
+
+// PropagatePanics returns a context under which Handle does not recover a
+// panic in the method: the panic crashes the program with the method's
+// stack, as the classic lab network does. labrpc uses it for ClientEnd.Call;
+// requests arriving over TCP never carry it, so servers keep recovering.
+func PropagatePanics(ctx context.Context) context.Context {
+	return context.WithValue(ctx, propagatePanicsKey{}, true)
+}
+
 // invoke calls the method. A panic in the method becomes an application
-// error and a log line; the server keeps serving.
+// error and a log line and the server keeps serving, unless the request's
+// context comes from PropagatePanics.
 func (s *Server) invoke(ctx context.Context, m *methodType, argv reflect.Value) (reply any, err error) {
 	replyv := m.newReply()
 	start := time.Now()
 	defer func() {
-		if p := recover(); p != nil {
-			s.logger.Printf("rpc: method %s panicked: %v\n%s", m.name, p, debug.Stack())
-			err = ServerError(fmt.Sprintf("rpc: method %s panicked: %v", m.name, p))
+		// Without recover the panic goes on with the method's frames on
+		// the stack.
+		if ctx.Value(propagatePanicsKey{}) == nil {
+			if p := recover(); p != nil {
+				s.logger.Printf("rpc: method %s panicked: %v\n%s", m.name, p, debug.Stack())
+				err = ServerError(fmt.Sprintf("rpc: method %s panicked: %v", m.name, p))
+			}
 		}
 		m.stats.record(time.Since(start), err != nil)
 	}()

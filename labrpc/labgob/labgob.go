@@ -3,8 +3,12 @@
 // lower-case letter (gob won't send them, so a Raft term or log silently
 // arrives as zero) and about decoding into a variable that is not the zero
 // value (gob leaves fields the sender did not transmit alone, so stale values
-// may survive the decode). The API is the classic one: NewEncoder, NewDecoder,
-// Encode, EncodeValue, Decode, Register, RegisterName.
+// may survive the decode). The second warning looks where the classic one
+// did: at booleans, numbers and strings, through structs and non-nil
+// pointers, at most three levels deep counting the decode's target; a
+// non-nil slice or map (an empty Raft log), an interface or a deeper field
+// never warns. The API is the classic one: NewEncoder, NewDecoder, Encode,
+// EncodeValue, Decode, Register, RegisterName.
 //
 // Each distinct warning is logged once per process. Two additions make the
 // warnings enforceable in tests:

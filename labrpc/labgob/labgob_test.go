@@ -198,3 +198,75 @@ func TestStrict(t *testing.T) {
 		t.Errorf("Encode after Strict(false): %v", err)
 	}
 }
+
+type Holder struct {
+	Log   []int
+	Index map[string]int
+	Ptr   *int
+	Inner struct{ A int }
+	Any   interface{}
+	Term  int
+	Name  string
+	Ratio float64
+}
+
+// decodeInto encodes a zero Holder and decodes it into target, returning
+// the warnings seen.
+func decodeInto(t *testing.T, target any) []string {
+	t.Helper()
+	w := newWatch(t)
+	var buf bytes.Buffer
+	if err := labgob.NewEncoder(&buf).Encode(Holder{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := labgob.NewDecoder(&buf).Decode(target); err != nil {
+		t.Fatal(err)
+	}
+	warnings, _ := w.seen()
+	return warnings
+}
+
+func TestDecodeWarnsOnlyUnderClassicConditions(t *testing.T) {
+	five := 5
+	tests := []struct {
+		name   string
+		target Holder
+		warn   string // "" for no warning
+	}{
+		{"zero", Holder{}, ""},
+		{"empty non-nil slice", Holder{Log: []int{}}, ""},
+		{"slice with entries", Holder{Log: []int{1, 2}}, ""},
+		{"non-nil map", Holder{Index: map[string]int{"a": 1}}, ""},
+		{"pointer to a non-zero int, below the depth looked at", Holder{Ptr: &five}, ""},
+		{"nested struct's field, below the depth looked at", Holder{Inner: struct{ A int }{A: 1}}, ""},
+		{"interface", Holder{Any: 3}, ""},
+		{"int field", Holder{Term: 2}, "Holder.Term"},
+		{"string field", Holder{Name: "x"}, "Holder.Name"},
+		{"float field", Holder{Ratio: 0.5}, "Holder.Ratio"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			target := tt.target
+			warnings := decodeInto(t, &target)
+			switch {
+			case tt.warn == "" && len(warnings) != 0:
+				t.Errorf("warned: %q", warnings)
+			case tt.warn != "" && (len(warnings) != 1 || !strings.Contains(warnings[0], tt.warn)):
+				t.Errorf("warnings %q, want one naming %s", warnings, tt.warn)
+			}
+		})
+	}
+}
+
+func TestDecodeIntoNonZeroScalarWarns(t *testing.T) {
+	w := newWatch(t)
+	var buf bytes.Buffer
+	_ = labgob.NewEncoder(&buf).Encode(7)
+	x := 5
+	if err := labgob.NewDecoder(&buf).Decode(&x); err != nil {
+		t.Fatal(err)
+	}
+	if warnings, _ := w.seen(); len(warnings) != 1 || !strings.Contains(warnings[0], "int is not zero") {
+		t.Errorf("warnings %q", warnings)
+	}
+}

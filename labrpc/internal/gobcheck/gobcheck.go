@@ -129,20 +129,23 @@ func walkType(t reflect.Type, seen map[reflect.Type]bool, warns *[]string) {
 }
 
 // CheckDefault warns when v, the target of a decode, already holds a
-// non-zero value: gob leaves alone every field the sender did not transmit
-// (zero fields are never transmitted), so old values would survive.
+// non-zero value where the classic labgob looked: gob leaves alone every
+// field the sender did not transmit (zero fields are never transmitted), so
+// old values would survive. As in the classic labgob, only booleans,
+// numbers and strings count, found through structs and non-nil pointers
+// within three levels of v (v itself, usually a pointer, is the first);
+// slices, maps, arrays and interfaces never warn, so restoring Raft state
+// into a fresh struct whose log slice is non-nil does not.
 func CheckDefault(v any) error {
 	if v == nil {
 		return nil
 	}
 	rv := reflect.ValueOf(v)
-	if rv.Kind() == reflect.Pointer {
-		if rv.IsNil() {
-			return nil
-		}
-		rv = rv.Elem()
+	name := rv.Type()
+	for name.Kind() == reflect.Pointer {
+		name = name.Elem()
 	}
-	if path, ok := nonZero(rv, rv.Type().String(), 0); ok {
+	if path, ok := nonDefault(rv, name.String(), 1); ok {
 		return report(fmt.Sprintf(
 			"labgob warning: decoding into a non-default value (%s is not zero); gob keeps fields the sender left at zero, so this may not work",
 			path))
@@ -150,23 +153,37 @@ func CheckDefault(v any) error {
 	return nil
 }
 
-// nonZero returns the path of the first non-zero part of v that gob could
-// decode into.
-func nonZero(v reflect.Value, path string, depth int) (string, bool) {
-	if v.Kind() == reflect.Struct && depth < 8 && !customEncoded(v.Type()) {
+// maxDefaultDepth is how deep CheckDefault looks, as the classic labgob.
+const maxDefaultDepth = 3
+
+// nonDefault returns the path of the first part of v, at depth depth, that
+// CheckDefault warns about.
+func nonDefault(v reflect.Value, path string, depth int) (string, bool) {
+	if depth > maxDefaultDepth {
+		return "", false
+	}
+	switch v.Kind() {
+	case reflect.Struct:
 		t := v.Type()
 		for i := 0; i < t.NumField(); i++ {
 			if !t.Field(i).IsExported() {
-				continue
+				continue // gob never decodes into it
 			}
-			if p, ok := nonZero(v.Field(i), path+"."+t.Field(i).Name, depth+1); ok {
+			if p, ok := nonDefault(v.Field(i), path+"."+t.Field(i).Name, depth+1); ok {
 				return p, true
 			}
 		}
-		return "", false
-	}
-	if !v.IsZero() {
-		return path, true
+	case reflect.Pointer:
+		if !v.IsNil() {
+			return nonDefault(v.Elem(), path, depth+1)
+		}
+	case reflect.Bool, reflect.String,
+		reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
+		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64, reflect.Uintptr,
+		reflect.Float32, reflect.Float64:
+		if !v.IsZero() {
+			return path, true
+		}
 	}
 	return "", false
 }
