@@ -69,7 +69,7 @@ func TestRestart(t *testing.T) {
 }
 
 // TestManyOps has clients do as many operations as fit in 5 seconds, with
-// CPU work on every Put: CPU-bound in real time.
+// 8 MiB hashed on every Put: CPU-bound in real time.
 func TestManyOps(t *testing.T) {
 	cfg := makeConfig(t, 3, false)
 	defer cfg.cleanup()
@@ -135,5 +135,33 @@ func TestSleepHoldingLock(t *testing.T) {
 	if v := ck.Get("k"); v != "19" {
 		t.Fatalf("Get(k) = %q, want 19", v)
 	}
+	cfg.end()
+}
+
+// TestRPCRate has clients read as fast as they can for 2 seconds and logs
+// how many RPCs the network carried.
+func TestRPCRate(t *testing.T) {
+	cfg := makeConfig(t, 3, false)
+	defer cfg.cleanup()
+	cfg.begin("reads for 2 seconds")
+	ck0 := cfg.makeClient()
+	ck0.Put("k", "v")
+	var wg sync.WaitGroup
+	start, rpcs0 := time.Now(), cfg.net.GetTotalCount()
+	for c := 0; c < 3; c++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			ck := cfg.makeClient()
+			for time.Since(start) < 2*time.Second {
+				if v := ck.Get("k"); v != "v" {
+					t.Errorf("Get(k) = %q, want v", v)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	t.Logf("%d RPCs in %v of the test's clock", cfg.net.GetTotalCount()-rpcs0, time.Since(start).Round(time.Millisecond))
 	cfg.end()
 }

@@ -31,7 +31,7 @@ type KVServer struct {
 	rp      *replica.Replica
 	data    map[string]string
 	applyCh chan string
-	// Checksum makes every Put hash a megabyte, as if the server
+	// Checksum makes every Put hash 8 MiB, as if the server
 	// snapshotted its state: CPU work per operation.
 	Checksum atomic.Bool
 	sum      [32]byte
@@ -47,7 +47,7 @@ func (kv *KVServer) installSnapshots() {
 	}
 }
 
-var scratch = make([]byte, 1<<20)
+var scratch = make([]byte, 8<<20)
 
 // StartKVServer starts a server and its replica.
 func StartKVServer(peers []*labrpc.ClientEnd, me int) *KVServer {
