@@ -45,6 +45,10 @@ const (
 	// EnvTraceDir is the directory where the traces of failing tests are
 	// written (default: the system's temporary directory).
 	EnvTraceDir = "LABTEST_TRACE_DIR"
+	// EnvTrace, if set to 0, leaves the trace of labrpc networks off
+	// (labtest turns it on so that a failing test's timeline can be
+	// written; it costs about 40% of labrpc's call rate).
+	EnvTrace = "LABTEST_TRACE"
 	// EnvState names the file through which a test process run by the
 	// command reports finished tests and asks to be rerun; set, a test
 	// whose virtual clock stalls ends the process instead of rerunning the
@@ -68,6 +72,7 @@ func Strict() Option { return func(c *config) { c.strict = true } }
 func WithLatency(d time.Duration) Option { return func(c *config) { c.latency = d } }
 
 type config struct {
+	trace    bool
 	real     bool
 	strict   bool
 	latency  time.Duration
@@ -76,7 +81,7 @@ type config struct {
 }
 
 func configFor(t *testing.T, opts []Option) config {
-	c := config{latency: DefaultLatency, traceDir: os.Getenv(EnvTraceDir), state: os.Getenv(EnvState)}
+	c := config{latency: DefaultLatency, traceDir: os.Getenv(EnvTraceDir), state: os.Getenv(EnvState), trace: os.Getenv(EnvTrace) != "0"}
 	if os.Getenv(EnvReal) == "1" {
 		c.real = true
 	}
@@ -155,8 +160,15 @@ func Real(t *testing.T, f func(t *testing.T), opts ...Option) {
 	runReal(t, f, c)
 }
 
+// onRegister turns on the trace of a network made during the test.
+func (c config) onRegister(n labhook.Network) {
+	if tn, ok := n.(interface{ EnableTrace(bool) }); ok && c.trace {
+		tn.EnableTrace(true)
+	}
+}
+
 func runReal(t *testing.T, f func(*testing.T), c config) {
-	run := &labhook.Run{}
+	run := &labhook.Run{OnRegister: c.onRegister}
 	end := labhook.Begin(run)
 	defer end()
 	defer writeTraces(t, run, c)
@@ -173,7 +185,7 @@ type outcome struct {
 // time, or "" if it ran to the end (passing or failing); parked reports
 // that none of the abandoned bubble's goroutines can run again.
 func runVirtual(t *testing.T, f func(*testing.T), c config) (rerun string, parked bool) {
-	run := &labhook.Run{Virtual: true, Latency: c.latency}
+	run := &labhook.Run{Virtual: true, Latency: c.latency, OnRegister: c.onRegister}
 	end := labhook.Begin(run)
 	defer end()
 

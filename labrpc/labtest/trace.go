@@ -17,6 +17,7 @@ const traceTimeout = 5 * time.Second
 // writeTraces writes, if t failed, the timeline of every labrpc network
 // made during run to a file and logs its path.
 func writeTraces(t *testing.T, run *labhook.Run, c config) {
+	t.Helper()
 	if !t.Failed() {
 		return
 	}

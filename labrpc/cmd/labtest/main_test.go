@@ -109,9 +109,11 @@ func TestCommandOnTheLabShapedModule(t *testing.T) {
 		t.Fatal(err)
 	}
 	before := treeHash(t, lab)
-	run := func(args ...string) (string, int) {
+	traceDir := t.TempDir()
+	run := func(env []string, args ...string) (string, int) {
 		cmd := exec.Command(bin, args...)
 		cmd.Dir = lab
+		cmd.Env = append(os.Environ(), env...)
 		out, err := cmd.CombinedOutput()
 		if exit, ok := err.(*exec.ExitError); ok {
 			return string(out), exit.ExitCode()
@@ -122,21 +124,25 @@ func TestCommandOnTheLabShapedModule(t *testing.T) {
 	}
 	tests := []struct {
 		name     string
+		env      []string
 		args     []string
 		wantCode int
 		want     []string
 	}{
-		{"virtual time, a stall rerun in real time", []string{"-v", "-count=1", "-run", "TestBasic|TestSleepHoldingLock|TestKillLeavesGoroutines", "./kv"}, 0,
+		{"a failing test's timeline is written to a file whose path is printed", []string{"LAB_FAIL=1", "LABTEST_TRACE_DIR=" + traceDir},
+			[]string{"-count=1", "-run", "TestFailsOnRequest", "./kv"}, 1,
+			[]string{"--- FAIL: TestFailsOnRequest", "labtest: trace of network 0: " + traceDir + "/labtest-TestFailsOnRequest-net0-", "FAIL\t6.5840/kv"}},
+		{"virtual time, a stall rerun in real time", nil, []string{"-v", "-count=1", "-run", "TestBasic|TestSleepHoldingLock|TestKillLeavesGoroutines", "./kv"}, 0,
 			[]string{"--- PASS: TestBasic", "labtest: TestSleepHoldingLock: virtual time stopped", "rerunning TestSleepHoldingLock in real time",
 				"--- PASS: TestSleepHoldingLock", "--- PASS: TestKillLeavesGoroutines", "goroutine(s) blocked", "chan receive (durable) in 6.5840/kv.(*KVServer).installSnapshots", "\nPASS\nok  \t6.5840/kv"}},
-		{"-strict fails on leftovers; the status is go test's", []string{"-strict", "-count=1", "-run", "TestKillLeavesGoroutines", "./kv"}, 1,
+		{"-strict fails on leftovers; the status is go test's", nil, []string{"-strict", "-count=1", "-run", "TestKillLeavesGoroutines", "./kv"}, 1,
 			[]string{"--- FAIL: TestKillLeavesGoroutines", "FAIL\t6.5840/kv"}},
-		{"-h", []string{"-h"}, 0, []string{"usage: labtest"}},
-		{"a bad flag", []string{"-labrpc=tcp"}, 2, []string{`labtest: -labrpc="tcp": want semrpc or keep`}},
+		{"-h", nil, []string{"-h"}, 0, []string{"usage: labtest"}},
+		{"a bad flag", nil, []string{"-labrpc=tcp"}, 2, []string{`labtest: -labrpc="tcp": want semrpc or keep`}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			out, code := run(tt.args...)
+			out, code := run(tt.env, tt.args...)
 			if code != tt.wantCode {
 				t.Fatalf("exit status %d, want %d; output:\n%s", code, tt.wantCode, out)
 			}
@@ -147,6 +153,21 @@ func TestCommandOnTheLabShapedModule(t *testing.T) {
 			}
 		})
 	}
+	t.Run("the timeline file is an HTML page with the test's calls", func(t *testing.T) {
+		files, _ := filepath.Glob(filepath.Join(traceDir, "labtest-TestFailsOnRequest-net0-*.html"))
+		if len(files) != 1 {
+			t.Fatalf("timeline files: %v, want one", files)
+		}
+		data, err := os.ReadFile(files[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, s := range []string{"<!DOCTYPE html>", "<rect"} { // a bar per call
+			if !strings.Contains(string(data), s) {
+				t.Errorf("timeline lacks %q", s)
+			}
+		}
+	})
 	if after := treeHash(t, lab); after != before {
 		t.Fatal("labtest changed files of the lab on disk")
 	}

@@ -20,6 +20,12 @@ type Run struct {
 	// Latency is the virtual time every labrpc message takes (0: none).
 	Latency time.Duration
 
+	// OnRegister, if set, is called with each network as it registers,
+	// from MakeNetwork (inside the test's bubble in virtual time): labtest
+	// turns the network's trace on there, so a failing test has a
+	// timeline to write.
+	OnRegister func(Network)
+
 	mu        sync.Mutex
 	networks  []Network
 	abandoned atomic.Bool
@@ -75,8 +81,11 @@ func Current() *Run {
 // Register records a network made during the run.
 func (r *Run) Register(n Network) {
 	r.mu.Lock()
-	defer r.mu.Unlock()
 	r.networks = append(r.networks, n)
+	r.mu.Unlock()
+	if r.OnRegister != nil {
+		r.OnRegister(n)
+	}
 }
 
 // Networks returns the networks made during the run, in order.

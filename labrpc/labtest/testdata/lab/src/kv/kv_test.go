@@ -2,6 +2,7 @@ package kv
 
 import (
 	"fmt"
+	"os"
 	"sync"
 	"testing"
 	"time"
@@ -164,4 +165,16 @@ func TestRPCRate(t *testing.T) {
 	wg.Wait()
 	t.Logf("%d RPCs in %v of the test's clock", cfg.net.GetTotalCount()-rpcs0, time.Since(start).Round(time.Millisecond))
 	cfg.end()
+}
+
+// TestFailsOnRequest fails when LAB_FAIL=1, after some traffic: labtest
+// then writes the network's timeline to a file and prints its path.
+func TestFailsOnRequest(t *testing.T) {
+	cfg := makeConfig(t, 3, false)
+	defer cfg.cleanup()
+	ck := cfg.makeClient()
+	ck.Put("k", "v")
+	if os.Getenv("LAB_FAIL") == "1" {
+		t.Fatal("failing on request (LAB_FAIL=1)")
+	}
 }
