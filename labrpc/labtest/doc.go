@@ -31,9 +31,11 @@
 //   - A test whose virtual clock runs slower than the real one (CPU-bound
 //     work, or a loop that never blocks) is detected the same way. Inside
 //     the labtest command the test process ends and the test is rerun in
-//     real time in a new one; called directly, Virtual fails the test with
-//     the spinning goroutines and says how to run it in real time
-//     (LABTEST_REAL_TESTS), since the abandoned bubble cannot be stopped.
+//     real time in a new one. Called directly, Virtual lets it go on in
+//     virtual time (correct, only slower), but fails a test whose clock
+//     stands still for a few seconds while its goroutines run, naming them
+//     and saying how to run it in real time (LABTEST_REAL_TESTS): a bubble
+//     cannot be stopped, so it cannot be rerun beside itself.
 //   - A test blocked for good fails when its virtual clock passes the go
 //     test -timeout, with its goroutines listed, instead of hanging.
 //   - t.Run, t.Parallel and t.Deadline are refused inside bubbles; a test

@@ -27,6 +27,10 @@ var (
 	sampleEvery = 100 * time.Millisecond
 	// heartbeat is the virtual period at which the bubble reports its clock.
 	heartbeat = 10 * time.Millisecond
+	// spinLimit is how long, called outside the command, a test's virtual
+	// clock may stand still while its goroutines run before the test
+	// fails as spinning.
+	spinLimit = 3 * time.Second
 )
 
 // Environment variables through which the labtest command (or a user)
@@ -113,12 +117,20 @@ func configFor(t *testing.T, opts []Option) config {
 // What real-time harnesses tolerate, Virtual tolerates too: goroutines left
 // blocked after f returns are listed with -v and otherwise ignored (Strict
 // fails on them). What virtual time cannot do, it detects within about a
-// second of real time: a test whose virtual clock stops (a goroutine waits
-// on a sync.Mutex held by a sleeping goroutine, which stops synctest's
-// clock for good) or runs slower than the real clock (the test is
-// CPU-bound). Virtual then reruns f in real time and says so, naming the
-// goroutines involved. A test still running after the go test -timeout in
-// virtual time fails with a list of its goroutines instead of hanging.
+// second of real time:
+//
+//   - The virtual clock stops because a goroutine waits on a sync.Mutex
+//     held by a sleeping goroutine (synctest does not count mutex waits as
+//     durably blocked, so the clock stops for good): Virtual names the
+//     goroutines and the lock, and reruns f in real time.
+//   - The virtual clock runs slower than the real one (the test is
+//     CPU-bound): under the labtest command, the test process ends and the
+//     command reruns the test in real time in a new one. Called directly,
+//     Virtual lets the test go on in virtual time (correct, only slower),
+//     unless the clock does not move at all for a few seconds while
+//     goroutines run: the test spins, and fails naming them.
+//   - A test still running after the go test -timeout in virtual time fails
+//     with a list of its goroutines instead of hanging.
 //
 // A test that calls t.Run, t.Parallel or t.Deadline, which synctest does
 // not allow, runs in real time. If the test fails, the timeline of every
@@ -235,7 +247,9 @@ func runVirtual(t *testing.T, f func(*testing.T), c config) (rerun string, parke
 	}()
 
 	start := time.Now()
-	var vstart int64
+	var vstart, lastV int64
+	lastProgress := start
+	noted := false
 	watch := clockWatch{window: slowWindow}
 	budget := virtualBudget(t, start)
 	tick := time.NewTicker(sampleEvery)
@@ -275,11 +289,31 @@ func runVirtual(t *testing.T, f func(*testing.T), c config) (rerun string, parke
 			t.Fatalf("labtest: %s still running after %v of virtual time (the go test -timeout); its goroutines:\n\t%s",
 				t.Name(), budget.Round(time.Second), strings.Join(summary(gs), "\n\t"))
 		}
-		if watch.observe(time.Since(start), velapsed) {
+		if v != lastV {
+			lastV, lastProgress = v, time.Now()
+		}
+		if !watch.observe(time.Since(start), velapsed) {
+			continue
+		}
+		stalled, why := diagnose(inBubble(allGoroutines(), int(bubble.Load())))
+		if stalled || c.state != "" {
+			// A stall never ends; under the command, a crawling test
+			// is cheaper to rerun in real time than to wait for.
 			stopBeat.Store(true)
 			run.Abandon()
-			stalled, why := diagnose(inBubble(allGoroutines(), int(bubble.Load())))
 			return why, stalled
+		}
+		// Called directly, a test whose clock crawls still runs correctly,
+		// only slower: keep it going. One whose clock does not move at
+		// all while its goroutines run spins, and may never end.
+		if !noted {
+			t.Logf("labtest: %s\nlabtest: continuing in virtual time (the labtest command would rerun it in real time)", why)
+			noted = true
+		}
+		if time.Since(lastProgress) >= spinLimit {
+			stopBeat.Store(true)
+			run.Abandon()
+			return fmt.Sprintf("its virtual clock has not moved for %v of real time: %s", spinLimit, why), false
 		}
 	}
 }

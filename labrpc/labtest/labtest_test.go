@@ -158,8 +158,8 @@ func TestChildProcessOutcomes(t *testing.T) {
 		wantCode int
 		want     []string // regexps the output must match
 	}{
-		{"a crawling clock fails the test, naming the spinning goroutine and the way out", "crawl", nil, 1,
-			[]string{`virtual clock runs slower than the real clock`, `labtest\.init\.func1\.1`, `LABTEST_REAL_TESTS=TestHelperProcess`}},
+		{"a clock standing still while a goroutine spins fails the test, naming it and the way out", "crawl", nil, 1,
+			[]string{`has not moved for 3s of real time`, `virtual clock runs slower than the real clock`, `labtest\.init\.func1\.1`, `LABTEST_REAL_TESTS=TestHelperProcess`}},
 		{"Strict fails on goroutines left blocked, naming them", "strict-leftover", nil, 1,
 			[]string{`left 1 goroutine\(s\) blocked`, `chan receive \(durable\) in .*labtest\.init\.func2\.1\.1`}},
 		{"a test blocked for good fails at the -timeout in virtual time, listing its goroutines", "hang", nil, 1,
