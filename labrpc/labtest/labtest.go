@@ -72,16 +72,24 @@ type Option func(*config)
 // -v).
 func Strict() Option { return func(c *config) { c.strict = true } }
 
+// Concurrent lets the test run beside other tests, in parallel (synctest
+// bubbles are independent). labrpc then cannot tell which test a network
+// belongs to: its messages take no virtual latency (a loop bounded by
+// elapsed time must block on something else, such as the network's own
+// delays), and a failing test's timeline is not written.
+func Concurrent() Option { return func(c *config) { c.concurrent = true } }
+
 // WithLatency sets the virtual time each labrpc message takes.
 func WithLatency(d time.Duration) Option { return func(c *config) { c.latency = d } }
 
 type config struct {
-	trace    bool
-	real     bool
-	strict   bool
-	latency  time.Duration
-	traceDir string
-	state    string
+	concurrent bool
+	trace      bool
+	real       bool
+	strict     bool
+	latency    time.Duration
+	traceDir   string
+	state      string
 }
 
 func configFor(t *testing.T, opts []Option) config {
@@ -136,8 +144,8 @@ func configFor(t *testing.T, opts []Option) config {
 // not allow, runs in real time. If the test fails, the timeline of every
 // labrpc network it made is written to a file whose path is logged.
 //
-// Virtual must be called from the test's own goroutine, and tests using it
-// must not run in parallel.
+// Virtual must be called from the test's own goroutine. Tests using it
+// must not run in parallel, unless they pass Concurrent.
 func Virtual(t *testing.T, f func(t *testing.T), opts ...Option) {
 	t.Helper()
 	c := configFor(t, opts)
@@ -172,6 +180,14 @@ func Real(t *testing.T, f func(t *testing.T), opts ...Option) {
 	runReal(t, f, c)
 }
 
+// begin makes run the one labrpc sees, unless the test runs beside others.
+func (c config) begin(run *labhook.Run) (end func()) {
+	if c.concurrent {
+		return func() {}
+	}
+	return labhook.Begin(run)
+}
+
 // onRegister turns on the trace of a network made during the test.
 func (c config) onRegister(n labhook.Network) {
 	if tn, ok := n.(interface{ EnableTrace(bool) }); ok && c.trace {
@@ -181,8 +197,7 @@ func (c config) onRegister(n labhook.Network) {
 
 func runReal(t *testing.T, f func(*testing.T), c config) {
 	run := &labhook.Run{OnRegister: c.onRegister}
-	end := labhook.Begin(run)
-	defer end()
+	defer c.begin(run)()
 	defer writeTraces(t, run, c)
 	f(t)
 }
@@ -198,8 +213,7 @@ type outcome struct {
 // that none of the abandoned bubble's goroutines can run again.
 func runVirtual(t *testing.T, f func(*testing.T), c config) (rerun string, parked bool) {
 	run := &labhook.Run{Virtual: true, Latency: c.latency, OnRegister: c.onRegister}
-	end := labhook.Begin(run)
-	defer end()
+	defer c.begin(run)()
 
 	var (
 		vnow     atomic.Int64 // the bubble's clock, UnixNano, updated by the heartbeat
@@ -249,6 +263,7 @@ func runVirtual(t *testing.T, f func(*testing.T), c config) (rerun string, parke
 	start := time.Now()
 	var vstart, lastV int64
 	lastProgress := start
+	var lastDiagnosis time.Time
 	noted := false
 	watch := clockWatch{window: slowWindow}
 	budget := virtualBudget(t, start)
@@ -295,21 +310,33 @@ func runVirtual(t *testing.T, f func(*testing.T), c config) (rerun string, parke
 		if !watch.observe(time.Since(start), velapsed) {
 			continue
 		}
+		// The clock crawls or stands still. A goroutine dump stops the
+		// world: take one only to decide, and at most once a second.
+		stopped := time.Since(lastProgress) >= slowWindow
+		if c.state == "" && !stopped {
+			// Called directly, a test whose clock crawls still runs
+			// correctly, only slower: keep it going.
+			if !noted {
+				_, why := diagnose(inBubble(allGoroutines(), int(bubble.Load())))
+				t.Logf("labtest: %s\nlabtest: continuing in virtual time (the labtest command would rerun it in real time)", why)
+				noted = true
+			}
+			continue
+		}
+		if time.Since(lastDiagnosis) < time.Second {
+			continue
+		}
+		lastDiagnosis = time.Now()
 		stalled, why := diagnose(inBubble(allGoroutines(), int(bubble.Load())))
 		if stalled || c.state != "" {
-			// A stall never ends; under the command, a crawling test
-			// is cheaper to rerun in real time than to wait for.
+			// A stall never ends; under the command, a crawling test is
+			// cheaper to rerun in real time than to wait for.
 			stopBeat.Store(true)
 			run.Abandon()
 			return why, stalled
 		}
-		// Called directly, a test whose clock crawls still runs correctly,
-		// only slower: keep it going. One whose clock does not move at
-		// all while its goroutines run spins, and may never end.
-		if !noted {
-			t.Logf("labtest: %s\nlabtest: continuing in virtual time (the labtest command would rerun it in real time)", why)
-			noted = true
-		}
+		// A clock that does not move at all while goroutines run: the
+		// test spins, and may never end.
 		if time.Since(lastProgress) >= spinLimit {
 			stopBeat.Store(true)
 			run.Abandon()
