@@ -84,8 +84,9 @@
 //   - Virtual time: a network made inside a testing/synctest bubble works
 //     there (every test of this package also runs in one), and SetLatency
 //     makes every message take time, so loops bounded by elapsed time end.
-//     Under labtest.Virtual the run's latency applies from the start and the
-//     network registers itself so a failing test's timeline can be written.
+//     Under labtest the run's latency applies from the start, and the
+//     network starts with its trace on and registers itself, so that a
+//     failing test's timeline can be written.
 //     A network used outside the bubble it was made in (or made outside and
 //     used inside one) panics at once saying so, instead of hanging or
 //     stopping the program with the runtime's fatal error.

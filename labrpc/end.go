@@ -52,9 +52,11 @@ var _ rpc.Transport = (*ClientEnd)(nil)
 // network. svcMeth is "Service.Method"; args travels as gob bytes and the
 // reply is gob-decoded into reply, a pointer. Call returns true if a reply
 // arrived, false if the request or reply was lost, the end is disconnected,
-// the server died, or the call failed (unknown method, undecodable
-// arguments, or a handler that returned an error). Failures other than the
-// network's faults are logged.
+// the server died, or the call failed (undecodable arguments, which are
+// logged, or a handler that returned an error). As in the classic network,
+// a mistake that a false would hide crashes instead: Call panics on an
+// unknown service or method, naming the server's methods, and a panic in
+// the handler is not recovered, so the test dies with the handler's stack.
 func (e *ClientEnd) Call(svcMeth string, args interface{}, reply interface{}) bool {
 	return e.call(context.Background(), svcMeth, nil, args, reply, true) == nil
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"strings"
+	"time"
 
 	"github.com/semrpc/semrpc/labrpc"
 )
@@ -95,4 +96,18 @@ func ExampleNetwork_WriteTimeline() {
 	// reply KV.Put #1 to end_end-x7Gq
 	// end_end-x7Gq {"end_end-x7Gq":2,"server_kv0":2}
 	// KV.Put #1: replied
+}
+
+// Make every message take time: inside a testing/synctest bubble (or
+// under labtest) that is virtual time, so a loop such as "as many calls as
+// fit in five seconds" ends; here, outside one, it is real time.
+func ExampleNetwork_SetLatency() {
+	net, end := kvNet()
+	defer net.Cleanup()
+	net.SetLatency(2 * time.Millisecond)
+	start := time.Now()
+	var reply PutReply
+	ok := end.Call("KV.Put", PutArgs{Key: "a", Value: "1"}, &reply)
+	fmt.Println(ok, time.Since(start) >= 4*time.Millisecond) // request and reply
+	// Output: true true
 }

@@ -82,9 +82,10 @@ func MakeNetwork() *Network {
 // seed, the same order of MakeEnd and the same order of calls on each end
 // give the same faults.
 //
-// Inside labtest.Virtual the network registers itself with the test's run
-// (so a failing test can write its timeline) and every message takes at
-// least the run's per-message latency (see SetLatency).
+// Under labtest the network registers itself with the test's run and
+// starts with its trace on, so that a failing test's timeline can be
+// written, and every message takes at least the run's per-message latency
+// (see SetLatency).
 func MakeNetworkSeed(seed int64) *Network {
 	ctx, cancel := context.WithCancel(context.Background())
 	n := &Network{
@@ -108,6 +109,7 @@ func MakeNetworkSeed(seed int64) *Network {
 	}
 	if run := labhook.Current(); run != nil {
 		n.latency = max(run.Latency, 0)
+		n.trace.on.Store(true) // for the timeline of a failing test
 		run.Register(n)
 	}
 	return n

@@ -257,7 +257,7 @@ func (t *tracer) summarize(method string, v any) string {
 	return f(v)
 }
 
-// record adds e to the trace if it is on, stamping its time if unset.
+// record adds e to the trace if it is on.
 func (n *Network) record(e Event) {
 	if !n.trace.on.Load() {
 		return

@@ -96,6 +96,7 @@ var notVirtual = map[string]string{
 	"TestNetworkMadeOutsideABubbleFailsFastInside": "uses a bubble and its outside",
 	"TestNetworkMadeInsideABubbleFailsFastOutside": "uses a bubble and its outside",
 	"TestBubbleIDReadsTheStackHeader":              "uses a bubble and its outside",
+	"TestVirtualCallsChild":                        "BenchmarkLabrpcVirtual's child; makes its own bubble",
 }
 
 // TestSuiteInVirtualTime runs the package's tests again, each in a
@@ -203,8 +204,6 @@ func TestLabtestRunSetsLatencyAndRegistersNetwork(t *testing.T) {
 		if len(nets) != 1 || nets[0] != labhook.Network(f.net) {
 			t.Fatalf("registered networks %v, want the fixture's", nets)
 		}
-		f.net.EnableTrace(true)
-		e.Call("Echo.Double", 2, &n)
 		var b strings.Builder
 		if err := nets[0].WriteTimeline(&b); err != nil || !strings.Contains(b.String(), `class="delivered"`) {
 			t.Errorf("timeline through labhook: %v\n%s", err, b.String())
@@ -213,10 +212,10 @@ func TestLabtestRunSetsLatencyAndRegistersNetwork(t *testing.T) {
 	if labhook.Current() != nil {
 		t.Error("run still current")
 	}
-	net := MakeNetworkSeed(1) // outside a run: no latency, not registered
+	net := MakeNetworkSeed(1) // outside a run: no latency, no trace
 	defer net.Cleanup()
-	if net.latency != 0 {
-		t.Errorf("latency %v outside a run", net.latency)
+	if net.latency != 0 || net.trace.on.Load() {
+		t.Errorf("outside a run: latency %v, trace on %v", net.latency, net.trace.on.Load())
 	}
 }
 
