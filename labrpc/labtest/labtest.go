@@ -49,9 +49,9 @@ const (
 	// EnvTraceDir is the directory where the traces of failing tests are
 	// written (default: the system's temporary directory).
 	EnvTraceDir = "LABTEST_TRACE_DIR"
-	// EnvTrace, if set to 0, leaves the trace of labrpc networks off
-	// (labtest turns it on so that a failing test's timeline can be
-	// written; it costs about 40% of labrpc's call rate).
+	// EnvTrace, if set to 0, turns the trace of labrpc networks off
+	// (it is on during labtest runs so that a failing test's timeline can
+	// be written; it costs about 40% of labrpc's call rate).
 	EnvTrace = "LABTEST_TRACE"
 	// EnvState names the file through which a test process run by the
 	// command reports finished tests and asks to be rerun; set, a test
@@ -188,10 +188,11 @@ func (c config) begin(run *labhook.Run) (end func()) {
 	return labhook.Begin(run)
 }
 
-// onRegister turns on the trace of a network made during the test.
+// onRegister applies the trace setting to a network made during the test
+// (labrpc starts such networks with their trace on).
 func (c config) onRegister(n labhook.Network) {
-	if tn, ok := n.(interface{ EnableTrace(bool) }); ok && c.trace {
-		tn.EnableTrace(true)
+	if tn, ok := n.(interface{ EnableTrace(bool) }); ok {
+		tn.EnableTrace(c.trace)
 	}
 }
 

@@ -22,8 +22,7 @@ type Run struct {
 
 	// OnRegister, if set, is called with each network as it registers,
 	// from MakeNetwork (inside the test's bubble in virtual time): labtest
-	// turns the network's trace on there, so a failing test has a
-	// timeline to write.
+	// applies its trace setting (LABTEST_TRACE) there.
 	OnRegister func(Network)
 
 	mu        sync.Mutex
