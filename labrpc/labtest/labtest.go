@@ -299,7 +299,6 @@ func runVirtual(t *testing.T, f func(*testing.T), c config) (rerun string, parke
 		velapsed := time.Duration(v - vstart)
 		if velapsed > budget {
 			stopBeat.Store(true)
-			run.Abandon()
 			gs := inBubble(allGoroutines(), int(bubble.Load()))
 			writeTraces(t, run, c)
 			t.Fatalf("labtest: %s still running after %v of virtual time (the go test -timeout); its goroutines:\n\t%s",
@@ -333,14 +332,12 @@ func runVirtual(t *testing.T, f func(*testing.T), c config) (rerun string, parke
 			// A stall never ends; under the command, a crawling test is
 			// cheaper to rerun in real time than to wait for.
 			stopBeat.Store(true)
-			run.Abandon()
 			return why, stalled
 		}
 		// A clock that does not move at all while goroutines run: the
 		// test spins, and may never end.
 		if time.Since(lastProgress) >= spinLimit {
 			stopBeat.Store(true)
-			run.Abandon()
 			return fmt.Sprintf("its virtual clock has not moved for %v of real time: %s", spinLimit, why), false
 		}
 	}

@@ -14,11 +14,11 @@ import (
 // network of an abandoned bubble may have its lock held for good.
 const traceTimeout = 5 * time.Second
 
-// writeTraces writes, if t failed, the timeline of every labrpc network
+// writeTraces writes, if t failed and traces are on, the timeline of every labrpc network
 // made during run to a file and logs its path.
 func writeTraces(t *testing.T, run *labhook.Run, c config) {
 	t.Helper()
-	if !t.Failed() {
+	if !t.Failed() || !c.trace {
 		return
 	}
 	dir := c.traceDir

@@ -9,7 +9,6 @@ package labhook
 import (
 	"io"
 	"sync"
-	"sync/atomic"
 	"time"
 )
 
@@ -25,20 +24,9 @@ type Run struct {
 	// applies its trace setting (LABTEST_TRACE) there.
 	OnRegister func(Network)
 
-	mu        sync.Mutex
-	networks  []Network
-	abandoned atomic.Bool
+	mu       sync.Mutex
+	networks []Network
 }
-
-// Abandon marks the run as given up: labtest stopped waiting for its
-// bubble (its virtual clock stalled or crawled) and reruns the test
-// elsewhere. A labrpc network of an abandoned run should block its callers
-// for good (a durable block inside the bubble), so that the abandoned test
-// stops competing with its rerun.
-func (r *Run) Abandon() { r.abandoned.Store(true) }
-
-// Abandoned reports whether Abandon was called.
-func (r *Run) Abandoned() bool { return r.abandoned.Load() }
 
 // Network is what labtest needs from a labrpc network made during a run.
 type Network interface {
