@@ -231,5 +231,8 @@ func diagnose(gs []goroutine) (mutexStall bool, text string) {
 	for _, l := range lines {
 		b.WriteString("\n\t" + l)
 	}
+	if len(lines) == 0 {
+		b.WriteString(" none at the moment of the sample")
+	}
 	return false, b.String()
 }
