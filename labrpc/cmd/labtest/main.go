@@ -22,6 +22,13 @@
 // a second and run again in real time in a fresh process, with a line
 // saying so. The timeline of a failing test's labrpc networks is written
 // to a file whose path is printed.
+//
+// The rerun works through go test -exec: labtest runs each test binary,
+// and when a test stops it for a rerun, starts it again with that test in
+// real time and the tests already finished skipped (-test.skip). With
+// -count above 1 nothing is skipped, so the tests that ran before the
+// rerun run again. A -skip pattern of your own that contains a slash is
+// combined with labtest's by "|", which go test splits at the slash.
 package main
 
 import (
