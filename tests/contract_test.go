@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/semrpc/semrpc/labrpc"
+	"github.com/semrpc/semrpc/labrpc/labtest"
 	"github.com/semrpc/semrpc/rpc"
 	"github.com/semrpc/semrpc/semantics"
 	"github.com/semrpc/semrpc/tests/faultproxy"
@@ -178,7 +179,15 @@ func TestContract(t *testing.T) {
 							kwg.Add(1)
 							go func() {
 								defer kwg.Done()
-								t.Run(k.String(), func(t *testing.T) { runCell(t, r, tr, k) })
+								t.Run(k.String(), func(t *testing.T) {
+									if tr != overLab {
+										runCell(t, r, tr, k)
+										return
+									}
+									// Over the lab network the cell runs in
+									// virtual time, beside the others.
+									labtest.Virtual(t, func(t *testing.T) { runCell(t, r, tr, k) }, labtest.Concurrent())
+								})
 							}()
 						}
 						kwg.Wait()

@@ -13,6 +13,7 @@ import (
 
 	"github.com/semrpc/semrpc/crawler"
 	"github.com/semrpc/semrpc/labrpc"
+	"github.com/semrpc/semrpc/labrpc/labtest"
 	"github.com/semrpc/semrpc/rpc"
 )
 
@@ -31,7 +32,10 @@ func graph(n int, rng *rand.Rand) crawler.StaticFetcher {
 
 // Issue 6, suite 5: a distributed crawl over a lossy, duplicating lab
 // network whose workers die mid-lease: every page is reported exactly once.
-func TestCrawlerUnderFaults(t *testing.T) {
+// It runs in virtual time: the leases, polls and backoffs take none.
+func TestCrawlerUnderFaults(t *testing.T) { labtest.Virtual(t, crawlerUnderFaults) }
+
+func crawlerUnderFaults(t *testing.T) {
 	sd := seed(t)
 	rng := rand.New(rand.NewSource(sd))
 	pages := 400 * soak()

@@ -15,6 +15,7 @@ import (
 	"github.com/semrpc/semrpc/examples/kv/kvservice"
 	"github.com/semrpc/semrpc/examples/kv/kvservice/kvcheck"
 	"github.com/semrpc/semrpc/labrpc"
+	"github.com/semrpc/semrpc/labrpc/labtest"
 	"github.com/semrpc/semrpc/rpc"
 	"github.com/semrpc/semrpc/semantics"
 	"github.com/semrpc/semrpc/tests/faultproxy"
@@ -102,84 +103,95 @@ func TestLinearizableKVOverLabNetwork(t *testing.T) {
 	for _, clients := range []int{5, 15} {
 		t.Run(fmt.Sprintf("%d-clients", clients), func(t *testing.T) {
 			sd := seed(t)
-			net := labrpc.MakeNetworkSeed(sd)
-			defer net.Cleanup()
-			srv := labrpc.MakeServer()
-			srv.AddService(labrpc.MakeService(kvservice.New()))
-			net.AddServer("kv", srv)
-			net.Reliable(false)
-			net.Duplicate(0.1)
-
-			h := &history{start: time.Now()}
-			until := time.Now().Add(time.Duration(soak()) * 3 * time.Second)
-			var wg sync.WaitGroup
-			var unknown int
-			var umu sync.Mutex
-			names := make([]interface{}, clients)
-			for i := 0; i < clients; i++ {
-				names[i] = fmt.Sprintf("client-%d", i)
-				end := net.MakeEnd(names[i])
-				net.Connect(names[i], "kv")
-				net.Enable(names[i], true)
-				rc := rpc.NewClient(end)
-				kv := kvservice.NewClient(rc)
-				wg.Add(1)
-				go func(i int) {
-					defer wg.Done()
-					defer rc.Close()
-					u := runClient(t, i, kv, h, rand.New(rand.NewSource(sd+int64(i))), until, time.Second)
-					umu.Lock()
-					unknown += u
-					umu.Unlock()
-				}(i)
-			}
-			// Meanwhile: long reordering for a while, then partitions that
-			// cut a third of the clients off the server, then healed.
-			rng := rand.New(rand.NewSource(sd))
-			stop := make(chan struct{})
-			var chaos sync.WaitGroup
-			chaos.Add(1)
-			go func() {
-				defer chaos.Done()
-				for phase := 0; ; phase++ {
-					select {
-					case <-stop:
-						net.LongReordering(false)
-						net.Heal()
-						return
-					case <-time.After(300 * time.Millisecond):
-					}
-					switch phase % 3 {
-					case 0:
-						net.LongReordering(true)
-					case 1:
-						net.LongReordering(false)
-						cut := []interface{}{}
-						rest := []interface{}{"kv"}
-						for _, n := range names {
-							if rng.Intn(3) == 0 {
-								cut = append(cut, n)
-							} else {
-								rest = append(rest, n)
-							}
-						}
-						net.Partition(rest, cut)
-					case 2:
-						net.Heal()
-					}
-				}
-			}()
-			wg.Wait()
-			close(stop)
-			chaos.Wait()
-			t.Logf("%d clients: %d operations recorded, %d with unknown outcome, %d RPCs on the network",
-				clients, len(h.ops), unknown, net.GetTotalCount())
-			if len(h.ops) < clients {
-				t.Fatalf("only %d operations completed", len(h.ops))
-			}
+			var h *history
+			// The clients and the faults run in virtual time; the
+			// linearizability check, pure CPU, runs after, in real time.
+			labtest.Virtual(t, func(t *testing.T) { h = linearizableLabRun(t, sd, clients) })
 			checkLinearizable(t, h)
 		})
 	}
+}
+
+// linearizableLabRun runs the clients of TestLinearizableKVOverLabNetwork
+// against a lossy, duplicating, reordering, partitioned lab network and
+// returns their history.
+func linearizableLabRun(t *testing.T, sd int64, clients int) *history {
+	net := labrpc.MakeNetworkSeed(sd)
+	defer net.Cleanup()
+	srv := labrpc.MakeServer()
+	srv.AddService(labrpc.MakeService(kvservice.New()))
+	net.AddServer("kv", srv)
+	net.Reliable(false)
+	net.Duplicate(0.1)
+
+	h := &history{start: time.Now()}
+	until := time.Now().Add(time.Duration(soak()) * 3 * time.Second)
+	var wg sync.WaitGroup
+	var unknown int
+	var umu sync.Mutex
+	names := make([]interface{}, clients)
+	for i := 0; i < clients; i++ {
+		names[i] = fmt.Sprintf("client-%d", i)
+		end := net.MakeEnd(names[i])
+		net.Connect(names[i], "kv")
+		net.Enable(names[i], true)
+		rc := rpc.NewClient(end)
+		kv := kvservice.NewClient(rc)
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			defer rc.Close()
+			u := runClient(t, i, kv, h, rand.New(rand.NewSource(sd+int64(i))), until, time.Second)
+			umu.Lock()
+			unknown += u
+			umu.Unlock()
+		}(i)
+	}
+	// Meanwhile: long reordering for a while, then partitions that
+	// cut a third of the clients off the server, then healed.
+	rng := rand.New(rand.NewSource(sd))
+	stop := make(chan struct{})
+	var chaos sync.WaitGroup
+	chaos.Add(1)
+	go func() {
+		defer chaos.Done()
+		for phase := 0; ; phase++ {
+			select {
+			case <-stop:
+				net.LongReordering(false)
+				net.Heal()
+				return
+			case <-time.After(300 * time.Millisecond):
+			}
+			switch phase % 3 {
+			case 0:
+				net.LongReordering(true)
+			case 1:
+				net.LongReordering(false)
+				cut := []interface{}{}
+				rest := []interface{}{"kv"}
+				for _, n := range names {
+					if rng.Intn(3) == 0 {
+						cut = append(cut, n)
+					} else {
+						rest = append(rest, n)
+					}
+				}
+				net.Partition(rest, cut)
+			case 2:
+				net.Heal()
+			}
+		}
+	}()
+	wg.Wait()
+	close(stop)
+	chaos.Wait()
+	t.Logf("%d clients: %d operations recorded, %d with unknown outcome, %d RPCs on the network",
+		clients, len(h.ops), unknown, net.GetTotalCount())
+	if len(h.ops) < clients {
+		t.Fatalf("only %d operations completed", len(h.ops))
+	}
+	return h
 }
 
 // Issue 6, suite 1, over TCP through the fault proxy: connections killed

@@ -19,6 +19,11 @@ type Run struct {
 	// Latency is the virtual time every labrpc message takes (0: none).
 	Latency time.Duration
 
+	// OnRegister, if set, is called with each network as it registers,
+	// from MakeNetwork (inside the test's bubble in virtual time): labtest
+	// applies its trace setting (LABTEST_TRACE) there.
+	OnRegister func(Network)
+
 	mu       sync.Mutex
 	networks []Network
 }
@@ -63,8 +68,11 @@ func Current() *Run {
 // Register records a network made during the run.
 func (r *Run) Register(n Network) {
 	r.mu.Lock()
-	defer r.mu.Unlock()
 	r.networks = append(r.networks, n)
+	r.mu.Unlock()
+	if r.OnRegister != nil {
+		r.OnRegister(n)
+	}
 }
 
 // Networks returns the networks made during the run, in order.

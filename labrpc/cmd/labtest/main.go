@@ -1,0 +1,214 @@
+// Command labtest runs a lab's Go tests in virtual time.
+//
+// Usage, from a lab's src/ directory (or any directory of a Go module):
+//
+//	labtest [-labrpc=semrpc|keep] [-real] [-latency=d] [-strict] [go test flags] [packages]
+//
+// labtest runs go test on the packages (default ".") with every Test
+// function wrapped in labtest.Virtual, so sleeps, timers and timeouts take
+// no real time. No file on disk changes: the wrapped tests and swapped
+// imports exist only in go test's -overlay, and the module's requirement
+// on semrpc only in a -modfile copy of go.mod.
+//
+// With -labrpc=semrpc (the default), every package of the lab's module
+// that the tests build imports semrpc's labrpc and labgob instead of the
+// lab's own, so a KV service and the Raft package it hands its ends to
+// agree. -labrpc=keep keeps the lab's network. -real swaps only, and runs
+// in real time.
+//
+// go test's flags (-run, -race, -count, -v, -timeout, ...) pass through,
+// and its output and exit status are labtest's. A test whose virtual
+// clock stalls or runs slower than the real clock is stopped within about
+// a second and run again in real time in a fresh process, with a line
+// saying so. The timeline of a failing test's labrpc networks is written
+// to a file whose path is printed.
+//
+// The rerun works through go test -exec: labtest runs each test binary,
+// and when a test stops it for a rerun, starts it again with that test in
+// real time and the tests already finished skipped (-test.skip). With
+// -count above 1 nothing is skipped, so the tests that ran before the
+// rerun run again. A -skip pattern of your own that contains a slash is
+// combined with labtest's by "|", which go test splits at the slash.
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"strings"
+	"time"
+
+	"github.com/semrpc/semrpc/labrpc/labtest"
+)
+
+// envExecWrapper marks a labtest process started by go test -exec to run a
+// test binary.
+const envExecWrapper = "LABTEST_EXEC_WRAPPER"
+
+func main() {
+	if os.Getenv(envExecWrapper) == "1" {
+		os.Exit(runTestBinary(os.Args[1:], os.Stdout, os.Stderr))
+	}
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+// options are labtest's own flags.
+type options struct {
+	labrpc  string
+	real    bool
+	latency time.Duration
+	strict  bool
+	semrpc  string
+	work    bool
+}
+
+// goTestValueFlags are go test's flags that take a value as the next
+// argument; labtest must know them to tell flags from packages.
+var goTestValueFlags = map[string]bool{
+	"run": true, "skip": true, "count": true, "timeout": true, "bench": true, "benchtime": true,
+	"cpu": true, "parallel": true, "p": true, "tags": true, "coverprofile": true, "cpuprofile": true,
+	"memprofile": true, "memprofilerate": true, "blockprofile": true, "blockprofilerate": true,
+	"mutexprofile": true, "mutexprofilefraction": true, "trace": true, "o": true, "exec": true,
+	"list": true, "shuffle": true, "fuzz": true, "fuzztime": true, "fuzzminimizetime": true,
+	"ldflags": true, "gcflags": true, "asmflags": true, "mod": true, "modfile": true, "overlay": true,
+	"covermode": true, "coverpkg": true, "outputdir": true, "vet": true, "pkgdir": true,
+	"toolexec": true, "buildmode": true, "compiler": true, "installsuffix": true, "C": true,
+	"pgo": true, "json": false, "failfast": false, "fullpath": false, "artifacts": false,
+}
+
+const usage = `usage: labtest [labtest flags] [go test flags] [packages]
+
+Runs go test on a lab's packages (default ".") with every Test function in
+virtual time (testing/synctest), without changing any file on disk.
+
+labtest flags:
+  -labrpc=semrpc|keep  semrpc (default): the lab's packages use semrpc's labrpc
+                       and labgob instead of their own; keep: the lab's own
+  -real                run in real time (with -labrpc=semrpc, only the swap)
+  -latency=d           virtual time each labrpc message takes (default %v)
+  -strict              fail tests that leave goroutines blocked
+  -semrpc=dir          semrpc's source (default: found from this binary)
+  -work                print the overlay and modfile directory and keep it
+
+go test flags (-run, -race, -count, -v, -timeout, ...) pass through; the
+exit status and output are go test's.
+`
+
+// splitArgs separates labtest's flags from go test's flags and packages.
+func splitArgs(args []string) (opts options, goArgs, pkgs []string, err error) {
+	fs := flag.NewFlagSet("labtest", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	fs.StringVar(&opts.labrpc, "labrpc", "semrpc", "")
+	fs.BoolVar(&opts.real, "real", false, "")
+	fs.DurationVar(&opts.latency, "latency", labtest.DefaultLatency, "")
+	fs.BoolVar(&opts.strict, "strict", false, "")
+	fs.StringVar(&opts.semrpc, "semrpc", "", "")
+	fs.BoolVar(&opts.work, "work", false, "")
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		if a == "--" {
+			pkgs = append(pkgs, args[i+1:]...)
+			break
+		}
+		if !strings.HasPrefix(a, "-") || a == "-" {
+			pkgs = append(pkgs, a)
+			continue
+		}
+		name, _, hasValue := strings.Cut(strings.TrimLeft(a, "-"), "=")
+		switch name {
+		case "h", "help":
+			return opts, nil, nil, flag.ErrHelp
+		case "labrpc", "real", "latency", "strict", "semrpc", "work":
+			rest := []string{a}
+			if !hasValue && name != "real" && name != "strict" && name != "work" && i+1 < len(args) {
+				rest = append(rest, args[i+1])
+				i++
+			}
+			if err := fs.Parse(rest); err != nil {
+				return opts, nil, nil, err
+			}
+			continue
+		case "overlay", "modfile", "exec":
+			return opts, nil, nil, fmt.Errorf("-%s: labtest sets this go test flag itself", name)
+		}
+		goArgs = append(goArgs, a)
+		if !hasValue && goTestValueFlags[name] && i+1 < len(args) {
+			goArgs = append(goArgs, args[i+1])
+			i++
+		}
+	}
+	if opts.labrpc != "semrpc" && opts.labrpc != "keep" {
+		return opts, nil, nil, fmt.Errorf("-labrpc=%q: want semrpc or keep", opts.labrpc)
+	}
+	if opts.latency < 0 {
+		return opts, nil, nil, fmt.Errorf("-latency=%v: want a duration ≥ 0", opts.latency)
+	}
+	if len(pkgs) == 0 {
+		pkgs = []string{"."}
+	}
+	return opts, goArgs, pkgs, nil
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	opts, goArgs, pkgs, err := splitArgs(args)
+	if errors.Is(err, flag.ErrHelp) {
+		fmt.Fprintf(stdout, usage, labtest.DefaultLatency)
+		return 0
+	}
+	if err != nil {
+		fmt.Fprintf(stderr, "labtest: %v\n", err)
+		fmt.Fprintf(stderr, usage, labtest.DefaultLatency)
+		return 2
+	}
+	work, err := os.MkdirTemp("", "labtest-")
+	if err != nil {
+		fmt.Fprintf(stderr, "labtest: %v\n", err)
+		return 1
+	}
+	if opts.work {
+		fmt.Fprintf(stderr, "WORK=%s\n", work)
+	} else {
+		defer os.RemoveAll(work)
+	}
+	prep, err := prepare(opts, pkgs, work)
+	if err != nil {
+		fmt.Fprintf(stderr, "labtest: %v\n", err)
+		return 1
+	}
+	cmdArgs := []string{"test", "-overlay", prep.overlay}
+	if prep.modfile != "" {
+		cmdArgs = append(cmdArgs, "-modfile", prep.modfile, "-mod=mod")
+	}
+	env := append(os.Environ(), labtest.EnvLatency+"="+opts.latency.String())
+	if opts.real {
+		env = append(env, labtest.EnvReal+"=1")
+	} else {
+		self, err := os.Executable()
+		if err != nil {
+			fmt.Fprintf(stderr, "labtest: %v\n", err)
+			return 1
+		}
+		cmdArgs = append(cmdArgs, "-exec", self)
+		env = append(env, envExecWrapper+"=1")
+	}
+	if opts.strict {
+		env = append(env, labtest.EnvStrict+"=1")
+	}
+	cmdArgs = append(cmdArgs, goArgs...)
+	cmdArgs = append(cmdArgs, pkgs...)
+	cmd := exec.Command("go", cmdArgs...)
+	cmd.Env = env
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, stdout, stderr
+	if err := cmd.Run(); err != nil {
+		var exit *exec.ExitError
+		if errors.As(err, &exit) {
+			return exit.ExitCode()
+		}
+		fmt.Fprintf(stderr, "labtest: %v\n", err)
+		return 1
+	}
+	return 0
+}

@@ -1,0 +1,193 @@
+package main
+
+import (
+	"crypto/sha256"
+	"fmt"
+	"go/token"
+	"io/fs"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"testing"
+)
+
+func TestSplitArgsSeparatesLabtestFlagsGoTestFlagsAndPackages(t *testing.T) {
+	tests := []struct {
+		args                []string
+		wantGo, wantPkgs    []string
+		wantLabrpc, wantErr string
+		wantReal            bool
+	}{
+		{args: nil, wantPkgs: []string{"."}, wantLabrpc: "semrpc"},
+		{args: []string{"-run", "2A", "-race", "./raft"}, wantGo: []string{"-run", "2A", "-race"}, wantPkgs: []string{"./raft"}, wantLabrpc: "semrpc"},
+		{args: []string{"-labrpc=keep", "-v", "-count=3", "-timeout", "5m"}, wantGo: []string{"-v", "-count=3", "-timeout", "5m"}, wantPkgs: []string{"."}, wantLabrpc: "keep"},
+		{args: []string{"-real", "-labrpc", "semrpc", "./kvraft", "./raft"}, wantPkgs: []string{"./kvraft", "./raft"}, wantLabrpc: "semrpc", wantReal: true},
+		{args: []string{"-labrpc=classic"}, wantErr: `-labrpc="classic": want semrpc or keep`},
+		{args: []string{"-overlay=x.json"}, wantErr: "-overlay: labtest sets this go test flag itself"},
+		{args: []string{"-latency=-1ms"}, wantErr: "want a duration ≥ 0"},
+	}
+	for _, tt := range tests {
+		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {
+			opts, goArgs, pkgs, err := splitArgs(tt.args)
+			if tt.wantErr != "" {
+				if err == nil || !strings.Contains(err.Error(), tt.wantErr) {
+					t.Fatalf("err = %v, want %q", err, tt.wantErr)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(goArgs, tt.wantGo) || !reflect.DeepEqual(pkgs, tt.wantPkgs) || opts.labrpc != tt.wantLabrpc || opts.real != tt.wantReal {
+				t.Fatalf("got go %q pkgs %q labrpc %q real %v", goArgs, pkgs, opts.labrpc, opts.real)
+			}
+		})
+	}
+}
+
+func TestWrapTestsRenamesTestFunctionsOnTheirOwnLines(t *testing.T) {
+	src := `package raft
+
+import (
+	"testing"
+
+	"6.5840/labrpc"
+)
+
+func TestInitialElection3A(t *testing.T) {
+	time.Sleep(time.Second)
+}
+
+func TestMain(m *testing.M) {}
+func Testlower(t *testing.T) {}
+func TestTable(t *testing.T) { t.Run("x", nil) }
+func TestBench(b *testing.B) {}
+func helper(t *testing.T) {}
+`
+	fset := token.NewFileSet()
+	f, err := parseFile(fset, "x_test.go", []byte(src))
+	if err != nil {
+		t.Fatal(err)
+	}
+	edits, tests := wrapTests(fset, f)
+	edits = append(edits, swapImports(fset, f, map[string]string{"6.5840/labrpc": semrpcLabrpc})...)
+	out := string(applyEdits([]byte(src), edits))
+	want := []testFunc{{name: "TestInitialElection3A"}, {name: "TestTable", real: true}}
+	if !reflect.DeepEqual(tests, want) {
+		t.Fatalf("tests = %+v, want %+v", tests, want)
+	}
+	for _, s := range []string{"func labtest_TestInitialElection3A(t *testing.T) {", "func labtest_TestTable(t", `"github.com/semrpc/semrpc/labrpc"`, "func TestMain(", "func Testlower("} {
+		if !strings.Contains(out, s) {
+			t.Errorf("rewritten file lacks %q:\n%s", s, out)
+		}
+	}
+	if strings.Count(out, "\n") != strings.Count(src, "\n") {
+		t.Errorf("line count changed: %d → %d", strings.Count(src, "\n"), strings.Count(out, "\n"))
+	}
+	wrap := string(wrapperFile("raft", tests))
+	for _, s := range []string{"package raft", "func TestInitialElection3A(t *labtest_testing.T) { labtest_labtest.Virtual(t, labtest_TestInitialElection3A) }", "labtest_labtest.Real(t, labtest_TestTable)"} {
+		if !strings.Contains(wrap, s) {
+			t.Errorf("wrapper lacks %q:\n%s", s, wrap)
+		}
+	}
+}
+
+// TestCommandOnTheLabShapedModule builds labtest and runs it as a student
+// would, from the lab's src/ directory, in a separate process.
+func TestCommandOnTheLabShapedModule(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds and runs a lab's tests")
+	}
+	bin := filepath.Join(t.TempDir(), "labtest")
+	if out, err := exec.Command("go", "build", "-o", bin, ".").CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	lab, err := filepath.Abs("../../labtest/testdata/lab/src")
+	if err != nil {
+		t.Fatal(err)
+	}
+	before := treeHash(t, lab)
+	traceDir := t.TempDir()
+	run := func(env []string, args ...string) (string, int) {
+		cmd := exec.Command(bin, args...)
+		cmd.Dir = lab
+		cmd.Env = append(os.Environ(), env...)
+		out, err := cmd.CombinedOutput()
+		if exit, ok := err.(*exec.ExitError); ok {
+			return string(out), exit.ExitCode()
+		} else if err != nil {
+			t.Fatal(err)
+		}
+		return string(out), 0
+	}
+	tests := []struct {
+		name     string
+		env      []string
+		args     []string
+		wantCode int
+		want     []string
+	}{
+		{"a failing test's timeline is written to a file whose path is printed", []string{"LAB_FAIL=1", "LABTEST_TRACE_DIR=" + traceDir},
+			[]string{"-count=1", "-run", "TestFailsOnRequest", "./kv"}, 1,
+			[]string{"--- FAIL: TestFailsOnRequest", "labtest: trace of network 0: " + traceDir + "/labtest-TestFailsOnRequest-net0-", "FAIL\t6.5840/kv"}},
+		{"virtual time, a stall rerun in real time", nil, []string{"-v", "-count=1", "-run", "TestBasic|TestSleepHoldingLock|TestKillLeavesGoroutines", "./kv"}, 0,
+			[]string{"--- PASS: TestBasic", "labtest: TestSleepHoldingLock: virtual time stopped", "rerunning TestSleepHoldingLock in real time",
+				"--- PASS: TestSleepHoldingLock", "--- PASS: TestKillLeavesGoroutines", "goroutine(s) blocked", "chan receive (durable) in 6.5840/kv.(*KVServer).installSnapshots", "\nPASS\nok  \t6.5840/kv"}},
+		{"-strict fails on leftovers; the status is go test's", nil, []string{"-strict", "-count=1", "-run", "TestKillLeavesGoroutines", "./kv"}, 1,
+			[]string{"--- FAIL: TestKillLeavesGoroutines", "FAIL\t6.5840/kv"}},
+		{"-h", nil, []string{"-h"}, 0, []string{"usage: labtest"}},
+		{"a bad flag", nil, []string{"-labrpc=tcp"}, 2, []string{`labtest: -labrpc="tcp": want semrpc or keep`}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			out, code := run(tt.env, tt.args...)
+			if code != tt.wantCode {
+				t.Fatalf("exit status %d, want %d; output:\n%s", code, tt.wantCode, out)
+			}
+			for _, s := range tt.want {
+				if !strings.Contains(out, s) {
+					t.Errorf("output lacks %q:\n%s", s, out)
+				}
+			}
+		})
+	}
+	t.Run("the timeline file is an HTML page with the test's calls", func(t *testing.T) {
+		files, _ := filepath.Glob(filepath.Join(traceDir, "labtest-TestFailsOnRequest-net0-*.html"))
+		if len(files) != 1 {
+			t.Fatalf("timeline files: %v, want one", files)
+		}
+		data, err := os.ReadFile(files[0])
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, s := range []string{"<!DOCTYPE html>", "<rect"} { // a bar per call
+			if !strings.Contains(string(data), s) {
+				t.Errorf("timeline lacks %q", s)
+			}
+		}
+	})
+	if after := treeHash(t, lab); after != before {
+		t.Fatal("labtest changed files of the lab on disk")
+	}
+}
+
+// treeHash hashes every file's path and contents under dir.
+func treeHash(t *testing.T, dir string) string {
+	t.Helper()
+	h := sha256.New()
+	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		data, err := os.ReadFile(path)
+		fmt.Fprintf(h, "%s %d\n", path, len(data))
+		h.Write(data)
+		return err
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return fmt.Sprintf("%x", h.Sum(nil))
+}

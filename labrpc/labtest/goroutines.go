@@ -1,0 +1,238 @@
+package labtest
+
+import (
+	"fmt"
+	"regexp"
+	"runtime"
+	"sort"
+	"strconv"
+	"strings"
+)
+
+// goroutine is one goroutine of a runtime.Stack dump, reduced to what a
+// report needs.
+type goroutine struct {
+	id     int
+	state  string // "sleep (durable)", "sync.Mutex.Lock", "running", ...
+	bubble int    // synctest bubble id, 0 outside bubbles
+	frames []frame
+	lock   string // for a goroutine waiting on a mutex: the mutex's address
+}
+
+type frame struct {
+	fn   string // package-qualified function name
+	args string // the argument words as printed
+	pos  string // file:line
+}
+
+var headerRE = regexp.MustCompile(`^goroutine (\d+) \[([^\]]*)\]:$`)
+var bubbleRE = regexp.MustCompile(`, synctest bubble (\d+)`)
+
+// parseGoroutines parses the output of runtime.Stack(buf, true).
+func parseGoroutines(dump string) []goroutine {
+	var gs []goroutine
+	for _, block := range strings.Split(dump, "\n\n") {
+		lines := strings.Split(strings.TrimSpace(block), "\n")
+		m := headerRE.FindStringSubmatch(lines[0])
+		if m == nil {
+			continue
+		}
+		g := goroutine{}
+		g.id, _ = strconv.Atoi(m[1])
+		status := m[2]
+		if b := bubbleRE.FindStringSubmatch(status); b != nil {
+			g.bubble, _ = strconv.Atoi(b[1])
+			status = strings.Replace(status, b[0], "", 1)
+		}
+		if i := strings.Index(status, ", "); i >= 0 { // "N minutes", "locked to thread"
+			status = status[:i]
+		}
+		g.state = status
+		for i := 1; i+1 < len(lines); i += 2 {
+			call := lines[i]
+			if strings.HasPrefix(call, "created by ") {
+				break
+			}
+			f := frame{fn: call}
+			if p := strings.LastIndex(call, "("); p > 0 && strings.HasSuffix(call, ")") {
+				f.fn, f.args = call[:p], call[p+1:len(call)-1]
+			}
+			pos := strings.TrimSpace(lines[i+1])
+			if sp := strings.LastIndex(pos, " +0x"); sp > 0 {
+				pos = pos[:sp]
+			}
+			f.pos = pos
+			g.frames = append(g.frames, f)
+			if g.lock == "" && isLockFrame(f.fn) {
+				if a := strings.SplitN(f.args, ",", 2)[0]; strings.HasPrefix(a, "0x") {
+					g.lock = a
+				}
+			}
+		}
+		gs = append(gs, g)
+	}
+	return gs
+}
+
+func isLockFrame(fn string) bool {
+	switch fn {
+	case "sync.(*Mutex).Lock", "sync.(*Mutex).lockSlow", "internal/sync.(*Mutex).Lock",
+		"internal/sync.(*Mutex).lockSlow", "sync.(*RWMutex).Lock", "sync.(*RWMutex).RLock":
+		return true
+	}
+	return false
+}
+
+// where is the goroutine's first frame outside the runtime, the standard
+// library's sync and time packages and testing: the code that is waiting.
+func (g goroutine) where() frame {
+	for _, f := range g.frames {
+		if isPlumbing(f.fn) {
+			continue
+		}
+		return f
+	}
+	if len(g.frames) > 0 {
+		return g.frames[0]
+	}
+	return frame{fn: "?"}
+}
+
+func isPlumbing(fn string) bool {
+	for _, p := range []string{"runtime.", "sync.", "internal/", "time.", "testing."} {
+		if strings.HasPrefix(fn, p) {
+			return true
+		}
+	}
+	return false
+}
+
+// ours reports goroutines that are labtest's or testing's own plumbing.
+func (g goroutine) ours() bool {
+	for _, f := range g.frames {
+		if strings.Contains(f.fn, "labrpc/labtest.beat") || f.fn == "testing.testingSynctestTest" {
+			return true
+		}
+	}
+	return false
+}
+
+func (g goroutine) waitsOnMutex() bool {
+	return strings.HasPrefix(g.state, "sync.Mutex.Lock") || strings.HasPrefix(g.state, "sync.RWMutex.")
+}
+
+func (g goroutine) runs() bool {
+	return g.state == "running" || g.state == "runnable" || strings.HasPrefix(g.state, "syscall")
+}
+
+func (g goroutine) sleeps() bool { return strings.HasPrefix(g.state, "sleep") }
+
+// inBubble returns the goroutines of bubble id other than labtest's own.
+func inBubble(gs []goroutine, id int) []goroutine {
+	var out []goroutine
+	for _, g := range gs {
+		if g.bubble == id && id != 0 && !g.ours() {
+			out = append(out, g)
+		}
+	}
+	return out
+}
+
+// allGoroutines returns a parsed dump of every goroutine.
+func allGoroutines() []goroutine {
+	buf := make([]byte, 1<<20)
+	for {
+		n := runtime.Stack(buf, true)
+		if n < len(buf) {
+			return parseGoroutines(string(buf[:n]))
+		}
+		if len(buf) >= 64<<20 {
+			return parseGoroutines(string(buf[:n]))
+		}
+		buf = make([]byte, 2*len(buf))
+	}
+}
+
+// currentBubble returns the synctest bubble of the calling goroutine, 0 if
+// none.
+func currentBubble() int {
+	buf := make([]byte, 256)
+	n := runtime.Stack(buf, false)
+	line, _, _ := strings.Cut(string(buf[:n]), "\n")
+	if m := bubbleRE.FindStringSubmatch(line); m != nil {
+		id, _ := strconv.Atoi(m[1])
+		return id
+	}
+	return 0
+}
+
+// summary groups goroutines by state and place: "3 × chan receive
+// (durable) in lab.(*Raft).ticker (raft.go:88)", most numerous first.
+func summary(gs []goroutine) []string {
+	count := map[string]int{}
+	for _, g := range gs {
+		w := g.where()
+		count[fmt.Sprintf("%s in %s (%s)", g.state, w.fn, w.pos)]++
+	}
+	keys := make([]string, 0, len(count))
+	for k := range count {
+		keys = append(keys, k)
+	}
+	sort.Slice(keys, func(i, j int) bool {
+		if count[keys[i]] != count[keys[j]] {
+			return count[keys[i]] > count[keys[j]]
+		}
+		return keys[i] < keys[j]
+	})
+	out := make([]string, len(keys))
+	for i, k := range keys {
+		out[i] = fmt.Sprintf("%d × %s", count[k], k)
+	}
+	return out
+}
+
+// diagnose explains why virtual time stopped or crawls, from the bubble's
+// goroutines.
+func diagnose(gs []goroutine) (mutexStall bool, text string) {
+	var waiting, sleeping, running []goroutine
+	for _, g := range gs {
+		switch {
+		case g.waitsOnMutex():
+			waiting = append(waiting, g)
+		case g.sleeps():
+			sleeping = append(sleeping, g)
+		case g.runs():
+			running = append(running, g)
+		}
+	}
+	var b strings.Builder
+	if len(waiting) > 0 && len(running) == 0 {
+		b.WriteString("virtual time stopped: goroutines wait on a sync.Mutex, which synctest does not count as durably blocked, so the clock cannot advance to wake the goroutine holding it")
+		for _, g := range waiting {
+			w := g.where()
+			lock := g.lock
+			if lock == "" {
+				lock = "(address not in the trace)"
+			}
+			fmt.Fprintf(&b, "\n\tgoroutine %d waits for lock %s in %s (%s)", g.id, lock, w.fn, w.pos)
+		}
+		for _, g := range sleeping {
+			w := g.where()
+			fmt.Fprintf(&b, "\n\tgoroutine %d sleeps in %s (%s): it may hold the lock", g.id, w.fn, w.pos)
+		}
+		return true, b.String()
+	}
+	b.WriteString("the virtual clock runs slower than the real clock (the test is CPU-bound or spins without blocking); running:")
+	lines := summary(running)
+	const most = 8
+	if len(lines) > most {
+		lines = append(lines[:most], fmt.Sprintf("and %d more places", len(lines)-most))
+	}
+	for _, l := range lines {
+		b.WriteString("\n\t" + l)
+	}
+	if len(lines) == 0 {
+		b.WriteString(" none at the moment of the sample")
+	}
+	return false, b.String()
+}

@@ -1,0 +1,87 @@
+package labtest
+
+import (
+	"strings"
+	"testing"
+)
+
+// dump is a runtime.Stack(all) excerpt: a bubble (7) stalled on a mutex
+// whose holder sleeps, labtest's heartbeat, and a goroutine outside.
+const dump = `goroutine 12 [sync.Mutex.Lock, synctest bubble 7]:
+internal/sync.runtime_SemacquireMutex(0xc000012345?, 0x0?, 0x1?)
+	/usr/local/go/src/runtime/sema.go:95 +0x25
+internal/sync.(*Mutex).lockSlow(0xc0000a4010)
+	/usr/local/go/src/internal/sync/mutex.go:149 +0x15d
+sync.(*Mutex).Lock(...)
+	/usr/local/go/src/sync/mutex.go:46
+lab/raft.(*Raft).RequestVote(0xc0000a4000, {0x1, 0x2})
+	/lab/raft/raft.go:88 +0x45
+created by lab/labrpc.(*Server).dispatch in goroutine 9
+	/lab/labrpc/labrpc.go:300 +0x99
+
+goroutine 13 [sleep (durable), synctest bubble 7]:
+time.Sleep(0x5f5e100)
+	/usr/local/go/src/runtime/time.go:363 +0x165
+lab/raft.(*Raft).ticker(0xc0000a4000)
+	/lab/raft/raft.go:120 +0x55
+created by lab/raft.Make in goroutine 8
+	/lab/raft/raft.go:140 +0x1aa
+
+goroutine 14 [select (durable), synctest bubble 7]:
+github.com/semrpc/semrpc/labrpc/labtest.beat(0xc000010000, 0xc000010008, 0xc000020000)
+	/semrpc/labrpc/labtest/labtest.go:300 +0x90
+created by github.com/semrpc/semrpc/labrpc/labtest.runVirtual.func1.1 in goroutine 10
+	/semrpc/labrpc/labtest/labtest.go:220 +0x2a5
+
+goroutine 15 [chan receive, 3 minutes]:
+main.elsewhere()
+	/x/main.go:5 +0x10
+`
+
+func TestParseGoroutinesReadsStateBubbleLockAndPlace(t *testing.T) {
+	gs := parseGoroutines(dump)
+	if len(gs) != 4 {
+		t.Fatalf("parsed %d goroutines, want 4", len(gs))
+	}
+	tests := []struct {
+		i             int
+		id, bubble    int
+		state, where  string
+		lock          string
+		mutex, sleeps bool
+		ours          bool
+	}{
+		{0, 12, 7, "sync.Mutex.Lock", "lab/raft.(*Raft).RequestVote", "0xc0000a4010", true, false, false},
+		{1, 13, 7, "sleep (durable)", "lab/raft.(*Raft).ticker", "", false, true, false},
+		{2, 14, 7, "select (durable)", "github.com/semrpc/semrpc/labrpc/labtest.beat", "", false, false, true},
+		{3, 15, 0, "chan receive", "main.elsewhere", "", false, false, false},
+	}
+	for _, tt := range tests {
+		g := gs[tt.i]
+		if g.id != tt.id || g.bubble != tt.bubble || g.state != tt.state || g.where().fn != tt.where || g.lock != tt.lock ||
+			g.waitsOnMutex() != tt.mutex || g.sleeps() != tt.sleeps || g.ours() != tt.ours {
+			t.Errorf("goroutine %d = {id %d bubble %d state %q where %q lock %q mutex %v sleeps %v ours %v}",
+				tt.id, g.id, g.bubble, g.state, g.where().fn, g.lock, g.waitsOnMutex(), g.sleeps(), g.ours())
+		}
+	}
+	if got := inBubble(gs, 7); len(got) != 2 {
+		t.Errorf("inBubble(7) has %d goroutines, want 2 (labtest's heartbeat and other bubbles excluded)", len(got))
+	}
+}
+
+func TestDiagnoseNamesTheWaiterTheLockAndTheSleepers(t *testing.T) {
+	stalled, text := diagnose(inBubble(parseGoroutines(dump), 7))
+	if !stalled {
+		t.Fatalf("not diagnosed as a mutex stall:\n%s", text)
+	}
+	for _, s := range []string{"goroutine 12 waits for lock 0xc0000a4010 in lab/raft.(*Raft).RequestVote (/lab/raft/raft.go:88)",
+		"goroutine 13 sleeps in lab/raft.(*Raft).ticker (/lab/raft/raft.go:120): it may hold the lock"} {
+		if !strings.Contains(text, s) {
+			t.Errorf("diagnosis lacks %q:\n%s", s, text)
+		}
+	}
+	running := strings.Replace(dump, "goroutine 13 [sleep (durable),", "goroutine 13 [runnable,", 1)
+	if stalled, text := diagnose(inBubble(parseGoroutines(running), 7)); stalled || !strings.Contains(text, "1 × runnable in lab/raft.(*Raft).ticker") {
+		t.Errorf("with a goroutine running: stalled = %v, want a crawl naming it:\n%s", stalled, text)
+	}
+}
