@@ -40,7 +40,9 @@ func TestMutualTLSPeerCertificateReachesTheMethod(t *testing.T) {
 
 	for _, dial := range []func(opt Option) (*Client, error){
 		func(opt Option) (*Client, error) { return Dial(ctxT(t), "tcp", l.Addr().String(), opt) },
-		func(opt Option) (*Client, error) { return DialCluster(ctxT(t), "tcp", []string{l.Addr().String()}, opt) },
+		func(opt Option) (*Client, error) {
+			return DialCluster(ctxT(t), "tcp", []string{l.Addr().String()}, opt)
+		},
 	} {
 		c, err := dial(WithTLS(&tls.Config{RootCAs: ca.pool, Certificates: []tls.Certificate{ca.issue(t, "alice", false)}}))
 		if err != nil {
