@@ -58,6 +58,7 @@ func TestVirtualRerunsAMutexStallInRealTime(t *testing.T) {
 			defer wg.Done()
 			time.Sleep(time.Millisecond)
 			mu.Lock()
+			//lint:ignore SA2001 waiting for the lock's holder is what the test stalls on
 			mu.Unlock()
 		}()
 		wg.Wait()
@@ -113,6 +114,7 @@ var helpers = map[string]func(t *testing.T){
 			go func() { mu.Lock(); time.Sleep(time.Second); mu.Unlock() }()
 			time.Sleep(time.Millisecond)
 			mu.Lock()
+			//lint:ignore SA2001 waiting for the lock's holder is what the test stalls on
 			mu.Unlock()
 		})
 	},
