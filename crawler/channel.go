@@ -30,10 +30,10 @@ func ConcurrentChannel(ctx context.Context, url string, f Fetcher, opts ...Optio
 			queue = queue[1:]
 			outstanding++
 			go func() {
-				links, err := f.Fetch(ctx, t.url)
+				links, noIndex, err := fetchPage(ctx, f, t.url)
 				// Unbuffered, but never blocks for long: the coordinator
 				// receives until outstanding reaches zero, even after ctx ends.
-				reports <- fetchReport{crawlTask: t, links: links, err: err}
+				reports <- fetchReport{crawlTask: t, links: links, noIndex: noIndex, err: err}
 			}()
 		}
 		if outstanding == 0 {
@@ -41,7 +41,7 @@ func ConcurrentChannel(ctx context.Context, url string, f Fetcher, opts ...Optio
 		}
 		r := <-reports
 		outstanding--
-		res.record(r.url, r.err)
+		res.record(r.url, r.noIndex, r.err)
 		if r.err != nil || !o.followLinks(r.depth) || ctx.Err() != nil {
 			continue
 		}
@@ -60,6 +60,7 @@ type crawlTask struct {
 
 type fetchReport struct {
 	crawlTask
-	links []string
-	err   error
+	links   []string
+	noIndex bool
+	err     error
 }

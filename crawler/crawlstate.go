@@ -60,6 +60,7 @@ type urlRecord struct {
 	Attempts  int          `json:"attempts,omitempty"`
 	Failed    bool         `json:"failed,omitempty"`
 	Reason    string       `json:"reason,omitempty"`
+	NoIndex   bool         `json:"noindex,omitempty"`
 	Tasks     []uint64     `json:"tasks,omitempty"`
 	Lease     *leaseRecord `json:"lease,omitempty"`
 }
@@ -125,7 +126,7 @@ func (s *Scheduler) takeChanges() changes {
 func (s *Scheduler) urlRecord(st *urlState) urlRecord {
 	r := urlRecord{URL: st.url, Host: st.host, Phase: int(st.phase), Depth: st.depth, Seq: st.seq,
 		NotBefore: st.notBefore, Attempts: st.attempts, Failed: st.failed, Reason: st.reason,
-		Tasks: slices.Clone(st.taskIDs)}
+		NoIndex: st.noIndex, Tasks: slices.Clone(st.taskIDs)}
 	if st.lease != nil {
 		r.Lease = &leaseRecord{ID: st.lease.id, Worker: st.lease.worker, Deadline: st.lease.deadline}
 	}
@@ -168,7 +169,7 @@ func restoreScheduler(cfg SchedulerConfig, urls []urlRecord, hosts []hostRecord,
 		}
 		st := &urlState{url: r.URL, host: r.Host, phase: urlPhase(r.Phase), depth: r.Depth, seq: r.Seq,
 			notBefore: r.NotBefore, attempts: r.Attempts, failed: r.Failed, reason: r.Reason,
-			taskIDs: slices.Clone(r.Tasks)}
+			noIndex: r.NoIndex, taskIDs: slices.Clone(r.Tasks)}
 		s.urls[r.URL] = st
 		for _, id := range r.Tasks {
 			s.tasks[id] = r.URL

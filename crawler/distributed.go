@@ -155,6 +155,10 @@ type ReportArgs struct {
 	URL    string
 	// Links are the links found on the page.
 	Links []string
+	// NoIndex, on success, means the page asked not to be indexed
+	// (Page.NoIndex): its links are followed, but the coordinator lists it
+	// under NoIndex instead of among the fetched pages.
+	NoIndex bool
 	// Err, if not empty, says why the page could not be fetched; the URL is
 	// then recorded as failed and not handed out again, unless Retry is set.
 	Err string
@@ -542,6 +546,8 @@ func (c *Coordinator) report(args ReportArgs, reply *ReportReply) (uint64, error
 		c.sched.Pace(hostOf(url), *args.Pace, now)
 	}
 	switch {
+	case args.Err == "" && args.NoIndex:
+		reply.Status = c.sched.ReportNoIndex(args.TaskID, args.Links, now)
 	case args.Err == "":
 		reply.Status = c.sched.Report(args.TaskID, args.Links, now)
 	case args.Retry:
@@ -647,8 +653,9 @@ func (c *Coordinator) StartURLs() []string {
 	return slices.Clone(c.record.StartURLs)
 }
 
-// Result returns what has been reported so far: the URLs fetched, sorted,
-// and the URLs that failed with their error text.
+// Result returns what has been reported so far: the URLs fetched, sorted
+// (those reported NoIndex left out: see NoIndex), and the URLs that failed
+// with their error text.
 func (c *Coordinator) Result() (fetched []string, failed map[string]string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -657,6 +664,14 @@ func (c *Coordinator) Result() (fetched []string, failed map[string]string) {
 		failed[f.URL] = f.Reason
 	}
 	return c.sched.Fetched(), failed
+}
+
+// NoIndex returns the URLs reported fetched whose page asked not to be
+// indexed (ReportArgs.NoIndex), sorted.
+func (c *Coordinator) NoIndex() []string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.sched.NoIndex()
 }
 
 // Hosts returns the hosts the crawl may enter besides its start URLs' (see
@@ -900,13 +915,13 @@ func (w *worker) run(ctx context.Context) error {
 // fetch fetches t's URL and returns the report to send.
 func (w *worker) fetch(ctx context.Context, t Task) ReportArgs {
 	start := time.Now()
-	links, err := w.f.Fetch(ctx, t.URL)
+	links, noIndex, err := fetchPage(ctx, w.f, t.URL)
 	w.stats.Fetches++
-	args := ReportArgs{TaskID: t.ID, URL: t.URL, Links: links}
+	args := ReportArgs{TaskID: t.ID, URL: t.URL, Links: links, NoIndex: noIndex}
 	var retryAfter time.Duration
 	if err != nil {
 		w.stats.FetchErrors++
-		args.Links, args.Err = nil, err.Error()
+		args.Links, args.NoIndex, args.Err = nil, false, err.Error()
 		// A host this process holds back (Retry-After) may be fetched later:
 		// the coordinator holds it back for every worker meanwhile. So may
 		// a URL whose host's robots.txt could not be read for a transient

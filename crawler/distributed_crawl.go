@@ -71,9 +71,11 @@ type DistributedProgress struct {
 
 // DistributedResult is what a distributed crawl did.
 type DistributedResult struct {
-	// Fetched lists, sorted, the URLs reported fetched; Failed maps the
-	// URLs reported failed to their error text.
+	// Fetched lists, sorted, the URLs reported fetched, except those
+	// whose page asked not to be indexed: NoIndex lists them, sorted.
+	// Failed maps the URLs reported failed to their error text.
 	Fetched []string
+	NoIndex []string
 	Failed  map[string]string
 	// Coordinator holds the coordinator's and its scheduler's counters:
 	// pages, leases, reassignments, duplicate reports ignored...
@@ -218,6 +220,7 @@ func DistributedCrawl(ctx context.Context, cfg DistributedConfig) (DistributedRe
 	}
 	res.Coordinator = cl.coord.Stats()
 	res.Fetched, res.Failed = cl.coord.Result()
+	res.NoIndex = cl.coord.NoIndex()
 	res.Check = cl.coord.Check()
 	if c.Progress != nil {
 		c.Progress(DistributedProgress{SchedulerStats: res.Coordinator.SchedulerStats, Elapsed: elapsed})

@@ -12,8 +12,34 @@ import (
 // Implementations must be safe for concurrent use and must return promptly
 // once ctx is done: the concurrent strategies wait for every Fetch they
 // started before they return.
+//
+// A Fetcher that also implements PageFetcher (HTTPFetcher and PoliteFetcher
+// do) is called through FetchPage instead of Fetch by the strategies and
+// the distributed workers, so that a page that asks not to be indexed
+// (Page.NoIndex: <meta name="robots" content="noindex"> or an X-Robots-Tag
+// header) is known: its links are still followed, but it is listed in
+// Result.NoIndex instead of Result.Fetched.
 type Fetcher interface {
 	Fetch(ctx context.Context, url string) (links []string, err error)
+}
+
+// fetchPage fetches url with f: through FetchPage if f is a PageFetcher,
+// so that noIndex tells whether the page asked not to be indexed; through
+// Fetch (noIndex false) otherwise.
+func fetchPage(ctx context.Context, f Fetcher, url string) (links []string, noIndex bool, err error) {
+	pf, ok := f.(PageFetcher)
+	if !ok {
+		links, err = f.Fetch(ctx, url)
+		return links, false, err
+	}
+	page, err := pf.FetchPage(ctx, url)
+	if err != nil {
+		return nil, false, err
+	}
+	if page == nil {
+		return nil, false, fmt.Errorf("crawler: FetchPage %s returned no page and no error", url)
+	}
+	return page.Links, page.NoIndex, nil
 }
 
 // FetcherFunc adapts an ordinary function to the Fetcher interface.
@@ -44,26 +70,38 @@ func (s StaticFetcher) Fetch(ctx context.Context, url string) ([]string, error) 
 
 // Result is what a crawl produced. All three strategies fill it the same way.
 type Result struct {
-	// Fetched lists, sorted, every URL whose Fetch succeeded.
+	// Fetched lists, sorted, every URL whose Fetch succeeded and whose page
+	// may be indexed: the crawl's index.
 	Fetched []string
+	// NoIndex lists, sorted, every URL fetched successfully whose page asked
+	// not to be indexed (Page.NoIndex, known only from a PageFetcher): it
+	// is not in Fetched, but its links were followed like any other's.
+	NoIndex []string
 	// Errors maps every URL whose Fetch failed to its error.
 	Errors map[string]error
-	// Fetches is the number of Fetch calls made: len(Fetched)+len(Errors).
+	// Fetches is the number of Fetch calls made:
+	// len(Fetched)+len(NoIndex)+len(Errors).
 	Fetches int
 }
 
 func newResult() Result { return Result{Errors: make(map[string]error)} }
 
-func (r *Result) record(url string, err error) {
+func (r *Result) record(url string, noIndex bool, err error) {
 	r.Fetches++
-	if err != nil {
+	switch {
+	case err != nil:
 		r.Errors[url] = err
-		return
+	case noIndex:
+		r.NoIndex = append(r.NoIndex, url)
+	default:
+		r.Fetched = append(r.Fetched, url)
 	}
-	r.Fetched = append(r.Fetched, url)
 }
 
-func (r *Result) finish() { sort.Strings(r.Fetched) }
+func (r *Result) finish() {
+	sort.Strings(r.Fetched)
+	sort.Strings(r.NoIndex)
+}
 
 // Strategy is the shape shared by Serial, ConcurrentMutex and
 // ConcurrentChannel. A strategy fetches every URL reachable from url (within

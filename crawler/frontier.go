@@ -108,7 +108,8 @@ type Task struct {
 
 // SchedulerStats are a Scheduler's counters.
 type SchedulerStats struct {
-	// Pages counts URLs reported done successfully.
+	// Pages counts URLs reported done successfully, those reported
+	// NoIndex included.
 	Pages int
 	// Failed counts URLs reported done with a failure.
 	Failed int
@@ -192,6 +193,7 @@ type urlState struct {
 	notBefore time.Time // a retried URL waits until then
 	attempts  int       // transient failures so far
 	failed    bool      // done with a failure
+	noIndex   bool      // done successfully, but its page asked not to be indexed
 	reason    string    // why it failed
 	taskIDs   []uint64  // every task issued for it
 	lease     *leaseState
@@ -532,9 +534,24 @@ func (s *Scheduler) TaskURL(id uint64) (string, bool) {
 // within MaxDepth, MaxPages and Hosts). Any later report for the URL is a
 // Duplicate.
 func (s *Scheduler) Report(taskID uint64, links []string, now time.Time) ReportStatus {
+	return s.report(taskID, links, false, now)
+}
+
+// ReportNoIndex is Report for a page that asked not to be indexed
+// (Page.NoIndex): its links are followed as Report's are, and it counts in
+// Stats().Pages, but it is listed by NoIndex instead of Fetched.
+func (s *Scheduler) ReportNoIndex(taskID uint64, links []string, now time.Time) ReportStatus {
+	return s.report(taskID, links, true, now)
+}
+
+func (s *Scheduler) report(taskID uint64, links []string, noIndex bool, now time.Time) ReportStatus {
 	st, status := s.complete(taskID)
 	if status != Accepted {
 		return status
+	}
+	if noIndex {
+		st.noIndex = true
+		s.touchURL(st)
 	}
 	s.stats.Pages++
 	if s.cfg.MaxDepth <= 0 || st.depth < s.cfg.MaxDepth {
@@ -745,16 +762,30 @@ func (s *Scheduler) HostsInFlight() map[string]int {
 	return out
 }
 
-// Fetched returns the URLs done successfully, sorted.
+// Fetched returns the URLs done successfully, sorted, except those
+// reported NoIndex: the crawl's index.
 func (s *Scheduler) Fetched() []string {
 	var fetched []string
 	for u, st := range s.urls {
-		if st.phase == stateDone && !st.failed {
+		if st.phase == stateDone && !st.failed && !st.noIndex {
 			fetched = append(fetched, u)
 		}
 	}
 	slices.Sort(fetched)
 	return fetched
+}
+
+// NoIndex returns the URLs done successfully whose page asked not to be
+// indexed (see ReportNoIndex), sorted.
+func (s *Scheduler) NoIndex() []string {
+	var out []string
+	for u, st := range s.urls {
+		if st.phase == stateDone && st.noIndex {
+			out = append(out, u)
+		}
+	}
+	slices.Sort(out)
+	return out
 }
 
 // Failure is a URL that could not be fetched, and why.

@@ -172,6 +172,7 @@ type HTTPFetcher struct {
 var (
 	_ Fetcher       = (*HTTPFetcher)(nil)
 	_ RobotsFetcher = (*HTTPFetcher)(nil)
+	_ PageFetcher   = (*HTTPFetcher)(nil)
 )
 
 // NewHTTPFetcher returns an HTTPFetcher configured by cfg (nil means

@@ -50,10 +50,10 @@ func (c *mutexCrawl) visit(ctx context.Context, url string, depth int) {
 	if !c.acquire(ctx) {
 		return
 	}
-	links, err := c.f.Fetch(ctx, url)
+	links, noIndex, err := fetchPage(ctx, c.f, url)
 	c.release()
 	c.mu.Lock()
-	c.res.record(url, err)
+	c.res.record(url, noIndex, err)
 	c.mu.Unlock()
 	if err != nil || !c.o.followLinks(depth) || ctx.Err() != nil {
 		return

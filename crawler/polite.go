@@ -43,10 +43,14 @@ type RobotsFetcher interface {
 }
 
 // PageFetcher is implemented by fetchers that can tell what a response was
-// (HTTPFetcher does). When the fetcher given to Polite implements it,
-// PoliteFetcher uses FetchPage instead of Fetch, so that it knows which
-// responses were redirects: a redirect's target is followed to the www or
-// apex variant of the page's host (see Polite).
+// (HTTPFetcher and PoliteFetcher do). When the fetcher given to Polite
+// implements it, PoliteFetcher uses FetchPage instead of Fetch, so that it
+// knows which responses were redirects: a redirect's target is followed to
+// the www or apex variant of the page's host (see Polite). The strategies
+// and the distributed workers use FetchPage too, so that a page whose
+// NoIndex is set is crawled but kept out of the index (Result.NoIndex,
+// ReportArgs.NoIndex). It is optional: a plain Fetcher's pages are all
+// indexed.
 type PageFetcher interface {
 	// FetchPage fetches url and tells what the response was; a redirect
 	// is a *Page with a 3xx StatusCode whose Links hold its target.
@@ -92,7 +96,10 @@ func (p *PoliteFetcher) Stats() PoliteStats {
 	return PoliteStats{Requests: p.requests.Load(), Retries: p.retries.Load()}
 }
 
-var _ Fetcher = (*PoliteFetcher)(nil)
+var (
+	_ Fetcher     = (*PoliteFetcher)(nil)
+	_ PageFetcher = (*PoliteFetcher)(nil)
+)
 
 // Polite returns f wrapped with the politeness rules of cfg (nil means
 // DefaultConfig()). Unless cfg.IgnoreRobots is set, f must implement
@@ -215,8 +222,21 @@ func (p *PoliteFetcher) SetHostNotBefore(host string, t time.Time) error {
 // for the host's pacing, and retries retryable failures with exponential
 // backoff. The links it returns are filtered by the host and robots rules.
 // If the host is held back for longer than RetryMaxElapsed, Fetch fails at
-// once with ErrHostBackingOff instead of waiting.
+// once with ErrHostBackingOff instead of waiting. It returns FetchPage's
+// links.
 func (p *PoliteFetcher) Fetch(ctx context.Context, rawURL string) ([]string, error) {
+	page, err := p.FetchPage(ctx, rawURL)
+	if err != nil {
+		return nil, err
+	}
+	return page.Links, nil
+}
+
+// FetchPage implements PageFetcher: it fetches rawURL as Fetch does and
+// returns the page with its links filtered. If the wrapped fetcher is a
+// PageFetcher, the page is the one it returned (with its NoIndex and
+// StatusCode); otherwise only URL and Links are set.
+func (p *PoliteFetcher) FetchPage(ctx context.Context, rawURL string) (*Page, error) {
 	u, err := normalizeParse(rawURL)
 	if err != nil {
 		return nil, err
@@ -238,8 +258,7 @@ func (p *PoliteFetcher) Fetch(ctx context.Context, rawURL string) ([]string, err
 		return nil, err
 	}
 	attempts := 0
-	var links []string
-	redirect := false
+	var page *Page
 	err = p.retry(ctx, h, func() error {
 		if err := p.acquire(ctx, h); err != nil {
 			return err
@@ -250,22 +269,23 @@ func (p *PoliteFetcher) Fetch(ctx context.Context, rawURL string) ([]string, err
 		}
 		p.requests.Add(1)
 		if p.pages == nil {
-			var err error
-			links, err = p.inner.Fetch(ctx, u.String())
+			links, err := p.inner.Fetch(ctx, u.String())
+			page = &Page{URL: u.String(), Links: links}
 			return err
 		}
-		page, err := p.pages.FetchPage(ctx, u.String())
-		if err != nil {
-			return err
+		var err error
+		page, err = p.pages.FetchPage(ctx, u.String())
+		if err == nil && page == nil {
+			err = fmt.Errorf("crawler: FetchPage %s returned no page and no error", u)
 		}
-		links = page.Links
-		redirect = page.StatusCode >= 300 && page.StatusCode < 400
-		return nil
+		return err
 	})
 	if err != nil {
 		return nil, err
 	}
-	return p.filter(u, links, redirect), nil
+	out := *page
+	out.Links = p.filter(u, page.Links, page.StatusCode >= 300 && page.StatusCode < 400)
+	return &out, nil
 }
 
 // filter keeps the links that may be followed from page: see Polite.

@@ -24,8 +24,8 @@ func (s *serialCrawl) visit(ctx context.Context, url string, depth int) {
 		return
 	}
 	s.seen[url] = true
-	links, err := s.f.Fetch(ctx, url)
-	s.res.record(url, err)
+	links, noIndex, err := fetchPage(ctx, s.f, url)
+	s.res.record(url, noIndex, err)
 	if err != nil || !s.o.followLinks(depth) {
 		return
 	}
