@@ -271,7 +271,7 @@ func NewCoordinator(cfg CoordinatorConfig) (*Coordinator, error) {
 			if !sched.Done() {
 				c.record.Restarts++ // a finished crawl is only read again
 			}
-			for _, u := range sched.Fetched() {
+			for _, u := range append(sched.Fetched(), sched.NoIndex()...) {
 				c.accepted[u] = 1
 			}
 			for _, f := range sched.Failures() {

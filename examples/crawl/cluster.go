@@ -170,6 +170,9 @@ type clusterSummary struct {
 	PagesPerSecond float64 `json:"pages_per_second"`
 
 	Failures []crawler.Failure `json:"failures"`
+	// NoIndex lists the URLs fetched (and counted in Pages) whose page
+	// asked not to be indexed.
+	NoIndex []string `json:"noindex"`
 
 	CheckOK bool   `json:"check_ok"`
 	Check   string `json:"check"`
@@ -312,6 +315,7 @@ func runCoordinator(ctx context.Context, args []string, stdout io.Writer) error 
 		Leases: cs.Leases, RepeatedLeases: cs.RepeatedLeases, LeasesReassigned: cs.Reassigned,
 		LeasesReleased: cs.Released, Retried: cs.Retried,
 		Failures: coord.Failures(),
+		NoIndex:  append([]string{}, coord.NoIndex()...),
 	}
 	if s.Failures == nil {
 		s.Failures = []crawler.Failure{}
@@ -363,6 +367,7 @@ func printClusterSummary(w io.Writer, s *clusterSummary, elapsed time.Duration) 
 		line("hosts", "%s", strings.Join(s.Hosts, " "))
 	}
 	line("pages", "%d fetched, %d failed", s.Pages, s.Failed)
+	printNoIndex(line, s.NoIndex)
 	line("duplicate reports", "%d suppressed by the at-most-once table, %d ignored by the scheduler",
 		s.Suppressed, s.IgnoredReports)
 	line("leases", "%d handed out, %d handed again after a lost reply, %d reassigned, %d released, %d retries",
@@ -373,6 +378,14 @@ func printClusterSummary(w io.Writer, s *clusterSummary, elapsed time.Duration) 
 		line("check", "ok: %s", s.Check)
 	} else {
 		line("check", "FAILED: %s", s.Check)
+	}
+}
+
+// printNoIndex says how many of the fetched pages asked not to be indexed;
+// nothing if none did.
+func printNoIndex(line func(label, format string, args ...any), noIndex []string) {
+	if len(noIndex) > 0 {
+		line("noindex", "%d not indexed (noindex)", len(noIndex))
 	}
 }
 

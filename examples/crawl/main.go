@@ -205,7 +205,7 @@ type summary struct {
 	URL       string  `json:"url"`
 	SitePages int     `json:"site_pages,omitempty"` // the built-in site's size; 0 for -url
 
-	Pages        int   `json:"pages"`         // URLs fetched successfully
+	Pages        int   `json:"pages"`         // URLs fetched successfully, noindex ones included
 	Failed       int   `json:"failed"`        // URLs that could not be fetched
 	Fetches      int   `json:"fetches"`       // Fetch calls by the crawler
 	Requests     int64 `json:"http_requests"` // page requests, retries included
@@ -226,6 +226,10 @@ type summary struct {
 
 	// Failures lists every URL that could not be fetched, and why.
 	Failures []crawler.Failure `json:"failures"`
+	// NoIndex lists the URLs fetched (and counted in Pages) whose page
+	// asked not to be indexed: <meta name="robots" content="noindex"> or
+	// an X-Robots-Tag header.
+	NoIndex []string `json:"noindex"`
 
 	CheckOK bool   `json:"check_ok"`
 	Check   string `json:"check"`
@@ -405,7 +409,8 @@ func crawlDistributed(ctx context.Context, o *options, start string, f crawler.F
 		check = append(check, res.Check.Error())
 	}
 	s.Failures = failureList(res.Failed, func(r string) string { return r })
-	fetched := res.Fetched
+	s.NoIndex = append([]string{}, res.NoIndex...)
+	fetched := append(slices.Clone(res.Fetched), res.NoIndex...)
 	for u := range res.Failed {
 		fetched = append(fetched, u)
 	}
@@ -447,20 +452,22 @@ func crawlLocal(ctx context.Context, o *options, start string, f crawler.Fetcher
 	if err != nil {
 		return nil, nil, err
 	}
-	s.Pages, s.Failed, s.Fetches = len(res.Fetched), len(res.Errors), res.Fetches
+	s.Pages, s.Failed, s.Fetches = len(res.Fetched)+len(res.NoIndex), len(res.Errors), res.Fetches
 	s.Failures = failureList(res.Errors, func(err error) string { return err.Error() })
-	fetched := slices.Clone(res.Fetched)
+	s.NoIndex = append([]string{}, res.NoIndex...)
+	fetched := append(slices.Clone(res.Fetched), res.NoIndex...)
 	for u := range res.Errors {
 		fetched = append(fetched, u)
 	}
 	var check []string
-	if n := len(res.Fetched) + len(res.Errors); n != res.Fetches || int(counted.n.Load()) != n {
+	if n := len(res.Fetched) + len(res.NoIndex) + len(res.Errors); n != res.Fetches || int(counted.n.Load()) != n {
 		check = append(check, fmt.Sprintf("%d URLs reported after %d fetches", n, counted.n.Load()))
 	}
 	return fetched, check, nil
 }
 
-// countingFetcher counts finished fetches, for the progress bar.
+// countingFetcher counts finished fetches, for the progress bar. It is a
+// PageFetcher, so that the strategies still learn which pages are noindex.
 type countingFetcher struct {
 	inner crawler.Fetcher
 	n     atomic.Int64
@@ -470,6 +477,18 @@ func (c *countingFetcher) Fetch(ctx context.Context, url string) ([]string, erro
 	links, err := c.inner.Fetch(ctx, url)
 	c.n.Add(1)
 	return links, err
+}
+
+func (c *countingFetcher) FetchPage(ctx context.Context, url string) (*crawler.Page, error) {
+	defer c.n.Add(1)
+	if pf, ok := c.inner.(crawler.PageFetcher); ok {
+		return pf.FetchPage(ctx, url)
+	}
+	links, err := c.inner.Fetch(ctx, url)
+	if err != nil {
+		return nil, err
+	}
+	return &crawler.Page{URL: url, Links: links}, nil
 }
 
 // checkSite compares the reported URLs with what the built-in site says:
@@ -536,6 +555,7 @@ func printSummary(w io.Writer, s *summary) {
 		line("site", "%s", s.URL)
 	}
 	line("pages", "%d fetched, %d failed", s.Pages, s.Failed)
+	printNoIndex(line, s.NoIndex)
 	line("fetches", "%d (%d HTTP requests, %d fetch retries, %d pages fetched twice)",
 		s.Fetches, s.Requests, s.FetchRetries, s.Refetched)
 	if s.Mode == "distributed" {
