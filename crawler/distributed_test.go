@@ -192,7 +192,9 @@ func checkDistributedSite(t *testing.T, site *Site, srv *httptest.Server, res Di
 	}
 	var want []string
 	for _, p := range site.Reachable() {
-		want = append(want, srv.URL+p)
+		if !slices.Contains(site.NoIndex(), p) {
+			want = append(want, srv.URL+p)
+		}
 		served := site.Served(p)
 		if served < 1 || (exact && served > 1) {
 			t.Errorf("%s served %d times", p, served)
@@ -201,6 +203,9 @@ func checkDistributedSite(t *testing.T, site *Site, srv *httptest.Server, res Di
 	slices.Sort(want)
 	if !slices.Equal(res.Fetched, want) {
 		t.Errorf("reported %d pages fetched, want the %d reachable ones", len(res.Fetched), len(want))
+	}
+	if wantNo := prefixed(srv.URL, site.NoIndex()); !slices.Equal(res.NoIndex, wantNo) {
+		t.Errorf("reported noindex %q, want %q", res.NoIndex, wantNo)
 	}
 	for _, p := range site.Flaky() {
 		if got := site.Hits(p); got < 2 {
@@ -224,7 +229,7 @@ func checkDistributedSite(t *testing.T, site *Site, srv *httptest.Server, res Di
 		t.Errorf("robots.txt requested %d times, want 1", got)
 	}
 	st := res.Coordinator
-	if st.Pages != len(want) || st.Failed != len(site.Missing()) || st.AcceptedTwice != 0 || st.ReexecutedReports != 0 {
+	if st.Pages != len(site.Reachable()) || st.Failed != len(site.Missing()) || st.AcceptedTwice != 0 || st.ReexecutedReports != 0 {
 		t.Errorf("coordinator stats %+v", st)
 	}
 	if res.Workers.Fetches < len(want) || res.Fetcher.Retries < int64(len(site.Flaky())) {

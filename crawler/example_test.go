@@ -94,11 +94,13 @@ func ExampleCrawler() {
 	if err != nil {
 		panic(err)
 	}
-	fmt.Println("all pages fetched:", len(res.Fetched) == len(site.Reachable()))
+	fmt.Println("all pages fetched:", len(res.Fetched)+len(res.NoIndex) == len(site.Reachable()))
+	fmt.Println("pages not indexed (noindex):", len(res.NoIndex))
 	fmt.Println("robots.txt requests:", site.Hits("/robots.txt"))
 	fmt.Println("disallowed page requests:", site.Hits(site.Disallowed()[0]))
 	// Output:
 	// all pages fetched: true
+	// pages not indexed (noindex): 1
 	// robots.txt requests: 1
 	// disallowed page requests: 0
 }

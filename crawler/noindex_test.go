@@ -186,3 +186,13 @@ func TestNoIndexReportIsStoredAcrossRestart(t *testing.T) {
 		t.Errorf("Check: %v", err)
 	}
 }
+
+// prefixed returns base+p for each path, sorted.
+func prefixed(base string, paths []string) []string {
+	out := make([]string, 0, len(paths))
+	for _, p := range paths {
+		out = append(out, base+p)
+	}
+	slices.Sort(out)
+	return out
+}

@@ -63,9 +63,14 @@ func checkSiteCrawl(t *testing.T, seed int64, site *Site, base string, res Resul
 		if got := site.Served(p); got != 1 {
 			t.Errorf("seed %d: %s served %d times, want 1", seed, p, got)
 		}
-		wantFetched = append(wantFetched, base+p)
+		if !slices.Contains(site.NoIndex(), p) {
+			wantFetched = append(wantFetched, base+p)
+		}
 	}
 	slices.Sort(wantFetched)
+	if want := prefixed(base, site.NoIndex()); !slices.Equal(res.NoIndex, want) {
+		t.Errorf("seed %d: NoIndex = %q, want %q", seed, res.NoIndex, want)
+	}
 	for _, p := range site.Missing() {
 		expectedHits++
 		if got := site.Hits(p); got != 1 {
@@ -427,8 +432,8 @@ func TestPoliteMaxInFlightPerHost(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			if len(res.Fetched) != len(site.Reachable()) {
-				t.Errorf("fetched %d of %d pages", len(res.Fetched), len(site.Reachable()))
+			if len(res.Fetched)+len(res.NoIndex) != len(site.Reachable()) {
+				t.Errorf("fetched %d+%d of %d pages", len(res.Fetched), len(res.NoIndex), len(site.Reachable()))
 			}
 			if h.max > limit {
 				t.Errorf("%d requests in flight, limit %d", h.max, limit)
@@ -484,8 +489,8 @@ func TestPoliteDelays(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				if len(res.Fetched) != len(site.Reachable()) {
-					t.Errorf("fetched %d of %d pages", len(res.Fetched), len(site.Reachable()))
+				if len(res.Fetched)+len(res.NoIndex) != len(site.Reachable()) {
+					t.Errorf("fetched %d+%d of %d pages", len(res.Fetched), len(res.NoIndex), len(site.Reachable()))
 				}
 				h.mu.Lock()
 				defer h.mu.Unlock()

@@ -25,7 +25,9 @@ import (
 //     <link>, <img> and a text/plain file), so they must never be fetched;
 //   - some pages (Flaky) answer 503 to their first request and 200 after;
 //   - /missing.html answers 404 (final: one request, no retry);
-//   - links to the same server under the host name "localhost" are off-host.
+//   - links to the same server under the host name "localhost" are off-host;
+//   - one page (NoIndex) carries <meta name="robots" content="noindex">: it
+//     must be fetched and its links followed, but it is not indexed.
 //
 // Site counts requests per path, safely for concurrent use, so a test can
 // check that each page was fetched exactly once, and the most requests it
@@ -52,6 +54,7 @@ type Site struct {
 	disallowed []string
 	unlinked   []string
 	flaky      []string
+	noIndex    []string
 
 	mu     sync.Mutex // protects following
 	hits   map[string]int
@@ -69,6 +72,7 @@ type sitePage struct {
 	status   int        // 0 means 200
 	location string     // for redirects
 	flaky    bool
+	noIndex  bool   // carries <meta name="robots" content="noindex">
 	text     string // non-empty: a text/plain body
 }
 
@@ -107,6 +111,12 @@ func NewSite(n int, seed int64) *Site {
 			p.base = siteBaseDirectory
 		}
 		s.pages[paths[i]] = p
+	}
+	if n >= 2 {
+		// Chosen without the generator, so that the rest of the site is
+		// the same as before there was a noindex page.
+		s.pages[paths[n/2]].noIndex = true
+		s.noIndex = []string{paths[n/2]}
 	}
 	link := func(from, to string) {
 		p := s.pages[from]
@@ -180,6 +190,12 @@ func (s *Site) Disallowed() []string { return append([]string(nil), s.disallowed
 
 // Unlinked returns the served paths no allowed page links to: never requested.
 func (s *Site) Unlinked() []string { return append([]string(nil), s.unlinked...) }
+
+// NoIndex returns the paths of the Reachable pages that ask not to be
+// indexed (<meta name="robots" content="noindex">): a crawl fetches them
+// and follows their links, but lists them apart (Result.NoIndex). A site of
+// one page has none.
+func (s *Site) NoIndex() []string { return append([]string(nil), s.noIndex...) }
 
 // Flaky returns the paths that answer 503 to their first request.
 func (s *Site) Flaky() []string { return append([]string(nil), s.flaky...) }
@@ -299,6 +315,9 @@ func (s *Site) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	fmt.Fprintf(&b, "<!DOCTYPE html>\n<html><head><title>%s</title>\n", html.EscapeString(path))
 	if p.base != "" {
 		fmt.Fprintf(&b, "<base href=%q>\n", p.base)
+	}
+	if p.noIndex {
+		fmt.Fprint(&b, "<meta name=\"robots\" content=\"noindex\">\n")
 	}
 	fmt.Fprintf(&b, "<link rel=\"stylesheet\" href=\"/orphan/o1.html\">\n</head><body>\n")
 	fmt.Fprintf(&b, "<img src=\"/orphan/o2.html\" alt=\"\">\n<ul>\n")

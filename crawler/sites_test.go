@@ -47,7 +47,7 @@ func TestCrawlerSeveralSites(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	var wantFetched []string
+	var wantFetched, wantNoIndex []string
 	for i, site := range sites {
 		flaky := make(map[string]bool)
 		for _, p := range site.Flaky() {
@@ -61,8 +61,11 @@ func TestCrawlerSeveralSites(t *testing.T) {
 			if got := site.Hits(p); got != want {
 				t.Errorf("site %d: %s requested %d times, want %d", i, p, got, want)
 			}
-			wantFetched = append(wantFetched, srvs[i].URL+p)
+			if !slices.Contains(site.NoIndex(), p) {
+				wantFetched = append(wantFetched, srvs[i].URL+p)
+			}
 		}
+		wantNoIndex = append(wantNoIndex, prefixed(srvs[i].URL, site.NoIndex())...)
 		for _, p := range append(site.Disallowed(), site.Unlinked()...) {
 			if got := site.Hits(p); got != 0 {
 				t.Errorf("site %d: %s requested %d times, want never", i, p, got)
@@ -76,8 +79,9 @@ func TestCrawlerSeveralSites(t *testing.T) {
 		}
 	}
 	slices.Sort(wantFetched)
-	if !slices.Equal(res.Fetched, wantFetched) {
-		t.Errorf("fetched %d URLs, want %d", len(res.Fetched), len(wantFetched))
+	slices.Sort(wantNoIndex)
+	if !slices.Equal(res.Fetched, wantFetched) || !slices.Equal(res.NoIndex, wantNoIndex) {
+		t.Errorf("fetched %d URLs and %d noindex, want %d and %d", len(res.Fetched), len(res.NoIndex), len(wantFetched), len(wantNoIndex))
 	}
 	for u, err := range res.Errors {
 		var he *HTTPError

@@ -315,7 +315,7 @@ func runContext(ctx context.Context, args []string, stdout io.Writer) error {
 	ps := polite.Stats()
 	s.Requests, s.FetchRetries = ps.Requests, ps.Retries
 	if site != nil {
-		problems, refetched := checkSite(site, start, fetched, s.Pages+s.Failed == len(site.Reachable())+len(site.Missing()))
+		problems, refetched := checkSite(site, start, fetched, s.NoIndex, s.Pages+s.Failed == len(site.Reachable())+len(site.Missing()))
 		check = append(check, problems...)
 		s.Refetched = refetched
 	}
@@ -491,11 +491,13 @@ func (c *countingFetcher) FetchPage(ctx context.Context, url string) (*crawler.P
 	return &crawler.Page{URL: url, Links: links}, nil
 }
 
-// checkSite compares the reported URLs with what the built-in site says:
-// no URL reported twice, none it must not serve, each requested page served
-// once (refetched counts those served more often, which is allowed but
-// should be rare), and, if the crawl was complete, every reachable page.
-func checkSite(site *crawler.Site, start string, reported []string, complete bool) (problems []string, refetched int) {
+// checkSite compares the reported URLs (noindex ones included) with what
+// the built-in site says: no URL reported twice, none it must not serve,
+// each requested page served once (refetched counts those served more
+// often, which is allowed but should be rare), and, if the crawl was
+// complete, every reachable page, with exactly the site's noindex pages
+// reported as noindex.
+func checkSite(site *crawler.Site, start string, reported, noIndex []string, complete bool) (problems []string, refetched int) {
 	base := strings.TrimSuffix(start, "/")
 	seen := make(map[string]bool, len(reported))
 	dups := 0
@@ -529,6 +531,13 @@ func checkSite(site *crawler.Site, start string, reported []string, complete boo
 		}
 		if missed > 0 {
 			problems = append(problems, fmt.Sprintf("%d reachable pages never reported", missed))
+		}
+		var want []string
+		for _, p := range site.NoIndex() {
+			want = append(want, base+p)
+		}
+		if got := slices.Sorted(slices.Values(noIndex)); !slices.Equal(got, want) {
+			problems = append(problems, fmt.Sprintf("noindex pages reported %v, want %v", got, want))
 		}
 	}
 	return problems, refetched

@@ -175,14 +175,22 @@ func TestCheckSite(t *testing.T) {
 	for _, p := range append(site.Reachable(), site.Missing()...) {
 		all = append(all, srv.URL+p)
 	}
-	if problems, _ := checkSite(site, start, all, true); len(problems) != 0 {
+	var noIndex []string
+	for _, p := range site.NoIndex() {
+		noIndex = append(noIndex, srv.URL+p)
+	}
+	if problems, _ := checkSite(site, start, all, noIndex, true); len(problems) != 0 {
 		t.Errorf("complete report: %q", problems)
 	}
-	if problems, _ := checkSite(site, start, append(all, all[3]), true); len(problems) != 1 ||
+	if problems, _ := checkSite(site, start, all, nil, true); len(problems) != 1 ||
+		!strings.Contains(problems[0], "noindex pages reported []") {
+		t.Errorf("the noindex page reported as indexed: %q", problems)
+	}
+	if problems, _ := checkSite(site, start, append(all, all[3]), noIndex, true); len(problems) != 1 ||
 		!strings.Contains(problems[0], "1 URLs reported twice") {
 		t.Errorf("a URL reported twice: %q", problems)
 	}
-	if problems, _ := checkSite(site, start, all[1:], true); len(problems) != 1 ||
+	if problems, _ := checkSite(site, start, all[1:], noIndex, true); len(problems) != 1 ||
 		!strings.Contains(problems[0], "1 reachable pages never reported") {
 		t.Errorf("a page missing: %q", problems)
 	}
@@ -191,7 +199,7 @@ func TestCheckSite(t *testing.T) {
 		t.Fatal(err)
 	}
 	resp.Body.Close()
-	if problems, _ := checkSite(site, start, all, true); len(problems) != 1 ||
+	if problems, _ := checkSite(site, start, all, noIndex, true); len(problems) != 1 ||
 		!strings.Contains(problems[0], "robots.txt forbids") {
 		t.Errorf("a forbidden page fetched: %q", problems)
 	}
