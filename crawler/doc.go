@@ -21,6 +21,13 @@
 // promptly when their context is cancelled, and wait for every Fetch they
 // started before returning, so no goroutine outlives the call.
 //
+// A Fetcher that is also a PageFetcher (HTTPFetcher, PoliteFetcher) tells
+// the strategies and the distributed workers which pages ask not to be
+// indexed (<meta name="robots" content="noindex">, X-Robots-Tag: noindex):
+// such a page is fetched and its links followed, but the crawl lists it in
+// Result.NoIndex (Coordinator.NoIndex, DistributedResult.NoIndex) instead
+// of among the fetched pages. A plain Fetcher's pages are all indexed.
+//
 // # Fetching real pages
 //
 // HTTPFetcher fetches over net/http with a timeout and a body size limit,
