@@ -744,7 +744,8 @@ type WorkerStats struct {
 	LeaseErrors, ReportErrors int
 }
 
-func (s *WorkerStats) add(o WorkerStats) {
+// Add adds o's counts to s, as when summing the workers of a crawl.
+func (s *WorkerStats) Add(o WorkerStats) {
 	s.Leases += o.Leases
 	s.Fetches += o.Fetches
 	s.FetchErrors += o.FetchErrors

@@ -204,7 +204,7 @@ func DistributedCrawl(ctx context.Context, cfg DistributedConfig) (DistributedRe
 
 	res := DistributedResult{Elapsed: elapsed}
 	for _, st := range stats {
-		res.Workers.add(st)
+		res.Workers.Add(st)
 	}
 	for _, client := range cl.clients {
 		run := client.Stats().Run

@@ -521,13 +521,7 @@ func runWorker(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	var total crawler.WorkerStats
 	for _, st := range stats {
-		total.Leases += st.Leases
-		total.Fetches += st.Fetches
-		total.FetchErrors += st.FetchErrors
-		total.Reports += st.Reports
-		total.Duplicates += st.Duplicates
-		total.ReportResends += st.ReportResends
-		total.LeaseErrors += st.LeaseErrors
+		total.Add(st)
 	}
 	ps := polite.Stats()
 	fmt.Fprintf(stdout, "worker %s: %d fetches (%d failed, %d HTTP requests), %d reports (%d duplicates, %d resent), %d lease errors\n",
