@@ -257,7 +257,7 @@ func getPending(reply any) *pendingCall {
 // wait receives the call's outcome from whoever took it, and pools it.
 func (p *pendingCall) wait() error {
 	err := <-p.done
-	p.reply = nil
+	p.reply, p.md = nil, nil
 	pendingPool.Put(p)
 	return err
 }
@@ -305,7 +305,7 @@ func (t *tcpTransport) RoundTrip(ctx context.Context, req *Request, reply any) e
 	call.md = req.ReplyMetadata
 	c, seq, err := t.register(ctx, req, call)
 	if err != nil {
-		call.reply = nil
+		call.reply, call.md = nil, nil
 		pendingPool.Put(call)
 		return err
 	}
@@ -374,7 +374,7 @@ func (c *tcpConn) settle(call *pendingCall, err error) error {
 	if call.unsent.Load() && errors.Is(err, ErrConnLost) && semantics.ClassOf(err) == semantics.ClassMaybeExecuted {
 		err = semantics.NotSent(fmt.Errorf("%w: request not sent: %w", ErrConnLost, c.out.writeErr()))
 	}
-	call.reply = nil
+	call.reply, call.md = nil, nil // nothing of the caller's stays in the pool
 	pendingPool.Put(call)
 	return err
 }
@@ -545,10 +545,12 @@ func (c *tcpConn) readLoop() {
 		c.answered = true
 		call := c.pending[resp.Seq]
 		delete(c.pending, resp.Seq)
-		c.mu.Unlock()
+		// Taken under the lock, as fail takes them: a call completed by
+		// another party may be pooled and reused at once.
 		if call != nil && !call.take() {
 			call = nil // its caller gave up on it
 		}
+		c.mu.Unlock()
 
 		var callErr, streamErr error
 		switch {
@@ -654,11 +656,33 @@ func (c *tcpConn) fail(err error) {
 		err = io.ErrUnexpectedEOF
 	}
 	c.err = err
-	pending := c.pending
+	// The pending calls are taken here, under the lock, and only those
+	// taken are touched afterwards: a call that another party completes
+	// (the writer, as not sent, which first takes it out of the map) may be
+	// back in pendingPool and reused by an unrelated call as soon as its
+	// caller has read its done channel.
+	var taken []*pendingCall
+	for _, call := range c.pending {
+		if call.take() {
+			taken = append(taken, call)
+		}
+	}
 	c.pending = make(map[uint64]*pendingCall)
 	answered := c.answered
 	c.mu.Unlock()
 
+	if len(taken) > 0 {
+		var callErr error
+		if !answered && isTLSAlert(err) {
+			// The peer refused the TLS handshake: no request was read.
+			callErr = semantics.Permanent(semantics.NotSent(fmt.Errorf("%w: %w", ErrConnLost, err)))
+		} else {
+			callErr = semantics.Grouped(semantics.MaybeExecuted(fmt.Errorf("%w: %w", ErrConnLost, err)), new(semantics.FailureGroup))
+		}
+		for _, call := range taken {
+			call.done <- callErr
+		}
+	}
 	c.nc.Close()
 	t := c.t
 	t.mu.Lock()
@@ -667,21 +691,6 @@ func (c *tcpConn) fail(err error) {
 	}
 	delete(t.draining, c)
 	t.mu.Unlock()
-	if len(pending) == 0 {
-		return
-	}
-	var callErr error
-	if !answered && isTLSAlert(err) {
-		// The peer refused the TLS handshake: no request was read.
-		callErr = semantics.Permanent(semantics.NotSent(fmt.Errorf("%w: %w", ErrConnLost, err)))
-	} else {
-		callErr = semantics.Grouped(semantics.MaybeExecuted(fmt.Errorf("%w: %w", ErrConnLost, err)), new(semantics.FailureGroup))
-	}
-	for _, call := range pending {
-		if call.take() {
-			call.done <- callErr
-		}
-	}
 }
 
 // coalescer is the write side of one stream: messages are encoded into its

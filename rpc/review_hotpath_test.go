@@ -1,0 +1,114 @@
+package rpc
+
+import (
+	"context"
+	"io"
+	"net"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/semrpc/semrpc/semantics"
+)
+
+// hangConn is a client-side net.Conn driven by the test: Write blocks
+// until the connection is closed (a peer that stopped reading) unless
+// writes are let through, Read returns EOF once readEOF is closed, and Close
+// fails the blocked Write at once but returns only when closeGate is
+// closed, so that the test can act while the transport's fail is between
+// closing the connection and what follows.
+type hangConn struct {
+	writeStarted chan struct{} // closed at the first Write
+	readEOF      chan struct{} // closed by the test: Read returns io.EOF
+	closed       chan struct{} // closed by Close: blocked Writes and Reads fail
+	closeGate    chan struct{} // closed by the test: Close returns
+	startOnce    sync.Once
+	closeOnce    sync.Once
+}
+
+func newHangConn() *hangConn {
+	return &hangConn{
+		writeStarted: make(chan struct{}),
+		readEOF:      make(chan struct{}),
+		closed:       make(chan struct{}),
+		closeGate:    make(chan struct{}),
+	}
+}
+
+func (g *hangConn) Write(p []byte) (int, error) {
+	g.startOnce.Do(func() { close(g.writeStarted) })
+	<-g.closed
+	return 0, net.ErrClosed
+}
+
+func (g *hangConn) Read(p []byte) (int, error) {
+	select {
+	case <-g.readEOF:
+		return 0, io.EOF
+	case <-g.closed:
+		return 0, net.ErrClosed
+	}
+}
+
+func (g *hangConn) Close() error {
+	g.closeOnce.Do(func() { close(g.closed) })
+	<-g.closeGate
+	return nil
+}
+
+func (g *hangConn) LocalAddr() net.Addr              { return &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)} }
+func (g *hangConn) RemoteAddr() net.Addr             { return &net.TCPAddr{IP: net.IPv4(127, 0, 0, 1)} }
+func (g *hangConn) SetDeadline(time.Time) error      { return nil }
+func (g *hangConn) SetReadDeadline(time.Time) error  { return nil }
+func (g *hangConn) SetWriteDeadline(time.Time) error { return nil }
+
+// A call completed by the writer as not sent (its write failed) goes back
+// to the pool: the connection's fail, which found the call in the pending
+// map just before, must not take it afterwards, or it completes whichever
+// call reuses the pooled object (a wrong verdict for an unrelated call, and
+// a stale value in its done channel).
+func TestReviewHotpathFailDoesNotTakeACallCompletedByTheWriter(t *testing.T) {
+	g := newHangConn()
+	tr := NewStreamTransport(func(context.Context) (net.Conn, error) { return g, nil }).(*tcpTransport)
+	res := make(chan error, 1)
+	go func() {
+		var r int
+		res <- tr.RoundTrip(context.Background(), &Request{ServiceMethod: "Arith.Add", Args: Args{1, 2}}, &r)
+	}()
+	<-g.writeStarted // the request is being written, and the write hangs
+	tr.mu.Lock()
+	c := tr.cur
+	tr.mu.Unlock()
+	var x *pendingCall
+	c.mu.Lock()
+	for _, p := range c.pending {
+		x = p
+	}
+	c.mu.Unlock()
+	if x == nil {
+		t.Fatal("the call is not pending")
+	}
+	// The reader sees the connection end: fail takes the pending calls and
+	// closes the connection, which fails the write.
+	close(g.readEOF)
+	err := <-res
+	if semantics.ClassOf(err) != semantics.ClassNotSent {
+		t.Fatalf("a request whose write failed before any byte left: got %v (class %v), want not sent", err, semantics.ClassOf(err))
+	}
+	// The call went back to the pool; a new call reusing it starts afresh
+	// (as getPending does).
+	x.taken.Store(false)
+	close(g.closeGate) // fail goes on
+	tr.Close()         // waits for the reader, and so for fail
+	stale := false
+	select {
+	case v := <-x.done:
+		stale = true
+		t.Errorf("fail completed a call that was already handed back to the pool: its done got %v", v)
+	default:
+	}
+	if x.taken.Load() && !stale {
+		t.Error("fail took a call that was already handed back to the pool")
+	}
+	x.taken.Store(true) // as the pool had it
+}
