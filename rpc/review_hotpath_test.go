@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"net"
+	"runtime"
 	"sync"
 	"testing"
 	"time"
@@ -111,4 +112,90 @@ func TestReviewHotpathFailDoesNotTakeACallCompletedByTheWriter(t *testing.T) {
 		t.Error("fail took a call that was already handed back to the pool")
 	}
 	x.taken.Store(true) // as the pool had it
+}
+
+// stallConn passes a real connection through, except its writes: the first
+// waits for the test, the later ones hang until Close (a peer that stopped
+// reading).
+type stallConn struct {
+	net.Conn
+	writes    int
+	entered   chan struct{} // closed when the first Write starts
+	release   chan struct{} // closed by the test: the first Write goes on
+	closed    chan struct{}
+	closeOnce sync.Once
+}
+
+func (s *stallConn) Write(p []byte) (int, error) {
+	s.writes++ // writes are serialized by the coalescer
+	if s.writes == 1 {
+		close(s.entered)
+		<-s.release
+		return s.Conn.Write(p)
+	}
+	<-s.closed
+	return 0, net.ErrClosed
+}
+
+func (s *stallConn) Close() error {
+	s.closeOnce.Do(func() { close(s.closed) })
+	return s.Conn.Close()
+}
+
+// A caller that finds the connection idle writes its request; requests
+// other callers queue meanwhile are not its own: their write (here one that
+// hangs, the peer having stopped reading) must not keep it from returning
+// its answer.
+func TestReviewHotpathWriterIsNotHeldByOthersRequests(t *testing.T) {
+	_, _, addr, _ := startServer(t)
+	sc := &stallConn{entered: make(chan struct{}), release: make(chan struct{}), closed: make(chan struct{})}
+	tr := NewStreamTransport(func(ctx context.Context) (net.Conn, error) {
+		var d net.Dialer
+		nc, err := d.DialContext(ctx, "tcp", addr)
+		if err != nil {
+			return nil, err
+		}
+		sc.Conn = nc
+		return sc, nil
+	}).(*tcpTransport)
+	defer tr.Close()
+
+	type result struct {
+		reply int
+		err   error
+	}
+	call := func(a, b int, out chan<- result) {
+		var r int
+		err := tr.RoundTrip(context.Background(), &Request{ServiceMethod: "Arith.Add", Args: Args{a, b}}, &r)
+		out <- result{r, err}
+	}
+	resA, resB := make(chan result, 1), make(chan result, 1)
+	go call(1, 2, resA)
+	<-sc.entered // A writes its request
+	tr.mu.Lock()
+	c := tr.cur
+	tr.mu.Unlock()
+	go call(3, 4, resB)
+	for queued := false; !queued; { // B's request waits behind A's write
+		c.out.mu.Lock()
+		queued = len(c.out.cur.tags) == 1
+		c.out.mu.Unlock()
+		if !queued {
+			runtime.Gosched()
+		}
+	}
+	close(sc.release)
+	select {
+	case r := <-resA:
+		if r.err != nil || r.reply != 3 {
+			t.Fatalf("A: got %d, %v; want 3, nil", r.reply, r.err)
+		}
+	case <-time.After(10 * time.Second): // a failure detector, not a timing assertion
+		t.Fatal("A, answered, is still writing B's request to a peer that does not read")
+	}
+	tr.Close()
+	r := <-resB
+	if semantics.ClassOf(r.err) != semantics.ClassNotSent {
+		t.Fatalf("B, whose request never left: got %v (class %v), want not sent", r.err, semantics.ClassOf(r.err))
+	}
 }

@@ -79,6 +79,7 @@ func (s *Server) newConn(rwc io.ReadWriteCloser) *serverConn {
 			c.s.inflight.Add(-1)
 		}
 	}
+	c.out.onFailed = func(werr error) { c.writeFailed("queued responses", werr) }
 	c.enc = gob.NewEncoder(c.out)
 	s.lmu.Lock()
 	defer s.lmu.Unlock()

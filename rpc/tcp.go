@@ -292,6 +292,7 @@ func newTCPConn(t *tcpTransport, nc net.Conn) *tcpConn {
 	}
 	c.out = newCoalescer[queuedRequest](nc)
 	c.out.onWritten = c.written
+	c.out.onFailed = c.fail
 	c.enc = gob.NewEncoder(c.out)
 	return c
 }
@@ -730,6 +731,10 @@ type coalescer[T any] struct {
 	// After a failed write it is called for the messages queued behind,
 	// which are never written.
 	onWritten func(tag T, whole bool, werr error)
+	// onFailed, if set, is told of a write that failed on the goroutine
+	// that writes the messages a caller left behind (see unlockAndFlush);
+	// a caller's own failed write is returned to it instead.
+	onFailed func(werr error)
 }
 
 // batch is a buffer of whole messages and the tags of those that carry one.
@@ -790,9 +795,16 @@ func (c *coalescer[T]) tag(tag T) {
 func (c *coalescer[T]) failed() error { return c.err }
 
 // unlockAndFlush releases the lock; unless a write is in progress (its
-// writer will take the buffer), it first writes the buffer, and again while
-// others fill it meanwhile; with company, after yielding once. It returns
-// the error of a write that failed; nothing is written after it.
+// writer will take the buffer), it first writes the buffer; with company,
+// after yielding once. It returns the error of a write that failed; nothing
+// is written after it.
+//
+// Messages queued by others while this caller wrote are not its own: when
+// onFailed is set, a goroutine of their own writes them (and whatever
+// comes meanwhile), so that this caller is not held by writes of others'
+// messages, which under steady load never end, or hang on a peer that
+// stopped reading. Without onFailed the caller writes until the buffer is
+// empty.
 func (c *coalescer[T]) unlockAndFlush(company bool) error {
 	if c.writing || c.err != nil {
 		c.mu.Unlock()
@@ -806,30 +818,19 @@ func (c *coalescer[T]) unlockAndFlush(company bool) error {
 		runtime.Gosched()
 		c.mu.Lock()
 	}
+	if c.cur.buf.Len() > 0 {
+		if werr := c.writeBatch(); werr != nil {
+			c.mu.Unlock()
+			return werr
+		}
+		if c.cur.buf.Len() > 0 && c.onFailed != nil {
+			c.mu.Unlock()
+			go c.flushRest()
+			return nil
+		}
+	}
 	for c.cur.buf.Len() > 0 {
-		b := c.cur
-		c.cur, c.spare = c.spare, b
-		c.mu.Unlock()
-		n, werr := c.w.Write(b.buf.Bytes())
-		if c.onWritten != nil {
-			for _, t := range b.tags {
-				c.onWritten(t.tag, werr == nil || t.end <= n, werr)
-			}
-		}
-		b.reset()
-		c.mu.Lock()
-		if c.waiting > 0 {
-			c.written.Broadcast()
-		}
-		if werr != nil {
-			c.err = werr
-			if c.onWritten != nil {
-				for _, t := range c.cur.tags {
-					c.onWritten(t.tag, false, werr)
-				}
-			}
-			c.cur.reset()
-			c.writing = false
+		if werr := c.writeBatch(); werr != nil {
 			c.mu.Unlock()
 			return werr
 		}
@@ -837,6 +838,54 @@ func (c *coalescer[T]) unlockAndFlush(company bool) error {
 	c.writing = false
 	c.mu.Unlock()
 	return nil
+}
+
+// flushRest writes what others queued, for a caller that wrote its own
+// batch, until the buffer is empty; a failed write goes to onFailed.
+// writing is set: this goroutine is the writer.
+func (c *coalescer[T]) flushRest() {
+	c.mu.Lock()
+	for c.cur.buf.Len() > 0 {
+		if werr := c.writeBatch(); werr != nil {
+			c.mu.Unlock()
+			c.onFailed(werr)
+			return
+		}
+	}
+	c.writing = false
+	c.mu.Unlock()
+}
+
+// writeBatch writes the current batch; the lock must be held, writing set
+// and the batch not empty. The lock is released during the write and held
+// again on return. A failed write is recorded, the messages queued behind it
+// are told they were not written, and writing ends.
+func (c *coalescer[T]) writeBatch() error {
+	b := c.cur
+	c.cur, c.spare = c.spare, b
+	c.mu.Unlock()
+	n, werr := c.w.Write(b.buf.Bytes())
+	if c.onWritten != nil {
+		for _, t := range b.tags {
+			c.onWritten(t.tag, werr == nil || t.end <= n, werr)
+		}
+	}
+	b.reset()
+	c.mu.Lock()
+	if c.waiting > 0 {
+		c.written.Broadcast()
+	}
+	if werr != nil {
+		c.err = werr
+		if c.onWritten != nil {
+			for _, t := range c.cur.tags {
+				c.onWritten(t.tag, false, werr)
+			}
+		}
+		c.cur.reset()
+		c.writing = false
+	}
+	return werr
 }
 
 // waitUntil waits until done reports true; done must turn true by the end
