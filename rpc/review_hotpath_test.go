@@ -2,6 +2,7 @@ package rpc
 
 import (
 	"context"
+	"errors"
 	"io"
 	"net"
 	"runtime"
@@ -197,5 +198,61 @@ func TestReviewHotpathWriterIsNotHeldByOthersRequests(t *testing.T) {
 	r := <-resB
 	if semantics.ClassOf(r.err) != semantics.ClassNotSent {
 		t.Fatalf("B, whose request never left: got %v (class %v), want not sent", r.err, semantics.ClassOf(r.err))
+	}
+}
+
+// A request that waits for room in the write buffer (a write hangs on a
+// peer that does not read, and a megabyte is queued behind it) was not sent:
+// its wait ends with its context, as the waits of a call not sent yet do.
+func TestReviewHotpathWaitForBufferRoomEndsWithTheContext(t *testing.T) {
+	g := newHangConn()
+	close(g.closeGate) // Close returns at once
+	tr := NewStreamTransport(func(context.Context) (net.Conn, error) { return g, nil }).(*tcpTransport)
+	defer tr.Close()
+	call := func(ctx context.Context, args any, out chan<- error) {
+		var r string
+		out <- tr.RoundTrip(ctx, &Request{ServiceMethod: "Arith.Echo", Args: args}, &r)
+	}
+	resA, resB, resC := make(chan error, 1), make(chan error, 1), make(chan error, 1)
+	go call(context.Background(), "a", resA)
+	<-g.writeStarted // A's write hangs
+	tr.mu.Lock()
+	c := tr.cur
+	tr.mu.Unlock()
+	go call(context.Background(), string(make([]byte, maxQueuedBytes)), resB)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	// C comes once B's megabyte is queued, and waits for room.
+	for queued := false; !queued; {
+		c.out.mu.Lock()
+		queued = len(c.out.cur.tags) == 1
+		c.out.mu.Unlock()
+		if !queued {
+			runtime.Gosched()
+		}
+	}
+	go call(ctx, "c", resC)
+	for waiting := false; !waiting; {
+		c.out.mu.Lock()
+		waiting = c.out.waiting == 1
+		c.out.mu.Unlock()
+		if !waiting {
+			runtime.Gosched()
+		}
+	}
+	cancel()
+	select {
+	case err := <-resC:
+		if semantics.ClassOf(err) != semantics.ClassNotSent || !errors.Is(err, context.Canceled) {
+			t.Errorf("C, which never reached the buffer: got %v (class %v), want not sent, canceled", err, semantics.ClassOf(err))
+		}
+	case <-time.After(10 * time.Second): // a failure detector, not a timing assertion
+		t.Fatal("C's wait for room in the buffer did not end with its context")
+	}
+	tr.Close()
+	for name, res := range map[string]chan error{"A": resA, "B": resB} {
+		if err := <-res; semantics.ClassOf(err) != semantics.ClassNotSent {
+			t.Errorf("%s, whose request never left: got %v, want not sent", name, err)
+		}
 	}
 }

@@ -312,7 +312,7 @@ func (t *tcpTransport) RoundTrip(ctx context.Context, req *Request, reply any) e
 	}
 	c.calls.Add(1)
 	defer c.calls.Add(-1)
-	if err := c.write(req, seq, call); err != nil {
+	if err := c.write(ctx, req, seq, call); err != nil {
 		// This call was never sent: out of the pending map, so that a
 		// failure of the connection does not give it fail's
 		// may-have-executed verdict. (A request that was queued is
@@ -436,8 +436,13 @@ type queuedRequest struct {
 // call whose request it did not write whole is completed as not sent, and
 // the connection is failed, which gives the calls whose requests were
 // written their may-have-executed verdict.
-func (c *tcpConn) write(req *Request, seq uint64, call *pendingCall) error {
-	c.out.lock()
+//
+// A request that must wait for room in the buffer (a peer that reads
+// slowly) stops waiting when ctx ends: not sent.
+func (c *tcpConn) write(ctx context.Context, req *Request, seq uint64, call *pendingCall) error {
+	if !c.out.lockCtx(ctx) {
+		return semantics.NotSent(fmt.Errorf("rpc: %s: waiting to send behind %d queued bytes: %w", req.ServiceMethod, maxQueuedBytes, ctx.Err()))
+	}
 	err := c.encodeRequest(req, seq, call)
 	if broken := c.out.unlockAndFlush(c.calls.Load() > 1); broken != nil {
 		c.fail(broken)
@@ -768,9 +773,43 @@ func (c *coalescer[T]) Write(p []byte) (int, error) { return c.cur.buf.Write(p) 
 // in progress and too much is queued behind it.
 func (c *coalescer[T]) lock() {
 	c.mu.Lock()
-	for c.writing && c.err == nil && c.cur.buf.Len() >= maxQueuedBytes {
+	for c.full() {
 		c.waitWrite()
 	}
+}
+
+// full reports whether a message must wait for room. The lock must be held.
+func (c *coalescer[T]) full() bool {
+	return c.writing && c.err == nil && c.cur.buf.Len() >= maxQueuedBytes
+}
+
+// lockCtx is lock for a caller whose wait for room ends with ctx: it
+// reports false, without the lock, if ctx ended first.
+func (c *coalescer[T]) lockCtx(ctx context.Context) bool {
+	c.mu.Lock()
+	if !c.full() {
+		return true
+	}
+	if ctx.Done() == nil {
+		for c.full() {
+			c.waitWrite()
+		}
+		return true
+	}
+	stop := context.AfterFunc(ctx, func() {
+		c.mu.Lock()
+		c.written.Broadcast()
+		c.mu.Unlock()
+	})
+	defer stop()
+	for c.full() {
+		if ctx.Err() != nil {
+			c.mu.Unlock()
+			return false
+		}
+		c.waitWrite()
+	}
+	return true
 }
 
 // waitWrite waits for the next write to end. The lock must be held.
