@@ -256,3 +256,103 @@ func TestReviewHotpathWaitForBufferRoomEndsWithTheContext(t *testing.T) {
 		}
 	}
 }
+
+// splitConn passes a real connection through; its first Write waits for the
+// test, its second sends all but the last byte and then hangs until Close
+// (the peer stopped reading in the middle of a batch).
+type splitConn struct {
+	net.Conn
+	writes    int
+	entered   chan struct{} // closed when the first Write starts
+	release   chan struct{} // closed by the test: the first Write goes on
+	closed    chan struct{}
+	closeOnce sync.Once
+}
+
+func (s *splitConn) Write(p []byte) (int, error) {
+	s.writes++ // writes are serialized by the coalescer
+	switch s.writes {
+	case 1:
+		close(s.entered)
+		<-s.release
+		return s.Conn.Write(p)
+	case 2:
+		n, err := s.Conn.Write(p[:len(p)-1])
+		if err != nil {
+			return n, err
+		}
+		<-s.closed
+		return n, net.ErrClosed
+	}
+	<-s.closed
+	return 0, net.ErrClosed
+}
+
+func (s *splitConn) Close() error {
+	s.closeOnce.Do(func() { close(s.closed) })
+	return s.Conn.Close()
+}
+
+// A call whose request left whole and whose answer came returns it, even
+// while the write that carried its request still hangs on the rest of the
+// batch; the call whose request was cut is not sent.
+func TestReviewHotpathAnsweredCallDoesNotWaitForTheRestOfItsBatch(t *testing.T) {
+	_, _, addr, _ := startServer(t)
+	sc := &splitConn{entered: make(chan struct{}), release: make(chan struct{}), closed: make(chan struct{})}
+	tr := NewStreamTransport(func(ctx context.Context) (net.Conn, error) {
+		var d net.Dialer
+		nc, err := d.DialContext(ctx, "tcp", addr)
+		if err != nil {
+			return nil, err
+		}
+		sc.Conn = nc
+		return sc, nil
+	}).(*tcpTransport)
+	defer tr.Close()
+
+	type result struct {
+		reply int
+		err   error
+	}
+	call := func(a, b int, out chan<- result) {
+		var r int
+		err := tr.RoundTrip(context.Background(), &Request{ServiceMethod: "Arith.Add", Args: Args{a, b}}, &r)
+		out <- result{r, err}
+	}
+	resW, resA, resB := make(chan result, 1), make(chan result, 1), make(chan result, 1)
+	go call(0, 0, resW)
+	<-sc.entered // W's write waits; A and B queue behind it, in this order
+	tr.mu.Lock()
+	c := tr.cur
+	tr.mu.Unlock()
+	queued := func(n int) {
+		for ok := false; !ok; {
+			c.out.mu.Lock()
+			ok = len(c.out.cur.tags) == n
+			c.out.mu.Unlock()
+			if !ok {
+				runtime.Gosched()
+			}
+		}
+	}
+	go call(1, 2, resA)
+	queued(1)
+	go call(3, 4, resB)
+	queued(2)
+	close(sc.release)
+	if r := <-resW; r.err != nil || r.reply != 0 {
+		t.Fatalf("W: got %d, %v; want 0, nil", r.reply, r.err)
+	}
+	select {
+	case r := <-resA:
+		if r.err != nil || r.reply != 3 {
+			t.Fatalf("A: got %d, %v; want 3, nil", r.reply, r.err)
+		}
+	case <-time.After(10 * time.Second): // a failure detector, not a timing assertion
+		t.Fatal("A, answered, waits for the rest of its batch to be written")
+	}
+	tr.Close()
+	if r := <-resB; semantics.ClassOf(r.err) != semantics.ClassNotSent {
+		t.Fatalf("B, whose request was cut: got %v (class %v), want not sent", r.err, semantics.ClassOf(r.err))
+	}
+}

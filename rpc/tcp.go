@@ -368,8 +368,16 @@ func (t *tcpTransport) RoundTrip(ctx context.Context, req *Request, reply any) e
 // A call is pooled only once the writer is done with it: a reply can beat
 // the end of the write that carried its request (a request refused as too
 // large is answered before it is all written).
+//
+// Any other outcome (the server's answer) stands whatever the write does:
+// a call that has it does not wait for the write, which may go on for long
+// after the request itself left (the rest of its batch, to a peer that
+// stopped reading); still held by the writer, it is not pooled.
 func (c *tcpConn) settle(call *pendingCall, err error) error {
 	if call.inWrite.Load() {
+		if !errors.Is(err, ErrConnLost) || semantics.ClassOf(err) != semantics.ClassMaybeExecuted {
+			return err
+		}
 		c.out.waitUntil(func() bool { return !call.inWrite.Load() })
 	}
 	if call.unsent.Load() && errors.Is(err, ErrConnLost) && semantics.ClassOf(err) == semantics.ClassMaybeExecuted {
