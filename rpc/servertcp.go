@@ -117,6 +117,7 @@ func (c *serverConn) serve() {
 		c.close()
 		c.handoff.Stop()
 		c.wg.Wait()
+		c.out.waitIdle() // a writer of replies left behind (see coalescer) ends with the connection
 		c.s.lmu.Lock()
 		delete(c.s.conns, c)
 		c.s.lmu.Unlock()

@@ -214,9 +214,11 @@ func (t *tcpTransport) Close() error {
 	t.mu.Unlock()
 	if c != nil {
 		c.fail(ErrClientClosed)
+		c.out.waitIdle()
 	}
 	for d := range draining {
 		d.fail(ErrClientClosed)
+		d.out.waitIdle()
 	}
 	t.readers.Wait()
 	return nil
@@ -941,6 +943,17 @@ func (c *coalescer[T]) waitUntil(done func() bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for !done() && c.writing {
+		c.waitWrite()
+	}
+}
+
+// waitIdle waits until no write is in progress: after the stream is
+// closed, until its writer (a caller's or the goroutine that writes what
+// callers left) has given up.
+func (c *coalescer[T]) waitIdle() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for c.writing {
 		c.waitWrite()
 	}
 }
