@@ -79,6 +79,7 @@ func (s *Server) newConn(rwc io.ReadWriteCloser) *serverConn {
 			c.s.inflight.Add(-1)
 		}
 	}
+	c.out.onFailed = func(werr error) { c.writeFailed("queued responses", werr) }
 	c.enc = gob.NewEncoder(c.out)
 	s.lmu.Lock()
 	defer s.lmu.Unlock()
@@ -116,6 +117,7 @@ func (c *serverConn) serve() {
 		c.close()
 		c.handoff.Stop()
 		c.wg.Wait()
+		c.out.waitIdle() // a writer of replies left behind (see coalescer) ends with the connection
 		c.s.lmu.Lock()
 		delete(c.s.conns, c)
 		c.s.lmu.Unlock()

@@ -214,9 +214,11 @@ func (t *tcpTransport) Close() error {
 	t.mu.Unlock()
 	if c != nil {
 		c.fail(ErrClientClosed)
+		c.out.waitIdle()
 	}
 	for d := range draining {
 		d.fail(ErrClientClosed)
+		d.out.waitIdle()
 	}
 	t.readers.Wait()
 	return nil
@@ -257,7 +259,7 @@ func getPending(reply any) *pendingCall {
 // wait receives the call's outcome from whoever took it, and pools it.
 func (p *pendingCall) wait() error {
 	err := <-p.done
-	p.reply = nil
+	p.reply, p.md = nil, nil
 	pendingPool.Put(p)
 	return err
 }
@@ -292,6 +294,7 @@ func newTCPConn(t *tcpTransport, nc net.Conn) *tcpConn {
 	}
 	c.out = newCoalescer[queuedRequest](nc)
 	c.out.onWritten = c.written
+	c.out.onFailed = c.fail
 	c.enc = gob.NewEncoder(c.out)
 	return c
 }
@@ -305,13 +308,13 @@ func (t *tcpTransport) RoundTrip(ctx context.Context, req *Request, reply any) e
 	call.md = req.ReplyMetadata
 	c, seq, err := t.register(ctx, req, call)
 	if err != nil {
-		call.reply = nil
+		call.reply, call.md = nil, nil
 		pendingPool.Put(call)
 		return err
 	}
 	c.calls.Add(1)
 	defer c.calls.Add(-1)
-	if err := c.write(req, seq, call); err != nil {
+	if err := c.write(ctx, req, seq, call); err != nil {
 		// This call was never sent: out of the pending map, so that a
 		// failure of the connection does not give it fail's
 		// may-have-executed verdict. (A request that was queued is
@@ -367,14 +370,22 @@ func (t *tcpTransport) RoundTrip(ctx context.Context, req *Request, reply any) e
 // A call is pooled only once the writer is done with it: a reply can beat
 // the end of the write that carried its request (a request refused as too
 // large is answered before it is all written).
+//
+// Any other outcome (the server's answer) stands whatever the write does:
+// a call that has it does not wait for the write, which may go on for long
+// after the request itself left (the rest of its batch, to a peer that
+// stopped reading); still held by the writer, it is not pooled.
 func (c *tcpConn) settle(call *pendingCall, err error) error {
 	if call.inWrite.Load() {
+		if !errors.Is(err, ErrConnLost) || semantics.ClassOf(err) != semantics.ClassMaybeExecuted {
+			return err
+		}
 		c.out.waitUntil(func() bool { return !call.inWrite.Load() })
 	}
 	if call.unsent.Load() && errors.Is(err, ErrConnLost) && semantics.ClassOf(err) == semantics.ClassMaybeExecuted {
 		err = semantics.NotSent(fmt.Errorf("%w: request not sent: %w", ErrConnLost, c.out.writeErr()))
 	}
-	call.reply = nil
+	call.reply, call.md = nil, nil // nothing of the caller's stays in the pool
 	pendingPool.Put(call)
 	return err
 }
@@ -435,8 +446,13 @@ type queuedRequest struct {
 // call whose request it did not write whole is completed as not sent, and
 // the connection is failed, which gives the calls whose requests were
 // written their may-have-executed verdict.
-func (c *tcpConn) write(req *Request, seq uint64, call *pendingCall) error {
-	c.out.lock()
+//
+// A request that must wait for room in the buffer (a peer that reads
+// slowly) stops waiting when ctx ends: not sent.
+func (c *tcpConn) write(ctx context.Context, req *Request, seq uint64, call *pendingCall) error {
+	if !c.out.lockCtx(ctx) {
+		return semantics.NotSent(fmt.Errorf("rpc: %s: waiting to send behind %d queued bytes: %w", req.ServiceMethod, maxQueuedBytes, ctx.Err()))
+	}
 	err := c.encodeRequest(req, seq, call)
 	if broken := c.out.unlockAndFlush(c.calls.Load() > 1); broken != nil {
 		c.fail(broken)
@@ -545,10 +561,12 @@ func (c *tcpConn) readLoop() {
 		c.answered = true
 		call := c.pending[resp.Seq]
 		delete(c.pending, resp.Seq)
-		c.mu.Unlock()
+		// Taken under the lock, as fail takes them: a call completed by
+		// another party may be pooled and reused at once.
 		if call != nil && !call.take() {
 			call = nil // its caller gave up on it
 		}
+		c.mu.Unlock()
 
 		var callErr, streamErr error
 		switch {
@@ -654,11 +672,33 @@ func (c *tcpConn) fail(err error) {
 		err = io.ErrUnexpectedEOF
 	}
 	c.err = err
-	pending := c.pending
+	// The pending calls are taken here, under the lock, and only those
+	// taken are touched afterwards: a call that another party completes
+	// (the writer, as not sent, which first takes it out of the map) may be
+	// back in pendingPool and reused by an unrelated call as soon as its
+	// caller has read its done channel.
+	var taken []*pendingCall
+	for _, call := range c.pending {
+		if call.take() {
+			taken = append(taken, call)
+		}
+	}
 	c.pending = make(map[uint64]*pendingCall)
 	answered := c.answered
 	c.mu.Unlock()
 
+	if len(taken) > 0 {
+		var callErr error
+		if !answered && isTLSAlert(err) {
+			// The peer refused the TLS handshake: no request was read.
+			callErr = semantics.Permanent(semantics.NotSent(fmt.Errorf("%w: %w", ErrConnLost, err)))
+		} else {
+			callErr = semantics.Grouped(semantics.MaybeExecuted(fmt.Errorf("%w: %w", ErrConnLost, err)), new(semantics.FailureGroup))
+		}
+		for _, call := range taken {
+			call.done <- callErr
+		}
+	}
 	c.nc.Close()
 	t := c.t
 	t.mu.Lock()
@@ -667,21 +707,6 @@ func (c *tcpConn) fail(err error) {
 	}
 	delete(t.draining, c)
 	t.mu.Unlock()
-	if len(pending) == 0 {
-		return
-	}
-	var callErr error
-	if !answered && isTLSAlert(err) {
-		// The peer refused the TLS handshake: no request was read.
-		callErr = semantics.Permanent(semantics.NotSent(fmt.Errorf("%w: %w", ErrConnLost, err)))
-	} else {
-		callErr = semantics.Grouped(semantics.MaybeExecuted(fmt.Errorf("%w: %w", ErrConnLost, err)), new(semantics.FailureGroup))
-	}
-	for _, call := range pending {
-		if call.take() {
-			call.done <- callErr
-		}
-	}
 }
 
 // coalescer is the write side of one stream: messages are encoded into its
@@ -721,6 +746,10 @@ type coalescer[T any] struct {
 	// After a failed write it is called for the messages queued behind,
 	// which are never written.
 	onWritten func(tag T, whole bool, werr error)
+	// onFailed, if set, is told of a write that failed on the goroutine
+	// that writes the messages a caller left behind (see unlockAndFlush);
+	// a caller's own failed write is returned to it instead.
+	onFailed func(werr error)
 }
 
 // batch is a buffer of whole messages and the tags of those that carry one.
@@ -754,9 +783,43 @@ func (c *coalescer[T]) Write(p []byte) (int, error) { return c.cur.buf.Write(p) 
 // in progress and too much is queued behind it.
 func (c *coalescer[T]) lock() {
 	c.mu.Lock()
-	for c.writing && c.err == nil && c.cur.buf.Len() >= maxQueuedBytes {
+	for c.full() {
 		c.waitWrite()
 	}
+}
+
+// full reports whether a message must wait for room. The lock must be held.
+func (c *coalescer[T]) full() bool {
+	return c.writing && c.err == nil && c.cur.buf.Len() >= maxQueuedBytes
+}
+
+// lockCtx is lock for a caller whose wait for room ends with ctx: it
+// reports false, without the lock, if ctx ended first.
+func (c *coalescer[T]) lockCtx(ctx context.Context) bool {
+	c.mu.Lock()
+	if !c.full() {
+		return true
+	}
+	if ctx.Done() == nil {
+		for c.full() {
+			c.waitWrite()
+		}
+		return true
+	}
+	stop := context.AfterFunc(ctx, func() {
+		c.mu.Lock()
+		c.written.Broadcast()
+		c.mu.Unlock()
+	})
+	defer stop()
+	for c.full() {
+		if ctx.Err() != nil {
+			c.mu.Unlock()
+			return false
+		}
+		c.waitWrite()
+	}
+	return true
 }
 
 // waitWrite waits for the next write to end. The lock must be held.
@@ -781,9 +844,16 @@ func (c *coalescer[T]) tag(tag T) {
 func (c *coalescer[T]) failed() error { return c.err }
 
 // unlockAndFlush releases the lock; unless a write is in progress (its
-// writer will take the buffer), it first writes the buffer, and again while
-// others fill it meanwhile; with company, after yielding once. It returns
-// the error of a write that failed; nothing is written after it.
+// writer will take the buffer), it first writes the buffer; with company,
+// after yielding once. It returns the error of a write that failed; nothing
+// is written after it.
+//
+// Messages queued by others while this caller wrote are not its own: when
+// onFailed is set, a goroutine of their own writes them (and whatever
+// comes meanwhile), so that this caller is not held by writes of others'
+// messages, which under steady load never end, or hang on a peer that
+// stopped reading. Without onFailed the caller writes until the buffer is
+// empty.
 func (c *coalescer[T]) unlockAndFlush(company bool) error {
 	if c.writing || c.err != nil {
 		c.mu.Unlock()
@@ -797,30 +867,19 @@ func (c *coalescer[T]) unlockAndFlush(company bool) error {
 		runtime.Gosched()
 		c.mu.Lock()
 	}
+	if c.cur.buf.Len() > 0 {
+		if werr := c.writeBatch(); werr != nil {
+			c.mu.Unlock()
+			return werr
+		}
+		if c.cur.buf.Len() > 0 && c.onFailed != nil {
+			c.mu.Unlock()
+			go c.flushRest()
+			return nil
+		}
+	}
 	for c.cur.buf.Len() > 0 {
-		b := c.cur
-		c.cur, c.spare = c.spare, b
-		c.mu.Unlock()
-		n, werr := c.w.Write(b.buf.Bytes())
-		if c.onWritten != nil {
-			for _, t := range b.tags {
-				c.onWritten(t.tag, werr == nil || t.end <= n, werr)
-			}
-		}
-		b.reset()
-		c.mu.Lock()
-		if c.waiting > 0 {
-			c.written.Broadcast()
-		}
-		if werr != nil {
-			c.err = werr
-			if c.onWritten != nil {
-				for _, t := range c.cur.tags {
-					c.onWritten(t.tag, false, werr)
-				}
-			}
-			c.cur.reset()
-			c.writing = false
+		if werr := c.writeBatch(); werr != nil {
 			c.mu.Unlock()
 			return werr
 		}
@@ -830,12 +889,71 @@ func (c *coalescer[T]) unlockAndFlush(company bool) error {
 	return nil
 }
 
+// flushRest writes what others queued, for a caller that wrote its own
+// batch, until the buffer is empty; a failed write goes to onFailed.
+// writing is set: this goroutine is the writer.
+func (c *coalescer[T]) flushRest() {
+	c.mu.Lock()
+	for c.cur.buf.Len() > 0 {
+		if werr := c.writeBatch(); werr != nil {
+			c.mu.Unlock()
+			c.onFailed(werr)
+			return
+		}
+	}
+	c.writing = false
+	c.mu.Unlock()
+}
+
+// writeBatch writes the current batch; the lock must be held, writing set
+// and the batch not empty. The lock is released during the write and held
+// again on return. A failed write is recorded, the messages queued behind it
+// are told they were not written, and writing ends.
+func (c *coalescer[T]) writeBatch() error {
+	b := c.cur
+	c.cur, c.spare = c.spare, b
+	c.mu.Unlock()
+	n, werr := c.w.Write(b.buf.Bytes())
+	if c.onWritten != nil {
+		for _, t := range b.tags {
+			c.onWritten(t.tag, werr == nil || t.end <= n, werr)
+		}
+	}
+	b.reset()
+	c.mu.Lock()
+	if c.waiting > 0 {
+		c.written.Broadcast()
+	}
+	if werr != nil {
+		c.err = werr
+		if c.onWritten != nil {
+			for _, t := range c.cur.tags {
+				c.onWritten(t.tag, false, werr)
+			}
+		}
+		c.cur.reset()
+		c.writing = false
+	}
+	return werr
+}
+
 // waitUntil waits until done reports true; done must turn true by the end
 // of a write in progress (an onWritten call, say).
 func (c *coalescer[T]) waitUntil(done func() bool) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	for !done() && c.writing {
+		c.waitWrite()
+	}
+}
+
+// waitIdle waits until no write is in progress: after the stream is
+// closed, until its writer (a caller's or the goroutine that writes what
+// callers left) has given up.
+func (c *coalescer[T]) waitIdle() {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for c.writing {
 		c.waitWrite()
 	}
 }
