@@ -379,7 +379,12 @@ func (s *BoltStore) commit(fn func(tx *bbolt.Tx) error) error {
 	if s.noBatch {
 		return s.db.Update(fn)
 	}
-	c := &commitCall{fn: fn, done: make(chan error, 1)}
+	c := commitCalls.Get().(*commitCall)
+	c.fn = fn
+	defer func() {
+		c.fn = nil // done is empty: every value sent on it was received
+		commitCalls.Put(c)
+	}()
 	s.cmu.Lock()
 	s.queue = append(s.queue, c)
 	lead := !s.leading
@@ -404,6 +409,9 @@ type commitCall struct {
 	fn   func(tx *bbolt.Tx) error
 	done chan error // one value: the commit's result, errSolo or errLead
 }
+
+// commitCalls recycles commitCalls and their channels.
+var commitCalls = sync.Pool{New: func() any { return &commitCall{done: make(chan error, 1)} }}
 
 // Signals on commitCall.done; they never leave the store.
 var (
