@@ -128,6 +128,12 @@ type BoltStore struct {
 	spare   []*commitCall // the last batch's slice, reused for the queue
 	leading bool          // a caller is running transactions for the queue
 
+	// Group commit statistics and gathering; see gather.
+	lastBatch  int           // calls in the last transaction
+	lastCommit time.Duration // how long it took
+	filled     chan struct{} // closed when the queue holds fillAt calls
+	fillAt     int
+
 	sweepMu   sync.Mutex // protects lastSweep
 	lastSweep time.Time
 }
@@ -387,6 +393,10 @@ func (s *BoltStore) commit(fn func(tx *bbolt.Tx) error) error {
 	}()
 	s.cmu.Lock()
 	s.queue = append(s.queue, c)
+	if s.filled != nil && len(s.queue) >= s.fillAt {
+		close(s.filled)
+		s.filled = nil
+	}
 	lead := !s.leading
 	s.leading = true
 	s.cmu.Unlock()
@@ -429,6 +439,7 @@ func (s *BoltStore) lead(own *commitCall) {
 		time.Sleep(s.delay)
 	}
 	for {
+		s.gather()
 		s.cmu.Lock()
 		batch := s.queue
 		if len(batch) > maxBatchCalls {
@@ -440,9 +451,12 @@ func (s *BoltStore) lead(own *commitCall) {
 		s.spare = nil
 		s.cmu.Unlock()
 
+		start := time.Now()
 		s.runBatch(batch)
+		took := time.Since(start)
 
 		s.cmu.Lock()
+		s.lastBatch, s.lastCommit = len(batch), took
 		clear(batch[:cap(batch)])
 		s.spare = batch[:0]
 		if len(own.done) == 0 { // not in this batch: more than maxBatchCalls were queued
@@ -457,6 +471,39 @@ func (s *BoltStore) lead(own *commitCall) {
 		s.cmu.Unlock()
 		return
 	}
+}
+
+// maxGather bounds how long gather waits.
+const maxGather = time.Millisecond
+
+// gather waits, when the queue holds less than half as many calls as the
+// last transaction took, until it holds that many or half the time the
+// last transaction took has passed (at most maxGather). Callers that get
+// their replies from one transaction and call again mostly arrive just
+// after the next one began: without the wait, transactions would
+// alternate between the calls that came during the previous commit and
+// those that came just after it, each paying a whole commit. A lone
+// caller (a last transaction of one call) never waits.
+func (s *BoltStore) gather() {
+	s.cmu.Lock()
+	want := s.lastBatch / 2
+	if len(s.queue) >= want || s.delay > 0 {
+		s.cmu.Unlock()
+		return
+	}
+	ch := make(chan struct{})
+	s.filled, s.fillAt = ch, want
+	wait := min(s.lastCommit/2, maxGather)
+	s.cmu.Unlock()
+	t := time.NewTimer(wait)
+	select {
+	case <-ch:
+	case <-t.C:
+	}
+	t.Stop()
+	s.cmu.Lock()
+	s.filled = nil
+	s.cmu.Unlock()
 }
 
 // runBatch runs batch's functions in one transaction and gives each call
