@@ -31,10 +31,12 @@ func TxFrom(ctx context.Context) *bbolt.Tx {
 
 // BoltStore defaults.
 const (
-	// DefaultMaxBatchDelay is how long a BoltStore waits for more calls
-	// before it begins a transaction: none. A transaction begins as soon as
-	// the previous one has committed, and takes every call that queued
-	// while it committed (group commit without a fixed window).
+	// DefaultMaxBatchDelay is the fixed time a BoltStore waits for more
+	// calls before it begins a transaction: none. A transaction begins as
+	// soon as the previous one has committed, and takes every call that
+	// queued while it committed (group commit without a fixed window);
+	// only when far fewer calls are queued than the last transaction took
+	// does it wait briefly for them (see BoltConfig.MaxBatchDelay).
 	DefaultMaxBatchDelay = 0
 
 	// DefaultLockTimeout is how long OpenBoltStore waits for another
@@ -77,11 +79,13 @@ type BoltConfig struct {
 	// measurements.
 	NoBatch bool
 
-	// MaxBatchDelay is how long the store waits, before it begins a
+	// MaxBatchDelay is a fixed time the store waits, before it begins a
 	// transaction, for more calls to share it (and its fsync). Zero (the
 	// default, DefaultMaxBatchDelay) waits for none: calls that arrive
 	// while a transaction commits queue, and the next transaction, begun
-	// as soon as that commit ends, takes them all.
+	// as soon as that commit ends, takes them all (waiting at most half a
+	// commit, and 1 ms, for more only when far fewer are queued than the
+	// last transaction took).
 	MaxBatchDelay time.Duration
 
 	// LockTimeout bounds how long OpenBoltStore waits for another process
@@ -380,7 +384,8 @@ var errRollback = errors.New("semantics: application error: rolling back the met
 // begins the next transaction at once with the whole queue. No timer, no
 // goroutine of the store's own: a lone call commits without waiting, and
 // under load each transaction takes everything that queued during the
-// previous fsync.
+// previous fsync (and, when that is far less than the last transaction
+// took, what comes within a short wait: see gather).
 func (s *BoltStore) commit(fn func(tx *bbolt.Tx) error) error {
 	if s.noBatch {
 		return s.db.Update(fn)
