@@ -31,9 +31,13 @@ func TxFrom(ctx context.Context) *bbolt.Tx {
 
 // BoltStore defaults.
 const (
-	// DefaultMaxBatchDelay is how long a BoltStore lets concurrent calls
-	// gather into one transaction (one fsync) before committing them.
-	DefaultMaxBatchDelay = 500 * time.Microsecond
+	// DefaultMaxBatchDelay is the fixed time a BoltStore waits for more
+	// calls before it begins a transaction: none. A transaction begins as
+	// soon as the previous one has committed, and takes every call that
+	// queued while it committed (group commit without a fixed window);
+	// only when far fewer calls are queued than the last transaction took
+	// does it wait briefly for them (see BoltConfig.MaxBatchDelay).
+	DefaultMaxBatchDelay = 0
 
 	// DefaultLockTimeout is how long OpenBoltStore waits for another
 	// process to release the file.
@@ -71,12 +75,17 @@ type BoltConfig struct {
 	Table TableConfig
 
 	// NoBatch commits each call in a transaction of its own, with its own
-	// fsync, instead of gathering concurrent calls into one (bbolt's
-	// DB.Batch). For measurements.
+	// fsync, instead of gathering concurrent calls into one. For
+	// measurements.
 	NoBatch bool
 
-	// MaxBatchDelay bounds how long a call waits for others to share its
-	// transaction. Default DefaultMaxBatchDelay.
+	// MaxBatchDelay is a fixed time the store waits, before it begins a
+	// transaction, for more calls to share it (and its fsync). Zero (the
+	// default, DefaultMaxBatchDelay) waits for none: calls that arrive
+	// while a transaction commits queue, and the next transaction, begun
+	// as soon as that commit ends, takes them all (waiting at most half a
+	// commit, and 1 ms, for more only when far fewer are queued than the
+	// last transaction took).
 	MaxBatchDelay time.Duration
 
 	// LockTimeout bounds how long OpenBoltStore waits for another process
@@ -115,7 +124,19 @@ type BoltStore struct {
 	now     func() time.Time
 	keep    time.Duration // how long an idle session's records are kept
 	noBatch bool
+	delay   time.Duration // MaxBatchDelay
 	failed  atomic.Bool
+
+	cmu     sync.Mutex    // protects queue, spare and leading
+	queue   []*commitCall // calls waiting for the next transaction
+	spare   []*commitCall // the last batch's slice, reused for the queue
+	leading bool          // a caller is running transactions for the queue
+
+	// Group commit statistics and gathering; see gather.
+	lastBatch  int           // calls in the last transaction
+	lastCommit time.Duration // how long it took
+	filled     chan struct{} // closed when the queue holds fillAt calls
+	fillAt     int
 
 	sweepMu   sync.Mutex // protects lastSweep
 	lastSweep time.Time
@@ -133,7 +154,7 @@ func OpenBoltStore(path string, cfg *BoltConfig) (*BoltStore, error) {
 	if cfg != nil {
 		c = *cfg
 	}
-	if c.MaxBatchDelay <= 0 {
+	if c.MaxBatchDelay < 0 {
 		c.MaxBatchDelay = DefaultMaxBatchDelay
 	}
 	if c.LockTimeout <= 0 {
@@ -166,13 +187,13 @@ func OpenBoltStore(path string, cfg *BoltConfig) (*BoltStore, error) {
 	case err != nil:
 		return nil, fmt.Errorf("semantics: store %s is not a usable bbolt database: %w", path, err)
 	}
-	db.MaxBatchDelay = c.MaxBatchDelay
 	s := &BoltStore{
 		db:      db,
 		path:    path,
 		now:     c.Table.Now,
 		keep:    2 * c.Table.Lease,
 		noBatch: c.NoBatch,
+		delay:   c.MaxBatchDelay,
 	}
 	if err := s.load(c.Table); err != nil {
 		db.Close()
@@ -350,16 +371,183 @@ func (s *BoltStore) View(ctx context.Context, fn func(tx *bbolt.Tx) error) error
 // leaves the store.
 var errRollback = errors.New("semantics: application error: rolling back the method's writes")
 
-// commit runs fn in a read-write transaction: a batch shared with
-// concurrent calls, or one of its own with NoBatch. With a batch, fn runs
-// again, alone, if it returned an error (so a method that returned an
-// application error runs a second time, on committed state), and again in
-// a later batch if another call's fn failed.
+// commit runs fn in a read-write transaction: one shared with concurrent
+// calls, or one of its own with NoBatch. If fn returns an error in a
+// shared transaction, that transaction is rolled back, fn runs again alone
+// (so a method that returned an application error runs a second time, on
+// committed state) and the others run again in a new one.
+//
+// Group commit: the first caller that finds no transaction running leads.
+// It takes every queued call (its own included) into one transaction and
+// commits it (one fsync); calls that arrive meanwhile queue. When its own
+// call is done, it hands the lead to the first queued caller, which
+// begins the next transaction at once with the whole queue. No timer, no
+// goroutine of the store's own: a lone call commits without waiting, and
+// under load each transaction takes everything that queued during the
+// previous fsync (and, when that is far less than the last transaction
+// took, what comes within a short wait: see gather).
 func (s *BoltStore) commit(fn func(tx *bbolt.Tx) error) error {
 	if s.noBatch {
 		return s.db.Update(fn)
 	}
-	return s.db.Batch(fn)
+	c := commitCalls.Get().(*commitCall)
+	c.fn = fn
+	defer func() {
+		c.fn = nil // done is empty: every value sent on it was received
+		commitCalls.Put(c)
+	}()
+	s.cmu.Lock()
+	s.queue = append(s.queue, c)
+	if s.filled != nil && len(s.queue) >= s.fillAt {
+		close(s.filled)
+		s.filled = nil
+	}
+	lead := !s.leading
+	s.leading = true
+	s.cmu.Unlock()
+	err := errLead
+	if !lead {
+		err = <-c.done
+	}
+	if err == errLead {
+		s.lead(c)
+		err = <-c.done
+	}
+	if err == errSolo {
+		return s.db.Update(fn)
+	}
+	return err
+}
+
+// commitCall is one call waiting in the commit queue.
+type commitCall struct {
+	fn   func(tx *bbolt.Tx) error
+	done chan error // one value: the commit's result, errSolo or errLead
+}
+
+// commitCalls recycles commitCalls and their channels.
+var commitCalls = sync.Pool{New: func() any { return &commitCall{done: make(chan error, 1)} }}
+
+// Signals on commitCall.done; they never leave the store.
+var (
+	errLead = errors.New("semantics: lead the next group commit")
+	errSolo = errors.New("semantics: run alone: the shared transaction failed in this call")
+)
+
+// maxBatchCalls bounds the calls of one shared transaction.
+const maxBatchCalls = 1000
+
+// lead runs transactions for the queue until own's is done, then hands
+// the lead to the first queued caller, or ends it if none is queued.
+func (s *BoltStore) lead(own *commitCall) {
+	if s.delay > 0 {
+		time.Sleep(s.delay)
+	}
+	for {
+		s.gather()
+		s.cmu.Lock()
+		batch := s.queue
+		if len(batch) > maxBatchCalls {
+			s.queue = append(s.spare[:0], batch[maxBatchCalls:]...)
+			batch = batch[:maxBatchCalls]
+		} else {
+			s.queue = s.spare[:0]
+		}
+		s.spare = nil
+		s.cmu.Unlock()
+
+		start := time.Now()
+		s.runBatch(batch)
+		took := time.Since(start)
+
+		s.cmu.Lock()
+		s.lastBatch, s.lastCommit = len(batch), took
+		clear(batch[:cap(batch)])
+		s.spare = batch[:0]
+		if len(own.done) == 0 { // not in this batch: more than maxBatchCalls were queued
+			s.cmu.Unlock()
+			continue
+		}
+		if len(s.queue) == 0 {
+			s.leading = false
+		} else {
+			s.queue[0].done <- errLead
+		}
+		s.cmu.Unlock()
+		return
+	}
+}
+
+// maxGather bounds how long gather waits.
+const maxGather = time.Millisecond
+
+// gather waits, when the queue holds less than half as many calls as the
+// last transaction took, until it holds that many or half the time the
+// last transaction took has passed (at most maxGather). Callers that get
+// their replies from one transaction and call again mostly arrive just
+// after the next one began: without the wait, transactions would
+// alternate between the calls that came during the previous commit and
+// those that came just after it, each paying a whole commit. A lone
+// caller (a last transaction of one call) never waits.
+func (s *BoltStore) gather() {
+	s.cmu.Lock()
+	want := s.lastBatch / 2
+	if len(s.queue) >= want || s.delay > 0 {
+		s.cmu.Unlock()
+		return
+	}
+	ch := make(chan struct{})
+	s.filled, s.fillAt = ch, want
+	wait := min(s.lastCommit/2, maxGather)
+	s.cmu.Unlock()
+	t := time.NewTimer(wait)
+	select {
+	case <-ch:
+	case <-t.C:
+	}
+	t.Stop()
+	s.cmu.Lock()
+	s.filled = nil
+	s.cmu.Unlock()
+}
+
+// runBatch runs batch's functions in one transaction and gives each call
+// the commit's result. A function that fails is taken out (its caller
+// runs it alone) and the rest run again in a new transaction.
+func (s *BoltStore) runBatch(batch []*commitCall) {
+	for len(batch) > 0 {
+		failed := -1
+		err := s.db.Update(func(tx *bbolt.Tx) error {
+			for i, c := range batch {
+				if err := callRecovering(c.fn, tx); err != nil {
+					failed = i
+					return err
+				}
+			}
+			return nil
+		})
+		if failed >= 0 {
+			batch[failed].done <- errSolo
+			batch = append(batch[:failed], batch[failed+1:]...)
+			continue
+		}
+		for _, c := range batch {
+			c.done <- err
+		}
+		return
+	}
+}
+
+// callRecovering calls fn, turning a panic into an error: the transaction
+// is rolled back and fn's caller runs it again alone, where it panics on
+// its own goroutine.
+func callRecovering(fn func(tx *bbolt.Tx) error, tx *bbolt.Tx) (err error) {
+	defer func() {
+		if p := recover(); p != nil {
+			err = fmt.Errorf("semantics: panic in a shared transaction: %v", p)
+		}
+	}()
+	return fn(tx)
 }
 
 // refusedFailed returns the error of a call refused because an earlier

@@ -16,6 +16,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/semrpc/semrpc/rpc"
 	"github.com/semrpc/semrpc/semantics"
@@ -73,13 +74,33 @@ func (l countedListener) Accept() (net.Conn, error) {
 	return countedConn{c, l.io}, nil
 }
 
-// reportIO reports reads and writes per call since the timer was reset.
-func reportIO(b *testing.B, io *IO, r0, w0 int64) {
+// mark is what reportIO measures from: the connection I/O counts and the
+// process's CPU time when the timer was reset.
+type mark struct {
+	reads, writes int64
+	cpu           time.Duration
+	cpuOK         bool
+}
+
+// markIO takes a mark of io now.
+func markIO(io *IO) mark {
+	cpu, ok := processCPU()
+	return mark{reads: io.Reads.Load(), writes: io.Writes.Load(), cpu: cpu, cpuOK: ok}
+}
+
+// reportIO reports reads and writes per call since m, and the CPU time
+// per call of the whole process (client and server run in it, so both
+// sides count): on a loaded machine it moves less than the time per call,
+// which includes waiting for a processor.
+func reportIO(b *testing.B, io *IO, m mark) {
 	if b.N == 0 {
 		return
 	}
-	b.ReportMetric(float64(io.Reads.Load()-r0)/float64(b.N), "reads/call")
-	b.ReportMetric(float64(io.Writes.Load()-w0)/float64(b.N), "writes/call")
+	b.ReportMetric(float64(io.Reads.Load()-m.reads)/float64(b.N), "reads/call")
+	b.ReportMetric(float64(io.Writes.Load()-m.writes)/float64(b.N), "writes/call")
+	if cpu, ok := processCPU(); ok && m.cpuOK {
+		b.ReportMetric(float64(cpu-m.cpu)/1e3/float64(b.N), "cpu-µs/call")
+	}
 }
 
 // Server is a benchmark server with clients: Callers[i] calls through the
@@ -209,8 +230,8 @@ func Sequential(b *testing.B, s *Server) {
 	call := s.Callers[0]
 	ctx := context.Background()
 	b.ReportAllocs()
-	r0, w0 := s.IO.Reads.Load(), s.IO.Writes.Load()
-	defer func() { reportIO(b, s.IO, r0, w0) }()
+	m := markIO(s.IO)
+	defer func() { reportIO(b, s.IO, m) }()
 	b.ResetTimer()
 	for i := 0; i < b.N; i++ {
 		var reply int
@@ -234,8 +255,8 @@ func Parallel(b *testing.B, s *Server, g int) {
 	for i := range cap(callers) {
 		callers <- s.Callers[i%len(s.Callers)]
 	}
-	r0, w0 := s.IO.Reads.Load(), s.IO.Writes.Load()
-	defer func() { reportIO(b, s.IO, r0, w0) }()
+	m := markIO(s.IO)
+	defer func() { reportIO(b, s.IO, m) }()
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
 		call := <-callers

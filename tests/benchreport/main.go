@@ -121,11 +121,16 @@ func lossTable(w io.Writer) error {
 // measure runs every case of g in alternating rounds and reports medians.
 // A first round warms the process up (the first benchmark of a process
 // runs measurably slower, whichever it is) and is not counted; a GC
-// between cases keeps one case's garbage out of the next one's time.
+// between cases keeps one case's garbage out of the next one's time. Each
+// round starts one case further on, so that no case always runs in the
+// same place of the round (right after the same neighbour, or at the same
+// moment of a periodic load).
 func measure(g bench.Group, rounds int) []row {
 	results := make([][]testing.BenchmarkResult, len(g.Cases))
 	for r := -1; r < rounds; r++ {
-		for i, c := range g.Cases {
+		for k := range g.Cases {
+			i := (k + max(r, 0)) % len(g.Cases)
+			c := g.Cases[i]
 			runtime.GC()
 			res := testing.Benchmark(c.Run)
 			if r >= 0 {
