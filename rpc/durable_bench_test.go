@@ -58,9 +58,9 @@ func BenchmarkAtMostOnce(b *testing.B) {
 
 // BenchmarkExactlyOnce: every call's completion record committed (with
 // fsync) in a bbolt store before its reply; "batch" lets concurrent calls
-// share a transaction and its fsync (waiting at most DefaultMaxBatchDelay,
-// or the delay named, for others to join), "nobatch" gives each call its
-// own.
+// share a transaction and its fsync (group commit; with a delay named, the
+// leader also waits that long for others to join), "nobatch" gives each
+// call its own.
 func BenchmarkExactlyOnce(b *testing.B) {
 	for _, bc := range []struct {
 		name string
