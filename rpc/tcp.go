@@ -29,6 +29,12 @@ type tcpTransport struct {
 	redialMin time.Duration
 	redialMax time.Duration
 
+	// pending recycles pendingCalls and their channels. It is the
+	// transport's own, not the package's: a channel made in a
+	// testing/synctest bubble must not be used outside it, so a transport
+	// made in a bubble keeps its channels there.
+	pending sync.Pool
+
 	mu       sync.Mutex // protects following
 	cur      *tcpConn
 	dialing  chan struct{} // closed when the dial in progress ends
@@ -232,6 +238,7 @@ type pendingCall struct {
 	reply any
 	md    *ReplyMetadata // receives the reply's metadata, or nil
 	done  chan error     // buffered: the completer never blocks
+	pool  *sync.Pool     // its transport's, where it goes once done was read
 	taken atomic.Bool
 	// inWrite is set while the call's request waits in a connection's
 	// write buffer or is being written; unsent, when a failed write did not
@@ -244,12 +251,13 @@ type pendingCall struct {
 // take claims the right to complete the call.
 func (p *pendingCall) take() bool { return p.taken.CompareAndSwap(false, true) }
 
-// Calls are pooled only once their done channel was read: then neither the
-// reader nor fail holds them any more.
-var pendingPool = sync.Pool{New: func() any { return &pendingCall{done: make(chan error, 1)} }}
-
-func getPending(reply any) *pendingCall {
-	p := pendingPool.Get().(*pendingCall)
+// Calls are pooled (in their transport's pending pool) only once their done
+// channel was read: then neither the reader nor fail holds them any more.
+func (t *tcpTransport) getPending(reply any) *pendingCall {
+	p, _ := t.pending.Get().(*pendingCall)
+	if p == nil {
+		p = &pendingCall{done: make(chan error, 1), pool: &t.pending}
+	}
 	p.reply = reply
 	p.taken.Store(false)
 	p.unsent.Store(false)
@@ -260,7 +268,7 @@ func getPending(reply any) *pendingCall {
 func (p *pendingCall) wait() error {
 	err := <-p.done
 	p.reply, p.md = nil, nil
-	pendingPool.Put(p)
+	p.pool.Put(p)
 	return err
 }
 
@@ -304,12 +312,12 @@ func (t *tcpTransport) RoundTrip(ctx context.Context, req *Request, reply any) e
 	if err := ctx.Err(); err != nil {
 		return semantics.NotSent(fmt.Errorf("rpc: %s: %w", req.ServiceMethod, err))
 	}
-	call := getPending(reply)
+	call := t.getPending(reply)
 	call.md = req.ReplyMetadata
 	c, seq, err := t.register(ctx, req, call)
 	if err != nil {
 		call.reply, call.md = nil, nil
-		pendingPool.Put(call)
+		call.pool.Put(call)
 		return err
 	}
 	c.calls.Add(1)
@@ -326,7 +334,7 @@ func (t *tcpTransport) RoundTrip(ctx context.Context, req *Request, reply any) e
 			// not sent all the same, and that is its verdict.
 			call.wait()
 		}
-		return err // not pooled when it was ours (see pendingPool)
+		return err // not pooled when it was ours (see getPending)
 	}
 	done := ctx.Done()
 	if done == nil { // a context that never ends: no select needed
@@ -386,7 +394,7 @@ func (c *tcpConn) settle(call *pendingCall, err error) error {
 		err = semantics.NotSent(fmt.Errorf("%w: request not sent: %w", ErrConnLost, c.out.writeErr()))
 	}
 	call.reply, call.md = nil, nil // nothing of the caller's stays in the pool
-	pendingPool.Put(call)
+	call.pool.Put(call)
 	return err
 }
 
@@ -675,7 +683,7 @@ func (c *tcpConn) fail(err error) {
 	// The pending calls are taken here, under the lock, and only those
 	// taken are touched afterwards: a call that another party completes
 	// (the writer, as not sent, which first takes it out of the map) may be
-	// back in pendingPool and reused by an unrelated call as soon as its
+	// back in its pool and reused by an unrelated call as soon as its
 	// caller has read its done channel.
 	var taken []*pendingCall
 	for _, call := range c.pending {

@@ -127,6 +127,12 @@ type BoltStore struct {
 	delay   time.Duration // MaxBatchDelay
 	failed  atomic.Bool
 
+	// calls recycles commitCalls and their channels. It is the store's own,
+	// not the package's: a channel made in a testing/synctest bubble must
+	// not be used outside it, so a store made in a bubble keeps its
+	// channels there.
+	calls sync.Pool
+
 	cmu     sync.Mutex    // protects queue, spare and leading
 	queue   []*commitCall // calls waiting for the next transaction
 	spare   []*commitCall // the last batch's slice, reused for the queue
@@ -390,11 +396,14 @@ func (s *BoltStore) commit(fn func(tx *bbolt.Tx) error) error {
 	if s.noBatch {
 		return s.db.Update(fn)
 	}
-	c := commitCalls.Get().(*commitCall)
+	c, _ := s.calls.Get().(*commitCall)
+	if c == nil {
+		c = &commitCall{done: make(chan error, 1)}
+	}
 	c.fn = fn
 	defer func() {
 		c.fn = nil // done is empty: every value sent on it was received
-		commitCalls.Put(c)
+		s.calls.Put(c)
 	}()
 	s.cmu.Lock()
 	s.queue = append(s.queue, c)
@@ -424,9 +433,6 @@ type commitCall struct {
 	fn   func(tx *bbolt.Tx) error
 	done chan error // one value: the commit's result, errSolo or errLead
 }
-
-// commitCalls recycles commitCalls and their channels.
-var commitCalls = sync.Pool{New: func() any { return &commitCall{done: make(chan error, 1)} }}
 
 // Signals on commitCall.done; they never leave the store.
 var (
