@@ -325,6 +325,15 @@ func (s *Server) refuseWrongTLS(nc net.Conn, err error) {
 	var rhe tls.RecordHeaderError
 	if !errors.As(err, &rhe) || rhe.Conn == nil {
 		s.logger.Printf("rpc: TLS handshake with %s: %v", nc.RemoteAddr(), err)
+		// A TLS 1.3 client ends its side of the handshake before the
+		// server has checked its certificate, and writes its first request
+		// at once. Closing with that request unread would reset the
+		// connection, and the reset can overtake the alert that says why
+		// the handshake failed; read it first (briefly, and bounded), so
+		// that the client gets the alert.
+		raw := tc.NetConn()
+		raw.SetReadDeadline(time.Now().Add(250 * time.Millisecond))
+		io.Copy(io.Discard, io.LimitReader(raw, 64<<10))
 		return
 	}
 	s.logger.Printf("rpc: %s sent a request without TLS to a TLS listener; refused", nc.RemoteAddr())
