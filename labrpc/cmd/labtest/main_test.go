@@ -191,3 +191,52 @@ func treeHash(t *testing.T, dir string) string {
 	}
 	return fmt.Sprintf("%x", h.Sum(nil))
 }
+
+// TestCompileErrorsNameTheLabsFilesAsGoTestDoes pins that a lab that does
+// not compile gets go test's own error lines from labtest: the lab's file,
+// line and column, not the rewritten copy in labtest's work directory, even
+// after a swapped import, after a renamed Test function on the same line,
+// and in a directory whose name has a space.
+func TestCompileErrorsNameTheLabsFilesAsGoTestDoes(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs go test on a lab")
+	}
+	lab := filepath.Join(t.TempDir(), "my lab", "src")
+	files := map[string]string{
+		"go.mod":           "module 6.5840\n\ngo 1.15\n",
+		"labrpc/labrpc.go": "package labrpc\n\ntype ClientEnd struct{}\n\nfunc MakeNetwork() {}\n",
+		"raft/raft.go":     "package raft\n\nimport \"6.5840/labrpc\"\n\nfunc Make(peers []*labrpc.ClientEnd) { labrpc.MakeNetwork(); undefinedInRaft() }\n",
+		"raft/raft_test.go": "package raft\n\nimport \"testing\"\n\n" +
+			"func TestBroken2A(t *testing.T) { var x int = \"s\"; _ = x }\n",
+	}
+	for name, src := range files {
+		path := filepath.Join(lab, name)
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, []byte(src), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Chdir(lab)
+	goTest := exec.Command("go", "test", "./raft")
+	want, err := goTest.CombinedOutput()
+	if err == nil {
+		t.Fatalf("go test passed on a lab that does not compile:\n%s", want)
+	}
+	var out strings.Builder
+	if code := run([]string{"./raft"}, &out, &out); code != goTest.ProcessState.ExitCode() {
+		t.Errorf("exit status %d, go test's %d", code, goTest.ProcessState.ExitCode())
+	}
+	for _, line := range []string{"raft/raft.go:5:62: undefined: undefinedInRaft", "raft/raft_test.go:5:47: cannot use \"s\""} {
+		if !strings.Contains(string(want), line) {
+			t.Fatalf("go test's output lacks %q (the test's premise):\n%s", line, want)
+		}
+		if !strings.Contains(out.String(), line) {
+			t.Errorf("labtest's output lacks go test's %q:\n%s", line, out.String())
+		}
+	}
+	if strings.Contains(out.String(), "labtest-") {
+		t.Errorf("labtest's output names its work directory:\n%s", out.String())
+	}
+}

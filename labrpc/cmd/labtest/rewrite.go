@@ -20,7 +20,7 @@ type edit struct {
 }
 
 func applyEdits(src []byte, edits []edit) []byte {
-	sort.Slice(edits, func(i, j int) bool { return edits[i].start < edits[j].start })
+	sort.SliceStable(edits, func(i, j int) bool { return edits[i].start < edits[j].start })
 	var out bytes.Buffer
 	last := 0
 	for _, e := range edits {
@@ -142,6 +142,37 @@ func callsRunOrParallel(body *ast.BlockStmt, param string) bool {
 		return !found
 	})
 	return found
+}
+
+// lineDirectives returns edits with line directives (/*line file:L:C*/),
+// so that compile errors, vet reports and stack traces name the lab's file
+// on disk, at its own line and column, rather than the overlay's copy in
+// labtest's work directory: one before the package clause (after any build
+// constraints, which must come first), and one after each of edits that
+// changes the length of the text, so that the columns after it on the same
+// line stay those of the file on disk.
+func lineDirectives(fset *token.FileSet, f *ast.File, edits []edit) []edit {
+	tf := fset.File(f.Package)
+	if tf == nil {
+		return edits
+	}
+	directive := func(offset int) string {
+		p := fset.Position(tf.Pos(offset))
+		if strings.Contains(p.Filename, "*/") || strings.ContainsAny(p.Filename, "\n\r") {
+			return ""
+		}
+		return fmt.Sprintf("/*line %s:%d:%d*/", p.Filename, p.Line, p.Column)
+	}
+	out := make([]edit, 0, len(edits)+1)
+	pkg := tf.Offset(f.Package)
+	out = append(out, edit{start: pkg, end: pkg, text: directive(pkg)})
+	for _, e := range edits {
+		if len(e.text) != e.end-e.start {
+			e.text += directive(e.end)
+		}
+		out = append(out, e)
+	}
+	return out
 }
 
 // wrapperFile is a new test file of package pkg that defines every test
