@@ -225,7 +225,7 @@ func TestCompileErrorsNameTheLabsFilesAsGoTestDoes(t *testing.T) {
 		t.Fatalf("go test passed on a lab that does not compile:\n%s", want)
 	}
 	var out strings.Builder
-	if code := run([]string{"./raft"}, &out, &out); code != goTest.ProcessState.ExitCode() {
+	if code, _ := run([]string{"./raft"}, &out, &out); code != goTest.ProcessState.ExitCode() {
 		t.Errorf("exit status %d, go test's %d", code, goTest.ProcessState.ExitCode())
 	}
 	for _, line := range []string{"raft/raft.go:5:62: undefined: undefinedInRaft", "raft/raft_test.go:5:47: cannot use \"s\""} {
