@@ -87,7 +87,7 @@ func helper(t *testing.T) {}
 		t.Errorf("line count changed: %d → %d", strings.Count(src, "\n"), strings.Count(out, "\n"))
 	}
 	wrap := string(wrapperFile("raft", tests))
-	for _, s := range []string{"package raft", "func TestInitialElection3A(t *labtest_testing.T) { labtest_labtest.Virtual(t, labtest_TestInitialElection3A) }", "labtest_labtest.Real(t, labtest_TestTable)"} {
+	for _, s := range []string{"package raft", "func TestInitialElection3A(t *labtest_testing.T) { labtest_labtest.Virtual(t, labtest_TestInitialElection3A) }", "labtest_labtest.Real(t, labtest_TestTable)", "labtest_fmt.Println(\"labtest: TestTable calls t.Run or t.Parallel, which synctest does not allow: it runs in real time\")"} {
 		if !strings.Contains(wrap, s) {
 			t.Errorf("wrapper lacks %q:\n%s", s, wrap)
 		}
