@@ -110,17 +110,28 @@ func TestCommandOnTheLabShapedModule(t *testing.T) {
 	}
 	before := treeHash(t, lab)
 	traceDir := t.TempDir()
+	// Each run has a temporary directory of its own: a failing test's
+	// timeline lands there, not in the machine's, and labtest must leave
+	// nothing else in it.
 	run := func(env []string, args ...string) (string, int) {
+		tmp := t.TempDir()
 		cmd := exec.Command(bin, args...)
 		cmd.Dir = lab
-		cmd.Env = append(os.Environ(), env...)
+		cmd.Env = append(append(os.Environ(), "TMPDIR="+tmp), env...)
 		out, err := cmd.CombinedOutput()
+		code := 0
 		if exit, ok := err.(*exec.ExitError); ok {
-			return string(out), exit.ExitCode()
+			code = exit.ExitCode()
 		} else if err != nil {
 			t.Fatal(err)
 		}
-		return string(out), 0
+		left, _ := filepath.Glob(filepath.Join(tmp, "labtest-*"))
+		for _, l := range left {
+			if !strings.HasSuffix(l, ".html") {
+				t.Errorf("labtest %v left %s behind", args, l)
+			}
+		}
+		return string(out), code
 	}
 	tests := []struct {
 		name     string
