@@ -85,11 +85,14 @@ func isLockFrame(fn string) bool {
 
 // where is the goroutine's first frame outside the runtime, the standard
 // library's sync and time packages and testing: the code that is waiting.
+// A Test function (or a closure in it) is named as in the lab's file,
+// without the prefix the labtest command renames it with.
 func (g goroutine) where() frame {
 	for _, f := range g.frames {
 		if isPlumbing(f.fn) {
 			continue
 		}
+		f.fn = strings.Replace(f.fn, ".labtest_Test", ".Test", 1)
 		return f
 	}
 	if len(g.frames) > 0 {
@@ -180,7 +183,7 @@ func summary(gs []goroutine) []string {
 	rank := map[string]int{}
 	for _, g := range gs {
 		w := g.where()
-		k := fmt.Sprintf("%s in %s (%s)", g.state, strings.Replace(w.fn, ".labtest_Test", ".Test", 1), w.pos)
+		k := fmt.Sprintf("%s in %s (%s)", g.state, w.fn, w.pos)
 		count[k]++
 		if strings.HasPrefix(w.fn, "github.com/semrpc/semrpc/") {
 			rank[k] = 1

@@ -136,3 +136,17 @@ func TestSummaryPutsTheLabsCodeFirstUnderItsOwnNames(t *testing.T) {
 		t.Errorf("summary:\n%s\nwant (synctest's goroutines left out):\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
 	}
 }
+
+func TestDiagnoseNamesTestFunctionsAsInTheLabsFiles(t *testing.T) {
+	renamed := strings.ReplaceAll(dump, "lab/raft.(*Raft).RequestVote(", "lab/raft.labtest_TestStall2C(")
+	renamed = strings.ReplaceAll(renamed, "lab/raft.(*Raft).ticker(", "lab/raft.labtest_TestStall2C.func1(")
+	_, text := diagnose(inBubble(parseGoroutines(renamed), 7))
+	for _, s := range []string{"goroutine 12 waits for lock 0xc0000a4010 in lab/raft.TestStall2C (", "goroutine 13 sleeps in lab/raft.TestStall2C.func1 ("} {
+		if !strings.Contains(text, s) {
+			t.Errorf("diagnosis lacks %q:\n%s", s, text)
+		}
+	}
+	if strings.Contains(text, "labtest_") {
+		t.Errorf("diagnosis names labtest's renamed function:\n%s", text)
+	}
+}
