@@ -85,11 +85,14 @@ func isLockFrame(fn string) bool {
 
 // where is the goroutine's first frame outside the runtime, the standard
 // library's sync and time packages and testing: the code that is waiting.
+// A Test function (or a closure in it) is named as in the lab's file,
+// without the prefix the labtest command renames it with.
 func (g goroutine) where() frame {
 	for _, f := range g.frames {
 		if isPlumbing(f.fn) {
 			continue
 		}
+		f.fn = strings.Replace(f.fn, ".labtest_Test", ".Test", 1)
 		return f
 	}
 	if len(g.frames) > 0 {
@@ -108,9 +111,13 @@ func isPlumbing(fn string) bool {
 }
 
 // ours reports goroutines that are labtest's or testing's own plumbing.
+// They are no part of what a report on the test explains.
 func (g goroutine) ours() bool {
 	for _, f := range g.frames {
-		if strings.Contains(f.fn, "labrpc/labtest.beat") || f.fn == "testing.testingSynctestTest" {
+		switch {
+		case strings.Contains(f.fn, "labrpc/labtest.beat"),
+			f.fn == "testing.testingSynctestTest", f.fn == "testing/synctest.testingSynctestTest", // the bubble's root
+			f.fn == "testing/synctest.Test": // labtest's goroutine that runs the bubble
 			return true
 		}
 	}
@@ -167,18 +174,29 @@ func currentBubble() int {
 }
 
 // summary groups goroutines by state and place: "3 × chan receive
-// (durable) in lab.(*Raft).ticker (raft.go:88)", most numerous first.
+// (durable) in lab.(*Raft).ticker (raft.go:88)". The lab's own code comes
+// first, semrpc's (its labrpc's workers and timers) last, each most
+// numerous first; a Test function is named as in the lab's file, without
+// the prefix the labtest command renames it with.
 func summary(gs []goroutine) []string {
 	count := map[string]int{}
+	rank := map[string]int{}
 	for _, g := range gs {
 		w := g.where()
-		count[fmt.Sprintf("%s in %s (%s)", g.state, w.fn, w.pos)]++
+		k := fmt.Sprintf("%s in %s (%s)", g.state, w.fn, w.pos)
+		count[k]++
+		if strings.HasPrefix(w.fn, "github.com/semrpc/semrpc/") {
+			rank[k] = 1
+		}
 	}
 	keys := make([]string, 0, len(count))
 	for k := range count {
 		keys = append(keys, k)
 	}
 	sort.Slice(keys, func(i, j int) bool {
+		if rank[keys[i]] != rank[keys[j]] {
+			return rank[keys[i]] < rank[keys[j]]
+		}
 		if count[keys[i]] != count[keys[j]] {
 			return count[keys[i]] > count[keys[j]]
 		}

@@ -85,3 +85,68 @@ func TestDiagnoseNamesTheWaiterTheLockAndTheSleepers(t *testing.T) {
 		t.Errorf("with a goroutine running: stalled = %v, want a crawl naming it:\n%s", stalled, text)
 	}
 }
+
+// timedOut is a runtime.Stack(all) excerpt of a bubble whose test blocks
+// for good (Go 1.26's names): the test body renamed by the labtest
+// command, the lab's tickers, semrpc's labrpc workers, and synctest's own
+// goroutines.
+const timedOut = `goroutine 30 [chan receive (durable), synctest bubble 3]:
+testing/synctest.testingSynctestTest(0xc0001, 0xc0002)
+	/usr/local/go/src/testing/testing.go:2151 +0x1a5
+created by testing/synctest.Test in goroutine 29
+	/usr/local/go/src/testing/synctest/synctest.go:285 +0x65
+
+goroutine 29 [synctest.Run (durable), synctest bubble 3]:
+internal/synctest.Run(0xc0003)
+	/usr/local/go/src/runtime/synctest.go:191 +0x18c
+testing/synctest.Test(0xc0004, 0xc0005)
+	/usr/local/go/src/testing/synctest/synctest.go:290 +0x8b
+github.com/semrpc/semrpc/labrpc/labtest.runVirtual.func2()
+	/semrpc/labrpc/labtest/labtest.go:250 +0x9a
+
+goroutine 31 [chan receive (durable), synctest bubble 3]:
+6.5840/raft.labtest_TestDeadlock2D(0xc0006)
+	/lab/raft/raft_test.go:50 +0x6a
+created by testing/synctest.testingSynctestTest in goroutine 30
+	/usr/local/go/src/testing/testing.go:2148 +0x125
+
+goroutine 40 [select (durable), synctest bubble 3]:
+github.com/semrpc/semrpc/labrpc.(*Network).worker(0xc0007)
+	/semrpc/labrpc/workers.go:80 +0x10
+
+goroutine 41 [select (durable), synctest bubble 3]:
+github.com/semrpc/semrpc/labrpc.(*Network).worker(0xc0007)
+	/semrpc/labrpc/workers.go:80 +0x10
+
+goroutine 42 [sleep (durable), synctest bubble 3]:
+time.Sleep(0x5f5e100)
+	/usr/local/go/src/runtime/time.go:363 +0x165
+6.5840/raft.(*Raft).ticker(0xc0008)
+	/lab/raft/raft.go:60 +0x55
+`
+
+func TestSummaryPutsTheLabsCodeFirstUnderItsOwnNames(t *testing.T) {
+	got := summary(inBubble(parseGoroutines(timedOut), 3))
+	want := []string{
+		"1 × chan receive (durable) in 6.5840/raft.TestDeadlock2D (/lab/raft/raft_test.go:50)",
+		"1 × sleep (durable) in 6.5840/raft.(*Raft).ticker (/lab/raft/raft.go:60)",
+		"2 × select (durable) in github.com/semrpc/semrpc/labrpc.(*Network).worker (/semrpc/labrpc/workers.go:80)",
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("summary:\n%s\nwant (synctest's goroutines left out):\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}
+
+func TestDiagnoseNamesTestFunctionsAsInTheLabsFiles(t *testing.T) {
+	renamed := strings.ReplaceAll(dump, "lab/raft.(*Raft).RequestVote(", "lab/raft.labtest_TestStall2C(")
+	renamed = strings.ReplaceAll(renamed, "lab/raft.(*Raft).ticker(", "lab/raft.labtest_TestStall2C.func1(")
+	_, text := diagnose(inBubble(parseGoroutines(renamed), 7))
+	for _, s := range []string{"goroutine 12 waits for lock 0xc0000a4010 in lab/raft.TestStall2C (", "goroutine 13 sleeps in lab/raft.TestStall2C.func1 ("} {
+		if !strings.Contains(text, s) {
+			t.Errorf("diagnosis lacks %q:\n%s", s, text)
+		}
+	}
+	if strings.Contains(text, "labtest_") {
+		t.Errorf("diagnosis names labtest's renamed function:\n%s", text)
+	}
+}

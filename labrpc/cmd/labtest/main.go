@@ -49,10 +49,15 @@ import (
 const envExecWrapper = "LABTEST_EXEC_WRAPPER"
 
 func main() {
+	run := run
 	if os.Getenv(envExecWrapper) == "1" {
-		os.Exit(runTestBinary(os.Args[1:], os.Stdout, os.Stderr))
+		run = runTestBinary
 	}
-	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+	code, died := run(os.Args[1:], os.Stdout, os.Stderr)
+	if died != nil {
+		raise(died) // end as the child ended, now that the temporary files are gone
+	}
+	os.Exit(code)
 }
 
 // options are labtest's own flags.
@@ -152,21 +157,26 @@ func splitArgs(args []string) (opts options, goArgs, pkgs []string, err error) {
 	return opts, goArgs, pkgs, nil
 }
 
-func run(args []string, stdout, stderr io.Writer) int {
+// run runs go test as labtest's arguments say and returns its exit status,
+// and the signal that ended it if one did (labtest's temporary files are
+// removed first).
+func run(args []string, stdout, stderr io.Writer) (code int, died os.Signal) {
 	opts, goArgs, pkgs, err := splitArgs(args)
 	if errors.Is(err, flag.ErrHelp) {
 		fmt.Fprintf(stdout, usage, labtest.DefaultLatency)
-		return 0
+		return 0, nil
 	}
 	if err != nil {
 		fmt.Fprintf(stderr, "labtest: %v\n", err)
 		fmt.Fprintf(stderr, usage, labtest.DefaultLatency)
-		return 2
+		return 2, nil
 	}
+	sigs, stop := catchSignals()
+	defer stop()
 	work, err := os.MkdirTemp("", "labtest-")
 	if err != nil {
 		fmt.Fprintf(stderr, "labtest: %v\n", err)
-		return 1
+		return 1, nil
 	}
 	if opts.work {
 		fmt.Fprintf(stderr, "WORK=%s\n", work)
@@ -176,7 +186,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	prep, err := prepare(opts, pkgs, work)
 	if err != nil {
 		fmt.Fprintf(stderr, "labtest: %v\n", err)
-		return 1
+		return 1, nil
 	}
 	cmdArgs := []string{"test", "-overlay", prep.overlay}
 	if prep.modfile != "" {
@@ -189,7 +199,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		self, err := os.Executable()
 		if err != nil {
 			fmt.Fprintf(stderr, "labtest: %v\n", err)
-			return 1
+			return 1, nil
 		}
 		cmdArgs = append(cmdArgs, "-exec", self)
 		env = append(env, envExecWrapper+"=1")
@@ -202,13 +212,24 @@ func run(args []string, stdout, stderr io.Writer) int {
 	cmd := exec.Command("go", cmdArgs...)
 	cmd.Env = env
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, stdout, stderr
-	if err := cmd.Run(); err != nil {
+	if sig, ok := interrupted(sigs); ok {
+		return 1, sig
+	}
+	if err := cmd.Start(); err != nil {
+		fmt.Fprintf(stderr, "labtest: %v\n", err)
+		return 1, nil
+	}
+	died, _, err = waitRelaying(cmd, sigs)
+	if err != nil {
 		var exit *exec.ExitError
-		if errors.As(err, &exit) {
-			return exit.ExitCode()
+		if errors.As(err, &exit) && exit.ExitCode() >= 0 {
+			return exit.ExitCode(), nil
+		}
+		if died != nil {
+			return 1, died
 		}
 		fmt.Fprintf(stderr, "labtest: %v\n", err)
-		return 1
+		return 1, nil
 	}
-	return 0
+	return 0, nil
 }

@@ -87,7 +87,7 @@ func helper(t *testing.T) {}
 		t.Errorf("line count changed: %d → %d", strings.Count(src, "\n"), strings.Count(out, "\n"))
 	}
 	wrap := string(wrapperFile("raft", tests))
-	for _, s := range []string{"package raft", "func TestInitialElection3A(t *labtest_testing.T) { labtest_labtest.Virtual(t, labtest_TestInitialElection3A) }", "labtest_labtest.Real(t, labtest_TestTable)"} {
+	for _, s := range []string{"package raft", "func TestInitialElection3A(t *labtest_testing.T) { labtest_labtest.Virtual(t, labtest_TestInitialElection3A) }", "labtest_labtest.Real(t, labtest_TestTable)", "labtest_fmt.Println(\"labtest: TestTable calls t.Run or t.Parallel, which synctest does not allow: it runs in real time\")"} {
 		if !strings.Contains(wrap, s) {
 			t.Errorf("wrapper lacks %q:\n%s", s, wrap)
 		}
@@ -110,17 +110,28 @@ func TestCommandOnTheLabShapedModule(t *testing.T) {
 	}
 	before := treeHash(t, lab)
 	traceDir := t.TempDir()
+	// Each run has a temporary directory of its own: a failing test's
+	// timeline lands there, not in the machine's, and labtest must leave
+	// nothing else in it.
 	run := func(env []string, args ...string) (string, int) {
+		tmp := t.TempDir()
 		cmd := exec.Command(bin, args...)
 		cmd.Dir = lab
-		cmd.Env = append(os.Environ(), env...)
+		cmd.Env = append(append(os.Environ(), "TMPDIR="+tmp), env...)
 		out, err := cmd.CombinedOutput()
+		code := 0
 		if exit, ok := err.(*exec.ExitError); ok {
-			return string(out), exit.ExitCode()
+			code = exit.ExitCode()
 		} else if err != nil {
 			t.Fatal(err)
 		}
-		return string(out), 0
+		left, _ := filepath.Glob(filepath.Join(tmp, "labtest-*"))
+		for _, l := range left {
+			if !strings.HasSuffix(l, ".html") {
+				t.Errorf("labtest %v left %s behind", args, l)
+			}
+		}
+		return string(out), code
 	}
 	tests := []struct {
 		name     string
@@ -190,4 +201,53 @@ func treeHash(t *testing.T, dir string) string {
 		t.Fatal(err)
 	}
 	return fmt.Sprintf("%x", h.Sum(nil))
+}
+
+// TestCompileErrorsNameTheLabsFilesAsGoTestDoes pins that a lab that does
+// not compile gets go test's own error lines from labtest: the lab's file,
+// line and column, not the rewritten copy in labtest's work directory, even
+// after a swapped import, after a renamed Test function on the same line,
+// and in a directory whose name has a space.
+func TestCompileErrorsNameTheLabsFilesAsGoTestDoes(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs go test on a lab")
+	}
+	lab := filepath.Join(t.TempDir(), "my lab", "src")
+	files := map[string]string{
+		"go.mod":           "module 6.5840\n\ngo 1.15\n",
+		"labrpc/labrpc.go": "package labrpc\n\ntype ClientEnd struct{}\n\nfunc MakeNetwork() {}\n",
+		"raft/raft.go":     "package raft\n\nimport \"6.5840/labrpc\"\n\nfunc Make(peers []*labrpc.ClientEnd) { labrpc.MakeNetwork(); undefinedInRaft() }\n",
+		"raft/raft_test.go": "package raft\n\nimport \"testing\"\n\n" +
+			"func TestBroken2A(t *testing.T) { var x int = \"s\"; _ = x }\n",
+	}
+	for name, src := range files {
+		path := filepath.Join(lab, name)
+		if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(path, []byte(src), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t.Chdir(lab)
+	goTest := exec.Command("go", "test", "./raft")
+	want, err := goTest.CombinedOutput()
+	if err == nil {
+		t.Fatalf("go test passed on a lab that does not compile:\n%s", want)
+	}
+	var out strings.Builder
+	if code, _ := run([]string{"./raft"}, &out, &out); code != goTest.ProcessState.ExitCode() {
+		t.Errorf("exit status %d, go test's %d", code, goTest.ProcessState.ExitCode())
+	}
+	for _, line := range []string{"raft/raft.go:5:62: undefined: undefinedInRaft", "raft/raft_test.go:5:47: cannot use \"s\""} {
+		if !strings.Contains(string(want), line) {
+			t.Fatalf("go test's output lacks %q (the test's premise):\n%s", line, want)
+		}
+		if !strings.Contains(out.String(), line) {
+			t.Errorf("labtest's output lacks go test's %q:\n%s", line, out.String())
+		}
+	}
+	if strings.Contains(out.String(), "labtest-") {
+		t.Errorf("labtest's output names its work directory:\n%s", out.String())
+	}
 }

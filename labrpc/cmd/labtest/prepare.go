@@ -125,6 +125,7 @@ func prepare(opts options, pkgs []string, work string) (prepared, error) {
 				if len(edits) == 0 {
 					continue
 				}
+				edits = lineDirectives(fset, f, edits)
 				out := filepath.Join(work, fmt.Sprintf("%d-%s", len(replace), name))
 				if err := os.WriteFile(out, applyEdits(src, edits), 0o644); err != nil {
 					return p, err

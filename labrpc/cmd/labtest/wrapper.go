@@ -18,16 +18,20 @@ import (
 // recording itself in the state file; runTestBinary then starts the binary
 // again with that test in real time and the tests already finished
 // skipped, until a run ends by itself. The output is the runs' output one
-// after the other, with a single final PASS or FAIL line.
-func runTestBinary(args []string, stdout, stderr io.Writer) int {
+// after the other, with a single final PASS or FAIL line. If a signal ends
+// the test binary, runTestBinary returns it, after removing its state file,
+// for labtest to end with it too.
+func runTestBinary(args []string, stdout, stderr io.Writer) (code int, died os.Signal) {
 	if len(args) == 0 {
 		fmt.Fprintln(stderr, "labtest: no test binary to run")
-		return 2
+		return 2, nil
 	}
+	sigs, stop := catchSignals()
+	defer stop()
 	state, err := os.CreateTemp("", "labtest-state-")
 	if err != nil {
 		fmt.Fprintf(stderr, "labtest: %v\n", err)
-		return 1
+		return 1, nil
 	}
 	state.Close()
 	defer os.Remove(state.Name())
@@ -59,21 +63,35 @@ func runTestBinary(args []string, stdout, stderr io.Writer) int {
 		out, err := cmd.StdoutPipe()
 		if err != nil {
 			fmt.Fprintf(stderr, "labtest: %v\n", err)
-			return 1
+			return 1, nil
+		}
+		if sig, ok := interrupted(sigs); ok {
+			return 1, sig
 		}
 		if err := cmd.Start(); err != nil {
 			fmt.Fprintf(stderr, "labtest: %v\n", err)
-			return 1
+			return 1, nil
 		}
 		final := copyHoldingVerdict(stdout, out)
-		err = cmd.Wait()
+		died, received, err := waitRelaying(cmd, sigs)
+		if died != nil || received != nil {
+			// Interrupted: no rerun. The binary may have exited by itself
+			// (to be rerun) just as the signal came.
+			if final != "" {
+				fmt.Fprintln(stdout, final)
+			}
+			if died == nil {
+				died = received
+			}
+			return 1, died
+		}
 		code := 0
 		var exit *exec.ExitError
 		if errors.As(err, &exit) {
 			code = exit.ExitCode()
 		} else if err != nil {
 			fmt.Fprintf(stderr, "labtest: %v\n", err)
-			return 1
+			return 1, nil
 		}
 		rerun, finished, anyFailed := readState(state.Name())
 		if code == labtest.RerunExitCode && rerun != "" && !contains(real, rerun) {
@@ -82,7 +100,7 @@ func runTestBinary(args []string, stdout, stderr io.Writer) int {
 			failed = failed || anyFailed
 			if err := os.Truncate(state.Name(), 0); err != nil {
 				fmt.Fprintf(stderr, "labtest: %v\n", err)
-				return 1
+				return 1, nil
 			}
 			for _, d := range finished {
 				appendLine(state.Name(), "done "+d+" "+verdict(!anyFailed))
@@ -98,7 +116,7 @@ func runTestBinary(args []string, stdout, stderr io.Writer) int {
 		if final != "" {
 			fmt.Fprintln(stdout, final)
 		}
-		return code
+		return code, nil
 	}
 }
 
