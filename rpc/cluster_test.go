@@ -5,7 +5,6 @@ import (
 	"errors"
 	"io"
 	"net"
-	stdrpc "net/rpc"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -593,53 +592,6 @@ func TestDialClusterAtMostOnceUnderConcurrentCallsAndAServerCrash(t *testing.T) 
 	if ok < callers*perCaller/2 {
 		t.Errorf("only %d of %d calls succeeded with two servers up throughout", ok, callers*perCaller)
 	}
-}
-
-// startStockServer serves StdArith with a stock net/rpc server; cleanup
-// closes the listener and the connections.
-func startStockServer(t *testing.T) string {
-	t.Helper()
-	srv := stdrpc.NewServer()
-	if err := srv.Register(new(StdArith)); err != nil {
-		t.Fatal(err)
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var (
-		mu    sync.Mutex
-		conns []net.Conn
-		wg    sync.WaitGroup
-	)
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			conn, err := l.Accept()
-			if err != nil {
-				return
-			}
-			mu.Lock()
-			conns = append(conns, conn)
-			mu.Unlock()
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				srv.ServeConn(conn)
-			}()
-		}
-	}()
-	t.Cleanup(func() {
-		l.Close()
-		mu.Lock()
-		for _, c := range conns {
-			c.Close()
-		}
-		mu.Unlock()
-		wg.Wait()
-	})
-	return l.Addr().String()
 }
 
 func TestDialClusterOverStockNetRPCServers(t *testing.T) {

@@ -6,6 +6,7 @@ import (
 	"io"
 	"log"
 	"net"
+	stdrpc "net/rpc"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -142,3 +143,50 @@ func ctxT(t testing.TB) context.Context {
 func atMostOnce() semantics.Policy { return semantics.AtMostOnce() }
 
 func discardLogger() *log.Logger { return log.New(io.Discard, "", 0) }
+
+// startStockServer serves StdArith with a stock net/rpc server; cleanup
+// closes the listener and the connections.
+func startStockServer(t *testing.T) string {
+	t.Helper()
+	srv := stdrpc.NewServer()
+	if err := srv.Register(new(StdArith)); err != nil {
+		t.Fatal(err)
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var (
+		mu    sync.Mutex
+		conns []net.Conn
+		wg    sync.WaitGroup
+	)
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			conn, err := l.Accept()
+			if err != nil {
+				return
+			}
+			mu.Lock()
+			conns = append(conns, conn)
+			mu.Unlock()
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				srv.ServeConn(conn)
+			}()
+		}
+	}()
+	t.Cleanup(func() {
+		l.Close()
+		mu.Lock()
+		for _, c := range conns {
+			c.Close()
+		}
+		mu.Unlock()
+		wg.Wait()
+	})
+	return l.Addr().String()
+}

@@ -3,7 +3,6 @@ package rpc
 import (
 	"context"
 	"errors"
-	"net"
 	stdrpc "net/rpc"
 	"testing"
 	"time"
@@ -51,34 +50,13 @@ func TestInteropStockClient(t *testing.T) {
 
 // Our client calls a stock net/rpc server.
 func TestInteropStockServer(t *testing.T) {
-	srv := stdrpc.NewServer()
-	if err := srv.Register(new(StdArith)); err != nil {
-		t.Fatal(err)
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan struct{})
-	go func() {
-		defer close(done)
-		for {
-			conn, err := l.Accept()
-			if err != nil {
-				return
-			}
-			srv.ServeConn(conn) // one connection at a time is enough here
-		}
-	}()
-	defer func() { l.Close(); <-done }()
-
-	c := dial(t, l.Addr().String())
+	c := dial(t, startStockServer(t))
 	ctx := ctxT(t)
 	var sum int
 	if err := c.Call(ctx, "StdArith.Add", Args{20, 22}, &sum); err != nil || sum != 42 {
 		t.Fatalf("Add = %d, %v", sum, err)
 	}
-	err = c.Call(ctx, "StdArith.Fail", Args{}, &sum)
+	err := c.Call(ctx, "StdArith.Fail", Args{}, &sum)
 	if !errors.Is(err, ErrApplication) || err.Error() != "nope" {
 		t.Fatalf("Fail: err = %v, want application error 'nope'", err)
 	}

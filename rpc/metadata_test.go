@@ -461,25 +461,7 @@ func TestMetadataWithStockNetRPCPeers(t *testing.T) {
 		}
 	})
 	t.Run("stock server", func(t *testing.T) {
-		srv := stdrpc.NewServer()
-		srv.Register(new(StdArith))
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		if err != nil {
-			t.Fatal(err)
-		}
-		done := make(chan struct{})
-		go func() {
-			defer close(done)
-			for {
-				conn, err := l.Accept()
-				if err != nil {
-					return
-				}
-				srv.ServeConn(conn)
-			}
-		}()
-		defer func() { l.Close(); <-done }()
-		c := dial(t, l.Addr().String())
+		c := dial(t, startStockServer(t))
 		ctx := AppendToOutgoingContext(ctxT(t), "k", "v")
 		var sum int
 		header := Metadata{"stale": {"x"}}
