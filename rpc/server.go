@@ -37,6 +37,7 @@ type Server struct {
 	shutting  atomic.Bool
 	rejected  atomic.Uint64 // requests refused before running
 	connCount atomic.Int64
+	watch     inlineWatch // inlinewatch.go
 
 	lmu       sync.Mutex // protects following
 	listeners map[net.Listener]struct{}
@@ -66,6 +67,7 @@ func NewServer(opts ...Option) *Server {
 		others:    make(map[*otherConn]struct{}),
 		logger:    o.logger,
 	}
+	s.watch.kick = make(chan struct{}, 1)
 	if s.logger == nil {
 		s.logger = log.Default()
 	}

@@ -34,11 +34,11 @@ type serverConn struct {
 	wg     sync.WaitGroup // running calls, and readers that took over
 
 	// A lone request runs on the goroutine that read it (see runInline);
-	// if it runs longer than inlineGrace, handoff starts another goroutine
-	// to read the connection meanwhile.
+	// if it runs longer than the server's inline grace, the server's
+	// inline watcher starts another goroutine to read the connection
+	// meanwhile (see inlinewatch.go).
 	inline  atomic.Uint64 // inline run number<<2 | inlineIdle, inlineRunning, inlineHandedOff or inlineDone
-	grace   time.Duration // inlineGrace when the connection came
-	handoff *time.Timer   // fires takeOver; stopped unless a request runs inline
+	seen    uint64        // inline as the watcher saw it last; only the watcher touches it
 	readEnd chan struct{} // closed when reading the connection ends
 
 	// out coalesces the responses of concurrent calls into few writes (see
@@ -70,9 +70,6 @@ func (s *Server) newConn(rwc io.ReadWriteCloser) *serverConn {
 	}
 	c.dec = gob.NewDecoder(c.br)
 	c.readEnd = make(chan struct{})
-	c.grace = time.Duration(inlineGrace.Load())
-	c.handoff = time.AfterFunc(time.Hour, c.takeOver)
-	c.handoff.Stop()
 	c.out = newCoalescer[bool](rwc)
 	c.out.onWritten = func(counted, _ bool, _ error) {
 		if counted {
@@ -115,12 +112,13 @@ func (c *serverConn) close() {
 func (c *serverConn) serve() {
 	defer func() {
 		c.close()
-		c.handoff.Stop()
 		c.wg.Wait()
 		c.out.waitIdle() // a writer of replies left behind (see coalescer) ends with the connection
 		c.s.lmu.Lock()
 		delete(c.s.conns, c)
+		last := len(c.s.conns) == 0
 		c.s.lmu.Unlock()
+		c.s.watch.connEnded(last)
 		c.s.connCount.Add(-1)
 		c.s.connWG.Done()
 	}()
@@ -206,44 +204,44 @@ const (
 	inlineDone                    // reading has ended
 )
 
-// defaultInlineGrace is how long a request runs on the goroutine that read
-// it before another goroutine takes over reading the connection. A lone
-// call then costs no goroutine switch on the server; a method that runs
-// longer, or blocks until a later request arrives on the same connection,
-// delays the requests behind it by about this much.
-const defaultInlineGrace = 50 * time.Microsecond
+// defaultInlineGrace is how often the server's inline watcher looks at the
+// requests running on the goroutines that read them: one that was running
+// at two looks in a row has its reading handed to another goroutine. A
+// lone call then costs no goroutine switch on the server, and no timer; a
+// method that runs longer, or blocks until a later request arrives on the
+// same connection, delays the requests behind it by one to two graces.
+const defaultInlineGrace = 250 * time.Microsecond
 
 // inlineGrace is defaultInlineGrace, which tests may change (nanoseconds);
-// each connection reads it once.
+// each watcher reads it when it starts.
 var inlineGrace atomic.Int64
 
 func init() { inlineGrace.Store(int64(defaultInlineGrace)) }
 
 // runInline runs tk on the reading goroutine. It reports whether this
-// goroutine still reads; if the request ran past its grace, takeOver has
-// given reading to another goroutine and this one must leave.
+// goroutine still reads; if the request ran long, the watcher has given
+// reading to another goroutine and this one must leave.
 func (c *serverConn) runInline(tk *task) bool {
 	run := (c.inline.Load()>>2 + 1) << 2
 	c.inline.Store(run | inlineRunning)
-	c.handoff.Reset(c.grace)
+	c.s.watch.start(c.s) // after the store: see inlineWatch
 	c.run(tk)
-	if c.inline.CompareAndSwap(run|inlineRunning, run) { // run | inlineIdle
-		c.handoff.Stop()
-		return true
-	}
-	return false
+	return c.inline.CompareAndSwap(run|inlineRunning, run) // run | inlineIdle
 }
 
-// takeOver reads the connection in place of a reader that is running a
-// request longer than its grace.
-func (c *serverConn) takeOver() {
-	st := c.inline.Load()
-	if st&3 != inlineRunning || !c.inline.CompareAndSwap(st, st&^3|inlineHandedOff) {
-		return // the request ended first (or reading did)
+// takeOver reads the connection in place of a reader that is running the
+// inline request st (its run number and inlineRunning) for too long. It
+// reports false if the request ended first, or reading did.
+func (c *serverConn) takeOver(st uint64) bool {
+	if !c.inline.CompareAndSwap(st, st&^3|inlineHandedOff) {
+		return false
 	}
-	c.wg.Add(1)
-	defer c.wg.Done()
-	c.read()
+	c.wg.Add(1) // the connection is served: serve waits for this reader
+	go func() {
+		defer c.wg.Done()
+		c.read()
+	}()
+	return true
 }
 
 // task is one decoded request waiting for a worker.

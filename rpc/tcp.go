@@ -1,6 +1,7 @@
 package rpc
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"crypto/tls"
@@ -11,6 +12,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"net"
+	"os"
 	"reflect"
 	"runtime"
 	"sync"
@@ -44,7 +46,9 @@ type tcpTransport struct {
 	closed   bool
 	draining map[*tcpConn]struct{} // replaced after the server's notice; ended when their calls are
 
-	readers sync.WaitGroup // one reader goroutine per connection
+	readers  sync.WaitGroup // reader goroutines, and the idle watcher
+	watching atomic.Bool    // the idle watcher runs (see watchIdle)
+	closing  chan struct{}  // closed by Close
 }
 
 var _ Transport = (*tcpTransport)(nil)
@@ -76,6 +80,7 @@ func newStreamTransport(name string, dial func(ctx context.Context) (net.Conn, e
 		maxMsg:    o.maxMsg,
 		redialMin: o.redialMin,
 		redialMax: o.redialMax,
+		closing:   make(chan struct{}),
 	}
 }
 
@@ -159,8 +164,13 @@ func (t *tcpTransport) conn(ctx context.Context, wait bool) (*tcpConn, error) {
 		t.delay, t.lastErr = 0, nil
 		c := newTCPConn(t, nc)
 		t.cur = c
-		t.readers.Add(1)
-		go c.readLoop()
+		if c.probe == nil {
+			// Callers cannot read this stream themselves (see readOwn): a
+			// reader goroutine reads it for as long as it lives.
+			c.reader = readerGoroutine
+			t.readers.Add(1)
+			go c.readLoop()
+		}
 	}
 }
 
@@ -211,6 +221,7 @@ func (t *tcpTransport) Close() error {
 		return nil
 	}
 	t.closed = true
+	close(t.closing)
 	c := t.cur
 	t.cur = nil
 	// Connections replaced after the server's notice, with calls still
@@ -272,11 +283,27 @@ func (p *pendingCall) wait() error {
 	return err
 }
 
-// tcpConn is one connection and its reader.
+// tcpConn is one connection. Its replies are read by one party at a time,
+// the reader: the caller of a call that found nobody reading (it reads
+// until its own reply is in, see readOwn), a reader goroutine while calls
+// are pending after it, or nobody while no reply is expected.
 type tcpConn struct {
 	t   *tcpTransport
 	nc  net.Conn
+	br  *bufio.Reader // under dec: what it holds was read and not decoded yet
 	dec *gob.Decoder
+
+	// probe reports whether the socket has nothing to read, without
+	// reading (see probe_unix.go); nil when the stream cannot be probed
+	// (TLS, pipes, wrapped connections): then a reader goroutine reads it
+	// for as long as it lives, and callers never read.
+	probe func() bool
+
+	// Only the reader touches these.
+	readerCtx context.Context // a reading caller's, whose end interrupts its wait for a reply
+	waiting   bool            // the reader waits for the next message, between messages
+	graced    bool            // the reading caller's ctx ended in the middle of a message: its grace is running
+	interrupt func()          // sets a past read deadline: ends the reader's wait
 
 	// out coalesces the requests of concurrent calls into few writes; enc
 	// writes into it, under its lock. A request's tag is its call.
@@ -288,18 +315,44 @@ type tcpConn struct {
 	mu       sync.Mutex // protects following
 	pending  map[uint64]*pendingCall
 	seq      uint64
-	err      error // why the connection broke; nil while it works
-	draining bool  // the server said it is going away: no new calls
-	answered bool  // a response has been read
+	err      error  // why the connection broke; nil while it works
+	draining bool   // the server said it is going away: no new calls
+	answered bool   // a response has been read
+	reader   int8   // readerNone, readerCaller or readerGoroutine
+	idleRun  uint64 // counts the times reader became readerNone
+	idleSeen uint64 // idleRun at the idle watcher's last look
+
+	// A call whose caller gave up stays pending as abandoned until its
+	// reply is read: while any call is pending, somebody reads.
 }
+
+// Who reads a connection's replies (tcpConn.reader).
+const (
+	readerNone      int8 = iota // no reply is expected, and nobody reads
+	readerCaller                // a caller reads until its own reply is in
+	readerGoroutine             // a reader goroutine reads until no call is pending
+)
+
+// abandoned stands in the pending map for a call whose caller gave up
+// before its reply came: the reply is still read (and dropped), and until
+// then the connection is not idle. It is taken for good.
+var abandoned = func() *pendingCall {
+	p := new(pendingCall)
+	p.taken.Store(true)
+	return p
+}()
 
 func newTCPConn(t *tcpTransport, nc net.Conn) *tcpConn {
 	c := &tcpConn{
 		t:       t,
 		nc:      nc,
-		dec:     gob.NewDecoder(newFrameLimiter(nc, t.maxMsg)),
 		pending: make(map[uint64]*pendingCall),
+		probe:   newProbe(nc),
+		idleRun: 1, // idle since it came: the watcher's first look does not count
 	}
+	c.br = bufio.NewReader(newFrameLimiter(deadlineReader{c}, t.maxMsg))
+	c.dec = gob.NewDecoder(c.br)
+	c.interrupt = func() { c.nc.SetReadDeadline(aLongTimeAgo) }
 	c.out = newCoalescer[queuedRequest](nc)
 	c.out.onWritten = c.written
 	c.out.onFailed = c.fail
@@ -314,7 +367,7 @@ func (t *tcpTransport) RoundTrip(ctx context.Context, req *Request, reply any) e
 	}
 	call := t.getPending(reply)
 	call.md = req.ReplyMetadata
-	c, seq, err := t.register(ctx, req, call)
+	c, seq, reads, err := t.register(ctx, req, call)
 	if err != nil {
 		call.reply, call.md = nil, nil
 		call.pool.Put(call)
@@ -329,12 +382,18 @@ func (t *tcpTransport) RoundTrip(ctx context.Context, req *Request, reply any) e
 		// answered through call.done, below: by the server, by written as
 		// not sent, or by fail.)
 		c.forget(seq)
+		if reads {
+			c.stopReading()
+		}
 		if !call.take() {
 			// A failure of the connection took it first: this request was
 			// not sent all the same, and that is its verdict.
 			call.wait()
 		}
 		return err // not pooled when it was ours (see getPending)
+	}
+	if reads {
+		return c.settle(call, c.readOwn(ctx, req, seq, call))
 	}
 	done := ctx.Done()
 	if done == nil { // a context that never ends: no select needed
@@ -346,7 +405,7 @@ func (t *tcpTransport) RoundTrip(ctx context.Context, req *Request, reply any) e
 	case <-done:
 	}
 	if call.take() {
-		c.forget(seq)
+		c.abandon(seq)
 		return semantics.MaybeExecuted(fmt.Errorf("rpc: %s: %w", req.ServiceMethod, ctx.Err()))
 	}
 	// The reader took the call and is decoding its reply right now. It must
@@ -400,20 +459,36 @@ func (c *tcpConn) settle(call *pendingCall, err error) error {
 
 // register finds a connection that takes new calls and enters call in its
 // pending map. A connection that broke or is going away since conn returned
-// it is replaced by a fresh one.
-func (t *tcpTransport) register(ctx context.Context, req *Request, call *pendingCall) (*tcpConn, uint64, error) {
+// it is replaced by a fresh one. reads reports that nobody was reading the
+// connection: the caller now is the reader, and must read (readOwn) or
+// stop (stopReading).
+//
+// A connection nobody reads expects no reply, so anything the socket holds
+// (the server's shutdown notice, its close, a reset) says it must not be
+// used: the call goes to a fresh connection, and a reader goroutine takes
+// in what came. The look costs one system call, which does not read.
+func (t *tcpTransport) register(ctx context.Context, req *Request, call *pendingCall) (c *tcpConn, seq uint64, reads bool, err error) {
 	for tries := 0; ; tries++ {
 		c, err := t.conn(ctx, req.WaitForReady)
 		if err != nil {
-			return nil, 0, err
+			return nil, 0, false, err
 		}
 		c.mu.Lock()
 		if c.err == nil && !c.draining {
+			if c.reader == readerNone {
+				if c.br.Buffered() > 0 || !c.probe() {
+					c.startReader()
+					c.mu.Unlock()
+					c.goAway()
+					continue
+				}
+				c.reader, reads = readerCaller, true
+			}
 			c.seq++
 			seq := c.seq
 			c.pending[seq] = call
 			c.mu.Unlock()
-			return c, seq, nil
+			return c, seq, reads, nil
 		}
 		cerr := c.err
 		c.mu.Unlock()
@@ -421,7 +496,7 @@ func (t *tcpTransport) register(ctx context.Context, req *Request, call *pending
 		// so that conn dials afresh.
 		c.goAway()
 		if tries >= 3 {
-			return nil, 0, semantics.NotSent(fmt.Errorf("rpc: %s: %w: %v", req.ServiceMethod, ErrConnLost, cerr))
+			return nil, 0, false, semantics.NotSent(fmt.Errorf("rpc: %s: %w: %v", req.ServiceMethod, ErrConnLost, cerr))
 		}
 	}
 }
@@ -432,6 +507,17 @@ func (t *tcpTransport) register(ctx context.Context, req *Request, call *pending
 func (c *tcpConn) forget(seq uint64) {
 	c.mu.Lock()
 	delete(c.pending, seq)
+	c.mu.Unlock()
+}
+
+// abandon leaves seq pending as abandoned: its caller gave up, and its
+// reply, if it comes, is read and dropped. (A reader that took the call out
+// of the map already reads it.)
+func (c *tcpConn) abandon(seq uint64) {
+	c.mu.Lock()
+	if _, ok := c.pending[seq]; ok {
+		c.pending[seq] = abandoned
+	}
 	c.mu.Unlock()
 }
 
@@ -546,24 +632,264 @@ func encodeValue(enc *gob.Encoder, v any) (err error) {
 	return enc.Encode(v)
 }
 
+// readLoop is a reader goroutine: it reads replies until the connection
+// ends or, on a connection whose callers read, until no call is pending.
 func (c *tcpConn) readLoop() {
 	defer c.t.readers.Done()
+	for c.readOne() {
+		if c.probe == nil {
+			continue
+		}
+		c.mu.Lock()
+		if len(c.pending) == 0 && c.err == nil {
+			c.idle()
+			c.mu.Unlock()
+			return
+		}
+		c.mu.Unlock()
+	}
+}
+
+// startReader starts a reader goroutine. c.mu must be held, and c not
+// failed: then Close, which fails c before it waits for the readers, waits
+// for this one too.
+func (c *tcpConn) startReader() {
+	c.reader = readerGoroutine
+	c.t.readers.Add(1)
+	go c.readLoop()
+}
+
+// idle leaves c with nobody reading: no reply is expected. The transport's
+// idle watcher gives it a reader goroutine if it stays idle (see
+// watchIdle). c.mu must be held, and c not failed.
+func (c *tcpConn) idle() {
+	c.reader = readerNone
+	c.idleRun++
+	t := c.t
+	if !t.watching.Load() && t.watching.CompareAndSwap(false, true) {
+		t.readers.Add(1) // as in startReader: Close waits for the watcher
+		go t.watchIdle()
+	}
+}
+
+// idleLook is how often a transport's idle watcher looks at its
+// connections.
+const idleLook = 10 * time.Millisecond
+
+// watchIdle runs while the transport has a connection that nobody reads.
+// Such a connection expects no reply, and a caller finds out before it
+// sends whether the server closed it or said it is going away (see
+// register); but until then the connection stays open, and a server
+// shutting down waits for its clients to close their connections (up to a
+// grace). So a connection found idle at two looks in a row (idle for
+// idleLook at least) gets a reader goroutine, which reads what comes and
+// closes the connection when the server ends it. The next call on it hands
+// off its reply as before; once no call is pending the reader leaves and
+// callers read again.
+//
+// The watcher leaves when two looks in a row find no idle connection; the
+// next connection to go idle starts one again.
+func (t *tcpTransport) watchIdle() {
+	defer t.readers.Done()
+	timer := time.NewTimer(idleLook)
+	defer timer.Stop()
+	var conns []*tcpConn
+	for quiet := 0; ; {
+		select {
+		case <-timer.C:
+		case <-t.closing:
+			return
+		}
+		conns = t.appendConns(conns[:0])
+		if t.lookIdle(conns, true) {
+			quiet = 0
+		} else if quiet++; quiet >= 2 {
+			t.watching.Store(false)
+			// A connection that went idle after this look and saw
+			// watching still set started no watcher: look again.
+			if !t.lookIdle(t.appendConns(conns[:0]), false) || !t.watching.CompareAndSwap(false, true) {
+				return
+			}
+			quiet = 0
+		}
+		clear(conns)
+		timer.Reset(idleLook)
+	}
+}
+
+// lookIdle reports whether any of conns is idle; with start, it gives a
+// reader to those that were idle at the last look too, in the same idle
+// run.
+func (t *tcpTransport) lookIdle(conns []*tcpConn, start bool) (any bool) {
+	for _, c := range conns {
+		c.mu.Lock()
+		if c.err == nil && c.reader == readerNone {
+			any = true
+			if start {
+				if c.idleRun == c.idleSeen {
+					c.startReader()
+				}
+				c.idleSeen = c.idleRun
+			}
+		}
+		c.mu.Unlock()
+	}
+	return any
+}
+
+// appendConns appends the transport's live connections to conns.
+func (t *tcpTransport) appendConns(conns []*tcpConn) []*tcpConn {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.closed {
+		return conns
+	}
+	if t.cur != nil {
+		conns = append(conns, t.cur)
+	}
+	for c := range t.draining {
+		conns = append(conns, c)
+	}
+	return conns
+}
+
+// stopReading ends a caller's turn as the reader: a reader goroutine takes
+// over if calls are still pending.
+func (c *tcpConn) stopReading() {
+	c.mu.Lock()
+	switch {
+	case c.err != nil:
+		c.reader = readerNone
+	case len(c.pending) == 0:
+		c.idle()
+	default:
+		c.startReader()
+	}
+	c.mu.Unlock()
+}
+
+// readOwn reads the connection's replies, delivering others' as the
+// reader goroutine would, until the reply of call (seq) is in, and returns
+// its outcome; then a reader goroutine takes over if calls are still
+// pending. The caller of the only outstanding call thus reads its own
+// reply, with no goroutine in between.
+//
+// When ctx ends while it waits between messages, the call is abandoned
+// (its reply will be read and dropped) and fails as may-have-executed, as
+// it would waiting for another reader. In the middle of a message the
+// reading goes on for replyGrace, then the connection is broken (a peer
+// that stalls there would hold the caller).
+func (c *tcpConn) readOwn(ctx context.Context, req *Request, seq uint64, call *pendingCall) error {
+	var stop func() bool
+	if ctx.Done() != nil {
+		c.readerCtx, c.graced = ctx, false
+		stop = context.AfterFunc(ctx, c.interrupt)
+	}
+	ended := c.readUntil(ctx, call)
+	if stop != nil {
+		stop() // if its interrupt runs anyway, the next reader clears its deadline
+		c.readerCtx = nil
+	}
+	c.stopReading() // the last touch of the reader's state
+	if ended && call.take() {
+		c.abandon(seq)
+		return semantics.MaybeExecuted(fmt.Errorf("rpc: %s: %w", req.ServiceMethod, ctx.Err()))
+	}
+	// The reply is in, or the connection failed (fail completed the call).
+	return <-call.done
+}
+
+// readUntil reads for readOwn until call is completed (then its outcome
+// waits in call.done) or, with ended, until ctx ended between messages.
+func (c *tcpConn) readUntil(ctx context.Context, call *pendingCall) (ended bool) {
 	for {
+		if len(call.done) > 0 {
+			return false
+		}
+		if c.br.Buffered() == 0 {
+			ended, err := c.awaitMessage(ctx)
+			if ended {
+				return true
+			}
+			if err != nil {
+				c.fail(err)
+				return false
+			}
+		}
+		if !c.readOne() {
+			return false
+		}
+	}
+}
+
+// awaitMessage waits until the stream has bytes to read, or ctx ends
+// (ended): a deadline set in the past by ctx's end interrupts the wait with
+// nothing read, and nothing is lost. Another error is the stream's.
+func (c *tcpConn) awaitMessage(ctx context.Context) (ended bool, err error) {
+	for {
+		if ctx.Err() != nil {
+			return true, nil
+		}
+		c.waiting = true
+		_, err = c.br.Peek(1)
+		c.waiting = false
+		if err == nil || !errors.Is(err, os.ErrDeadlineExceeded) {
+			return false, err
+		}
+		// A past deadline, set by this ctx (the check above tells) or by a
+		// caller who read before and whose ctx ended late: clear it, then
+		// look at ctx again, which is done before its interrupt runs.
+		c.nc.SetReadDeadline(time.Time{})
+	}
+}
+
+// aLongTimeAgo is a read deadline in the past: a read waiting on the
+// connection returns at once.
+var aLongTimeAgo = time.Unix(1, 0)
+
+// deadlineReader is the connection as its reader reads it. Read deadlines
+// are set only to interrupt a reading caller whose ctx ended (see
+// awaitMessage): between messages its wait ends; in the middle of a
+// message the reading goes on, for replyGrace; and a deadline left by a
+// caller who read before is cleared and the read retried.
+type deadlineReader struct{ c *tcpConn }
+
+func (r deadlineReader) Read(p []byte) (int, error) {
+	c := r.c
+	for {
+		n, err := c.nc.Read(p)
+		if n > 0 || err == nil || c.waiting || !errors.Is(err, os.ErrDeadlineExceeded) {
+			return n, err
+		}
+		switch {
+		case c.readerCtx == nil || c.readerCtx.Err() == nil:
+			c.nc.SetReadDeadline(time.Time{}) // not ours to honour
+		case !c.graced:
+			c.graced = true
+			c.nc.SetReadDeadline(time.Now().Add(replyGrace))
+		default:
+			return n, fmt.Errorf("rpc: a reply stalled after its reader's caller gave up (%w): %w", c.readerCtx.Err(), err)
+		}
+	}
+}
+
+// readOne reads one message: a reply, which it delivers to its call, or
+// the server's shutdown notice. It reports false when the connection
+// ended (it was failed, or closed once drained).
+func (c *tcpConn) readOne() bool {
+	{
 		var resp wireResponse
 		if err := c.dec.Decode(&resp); err != nil {
 			c.fail(err)
-			return
+			return false
 		}
 		if resp.Seq == goAwaySeq && resp.ServiceMethod == goAwayMethod {
 			if err := c.dec.DecodeValue(reflect.Value{}); err != nil {
 				c.fail(err)
-				return
+				return false
 			}
 			c.goAway()
-			if c.closeIfDrained() {
-				return
-			}
-			continue
+			return !c.closeIfDrained()
 		}
 		c.mu.Lock()
 		c.answered = true
@@ -599,11 +925,9 @@ func (c *tcpConn) readLoop() {
 		}
 		if streamErr != nil {
 			c.fail(streamErr)
-			return
+			return false
 		}
-		if c.closeIfDrained() {
-			return
-		}
+		return !c.closeIfDrained()
 	}
 }
 

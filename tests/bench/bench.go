@@ -6,6 +6,7 @@ package bench
 
 import (
 	"context"
+	"errors"
 	"io"
 	"log"
 	"net"
@@ -15,6 +16,7 @@ import (
 	"runtime"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -58,6 +60,32 @@ func (c countedConn) Read(p []byte) (int, error) {
 func (c countedConn) Write(p []byte) (int, error) {
 	c.io.Writes.Add(1)
 	return c.Conn.Write(p)
+}
+
+// SyscallConn gives the socket below, so that a semrpc client can peek at
+// it before it sends on a connection nobody reads (rpc/probe_unix.go), as
+// it does on the *net.TCPConn it dials itself; each peek counts as a read.
+func (c countedConn) SyscallConn() (syscall.RawConn, error) {
+	sc, ok := c.Conn.(syscall.Conn)
+	if !ok {
+		return nil, errors.ErrUnsupported
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return nil, err
+	}
+	return countedRawConn{rc, c.io}, nil
+}
+
+// countedRawConn counts each Read (a peek) as a read.
+type countedRawConn struct {
+	syscall.RawConn
+	io *IO
+}
+
+func (c countedRawConn) Read(f func(fd uintptr) bool) error {
+	c.io.Reads.Add(1)
+	return c.RawConn.Read(f)
 }
 
 // countedListener counts the I/O of the connections it accepts.

@@ -4,6 +4,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"runtime"
 	"testing"
 )
 
@@ -67,6 +68,60 @@ func PingPong(b *testing.B) { pingPong(b, 1) }
 // BatchedPingPong is PingPong with 64 messages per write: the floor of 64
 // callers whose requests and replies leave 64 to a write.
 func BatchedPingPong(b *testing.B) { pingPong(b, 64) }
+
+// ManyPingPong times 64-byte round trips over 64 loopback TCP connections
+// at once, each with one goroutine writing and reading and one echoing:
+// the floor of 64 clients with one caller each, which have one message per
+// write in each direction and nothing to coalesce.
+func ManyPingPong(b *testing.B) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer l.Close()
+	go func() {
+		for {
+			c, err := l.Accept()
+			if err != nil {
+				return
+			}
+			go func() {
+				defer c.Close()
+				buf := make([]byte, 64)
+				for {
+					if _, err := io.ReadFull(c, buf); err != nil {
+						return // the client hung up
+					}
+					if _, err := c.Write(buf); err != nil {
+						return
+					}
+				}
+			}()
+		}
+	}()
+	procs := runtime.GOMAXPROCS(0)
+	b.SetParallelism((64 + procs - 1) / procs) // RunParallel multiplies by GOMAXPROCS
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		c, err := net.Dial("tcp", l.Addr().String())
+		if err != nil {
+			b.Error(err)
+			return
+		}
+		defer c.Close()
+		buf := make([]byte, 64)
+		for pb.Next() {
+			if _, err := c.Write(buf); err != nil {
+				b.Error(err)
+				return
+			}
+			if _, err := io.ReadFull(c, buf); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+}
 
 // Fsync times a 4 KiB write and fdatasync to a file in the temporary
 // directory: the floor of a sequential exactly-once call, which commits

@@ -33,6 +33,7 @@ const (
 	CaseExactlyOnce = "semrpc ExactlyOnce (bbolt, fsync)"
 	CasePingPong    = "floor: raw TCP ping-pong, 64 B"
 	CaseBatchedPing = "floor: raw TCP, 64 × 64 B per write"
+	CaseManyPing    = "floor: raw TCP ping-pong, 64 connections"
 	CaseFsync       = "floor: 4 KiB write + fdatasync"
 )
 
@@ -72,7 +73,7 @@ func Groups() []Group {
 	groups := []Group{
 		tcp(GroupSequential, 1, Sequential, Case{CasePingPong, PingPong}, Case{CaseFsync, Fsync}),
 		tcp(GroupOneClient, 1, func(b *testing.B, s *Server) { Parallel(b, s, 64) }, Case{CaseBatchedPing, BatchedPingPong}),
-		tcp(GroupManyClients, 64, func(b *testing.B, s *Server) { Parallel(b, s, 64) }),
+		tcp(GroupManyClients, 64, func(b *testing.B, s *Server) { Parallel(b, s, 64) }, Case{CaseManyPing, ManyPingPong}),
 	}
 	return append(groups, extraGroups()...)
 }

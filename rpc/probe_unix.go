@@ -1,0 +1,40 @@
+//go:build unix
+
+package rpc
+
+import (
+	"net"
+	"syscall"
+)
+
+// newProbe returns a function that reports whether nc's socket has nothing
+// to read, without reading it: a peek that does not wait. It finds a
+// shutdown notice, a close or a reset that came while nobody read. nil
+// when nc is not a socket of its own (TLS, pipes, wrapped connections:
+// what they read cannot be peeked at below them).
+func newProbe(nc net.Conn) func() bool {
+	sc, ok := nc.(syscall.Conn)
+	if !ok {
+		return nil
+	}
+	rc, err := sc.SyscallConn()
+	if err != nil {
+		return nil
+	}
+	var (
+		buf  [1]byte
+		perr error
+	)
+	peek := func(fd uintptr) bool {
+		// The socket does not block (the runtime's network poller set it
+		// so): EAGAIN means nothing to read.
+		_, _, perr = syscall.Recvfrom(int(fd), buf[:], syscall.MSG_PEEK)
+		return true // never wait
+	}
+	return func() bool {
+		if err := rc.Read(peek); err != nil {
+			return false
+		}
+		return perr == syscall.EAGAIN || perr == syscall.EWOULDBLOCK
+	}
+}
