@@ -3,8 +3,11 @@
 package rpc
 
 import (
+	"errors"
 	"net"
+	"os"
 	"syscall"
+	"time"
 )
 
 // newProbe returns a function that reports whether nc's socket has nothing
@@ -32,7 +35,14 @@ func newProbe(nc net.Conn) func() bool {
 		return true // never wait
 	}
 	return func() bool {
-		if err := rc.Read(peek); err != nil {
+		err := rc.Read(peek)
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			// A deadline a reading caller's interrupt left behind (see
+			// deadlineReader): nobody reads now, so it is nobody's.
+			nc.SetReadDeadline(time.Time{})
+			err = rc.Read(peek)
+		}
+		if err != nil {
 			return false
 		}
 		return perr == syscall.EAGAIN || perr == syscall.EWOULDBLOCK

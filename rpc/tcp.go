@@ -672,9 +672,15 @@ func (c *tcpConn) idle() {
 	}
 }
 
-// idleLook is how often a transport's idle watcher looks at its
+// defaultIdleLook is how often a transport's idle watcher looks at its
 // connections.
-const idleLook = 10 * time.Millisecond
+const defaultIdleLook = 10 * time.Millisecond
+
+// idleLook is defaultIdleLook, which tests may change (nanoseconds); each
+// watcher reads it when it starts.
+var idleLook atomic.Int64
+
+func init() { idleLook.Store(int64(defaultIdleLook)) }
 
 // watchIdle runs while the transport has a connection that nobody reads.
 // Such a connection expects no reply, and a caller finds out before it
@@ -691,7 +697,8 @@ const idleLook = 10 * time.Millisecond
 // next connection to go idle starts one again.
 func (t *tcpTransport) watchIdle() {
 	defer t.readers.Done()
-	timer := time.NewTimer(idleLook)
+	every := time.Duration(idleLook.Load())
+	timer := time.NewTimer(every)
 	defer timer.Stop()
 	var conns []*tcpConn
 	for quiet := 0; ; {
@@ -713,7 +720,7 @@ func (t *tcpTransport) watchIdle() {
 			quiet = 0
 		}
 		clear(conns)
-		timer.Reset(idleLook)
+		timer.Reset(every)
 	}
 }
 

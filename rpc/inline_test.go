@@ -1,0 +1,370 @@
+package rpc
+
+import (
+	"context"
+	"errors"
+	"net"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/semrpc/semrpc/semantics"
+)
+
+// Gate holds each Hold call until the test lets it go.
+type Gate struct {
+	entered chan int
+	release map[int]chan struct{}
+}
+
+func newGate(ids ...int) *Gate {
+	g := &Gate{entered: make(chan int, len(ids)), release: make(map[int]chan struct{})}
+	for _, id := range ids {
+		g.release[id] = make(chan struct{})
+	}
+	return g
+}
+
+func (g *Gate) Hold(id int, reply *int) error {
+	g.entered <- id
+	<-g.release[id]
+	*reply = id
+	return nil
+}
+
+// tcpConnOf returns the client's current connection.
+func tcpConnOf(t *testing.T, c *Client) *tcpConn {
+	t.Helper()
+	tr := c.t.(*tcpTransport)
+	tr.mu.Lock()
+	defer tr.mu.Unlock()
+	if tr.cur == nil {
+		t.Fatal("the client has no connection")
+	}
+	return tr.cur
+}
+
+func readerOf(c *tcpConn) int8 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.reader
+}
+
+// slowIdleWatch keeps the idle watcher from giving idle connections a
+// reader during the test, so that what a caller finds is what it sees
+// itself.
+func slowIdleWatch(t *testing.T) {
+	idleLook.Store(int64(time.Hour))
+	t.Cleanup(func() { idleLook.Store(int64(defaultIdleLook)) })
+}
+
+// The caller of the only outstanding call reads its reply itself: while
+// the call runs, the caller is the connection's reader, and after it nobody
+// reads.
+func TestCallerOfTheOnlyCallReadsItsOwnReply(t *testing.T) {
+	slowIdleWatch(t)
+	g := newGate(1)
+	_, addr := startServerWith(t, g)
+	c := dial(t, addr)
+	done := make(chan error, 1)
+	go func() {
+		var got int
+		done <- c.Call(ctxT(t), "Gate.Hold", 1, &got)
+	}()
+	<-g.entered
+	conn := tcpConnOf(t, c)
+	if r := readerOf(conn); r != readerCaller {
+		t.Errorf("while the only call runs, the reader is %d, want the caller (%d)", r, readerCaller)
+	}
+	close(g.release[1])
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if r := readerOf(conn); r != readerNone {
+		t.Errorf("after the call, the reader is %d, want nobody (%d)", r, readerNone)
+	}
+}
+
+// A caller that reads delivers other callers' replies; when its context
+// ends before its own reply, a reader goroutine takes over for the calls
+// still pending, and its own late reply is read and dropped.
+func TestReadingCallerThatGivesUpHandsReadingOn(t *testing.T) {
+	slowIdleWatch(t)
+	g := newGate(1, 2, 3, 4)
+	_, addr := startServerWith(t, g)
+	c := dial(t, addr)
+	ctxA, cancelA := context.WithCancel(ctxT(t))
+	defer cancelA()
+	results := make(map[int]chan error)
+	start := func(ctx context.Context, id int) {
+		ch := make(chan error, 1)
+		results[id] = ch
+		go func() {
+			var got int
+			err := c.Call(ctx, "Gate.Hold", id, &got)
+			if err == nil && got != id {
+				err = errors.New("wrong reply")
+			}
+			ch <- err
+		}()
+		if got := <-g.entered; got != id {
+			t.Fatalf("call %d entered, want %d", got, id)
+		}
+	}
+	start(ctxA, 1) // the reader
+	conn := tcpConnOf(t, c)
+	start(ctxT(t), 2)
+	start(ctxT(t), 3)
+	if r := readerOf(conn); r != readerCaller {
+		t.Fatalf("reader %d, want the first caller", r)
+	}
+	close(g.release[2]) // read by the first caller, for the second
+	if err := <-results[2]; err != nil {
+		t.Fatalf("call 2, read by call 1's caller: %v", err)
+	}
+	cancelA()
+	err := <-results[1]
+	if !errors.Is(err, ErrMaybeExecuted) || !errors.Is(err, context.Canceled) {
+		t.Fatalf("call 1, cancelled while it read: %v, want may-have-executed wrapping the cancel", err)
+	}
+	if r := readerOf(conn); r != readerGoroutine {
+		t.Fatalf("after the reading caller left with calls pending, the reader is %d, want a goroutine", r)
+	}
+	close(g.release[3])
+	if err := <-results[3]; err != nil {
+		t.Fatalf("call 3, read by the goroutine: %v", err)
+	}
+	close(g.release[1]) // its late reply is read and dropped
+	var got int
+	close(g.release[4])
+	go func() { <-g.entered }()
+	if err := c.Call(ctxT(t), "Gate.Hold", 4, &got); err != nil || got != 4 {
+		t.Fatalf("next call: %d, %v", got, err)
+	}
+	if conn2 := tcpConnOf(t, c); conn2 != conn {
+		t.Error("the connection was replaced; want it kept through the abandoned call")
+	}
+}
+
+// trackingServer serves s on loopback and keeps the server side of each
+// connection, so that a test can close one under its client.
+type trackingServer struct {
+	addr  string
+	mu    sync.Mutex
+	conns []net.Conn
+}
+
+func serveTracking(t *testing.T, s *Server) *trackingServer {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ts := &trackingServer{addr: l.Addr().String()}
+	var wg sync.WaitGroup
+	wg.Add(1)
+	go func() {
+		defer wg.Done()
+		for {
+			nc, err := l.Accept()
+			if err != nil {
+				return
+			}
+			ts.mu.Lock()
+			ts.conns = append(ts.conns, nc)
+			ts.mu.Unlock()
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				s.ServeConn(nc)
+			}()
+		}
+	}()
+	t.Cleanup(func() {
+		l.Close()
+		s.Close()
+		wg.Wait()
+	})
+	return ts
+}
+
+func (ts *trackingServer) accepted() []net.Conn {
+	ts.mu.Lock()
+	defer ts.mu.Unlock()
+	return append([]net.Conn(nil), ts.conns...)
+}
+
+// A connection the server closed (or reset) while nobody read it is not
+// sent on: the caller's look before sending finds the close, and the call
+// goes out on a fresh connection. Without the look, the request would be
+// written into the dead connection and the call would end "may have
+// executed".
+func TestIdleConnectionClosedByTheServerIsNotSentOn(t *testing.T) {
+	for _, reset := range []bool{false, true} {
+		name := "FIN"
+		if reset {
+			name = "RST"
+		}
+		t.Run(name, func(t *testing.T) {
+			slowIdleWatch(t)
+			s := NewServer(WithLogger(discardLogger()))
+			a := &Arith{}
+			if err := s.Register(a); err != nil {
+				t.Fatal(err)
+			}
+			ts := serveTracking(t, s)
+			c := dial(t, ts.addr, WithSemantics(semantics.NoRetry()))
+			var got int
+			if err := c.Call(ctxT(t), "Arith.Add", Args{1, 2}, &got); err != nil {
+				t.Fatal(err)
+			}
+			conn := tcpConnOf(t, c)
+			if r := readerOf(conn); r != readerNone {
+				t.Fatalf("reader %d after the call, want nobody", r)
+			}
+			sc := ts.accepted()[0]
+			if reset {
+				sc.(*net.TCPConn).SetLinger(0)
+			}
+			sc.Close()
+			// Wait until the close has reached the client's socket.
+			deadline := time.Now().Add(5 * time.Second)
+			for conn.probe() {
+				if time.Now().After(deadline) {
+					t.Fatal("the close never reached the client")
+				}
+				time.Sleep(time.Millisecond)
+			}
+			before := a.calls.Load()
+			if err := c.Call(ctxT(t), "Arith.Add", Args{3, 4}, &got); err != nil || got != 7 {
+				t.Fatalf("a NoRetry call after the server closed the idle connection: %d, %v; want it sent on a fresh connection", got, err)
+			}
+			if n := a.calls.Load() - before; n != 1 {
+				t.Errorf("the call ran %d times, want 1", n)
+			}
+			if n := len(ts.accepted()); n != 2 {
+				t.Errorf("%d connections accepted, want 2", n)
+			}
+		})
+	}
+}
+
+// A server's shutdown notice on a connection nobody reads is read by the
+// reader the idle watcher gives it, and the client closes the connection.
+func TestShutdownNoticeIsReadOnAnIdleConnection(t *testing.T) {
+	idleLook.Store(int64(time.Millisecond))
+	t.Cleanup(func() { idleLook.Store(int64(defaultIdleLook)) })
+	s, _, addr, _ := startServer(t)
+	c := dial(t, addr)
+	var got int
+	if err := c.Call(ctxT(t), "Arith.Add", Args{1, 2}, &got); err != nil {
+		t.Fatal(err)
+	}
+	conn := tcpConnOf(t, c)
+	if err := s.Shutdown(ctxT(t)); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		conn.mu.Lock()
+		err := conn.err
+		conn.mu.Unlock()
+		if err != nil {
+			if !errors.Is(err, errGoneAway) {
+				t.Errorf("connection ended with %v, want the server's notice read", err)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the client never read the shutdown notice on its idle connection")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	tr := c.t.(*tcpTransport)
+	tr.mu.Lock()
+	cur := tr.cur
+	tr.mu.Unlock()
+	if cur != nil {
+		t.Error("the client still uses a connection after the server's notice")
+	}
+}
+
+// A read deadline left in the past on a connection (a caller's interrupt
+// that ran after its caller had stopped reading) does not fail the next
+// reader, with or without a context that can end.
+func TestStaleReadDeadlineDoesNotFailTheNextReader(t *testing.T) {
+	slowIdleWatch(t)
+	_, _, addr, _ := startServer(t)
+	c := dial(t, addr)
+	var got int
+	if err := c.Call(ctxT(t), "Arith.Add", Args{1, 2}, &got); err != nil {
+		t.Fatal(err)
+	}
+	conn := tcpConnOf(t, c)
+	for i, ctx := range []context.Context{context.Background(), ctxT(t)} {
+		conn.nc.SetReadDeadline(aLongTimeAgo)
+		if err := c.Call(ctx, "Arith.Add", Args{i, 10}, &got); err != nil || got != i+10 {
+			t.Fatalf("call %d after a stale deadline: %d, %v", i, got, err)
+		}
+	}
+	if tcpConnOf(t, c) != conn {
+		t.Error("the connection was replaced")
+	}
+}
+
+// Streams the client cannot peek at (a pipe here; TLS too) keep a reader
+// goroutine for their whole life, as every connection had before.
+func TestUnprobeableStreamKeepsItsReader(t *testing.T) {
+	s := NewServer(WithLogger(discardLogger()))
+	if err := s.Register(&Arith{}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	c := NewClient(NewStreamTransport(func(ctx context.Context) (net.Conn, error) {
+		cn, sn := net.Pipe()
+		go s.ServeConn(sn)
+		return cn, nil
+	}))
+	t.Cleanup(func() { c.Close() })
+	var got int
+	if err := c.Call(ctxT(t), "Arith.Add", Args{1, 2}, &got); err != nil || got != 3 {
+		t.Fatalf("%d, %v", got, err)
+	}
+	conn := tcpConnOf(t, c)
+	if conn.probe != nil {
+		t.Fatal("a pipe has a probe")
+	}
+	if r := readerOf(conn); r != readerGoroutine {
+		t.Errorf("reader %d on a pipe, want a goroutine", r)
+	}
+}
+
+// The server's inline watcher leaves with the server's last connection:
+// Close does not wait for its next look, however far away.
+func TestInlineWatcherEndsWithTheServer(t *testing.T) {
+	inlineGrace.Store(int64(time.Hour))
+	t.Cleanup(func() { inlineGrace.Store(int64(defaultInlineGrace)) })
+	s, _, addr, _ := startServer(t)
+	c := dial(t, addr)
+	var got int
+	if err := c.Call(ctxT(t), "Arith.Add", Args{1, 2}, &got); err != nil {
+		t.Fatal(err)
+	}
+	if !s.watch.on.Load() {
+		t.Fatal("no inline watcher after a request ran inline")
+	}
+	c.Close()
+	closed := make(chan struct{})
+	go func() {
+		s.Close()
+		close(closed)
+	}()
+	select {
+	case <-closed:
+	case <-time.After(10 * time.Second):
+		t.Fatal("Close waited for the inline watcher's next look")
+	}
+	if s.watch.on.Load() {
+		t.Error("the inline watcher outlived Close")
+	}
+}
