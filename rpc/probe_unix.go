@@ -3,8 +3,11 @@
 package rpc
 
 import (
+	"errors"
 	"net"
+	"os"
 	"syscall"
+	"time"
 )
 
 // newProbe returns a function that reports whether nc's socket has nothing
@@ -32,9 +35,20 @@ func newProbe(nc net.Conn) func() bool {
 		return true // never wait
 	}
 	return func() bool {
-		if err := rc.Read(peek); err != nil {
-			return false
+		for tries := 0; ; tries++ {
+			err := rc.Read(peek)
+			if err == nil {
+				return perr == syscall.EAGAIN || perr == syscall.EWOULDBLOCK
+			}
+			if !errors.Is(err, os.ErrDeadlineExceeded) || tries >= 3 {
+				return false
+			}
+			// A read deadline left behind by a reading caller whose ctx
+			// ended as its reply came in (its interrupt ran late, or its
+			// grace was armed): nobody reads the connection now, so the
+			// deadline is nobody's. It says nothing about the socket:
+			// clear it and look again.
+			nc.SetReadDeadline(time.Time{})
 		}
-		return perr == syscall.EAGAIN || perr == syscall.EWOULDBLOCK
 	}
 }
