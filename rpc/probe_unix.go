@@ -35,16 +35,20 @@ func newProbe(nc net.Conn) func() bool {
 		return true // never wait
 	}
 	return func() bool {
-		err := rc.Read(peek)
-		if errors.Is(err, os.ErrDeadlineExceeded) {
-			// A deadline a reading caller's interrupt left behind (see
-			// deadlineReader): nobody reads now, so it is nobody's.
+		for tries := 0; ; tries++ {
+			err := rc.Read(peek)
+			if err == nil {
+				return perr == syscall.EAGAIN || perr == syscall.EWOULDBLOCK
+			}
+			if !errors.Is(err, os.ErrDeadlineExceeded) || tries >= 3 {
+				return false
+			}
+			// A read deadline left behind by a reading caller whose ctx
+			// ended as its reply came in (its interrupt ran late, or its
+			// grace was armed): nobody reads the connection now, so the
+			// deadline is nobody's. It says nothing about the socket:
+			// clear it and look again.
 			nc.SetReadDeadline(time.Time{})
-			err = rc.Read(peek)
 		}
-		if err != nil {
-			return false
-		}
-		return perr == syscall.EAGAIN || perr == syscall.EWOULDBLOCK
 	}
 }
