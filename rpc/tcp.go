@@ -797,9 +797,15 @@ func (c *tcpConn) readOwn(ctx context.Context, req *Request, seq uint64, call *p
 		stop() // if its interrupt runs anyway, the next reader clears its deadline
 		c.readerCtx = nil
 	}
-	c.stopReading() // the last touch of the reader's state
-	if ended && call.take() {
+	// Give the call up while still the reader: once a reader goroutine
+	// takes over, it could take the call to decode its reply, and a reply
+	// that stalls would hold this caller with no grace.
+	gaveUp := ended && call.take()
+	if gaveUp {
 		c.abandon(seq)
+	}
+	c.stopReading() // the last touch of the reader's state
+	if gaveUp {
 		return semantics.MaybeExecuted(fmt.Errorf("rpc: %s: %w", req.ServiceMethod, ctx.Err()))
 	}
 	// The reply is in, or the connection failed (fail completed the call).
