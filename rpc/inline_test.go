@@ -235,6 +235,7 @@ func TestIdleConnectionClosedByTheServerIsNotSentOn(t *testing.T) {
 				}
 				time.Sleep(time.Millisecond)
 			}
+			time.Sleep(2 * lookAfter) // idle long enough to be looked at
 			before := a.calls.Load()
 			if err := c.Call(ctxT(t), "Arith.Add", Args{3, 4}, &got); err != nil || got != 7 {
 				t.Fatalf("a NoRetry call after the server closed the idle connection: %d, %v; want it sent on a fresh connection", got, err)

@@ -320,6 +320,7 @@ type tcpConn struct {
 	answered bool   // a response has been read
 	reader   int8   // readerNone, readerCaller or readerGoroutine
 	idleRun  uint64 // counts the times reader became readerNone
+	idleAt   int64  // monotonic() when reader last became readerNone
 	idleSeen uint64 // idleRun at the idle watcher's last look
 
 	// A call whose caller gave up stays pending as abandoned until its
@@ -466,7 +467,9 @@ func (c *tcpConn) settle(call *pendingCall, err error) error {
 // A connection nobody reads expects no reply, so anything the socket holds
 // (the server's shutdown notice, its close, a reset) says it must not be
 // used: the call goes to a fresh connection, and a reader goroutine takes
-// in what came. The look costs one system call, which does not read.
+// in what came. The look costs one system call, which does not read; it is
+// skipped on a connection whose last reply was read less than lookAfter
+// ago (a caller calling again at once, the common case under load).
 func (t *tcpTransport) register(ctx context.Context, req *Request, call *pendingCall) (c *tcpConn, seq uint64, reads bool, err error) {
 	for tries := 0; ; tries++ {
 		c, err := t.conn(ctx, req.WaitForReady)
@@ -476,7 +479,7 @@ func (t *tcpTransport) register(ctx context.Context, req *Request, call *pending
 		c.mu.Lock()
 		if c.err == nil && !c.draining {
 			if c.reader == readerNone {
-				if c.br.Buffered() > 0 || !c.probe() {
+				if c.br.Buffered() > 0 || (time.Duration(monotonic()-c.idleAt) > lookAfter && !c.probe()) {
 					c.startReader()
 					c.mu.Unlock()
 					c.goAway()
@@ -509,6 +512,20 @@ func (c *tcpConn) forget(seq uint64) {
 	delete(c.pending, seq)
 	c.mu.Unlock()
 }
+
+// lookAfter is how long a connection stays idle before a caller looks at
+// its socket before sending on it (see register). A reader goroutine that
+// read it all the time would find a close about this late too: it must be
+// woken and scheduled. A call sent within it into a connection the server
+// just closed ends may-have-executed, not not-sent: less precise, never
+// wrong.
+const lookAfter = 50 * time.Microsecond
+
+// clockBase anchors monotonic.
+var clockBase = time.Now()
+
+// monotonic returns nanoseconds on the monotonic clock (one clock read).
+func monotonic() int64 { return int64(time.Since(clockBase)) }
 
 // abandon leaves seq pending as abandoned: its caller gave up, and its
 // reply, if it comes, is read and dropped. (A reader that took the call out
@@ -665,6 +682,7 @@ func (c *tcpConn) startReader() {
 func (c *tcpConn) idle() {
 	c.reader = readerNone
 	c.idleRun++
+	c.idleAt = monotonic()
 	t := c.t
 	if !t.watching.Load() && t.watching.CompareAndSwap(false, true) {
 		t.readers.Add(1) // as in startReader: Close waits for the watcher
