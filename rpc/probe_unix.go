@@ -21,18 +21,27 @@ func newProbe(nc net.Conn) func() bool {
 	if err != nil {
 		return nil
 	}
-	var (
-		buf  [1]byte
-		perr error
-	)
-	peek := func(fd uintptr) bool {
-		// The socket does not block (the runtime's network poller set it
-		// so): EAGAIN means nothing to read.
-		_, _, perr = syscall.Recvfrom(int(fd), buf[:], syscall.MSG_PEEK)
-		return true // never wait
-	}
+	var buf [1]byte
 	return func() bool {
-		if err := rc.Read(peek); err != nil {
+		var perr error
+		// Through Control, not Read: RawConn.Read first fails on a read
+		// deadline that has passed, and one may be left on an idle
+		// connection (the interrupt of a caller who read before, run late;
+		// see readOwn). That says nothing about what the server sent: taken
+		// for it, a healthy connection was given up and left open, with a
+		// reader waiting for a message that never comes. Nobody reads an
+		// idle connection, so the read lock Read would take is not needed.
+		err := rc.Control(func(fd uintptr) {
+			for {
+				// The socket does not block (the runtime's network poller
+				// set it so): EAGAIN means nothing to read.
+				_, _, perr = syscall.Recvfrom(int(fd), buf[:], syscall.MSG_PEEK)
+				if perr != syscall.EINTR {
+					return
+				}
+			}
+		})
+		if err != nil {
 			return false
 		}
 		return perr == syscall.EAGAIN || perr == syscall.EWOULDBLOCK
