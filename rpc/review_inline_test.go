@@ -2,7 +2,11 @@ package rpc
 
 import (
 	"context"
+	"net"
+	"os"
+	"sync"
 	"testing"
+	"time"
 )
 
 // A caller that read its own reply and whose ctx ended just as it stopped
@@ -45,4 +49,192 @@ func TestInlineReviewStaleDeadlineDoesNotDropIdleConn(t *testing.T) {
 		return
 	}
 	t.Skip("the connection was never idle after a call")
+}
+
+// deadlineConn is a net.Conn whose reads honour read deadlines as a
+// socket's do (a deadline that has passed fails a read even when data is
+// there) and whose data the test hands in. onSet, if set, is called with
+// each deadline before it is applied, afterSet once it is.
+type deadlineConn struct {
+	net.Conn // not used
+
+	mu       sync.Mutex
+	cond     sync.Cond
+	deadline time.Time
+	data     []byte
+	closed   bool
+	onSet    func(d time.Time) // called without mu
+	afterSet func(d time.Time) // called without mu, once d is applied
+}
+
+func newDeadlineConn() *deadlineConn {
+	f := &deadlineConn{}
+	f.cond.L = &f.mu
+	return f
+}
+
+func (f *deadlineConn) Read(p []byte) (int, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for {
+		switch {
+		case f.closed:
+			return 0, net.ErrClosed
+		case !f.deadline.IsZero() && !time.Now().Before(f.deadline):
+			return 0, os.ErrDeadlineExceeded
+		case len(f.data) > 0:
+			n := copy(p, f.data)
+			f.data = f.data[n:]
+			return n, nil
+		}
+		f.cond.Wait()
+	}
+}
+
+func (f *deadlineConn) SetReadDeadline(d time.Time) error {
+	f.mu.Lock()
+	hook := f.onSet
+	f.mu.Unlock()
+	if hook != nil {
+		hook(d)
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.deadline = d
+	if !d.IsZero() {
+		time.AfterFunc(time.Until(d), func() {
+			f.mu.Lock()
+			f.cond.Broadcast()
+			f.mu.Unlock()
+		})
+	}
+	f.cond.Broadcast()
+	if after := f.afterSet; after != nil {
+		f.mu.Unlock()
+		after(d)
+		f.mu.Lock()
+	}
+	return nil
+}
+
+func (f *deadlineConn) setHook(h func(d time.Time)) {
+	f.mu.Lock()
+	f.onSet = h
+	f.mu.Unlock()
+}
+
+func (f *deadlineConn) give(b []byte) {
+	f.mu.Lock()
+	f.data = append(f.data, b...)
+	f.cond.Broadcast()
+	f.mu.Unlock()
+}
+
+func (f *deadlineConn) Close() error {
+	f.mu.Lock()
+	f.closed = true
+	f.cond.Broadcast()
+	f.mu.Unlock()
+	return nil
+}
+
+func (f *deadlineConn) Write(p []byte) (int, error) { return len(p), nil }
+
+// readMidMessage reads c as its reading caller does in the middle of a
+// message, and returns the outcome, or fails the test if the read is still
+// waiting after a few seconds (it should end within replyGrace).
+func readMidMessage(t *testing.T, c *tcpConn, f *deadlineConn) (int, error) {
+	t.Helper()
+	type result struct {
+		n   int
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		var buf [8]byte
+		n, err := deadlineReader{c}.Read(buf[:])
+		done <- result{n, err}
+	}()
+	select {
+	case r := <-done:
+		return r.n, r.err
+	case <-time.After(5 * time.Second):
+		f.Close() // let the reader go
+		<-done
+		t.Fatal("the read went on without a deadline after its caller's ctx ended")
+		return 0, nil
+	}
+}
+
+func newReviewConn(f *deadlineConn) *tcpConn {
+	o := defaultOptions()
+	tr := newStreamTransport("review", func(context.Context) (net.Conn, error) { return f, nil }, &o)
+	return newTCPConn(tr, f)
+}
+
+// A stale past deadline (left by the interrupt of a caller who read
+// before) is cleared by the reading caller whose ctx has not ended. If its
+// ctx ends and its own interrupt runs just before that clear, the clear
+// wiped out the interrupt too: the caller then read on with no deadline,
+// held for as long as the peer stalled in the middle of the message.
+func TestInlineReviewClearDoesNotEraseOwnInterrupt(t *testing.T) {
+	f := newDeadlineConn()
+	c := newReviewConn(f)
+	f.SetReadDeadline(aLongTimeAgo) // stale, from an earlier reader
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	c.readerCtx = ctx
+	stop := context.AfterFunc(ctx, c.interrupt)
+	defer stop()
+	interrupted := make(chan struct{})
+	f.setHook(func(d time.Time) {
+		if !d.IsZero() {
+			return
+		}
+		// The reader clears the stale deadline; just before, its ctx
+		// ends and its interrupt runs.
+		f.setHook(func(d time.Time) {
+			if !d.IsZero() && d.Before(time.Now()) {
+				f.setHook(nil)
+				close(interrupted)
+			}
+		})
+		cancel()
+		<-interrupted
+	})
+	if _, err := readMidMessage(t, c, f); err == nil {
+		t.Fatal("read succeeded with no data")
+	}
+}
+
+// A reading caller whose ctx ended in the middle of a message gives the
+// message replyGrace to come whole. Its own interrupt, run after the grace
+// began (the reader saw ctx end through a stale deadline first), set a
+// past deadline that cut the grace short: the connection failed at once
+// though the message was coming.
+func TestInlineReviewLateInterruptKeepsGrace(t *testing.T) {
+	f := newDeadlineConn()
+	c := newReviewConn(f)
+	f.SetReadDeadline(aLongTimeAgo) // stale, from an earlier reader
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel() // ended; its interrupt has not run yet
+	c.readerCtx = ctx
+	f.mu.Lock()
+	f.afterSet = func(d time.Time) {
+		if d.IsZero() || d.Before(time.Now()) {
+			return
+		}
+		// The grace has started; now the interrupt runs, and the rest of
+		// the message is there.
+		f.mu.Lock()
+		f.afterSet = nil
+		f.mu.Unlock()
+		c.interrupt()
+		f.give([]byte("rest"))
+	}
+	f.mu.Unlock()
+	n, err := readMidMessage(t, c, f)
+	if err != nil || n == 0 {
+		t.Fatalf("read = %d, %v; want the rest of the message, which came within its grace", n, err)
+	}
 }

@@ -302,7 +302,7 @@ type tcpConn struct {
 	// Only the reader touches these.
 	readerCtx context.Context // a reading caller's, whose end interrupts its wait for a reply
 	waiting   bool            // the reader waits for the next message, between messages
-	graced    bool            // the reading caller's ctx ended in the middle of a message: its grace is running
+	graceEnd  time.Time       // the reading caller's ctx ended in the middle of a message: its grace ends then
 	interrupt func()          // sets a past read deadline: ends the reader's wait
 
 	// out coalesces the requests of concurrent calls into few writes; enc
@@ -782,7 +782,7 @@ func (c *tcpConn) stopReading() {
 func (c *tcpConn) readOwn(ctx context.Context, req *Request, seq uint64, call *pendingCall) error {
 	var stop func() bool
 	if ctx.Done() != nil {
-		c.readerCtx, c.graced = ctx, false
+		c.readerCtx, c.graceEnd = ctx, time.Time{}
 		stop = context.AfterFunc(ctx, c.interrupt)
 	}
 	ended := c.readUntil(ctx, call)
@@ -861,15 +861,27 @@ func (r deadlineReader) Read(p []byte) (int, error) {
 		if n > 0 || err == nil || c.waiting || !errors.Is(err, os.ErrDeadlineExceeded) {
 			return n, err
 		}
-		switch {
-		case c.readerCtx == nil || c.readerCtx.Err() == nil:
+		if c.readerCtx == nil || c.readerCtx.Err() == nil {
 			c.nc.SetReadDeadline(time.Time{}) // not ours to honour
-		case !c.graced:
-			c.graced = true
-			c.nc.SetReadDeadline(time.Now().Add(replyGrace))
-		default:
-			return n, fmt.Errorf("rpc: a reply stalled after its reader's caller gave up (%w): %w", c.readerCtx.Err(), err)
+			// The ctx may have ended since, and its interrupt may be what
+			// was just cleared: look again (ctx's Err is set before its
+			// interrupt runs), or the caller reads on with no deadline.
+			if c.readerCtx == nil || c.readerCtx.Err() == nil {
+				continue
+			}
 		}
+		// The caller's ctx ended in the middle of a message: the message
+		// gets replyGrace to come whole. A past deadline before then (the
+		// caller's interrupt run after the grace began, or one left by an
+		// earlier caller) does not cut it short.
+		if c.graceEnd.IsZero() {
+			c.graceEnd = time.Now().Add(replyGrace)
+		}
+		if time.Now().Before(c.graceEnd) {
+			c.nc.SetReadDeadline(c.graceEnd)
+			continue
+		}
+		return n, fmt.Errorf("rpc: a reply stalled after its reader's caller gave up (%w): %w", c.readerCtx.Err(), err)
 	}
 }
 
