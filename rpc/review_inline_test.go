@@ -1,12 +1,16 @@
 package rpc
 
 import (
+	"bytes"
 	"context"
+	"encoding/gob"
 	"net"
 	"os"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/semrpc/semrpc/semantics"
 )
 
 // A caller that read its own reply and whose ctx ended just as it stopped
@@ -236,5 +240,101 @@ func TestInlineReviewLateInterruptKeepsGrace(t *testing.T) {
 	n, err := readMidMessage(t, c, f)
 	if err != nil || n == 0 {
 		t.Fatalf("read = %d, %v; want the rest of the message, which came within its grace", n, err)
+	}
+}
+
+// A caller reading for its own reply whose ctx ends stops between
+// messages, and a reader goroutine reads on. It looked at its ctx only when
+// nothing was buffered: with the start of the next message already in
+// (another caller's reply, arriving after the message the ctx ended in),
+// it read that message too, on its own grace, and when the message took
+// longer than replyGrace to come whole the connection was failed, and the
+// other caller with it, though its reply was coming.
+func TestInlineReviewEndedReaderStopsBetweenMessages(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	o := defaultOptions()
+	tr := newTCPTransport("tcp", l.Addr().String(), &o)
+	defer tr.Close()
+
+	server := make(chan net.Conn, 1)
+	go func() {
+		sc, err := l.Accept()
+		if err != nil {
+			close(server)
+			return
+		}
+		server <- sc
+	}()
+
+	ctxA, cancelA := context.WithCancel(context.Background())
+	defer cancelA()
+	errA := make(chan error, 1)
+	go func() {
+		var r int
+		errA <- tr.RoundTrip(ctxA, &Request{ServiceMethod: "Arith.Add", Args: Args{A: 1}}, &r)
+	}()
+	sc := <-server
+	if sc == nil {
+		t.Fatal("no connection")
+	}
+	defer sc.Close()
+	dec := gob.NewDecoder(sc)
+	readRequest := func() wireRequest {
+		var req wireRequest
+		var args Args
+		if err := dec.Decode(&req); err != nil {
+			t.Fatal(err)
+		}
+		if err := dec.Decode(&args); err != nil {
+			t.Fatal(err)
+		}
+		return req
+	}
+	readRequest() // A's: A reads the connection for its reply
+
+	type result struct {
+		r   int
+		err error
+	}
+	resB := make(chan result, 1)
+	go func() {
+		var r int
+		err := tr.RoundTrip(context.Background(), &Request{ServiceMethod: "Arith.Add", Args: Args{A: 2}}, &r)
+		resB <- result{r, err}
+	}()
+	reqB := readRequest()
+
+	// M1 answers a call nobody waits for; M2 is B's reply.
+	var buf bytes.Buffer
+	enc := gob.NewEncoder(&buf)
+	enc.Encode(&wireResponse{ServiceMethod: "Arith.Add", Seq: 1 << 40})
+	enc.Encode(0)
+	m1 := len(buf.Bytes())
+	enc.Encode(&wireResponse{ServiceMethod: "Arith.Add", Seq: reqB.Seq})
+	enc.Encode(7)
+	stream := buf.Bytes()
+
+	sc.Write(stream[:3])              // A is in the middle of M1
+	time.Sleep(20 * time.Millisecond) // (reading it)
+	cancelA()                         // M1 gets replyGrace
+	time.Sleep(10 * time.Millisecond) //
+	sc.Write(stream[3 : m1+3])        // M1 whole, and the start of M2
+	time.Sleep(4 * replyGrace)        // M2 comes slowly, past A's grace
+	sc.Write(stream[m1+3:])
+
+	if err := <-errA; semantics.ClassOf(err) != semantics.ClassMaybeExecuted {
+		t.Errorf("A: %v; want may-have-executed (its ctx ended)", err)
+	}
+	select {
+	case r := <-resB:
+		if r.err != nil || r.r != 7 {
+			t.Fatalf("B = %d, %v; want 7, nil: its reply came whole", r.r, r.err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("B's reply was not delivered")
 	}
 }

@@ -790,12 +790,17 @@ func (c *tcpConn) readOwn(ctx context.Context, req *Request, seq uint64, call *p
 		stop() // if its interrupt runs anyway, the next reader clears its deadline
 		c.readerCtx = nil
 	}
-	c.stopReading() // the last touch of the reader's state
 	if ended && call.take() {
+		// Taken before a reader goroutine takes over: one that took the
+		// call first would hold us, with no grace, for as long as the
+		// reply it decodes stalls.
 		c.abandon(seq)
+		c.stopReading() // the last touch of the reader's state
 		return semantics.MaybeExecuted(fmt.Errorf("rpc: %s: %w", req.ServiceMethod, ctx.Err()))
 	}
-	// The reply is in, or the connection failed (fail completed the call).
+	c.stopReading() // the last touch of the reader's state
+	// The reply is in, or the connection failed, or a failed write did not
+	// send the request (they completed the call, without reading).
 	return <-call.done
 }
 
@@ -805,6 +810,14 @@ func (c *tcpConn) readUntil(ctx context.Context, call *pendingCall) (ended bool)
 	for {
 		if len(call.done) > 0 {
 			return false
+		}
+		// Between messages: a caller whose ctx ended stops here, even with
+		// the start of the next message buffered. Read now, that message
+		// would have only what is left of the caller's grace to come whole,
+		// and the connection would fail with it; a reader goroutine reads
+		// it with no deadline.
+		if ctx.Err() != nil {
+			return true
 		}
 		if c.br.Buffered() == 0 {
 			ended, err := c.awaitMessage(ctx)
