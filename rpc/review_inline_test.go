@@ -338,3 +338,132 @@ func TestInlineReviewEndedReaderStopsBetweenMessages(t *testing.T) {
 		t.Fatal("B's reply was not delivered")
 	}
 }
+
+// The caller that registers a call on an idle connection is to read its
+// replies, but first it writes its request. A server that stops reading
+// until the replies it is writing are read (its running calls are at their
+// limit, each waiting to write its reply) then held that caller in its
+// write, and with it every call that registered behind it: neither side
+// read. The permanent reader goroutine this replaced always read.
+func TestInlineReviewReaderHeldWritingDoesNotStallOthers(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	const small = 64 << 10
+	o := defaultOptions()
+	o.maxMsg = 64 << 20
+	tr := newStreamTransport("review", func(ctx context.Context) (net.Conn, error) {
+		var d net.Dialer
+		nc, err := d.DialContext(ctx, "tcp", l.Addr().String())
+		if err == nil {
+			nc.(*net.TCPConn).SetReadBuffer(small)
+			nc.(*net.TCPConn).SetWriteBuffer(small)
+		}
+		return nc, err
+	}, &o)
+	defer tr.Close()
+
+	server := make(chan net.Conn, 1)
+	go func() {
+		sc, err := l.Accept()
+		if err != nil {
+			close(server)
+			return
+		}
+		sc.(*net.TCPConn).SetReadBuffer(small)
+		sc.(*net.TCPConn).SetWriteBuffer(small)
+		server <- sc
+	}()
+	ctx := ctxT(t)
+	call := func(args any, reply any) error {
+		return tr.RoundTrip(ctx, &Request{ServiceMethod: "Echo.Echo", Args: args}, reply)
+	}
+
+	// A's request is larger than the sockets hold: A writes until the
+	// server reads, which it does not do until B's reply is read.
+	big := string(make([]byte, 16<<20))
+
+	// A first call, answered, leaves the connection idle.
+	first := make(chan error, 1)
+	go func() {
+		var r string
+		first <- call("hello", &r)
+	}()
+	sc := <-server
+	if sc == nil {
+		t.Fatal("no connection")
+	}
+	defer sc.Close()
+	dec := gob.NewDecoder(sc)
+	enc := gob.NewEncoder(sc)
+	var req wireRequest
+	var arg string
+	if err := dec.Decode(&req); err != nil {
+		t.Fatal(err)
+	}
+	if err := dec.Decode(&arg); err != nil {
+		t.Fatal(err)
+	}
+	enc.Encode(&wireResponse{ServiceMethod: req.ServiceMethod, Seq: req.Seq})
+	enc.Encode(arg)
+	if err := <-first; err != nil {
+		t.Fatal(err)
+	}
+	tr.mu.Lock()
+	c := tr.cur
+	tr.mu.Unlock()
+
+	errA := make(chan error, 1)
+	go func() {
+		var r string
+		errA <- call(big, &r)
+	}()
+	for {
+		// A has registered (and, unless the idle watcher gave the
+		// connection a reader goroutine first, is to read).
+		c.mu.Lock()
+		registered := len(c.pending) > 0
+		c.mu.Unlock()
+		if registered {
+			break
+		}
+		time.Sleep(100 * time.Microsecond)
+	}
+	type result struct {
+		n   int
+		err error
+	}
+	resB := make(chan result, 1)
+	go func() {
+		var r string
+		err := call("b", &r)
+		resB <- result{len(r), err}
+	}()
+	// The server answers B (its request is behind A's: seq req.Seq+2) with
+	// a reply larger than the sockets hold, and reads nothing meanwhile.
+	go func() {
+		enc.Encode(&wireResponse{ServiceMethod: "Echo.Echo", Seq: req.Seq + 2})
+		enc.Encode(big)
+		// Then it reads again, and answers A.
+		var reqA wireRequest
+		var argA string
+		if dec.Decode(&reqA) == nil && dec.Decode(&argA) == nil {
+			enc.Encode(&wireResponse{ServiceMethod: reqA.ServiceMethod, Seq: reqA.Seq})
+			enc.Encode("a")
+		}
+	}()
+	select {
+	case r := <-resB:
+		if r.err != nil || r.n != len(big) {
+			t.Fatalf("B = %d bytes, %v; want its whole reply", r.n, r.err)
+		}
+	case <-time.After(5 * time.Second):
+		sc.Close() // let everybody go
+		t.Fatal("B's reply was never read: its caller waits on A, held writing to a server that waits for B's reply to be read")
+	}
+	if err := <-errA; err != nil {
+		t.Fatalf("A: %v", err)
+	}
+}

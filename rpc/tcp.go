@@ -315,12 +315,15 @@ type tcpConn struct {
 	mu       sync.Mutex // protects following
 	pending  map[uint64]*pendingCall
 	seq      uint64
-	err      error  // why the connection broke; nil while it works
-	draining bool   // the server said it is going away: no new calls
-	answered bool   // a response has been read
-	reader   int8   // readerNone, readerCaller or readerGoroutine
-	idleRun  uint64 // counts the times reader became readerNone
-	idleSeen uint64 // idleRun at the idle watcher's last look
+	err      error // why the connection broke; nil while it works
+	draining bool  // the server said it is going away: no new calls
+	answered bool  // a response has been read
+	reader   int8  // readerNone, readerCaller or readerGoroutine
+	// readerCall is the call of the caller who is to read (readerCaller)
+	// until it begins to read (see beginReading).
+	readerCall *pendingCall
+	idleRun    uint64 // counts the times reader became readerNone
+	idleSeen   uint64 // idleRun at the idle watcher's last look
 
 	// A call whose caller gave up stays pending as abandoned until its
 	// reply is read: while any call is pending, somebody reads.
@@ -382,7 +385,7 @@ func (t *tcpTransport) RoundTrip(ctx context.Context, req *Request, reply any) e
 		// answered through call.done, below: by the server, by written as
 		// not sent, or by fail.)
 		c.forget(seq)
-		if reads {
+		if reads && c.beginReading(call) {
 			c.stopReading()
 		}
 		if !call.take() {
@@ -392,7 +395,7 @@ func (t *tcpTransport) RoundTrip(ctx context.Context, req *Request, reply any) e
 		}
 		return err // not pooled when it was ours (see getPending)
 	}
-	if reads {
+	if reads && c.beginReading(call) {
 		return c.settle(call, c.readOwn(ctx, req, seq, call))
 	}
 	done := ctx.Done()
@@ -460,8 +463,8 @@ func (c *tcpConn) settle(call *pendingCall, err error) error {
 // register finds a connection that takes new calls and enters call in its
 // pending map. A connection that broke or is going away since conn returned
 // it is replaced by a fresh one. reads reports that nobody was reading the
-// connection: the caller now is the reader, and must read (readOwn) or
-// stop (stopReading).
+// connection: the caller now is to read, and, if beginReading says it
+// still is, must read (readOwn) or stop (stopReading).
 //
 // A connection nobody reads expects no reply, so anything the socket holds
 // (the server's shutdown notice, its close, a reset) says it must not be
@@ -483,6 +486,16 @@ func (t *tcpTransport) register(ctx context.Context, req *Request, call *pending
 					continue
 				}
 				c.reader, reads = readerCaller, true
+				c.readerCall = call
+			} else if c.readerCall != nil {
+				// The caller who is to read has not begun: it may be held
+				// writing its request (behind a full write buffer, to a
+				// server that stopped reading until its replies are read).
+				// This call's reply must not wait for that, or neither side
+				// reads: a reader goroutine reads from now on, and that
+				// caller waits for its reply as others do.
+				c.readerCall = nil
+				c.startReader()
 			}
 			c.seq++
 			seq := c.seq
@@ -751,6 +764,20 @@ func (t *tcpTransport) appendConns(conns []*tcpConn) []*tcpConn {
 		conns = append(conns, c)
 	}
 	return conns
+}
+
+// beginReading reports whether the caller of call, which register made the
+// reader, still is: then it must read (readOwn) or stop (stopReading).
+// Another caller that registered meanwhile may have given the reading to a
+// goroutine (see register).
+func (c *tcpConn) beginReading(call *pendingCall) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.readerCall != call {
+		return false
+	}
+	c.readerCall = nil
+	return true
 }
 
 // stopReading ends a caller's turn as the reader: a reader goroutine takes
