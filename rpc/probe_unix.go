@@ -3,11 +3,8 @@
 package rpc
 
 import (
-	"errors"
 	"net"
-	"os"
 	"syscall"
-	"time"
 )
 
 // newProbe returns a function that reports whether nc's socket has nothing
@@ -24,31 +21,29 @@ func newProbe(nc net.Conn) func() bool {
 	if err != nil {
 		return nil
 	}
-	var (
-		buf  [1]byte
-		perr error
-	)
-	peek := func(fd uintptr) bool {
-		// The socket does not block (the runtime's network poller set it
-		// so): EAGAIN means nothing to read.
-		_, _, perr = syscall.Recvfrom(int(fd), buf[:], syscall.MSG_PEEK)
-		return true // never wait
-	}
+	var buf [1]byte
 	return func() bool {
-		for tries := 0; ; tries++ {
-			err := rc.Read(peek)
-			if err == nil {
-				return perr == syscall.EAGAIN || perr == syscall.EWOULDBLOCK
+		var perr error
+		// Through Control, not Read: RawConn.Read first fails on a read
+		// deadline that has passed, and one may be left on an idle
+		// connection (the interrupt of a caller who read before, run late;
+		// see readOwn). That says nothing about what the server sent: taken
+		// for it, a healthy connection was given up and left open, with a
+		// reader waiting for a message that never comes. Nobody reads an
+		// idle connection, so the read lock Read would take is not needed.
+		err := rc.Control(func(fd uintptr) {
+			for {
+				// The socket does not block (the runtime's network poller
+				// set it so): EAGAIN means nothing to read.
+				_, _, perr = syscall.Recvfrom(int(fd), buf[:], syscall.MSG_PEEK)
+				if perr != syscall.EINTR {
+					return
+				}
 			}
-			if !errors.Is(err, os.ErrDeadlineExceeded) || tries >= 3 {
-				return false
-			}
-			// A read deadline left behind by a reading caller whose ctx
-			// ended as its reply came in (its interrupt ran late, or its
-			// grace was armed): nobody reads the connection now, so the
-			// deadline is nobody's. It says nothing about the socket:
-			// clear it and look again.
-			nc.SetReadDeadline(time.Time{})
+		})
+		if err != nil {
+			return false
 		}
+		return perr == syscall.EAGAIN || perr == syscall.EWOULDBLOCK
 	}
 }

@@ -302,7 +302,7 @@ type tcpConn struct {
 	// Only the reader touches these.
 	readerCtx context.Context // a reading caller's, whose end interrupts its wait for a reply
 	waiting   bool            // the reader waits for the next message, between messages
-	graced    bool            // the reading caller's ctx ended in the middle of a message: its grace is running
+	graceEnd  time.Time       // the reading caller's ctx ended in the middle of a message: its grace ends then
 	interrupt func()          // sets a past read deadline: ends the reader's wait
 
 	// out coalesces the requests of concurrent calls into few writes; enc
@@ -315,13 +315,16 @@ type tcpConn struct {
 	mu       sync.Mutex // protects following
 	pending  map[uint64]*pendingCall
 	seq      uint64
-	err      error  // why the connection broke; nil while it works
-	draining bool   // the server said it is going away: no new calls
-	answered bool   // a response has been read
-	reader   int8   // readerNone, readerCaller or readerGoroutine
-	idleRun  uint64 // counts the times reader became readerNone
-	idleAt   int64  // monotonic() when reader last became readerNone
-	idleSeen uint64 // idleRun at the idle watcher's last look
+	err      error // why the connection broke; nil while it works
+	draining bool  // the server said it is going away: no new calls
+	answered bool  // a response has been read
+	reader   int8  // readerNone, readerCaller or readerGoroutine
+	// readerCall is the call of the caller who is to read (readerCaller)
+	// until it begins to read (see beginReading).
+	readerCall *pendingCall
+	idleRun    uint64 // counts the times reader became readerNone
+	idleAt     int64  // monotonic() when reader last became readerNone
+	idleSeen   uint64 // idleRun at the idle watcher's last look
 
 	// A call whose caller gave up stays pending as abandoned until its
 	// reply is read: while any call is pending, somebody reads.
@@ -383,7 +386,7 @@ func (t *tcpTransport) RoundTrip(ctx context.Context, req *Request, reply any) e
 		// answered through call.done, below: by the server, by written as
 		// not sent, or by fail.)
 		c.forget(seq)
-		if reads {
+		if reads && c.beginReading(call) {
 			c.stopReading()
 		}
 		if !call.take() {
@@ -393,7 +396,7 @@ func (t *tcpTransport) RoundTrip(ctx context.Context, req *Request, reply any) e
 		}
 		return err // not pooled when it was ours (see getPending)
 	}
-	if reads {
+	if reads && c.beginReading(call) {
 		return c.settle(call, c.readOwn(ctx, req, seq, call))
 	}
 	done := ctx.Done()
@@ -461,8 +464,8 @@ func (c *tcpConn) settle(call *pendingCall, err error) error {
 // register finds a connection that takes new calls and enters call in its
 // pending map. A connection that broke or is going away since conn returned
 // it is replaced by a fresh one. reads reports that nobody was reading the
-// connection: the caller now is the reader, and must read (readOwn) or
-// stop (stopReading).
+// connection: the caller now is to read, and, if beginReading says it
+// still is, must read (readOwn) or stop (stopReading).
 //
 // A connection nobody reads expects no reply, so anything the socket holds
 // (the server's shutdown notice, its close, a reset) says it must not be
@@ -486,6 +489,16 @@ func (t *tcpTransport) register(ctx context.Context, req *Request, call *pending
 					continue
 				}
 				c.reader, reads = readerCaller, true
+				c.readerCall = call
+			} else if c.readerCall != nil {
+				// The caller who is to read has not begun: it may be held
+				// writing its request (behind a full write buffer, to a
+				// server that stopped reading until its replies are read).
+				// This call's reply must not wait for that, or neither side
+				// reads: a reader goroutine reads from now on, and that
+				// caller waits for its reply as others do.
+				c.readerCall = nil
+				c.startReader()
 			}
 			c.seq++
 			seq := c.seq
@@ -778,6 +791,20 @@ func (t *tcpTransport) appendConns(conns []*tcpConn) []*tcpConn {
 	return conns
 }
 
+// beginReading reports whether the caller of call, which register made the
+// reader, still is: then it must read (readOwn) or stop (stopReading).
+// Another caller that registered meanwhile may have given the reading to a
+// goroutine (see register).
+func (c *tcpConn) beginReading(call *pendingCall) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.readerCall != call {
+		return false
+	}
+	c.readerCall = nil
+	return true
+}
+
 // stopReading ends a caller's turn as the reader: a reader goroutine takes
 // over if calls are still pending.
 func (c *tcpConn) stopReading() {
@@ -807,7 +834,7 @@ func (c *tcpConn) stopReading() {
 func (c *tcpConn) readOwn(ctx context.Context, req *Request, seq uint64, call *pendingCall) error {
 	var stop func() bool
 	if ctx.Done() != nil {
-		c.readerCtx, c.graced = ctx, false
+		c.readerCtx, c.graceEnd = ctx, time.Time{}
 		stop = context.AfterFunc(ctx, c.interrupt)
 	}
 	ended := c.readUntil(ctx, call)
@@ -815,18 +842,17 @@ func (c *tcpConn) readOwn(ctx context.Context, req *Request, seq uint64, call *p
 		stop() // if its interrupt runs anyway, the next reader clears its deadline
 		c.readerCtx = nil
 	}
-	// Give the call up while still the reader: once a reader goroutine
-	// takes over, it could take the call to decode its reply, and a reply
-	// that stalls would hold this caller with no grace.
-	gaveUp := ended && call.take()
-	if gaveUp {
+	if ended && call.take() {
+		// Taken before a reader goroutine takes over: one that took the
+		// call first would hold us, with no grace, for as long as the
+		// reply it decodes stalls.
 		c.abandon(seq)
-	}
-	c.stopReading() // the last touch of the reader's state
-	if gaveUp {
+		c.stopReading() // the last touch of the reader's state
 		return semantics.MaybeExecuted(fmt.Errorf("rpc: %s: %w", req.ServiceMethod, ctx.Err()))
 	}
-	// The reply is in, or the connection failed (fail completed the call).
+	c.stopReading() // the last touch of the reader's state
+	// The reply is in, or the connection failed, or a failed write did not
+	// send the request (they completed the call, without reading).
 	return <-call.done
 }
 
@@ -836,6 +862,14 @@ func (c *tcpConn) readUntil(ctx context.Context, call *pendingCall) (ended bool)
 	for {
 		if len(call.done) > 0 {
 			return false
+		}
+		// Between messages: a caller whose ctx ended stops here, even with
+		// the start of the next message buffered. Read now, that message
+		// would have only what is left of the caller's grace to come whole,
+		// and the connection would fail with it; a reader goroutine reads
+		// it with no deadline.
+		if ctx.Err() != nil {
+			return true
 		}
 		if c.br.Buffered() == 0 {
 			ended, err := c.awaitMessage(ctx)
@@ -892,15 +926,27 @@ func (r deadlineReader) Read(p []byte) (int, error) {
 		if n > 0 || err == nil || c.waiting || !errors.Is(err, os.ErrDeadlineExceeded) {
 			return n, err
 		}
-		switch {
-		case c.readerCtx == nil || c.readerCtx.Err() == nil:
+		if c.readerCtx == nil || c.readerCtx.Err() == nil {
 			c.nc.SetReadDeadline(time.Time{}) // not ours to honour
-		case !c.graced:
-			c.graced = true
-			c.nc.SetReadDeadline(time.Now().Add(replyGrace))
-		default:
-			return n, fmt.Errorf("rpc: a reply stalled after its reader's caller gave up (%w): %w", c.readerCtx.Err(), err)
+			// The ctx may have ended since, and its interrupt may be what
+			// was just cleared: look again (ctx's Err is set before its
+			// interrupt runs), or the caller reads on with no deadline.
+			if c.readerCtx == nil || c.readerCtx.Err() == nil {
+				continue
+			}
 		}
+		// The caller's ctx ended in the middle of a message: the message
+		// gets replyGrace to come whole. A past deadline before then (the
+		// caller's interrupt run after the grace began, or one left by an
+		// earlier caller) does not cut it short.
+		if c.graceEnd.IsZero() {
+			c.graceEnd = time.Now().Add(replyGrace)
+		}
+		if time.Now().Before(c.graceEnd) {
+			c.nc.SetReadDeadline(c.graceEnd)
+			continue
+		}
+		return n, fmt.Errorf("rpc: a reply stalled after its reader's caller gave up (%w): %w", c.readerCtx.Err(), err)
 	}
 }
 

@@ -77,7 +77,8 @@ func (c countedConn) SyscallConn() (syscall.RawConn, error) {
 	return countedRawConn{rc, c.io}, nil
 }
 
-// countedRawConn counts each Read (a peek) as a read.
+// countedRawConn counts each Read and Control (a peek, for the client) as
+// a read.
 type countedRawConn struct {
 	syscall.RawConn
 	io *IO
@@ -86,6 +87,11 @@ type countedRawConn struct {
 func (c countedRawConn) Read(f func(fd uintptr) bool) error {
 	c.io.Reads.Add(1)
 	return c.RawConn.Read(f)
+}
+
+func (c countedRawConn) Control(f func(fd uintptr)) error {
+	c.io.Reads.Add(1)
+	return c.RawConn.Control(f)
 }
 
 // countedListener counts the I/O of the connections it accepts.
