@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"net"
+	"runtime"
 	"sync"
 	"testing"
 	"time"
@@ -15,14 +16,27 @@ import (
 type Gate struct {
 	entered chan int
 	release map[int]chan struct{}
+	once    map[int]*sync.Once
 }
 
+// newGate returns a gate for calls ids.
 func newGate(ids ...int) *Gate {
-	g := &Gate{entered: make(chan int, len(ids)), release: make(map[int]chan struct{})}
+	g := &Gate{entered: make(chan int, len(ids)), release: make(map[int]chan struct{}), once: make(map[int]*sync.Once)}
 	for _, id := range ids {
 		g.release[id] = make(chan struct{})
+		g.once[id] = new(sync.Once)
 	}
 	return g
+}
+
+// open lets call id go.
+func (g *Gate) open(id int) { g.once[id].Do(func() { close(g.release[id]) }) }
+
+// openAll lets every call go.
+func (g *Gate) openAll() {
+	for id := range g.release {
+		g.open(id)
+	}
 }
 
 func (g *Gate) Hold(id int, reply *int) error {
@@ -65,6 +79,7 @@ func TestCallerOfTheOnlyCallReadsItsOwnReply(t *testing.T) {
 	slowIdleWatch(t)
 	g := newGate(1)
 	_, addr := startServerWith(t, g)
+	t.Cleanup(g.openAll) // before the server's cleanup waits for the calls
 	c := dial(t, addr)
 	done := make(chan error, 1)
 	go func() {
@@ -76,7 +91,7 @@ func TestCallerOfTheOnlyCallReadsItsOwnReply(t *testing.T) {
 	if r := readerOf(conn); r != readerCaller {
 		t.Errorf("while the only call runs, the reader is %d, want the caller (%d)", r, readerCaller)
 	}
-	close(g.release[1])
+	g.open(1)
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
@@ -92,6 +107,7 @@ func TestReadingCallerThatGivesUpHandsReadingOn(t *testing.T) {
 	slowIdleWatch(t)
 	g := newGate(1, 2, 3, 4)
 	_, addr := startServerWith(t, g)
+	t.Cleanup(g.openAll) // before the server's cleanup waits for the calls
 	c := dial(t, addr)
 	ctxA, cancelA := context.WithCancel(ctxT(t))
 	defer cancelA()
@@ -113,12 +129,21 @@ func TestReadingCallerThatGivesUpHandsReadingOn(t *testing.T) {
 	}
 	start(ctxA, 1) // the reader
 	conn := tcpConnOf(t, c)
+	// The server has call 1; its caller begins to read once its write has
+	// returned. A call registered before that would have a reader goroutine
+	// (see register).
+	for began := false; !began; {
+		conn.mu.Lock()
+		began = conn.reader == readerCaller && conn.readerCall == nil
+		conn.mu.Unlock()
+		runtime.Gosched()
+	}
 	start(ctxT(t), 2)
 	start(ctxT(t), 3)
 	if r := readerOf(conn); r != readerCaller {
 		t.Fatalf("reader %d, want the first caller", r)
 	}
-	close(g.release[2]) // read by the first caller, for the second
+	g.open(2) // read by the first caller, for the second
 	if err := <-results[2]; err != nil {
 		t.Fatalf("call 2, read by call 1's caller: %v", err)
 	}
@@ -130,13 +155,13 @@ func TestReadingCallerThatGivesUpHandsReadingOn(t *testing.T) {
 	if r := readerOf(conn); r != readerGoroutine {
 		t.Fatalf("after the reading caller left with calls pending, the reader is %d, want a goroutine", r)
 	}
-	close(g.release[3])
+	g.open(3)
 	if err := <-results[3]; err != nil {
 		t.Fatalf("call 3, read by the goroutine: %v", err)
 	}
-	close(g.release[1]) // its late reply is read and dropped
+	g.open(1) // its late reply is read and dropped
 	var got int
-	close(g.release[4])
+	g.open(4)
 	go func() { <-g.entered }()
 	if err := c.Call(ctxT(t), "Gate.Hold", 4, &got); err != nil || got != 4 {
 		t.Fatalf("next call: %d, %v", got, err)
