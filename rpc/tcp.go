@@ -954,58 +954,56 @@ func (r deadlineReader) Read(p []byte) (int, error) {
 // the server's shutdown notice. It reports false when the connection
 // ended (it was failed, or closed once drained).
 func (c *tcpConn) readOne() bool {
-	{
-		var resp wireResponse
-		if err := c.dec.Decode(&resp); err != nil {
+	var resp wireResponse
+	if err := c.dec.Decode(&resp); err != nil {
+		c.fail(err)
+		return false
+	}
+	if resp.Seq == goAwaySeq && resp.ServiceMethod == goAwayMethod {
+		if err := c.dec.DecodeValue(reflect.Value{}); err != nil {
 			c.fail(err)
 			return false
 		}
-		if resp.Seq == goAwaySeq && resp.ServiceMethod == goAwayMethod {
-			if err := c.dec.DecodeValue(reflect.Value{}); err != nil {
-				c.fail(err)
-				return false
-			}
-			c.goAway()
-			return !c.closeIfDrained()
-		}
-		c.mu.Lock()
-		c.answered = true
-		call := c.pending[resp.Seq]
-		delete(c.pending, resp.Seq)
-		// Taken under the lock, as fail takes them: a call completed by
-		// another party may be pooled and reused at once.
-		if call != nil && !call.take() {
-			call = nil // its caller gave up on it
-		}
-		c.mu.Unlock()
-
-		var callErr, streamErr error
-		switch {
-		case call == nil:
-			streamErr = c.dec.DecodeValue(reflect.Value{})
-		case resp.Error != "" || resp.Code != CodeNone:
-			streamErr = c.dec.DecodeValue(reflect.Value{})
-			callErr = DecodeError(resp.Code, resp.Error)
-			if resp.Code == CodeTooLarge && streamErr == nil {
-				// The server closes the connection after this answer; stop
-				// using it now rather than lose the next call to the race.
-				c.goAway()
-			}
-		default:
-			callErr, streamErr = c.decodeReply(&resp, call.reply)
-		}
-		if call != nil {
-			if call.md != nil {
-				call.md.Header, call.md.Trailer = resp.Header, resp.Trailer
-			}
-			call.done <- callErr
-		}
-		if streamErr != nil {
-			c.fail(streamErr)
-			return false
-		}
+		c.goAway()
 		return !c.closeIfDrained()
 	}
+	c.mu.Lock()
+	c.answered = true
+	call := c.pending[resp.Seq]
+	delete(c.pending, resp.Seq)
+	// Taken under the lock, as fail takes them: a call completed by
+	// another party may be pooled and reused at once.
+	if call != nil && !call.take() {
+		call = nil // its caller gave up on it
+	}
+	c.mu.Unlock()
+
+	var callErr, streamErr error
+	switch {
+	case call == nil:
+		streamErr = c.dec.DecodeValue(reflect.Value{})
+	case resp.Error != "" || resp.Code != CodeNone:
+		streamErr = c.dec.DecodeValue(reflect.Value{})
+		callErr = DecodeError(resp.Code, resp.Error)
+		if resp.Code == CodeTooLarge && streamErr == nil {
+			// The server closes the connection after this answer; stop
+			// using it now rather than lose the next call to the race.
+			c.goAway()
+		}
+	default:
+		callErr, streamErr = c.decodeReply(&resp, call.reply)
+	}
+	if call != nil {
+		if call.md != nil {
+			call.md.Header, call.md.Trailer = resp.Header, resp.Trailer
+		}
+		call.done <- callErr
+	}
+	if streamErr != nil {
+		c.fail(streamErr)
+		return false
+	}
+	return !c.closeIfDrained()
 }
 
 // decodeReply reads the body of a successful response into reply. The
