@@ -152,41 +152,57 @@ func startStockServer(t *testing.T) string {
 	if err := srv.Register(new(StdArith)); err != nil {
 		t.Fatal(err)
 	}
+	return serveEach(t, srv.ServeConn).addr
+}
+
+// acceptLoop serves each connection it accepts on loopback with serve, on
+// its own goroutine, and keeps them; cleanup closes the listener and the
+// connections, then waits for serve to return on each.
+type acceptLoop struct {
+	addr  string
+	mu    sync.Mutex
+	conns []net.Conn
+}
+
+func serveEach(t *testing.T, serve func(io.ReadWriteCloser)) *acceptLoop {
+	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
-	var (
-		mu    sync.Mutex
-		conns []net.Conn
-		wg    sync.WaitGroup
-	)
+	a := &acceptLoop{addr: l.Addr().String()}
+	var wg sync.WaitGroup
 	wg.Add(1)
 	go func() {
 		defer wg.Done()
 		for {
-			conn, err := l.Accept()
+			nc, err := l.Accept()
 			if err != nil {
 				return
 			}
-			mu.Lock()
-			conns = append(conns, conn)
-			mu.Unlock()
+			a.mu.Lock()
+			a.conns = append(a.conns, nc)
+			a.mu.Unlock()
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				srv.ServeConn(conn)
+				serve(nc)
 			}()
 		}
 	}()
 	t.Cleanup(func() {
 		l.Close()
-		mu.Lock()
-		for _, c := range conns {
-			c.Close()
+		for _, nc := range a.accepted() {
+			nc.Close()
 		}
-		mu.Unlock()
 		wg.Wait()
 	})
-	return l.Addr().String()
+	return a
+}
+
+// accepted returns the connections accepted so far.
+func (a *acceptLoop) accepted() []net.Conn {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return append([]net.Conn(nil), a.conns...)
 }

@@ -171,54 +171,6 @@ func TestReadingCallerThatGivesUpHandsReadingOn(t *testing.T) {
 	}
 }
 
-// trackingServer serves s on loopback and keeps the server side of each
-// connection, so that a test can close one under its client.
-type trackingServer struct {
-	addr  string
-	mu    sync.Mutex
-	conns []net.Conn
-}
-
-func serveTracking(t *testing.T, s *Server) *trackingServer {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	ts := &trackingServer{addr: l.Addr().String()}
-	var wg sync.WaitGroup
-	wg.Add(1)
-	go func() {
-		defer wg.Done()
-		for {
-			nc, err := l.Accept()
-			if err != nil {
-				return
-			}
-			ts.mu.Lock()
-			ts.conns = append(ts.conns, nc)
-			ts.mu.Unlock()
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				s.ServeConn(nc)
-			}()
-		}
-	}()
-	t.Cleanup(func() {
-		l.Close()
-		s.Close()
-		wg.Wait()
-	})
-	return ts
-}
-
-func (ts *trackingServer) accepted() []net.Conn {
-	ts.mu.Lock()
-	defer ts.mu.Unlock()
-	return append([]net.Conn(nil), ts.conns...)
-}
-
 // A connection the server closed (or reset) while nobody read it is not
 // sent on: the caller's look before sending finds the close, and the call
 // goes out on a fresh connection. Without the look, the request would be
@@ -237,7 +189,8 @@ func TestIdleConnectionClosedByTheServerIsNotSentOn(t *testing.T) {
 			if err := s.Register(a); err != nil {
 				t.Fatal(err)
 			}
-			ts := serveTracking(t, s)
+			t.Cleanup(func() { s.Close() })
+			ts := serveEach(t, s.ServeConn)
 			c := dial(t, ts.addr, WithSemantics(semantics.NoRetry()))
 			var got int
 			if err := c.Call(ctxT(t), "Arith.Add", Args{1, 2}, &got); err != nil {
