@@ -3,9 +3,11 @@ package rpc
 import (
 	"context"
 	"errors"
+	"io"
 	"net"
 	"runtime"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -345,5 +347,51 @@ func TestInlineWatcherEndsWithTheServer(t *testing.T) {
 	}
 	if s.watch.on.Load() {
 		t.Error("the inline watcher outlived Close")
+	}
+}
+
+// A server that writes on every connection before it is asked (junk here)
+// is not dialled without end, and its connections are closed, not left
+// with a reader waiting for the rest of a message that never comes: the
+// call gives up after a few connections, not sent.
+func TestServerSendingUnaskedIsNotDialledForever(t *testing.T) {
+	var dials, ended atomic.Int64
+	a := serveEach(t, func(rwc io.ReadWriteCloser) {
+		dials.Add(1)
+		rwc.Write([]byte("unasked"))
+		io.Copy(io.Discard, rwc) // until the client hangs up
+		ended.Add(1)
+	})
+	// Each connection is handed over once the junk is in its socket, so
+	// that the look before the first call finds it.
+	c := NewClient(NewStreamTransport(func(ctx context.Context) (net.Conn, error) {
+		nc, err := (&net.Dialer{}).DialContext(ctx, "tcp", a.addr)
+		if err != nil {
+			return nil, err
+		}
+		for probe := newProbe(nc); probe(); {
+			if ctx.Err() != nil {
+				nc.Close()
+				return nil, ctx.Err()
+			}
+			time.Sleep(time.Millisecond)
+		}
+		return nc, nil
+	}))
+	t.Cleanup(func() { c.Close() })
+	var got int
+	err := c.Call(ctxT(t), "Arith.Add", Args{1, 2}, &got)
+	if !errors.Is(err, ErrNotExecuted) || !errors.Is(err, errUnasked) {
+		t.Fatalf("call on a server that sends unasked: %v, want not executed, saying why", err)
+	}
+	if n := dials.Load(); n != 4 {
+		t.Errorf("%d connections for one call, want 4", n)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for ended.Load() != dials.Load() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d of %d connections closed by the client", ended.Load(), dials.Load())
+		}
+		time.Sleep(time.Millisecond)
 	}
 }

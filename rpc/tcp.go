@@ -469,8 +469,7 @@ func (c *tcpConn) settle(call *pendingCall, err error) error {
 //
 // A connection nobody reads expects no reply, so anything the socket holds
 // (the server's shutdown notice, its close, a reset) says it must not be
-// used: the call goes to a fresh connection, and a reader goroutine takes
-// in what came. The look costs one system call, which does not read; it is
+// used: it is closed, and the call goes to a fresh connection. The look costs one system call, which does not read; it is
 // skipped on a connection whose last reply was read less than lookAfter
 // ago (a caller calling again at once, the common case under load).
 func (t *tcpTransport) register(ctx context.Context, req *Request, call *pendingCall) (c *tcpConn, seq uint64, reads bool, err error) {
@@ -483,9 +482,15 @@ func (t *tcpTransport) register(ctx context.Context, req *Request, call *pending
 		if c.err == nil && !c.draining {
 			if c.reader == readerNone {
 				if c.br.Buffered() > 0 || (time.Duration(monotonic()-c.idleAt) > lookAfter && !c.probe()) {
-					c.startReader()
+					// Closed outright: nobody waits on it, and what came
+					// need not be read (a reader would wait for ever on
+					// bytes that are not a whole message). The server sees
+					// the close, as it would once its notice was read.
 					c.mu.Unlock()
-					c.goAway()
+					c.fail(errUnasked)
+					if tries >= 3 { // a server that sends before it is asked, each time
+						return nil, 0, false, semantics.NotSent(fmt.Errorf("rpc: %s: %w", req.ServiceMethod, errUnasked))
+					}
 					continue
 				}
 				c.reader, reads = readerCaller, true
@@ -1065,6 +1070,11 @@ func (c *tcpConn) closeIfDrained() bool {
 }
 
 var errGoneAway = errors.New("rpc: server went away")
+
+// errUnasked ends a connection on which something came while no call was
+// pending: the server's shutdown notice, its close, a reset, or bytes no
+// call asked for.
+var errUnasked = errors.New("rpc: connection ended: the server closed it, reset it, said it is going away or sent what no call asked for, while no call was pending")
 
 // fail marks the connection broken, closes it and fails every pending call
 // as may-have-executed, all with one failure group (a retry budget charges
