@@ -58,6 +58,15 @@ var _ Transport = (*tcpTransport)(nil)
 // net.Pipe, a Unix socket). It does not connect until the first call, and
 // calls dial again after a connection is lost. Options: WithRedialBackoff,
 // WithMaxMessageSize.
+//
+// A connection that gives its socket (syscall.Conn, as *net.TCPConn and
+// *net.UnixConn do) is read by the caller of a call that finds nobody
+// reading it, with no goroutine in between, and by nobody while no call is
+// pending; the caller peeks at the socket before it sends on such a
+// connection (doc/semantics.md, R24). Any other stream (TLS, net.Pipe, a
+// wrapper) is read by a goroutine for its whole life. A wrapper may give
+// the socket below it through SyscallConn only if it does not buffer or
+// transform what it reads.
 func NewStreamTransport(dial func(ctx context.Context) (net.Conn, error), opts ...Option) Transport {
 	o := defaultOptions()
 	for _, opt := range opts {
