@@ -395,3 +395,58 @@ func TestServerSendingUnaskedIsNotDialledForever(t *testing.T) {
 		time.Sleep(time.Millisecond)
 	}
 }
+
+// A Unix socket is read by its callers as a TCP connection is, and the look
+// before sending finds a close that came while it was idle.
+func TestUnixSocketCallersReadAndLookBeforeSending(t *testing.T) {
+	slowIdleWatch(t)
+	path := t.TempDir() + "/semrpc.sock"
+	l, err := net.Listen("unix", path)
+	if err != nil {
+		t.Skipf("no Unix sockets here: %v", err)
+	}
+	s := NewServer(WithLogger(discardLogger()))
+	a := &Arith{}
+	if err := s.Register(a); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- s.Serve(l) }()
+	t.Cleanup(func() {
+		s.Close()
+		<-done
+	})
+	c, err := Dial(ctxT(t), "unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	var got int
+	if err := c.Call(ctxT(t), "Arith.Add", Args{1, 2}, &got); err != nil || got != 3 {
+		t.Fatalf("%d, %v", got, err)
+	}
+	conn := tcpConnOf(t, c)
+	if conn.probe == nil {
+		t.Fatal("a Unix socket has no probe")
+	}
+	if r := readerOf(conn); r != readerNone {
+		t.Fatalf("reader %d after the call, want nobody", r)
+	}
+	// The server closes its side (as a server restart would, say).
+	for _, sc := range s.connList() {
+		sc.close()
+	}
+	for deadline := time.Now().Add(5 * time.Second); conn.probe(); {
+		if time.Now().After(deadline) {
+			t.Fatal("the close never reached the client")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	time.Sleep(2 * lookAfter) // idle long enough to be looked at
+	if err := c.Call(ctxT(t), "Arith.Add", Args{3, 4}, &got); err != nil || got != 7 {
+		t.Fatalf("a NoRetry call after the server closed the idle connection: %d, %v", got, err)
+	}
+	if tcpConnOf(t, c) == conn {
+		t.Error("the closed connection is still in use")
+	}
+}
