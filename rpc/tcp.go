@@ -331,9 +331,9 @@ type tcpConn struct {
 	// readerCall is the call of the caller who is to read (readerCaller)
 	// until it begins to read (see beginReading).
 	readerCall *pendingCall
-	idleRun    uint64 // counts the times reader became readerNone
-	idleAt     int64  // monotonic() when reader last became readerNone
-	idleSeen   uint64 // idleRun at the idle watcher's last look
+	idleRun    uint64    // counts the times reader became readerNone
+	idleAt     time.Time // when reader last became readerNone; zero at first
+	idleSeen   uint64    // idleRun at the idle watcher's last look
 
 	// A call whose caller gave up stays pending as abandoned until its
 	// reply is read: while any call is pending, somebody reads.
@@ -490,7 +490,7 @@ func (t *tcpTransport) register(ctx context.Context, req *Request, call *pending
 		c.mu.Lock()
 		if c.err == nil && !c.draining {
 			if c.reader == readerNone {
-				if c.br.Buffered() > 0 || (time.Duration(monotonic()-c.idleAt) > lookAfter && !c.probe()) {
+				if c.br.Buffered() > 0 || (time.Since(c.idleAt) > lookAfter && !c.probe()) {
 					// Closed outright: nobody waits on it, and what came
 					// need not be read (a reader would wait for ever on
 					// bytes that are not a whole message). The server sees
@@ -547,12 +547,6 @@ func (c *tcpConn) forget(seq uint64) {
 // just closed ends may-have-executed, not not-sent: less precise, never
 // wrong.
 const lookAfter = 50 * time.Microsecond
-
-// clockBase anchors monotonic.
-var clockBase = time.Now()
-
-// monotonic returns nanoseconds on the monotonic clock (one clock read).
-func monotonic() int64 { return int64(time.Since(clockBase)) }
 
 // abandon leaves seq pending as abandoned: its caller gave up, and its
 // reply, if it comes, is read and dropped. (A reader that took the call out
@@ -709,7 +703,7 @@ func (c *tcpConn) startReader() {
 func (c *tcpConn) idle() {
 	c.reader = readerNone
 	c.idleRun++
-	c.idleAt = monotonic()
+	c.idleAt = time.Now()
 	t := c.t
 	if !t.watching.Load() && t.watching.CompareAndSwap(false, true) {
 		t.readers.Add(1) // as in startReader: Close waits for the watcher
