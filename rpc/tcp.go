@@ -323,7 +323,7 @@ type tcpConn struct {
 	// until it begins to read (see beginReading).
 	readerCall *pendingCall
 	idleRun    uint64 // counts the times reader became readerNone
-	idleAt     int64  // monotonic() when reader last became readerNone
+	idleAt     int64  // monotonic() when reader last became readerNone; 0 if not known (see monotonic)
 	idleSeen   uint64 // idleRun at the idle watcher's last look
 
 	// A call whose caller gave up stays pending as abandoned until its
@@ -481,7 +481,7 @@ func (t *tcpTransport) register(ctx context.Context, req *Request, call *pending
 		c.mu.Lock()
 		if c.err == nil && !c.draining {
 			if c.reader == readerNone {
-				if c.br.Buffered() > 0 || (time.Duration(monotonic()-c.idleAt) > lookAfter && !c.probe()) {
+				if c.br.Buffered() > 0 || (c.idleLongEnough() && !c.probe()) {
 					// Closed outright: nobody waits on it, and what came
 					// need not be read (a reader would wait for ever on
 					// bytes that are not a whole message). The server sees
@@ -542,8 +542,29 @@ const lookAfter = 50 * time.Microsecond
 // clockBase anchors monotonic.
 var clockBase = time.Now()
 
-// monotonic returns nanoseconds on the monotonic clock (one clock read).
-func monotonic() int64 { return int64(time.Since(clockBase)) }
+// monotonic returns nanoseconds on the monotonic clock (one clock read),
+// or 0 in a testing/synctest bubble. There the clock is the bubble's fake
+// one, which stands still while goroutines run or wait on the network,
+// however long that takes for real: measured on it, a connection closed by
+// the server long ago would look idle for no time at all, and never be
+// looked at (and a time taken outside a bubble cannot be compared with
+// one taken inside). A bubble's time has no monotonic reading, which is how
+// it is told apart.
+func monotonic() int64 {
+	now := time.Now()
+	if now == now.Round(0) { // Round(0) drops the monotonic reading, if any
+		return 0
+	}
+	return max(int64(now.Sub(clockBase)), 1)
+}
+
+// idleLongEnough reports whether c, idle, has been so for more than
+// lookAfter, or for a time not known: then it is looked at before it is
+// sent on. c.mu must be held.
+func (c *tcpConn) idleLongEnough() bool {
+	now := monotonic()
+	return now == 0 || c.idleAt == 0 || time.Duration(now-c.idleAt) > lookAfter
+}
 
 // abandon leaves seq pending as abandoned: its caller gave up, and its
 // reply, if it comes, is read and dropped. (A reader that took the call out

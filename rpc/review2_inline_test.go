@@ -1,0 +1,60 @@
+package rpc
+
+import (
+	"context"
+	"runtime"
+	"testing"
+	"testing/synctest"
+	"time"
+
+	"github.com/semrpc/semrpc/semantics"
+)
+
+// In a testing/synctest bubble the clock is the bubble's fake one: it
+// stands still while goroutines run or wait on the network, however long
+// that takes for real. The 50 µs skip of the idle look measured that clock,
+// so in a bubble a connection never looked idle for long enough: a call
+// sent on a connection the server had closed long since (for real) failed
+// may-have-executed, where R24 says it goes out on a fresh connection.
+func TestReview2IdleLookInABubble(t *testing.T) {
+	slowIdleWatch(t)
+	s := NewServer(WithLogger(discardLogger()))
+	a := &Arith{}
+	if err := s.Register(a); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	ts := serveEach(t, s.ServeConn) // outside the bubble: it outlives it
+	synctest.Test(t, func(t *testing.T) {
+		c, err := Dial(context.Background(), "tcp", ts.addr, WithSemantics(semantics.NoRetry()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer c.Close()
+		var got int
+		if err := c.Call(context.Background(), "Arith.Add", Args{1, 2}, &got); err != nil {
+			t.Fatal(err)
+		}
+		conn := tcpConnOf(t, c)
+		if r := readerOf(conn); r != readerNone {
+			t.Fatalf("reader %d after the call, want nobody", r)
+		}
+		ts.accepted()[0].Close()
+		// Wait (for real: the fake clock does not move while this
+		// goroutine runs) until the close has reached the client's socket.
+		deadline := time.Now().Add(time.Hour) // fake: the loop below bounds the wait
+		for i := 0; conn.probe(); i++ {
+			if i > 5_000_000 || time.Now().After(deadline) {
+				t.Fatal("the close never reached the client")
+			}
+			runtime.Gosched()
+		}
+		before := a.calls.Load()
+		if err := c.Call(context.Background(), "Arith.Add", Args{3, 4}, &got); err != nil || got != 7 {
+			t.Fatalf("a NoRetry call in a bubble after the server closed the idle connection: %d, %v; want it sent on a fresh connection", got, err)
+		}
+		if n := a.calls.Load() - before; n != 1 {
+			t.Errorf("the call ran %d times, want 1", n)
+		}
+	})
+}
