@@ -2,6 +2,7 @@ package rpc
 
 import (
 	"context"
+	"errors"
 	"runtime"
 	"testing"
 	"testing/synctest"
@@ -57,4 +58,37 @@ func TestReview2IdleLookInABubble(t *testing.T) {
 			t.Errorf("the call ran %d times, want 1", n)
 		}
 	})
+}
+
+// A connection dialled before any call (WithEagerDial) is idle from the
+// start: it too gets a reader from the idle watcher, so that a server's
+// shutdown notice is read and the connection closed without waiting for a
+// call. It went idle without passing through idle(), which is what starts
+// the watcher, so none came: Shutdown waited out its grace for this client,
+// and the connection stayed open, unread, until the client's Close.
+func TestReview2EagerConnectionGetsTheIdleWatcher(t *testing.T) {
+	idleLook.Store(int64(time.Millisecond))
+	t.Cleanup(func() { idleLook.Store(int64(defaultIdleLook)) })
+	s, _, addr, _ := startServer(t)
+	c := dial(t, addr, WithEagerDial())
+	conn := tcpConnOf(t, c)
+	if err := s.Shutdown(ctxT(t)); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		conn.mu.Lock()
+		err := conn.err
+		conn.mu.Unlock()
+		if err != nil {
+			if !errors.Is(err, errGoneAway) {
+				t.Errorf("connection ended with %v, want the server's notice read", err)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the client never read the shutdown notice on its eagerly dialled connection")
+		}
+		time.Sleep(time.Millisecond)
+	}
 }

@@ -170,6 +170,15 @@ func (t *tcpTransport) conn(ctx context.Context, wait bool) (*tcpConn, error) {
 			c.reader = readerGoroutine
 			t.readers.Add(1)
 			go c.readLoop()
+		} else {
+			// Nobody reads it until a call comes, which may be never (a
+			// connection dialled by WithEagerDial): the idle watcher must
+			// know of it, as of any connection that went idle, or a
+			// server's shutdown notice on it is not read.
+			c.mu.Lock()
+			c.idle()
+			c.idleAt = 0 // no reply read yet: the first call looks at it (see register)
+			c.mu.Unlock()
 		}
 	}
 }
