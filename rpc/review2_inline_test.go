@@ -72,6 +72,14 @@ func TestReview2EagerConnectionGetsTheIdleWatcher(t *testing.T) {
 	s, _, addr, _ := startServer(t)
 	c := dial(t, addr, WithEagerDial())
 	conn := tcpConnOf(t, c)
+	// The dial is over once the kernel has the connection: wait until the
+	// server serves it, or Shutdown just drops it (a reset, no notice).
+	for deadline := time.Now().Add(5 * time.Second); s.Stats().Connections != 1; {
+		if time.Now().After(deadline) {
+			t.Fatal("the server never took the connection")
+		}
+		time.Sleep(time.Millisecond)
+	}
 	if err := s.Shutdown(ctxT(t)); err != nil {
 		t.Fatal(err)
 	}
