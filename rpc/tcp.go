@@ -179,6 +179,15 @@ func (t *tcpTransport) conn(ctx context.Context, wait bool) (*tcpConn, error) {
 			c.reader = readerGoroutine
 			t.readers.Add(1)
 			go c.readLoop()
+		} else {
+			// Nobody reads it until a call comes, which may be never (a
+			// connection dialled by WithEagerDial): the idle watcher must
+			// know of it, as of any connection that went idle, or a
+			// server's shutdown notice on it is not read.
+			c.mu.Lock()
+			c.idle()
+			c.idleAt = 0 // no reply read yet: the first call looks at it (see register)
+			c.mu.Unlock()
 		}
 	}
 }
@@ -331,9 +340,9 @@ type tcpConn struct {
 	// readerCall is the call of the caller who is to read (readerCaller)
 	// until it begins to read (see beginReading).
 	readerCall *pendingCall
-	idleRun    uint64    // counts the times reader became readerNone
-	idleAt     time.Time // when reader last became readerNone; zero at first
-	idleSeen   uint64    // idleRun at the idle watcher's last look
+	idleRun    uint64 // counts the times reader became readerNone
+	idleAt     int64  // monotonic() when reader last became readerNone; 0 if not known (see monotonic)
+	idleSeen   uint64 // idleRun at the idle watcher's last look
 
 	// A call whose caller gave up stays pending as abandoned until its
 	// reply is read: while any call is pending, somebody reads.
@@ -490,7 +499,7 @@ func (t *tcpTransport) register(ctx context.Context, req *Request, call *pending
 		c.mu.Lock()
 		if c.err == nil && !c.draining {
 			if c.reader == readerNone {
-				if c.br.Buffered() > 0 || (time.Since(c.idleAt) > lookAfter && !c.probe()) {
+				if c.br.Buffered() > 0 || (c.idleLongEnough() && !c.probe()) {
 					// Closed outright: nobody waits on it, and what came
 					// need not be read (a reader would wait for ever on
 					// bytes that are not a whole message). The server sees
@@ -547,6 +556,33 @@ func (c *tcpConn) forget(seq uint64) {
 // just closed ends may-have-executed, not not-sent: less precise, never
 // wrong.
 const lookAfter = 50 * time.Microsecond
+
+// clockBase anchors monotonic.
+var clockBase = time.Now()
+
+// monotonic returns nanoseconds on the monotonic clock (one clock read),
+// or 0 in a testing/synctest bubble. There the clock is the bubble's fake
+// one, which stands still while goroutines run or wait on the network,
+// however long that takes for real: measured on it, a connection closed by
+// the server long ago would look idle for no time at all, and never be
+// looked at (and a time taken outside a bubble cannot be compared with
+// one taken inside). A bubble's time has no monotonic reading, which is how
+// it is told apart.
+func monotonic() int64 {
+	now := time.Now()
+	if now == now.Round(0) { // Round(0) drops the monotonic reading, if any
+		return 0
+	}
+	return max(int64(now.Sub(clockBase)), 1)
+}
+
+// idleLongEnough reports whether c, idle, has been so for more than
+// lookAfter, or for a time not known: then it is looked at before it is
+// sent on. c.mu must be held.
+func (c *tcpConn) idleLongEnough() bool {
+	now := monotonic()
+	return now == 0 || c.idleAt == 0 || time.Duration(now-c.idleAt) > lookAfter
+}
 
 // abandon leaves seq pending as abandoned: its caller gave up, and its
 // reply, if it comes, is read and dropped. (A reader that took the call out
@@ -703,7 +739,7 @@ func (c *tcpConn) startReader() {
 func (c *tcpConn) idle() {
 	c.reader = readerNone
 	c.idleRun++
-	c.idleAt = time.Now()
+	c.idleAt = monotonic()
 	t := c.t
 	if !t.watching.Load() && t.watching.CompareAndSwap(false, true) {
 		t.readers.Add(1) // as in startReader: Close waits for the watcher
