@@ -504,6 +504,9 @@ func (t *tcpTransport) register(ctx context.Context, req *Request, call *pending
 					// need not be read (a reader would wait for ever on
 					// bytes that are not a whole message). The server sees
 					// the close, as it would once its notice was read.
+					// Marked going away first, so that no other call
+					// registers on it before fail ends it.
+					c.draining = true
 					c.mu.Unlock()
 					c.fail(errUnasked)
 					if tries >= 3 { // a server that sends before it is asked, each time
