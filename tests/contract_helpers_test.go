@@ -20,6 +20,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/semrpc/semrpc/internal/testnet"
 	"github.com/semrpc/semrpc/labrpc"
 	"github.com/semrpc/semrpc/rpc"
 	"github.com/semrpc/semrpc/semantics"
@@ -231,17 +232,9 @@ func selfSignedCert(t testing.TB) (*tls.Config, *x509.Certificate) {
 	return &tls.Config{Certificates: []tls.Certificate{{Certificate: [][]byte{der}, PrivateKey: key}}}, cert
 }
 
-// freeAddr returns a loopback address where nothing listens.
-func freeAddr(t testing.TB) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	l.Close()
-	return addr
-}
+// freeAddr returns a loopback address where nothing listens, which no other
+// test's listener takes meanwhile (see testnet).
+func freeAddr(t testing.TB) string { return testnet.FreeAddr(t) }
 
 // node is one server of a cell, which the cell may crash, shut down and
 // start again on the same address (or under the same labrpc name), with

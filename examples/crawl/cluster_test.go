@@ -22,6 +22,7 @@ import (
 	"time"
 
 	"github.com/semrpc/semrpc/crawler"
+	"github.com/semrpc/semrpc/internal/testnet"
 	"github.com/semrpc/semrpc/rpc"
 )
 
@@ -279,15 +280,9 @@ func (p *proc) kill(t *testing.T) {
 	<-p.done
 }
 
-// freeAddr returns a loopback address that was free a moment ago.
-func freeAddr(t *testing.T) string {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
+// freeAddr returns a loopback address where nothing listens, which no other
+// test's listener takes meanwhile (see testnet).
+func freeAddr(t *testing.T) string { return testnet.FreeAddr(t) }
 
 // TestClusterSurvivesWorkerAndCoordinatorKills is issue 12's multi-process
 // test: a coordinator and three worker processes crawl three hosts on
