@@ -245,22 +245,7 @@ func TestShutdownNoticeIsReadOnAnIdleConnection(t *testing.T) {
 	if err := s.Shutdown(ctxT(t)); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		conn.mu.Lock()
-		err := conn.err
-		conn.mu.Unlock()
-		if err != nil {
-			if !errors.Is(err, errGoneAway) {
-				t.Errorf("connection ended with %v, want the server's notice read", err)
-			}
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the client never read the shutdown notice on its idle connection")
-		}
-		time.Sleep(time.Millisecond)
-	}
+	waitNoticeRead(t, conn, "idle")
 	tr := c.t.(*tcpTransport)
 	tr.mu.Lock()
 	cur := tr.cur
@@ -448,5 +433,27 @@ func TestUnixSocketCallersReadAndLookBeforeSending(t *testing.T) {
 	}
 	if tcpConnOf(t, c) == conn {
 		t.Error("the closed connection is still in use")
+	}
+}
+
+// waitNoticeRead waits until the client has read the server's shutdown
+// notice on conn and closed it.
+func waitNoticeRead(t *testing.T, conn *tcpConn, what string) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		conn.mu.Lock()
+		err := conn.err
+		conn.mu.Unlock()
+		if err != nil {
+			if !errors.Is(err, errGoneAway) {
+				t.Errorf("connection ended with %v, want the server's notice read", err)
+			}
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the client never read the shutdown notice on its %s connection", what)
+		}
+		time.Sleep(time.Millisecond)
 	}
 }

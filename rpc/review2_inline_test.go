@@ -2,7 +2,6 @@ package rpc
 
 import (
 	"context"
-	"errors"
 	"runtime"
 	"testing"
 	"testing/synctest"
@@ -83,20 +82,5 @@ func TestReview2EagerConnectionGetsTheIdleWatcher(t *testing.T) {
 	if err := s.Shutdown(ctxT(t)); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(5 * time.Second)
-	for {
-		conn.mu.Lock()
-		err := conn.err
-		conn.mu.Unlock()
-		if err != nil {
-			if !errors.Is(err, errGoneAway) {
-				t.Errorf("connection ended with %v, want the server's notice read", err)
-			}
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatal("the client never read the shutdown notice on its eagerly dialled connection")
-		}
-		time.Sleep(time.Millisecond)
-	}
+	waitNoticeRead(t, conn, "eagerly dialled")
 }
