@@ -487,9 +487,10 @@ func (c *tcpConn) settle(call *pendingCall, err error) error {
 //
 // A connection nobody reads expects no reply, so anything the socket holds
 // (the server's shutdown notice, its close, a reset) says it must not be
-// used: it is closed, and the call goes to a fresh connection. The look costs one system call, which does not read; it is
-// skipped on a connection whose last reply was read less than lookAfter
-// ago (a caller calling again at once, the common case under load).
+// used: it is closed, and the call goes to a fresh connection. The look
+// costs one system call, which does not read; it is skipped on a
+// connection whose last reply was read less than lookAfter ago (a caller
+// calling again at once, the common case under load).
 func (t *tcpTransport) register(ctx context.Context, req *Request, call *pendingCall) (c *tcpConn, seq uint64, reads bool, err error) {
 	for tries := 0; ; tries++ {
 		c, err := t.conn(ctx, req.WaitForReady)
