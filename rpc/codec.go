@@ -1,7 +1,6 @@
 package rpc
 
 import (
-	"bufio"
 	"bytes"
 	"crypto/tls"
 	"encoding/gob"
@@ -33,12 +32,16 @@ import (
 // the codec, which must allow Close while a read is blocked (codecs over a
 // net.Conn do).
 func (s *Server) ServeCodec(codec netrpc.ServerCodec) {
-	s.serveCodec(codec, "a codec connection")
+	s.serveCodec(codec, "a codec connection", nil)
 }
 
-// serveCodec is ServeCodec, with the peer named in its log lines.
-func (s *Server) serveCodec(codec netrpc.ServerCodec, peer string) {
+// serveCodec is ServeCodec, with the peer named in its log lines; lim, if
+// not nil, is told when calls are pending.
+func (s *Server) serveCodec(codec netrpc.ServerCodec, peer string, lim *jsonLimit) {
 	cc := &codecConn{s: s, codec: codec, peer: peer, sem: make(chan struct{}, s.opts.maxConcurrent), done: make(chan struct{})}
+	if lim != nil {
+		lim.busy = func() bool { return len(cc.sem) > 0 }
+	}
 	oc := &otherConn{close: cc.close}
 	if !s.addOther(oc, true) {
 		codec.Close()
@@ -172,7 +175,7 @@ func (cc *codecConn) logReadError(what string, err error) {
 		return
 	default:
 	}
-	if errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) {
+	if errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) || errors.Is(err, errIdle) {
 		return
 	}
 	cc.s.logger.Printf("rpc: closing %s: %s: %v", cc.peer, what, err)
@@ -259,7 +262,16 @@ func (s *Server) sniff(nc net.Conn) bool {
 	}
 	go func() {
 		defer s.connWG.Done()
-		_, err := io.ReadFull(nc, sc.first[:])
+		err := s.handshake(nc)
+		if err == nil {
+			err = s.readFirst(nc, sc.first[:])
+		}
+		if err == errIdle {
+			sc.goAway() // a semrpc client that dialled and never called
+			s.dropOther(oc, true)
+			nc.Close()
+			return
+		}
 		if err != nil {
 			s.refuseWrongTLS(nc, err)
 		} else if looksLikeTLSHello(sc.first) {
@@ -272,7 +284,7 @@ func (s *Server) sniff(nc net.Conn) bool {
 			// A gob request on a connection the server has not yet taken
 			// while it shuts down: answered ErrShuttingDown, as the gob
 			// connections' requests are, until Shutdown closes it.
-			sc.refuseGob(s.opts.maxMsg)
+			sc.refuseGob(s.newMsgReader(sc), ErrShuttingDown.Error())
 		}
 		s.dropOther(oc, true)
 		if err != nil || told || s.shutting.Load() {
@@ -283,9 +295,48 @@ func (s *Server) sniff(nc net.Conn) bool {
 			s.serveJSON(sc)
 			return
 		}
-		s.ServeConn(sc)
+		s.serveConn(sc)
 	}()
 	return true
+}
+
+// handshake completes the TLS handshake of a connection from a TLS
+// listener within the server's handshake timeout; other connections have
+// none to make.
+func (s *Server) handshake(nc net.Conn) error {
+	tc, ok := nc.(*tls.Conn)
+	if !ok {
+		return nil
+	}
+	if d := timeout(s.opts.handshakeTimeout); d > 0 {
+		tc.SetDeadline(time.Now().Add(d))
+		defer tc.SetDeadline(time.Time{})
+	}
+	return tc.Handshake()
+}
+
+// readFirst reads a connection's first bytes into b, waiting at most the
+// server's idle timeout for them (errIdle then), and the read timeout for
+// the rest once one has come.
+func (s *Server) readFirst(nc net.Conn, b []byte) error {
+	idle, msg := timeout(s.opts.idleTimeout), timeout(s.opts.readTimeout)
+	if idle > 0 {
+		nc.SetReadDeadline(time.Now().Add(idle))
+	}
+	n, err := io.ReadAtLeast(nc, b, 1)
+	if err != nil && n == 0 && isTimeout(err) {
+		return errIdle
+	}
+	if err == nil && n < len(b) {
+		if msg > 0 {
+			nc.SetReadDeadline(time.Now().Add(msg))
+		}
+		_, err = io.ReadFull(nc, b[n:])
+	}
+	if idle > 0 || msg > 0 {
+		nc.SetReadDeadline(time.Time{})
+	}
+	return err
 }
 
 // looksLikeTLSHello reports whether a stream opens as a TLS handshake
@@ -379,13 +430,13 @@ func looksLikeJSON(b [2]byte) bool {
 // serveJSON serves a JSON-RPC connection, each request bounded by the
 // server's message limit.
 func (s *Server) serveJSON(c net.Conn) {
-	lim := &jsonLimit{r: c, max: s.opts.maxMsg}
+	lim := &jsonLimit{r: c, max: s.opts.maxMsg, dl: c, idle: timeout(s.opts.idleTimeout), msg: timeout(s.opts.readTimeout)}
 	rwc := struct {
 		io.Reader
 		io.Writer
 		io.Closer
-	}{lim, c, c}
-	s.serveCodec(&limitedCodec{ServerCodec: jsonrpc.NewServerCodec(rwc), lim: lim}, "JSON-RPC connection from "+c.RemoteAddr().String())
+	}{lim, s.deadlineWriter(c), c}
+	s.serveCodec(&limitedCodec{ServerCodec: jsonrpc.NewServerCodec(rwc), lim: lim}, "JSON-RPC connection from "+c.RemoteAddr().String(), lim)
 }
 
 // limitedCodec restarts its reader's byte count at each request.
@@ -395,7 +446,7 @@ type limitedCodec struct {
 }
 
 func (c *limitedCodec) ReadRequestHeader(r *netrpc.Request) error {
-	c.lim.n = 0
+	c.lim.restart()
 	return c.ServerCodec.ReadRequestHeader(r)
 }
 
@@ -424,10 +475,19 @@ func (c *limitedCodec) WriteResponse(r *netrpc.Response, body any) error {
 // count last restarted: JSON has no length prefix, so the bound is on what
 // the decoder has pulled in for the request it is reading (plus what it
 // read ahead of the next ones).
+//
+// It keeps the connection's read deadlines too: while no byte of a request
+// has come, the idle timeout (waited again while calls are pending, see
+// busy); once one has, the read timeout for the rest of it.
 type jsonLimit struct {
 	r   io.Reader
 	max int
 	n   int
+
+	dl        readDeadliner
+	idle, msg time.Duration // 0: none
+	busy      func() bool   // set by serveCodec: calls are pending
+	started   bool          // the current request's deadline is set
 }
 
 func (l *jsonLimit) Read(p []byte) (int, error) {
@@ -437,10 +497,28 @@ func (l *jsonLimit) Read(p []byte) (int, error) {
 	if len(p) > l.max-l.n {
 		p = p[:l.max-l.n]
 	}
-	n, err := l.r.Read(p)
-	l.n += n
-	return n, err
+	for {
+		switch {
+		case l.n == 0 && l.idle > 0:
+			l.dl.SetReadDeadline(time.Now().Add(l.idle))
+		case l.n > 0 && !l.started && l.msg > 0:
+			l.started = true
+			l.dl.SetReadDeadline(time.Now().Add(l.msg))
+		}
+		n, err := l.r.Read(p)
+		l.n += n
+		if n == 0 && l.n == 0 && isTimeout(err) && l.busy != nil && l.busy() {
+			continue // the peer waits for replies: not idle
+		}
+		if n == 0 && l.n == 0 && isTimeout(err) {
+			return 0, errIdle
+		}
+		return n, err
+	}
 }
+
+// restart counts a new request.
+func (l *jsonLimit) restart() { l.n, l.started = 0, false }
 
 // sniffConn is a connection whose first bytes were read to choose its
 // codec; reads return them first.
@@ -508,10 +586,11 @@ func (c *sniffConn) send(resp *wireResponse) error {
 	return err
 }
 
-// refuseGob answers every gob request on the connection ErrShuttingDown
-// (not run) until the connection ends. Messages are bounded by maxMsg.
-func (c *sniffConn) refuseGob(maxMsg int) {
-	dec := gob.NewDecoder(bufio.NewReader(newFrameLimiter(c, maxMsg)))
+// refuseGob answers every gob request on the connection with
+// CodeShuttingDown (not run) and the reason, until the connection ends.
+// in reads the connection, with the server's limits.
+func (c *sniffConn) refuseGob(in *msgReader, reason string) {
+	dec := gob.NewDecoder(in)
 	for {
 		var req wireRequest
 		if err := dec.Decode(&req); err != nil {
@@ -521,7 +600,7 @@ func (c *sniffConn) refuseGob(maxMsg int) {
 			return
 		}
 		err := c.send(&wireResponse{ServiceMethod: req.ServiceMethod, Seq: req.Seq,
-			Error: fmt.Sprintf("%v; %s not run", ErrShuttingDown, req.ServiceMethod), Code: CodeShuttingDown})
+			Error: fmt.Sprintf("%s; %s not run", reason, req.ServiceMethod), Code: CodeShuttingDown})
 		if err != nil {
 			return
 		}

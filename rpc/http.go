@@ -37,6 +37,11 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 		io.WriteString(w, "405 must CONNECT\n")
 		return
 	}
+	if s.atCapacity() {
+		s.noteRefusal()
+		http.Error(w, errAtCapacity.Error(), http.StatusServiceUnavailable)
+		return
+	}
 	hj, ok := w.(http.Hijacker)
 	if !ok {
 		http.Error(w, "rpc: this HTTP server cannot hand over its connections (no http.Hijacker)", http.StatusInternalServerError)
@@ -58,7 +63,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	// Close and Shutdown reach the connection through the server (net/http
 	// does not track hijacked ones).
 	if s.opts.noJSON {
-		s.ServeConn(nc)
+		s.serveConn(nc)
 		return
 	}
 	s.sniff(nc) // serves on its own goroutine, tracked by the server

@@ -37,8 +37,13 @@ type options struct {
 	serverInterceptors []Interceptor
 	table              *semantics.Table
 	maxConcurrent      int
-	noIntrospection    bool // WithIntrospection(false): no _semrpc.Health, _semrpc.Methods
-	noJSON             bool // WithJSONCodec(false): Serve speaks gob only
+	noIntrospection    bool          // WithIntrospection(false): no _semrpc.Health, _semrpc.Methods
+	noJSON             bool          // WithJSONCodec(false): Serve speaks gob only
+	readTimeout        time.Duration // WithReadTimeout; negative: none
+	writeTimeout       time.Duration // WithWriteTimeout; negative: none
+	idleTimeout        time.Duration // WithIdleTimeout; negative: none
+	handshakeTimeout   time.Duration // WithHandshakeTimeout; negative: none
+	maxConns           int           // WithMaxConnections; negative: no cap
 }
 
 func defaultOptions() options {
@@ -52,6 +57,12 @@ func defaultOptions() options {
 		retryTimeout: DefaultRetryTimeout,
 
 		maxConcurrent: 1024,
+
+		readTimeout:      DefaultReadTimeout,
+		writeTimeout:     DefaultWriteTimeout,
+		idleTimeout:      DefaultIdleTimeout,
+		handshakeTimeout: DefaultHandshakeTimeout,
+		maxConns:         DefaultMaxConnections,
 	}
 }
 

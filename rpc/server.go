@@ -11,6 +11,7 @@ import (
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/semrpc/semrpc/semantics"
@@ -33,11 +34,14 @@ type Server struct {
 	mu       sync.RWMutex // protects services
 	services map[string]*service
 
-	inflight  atomic.Int64 // calls inside Handle/execute
-	shutting  atomic.Bool
-	rejected  atomic.Uint64 // requests refused before running
-	connCount atomic.Int64
-	watch     inlineWatch // inlinewatch.go
+	inflight   atomic.Int64 // calls inside Handle/execute
+	shutting   atomic.Bool
+	rejected   atomic.Uint64 // requests refused before running
+	connCount  atomic.Int64
+	refusing   chan struct{} // connections being refused for the cap (serverlimits.go)
+	refused    atomic.Uint64 // connections refused for the cap
+	refusedLog atomic.Int64  // when the last refusal was logged (Unix ns)
+	watch      inlineWatch   // inlinewatch.go
 
 	lmu       sync.Mutex // protects following
 	listeners map[net.Listener]struct{}
@@ -68,6 +72,7 @@ func NewServer(opts ...Option) *Server {
 		logger:    o.logger,
 	}
 	s.watch.kick = make(chan struct{}, 1)
+	s.refusing = make(chan struct{}, maxRefusing)
 	if s.logger == nil {
 		s.logger = log.Default()
 	}
@@ -410,8 +415,10 @@ func (s *Server) Serve(l net.Listener) error {
 			if s.isClosed() {
 				return ErrServerClosed
 			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
+			if retryableAccept(err) {
+				// Out of descriptors, say: the peers that hold them will
+				// leave, and new ones must then be served (net/http waits
+				// the same way, 5 ms doubling to 1 s).
 				delay = min(max(2*delay, 5*time.Millisecond), time.Second)
 				s.logger.Printf("rpc: accept: %v; retrying in %v", err, delay)
 				time.Sleep(delay)
@@ -420,6 +427,10 @@ func (s *Server) Serve(l net.Listener) error {
 			return err
 		}
 		delay = 0
+		if s.atCapacity() {
+			s.refuseOverCap(conn)
+			continue
+		}
 		// codec.go: JSON-RPC or gob, told by the first bytes (a TLS
 		// hello on a plain listener is answered with an alert whether or
 		// not JSON is on).
@@ -427,6 +438,27 @@ func (s *Server) Serve(l net.Listener) error {
 			return ErrServerClosed
 		}
 	}
+}
+
+// retryableAccept reports whether an accept error is one a listener
+// recovers from: a timeout, or a shortage of descriptors, buffers or
+// memory, or a connection that died in the accept queue.
+func retryableAccept(err error) bool {
+	if errors.Is(err, net.ErrClosed) {
+		return false
+	}
+	for _, e := range []syscall.Errno{syscall.EMFILE, syscall.ENFILE, syscall.ENOBUFS, syscall.ENOMEM,
+		syscall.ECONNABORTED, syscall.ECONNRESET, syscall.EINTR, syscall.EAGAIN, syscall.EPROTO, syscall.EPERM} {
+		if errors.Is(err, e) {
+			return true
+		}
+	}
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		return true
+	}
+	var tmp interface{ Temporary() bool }
+	return errors.As(err, &tmp) && tmp.Temporary()
 }
 
 func (s *Server) isClosed() bool {

@@ -1,7 +1,6 @@
 package rpc
 
 import (
-	"bufio"
 	"context"
 	"encoding/gob"
 	"errors"
@@ -21,8 +20,7 @@ type serverConn struct {
 	s     *Server
 	rwc   io.ReadWriteCloser
 	dec   *gob.Decoder
-	br    *bufio.Reader // under dec: what it holds was read and not decoded yet
-	limit *frameLimiter
+	in    *msgReader    // under dec: whole, checked messages; what it holds was read and not decoded yet
 	sem   chan struct{} // bounds calls running for this connection
 	work  chan task     // hands a request to an idle worker
 	nwork atomic.Int32  // live workers
@@ -50,6 +48,10 @@ type serverConn struct {
 	bad    bool // a write failed; the connection is being closed
 	goAway bool // the shutdown notice was sent
 
+	// leaving is set once the notice was sent (Shutdown, or the idle
+	// timeout): requests that still arrive are answered ErrShuttingDown.
+	leaving atomic.Bool
+
 	closeOnce sync.Once
 }
 
@@ -57,20 +59,19 @@ type serverConn struct {
 // server is closed. A registered connection must be served with serve.
 func (s *Server) newConn(rwc io.ReadWriteCloser) *serverConn {
 	ctx, cancel := context.WithCancel(context.Background())
-	limit := newFrameLimiter(rwc, s.opts.maxMsg)
 	c := &serverConn{
 		s:      s,
 		rwc:    rwc,
-		limit:  limit,
-		br:     bufio.NewReader(limit),
+		in:     s.newMsgReader(rwc),
 		sem:    make(chan struct{}, s.opts.maxConcurrent),
 		work:   make(chan task),
 		ctx:    ctx,
 		cancel: cancel,
 	}
-	c.dec = gob.NewDecoder(c.br)
+	c.in.busy = c.busy
+	c.dec = gob.NewDecoder(c.in)
 	c.readEnd = make(chan struct{})
-	c.out = newCoalescer[bool](rwc)
+	c.out = newCoalescer[bool](s.deadlineWriter(rwc))
 	c.out.onWritten = func(counted, _ bool, _ error) {
 		if counted {
 			c.s.inflight.Add(-1)
@@ -95,8 +96,23 @@ func (s *Server) newConn(rwc io.ReadWriteCloser) *serverConn {
 
 // ServeConn serves one connection and returns when the peer hangs up, the
 // stream breaks, or the server shuts down. It returns only after every call
-// it started has finished.
+// it started has finished. A connection beyond the server's connection cap
+// (WithMaxConnections) is refused: its requests are answered
+// ErrShuttingDown (not run) for a short grace, then it is closed.
 func (s *Server) ServeConn(rwc io.ReadWriteCloser) {
+	if s.atCapacity() {
+		s.noteRefusal()
+		if nc, ok := rwc.(net.Conn); ok {
+			s.refuseStream(nc)
+		}
+		rwc.Close()
+		return
+	}
+	s.serveConn(rwc)
+}
+
+// serveConn is ServeConn for a connection already admitted under the cap.
+func (s *Server) serveConn(rwc io.ReadWriteCloser) {
 	if c := s.newConn(rwc); c != nil {
 		c.serve()
 	}
@@ -140,14 +156,20 @@ func (c *serverConn) read() (ended bool) {
 	for {
 		var req wireRequest
 		if err := c.dec.Decode(&req); err != nil {
+			if err == errIdle && c.leaveIdle() {
+				continue
+			}
 			c.logReadError("reading request header", err)
 			return true
 		}
+		c.in.midRequest = true
 		m, err := c.s.lookup(req.ServiceMethod)
 		if err != nil {
 			c.s.rejected.Add(1)
 			// Skip the body to stay in step with the stream.
-			if derr := c.dec.DecodeValue(reflect.Value{}); derr != nil {
+			derr := c.dec.DecodeValue(reflect.Value{})
+			c.in.midRequest = false
+			if derr != nil {
 				c.logReadError("discarding request body", derr)
 				c.respondFinal(&req, derr)
 				return true
@@ -156,7 +178,9 @@ func (c *serverConn) read() (ended bool) {
 			continue
 		}
 		ptr, pass := m.newArgs()
-		if err := c.dec.Decode(ptr); err != nil {
+		err = c.dec.Decode(ptr)
+		c.in.midRequest = false
+		if err != nil {
 			c.s.rejected.Add(1)
 			if isStreamError(err) {
 				c.logReadError("reading request body", err)
@@ -173,6 +197,11 @@ func (c *serverConn) read() (ended bool) {
 			c.respond(&req, nil, semantics.ErrBadHeader)
 			continue
 		}
+		if c.leaving.Load() {
+			c.s.rejected.Add(1)
+			c.respond(&req, nil, reject(CodeShuttingDown, "rpc: connection closing (server idle timeout); %s not run", m.name))
+			continue
+		}
 		select {
 		case c.sem <- struct{}{}: // the common case, without a two-way select
 		default:
@@ -183,7 +212,7 @@ func (c *serverConn) read() (ended bool) {
 			}
 		}
 		tk := task{req: req, m: m, ptr: ptr, pass: pass}
-		if len(c.sem) == 1 && c.br.Buffered() == 0 {
+		if len(c.sem) == 1 && c.in.Buffered() == 0 {
 			// Alone: nothing else runs and nothing more was read.
 			if !c.runInline(&tk) {
 				return false
@@ -192,6 +221,30 @@ func (c *serverConn) read() (ended bool) {
 		}
 		c.dispatch(tk)
 	}
+}
+
+// busy reports whether the connection has calls running or replies being
+// written: a peer waiting for them is not idle.
+func (c *serverConn) busy() bool {
+	return len(c.sem) > 0 || c.out.busy()
+}
+
+// leaveIdle answers the idle timeout: it sends the shutdown notice (a
+// semrpc client then sends nothing more on the connection and closes it),
+// and reading goes on for goAwayGrace, answering ErrShuttingDown to
+// requests sent before the client read the notice, until the client
+// closes or the grace passes. It reports false if the connection must
+// close at once (the notice was sent already, or could not be).
+func (c *serverConn) leaveIdle() bool {
+	if c.leaving.Load() {
+		return false
+	}
+	c.sendGoAway()
+	if c.ctx.Err() != nil || !c.leaving.Load() {
+		return false
+	}
+	c.in.leave(goAwayGrace)
+	return true
 }
 
 // Inline states, the low two bits of serverConn.inline; the rest numbers
@@ -317,7 +370,7 @@ func isNetError(err error) bool {
 }
 
 func (c *serverConn) logReadError(what string, err error) {
-	if errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) || c.ctx.Err() != nil {
+	if errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) || err == errIdle || c.ctx.Err() != nil {
 		return
 	}
 	c.s.logger.Printf("rpc: closing connection %s: %s: %v", remoteAddr(c.rwc), what, err)
@@ -346,7 +399,7 @@ func (c *serverConn) respondFinal(req *wireRequest, err error) {
 	// Closing with the rest of the message unread would reset the
 	// connection, and the answer could be lost; skip a bounded amount of
 	// it first, within a deadline.
-	if n := c.limit.drain; n > 0 && n <= maxDrain {
+	if n := c.in.drain; n > 0 && n <= maxDrain {
 		if nc, ok := c.rwc.(net.Conn); ok {
 			nc.SetReadDeadline(time.Now().Add(2 * time.Second))
 		}
@@ -482,6 +535,7 @@ func (c *serverConn) sendGoAway() {
 		return
 	}
 	c.goAway = true
+	c.leaving.Store(true)
 	resp := wireResponse{ServiceMethod: goAwayMethod, Seq: goAwaySeq, Error: ErrShuttingDown.Error(), Code: CodeShuttingDown}
 	werr := c.enc.Encode(&resp)
 	if werr == nil {

@@ -1418,6 +1418,13 @@ func (c *coalescer[T]) waitIdle() {
 	}
 }
 
+// busy reports whether a write is in progress or messages wait for one.
+func (c *coalescer[T]) busy() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.writing || c.cur.buf.Len() > 0
+}
+
 // writeErr returns the error of the write that failed, or nil.
 func (c *coalescer[T]) writeErr() error {
 	c.mu.Lock()

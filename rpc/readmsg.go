@@ -1,0 +1,323 @@
+package rpc
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"os"
+	"time"
+)
+
+// msgReader is the read side of a server connection. It reads the stream
+// into a buffer of its own and hands the gob decoder whole messages only,
+// each checked first (see internal/gobcheck), so that nothing the peer
+// declares is allocated before it has arrived:
+//
+//   - a gob decoder allocates a message's whole declared length before it
+//     reads the message; here a message's buffer grows as its bytes
+//     arrive (doubling, never past the declared length), so a peer that
+//     announces 4 MiB and sends 3 bytes holds a few KiB;
+//   - a gob decoder allocates maps and slices from the counts the sender
+//     declares; the check refuses a message whose counts the bytes that
+//     follow cannot hold, before the decoder sees it.
+//
+// It also keeps the connection's read deadlines. While it waits for a
+// message to start, the deadline is the idle timeout, counted from the
+// last byte read: when it passes and nothing is pending on the connection
+// (no call running, no reply being written), idle reports the timeout
+// (errIdle); if something is pending, it waits again. Once a message has
+// started, the rest of it must arrive within the message timeout.
+//
+// One goroutine reads at a time (the connection's reader); nothing here is
+// shared.
+type msgReader struct {
+	r     io.Reader
+	dl    readDeadliner // nil if the stream has no deadlines
+	max   int           // the largest message body accepted
+	check func(body []byte) error
+
+	msgTimeout  time.Duration // 0: none
+	idleTimeout time.Duration // 0: none
+	busy        func() bool   // reports whether calls are pending (not idle)
+
+	buf     []byte // read from r: buf[r0:w] is not handed on yet
+	r0      int
+	w       int
+	msg     []byte // the message being handed on (in buf, or its own buffer)
+	pos     int    // bytes of msg handed on
+	last    time.Time
+	dead    time.Time // the read deadline set now; zero for none
+	started bool      // the message being read has its deadline
+	until   time.Time // set by leave: reading ends then, at a message boundary
+
+	// midRequest is set by the connection between a request's header and
+	// its body: the body is waited for within the message timeout.
+	midRequest bool
+
+	err   error  // sticky
+	drain uint64 // bytes of an oversized message still unread, for respondFinal
+}
+
+// readDeadliner is what msgReader needs of a stream to bound its reads.
+type readDeadliner interface {
+	SetReadDeadline(time.Time) error
+}
+
+// readBufSize is the size of a connection's read buffer: a message that
+// fits is handed on from it without a copy.
+const readBufSize = 4 << 10
+
+// errIdle ends a connection that stayed idle past its idle timeout.
+var errIdle = errors.New("rpc: connection idle past the server's idle timeout")
+
+// errSlowMessage ends a connection whose message did not arrive whole
+// within the message timeout.
+var errSlowMessage = errors.New("rpc: a message did not arrive whole within the server's read timeout")
+
+func newMsgReader(r io.Reader, max int, check func([]byte) error) *msgReader {
+	m := &msgReader{r: r, max: max, check: check, buf: make([]byte, readBufSize), last: time.Now()}
+	if d, ok := r.(readDeadliner); ok {
+		m.dl = d
+	}
+	return m
+}
+
+// Buffered reports how many bytes were read and not yet handed on.
+func (m *msgReader) Buffered() int { return len(m.msg) - m.pos + m.w - m.r0 }
+
+func (m *msgReader) Read(p []byte) (int, error) {
+	if m.pos == len(m.msg) {
+		if err := m.next(); err != nil {
+			return 0, err
+		}
+	}
+	n := copy(p, m.msg[m.pos:])
+	m.pos += n
+	return n, nil
+}
+
+// ReadByte lets the gob decoder read from m without a buffer of its own.
+func (m *msgReader) ReadByte() (byte, error) {
+	if m.pos == len(m.msg) {
+		if err := m.next(); err != nil {
+			return 0, err
+		}
+	}
+	b := m.msg[m.pos]
+	m.pos++
+	return b, nil
+}
+
+// next makes the next whole, checked message (length prefix included) the
+// one handed on.
+func (m *msgReader) next() error {
+	if m.err != nil {
+		return m.err
+	}
+	m.msg, m.pos, m.started = nil, 0, false
+	if m.w-m.r0 == 0 {
+		m.r0, m.w = 0, 0
+		if err := m.await(); err != nil {
+			if err == errIdle {
+				return err // at a message boundary: the stream is still in step
+			}
+			return m.fail(err)
+		}
+	}
+	// The length prefix: one byte, or a byte saying how many follow.
+	k := 1
+	if b := m.buf[m.r0]; b >= 0x80 {
+		k = 1 + 256 - int(b)
+		if k > 9 {
+			return m.fail(fmt.Errorf("rpc: malformed gob length prefix 0x%02x", b))
+		}
+	}
+	if err := m.fillTo(k); err != nil {
+		return m.fail(err)
+	}
+	n := uint64(m.buf[m.r0])
+	if k > 1 {
+		n = 0
+		for _, b := range m.buf[m.r0+1 : m.r0+k] {
+			n = n<<8 | uint64(b)
+		}
+	}
+	if n > uint64(m.max) {
+		if have := uint64(m.w - m.r0 - k); have < n {
+			m.drain = n - have
+		}
+		return m.fail(fmt.Errorf("%w: %d bytes, limit %d", ErrMessageTooLarge, n, m.max))
+	}
+	total := k + int(n)
+	if total <= len(m.buf) {
+		if err := m.fillTo(total); err != nil {
+			return m.fail(err)
+		}
+		m.msg = m.buf[m.r0 : m.r0+total]
+		m.r0 += total
+	} else if err := m.readLarge(total); err != nil {
+		return m.fail(err)
+	}
+	if m.check != nil {
+		if err := m.check(m.msg[k:]); err != nil {
+			m.msg = nil
+			return m.fail(err)
+		}
+	}
+	return nil
+}
+
+func (m *msgReader) fail(err error) error {
+	m.err = err
+	m.msg, m.pos = nil, 0
+	return err
+}
+
+// await waits for the first byte of a message, the buffer being empty.
+// The idle deadline is moved only when it would pass too late; one that
+// passes too early (the connection was active since it was set, or calls
+// are pending) is set again.
+func (m *msgReader) await() error {
+	if m.midRequest {
+		// The body of a request whose header came: part of one message,
+		// as far as deadlines go.
+		m.startMessage()
+		n, err := io.ReadAtLeast(m.r, m.buf, 1)
+		m.w = n
+		if err != nil {
+			return m.slow(err)
+		}
+		m.last = time.Now()
+		return nil
+	}
+	for {
+		if m.dl != nil {
+			if !m.until.IsZero() {
+				if !m.dead.Equal(m.until) {
+					m.setDeadline(m.until)
+				}
+			} else if m.idleTimeout > 0 {
+				if want := m.last.Add(m.idleTimeout); m.dead.IsZero() || m.dead.After(want) {
+					m.setDeadline(want)
+				}
+			} else if !m.dead.IsZero() {
+				m.setDeadline(time.Time{})
+			}
+		}
+		n, err := m.r.Read(m.buf[m.w:])
+		m.w += n
+		if n > 0 {
+			m.last = time.Now()
+			return nil
+		}
+		if err == nil {
+			continue
+		}
+		if isTimeout(err) && !m.until.IsZero() {
+			return errIdle
+		}
+		if !isTimeout(err) || m.idleTimeout == 0 {
+			return err
+		}
+		m.dead = time.Time{} // passed: the next turn sets another
+		if m.busy != nil && m.busy() {
+			// Calls are pending: the peer waits for their replies.
+			m.last = time.Now()
+			continue
+		}
+		if time.Since(m.last) >= m.idleTimeout {
+			return errIdle
+		}
+	}
+}
+
+// leave makes waits for a message end (errIdle) after grace, whatever is
+// pending: the connection is closing.
+func (m *msgReader) leave(grace time.Duration) {
+	m.until = time.Now().Add(grace)
+}
+
+// fillTo reads until the buffer holds n bytes from r0, within the message
+// timeout once a message has started. n is at most len(m.buf).
+func (m *msgReader) fillTo(n int) error {
+	if m.w-m.r0 >= n {
+		return nil
+	}
+	if m.r0 > 0 {
+		m.w = copy(m.buf, m.buf[m.r0:m.w])
+		m.r0 = 0
+	}
+	m.startMessage()
+	for m.w < n {
+		k, err := m.r.Read(m.buf[m.w:])
+		m.w += k
+		if err != nil && m.w < n {
+			return m.slow(err)
+		}
+	}
+	m.last = time.Now()
+	return nil
+}
+
+// readLarge reads a message longer than the read buffer into a buffer of
+// its own, which grows as the bytes arrive.
+func (m *msgReader) readLarge(total int) error {
+	have := m.w - m.r0
+	b := make([]byte, have, min(total, max(2*len(m.buf), 2*have)))
+	copy(b, m.buf[m.r0:m.w])
+	m.r0, m.w = 0, 0
+	m.startMessage()
+	for len(b) < total {
+		if len(b) == cap(b) {
+			nb := make([]byte, len(b), min(total, 2*cap(b)))
+			copy(nb, b)
+			b = nb
+		}
+		k, err := m.r.Read(b[len(b):cap(b)])
+		b = b[:len(b)+k]
+		if err != nil && len(b) < total {
+			if errors.Is(err, io.EOF) {
+				err = io.ErrUnexpectedEOF
+			}
+			return m.slow(err)
+		}
+	}
+	m.last = time.Now()
+	m.msg = b
+	return nil
+}
+
+// slow names a timeout in the middle of a message for what it is.
+func (m *msgReader) slow(err error) error {
+	if isTimeout(err) && m.msgTimeout > 0 {
+		return fmt.Errorf("%w (%v): %w", errSlowMessage, m.msgTimeout, err)
+	}
+	if errors.Is(err, io.EOF) {
+		return io.ErrUnexpectedEOF
+	}
+	return err
+}
+
+// startMessage bounds the rest of a message that has started by the
+// message timeout.
+func (m *msgReader) startMessage() {
+	if m.dl != nil && m.msgTimeout > 0 && !m.started {
+		m.started = true
+		m.setDeadline(time.Now().Add(m.msgTimeout))
+	}
+}
+
+func (m *msgReader) setDeadline(t time.Time) {
+	m.dead = t
+	m.dl.SetReadDeadline(t)
+}
+
+// isTimeout reports whether err is a deadline passing.
+func isTimeout(err error) bool {
+	if errors.Is(err, os.ErrDeadlineExceeded) {
+		return true
+	}
+	var ne net.Error
+	return errors.As(err, &ne) && ne.Timeout()
+}
