@@ -39,6 +39,8 @@ type options struct {
 	maxConcurrent      int
 	noIntrospection    bool // WithIntrospection(false): no _semrpc.Health, _semrpc.Methods
 	noJSON             bool // WithJSONCodec(false): Serve speaks gob only
+
+	debugAccess debugAccess // WithDebugAccess (debugaccess.go); nil: loopback peers only
 }
 
 func defaultOptions() options {
