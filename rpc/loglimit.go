@@ -21,9 +21,9 @@ const (
 
 // logLimiter is a token bucket of log lines: logBurst lines at once, then
 // one per logEvery. Lines it drops are counted, and the count is logged
-// ("rpc: N log lines suppressed in the last D") in place of the next line
-// it would let through; that line waits for the next token like any other.
-// So at most logBurst + elapsed/logEvery lines are written, summaries
+// ("rpc: N log lines suppressed in the last D") just before the next line
+// it lets through, so that the log still shows a sample of what happened.
+// Over a time t it writes at most logBurst + 2·t/logEvery lines, summaries
 // included. Its zero value is ready to use.
 type logLimiter struct {
 	now func() time.Time // time.Now if nil; tests set a fake clock
@@ -45,11 +45,6 @@ func (ll *logLimiter) printf(l *log.Logger, format string, args ...any) {
 		now = ll.now()
 	}
 	ll.refill(now)
-	if ll.suppressed > 0 && ll.tokens >= 1 {
-		ll.tokens--
-		l.Printf("rpc: %d log lines suppressed in the last %v", ll.suppressed, now.Sub(ll.since).Round(time.Millisecond))
-		ll.suppressed = 0
-	}
 	if ll.tokens < 1 {
 		if ll.suppressed == 0 {
 			ll.since = now
@@ -58,6 +53,10 @@ func (ll *logLimiter) printf(l *log.Logger, format string, args ...any) {
 		return
 	}
 	ll.tokens--
+	if ll.suppressed > 0 {
+		l.Printf("rpc: %d log lines suppressed in the last %v", ll.suppressed, now.Sub(ll.since).Round(time.Millisecond))
+		ll.suppressed = 0
+	}
 	l.Output(3, fmt.Sprintf(format, args...)) // the caller of logPeer, for Lshortfile
 }
 
