@@ -55,7 +55,7 @@ type ServerOption = Option
 
 // NewServer returns a server with no services. Options: WithMaxMessageSize,
 // WithServerInterceptor, WithTable, WithDurableStore, WithLogger,
-// WithMaxConcurrentPerConn, WithIntrospection, WithJSONCodec.
+// WithMaxConcurrentPerConn, WithIntrospection, WithJSONCodec, WithDebugAccess.
 func NewServer(opts ...Option) *Server {
 	o := defaultOptions()
 	for _, opt := range opts {
