@@ -404,7 +404,7 @@ func TestRequestAfterNoticeOnUnsniffedConnectionIsRefused(t *testing.T) {
 	if err := dec.Decode(&resp); err != nil {
 		t.Fatal(err)
 	}
-	if resp.Seq != 1 || resp.Code != CodeShuttingDown || !strings.Contains(resp.Error, "Arith.Add not run") {
+	if resp.Seq != 1 || resp.Code != CodeShuttingDown || !strings.Contains(resp.Error, `"Arith.Add" not run`) {
 		t.Fatalf("answer = %+v", resp)
 	}
 	nc.Close()
