@@ -72,8 +72,9 @@ func metaConnsWithHTTP() []metaConn {
 }
 
 // A peer that skips the client's checks and sends 350,000 keys without
-// values (about 3 MB, within the message limit) is refused, the method not
-// run, on every connection; the connection still serves.
+// values (about 3 MB, within the message limit), or the odd-pairs key
+// without values, is refused, the method not run, on every connection;
+// the connection still serves.
 func TestServerRefusesMetadataOfKeysWithoutValues(t *testing.T) {
 	many := keysWithoutValues(350_000)
 	for _, conn := range metaConnsWithHTTP() {
@@ -94,6 +95,12 @@ func TestServerRefusesMetadataOfKeysWithoutValues(t *testing.T) {
 			}
 			if len(err.Error()) > MaxErrorBytes+64 {
 				t.Fatalf("the refusal is %d bytes long", len(err.Error()))
+			}
+			// The odd-pairs key without a value once made Validate index
+			// its last value: a panic on the server's worker goroutine.
+			err = tr.RoundTrip(ctxT(t), &Request{ServiceMethod: "MetaSvc.Echo", Args: "k", Metadata: Metadata{oddKey: nil}}, &seen)
+			if semantics.ClassOf(err) != semantics.ClassRejected || !strings.Contains(err.Error(), "invalid metadata") {
+				t.Fatalf("odd-pairs key without values: err = %v, want a refusal saying invalid metadata", err)
 			}
 			if n := svc.calls.Load(); n != 0 {
 				t.Fatalf("the method ran %d times", n)
