@@ -92,8 +92,8 @@ func TestUnknownMethodCrashesCallListingMethods(t *testing.T) {
 		method string
 		want   string
 	}{
-		{"Echo.Missing", "can't find method Echo.Missing"},
-		{"Missing.Double", "can't find service Missing.Double"},
+		{"Echo.Missing", `can't find method "Echo.Missing"`},
+		{"Missing.Double", `can't find service "Missing.Double"`},
 		{"nodot", "ill-formed"},
 	}
 	for _, tt := range tests {

@@ -138,7 +138,7 @@ func (cc *codecConn) run(req netrpc.Request, m *methodType, ptr any, pass reflec
 }
 
 func (cc *codecConn) respond(req netrpc.Request, reply any, err error) {
-	resp := netrpc.Response{ServiceMethod: req.ServiceMethod, Seq: req.Seq}
+	resp := netrpc.Response{ServiceMethod: echoName(req.ServiceMethod), Seq: req.Seq}
 	if err != nil {
 		_, resp.Error = EncodeError(err)
 		reply = emptyBody{}
@@ -154,7 +154,7 @@ func (cc *codecConn) respond(req netrpc.Request, reply any, err error) {
 		case <-cc.done:
 		default:
 			if !codecStreamBroken(werr) {
-				cc.s.logger.Printf("rpc: writing response to %s to %s: %v; closing the connection", req.ServiceMethod, cc.peer, werr)
+				cc.s.logPeer("rpc: writing response to %s to %s: %v; closing the connection", quoteName(req.ServiceMethod), cc.peer, werr)
 			}
 		}
 		cc.close()
@@ -178,7 +178,7 @@ func (cc *codecConn) logReadError(what string, err error) {
 	if errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) || errors.Is(err, errIdle) {
 		return
 	}
-	cc.s.logger.Printf("rpc: closing %s: %s: %v", cc.peer, what, err)
+	cc.s.logPeer("rpc: closing %s: %s: %s", cc.peer, what, logText(err))
 }
 
 // otherConn is a connection the server tracks beside its gob connections:
@@ -358,7 +358,7 @@ var tlsHandshakeFailureAlert = []byte{0x15, 0x03, 0x01, 0x00, 0x02, 0x02, 40}
 // refuseTLSClient answers a TLS client that reached a listener without
 // TLS, and says so in the log.
 func (s *Server) refuseTLSClient(nc net.Conn) {
-	s.logger.Printf("rpc: %s opened a TLS handshake, but this listener is not TLS (see ListenTLS); refused", nc.RemoteAddr())
+	s.logPeer("rpc: %s opened a TLS handshake, but this listener is not TLS (see ListenTLS); refused", nc.RemoteAddr())
 	nc.SetWriteDeadline(time.Now().Add(time.Second))
 	nc.Write(tlsHandshakeFailureAlert)
 }
@@ -375,7 +375,7 @@ func (s *Server) refuseWrongTLS(nc net.Conn, err error) {
 	}
 	var rhe tls.RecordHeaderError
 	if !errors.As(err, &rhe) || rhe.Conn == nil {
-		s.logger.Printf("rpc: TLS handshake with %s: %v", nc.RemoteAddr(), err)
+		s.logPeer("rpc: TLS handshake with %s: %s", nc.RemoteAddr(), logText(err))
 		// A TLS 1.3 client ends its side of the handshake before the
 		// server has checked its certificate, and writes its first request
 		// at once. Closing with that request unread would reset the
@@ -387,7 +387,7 @@ func (s *Server) refuseWrongTLS(nc net.Conn, err error) {
 		io.Copy(io.Discard, io.LimitReader(raw, 64<<10))
 		return
 	}
-	s.logger.Printf("rpc: %s sent a request without TLS to a TLS listener; refused", nc.RemoteAddr())
+	s.logPeer("rpc: %s sent a request without TLS to a TLS listener; refused", nc.RemoteAddr())
 	msg := fmt.Sprintf("rpc: %s takes TLS connections only, and this one is not TLS (dial with rpc.WithTLS); the call was not run", nc.LocalAddr())
 	rhe.Conn.SetWriteDeadline(time.Now().Add(time.Second))
 	if rhe.RecordHeader[0] == '{' {
@@ -599,8 +599,8 @@ func (c *sniffConn) refuseGob(in *msgReader, reason string) {
 		if err := dec.DecodeValue(reflect.Value{}); err != nil { // the body, unread
 			return
 		}
-		err := c.send(&wireResponse{ServiceMethod: req.ServiceMethod, Seq: req.Seq,
-			Error: fmt.Sprintf("%s; %s not run", reason, req.ServiceMethod), Code: CodeShuttingDown})
+		err := c.send(&wireResponse{ServiceMethod: echoName(req.ServiceMethod), Seq: req.Seq,
+			Error: fmt.Sprintf("%s; %s not run", reason, quoteName(req.ServiceMethod)), Code: CodeShuttingDown})
 		if err != nil {
 			return
 		}

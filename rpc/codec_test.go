@@ -39,7 +39,7 @@ func TestServeAnswersStockJSONRPCClient(t *testing.T) {
 		t.Fatalf("Divide: err = %#v, want ServerError(divide by zero)", err)
 	}
 	err = c.Call("Arith.Missing", Args{}, &q)
-	if se, ok := err.(stdrpc.ServerError); !ok || !strings.Contains(string(se), "can't find method Arith.Missing") {
+	if se, ok := err.(stdrpc.ServerError); !ok || !strings.Contains(string(se), `can't find method "Arith.Missing"`) {
 		t.Fatalf("missing method: err = %#v", err)
 	}
 	// Arguments of the wrong type are refused; the connection stays usable.
@@ -404,7 +404,7 @@ func TestRequestAfterNoticeOnUnsniffedConnectionIsRefused(t *testing.T) {
 	if err := dec.Decode(&resp); err != nil {
 		t.Fatal(err)
 	}
-	if resp.Seq != 1 || resp.Code != CodeShuttingDown || !strings.Contains(resp.Error, "Arith.Add not run") {
+	if resp.Seq != 1 || resp.Code != CodeShuttingDown || !strings.Contains(resp.Error, `"Arith.Add" not run`) {
 		t.Fatalf("answer = %+v", resp)
 	}
 	nc.Close()

@@ -101,8 +101,9 @@
 // (WithJSONCodec(false) turns it off). Server.ServeCodec serves any
 // net/rpc ServerCodec; Server.HandleHTTP, Server.ServeHTTP and DialHTTP
 // carry the wire over HTTP CONNECT as net/rpc does, with a debug page
-// (Server.DebugHandler). Calls through a stock codec are plain calls (no
-// at-most-once table, no deadline from the caller).
+// (Server.DebugHandler) that answers loopback peers only unless
+// WithDebugAccess says otherwise. Calls through a stock codec are plain
+// calls (no at-most-once table, no deadline from the caller).
 //
 // Every server answers _semrpc.Health and _semrpc.Methods (HealthMethod,
 // MethodsMethod) unless WithIntrospection(false); Client.Health and

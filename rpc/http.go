@@ -49,7 +49,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, req *http.Request) {
 	}
 	nc, buf, err := hj.Hijack()
 	if err != nil {
-		s.logger.Printf("rpc: hijacking %s: %v", req.RemoteAddr, err)
+		s.logPeer("rpc: hijacking %s: %s", logText(req.RemoteAddr), logText(err))
 		return
 	}
 	nc.SetDeadline(time.Time{}) // the HTTP server's timeouts are not the RPC connection's
@@ -82,18 +82,27 @@ func (c *bufferedConn) NetConn() net.Conn { return c.Conn }
 
 // HandleHTTP registers the server on http.DefaultServeMux: RPC at rpcPath
 // and the debug page at debugPath (DefaultRPCPath and DefaultDebugPath are
-// net/rpc's). Like http.Handle, it panics if a path is already registered;
-// to use another mux, register the server (an http.Handler) and
-// DebugHandler yourself.
+// net/rpc's), unless debugPath is empty. The debug page answers loopback
+// peers only, unless the server was built WithDebugAccess. Like
+// http.Handle, it panics if a path is already registered; to use another
+// mux, register the server (an http.Handler) and DebugHandler yourself.
 func (s *Server) HandleHTTP(rpcPath, debugPath string) {
 	http.Handle(rpcPath, s)
-	http.Handle(debugPath, s.DebugHandler())
+	if debugPath != "" {
+		http.Handle(debugPath, s.DebugHandler())
+	}
 }
 
 // DebugHandler returns a handler for a page listing the server's services
-// and methods with their counters.
+// and methods with their counters. It answers only the requests the
+// server's WithDebugAccess allows (by default, those from a loopback
+// address), and 403 Forbidden to the others.
 func (s *Server) DebugHandler() http.Handler {
-	return http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+	return http.HandlerFunc(func(w http.ResponseWriter, req *http.Request) {
+		if !s.opts.debugAccess.allows(req) {
+			http.Error(w, "403 Forbidden: the RPC debug page is not served to this peer (see rpc.WithDebugAccess)", http.StatusForbidden)
+			return
+		}
 		st := s.Stats()
 		page := debugPage{Health: s.health(), Rejected: st.Rejected}
 		for _, svc := range s.methods().Services {

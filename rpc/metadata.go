@@ -23,11 +23,15 @@ type Metadata map[string][]string
 
 // Limits on the metadata of one request, and on the header and trailer of
 // one reply (each): beyond them the call fails with ErrMetadataTooLarge.
+// A key without values counts as one entry, and its length once, so that
+// no metadata is free: 350,000 keys without values are as much over the
+// limits as 350,000 values.
 const (
-	// MaxMetadataEntries bounds the number of values (over all keys).
+	// MaxMetadataEntries bounds the number of entries: every value (over
+	// all keys), and every key that has none.
 	MaxMetadataEntries = 64
 	// MaxMetadataBytes bounds the sum of the lengths of keys and values
-	// (a key counts once per value).
+	// (a key counts once per value, and once if it has none).
 	MaxMetadataBytes = 8 << 10
 )
 
@@ -141,18 +145,24 @@ func (md Metadata) Validate() error {
 	entries, size := 0, 0
 	for k, vs := range md {
 		if k == oddKey {
-			return fmt.Errorf("%w: an odd number of strings given as key, value pairs (last: %q)", ErrBadMetadata, vs[len(vs)-1])
+			last := "" // none from a peer that sent the key alone
+			if len(vs) > 0 {
+				last = vs[len(vs)-1]
+			}
+			return fmt.Errorf("%w: an odd number of strings given as key, value pairs (last: %s)", ErrBadMetadata, quoteText(last, maxNameBytes))
 		}
 		if !validKey(k) {
-			return fmt.Errorf("%w: key %q (want lowercase ASCII letters, digits, '-', '_', '.')", ErrBadMetadata, k)
+			return fmt.Errorf("%w: key %s (want lowercase ASCII letters, digits, '-', '_', '.')", ErrBadMetadata, quoteText(k, maxNameBytes))
 		}
-		entries += len(vs)
+		n := max(len(vs), 1) // a key without values is an entry too
+		entries += n
+		size += n * len(k)
 		for _, v := range vs {
-			size += len(k) + len(v)
+			size += len(v)
 		}
 	}
 	if entries > MaxMetadataEntries || size > MaxMetadataBytes {
-		return fmt.Errorf("%w: %d values, %d bytes (limits %d values, %d bytes)",
+		return fmt.Errorf("%w: %d entries, %d bytes (limits %d entries, %d bytes; every value is an entry, and so is every key without one)",
 			ErrMetadataTooLarge, entries, size, MaxMetadataEntries, MaxMetadataBytes)
 	}
 	return nil
@@ -308,6 +318,29 @@ func newServerCall(ctx context.Context, md Metadata, peer peerSource) (*serverCa
 		}
 	}
 	return &serverCall{Context: ctx, incoming: md, peer: peer}, nil
+}
+
+// acceptReplyMetadata checks the reply metadata of a response a client
+// read, whose answer was callErr. Metadata over the limits, or malformed
+// (a server that is not semrpc's, or hostile: ours refuses it in SetHeader)
+// is dropped; a call that succeeded then fails as reply unusable (the
+// method ran), and an error answer stays what it is.
+func acceptReplyMetadata(resp *wireResponse, callErr error) error {
+	if len(resp.Header) == 0 && len(resp.Trailer) == 0 {
+		return callErr
+	}
+	err := resp.Header.Validate()
+	if err == nil {
+		err = resp.Trailer.Validate()
+	}
+	if err == nil {
+		return callErr
+	}
+	resp.Header, resp.Trailer = nil, nil
+	if callErr != nil {
+		return callErr
+	}
+	return semantics.Unusable(fmt.Errorf("rpc: %s ran, but the metadata of its reply is unusable: %w", quoteName(resp.ServiceMethod), err))
 }
 
 // finish closes the call to SetHeader and SetTrailer and returns what they set.

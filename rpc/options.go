@@ -44,6 +44,8 @@ type options struct {
 	idleTimeout        time.Duration // WithIdleTimeout; negative: none
 	handshakeTimeout   time.Duration // WithHandshakeTimeout; negative: none
 	maxConns           int           // WithMaxConnections; negative: no cap
+
+	debugAccess debugAccess // WithDebugAccess (debugaccess.go); nil: loopback peers only
 }
 
 func defaultOptions() options {

@@ -43,6 +43,8 @@ type Server struct {
 	refusedLog atomic.Int64  // when the last refusal was logged (Unix ns)
 	watch      inlineWatch   // inlinewatch.go
 
+	logs logLimiter // loglimit.go: lines about what peers did
+
 	lmu       sync.Mutex // protects following
 	listeners map[net.Listener]struct{}
 	conns     map[*serverConn]struct{}
@@ -57,7 +59,7 @@ type ServerOption = Option
 
 // NewServer returns a server with no services. Options: WithMaxMessageSize,
 // WithServerInterceptor, WithTable, WithDurableStore, WithLogger,
-// WithMaxConcurrentPerConn, WithIntrospection, WithJSONCodec.
+// WithMaxConcurrentPerConn, WithIntrospection, WithJSONCodec, WithDebugAccess.
 func NewServer(opts ...Option) *Server {
 	o := defaultOptions()
 	for _, opt := range opts {
@@ -181,18 +183,18 @@ func (s *Server) lookup(serviceMethod string) (*methodType, error) {
 	}
 	dot := strings.LastIndex(serviceMethod, ".")
 	if dot < 0 {
-		return nil, reject(CodeUnknownMethod, "rpc: service/method request ill-formed: %q", serviceMethod)
+		return nil, reject(CodeUnknownMethod, "rpc: service/method request ill-formed: %s", quoteName(serviceMethod))
 	}
 	sname, mname := serviceMethod[:dot], serviceMethod[dot+1:]
 	s.mu.RLock()
 	svc := s.services[sname]
 	s.mu.RUnlock()
 	if svc == nil {
-		return nil, reject(CodeUnknownMethod, "rpc: can't find service %s", serviceMethod)
+		return nil, reject(CodeUnknownMethod, "rpc: can't find service %s", quoteName(serviceMethod))
 	}
 	m := svc.methods[mname]
 	if m == nil {
-		return nil, reject(CodeUnknownMethod, "rpc: can't find method %s", serviceMethod)
+		return nil, reject(CodeUnknownMethod, "rpc: can't find method %s", quoteName(serviceMethod))
 	}
 	return m, nil
 }
@@ -362,7 +364,7 @@ func (s *Server) invoke(ctx context.Context, m *methodType, argv reflect.Value) 
 		// the stack.
 		if ctx.Value(propagatePanicsKey{}) == nil {
 			if p := recover(); p != nil {
-				s.logger.Printf("rpc: method %s panicked: %v\n%s", m.name, p, debug.Stack())
+				s.logPeer("rpc: method %s panicked: %s\n%s", m.name, logText(p), debug.Stack())
 				err = ServerError(fmt.Sprintf("rpc: method %s panicked: %v", m.name, p))
 			}
 		}

@@ -321,4 +321,3 @@ func TestServeReturnsOnAnErrorItCannotOutlive(t *testing.T) {
 		t.Fatalf("Serve returned %v, want the listener's error", err)
 	}
 }
-

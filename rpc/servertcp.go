@@ -373,7 +373,7 @@ func (c *serverConn) logReadError(what string, err error) {
 	if errors.Is(err, io.EOF) || errors.Is(err, net.ErrClosed) || err == errIdle || c.ctx.Err() != nil {
 		return
 	}
-	c.s.logger.Printf("rpc: closing connection %s: %s: %v", remoteAddr(c.rwc), what, err)
+	c.s.logPeer("rpc: closing connection %s: %s: %s", remoteAddr(c.rwc), what, logText(err))
 }
 
 func remoteAddr(rwc io.ReadWriteCloser) string {
@@ -443,7 +443,7 @@ func (c *serverConn) writeFailed(what string, werr error) {
 	c.bad = true
 	c.out.mu.Unlock()
 	if c.ctx.Err() == nil && !isNetError(werr) {
-		c.s.logger.Printf("rpc: writing response to %s: %v", what, werr)
+		c.s.logPeer("rpc: writing response to %s: %v", quoteName(what), werr)
 	}
 	c.close()
 }
@@ -454,7 +454,7 @@ func (c *serverConn) encodeResponse(req *wireRequest, reply any, err error) bool
 	if c.bad || c.out.failed() != nil || c.ctx.Err() != nil { // broken, or closing: no more replies
 		return false
 	}
-	resp := wireResponse{ServiceMethod: req.ServiceMethod, Seq: req.Seq, Header: req.replyHeader, Trailer: req.replyTrailer}
+	resp := wireResponse{ServiceMethod: echoName(req.ServiceMethod), Seq: req.Seq, Header: req.replyHeader, Trailer: req.replyTrailer}
 	start := c.out.buf().Len()
 	if err == nil {
 		if werr := c.enc.Encode(&resp); werr != nil { // cannot happen for this fixed type

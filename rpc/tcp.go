@@ -1042,6 +1042,7 @@ func (c *tcpConn) readOne() bool {
 		callErr, streamErr = c.decodeReply(&resp, call.reply)
 	}
 	if call != nil {
+		callErr = acceptReplyMetadata(&resp, callErr) // metadata.go
 		if call.md != nil {
 			call.md.Header, call.md.Trailer = resp.Header, resp.Trailer
 		}

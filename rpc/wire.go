@@ -132,11 +132,12 @@ type CloseReply struct {
 
 // EncodeError turns an error returned by the server core into the code and
 // text a transport sends back. Custom transports use it with DecodeError.
+// The text is at most MaxErrorBytes, and a mark saying how much was cut.
 func EncodeError(err error) (code Code, msg string) {
 	if err == nil {
 		return CodeNone, ""
 	}
-	msg = err.Error()
+	msg = cutText(err.Error(), MaxErrorBytes)
 	if msg == "" {
 		msg = "rpc: error with empty text"
 	}

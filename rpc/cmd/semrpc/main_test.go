@@ -261,7 +261,7 @@ func TestCLIAgainstServerProcess(t *testing.T) {
 		{"application error", []string{"call", "-addr", addr, "Calc.Div", `{"A":1}`}, 1, nil,
 			[]string{"Calc.Div: the server answered: divide by zero"}},
 		{"unknown method", []string{"call", "-addr", addr, "Calc.Mul", `{}`}, 1, nil,
-			[]string{"can't find method Calc.Mul", "semrpc list -addr"}},
+			[]string{`can't find method "Calc.Mul"`, "semrpc list -addr"}},
 		{"arguments of the wrong type", []string{"call", "-addr", addr, "Calc.Add", `[1,2]`}, 1, nil,
 			[]string{"decoding arguments of Calc.Add"}},
 		{"bad JSON", []string{"call", "-addr", addr, "Calc.Add", `{"A":`}, 2, nil,
