@@ -54,6 +54,8 @@ type frame struct {
 	field int
 	// slice, array: elements left; map: entries left.
 	left uint64
+	// interface: the name, for errors; at most maxQuoted+1 bytes of it.
+	name []byte
 }
 
 // Stream follows one direction of a gob stream (one gob.Decoder's input),
@@ -302,7 +304,7 @@ func (s *Stream) visit(p *plan) error {
 		if n == 0 {
 			return nil // nil interface
 		}
-		return s.push(frame{p: p, field: stageTypes})
+		return s.push(frame{p: p, field: stageTypes, name: s.buf[next : next+min(int(n), maxQuoted+1)]})
 	case kStruct:
 		return s.push(frame{p: p, field: -1})
 	case kSlice:
@@ -418,7 +420,7 @@ func (s *Stream) run() error {
 			if f.field == stageContent {
 				lvl := len(s.ends) - 1
 				if s.pos != end {
-					return fmt.Errorf("%w: interface value ended %d bytes before its byte count", ErrMalformed, end-s.pos)
+					return ifaceErr(f, "value ended %d bytes before its byte count", end-s.pos)
 				}
 				s.ends = s.ends[:lvl]
 				s.stack = s.stack[:top]
@@ -450,7 +452,7 @@ func (s *Stream) typeSequence(f *frame) error {
 	end := s.ends[lvl]
 	u, next, ok := uintAt(s.buf, s.pos, end)
 	if !ok {
-		return fmt.Errorf("%w: interface value type id %s", ErrMalformed, describeUint(s.buf, s.pos, end))
+		return ifaceErr(f, "type id %s", describeUint(s.buf, s.pos, end))
 	}
 	s.pos = next
 	id := toInt(u)
@@ -459,46 +461,55 @@ func (s *Stream) typeSequence(f *frame) error {
 			return err
 		}
 		if s.pos != end {
-			return fmt.Errorf("%w: type %d defined in an interface value with %d more bytes in its chunk", ErrMalformed, -id, end-s.pos)
+			return ifaceErr(f, "type %d defined with %d more bytes in its chunk", -id, end-s.pos)
 		}
 		if lvl == 0 {
+			// The name is kept past this call, not the caller's buffer.
+			f.name = append([]byte(nil), f.name...)
 			s.pending = true
 			return nil
 		}
 		if s.rejectNested {
-			return fmt.Errorf("%w: type %d defined inside an interface value's value (Limits.RejectNestedTypeDefs)", ErrMalformed, -id)
+			return ifaceErr(f, "type %d defined inside an interface value's value (Limits.RejectNestedTypeDefs)", -id)
 		}
 		outer := s.ends[lvl-1]
 		n, next, ok := uintAt(s.buf, s.pos, outer)
 		if !ok {
-			return fmt.Errorf("%w: interface value chunk count %s", ErrMalformed, describeUint(s.buf, s.pos, outer))
+			return ifaceErr(f, "chunk count %s", describeUint(s.buf, s.pos, outer))
 		}
 		if n > uint64(outer-next) {
-			return fmt.Errorf("%w: interface value chunk count %d exceeds the %d bytes left", ErrMalformed, n, outer-next)
+			return ifaceErr(f, "chunk count %d exceeds the %d bytes left", n, outer-next)
 		}
 		s.pos = next
 		s.ends[lvl] = next + int(n)
 		return nil
 	}
-	if id == 0 {
-		return fmt.Errorf("%w: interface value type id 0", ErrMalformed)
+	p := s.lookup(id)
+	if p == nil {
+		return ifaceErr(f, "type id %d is not defined", id)
 	}
-	p, err := s.planFor(id, "interface value")
-	if err != nil {
-		return err
+	if !p.resolved {
+		if err := s.resolve(p); err != nil {
+			return ifaceErr(f, "type %d: %v", id, err)
+		}
 	}
 	if p.kind == kInterface {
-		return fmt.Errorf("%w: interface value of interface type", ErrMalformed)
+		return ifaceErr(f, "value of interface type")
 	}
 	n, next, ok := uintAt(s.buf, s.pos, end)
 	if !ok {
-		return fmt.Errorf("%w: interface value byte count %s", ErrMalformed, describeUint(s.buf, s.pos, end))
+		return ifaceErr(f, "byte count %s", describeUint(s.buf, s.pos, end))
 	}
 	if n > uint64(end-next) {
-		return fmt.Errorf("%w: interface value byte count %d exceeds the %d bytes left", ErrMalformed, n, end-next)
+		return ifaceErr(f, "byte count %d exceeds the %d bytes left", n, end-next)
 	}
 	s.pos = next
 	s.ends = append(s.ends, next+int(n))
 	f.field = stageContent
 	return s.top(p)
+}
+
+// ifaceErr is an ErrMalformed about the interface value of frame f.
+func ifaceErr(f *frame, format string, args ...any) error {
+	return fmt.Errorf("%w: interface value named %s: %s", ErrMalformed, quote(f.name), fmt.Sprintf(format, args...))
 }

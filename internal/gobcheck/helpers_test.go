@@ -84,7 +84,7 @@ func mapDef(id, key, elem int64) []byte {
 // gobEncDef defines a GobEncoder (which 0), BinaryMarshaler (1) or
 // TextMarshaler (2) type.
 func gobEncDef(id int64, which int) []byte {
-	return wb{}.i(-id).u(uint64(5 + which)).common("T", id).u(0).u(0)
+	return wb{}.i(-id).u(uint64(5+which)).common("T", id).u(0).u(0)
 }
 
 // encodeStream encodes each value on one Encoder and returns the stream.

@@ -129,9 +129,9 @@ type HolderS struct {
 
 type GobEnc struct{ v []byte }
 
-func (g GobEnc) GobEncode() ([]byte, error)  { return g.v, nil }
-func (g *GobEnc) GobDecode(b []byte) error   { g.v = append([]byte(nil), b...); return nil }
-func (g GobEnc) String() string              { return string(g.v) }
+func (g GobEnc) GobEncode() ([]byte, error) { return g.v, nil }
+func (g *GobEnc) GobDecode(b []byte) error  { g.v = append([]byte(nil), b...); return nil }
+func (g GobEnc) String() string             { return string(g.v) }
 
 type BinMarsh struct{ a, b int32 }
 
