@@ -137,7 +137,7 @@ func rejectCases(t *testing.T) []rejectCase {
 		{name: "array of negative length", msgs: msgs(wb{}.i(-64).u(1).common("", 64).u(1).i(2).u(1).i(-1).u(0).u(0))},
 
 		{name: "string length beyond the message", msgs: msgs(wb{}.i(6).u(0).u(100).raw('a', 'b'))},
-		{name: "string length 2^63", msgs: msgs(wb{}.i(6).u(0).u(1 << 63).raw('a', 'b'))},
+		{name: "string length 2^63", msgs: msgs(wb{}.i(6).u(0).u(1<<63).raw('a', 'b'))},
 		{name: "[]byte length beyond the message", msgs: msgs(wb{}.i(5).u(0).u(1e6).raw('a'))},
 		{name: "GobEncoder payload beyond the message", msgs: msgs(gobEncDef(64, 0), wb{}.i(64).u(0).u(50).raw(1, 2, 3))},
 		{name: "BinaryMarshaler payload beyond the message", msgs: msgs(gobEncDef(64, 1), wb{}.i(64).u(0).u(50).raw(1, 2, 3))},
