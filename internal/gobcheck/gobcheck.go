@@ -48,14 +48,16 @@ const (
 // frame is one level of the value being walked.
 type frame struct {
 	p *plan
+	// slice, array: elements left; map: entries left;
+	// interface: where its name starts in the message.
+	left uint64
 	// struct: the current field number (-1 before the first);
 	// map: 1 if the next item is an element, 0 if a key;
 	// interface: the stage.
-	field int
-	// slice, array: elements left; map: entries left.
-	left uint64
-	// interface: the name, for errors; at most maxQuoted+1 bytes of it.
-	name []byte
+	field int32
+	// interface: the length of its name, for errors, at most maxQuoted+1;
+	// -1 if the name is in an earlier message (Stream.name has it).
+	nameLen int32
 }
 
 // Stream follows one direction of a gob stream (one gob.Decoder's input),
@@ -78,7 +80,8 @@ type Stream struct {
 	ends  []int
 	stack []frame
 
-	pending bool  // the last message ended inside a value
+	pending bool   // the last message ended inside a value
+	name    []byte // the name of the interface value the last message ended in
 	err     error // the first error: the stream is dead
 }
 
@@ -231,10 +234,14 @@ func (s *Stream) top(p *plan) error {
 
 func (s *Stream) push(f frame) error {
 	if len(s.stack) >= s.maxDepth {
-		return fmt.Errorf("%w: more than %d levels", ErrTooDeep, s.maxDepth)
+		return s.tooDeep()
 	}
 	s.stack = append(s.stack, f)
 	return nil
+}
+
+func (s *Stream) tooDeep() error {
+	return fmt.Errorf("%w: more than %d levels", ErrTooDeep, s.maxDepth)
 }
 
 // count reads the count of a slice, array or map of p, checking that the
@@ -270,6 +277,10 @@ func (s *Stream) visit(p *plan) error {
 	end := s.ends[len(s.ends)-1]
 	switch p.kind {
 	case kUint:
+		if s.pos < end && s.buf[s.pos] < 0x80 {
+			s.pos++
+			return nil
+		}
 		_, next, ok := uintAt(s.buf, s.pos, end)
 		if !ok {
 			return fmt.Errorf("%w: integer %s", ErrMalformed, describeUint(s.buf, s.pos, end))
@@ -304,7 +315,7 @@ func (s *Stream) visit(p *plan) error {
 		if n == 0 {
 			return nil // nil interface
 		}
-		return s.push(frame{p: p, field: stageTypes, name: s.buf[next : next+min(int(n), maxQuoted+1)]})
+		return s.push(frame{p: p, field: stageTypes, left: uint64(next), nameLen: int32(min(n, maxQuoted+1))})
 	case kStruct:
 		return s.push(frame{p: p, field: -1})
 	case kSlice:
@@ -365,10 +376,10 @@ func (s *Stream) run() error {
 				continue
 			}
 			fields := f.p.fields
-			if d > uint64(len(fields)-1-f.field) {
+			if d > uint64(len(fields)-1-int(f.field)) {
 				return fmt.Errorf("%w: struct field %d+%d out of range (type %d has %d fields)", ErrMalformed, f.field, d, f.p.id, len(fields))
 			}
-			f.field += int(d)
+			f.field += int32(d)
 			if err := s.visit(fields[f.field].p); err != nil {
 				return err
 			}
@@ -390,6 +401,23 @@ func (s *Stream) run() error {
 						return fmt.Errorf("%w: element %s", ErrMalformed, describeUint(b, pos, end))
 					}
 					pos = next
+				}
+				s.pos = pos
+				s.stack = s.stack[:top]
+				continue
+			}
+			if f.p.elem.kind == kBytes {
+				// Strings all the way: no frames.
+				b, pos := s.buf, s.pos
+				for n := f.left; n > 0; n-- {
+					l, next, ok := uintAt(b, pos, end)
+					if !ok {
+						return fmt.Errorf("%w: %s length %s", ErrMalformed, bytesWhat(f.p.elem), describeUint(b, pos, end))
+					}
+					if l > uint64(end-next) {
+						return fmt.Errorf("%w: %s length %d exceeds the %d bytes left", ErrMalformed, bytesWhat(f.p.elem), l, end-next)
+					}
+					pos = next + int(l)
 				}
 				s.pos = pos
 				s.stack = s.stack[:top]
@@ -420,7 +448,7 @@ func (s *Stream) run() error {
 			if f.field == stageContent {
 				lvl := len(s.ends) - 1
 				if s.pos != end {
-					return ifaceErr(f, "value ended %d bytes before its byte count", end-s.pos)
+					return s.ifaceErr(f, "value ended %d bytes before its byte count", end-s.pos)
 				}
 				s.ends = s.ends[:lvl]
 				s.stack = s.stack[:top]
@@ -452,7 +480,7 @@ func (s *Stream) typeSequence(f *frame) error {
 	end := s.ends[lvl]
 	u, next, ok := uintAt(s.buf, s.pos, end)
 	if !ok {
-		return ifaceErr(f, "type id %s", describeUint(s.buf, s.pos, end))
+		return s.ifaceErr(f, "type id %s", describeUint(s.buf, s.pos, end))
 	}
 	s.pos = next
 	id := toInt(u)
@@ -461,24 +489,25 @@ func (s *Stream) typeSequence(f *frame) error {
 			return err
 		}
 		if s.pos != end {
-			return ifaceErr(f, "type %d defined with %d more bytes in its chunk", -id, end-s.pos)
+			return s.ifaceErr(f, "type %d defined with %d more bytes in its chunk", -id, end-s.pos)
 		}
 		if lvl == 0 {
 			// The name is kept past this call, not the caller's buffer.
-			f.name = append([]byte(nil), f.name...)
+			s.name = append(s.name[:0], s.ifaceName(f)...)
+			f.nameLen = -1
 			s.pending = true
 			return nil
 		}
 		if s.rejectNested {
-			return ifaceErr(f, "type %d defined inside an interface value's value (Limits.RejectNestedTypeDefs)", -id)
+			return s.ifaceErr(f, "type %d defined inside an interface value's value (Limits.RejectNestedTypeDefs)", -id)
 		}
 		outer := s.ends[lvl-1]
 		n, next, ok := uintAt(s.buf, s.pos, outer)
 		if !ok {
-			return ifaceErr(f, "chunk count %s", describeUint(s.buf, s.pos, outer))
+			return s.ifaceErr(f, "chunk count %s", describeUint(s.buf, s.pos, outer))
 		}
 		if n > uint64(outer-next) {
-			return ifaceErr(f, "chunk count %d exceeds the %d bytes left", n, outer-next)
+			return s.ifaceErr(f, "chunk count %d exceeds the %d bytes left", n, outer-next)
 		}
 		s.pos = next
 		s.ends[lvl] = next + int(n)
@@ -486,22 +515,22 @@ func (s *Stream) typeSequence(f *frame) error {
 	}
 	p := s.lookup(id)
 	if p == nil {
-		return ifaceErr(f, "type id %d is not defined", id)
+		return s.ifaceErr(f, "type id %d is not defined", id)
 	}
 	if !p.resolved {
 		if err := s.resolve(p); err != nil {
-			return ifaceErr(f, "type %d: %v", id, err)
+			return s.ifaceErr(f, "type %d: %v", id, err)
 		}
 	}
 	if p.kind == kInterface {
-		return ifaceErr(f, "value of interface type")
+		return s.ifaceErr(f, "value of interface type")
 	}
 	n, next, ok := uintAt(s.buf, s.pos, end)
 	if !ok {
-		return ifaceErr(f, "byte count %s", describeUint(s.buf, s.pos, end))
+		return s.ifaceErr(f, "byte count %s", describeUint(s.buf, s.pos, end))
 	}
 	if n > uint64(end-next) {
-		return ifaceErr(f, "byte count %d exceeds the %d bytes left", n, end-next)
+		return s.ifaceErr(f, "byte count %d exceeds the %d bytes left", n, end-next)
 	}
 	s.pos = next
 	s.ends = append(s.ends, next+int(n))
@@ -510,6 +539,14 @@ func (s *Stream) typeSequence(f *frame) error {
 }
 
 // ifaceErr is an ErrMalformed about the interface value of frame f.
-func ifaceErr(f *frame, format string, args ...any) error {
-	return fmt.Errorf("%w: interface value named %s: %s", ErrMalformed, quote(f.name), fmt.Sprintf(format, args...))
+func (s *Stream) ifaceErr(f *frame, format string, args ...any) error {
+	return fmt.Errorf("%w: interface value named %s: %s", ErrMalformed, quote(s.ifaceName(f)), fmt.Sprintf(format, args...))
+}
+
+// ifaceName returns (the start of) the name of the interface value of f.
+func (s *Stream) ifaceName(f *frame) []byte {
+	if f.nameLen < 0 {
+		return s.name
+	}
+	return s.buf[f.left : f.left+uint64(f.nameLen)]
 }

@@ -234,7 +234,7 @@ func typeDef(c *cursor, id int32, budget int) (*plan, int, error) {
 					return err
 				}
 				// A field takes at least one byte (its terminating 0).
-				if n > uint64(c.end-c.pos) {
+				if n > uint64(c.end-c.pos) || n > math.MaxInt32 {
 					return fmt.Errorf("%w: type %d: field count %d exceeds the %d bytes left", ErrMalformed, id, n, c.end-c.pos)
 				}
 				if err := spend(int(n) * fieldCost); err != nil {
