@@ -82,7 +82,7 @@ type Stream struct {
 
 	pending bool   // the last message ended inside a value
 	name    []byte // the name of the interface value the last message ended in
-	err     error // the first error: the stream is dead
+	err     error  // the first error: the stream is dead
 }
 
 // NewStream returns a Stream that has seen no messages.
