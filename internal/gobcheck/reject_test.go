@@ -73,7 +73,7 @@ type rejectCase struct {
 
 func msgs(m ...[]byte) [][]byte { return m }
 
-func rejectCases(t *testing.T) []rejectCase {
+func rejectCases(t testing.TB) []rejectCase {
 	mapDef64 := mapDef(64, 6, 2)
 	bomb := wb{}.i(64).u(0).u(1e7).s("a").i(1).s("b").i(2)
 	// The same, from a real encoding with its count patched.
