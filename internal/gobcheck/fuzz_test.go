@@ -50,12 +50,13 @@ func checkAll(l Limits, data []byte) (bodies int, ok bool) {
 }
 
 // FuzzCheck checks that Check never panics, and that a stream it accepts
-// whole, with RejectNestedTypeDefs, neither makes gob's Decoder panic nor
+// whole (with the default limits) neither makes gob's Decoder panic nor
 // allocate more than 64 bytes per byte of input (plus 1 MiB), whatever it
 // is decoded into, errors and all (a net/rpc server reads on after a
-// body's error). Without RejectNestedTypeDefs gob's Decoder can misread
-// an accepted stream when it skips an interface value, and then panic
-// (see TestGobPanicsOnNestedSkip).
+// body's error). With AllowNestedTypeDefs gob's Decoder can misread an
+// accepted stream when it skips an interface value, and then allocate or
+// panic (see TestNestedSkipMisread, TestGobPanicsOnNestedSkip): only Check
+// itself is fuzzed that way.
 func FuzzCheck(f *testing.F) {
 	for _, v := range roundTripValues() {
 		f.Add(encodeStream(f, v))
@@ -69,8 +70,8 @@ func FuzzCheck(f *testing.F) {
 		}
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
-		checkAll(Limits{}, data)
-		n, ok := checkAll(Limits{RejectNestedTypeDefs: true}, data)
+		checkAll(Limits{AllowNestedTypeDefs: true}, data)
+		n, ok := checkAll(Limits{}, data)
 		if !ok {
 			return
 		}
@@ -92,18 +93,17 @@ func FuzzCheck(f *testing.F) {
 	})
 }
 
-// TestGobPanicsOnNestedSkip records why RejectNestedTypeDefs exists: an
-// Encoder's stream that Check accepts by default, which gob's Decoder,
-// discarding the values as net/rpc discards the body of a call to an
-// unknown method, misreads and then panics on. With the option, Check
-// refuses the first value.
+// TestGobPanicsOnNestedSkip records one reason AllowNestedTypeDefs is off
+// by default: an Encoder's stream that gob's Decoder, discarding the
+// values as net/rpc discards the body of a call to an unknown method,
+// misreads and then panics on. By default Check refuses the first value.
 func TestGobPanicsOnNestedSkip(t *testing.T) {
 	stream := encodeStream(t, Holder{X: map[string]any{"d": GobEnc{v: []byte("g")}}}, GobEnc{}, GobEnc{})
-	if err := checkStream(Limits{}, stream); err != nil {
-		t.Fatalf("default limits: %v", err)
+	if err := checkStream(Limits{AllowNestedTypeDefs: true}, stream); err != nil {
+		t.Fatalf("AllowNestedTypeDefs: %v", err)
 	}
-	if err := checkStream(Limits{RejectNestedTypeDefs: true}, stream); !errors.Is(err, ErrMalformed) {
-		t.Fatalf("RejectNestedTypeDefs: %v", err)
+	if err := checkStream(Limits{}, stream); !isNested(err) {
+		t.Fatalf("default limits: %v", err)
 	}
 	panicked := func() (p any) {
 		defer func() { p = recover() }()

@@ -14,18 +14,20 @@ type Limits struct {
 	MaxTypeBytes int
 	// MaxTypes bounds the type definitions of one stream. Default 1024.
 	MaxTypes int
-	// RejectNestedTypeDefs refuses a type definition inside the value of
-	// an interface that is itself inside an interface's value. An Encoder
-	// sends one there the first time such a nested interface holds a type
-	// new to the stream, and gob's Decoder reads the value correctly only
-	// if it decodes that outer interface value: if it skips it (a field
-	// the receiving struct does not have, or a body decoded into nil), it
-	// skips by a byte count that, as the Encoder writes it, ends at the
-	// nested definition, and reads the rest of the value as what follows
-	// the interface. A peer can shape those bytes to be, read that way,
-	// a value with large counts. Off by default: such streams are valid
-	// and an Encoder sends them. See the package documentation.
-	RejectNestedTypeDefs bool
+	// AllowNestedTypeDefs accepts a type definition in the value of an
+	// interface that is itself in an interface's value. An Encoder sends
+	// one there the first time such a nested interface holds a type new to
+	// the stream; gob's Decoder reads it right only if it decodes the outer
+	// interface's value. If it skips that value (a field the receiving
+	// struct does not have; a body decoded into nil, as net/rpc does for
+	// an unknown method) it skips by a byte count that, as the Encoder
+	// writes it, ends at the nested definition, and reads what follows as
+	// what comes after the interface: a peer can shape those bytes into
+	// counts Check never saw (a map of 2^32 entries), and an Encoder's own
+	// stream can leave the Decoder's types inconsistent, after which it
+	// panics. Off by default: Check refuses such a definition (ErrMalformed).
+	// See the package documentation.
+	AllowNestedTypeDefs bool
 }
 
 // Defaults for the zero fields of Limits.
@@ -91,7 +93,7 @@ func NewStream(l Limits) *Stream {
 		maxDepth:     l.MaxDepth,
 		maxTypeBytes: l.MaxTypeBytes,
 		maxTypes:     l.MaxTypes,
-		rejectNested: l.RejectNestedTypeDefs,
+		rejectNested: !l.AllowNestedTypeDefs,
 		types:        make(map[int32]*plan),
 	}
 	if s.maxDepth <= 0 {
@@ -499,7 +501,7 @@ func (s *Stream) typeSequence(f *frame) error {
 			return nil
 		}
 		if s.rejectNested {
-			return s.ifaceErr(f, "type %d defined inside an interface value's value (Limits.RejectNestedTypeDefs)", -id)
+			return s.ifaceErr(f, "type %d defined inside an interface value's value (see Limits.AllowNestedTypeDefs)", -id)
 		}
 		outer := s.ends[lvl-1]
 		n, next, ok := uintAt(s.buf, s.pos, outer)

@@ -5,6 +5,7 @@ import (
 	"encoding/gob"
 	"errors"
 	"math"
+	"runtime"
 	"strings"
 	"testing"
 	"time"
@@ -35,9 +36,14 @@ func nested(dn, dm int) [][]byte {
 	return [][]byte{holderDef, value}
 }
 
+// isNested reports whether err is Check refusing a nested definition.
+func isNested(err error) bool {
+	return errors.Is(err, ErrMalformed) && strings.Contains(err.Error(), "AllowNestedTypeDefs")
+}
+
 func TestNestedHandMadeIsGob(t *testing.T) {
 	msgs := nested(0, 0)
-	if _, err := checkMsgs(Limits{}, msgs...); err != nil {
+	if _, err := checkMsgs(Limits{AllowNestedTypeDefs: true}, msgs...); err != nil {
 		t.Fatal(err)
 	}
 	var stream []byte
@@ -51,16 +57,19 @@ func TestNestedHandMadeIsGob(t *testing.T) {
 	if in, ok := h.X.(Holder); !ok || in.X != (Inner{A: 5}) {
 		t.Fatalf("gob decoded %+v", h)
 	}
-	if _, err := checkMsgs(Limits{RejectNestedTypeDefs: true}, msgs...); !errors.Is(err, ErrMalformed) ||
-		!strings.Contains(err.Error(), "RejectNestedTypeDefs") {
-		t.Fatalf("with RejectNestedTypeDefs: %v", err)
+	if _, err := checkMsgs(Limits{}, msgs...); !isNested(err) {
+		t.Fatalf("default limits: %v", err)
 	}
-	// One level down is no nesting: accepted with the option too.
-	if err := checkStream(Limits{RejectNestedTypeDefs: true}, encodeStream(t, Holder{X: Inner{}})); err != nil {
-		t.Fatalf("definition in a top-level interface, RejectNestedTypeDefs: %v", err)
+	// A definition in an interface at the top level is not nested.
+	if err := checkStream(Limits{}, encodeStream(t, Holder{X: Inner{}})); err != nil {
+		t.Fatalf("definition in a top-level interface: %v", err)
 	}
-	if err := checkStream(Limits{RejectNestedTypeDefs: true}, encodeStream(t, Holder{X: Holder{X: Inner{}}})); !errors.Is(err, ErrMalformed) {
-		t.Fatalf("Encoder's nested definition, RejectNestedTypeDefs: %v", err)
+	if err := checkStream(Limits{}, encodeStream(t, Holder{X: Holder{X: Inner{}}})); !isNested(err) {
+		t.Fatalf("Encoder's nested definition: %v", err)
+	}
+	// Nor is one in an interface in an interface whose type is known.
+	if err := checkStream(Limits{}, encodeStream(t, Holder{X: Inner{}}, Holder{X: Holder{X: Inner{}}})); err != nil {
+		t.Fatalf("nested interface of a known type: %v", err)
 	}
 }
 
@@ -183,10 +192,10 @@ func rejectCases(t testing.TB) []rejectCase {
 		{name: "interface of interface type", msgs: msgs(holderDef, ifaceVal("I", 8, 1, 0))},
 		{name: "interface type id 0", msgs: msgs(holderDef, ifaceVal("I", 0, 1, 0))},
 		{name: "interface definition with bytes after it", msgs: msgs(holderDef, append(wb{}.i(64).u(1).s("I").raw(innerDef...), 0x01))},
-		{name: "nested chunk count too large", msgs: nested(0, 1)},
-		{name: "nested chunk count too small", msgs: nested(0, -1)},
-		{name: "nested first chunk count too large", msgs: nested(1, 0)},
-		{name: "nested first chunk count too small", msgs: nested(-1, 0)},
+		{name: "nested chunk count too large", msgs: nested(0, 1), lim: Limits{AllowNestedTypeDefs: true}},
+		{name: "nested chunk count too small", msgs: nested(0, -1), lim: Limits{AllowNestedTypeDefs: true}},
+		{name: "nested first chunk count too large", msgs: nested(1, 0), lim: Limits{AllowNestedTypeDefs: true}},
+		{name: "nested first chunk count too small", msgs: nested(-1, 0), lim: Limits{AllowNestedTypeDefs: true}},
 
 		{name: "integer longer than 8 bytes", msgs: msgs(wb{}.i(2).u(0).raw(0xf7, 1, 2, 3, 4, 5, 6, 7, 8, 9))},
 		{name: "integer first byte 0x80", msgs: msgs(wb{}.i(2).u(0).raw(0x80))},
@@ -324,4 +333,47 @@ func TestTextMarshalerWire(t *testing.T) {
 			t.Errorf("kind %d: %v", which, err)
 		}
 	}
+}
+
+// misreadOnSkip is a stream Check accepts by default that gob's Decoder,
+// skipping an interface field the receiver does not have, misreads into a
+// map of 2*tid entries: the skip ends at a nested type definition (where
+// an Encoder's byte count ends too), and gob reads the next chunk's count
+// as a field delta, to a map field, and the nested value's type id as the
+// map's count.
+func misreadOnSkip(tid int64) [][]byte {
+	tval := wb{}.u(1).s("pad").u(0)
+	chunk2 := wb{}.i(tid).u(uint64(len(tval))).raw(tval...).u(0)
+	m := len(chunk2) // P's field m is the map: the delta gob reads
+	fields := []fdef{{"J", 8}}
+	for i := 1; i < m; i++ {
+		fields = append(fields, fdef{string(rune('a' + i)), 2})
+	}
+	fields = append(fields, fdef{"M", 65})
+	pDef := structDef(64, "P", fields...)
+	cDef := structDef(66, "C", fdef{"V", 8})
+	tDef := structDef(tid, "T", fdef{"S", 6})
+	chunk1 := wb{}.u(1).s("T").raw(tDef...)
+	value := wb{}.i(64).u(1).s("C").i(66).
+		u(uint64(len(chunk1))).raw(chunk1...).
+		u(uint64(len(chunk2))).raw(chunk2...).u(0)
+	return [][]byte{mapDef(65, 6, 2), cDef, pDef, value}
+}
+
+// TestNestedSkipMisread shows what AllowNestedTypeDefs lets through.
+func TestNestedSkipMisread(t *testing.T) {
+	msgs := misreadOnSkip(200000)
+	if _, err := checkMsgs(Limits{AllowNestedTypeDefs: true}, msgs...); err != nil {
+		t.Fatalf("AllowNestedTypeDefs: %v", err)
+	}
+	if _, err := checkMsgs(Limits{}, msgs...); !isNested(err) {
+		t.Fatalf("default limits: %v", err)
+	}
+	stream := frameAll(msgs)
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	var r struct{ M map[string]int }
+	err := gob.NewDecoder(bytes.NewReader(stream)).Decode(&r)
+	runtime.ReadMemStats(&after)
+	t.Logf("%d bytes; gob: %v; allocated %d bytes", len(stream), err, after.TotalAlloc-before.TotalAlloc)
 }

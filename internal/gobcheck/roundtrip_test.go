@@ -325,18 +325,33 @@ func roundTripValues() []any {
 	}
 }
 
+// all accepts everything an Encoder sends.
+var all = Limits{AllowNestedTypeDefs: true}
+
 func TestRoundTrip(t *testing.T) {
 	values := roundTripValues()
+	nested := 0
 	for i, v := range values {
 		stream := encodeStream(t, v)
-		if err := checkStream(Limits{}, stream); err != nil {
+		if err := checkStream(all, stream); err != nil {
 			t.Errorf("value %d (%T %.60v): %v", i, v, v, err)
 		}
+		// The default limits accept it all but for type definitions in
+		// an interface in an interface.
+		if err := checkStream(Limits{}, stream); err != nil {
+			if !isNested(err) {
+				t.Errorf("value %d (%T %.60v), default limits: %v", i, v, v, err)
+			}
+			nested++
+		}
+	}
+	if nested == 0 || nested > 10 {
+		t.Errorf("%d values refused by default for nested definitions", nested)
 	}
 	// All on one stream: types defined once, then reused, values of
 	// different types interleaved; then again.
-	all := append(values, values...)
-	if err := checkStream(Limits{}, encodeStream(t, all...)); err != nil {
+	twice := append(values, values...)
+	if err := checkStream(all, encodeStream(t, twice...)); err != nil {
 		t.Errorf("all values on one stream: %v", err)
 	}
 	// Reversed, so that types first appear in other places (inside an
@@ -345,8 +360,23 @@ func TestRoundTrip(t *testing.T) {
 	for i, v := range values {
 		rev[len(values)-1-i] = v
 	}
-	if err := checkStream(Limits{}, encodeStream(t, rev...)); err != nil {
+	if err := checkStream(all, encodeStream(t, rev...)); err != nil {
 		t.Errorf("reversed values on one stream: %v", err)
+	}
+	// With every type sent once before at the top level, nothing is
+	// nested: the default limits accept the lot.
+	if err := checkStream(Limits{}, encodeStream(t, append(topLevelTypes(), twice...)...)); err != nil {
+		t.Errorf("all values after their types, default limits: %v", err)
+	}
+}
+
+// topLevelTypes are values of the types that roundTripValues put in
+// interfaces, sent first so that no definition is nested.
+func topLevelTypes() []any {
+	return []any{
+		Inner{}, []int{}, []Inner{}, map[string]int{}, map[string]any{}, []any{}, Holder{},
+		Named(""), GobEnc{}, time.Time{}, Basic{}, Maps{}, Arrays{}, Empty{}, WithEmpty{},
+		BinMarsh{}, TextMarsh{}, List{},
 	}
 }
 
@@ -376,8 +406,11 @@ func TestRoundTripNestedFirstUse(t *testing.T) {
 	}
 	for i, v := range values {
 		stream := encodeStream(t, v, v)
-		if err := checkStream(Limits{}, stream); err != nil {
+		if err := checkStream(all, stream); err != nil {
 			t.Errorf("value %d (%T): %v", i, v, err)
+		}
+		if err := checkStream(Limits{}, stream); !isNested(err) {
+			t.Errorf("value %d (%T), default limits: %v", i, v, err)
 		}
 		if err := gob.NewDecoder(bytes.NewReader(stream)).Decode(new(any)); err != nil && !strings.Contains(err.Error(), "local interface type") {
 			t.Logf("value %d: gob decode into any: %v", i, err)
