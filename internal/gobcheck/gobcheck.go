@@ -82,9 +82,10 @@ type Stream struct {
 	ends  []int
 	stack []frame
 
-	pending bool   // the last message ended inside a value
-	name    []byte // the name of the interface value the last message ended in
-	err     error  // the first error: the stream is dead
+	seqDefs []int32 // types defined in the current interface type sequence
+	pending bool    // the last message ended inside a value
+	name    []byte  // the name of the interface value the last message ended in
+	err     error   // the first error: the stream is dead
 }
 
 // NewStream returns a Stream that has seen no messages.
@@ -317,6 +318,7 @@ func (s *Stream) visit(p *plan) error {
 		if n == 0 {
 			return nil // nil interface
 		}
+		s.seqDefs = s.seqDefs[:0]
 		return s.push(frame{p: p, field: stageTypes, left: uint64(next), nameLen: int32(min(n, maxQuoted+1))})
 	case kStruct:
 		return s.push(frame{p: p, field: -1})
@@ -490,6 +492,7 @@ func (s *Stream) typeSequence(f *frame) error {
 		if err := s.define(-id); err != nil {
 			return err
 		}
+		s.seqDefs = append(s.seqDefs, int32(-id))
 		if s.pos != end {
 			return s.ifaceErr(f, "type %d defined with %d more bytes in its chunk", -id, end-s.pos)
 		}
@@ -527,6 +530,12 @@ func (s *Stream) typeSequence(f *frame) error {
 	if p.kind == kInterface {
 		return s.ifaceErr(f, "value of interface type")
 	}
+	if len(s.seqDefs) > 0 {
+		if id := s.unreached(p); id != 0 {
+			return s.ifaceErr(f, "type %d defined before it is not part of its type %d", id, p.id)
+		}
+		s.seqDefs = s.seqDefs[:0]
+	}
 	n, next, ok := uintAt(s.buf, s.pos, end)
 	if !ok {
 		return s.ifaceErr(f, "byte count %s", describeUint(s.buf, s.pos, end))
@@ -538,6 +547,55 @@ func (s *Stream) typeSequence(f *frame) error {
 	s.ends = append(s.ends, next+int(n))
 	f.field = stageContent
 	return s.top(p)
+}
+
+// unreached returns a type of s.seqDefs that p does not reach, or 0.
+//
+// An Encoder defines there just the types the interface's value needs.
+// One that is not needed matters: gob's Decoder, failing on the value
+// before it (on an unregistered name, say), drops the rest of the message,
+// the definition with it, and reads the next message, where the value goes
+// on, as a new value of the type that follows. That type is complete for
+// gob only if it needs the dropped definition.
+func (s *Stream) unreached(p *plan) int32 {
+	s.epoch++
+	if s.epoch == 0 {
+		for _, q := range s.types {
+			q.mark = 0
+		}
+		s.epoch = 1
+	}
+	work := append(s.scratch[:0], p)
+	p.mark = s.epoch
+	visit := func(q *plan) {
+		if q.id >= firstUserID && q.mark != s.epoch {
+			q.mark = s.epoch
+			work = append(work, q)
+		}
+	}
+	for len(work) > 0 {
+		q := work[len(work)-1]
+		work = work[:len(work)-1]
+		switch q.kind {
+		case kStruct:
+			for _, f := range q.fields {
+				visit(f.p)
+			}
+		case kMap:
+			visit(q.key)
+			visit(q.elem)
+		case kSlice, kArray:
+			visit(q.elem)
+		}
+	}
+	clear(work[:cap(work)])
+	s.scratch = work[:0]
+	for _, id := range s.seqDefs {
+		if s.types[id].mark != s.epoch {
+			return id
+		}
+	}
+	return 0
 }
 
 // ifaceErr is an ErrMalformed about the interface value of frame f.

@@ -377,3 +377,48 @@ func TestNestedSkipMisread(t *testing.T) {
 	runtime.ReadMemStats(&after)
 	t.Logf("%d bytes; gob: %v; allocated %d bytes", len(stream), err, after.TotalAlloc-before.TotalAlloc)
 }
+
+// discardedDef is a stream that, without the rule that an interface's
+// type sequence defines only types its value needs, Check would accept and
+// gob's Decoder would read into a map of 2*v entries. The first value's
+// interface names a type the receiver never registered: gob fails there
+// and drops the rest of that message, which is a definition nothing
+// needs. The next message goes on with the interface's value; gob reads it
+// as a new value, of the (known) type of the interface's value: the byte
+// count as a field delta to a struct, whose next delta leads to a map, and
+// the value's integer field as the map's count.
+func discardedDef(v int64) [][]byte {
+	content := wb{}.u(1).i(v).u(0) // U{A: v}
+	n := len(content)
+	ufields := []fdef{{"A", 2}}
+	for i := 1; i < n-1; i++ {
+		ufields = append(ufields, fdef{string(rune('a' + i)), 2})
+	}
+	ufields = append(ufields, fdef{"S", 67})
+	return [][]byte{
+		holderDef,
+		mapDef(68, 6, 2),
+		structDef(67, "S", fdef{"Metadata", 68}),
+		structDef(66, "U", ufields...),
+		append(wb{}.i(64).u(1).s("unregistered"), sliceDef(69, 2)...),
+		wb{}.i(66).u(uint64(n)).raw(content...).u(0),
+	}
+}
+
+func TestDiscardedDefinition(t *testing.T) {
+	msgs := discardedDef(200000)
+	if i, err := checkMsgs(Limits{}, msgs...); !errors.Is(err, ErrMalformed) || i != len(msgs)-1 {
+		t.Errorf("message %d: %v", i, err)
+	}
+	var before, after runtime.MemStats
+	runtime.ReadMemStats(&before)
+	dec := gob.NewDecoder(bytes.NewReader(frameAll(msgs)))
+	var h Holder
+	err1 := dec.Decode(&h)
+	var r struct {
+		S struct{ Metadata map[string]int }
+	}
+	err2 := dec.Decode(&r)
+	runtime.ReadMemStats(&after)
+	t.Logf("gob: %v; then %v; allocated %d bytes", err1, err2, after.TotalAlloc-before.TotalAlloc)
+}
