@@ -262,7 +262,7 @@ func TestRejectFast(t *testing.T) {
 		s2 := *s
 		s2.Check(bomb)
 	})
-	if n > 5 {
+	if n > 20 { // the error's; more under -race
 		t.Errorf("%v allocations", n)
 	}
 	// A map of 10^7 entries, all there: accepted (it is what it says).
