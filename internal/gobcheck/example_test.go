@@ -23,8 +23,8 @@ func Example() {
 	// Each message is checked before a gob.Decoder sees it.
 	s := gobcheck.NewStream(gobcheck.Limits{})
 	msgs, _, _ := gobcheck.SplitMessages(wire.Bytes())
-	for _, m := range msgs {
-		fmt.Println(len(m), "bytes:", s.Check(m))
+	for i, m := range msgs {
+		fmt.Println("message", i, s.Check(m))
 	}
 
 	// A hostile request: the same, with the metadata map's count patched
@@ -35,10 +35,10 @@ func Example() {
 	err := s.Check(bomb)
 	fmt.Println(errors.Is(err, gobcheck.ErrMalformed), err)
 	// Output:
-	// 60 bytes: <nil>
-	// 36 bytes: <nil>
-	// 12 bytes: <nil>
-	// 13 bytes: <nil>
-	// 20 bytes: <nil>
+	// message 0 <nil>
+	// message 1 <nil>
+	// message 2 <nil>
+	// message 3 <nil>
+	// message 4 <nil>
 	// true gobcheck: malformed message: map count 10000000 exceeds the 6 bytes left
 }

@@ -262,9 +262,10 @@ func (s *Stream) count(p *plan, per uint64, what string) (uint64, error) {
 	// or (at the top level) into the next message; the walk bounds them.
 	limit := end
 	if p.elem.split || (p.key != nil && p.key.split) {
-		if lvl == 0 {
+		switch {
+		case lvl == 0:
 			limit = -1
-		} else {
+		case !s.rejectNested:
 			limit = s.ends[lvl-1]
 		}
 	}
