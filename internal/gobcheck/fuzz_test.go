@@ -58,6 +58,19 @@ func checkAll(l Limits, data []byte) (bodies int, ok bool) {
 // panic (see TestNestedSkipMisread, TestGobPanicsOnNestedSkip): only Check
 // itself is fuzzed that way.
 func FuzzCheck(f *testing.F) {
+	// Each input is also read as one value message after a stream that
+	// defines these values' types, so that mutations of a value's body
+	// alone are checked against types: seeds for that are their bodies.
+	prefixValues := []any{
+		Holder{X: Inner{}, Y: []int{1}}, RequestMeta{Metadata: map[string][]string{"k": {"v"}}, Deadline: &Deadline{}},
+		map[string][]string{"a": {"b"}}, []string{"s"}, Maps{N: map[Inner][]int{{}: {1}}}, Node{Kids: []*Node{{}}},
+		Basic{S: "x"}, Marshalers{G: GobEnc{v: []byte{1}}}, Arrays{}, HolderS{Xs: []any{Named("n")}},
+	}
+	prefix := encodeStream(f, prefixValues...)
+	bodies, _, _ := SplitMessages(prefix)
+	for _, b := range bodies {
+		f.Add(bytes.Clone(b))
+	}
 	for _, v := range roundTripValues() {
 		f.Add(encodeStream(f, v))
 	}
@@ -70,24 +83,26 @@ func FuzzCheck(f *testing.F) {
 		}
 	}
 	f.Fuzz(func(t *testing.T, data []byte) {
-		checkAll(Limits{AllowNestedTypeDefs: true}, data)
-		n, ok := checkAll(Limits{}, data)
-		if !ok {
-			return
-		}
-		limit := 64*uint64(len(data)) + 1<<20
-		var before, after runtime.MemStats
-		for _, target := range fuzzTargets {
-			runtime.ReadMemStats(&before)
-			dec := gob.NewDecoder(bytes.NewReader(data))
-			for range n + 1 {
-				if err := dec.Decode(target()); errors.Is(err, io.EOF) {
-					break
-				}
+		for _, stream := range [][]byte{data, append(bytes.Clone(prefix), frameAll([][]byte{data})...)} {
+			checkAll(Limits{AllowNestedTypeDefs: true}, stream)
+			n, ok := checkAll(Limits{}, stream)
+			if !ok {
+				continue
 			}
-			runtime.ReadMemStats(&after)
-			if n := after.TotalAlloc - before.TotalAlloc; n > limit {
-				t.Fatalf("decoding %d accepted bytes into %T allocated %d bytes", len(data), target(), n)
+			limit := 64*uint64(len(stream)) + 1<<20
+			var before, after runtime.MemStats
+			for _, target := range fuzzTargets {
+				runtime.ReadMemStats(&before)
+				dec := gob.NewDecoder(bytes.NewReader(stream))
+				for range n + 1 {
+					if err := dec.Decode(target()); errors.Is(err, io.EOF) {
+						break
+					}
+				}
+				runtime.ReadMemStats(&after)
+				if n := after.TotalAlloc - before.TotalAlloc; n > limit {
+					t.Fatalf("decoding %d accepted bytes into %T allocated %d bytes", len(stream), target(), n)
+				}
 			}
 		}
 	})
