@@ -132,11 +132,11 @@ func (s *Stream) Pending() bool { return s.pending }
 // defined (predefined or earlier on the stream), nesting must stay within
 // MaxDepth.
 //
-// A value may continue in the next message (see Pending). Inside an
-// interface value the same happens one level down: a definition ends a
-// chunk of the value's bytes, and the next chunk follows, with its own
-// byte count. Check requires every such count, and the count before each
-// interface value, to be exact.
+// A value may continue in the next message (see Pending). The byte count
+// before an interface's value must be exact, and the types defined before
+// it must be ones its type needs. With Limits.AllowNestedTypeDefs, a
+// definition may also end a chunk of an interface's value, and the next
+// chunk follows with its own byte count, which must be exact too.
 //
 // On error the stream must be abandoned (the connection closed): Check
 // returns the same error from then on.
