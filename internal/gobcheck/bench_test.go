@@ -59,7 +59,7 @@ type Body struct {
 // body64K is a struct with slices of about 64 KiB encoded.
 func body64K() Body {
 	var v Body
-	for i := range 1000 {
+	for i := range 1600 {
 		v.Names = append(v.Names, fmt.Sprintf("name-%d", i))
 		v.Nums = append(v.Nums, int64(i)*1000003)
 		v.Items = append(v.Items, Inner{A: i, B: fmt.Sprintf("item %d", i)})
@@ -73,5 +73,9 @@ func body64K() Body {
 }
 
 func BenchmarkCheck64KiB(b *testing.B) {
-	benchCheck(b, body64K())
+	v := body64K()
+	if n := len(encodeStream(b, v)); n < 63<<10 || n > 66<<10 {
+		b.Fatalf("body is %d bytes encoded", n)
+	}
+	benchCheck(b, v)
 }
