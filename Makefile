@@ -21,7 +21,8 @@ bench:
 # Each fuzz target runs for $(FUZZTIME); seeds live in each package's testdata/fuzz.
 FUZZ_TARGETS = \
 	./rpc:FuzzServeConn ./rpc:FuzzServeJSON ./rpc:FuzzFrameLimiter ./rpc:FuzzTableHeaders \
-	./crawler:FuzzNormalize ./crawler:FuzzExtractLinks ./labrpc/labgob:FuzzDecode
+	./crawler:FuzzNormalize ./crawler:FuzzExtractLinks ./labrpc/labgob:FuzzDecode \
+	./internal/gobcheck:FuzzCheck
 
 fuzz:
 	@set -e; for target in $(FUZZ_TARGETS); do \
