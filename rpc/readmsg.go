@@ -7,6 +7,8 @@ import (
 	"net"
 	"os"
 	"time"
+
+	"github.com/semrpc/semrpc/internal/gobcheck"
 )
 
 // msgReader is the read side of a server connection. It reads the stream
@@ -33,9 +35,9 @@ import (
 // shared.
 type msgReader struct {
 	r     io.Reader
-	dl    readDeadliner // nil if the stream has no deadlines
-	max   int           // the largest message body accepted
-	check func(body []byte) error
+	dl    readDeadliner    // nil if the stream has no deadlines
+	max   int              // the largest message body accepted
+	check *gobcheck.Stream // nil: messages are not checked
 
 	msgTimeout  time.Duration // 0: none
 	idleTimeout time.Duration // 0: none
@@ -54,6 +56,7 @@ type msgReader struct {
 	// midRequest is set by the connection between a request's header and
 	// its body: the body is waited for within the message timeout.
 	midRequest bool
+	cont       bool // a value sent in several messages has begun
 
 	err   error  // sticky
 	drain uint64 // bytes of an oversized message still unread, for respondFinal
@@ -71,11 +74,16 @@ const readBufSize = 4 << 10
 // errIdle ends a connection that stayed idle past its idle timeout.
 var errIdle = errors.New("rpc: connection idle past the server's idle timeout")
 
+// errBadMessage ends a connection whose peer sent a message no gob
+// encoder makes, or one whose declared counts, nesting or type definitions
+// are beyond what the server holds (see internal/gobcheck).
+var errBadMessage = errors.New("rpc: malformed or oversized gob message")
+
 // errSlowMessage ends a connection whose message did not arrive whole
 // within the message timeout.
 var errSlowMessage = errors.New("rpc: a message did not arrive whole within the server's read timeout")
 
-func newMsgReader(r io.Reader, max int, check func([]byte) error) *msgReader {
+func newMsgReader(r io.Reader, max int, check *gobcheck.Stream) *msgReader {
 	m := &msgReader{r: r, max: max, check: check, buf: make([]byte, readBufSize), last: time.Now()}
 	if d, ok := r.(readDeadliner); ok {
 		m.dl = d
@@ -109,20 +117,54 @@ func (m *msgReader) ReadByte() (byte, error) {
 	return b, nil
 }
 
-// next makes the next whole, checked message (length prefix included) the
-// one handed on.
+// next makes the next whole, checked value the one handed on: one
+// message, or the messages of a value an encoder sent in several (see
+// gobcheck.Stream.Pending), which gob must get together, bounded as one
+// message is.
 func (m *msgReader) next() error {
 	if m.err != nil {
 		return m.err
 	}
+	var acc []byte
+	m.cont = false
+	for {
+		k, err := m.readOne()
+		if err != nil {
+			if err == errIdle && acc == nil {
+				return err // at a message boundary: the stream is still in step
+			}
+			return m.fail(err)
+		}
+		if m.check == nil {
+			return nil
+		}
+		if err := m.check.Check(m.msg[k:]); err != nil {
+			return m.fail(fmt.Errorf("%w: %w", errBadMessage, err))
+		}
+		pending := m.check.Pending()
+		if acc == nil && !pending {
+			return nil // the common case: one message, handed on in place
+		}
+		if len(acc)+len(m.msg) > m.max {
+			return m.fail(fmt.Errorf("%w: a value sent in several messages, over %d bytes", ErrMessageTooLarge, m.max))
+		}
+		acc = append(acc, m.msg...)
+		if !pending {
+			m.msg, m.pos = acc, 0
+			return nil
+		}
+		m.cont = true // the rest of the value is waited for as a message's rest
+	}
+}
+
+// readOne reads one whole message (length prefix included) into m.msg
+// and returns the length of its prefix. On errIdle nothing was read.
+func (m *msgReader) readOne() (int, error) {
 	m.msg, m.pos, m.started = nil, 0, false
 	if m.w-m.r0 == 0 {
 		m.r0, m.w = 0, 0
 		if err := m.await(); err != nil {
-			if err == errIdle {
-				return err // at a message boundary: the stream is still in step
-			}
-			return m.fail(err)
+			return 0, err
 		}
 	}
 	// The length prefix: one byte, or a byte saying how many follow.
@@ -130,11 +172,11 @@ func (m *msgReader) next() error {
 	if b := m.buf[m.r0]; b >= 0x80 {
 		k = 1 + 256 - int(b)
 		if k > 9 {
-			return m.fail(fmt.Errorf("rpc: malformed gob length prefix 0x%02x", b))
+			return 0, fmt.Errorf("%w: gob length prefix 0x%02x", errBadMessage, b)
 		}
 	}
 	if err := m.fillTo(k); err != nil {
-		return m.fail(err)
+		return 0, err
 	}
 	n := uint64(m.buf[m.r0])
 	if k > 1 {
@@ -147,25 +189,19 @@ func (m *msgReader) next() error {
 		if have := uint64(m.w - m.r0 - k); have < n {
 			m.drain = n - have
 		}
-		return m.fail(fmt.Errorf("%w: %d bytes, limit %d", ErrMessageTooLarge, n, m.max))
+		return 0, fmt.Errorf("%w: %d bytes, limit %d", ErrMessageTooLarge, n, m.max)
 	}
 	total := k + int(n)
 	if total <= len(m.buf) {
 		if err := m.fillTo(total); err != nil {
-			return m.fail(err)
+			return 0, err
 		}
 		m.msg = m.buf[m.r0 : m.r0+total]
 		m.r0 += total
 	} else if err := m.readLarge(total); err != nil {
-		return m.fail(err)
+		return 0, err
 	}
-	if m.check != nil {
-		if err := m.check(m.msg[k:]); err != nil {
-			m.msg = nil
-			return m.fail(err)
-		}
-	}
-	return nil
+	return k, nil
 }
 
 func (m *msgReader) fail(err error) error {
@@ -179,7 +215,7 @@ func (m *msgReader) fail(err error) error {
 // passes too early (the connection was active since it was set, or calls
 // are pending) is set again.
 func (m *msgReader) await() error {
-	if m.midRequest {
+	if m.midRequest || m.cont {
 		// The body of a request whose header came: part of one message,
 		// as far as deadlines go.
 		m.startMessage()

@@ -6,6 +6,8 @@ import (
 	"io"
 	"net"
 	"time"
+
+	"github.com/semrpc/semrpc/internal/gobcheck"
 )
 
 // A server is safe to expose with its defaults: every read, write and
@@ -113,7 +115,7 @@ func timeout(d time.Duration) time.Duration { return max(d, 0) }
 // newMsgReader returns the reader of a connection's requests, bounded by
 // the server's limits.
 func (s *Server) newMsgReader(r io.Reader) *msgReader {
-	m := newMsgReader(r, s.opts.maxMsg, nil)
+	m := newMsgReader(r, s.opts.maxMsg, gobcheck.NewStream(gobcheck.Limits{}))
 	m.msgTimeout = timeout(s.opts.readTimeout)
 	m.idleTimeout = timeout(s.opts.idleTimeout)
 	return m

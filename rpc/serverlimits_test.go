@@ -321,3 +321,74 @@ func TestServeReturnsOnAnErrorItCannotOutlive(t *testing.T) {
 		t.Fatalf("Serve returned %v, want the listener's error", err)
 	}
 }
+
+// mapBomb returns a gob stream of one request whose header's metadata map
+// declares count entries and holds one.
+func mapBomb(t *testing.T, count uint64) []byte {
+	t.Helper()
+	var b bytes.Buffer
+	enc := gob.NewEncoder(&b)
+	if err := enc.Encode(&wireRequest{ServiceMethod: "Arith.Add", Seq: 1, Metadata: Metadata{"k": {"v"}}}); err != nil {
+		t.Fatal(err)
+	}
+	if err := enc.Encode(Args{1, 2}); err != nil {
+		t.Fatal(err)
+	}
+	stream := b.Bytes()
+	// The map's count (1) precedes its only key ("k", length 1).
+	at := bytes.Index(stream, []byte{1, 1, 'k', 1, 1, 'v'})
+	if at < 0 {
+		t.Fatal("no metadata map in the encoding")
+	}
+	// Find the message holding it and patch its length.
+	start := 0
+	for i := 0; i < len(stream); {
+		n, k := int(stream[i]), 1
+		if stream[i] >= 0x80 {
+			t.Fatal("unexpected long message")
+		}
+		if at < i+k+n {
+			start = i
+			break
+		}
+		i += k + n
+	}
+	big := []byte{0xF8, byte(count >> 56), byte(count >> 48), byte(count >> 40), byte(count >> 32), byte(count >> 24), byte(count >> 16), byte(count >> 8), byte(count)}
+	var out []byte
+	out = append(out, stream[:start]...)
+	out = append(out, byte(int(stream[start])+len(big)-1))
+	out = append(out, stream[start+1:at]...)
+	out = append(out, big...)
+	out = append(out, stream[at+1:]...)
+	return out
+}
+
+func TestHeaderMapBombIsRefusedBeforeItAllocates(t *testing.T) {
+	_, a, addr, _ := startServer(t)
+	c := dial(t, addr)
+	var r int
+	if err := c.Call(ctxT(t), "Arith.Add", Args{1, 1}, &r); err != nil {
+		t.Fatal(err)
+	}
+	bomb := mapBomb(t, 100_000_000) // would be about 8 GB of map
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	nc, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	nc.Write(bomb)
+	waitClosedByPeer(t, nc)
+	runtime.ReadMemStats(&after)
+	if got := after.TotalAlloc - before.TotalAlloc; got > 16<<20 {
+		t.Fatalf("a %d-byte request allocated %d bytes", len(bomb), got)
+	}
+	if err := c.Call(ctxT(t), "Arith.Add", Args{1, 1}, &r); err != nil {
+		t.Fatalf("a call on another connection after the attack: %v", err)
+	}
+	if got := a.calls.Load(); got != 2 {
+		t.Fatalf("%d executions, want 2 (the bomb must not run)", got)
+	}
+}

@@ -358,7 +358,7 @@ func (c *serverConn) run(tk *task) {
 // isStreamError reports whether a decode error leaves the gob stream
 // unusable (as opposed to a value that did not fit its type).
 func isStreamError(err error) bool {
-	return errors.Is(err, ErrMessageTooLarge) || errors.Is(err, ErrTooManyTypes) || errors.Is(err, io.EOF) ||
+	return errors.Is(err, ErrMessageTooLarge) || errors.Is(err, ErrTooManyTypes) || errors.Is(err, errBadMessage) || errors.Is(err, io.EOF) ||
 		errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, net.ErrClosed) || errors.Is(err, io.ErrClosedPipe) ||
 		isNetError(err)
 }
