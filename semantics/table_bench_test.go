@@ -142,9 +142,9 @@ func BenchmarkTableOpenClose(b *testing.B) {
 	}
 }
 
-// BenchmarkTableOpenFull measures Open on a full table, which scans it to
+// BenchmarkOpenFullTable measures Open on a full table, which scans it to
 // choose the session to evict: its cost grows with MaxSessions.
-func BenchmarkTableOpenFull(b *testing.B) {
+func BenchmarkOpenFullTable(b *testing.B) {
 	for _, n := range []int{1024, DefaultMaxSessions} {
 		b.Run(fmt.Sprint(n), func(b *testing.B) {
 			tb := NewTable(&TableConfig{Epoch: 1, MaxSessions: n})
