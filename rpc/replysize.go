@@ -18,7 +18,6 @@ import (
 // is, so the usual replies are measured exactly.
 func replySize(reply any, err error) int {
 	var z sizer
-	z.seen = z.seenBuf[:0]
 	return z.boxed(reply) + z.boxed(err)
 }
 
@@ -32,9 +31,9 @@ const mapEntryOverhead = 8
 // sizer is one replySize walk.
 type sizer struct {
 	steps   int
-	seen    []block // blocks counted, while few
-	seenBuf [8]block
-	seenMap map[block]struct{} // blocks counted, once there are many
+	nseen   int
+	seen    [8]block           // the blocks counted, while there are nseen ≤ 8
+	seenMap map[block]struct{} // the blocks counted, once there are more
 }
 
 // block is a counted piece of memory: its address and the type it was
@@ -48,13 +47,14 @@ type block struct {
 func (z *sizer) first(addr uintptr, typ reflect.Type) bool {
 	b := block{addr, typ}
 	if z.seenMap == nil {
-		for _, s := range z.seen {
+		for _, s := range z.seen[:z.nseen] {
 			if s == b {
 				return false
 			}
 		}
-		if len(z.seen) < len(z.seenBuf) {
-			z.seen = append(z.seen, b)
+		if z.nseen < len(z.seen) {
+			z.seen[z.nseen] = b
+			z.nseen++
 			return true
 		}
 		z.seenMap = make(map[block]struct{}, 2*len(z.seen))
