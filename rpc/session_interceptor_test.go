@@ -134,3 +134,27 @@ func TestInterceptorRefusalClosesNothing(t *testing.T) {
 		t.Fatalf("table %+v after a refused Close: want the session still there", st)
 	}
 }
+
+// TestInterceptorPlainErrorOnHandshakeIsARefusal: an interceptor that
+// refuses the handshake with an error not wrapping ErrRejected reaches the
+// caller as a refusal of the handshake (not executed, permanent), with the
+// interceptor's text.
+func TestInterceptorPlainErrorOnHandshakeIsARefusal(t *testing.T) {
+	deny := func(ctx context.Context, ci *CallInfo, next Handler) error {
+		if ci.ServiceMethod == openMethod {
+			return errors.New("auth: no sessions for you")
+		}
+		return next(ctx, ci)
+	}
+	s, a, addr, _ := startServer(t, WithServerInterceptor(deny))
+	c := dial(t, addr, WithSemantics(atMostOnce()))
+	var reply int
+	err := c.Call(ctxT(t), "Arith.Add", Args{A: 1, B: 2}, &reply)
+	if !errors.Is(err, ErrNotExecuted) || !errors.Is(err, ErrRejected) || !semantics.IsPermanent(err) ||
+		!strings.Contains(err.Error(), "refused the at-most-once session handshake: auth: no sessions for you") {
+		t.Fatalf("call whose handshake an interceptor refused: %v, want a permanent refusal with the interceptor's text", err)
+	}
+	if a.calls.Load() != 0 || s.Table().Len() != 0 {
+		t.Fatalf("%d calls ran, %d sessions", a.calls.Load(), s.Table().Len())
+	}
+}

@@ -273,9 +273,14 @@ func (m *sessionManager) open(ctx context.Context, deadline time.Time, p semanti
 		switch {
 		case err == nil && rep.Client.IsZero():
 			return semantics.Permanent(reject(CodeRejected, "rpc: the server predates explicit at-most-once sessions (no session id in its handshake)"))
-		case errors.Is(err, ErrUnknownMethod), errors.Is(err, semantics.ErrApplication):
+		case errors.Is(err, ErrUnknownMethod):
 			// A server without the handshake (a stock net/rpc server, say).
 			return semantics.Permanent(reject(CodeUnknownMethod, "rpc: server does not support at-most-once calls: %v", err))
+		case errors.Is(err, semantics.ErrApplication):
+			// An error answer: a server interceptor refused the handshake
+			// with an error that does not wrap ErrRejected (or the
+			// server's _semrpc.Open is a method of its own). No session.
+			return semantics.Permanent(reject(CodeRejected, "rpc: the server refused the at-most-once session handshake: %v", err))
 		}
 		return err
 	})
