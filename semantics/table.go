@@ -599,8 +599,8 @@ func (t *Table) drop(s *serverSession) {
 
 // Begin admits one request carrying h; see the Table comment for the state
 // machine. The error, if any, means the method must not run for this
-// request: ErrBadHeader, ErrEpochMismatch, ErrSessionExpired, ErrStale or
-// ErrWindowExceeded (each found with errors.Is), an error wrapping
+// request: ErrBadHeader, ErrEpochMismatch, ErrSessionExpired, ErrStale,
+// ErrWindowExceeded or ErrReplyBudget (each found with errors.Is), an error wrapping
 // ctx.Err() if ctx ended while waiting for an in-flight original, or an
 // error wrapping Abort's error if the original was aborted meanwhile.
 func (t *Table) Begin(ctx context.Context, h Header) (*Ticket, error) {
