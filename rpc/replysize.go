@@ -1,6 +1,7 @@
 package rpc
 
 import (
+	"math"
 	"reflect"
 	"sync"
 )
@@ -165,7 +166,7 @@ func extrapolate(deep, walked, n int) int {
 	if walked == 0 || walked >= n {
 		return deep
 	}
-	return int(float64(deep) / float64(walked) * float64(n))
+	return int(min(float64(deep)/float64(walked)*float64(n), math.MaxInt32))
 }
 
 // flatTypes caches flat's answer for arrays and structs.

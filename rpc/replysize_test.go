@@ -13,6 +13,12 @@ type sizeNode struct {
 	Next *sizeNode
 }
 
+type sizeHidden struct {
+	m   map[string]*int
+	s   []string
+	err error
+}
+
 type sizeTree struct {
 	Tags  map[string]string
 	Kids  []*sizeTree
@@ -43,6 +49,11 @@ func TestReplySize(t *testing.T) {
 		{"a cycle counts each node once", ring, nil, 2*nodeSize + 1 + 2},
 		{"one block reached twice counts once", &[]*sizePair{shared, shared}, nil, sliceHeader + 2*8 + pairSize},
 		{"an application error", &n, ServerError("no such key"), 8 + stringHeader + 11},
+		{"unexported fields are walked too", &sizeHidden{
+			m:   map[string]*int{"ab": &n},
+			s:   []string{"xyz"},
+			err: ServerError("e"),
+		}, nil, (8 + 24 + 16) + (16 + 8 + mapEntryOverhead) + 2 + 8 + 16 + 3 + stringHeader + 1},
 		{"a struct of everything", &sizeTree{
 			Tags:  map[string]string{"k": "vv"},
 			Kids:  []*sizeTree{{}},

@@ -767,7 +767,7 @@ func (t *Table) Finish(tk *Ticket, out Outcome) {
 
 // chargeOf is the charge for a reply of size bytes, as a record keeps it.
 func chargeOf(size int) uint32 {
-	return uint32(min(max(size, 0), math.MaxUint32))
+	return uint32(min(max(int64(size), 0), math.MaxUint32))
 }
 
 // Abort gives back a NEW ticket whose method never ran (for example, its
