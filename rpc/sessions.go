@@ -220,7 +220,7 @@ func (m *sessionManager) current(ctx context.Context, deadline time.Time, p sema
 				defer m.closeOnServer([]semantics.ClientID{late}, md, closeTimeout)
 			case f.err == nil:
 				m.cur = f.s
-				m.md = md
+				m.md = md.Copy() // the caller's map may change after its call
 				m.opened++
 			default:
 				for _, id := range closing {
