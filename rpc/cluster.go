@@ -618,7 +618,7 @@ func (ct *clusterTransport) closeSessions(ctx context.Context, req *Request, rep
 			continue
 		}
 		var rep CloseReply
-		r := Request{ServiceMethod: closeMethod, Args: &CloseArgs{IDs: ids}, Timeout: req.Timeout}
+		r := Request{ServiceMethod: closeMethod, Args: &CloseArgs{IDs: ids}, Timeout: req.Timeout, Metadata: req.Metadata}
 		if err := m.t.RoundTrip(ctx, &r, &rep); err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", m.addr, err))
 			continue

@@ -56,6 +56,7 @@ func (s *Server) executeDurable(ctx context.Context, tk *semantics.Ticket, m *me
 		}
 		return nil, reject(CodeRejected, "rpc: durable store: %v", err)
 	}
+	out.Size = replySize(out.Reply, out.Err) // the table keeps it in memory too
 	s.table.Finish(tk, out)
 	return storedOutcome(m, out)
 }

@@ -99,7 +99,11 @@ func (s *Server) callContext(timeout int64) (context.Context, context.CancelFunc
 
 // WithServerInterceptor appends an interceptor to the server's chain; the
 // first added runs outermost. It sees every request that reaches a method,
-// including duplicates answered from the at-most-once table.
+// including duplicates answered from the at-most-once table, and the
+// requests the server core answers itself: the session handshake
+// ("_semrpc.Open", whose refusal opens no session), its end
+// ("_semrpc.Close", whose refusal closes nothing) and the introspection
+// methods, each with the caller's metadata in its context.
 func WithServerInterceptor(i Interceptor) Option {
 	return func(o *options) { o.serverInterceptors = append(o.serverInterceptors, i) }
 }
@@ -200,7 +204,8 @@ func (s *Server) lookup(serviceMethod string) (*methodType, error) {
 }
 
 // open creates an at-most-once session, after ending those the client says
-// it is done with.
+// it is done with. It runs at the end of the interceptor chain, as a
+// method does.
 func (s *Server) open(args *OpenArgs) (*OpenReply, error) {
 	for _, id := range args.Close {
 		s.table.Close(id)
@@ -261,14 +266,32 @@ func (s *Server) Handle(ctx context.Context, serviceMethod string, h *semantics.
 	return s.execute(ctx, m, h, ptr, pass)
 }
 
-// execute runs one decoded request through the interceptors, the table and
-// the method. The caller counts the request in s.inflight first (Shutdown
-// waits for that count), which makes the shutting-down check below safe.
+// execute runs one decoded request through the interceptors, then answers
+// it (dispatch). The caller counts the request in s.inflight first
+// (Shutdown waits for that count), which makes the shutting-down check
+// below safe.
 func (s *Server) execute(ctx context.Context, m *methodType, h *semantics.Header, argPtr any, argv reflect.Value) (any, error) {
 	if s.shutting.Load() {
 		s.rejected.Add(1)
 		return nil, reject(CodeShuttingDown, "rpc: server shutting down; %s not run", m.name)
 	}
+	if len(s.opts.serverInterceptors) == 0 {
+		return s.dispatch(ctx, m, h, argPtr, argv)
+	}
+	info := &CallInfo{ServiceMethod: m.name, Header: h, Args: argPtr}
+	err := chain(s.opts.serverInterceptors, func(ctx context.Context, ci *CallInfo) error {
+		var err error
+		ci.Reply, err = s.dispatch(ctx, m, ci.Header, argPtr, argv)
+		return err
+	})(ctx, info)
+	return info.Reply, err
+}
+
+// dispatch is the end of the interceptor chain: the session handshake and
+// its end are answered by the server core, every other request goes
+// through dedup. So an interceptor that refuses a request refuses it
+// whatever it is: a refused Open opens no session.
+func (s *Server) dispatch(ctx context.Context, m *methodType, h *semantics.Header, argPtr any, argv reflect.Value) (any, error) {
 	switch m {
 	case openMethodType:
 		return s.open(argPtr.(*OpenArgs))
@@ -279,19 +302,13 @@ func (s *Server) execute(ctx context.Context, m *methodType, h *semantics.Header
 		}
 		return &CloseReply{Closed: len(ids)}, nil
 	}
-	if len(s.opts.serverInterceptors) == 0 {
-		return s.dedup(ctx, m, h, argv)
-	}
-	info := &CallInfo{ServiceMethod: m.name, Header: h, Args: argPtr}
-	err := chain(s.opts.serverInterceptors, func(ctx context.Context, ci *CallInfo) error {
-		var err error
-		ci.Reply, err = s.dedup(ctx, m, ci.Header, argv)
-		return err
-	})(ctx, info)
-	return info.Reply, err
+	return s.dedup(ctx, m, h, argv)
 }
 
 // dedup applies the at-most-once table when the request carries a header.
+// The introspection methods (m.builtin) skip the table: they change
+// nothing, so a duplicate may run them again; they have been through the
+// interceptors already (dispatch).
 func (s *Server) dedup(ctx context.Context, m *methodType, h *semantics.Header, argv reflect.Value) (any, error) {
 	if m.builtin != nil {
 		return m.builtin(s), nil
@@ -332,8 +349,10 @@ func (s *Server) dedup(ctx context.Context, m *methodType, h *semantics.Header, 
 	// A method interrupted by the server's own context may have had its
 	// effects: its outcome is recorded as "may have executed", never taken
 	// back, so that no duplicate runs it again (a table can outlive its
-	// server, given to another with WithTable).
-	s.table.Finish(tk, semantics.Outcome{Reply: keepReplyMetadata(ctx, reply), Err: err})
+	// server, given to another with WithTable). The record counts against
+	// the table's reply budgets at its estimated size (replysize.go).
+	kept := keepReplyMetadata(ctx, reply)
+	s.table.Finish(tk, semantics.Outcome{Reply: kept, Err: err, Size: replySize(kept, err)})
 	return reply, err
 }
 

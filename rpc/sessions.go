@@ -17,7 +17,9 @@ import (
 // numbers, moves new calls to a fresh session when a slow call holds the
 // current one's window, and forgets sessions the server no longer knows.
 // Sessions the client is done with are ended on the server at the next
-// handshake, or by Client.Close.
+// handshake, or by Client.Close. The handshake carries the metadata of the
+// call that made it (its context's, client interceptors' included), as any
+// request does, so that server interceptors can guard it.
 type sessionManager struct {
 	c *Client
 
@@ -29,6 +31,11 @@ type sessionManager struct {
 	closed  bool // Close ran: no session is opened any more
 	opened  uint64
 	resets  uint64
+	// md is the metadata the latest successful handshake carried: the
+	// sessions' ends (_semrpc.Close, sent without a caller's context) carry
+	// it too, so that a server whose interceptors let the session open
+	// lets it close.
+	md Metadata
 }
 
 // maxRetired bounds the sessions a client keeps for slow calls once their
@@ -200,7 +207,8 @@ func (m *sessionManager) current(ctx context.Context, deadline time.Time, p sema
 			closing := m.done
 			m.done = nil
 			m.mu.Unlock()
-			f.s, f.err = m.open(ctx, deadline, p, closing)
+			var md Metadata
+			f.s, md, f.err = m.open(ctx, deadline, p, closing)
 			m.mu.Lock()
 			m.opening = nil
 			switch {
@@ -209,9 +217,10 @@ func (m *sessionManager) current(ctx context.Context, deadline time.Time, p sema
 				// out of the lock).
 				late := f.s.ID()
 				f.s, f.err = nil, semantics.GiveUp(p.Kind(), errClosed())
-				defer m.closeOnServer([]semantics.ClientID{late}, closeTimeout)
+				defer m.closeOnServer([]semantics.ClientID{late}, md, closeTimeout)
 			case f.err == nil:
 				m.cur = f.s
+				m.md = md.Copy() // the caller's map may change after its call
 				m.opened++
 			default:
 				for _, id := range closing {
@@ -244,24 +253,34 @@ func (m *sessionManager) current(ctx context.Context, deadline time.Time, p sema
 
 // open runs the handshake under p's retries: the caller's call was never
 // sent, whatever happened to the handshake, so its failure is a not-sent
-// give-up labelled with p.
-func (m *sessionManager) open(ctx context.Context, deadline time.Time, p semantics.Policy, closing []semantics.ClientID) (*clientSession, error) {
+// give-up labelled with p. It returns the session and the metadata the
+// handshake carried (ctx's).
+func (m *sessionManager) open(ctx context.Context, deadline time.Time, p semantics.Policy, closing []semantics.ClientID) (*clientSession, Metadata, error) {
 	var (
 		rep  OpenReply
 		sent time.Time
 	)
+	md, err := outgoingMetadata(ctx, openMethod)
+	if err != nil {
+		return nil, nil, semantics.GiveUp(p.Kind(), err)
+	}
 	_, hasDeadline := ctx.Deadline()
-	req := Request{ServiceMethod: openMethod, Args: &OpenArgs{Version: 2, Close: closing}, WaitForReady: hasDeadline}
-	err := m.c.runner.RunUntil(ctx, deadline, p, func(ctx context.Context) error {
+	req := Request{ServiceMethod: openMethod, Args: &OpenArgs{Version: 2, Close: closing}, WaitForReady: hasDeadline, Metadata: md}
+	err = m.c.runner.RunUntil(ctx, deadline, p, func(ctx context.Context) error {
 		sent = time.Now()
 		req.Timeout = remaining(ctx, sent)
 		err := m.c.t.RoundTrip(ctx, &req, &rep)
 		switch {
 		case err == nil && rep.Client.IsZero():
 			return semantics.Permanent(reject(CodeRejected, "rpc: the server predates explicit at-most-once sessions (no session id in its handshake)"))
-		case errors.Is(err, ErrUnknownMethod), errors.Is(err, semantics.ErrApplication):
+		case errors.Is(err, ErrUnknownMethod):
 			// A server without the handshake (a stock net/rpc server, say).
 			return semantics.Permanent(reject(CodeUnknownMethod, "rpc: server does not support at-most-once calls: %v", err))
+		case errors.Is(err, semantics.ErrApplication):
+			// An error answer: a server interceptor refused the handshake
+			// with an error that does not wrap ErrRejected (or the
+			// server's _semrpc.Open is a method of its own). No session.
+			return semantics.Permanent(reject(CodeRejected, "rpc: the server refused the at-most-once session handshake: %v", err))
 		}
 		return err
 	})
@@ -272,9 +291,9 @@ func (m *sessionManager) open(ctx context.Context, deadline time.Time, p semanti
 			if semantics.IsPermanent(err) {
 				cause = semantics.Permanent(cause)
 			}
-			return nil, semantics.GiveUp(p.Kind(), cause)
+			return nil, nil, semantics.GiveUp(p.Kind(), cause)
 		}
-		return nil, semantics.GiveUp(p.Kind(), semantics.NotSent(fmt.Errorf("rpc: opening an at-most-once session: %v", err)))
+		return nil, nil, semantics.GiveUp(p.Kind(), semantics.NotSent(fmt.Errorf("rpc: opening an at-most-once session: %v", err)))
 	}
 	window := semantics.WindowOf(p)
 	if rep.MaxCalls > 0 && window > rep.MaxCalls {
@@ -289,7 +308,7 @@ func (m *sessionManager) open(ctx context.Context, deadline time.Time, p semanti
 		cs.lease = semantics.DefaultLease
 	}
 	cs.confirm(sent)
-	return cs, nil
+	return cs, md, nil
 }
 
 // handshakeError is a failed session handshake inside the give-up of the
@@ -318,20 +337,21 @@ func (m *sessionManager) closeAll(timeout time.Duration) {
 		ids = append(ids, r.ID())
 	}
 	m.cur, m.retired, m.done = nil, nil, nil
+	md := m.md
 	m.mu.Unlock()
-	m.closeOnServer(ids, timeout)
+	m.closeOnServer(ids, md, timeout)
 }
 
 // closeOnServer ends the sessions ids on the server, best effort, within
-// timeout.
-func (m *sessionManager) closeOnServer(ids []semantics.ClientID, timeout time.Duration) {
+// timeout, with the metadata md (a handshake's).
+func (m *sessionManager) closeOnServer(ids []semantics.ClientID, md Metadata, timeout time.Duration) {
 	if len(ids) == 0 {
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	var rep CloseReply
-	_ = m.c.t.RoundTrip(ctx, &Request{ServiceMethod: closeMethod, Args: &CloseArgs{IDs: ids}, Timeout: timeout}, &rep)
+	_ = m.c.t.RoundTrip(ctx, &Request{ServiceMethod: closeMethod, Args: &CloseArgs{IDs: ids}, Timeout: timeout, Metadata: md}, &rep)
 }
 
 // stats returns how many sessions were opened and dropped.

@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
 	"sync"
 	"time"
 )
@@ -22,9 +23,23 @@ const (
 	DefaultMaxCalls = 1024
 
 	// DefaultMaxSessions is how many sessions a Table holds at once. At
-	// about 115 bytes per idle session that is some 8 MiB, plus the
-	// replies the sessions keep until their clients acknowledge them.
+	// about 180 bytes per idle session that is some 12 MiB, plus the
+	// replies the sessions keep until their clients acknowledge them
+	// (bounded by DefaultMaxReplyBytes).
 	DefaultMaxSessions = 65536
+
+	// DefaultMaxReplyBytes bounds the replies a Table keeps for calls not
+	// yet acknowledged, over all its sessions: 256 MiB.
+	DefaultMaxReplyBytes = 256 << 20
+
+	// DefaultMaxSessionReplyBytes bounds the replies one session keeps:
+	// 16 MiB. A client acknowledges each call once it returns, so a
+	// session keeps the replies of the calls completed after its oldest
+	// unfinished one: with ordinary replies (16 KiB or less) a whole
+	// window of DefaultMaxCalls fits, and so do four replies of the
+	// default 4 MiB message limit. Sixteen sessions at this budget
+	// exhaust DefaultMaxReplyBytes.
+	DefaultMaxSessionReplyBytes = 16 << 20
 )
 
 // ErrWindowExceeded: the client has more unacknowledged calls outstanding
@@ -40,6 +55,15 @@ var ErrWindowExceeded = fmt.Errorf("semrpc: too many unacknowledged calls in one
 // later.
 var ErrTooManySessions = fmt.Errorf("semrpc: too many sessions with calls running: %w", ErrRejected)
 
+// ErrReplyBudget: the replies kept for calls not yet acknowledged, in the
+// request's session or in the whole table, have reached their budget
+// (TableConfig.MaxSessionReplyBytes, MaxReplyBytes). The NEW call is
+// refused and its method not run; it wraps ErrRejected, so ClassOf reports
+// it as rejected. Calls already recorded are still answered from their
+// records: the budget frees itself as clients acknowledge their calls and
+// as sessions close, expire or are evicted, never by dropping a record.
+var ErrReplyBudget = fmt.Errorf("semrpc: reply budget exhausted (too many bytes of unacknowledged replies kept): %w", ErrRejected)
+
 // errAborted is what waiters see when Abort is given a nil error.
 var errAborted = errors.New("semantics: original attempt aborted before its method ran")
 
@@ -47,6 +71,12 @@ var errAborted = errors.New("semantics: original attempt aborted before its meth
 type Outcome struct {
 	Reply any   // the reply value (usually a pointer) as the method left it
 	Err   error // the method's own (application) error, or nil
+
+	// Size is the memory, in bytes, that keeping Reply and Err holds, as
+	// the caller of Finish estimates it (the rpc server walks the reply);
+	// the table charges it against its reply budgets until the client
+	// acknowledges the call. 0 (or less) charges nothing.
+	Size int
 }
 
 // TableConfig configures a Table. The zero value, like a nil *TableConfig,
@@ -76,12 +106,32 @@ type TableConfig struct {
 	// first drops the expired sessions, then evicts one session that has
 	// no call running (one holding no records if there is any, the least
 	// recently active first), and fails with ErrTooManySessions if every
-	// session has a call running. Finding the session to evict scans the
-	// table (O(sessions)), but only when it is full. Sessions rebuilt with
-	// Restore and RestoreSession are not limited: a table rebuilt above
-	// the cap does not grow, but stays above it until sessions expire or
-	// close. Default DefaultMaxSessions.
+	// session has a call running. Finding the session to evict costs
+	// O(1): the idle sessions are kept in two lists ordered by last
+	// activity, and the expired ones, dropped from their fronts, cost one
+	// step each once. Sessions rebuilt with Restore and RestoreSession are
+	// not limited: a table rebuilt above the cap does not grow, but stays
+	// above it until sessions expire or close. Default DefaultMaxSessions.
 	MaxSessions int
+
+	// MaxReplyBytes caps the bytes of replies the table keeps for calls
+	// their clients have not acknowledged, over all sessions, each reply
+	// counted as its Outcome.Size. While the kept bytes are at or above
+	// it, NEW calls are refused with ErrReplyBudget (their methods not
+	// run); duplicates of recorded calls are still answered, and no record
+	// is dropped to make room. Calls admitted before the budget was
+	// reached may finish above it, each by its own reply: the kept bytes
+	// never exceed the budget by more than the replies of the calls
+	// running when it was reached. Acknowledged records free their bytes
+	// at once; a closed, expired or evicted session frees all of its.
+	// Default DefaultMaxReplyBytes.
+	MaxReplyBytes int64
+
+	// MaxSessionReplyBytes is MaxReplyBytes for one session: while the
+	// session keeps that many bytes or more, its NEW calls are refused
+	// with ErrReplyBudget, whatever other sessions keep. Default
+	// DefaultMaxSessionReplyBytes, and never above MaxReplyBytes.
+	MaxSessionReplyBytes int64
 
 	// Store, if not nil, makes the table durable: the server runs each NEW
 	// call through Store.Execute, which commits the completion record
@@ -106,9 +156,11 @@ type TableStats struct {
 	Unknown        uint64 // ErrSessionExpired answers (unknown, expired, evicted or closed session)
 	BadHeader      uint64 // malformed headers refused (ErrBadHeader)
 	WindowExceeded uint64 // NEW calls refused by the per-session cap (ErrWindowExceeded)
+	ReplyBudget    uint64 // NEW calls refused by a reply budget (ErrReplyBudget)
 	Aborted        uint64 // NEW tickets given back with Abort
 	Restored       uint64 // completed records installed by Restore
 	Sessions       int    // live sessions now
+	ReplyBytes     int64  // bytes of replies kept now for unacknowledged calls
 }
 
 // Table is the server half of at-most-once: it remembers, per client
@@ -145,22 +197,79 @@ type TableStats struct {
 //
 // A record moves NEW → running → DONE → freed (when an ack passes its seq);
 // Abort takes a running record back to nothing, so a retry runs as NEW.
+// A NEW call is refused (ErrWindowExceeded, ErrReplyBudget) when its
+// session holds too many records or the kept replies reach a budget.
 // No goroutine is involved: a Table is a plain struct, safe for concurrent
 // use.
+//
+// Each session is in one of four places, and settle (or drop) is the one
+// function that moves it:
+//
+//	onNoList  in the table, a call of its own running: never expires, never evicted
+//	onEmpty   in the table, idle, holding no records: on lists[onEmpty]
+//	onHolding in the table, idle, holding records: on lists[onHolding]
+//	gone      closed, expired or evicted: out of the table and of every list
+//
+// Both lists are ordered by last activity, least recent at the front, so
+// that expiry pops their fronts while they are expired and eviction takes
+// the front of the first non-empty one.
 type Table struct {
-	lease       int64 // nanoseconds
-	now         func() time.Time
-	base        time.Time // times are stored as int64 nanoseconds since base
-	mono        bool      // now is time.Now: nanos reads the monotonic clock only
-	epoch       uint64
-	maxCalls    int
-	maxSessions int
-	store       Store // nil for an in-memory table
+	lease                int64 // nanoseconds
+	now                  func() time.Time
+	base                 time.Time // times are stored as int64 nanoseconds since base
+	mono                 bool      // now is time.Now: nanos reads the monotonic clock only
+	epoch                uint64
+	maxCalls             int
+	maxSessions          int
+	maxReplyBytes        int64
+	maxSessionReplyBytes int64
+	store                Store // nil for an in-memory table
 
-	mu        sync.Mutex // protects the fields below and every session, record and waitList
-	sessions  map[ClientID]*serverSession
-	lastSweep int64
-	stats     TableStats
+	mu         sync.Mutex // protects the fields below and every session, record and waitList
+	sessions   map[ClientID]*serverSession
+	lists      [onHolding + 1]sessionList // idle sessions by what they hold; lists[onNoList] is unused
+	replyBytes int64                      // bytes of replies kept by live sessions
+	lastSweep  int64
+	stats      TableStats
+	examined   uint64 // sessions looked at to expire or evict (tests read it)
+}
+
+// Where a session is (serverSession.list).
+const (
+	onNoList  uint8 = iota // in the table, a call running
+	onEmpty                // in the table, idle, no records
+	onHolding              // in the table, idle, holding records
+	gone                   // no longer in the table
+)
+
+// sessionList is an intrusive doubly-linked list of sessions, through
+// their prev and next fields.
+type sessionList struct {
+	front, back *serverSession
+}
+
+func (l *sessionList) pushBack(s *serverSession) {
+	s.prev, s.next = l.back, nil
+	if l.back != nil {
+		l.back.next = s
+	} else {
+		l.front = s
+	}
+	l.back = s
+}
+
+func (l *sessionList) remove(s *serverSession) {
+	if s.prev != nil {
+		s.prev.next = s.next
+	} else {
+		l.front = s.next
+	}
+	if s.next != nil {
+		s.next.prev = s.prev
+	} else {
+		l.back = s.prev
+	}
+	s.prev, s.next = nil, nil
 }
 
 // serverSession is one client's state in the table. It is kept small
@@ -172,13 +281,17 @@ type Table struct {
 // when the ring cannot grow (a client far beyond its window) goes to the
 // overflow map.
 type serverSession struct {
-	ack     uint64                 // highest ack seen; every seq below it is freed
-	last    int64                  // nanoseconds (table time) of the last activity
-	held    int32                  // records held, wherever they are
-	running int32                  // records running: the session is busy
-	ring    *[]callRecord          // nil, or the records by seq&(len-1); one is then unused
-	more    map[uint64]*callRecord // overflow: records that fit neither one nor ring; nil when empty
-	one     callRecord             // the inline record; state recEmpty when unused
+	ack        uint64                 // highest ack seen; every seq below it is freed
+	last       int64                  // nanoseconds (table time) of the last activity
+	bytes      int64                  // Outcome.Size of the completed records held
+	id         ClientID               // its key in Table.sessions
+	prev, next *serverSession         // neighbours in its list (onEmpty, onHolding)
+	ring       *[]callRecord          // nil, or the records by seq&(len-1); one is then unused
+	more       map[uint64]*callRecord // overflow: records that fit neither one nor ring; nil when empty
+	held       int32                  // records held, wherever they are
+	running    int32                  // records running: the session is busy
+	list       uint8                  // where it is: onNoList, onEmpty, onHolding or gone
+	one        callRecord             // the inline record; state recEmpty when unused
 }
 
 // ringMax bounds a session's ring (records of about 64 bytes each).
@@ -196,9 +309,16 @@ const (
 // freed or reused until its ticket is finished or aborted.
 type callRecord struct {
 	seq   uint64
-	out   Outcome   // valid in recDone
+	reply any       // valid in recDone: the Outcome's Reply
+	err   error     // valid in recDone: the Outcome's Err
 	wait  *waitList // non-nil while duplicates wait on a running record
 	state uint8
+	size  uint32 // valid in recDone: the bytes charged for it (Outcome.Size)
+}
+
+// outcome returns the Outcome a completed record keeps.
+func (rec *callRecord) outcome() Outcome {
+	return Outcome{Reply: rec.reply, Err: rec.err, Size: int(rec.size)}
 }
 
 // waitList is made when the first duplicate waits on a running record.
@@ -250,16 +370,25 @@ func NewTable(cfg *TableConfig) *Table {
 	if c.MaxSessions <= 0 {
 		c.MaxSessions = DefaultMaxSessions
 	}
+	if c.MaxReplyBytes <= 0 {
+		c.MaxReplyBytes = DefaultMaxReplyBytes
+	}
+	if c.MaxSessionReplyBytes <= 0 {
+		c.MaxSessionReplyBytes = DefaultMaxSessionReplyBytes
+	}
+	c.MaxSessionReplyBytes = min(c.MaxSessionReplyBytes, c.MaxReplyBytes)
 	return &Table{
-		lease:       int64(c.Lease),
-		now:         c.Now,
-		mono:        mono,
-		base:        c.Now(),
-		epoch:       c.Epoch,
-		maxCalls:    c.MaxCalls,
-		maxSessions: c.MaxSessions,
-		store:       c.Store,
-		sessions:    make(map[ClientID]*serverSession),
+		lease:                int64(c.Lease),
+		now:                  c.Now,
+		mono:                 mono,
+		base:                 c.Now(),
+		epoch:                c.Epoch,
+		maxCalls:             c.MaxCalls,
+		maxSessions:          c.MaxSessions,
+		maxReplyBytes:        c.MaxReplyBytes,
+		maxSessionReplyBytes: c.MaxSessionReplyBytes,
+		store:                c.Store,
+		sessions:             make(map[ClientID]*serverSession),
 	}
 }
 
@@ -289,6 +418,14 @@ func (t *Table) MaxCalls() int { return t.maxCalls }
 
 // MaxSessions returns how many sessions the table holds at most.
 func (t *Table) MaxSessions() int { return t.maxSessions }
+
+// MaxReplyBytes returns the table's budget for kept replies, over all
+// sessions.
+func (t *Table) MaxReplyBytes() int64 { return t.maxReplyBytes }
+
+// MaxSessionReplyBytes returns the budget for the replies one session
+// keeps.
+func (t *Table) MaxSessionReplyBytes() int64 { return t.maxSessionReplyBytes }
 
 // Durable reports whether the table's completion records survive restarts
 // (it has a Store), as exactly-once calls require.
@@ -360,49 +497,32 @@ func (t *Table) open(id ClientID) error {
 		t.stats.TooMany++
 		return fmt.Errorf("semantics: %d sessions, each with a call running: %w", len(t.sessions), ErrTooManySessions)
 	}
-	t.sessions[id] = &serverSession{ack: 1, last: now}
+	s := &serverSession{id: id, ack: 1, list: onNoList}
+	t.sessions[id] = s
+	t.settle(s, now)
 	t.stats.Opened++
 	return nil
 }
 
-// makeRoom frees one place in a full table, in one pass over it: it drops
-// every expired session, and if none was, evicts the best candidate: a
-// session with no call running, one holding no records before one holding
-// some, the least recently active first. It reports whether a place was
-// freed. t.mu must be held.
+// makeRoom frees one place in a full table: it drops every expired
+// session, and if none was, evicts the front of the first non-empty idle
+// list: a session with no call running, one holding no records before one
+// holding some, the least recently active first. It reports whether a
+// place was freed. Apart from the expired sessions, each dropped once, it
+// looks at three sessions at most. t.mu must be held.
 func (t *Table) makeRoom(now int64) bool {
-	t.lastSweep = now
-	var (
-		victim      ClientID
-		victimEmpty bool
-		victimLast  int64
-		found       bool
-		expired     bool
-	)
-	for id, s := range t.sessions {
-		if s.busy() {
-			continue
-		}
-		if now-s.last >= t.lease {
-			delete(t.sessions, id)
-			t.stats.Expired++
-			expired = true
-			continue
-		}
-		empty := s.count() == 0
-		if !found || (empty && !victimEmpty) || (empty == victimEmpty && s.last < victimLast) {
-			victim, victimEmpty, victimLast, found = id, empty, s.last, true
-		}
-	}
-	if expired {
+	if t.sweep(now) {
 		return true
 	}
-	if !found {
-		return false
+	for _, l := range [...]uint8{onEmpty, onHolding} {
+		if s := t.lists[l].front; s != nil {
+			t.examined++
+			t.drop(s)
+			t.stats.Evicted++
+			return true
+		}
 	}
-	delete(t.sessions, victim)
-	t.stats.Evicted++
-	return true
+	return false
 }
 
 // Close ends the session of client id, as when the client closes it.
@@ -411,29 +531,90 @@ func (t *Table) makeRoom(now int64) bool {
 // refused with ErrSessionExpired. Closing an unknown session does nothing.
 func (t *Table) Close(id ClientID) {
 	t.mu.Lock()
-	if _, ok := t.sessions[id]; ok {
-		delete(t.sessions, id)
+	if s, ok := t.sessions[id]; ok {
+		t.drop(s)
 		t.stats.Closed++
 	}
 	t.mu.Unlock()
 }
 
+// settle records activity of s at now and puts it where its state says:
+// at the back of its idle list (none while a call of it runs), so that
+// each list stays ordered by last activity. A session's last activity is
+// never put before that of the session ahead of it (Begin reads the clock
+// before it takes the lock, so concurrent requests may arrive out of
+// order by the time the lock takes): the lease then counts from a few
+// microseconds later, never earlier. A gone session stays gone. Every
+// change to a session's running calls, records or activity ends with
+// settle. t.mu must be held.
+func (t *Table) settle(s *serverSession, now int64) {
+	to := onNoList
+	switch {
+	case s.list == gone:
+		return
+	case s.running > 0:
+	case s.held == 0:
+		to = onEmpty
+	default:
+		to = onHolding
+	}
+	if to == s.list && s.next == nil {
+		// Busy, or already last in its list (a client calling again):
+		// only the time moves.
+		if s.prev != nil && s.prev.last > now {
+			now = s.prev.last
+		}
+		s.last = now
+		return
+	}
+	if s.list != onNoList {
+		t.lists[s.list].remove(s)
+	}
+	s.list, s.last = to, now
+	if to == onNoList {
+		return
+	}
+	l := &t.lists[to]
+	if l.back != nil && l.back.last > now {
+		s.last = l.back.last
+	}
+	l.pushBack(s)
+}
+
+// drop takes s out of the table (closed, expired or evicted) and frees the
+// bytes of its kept replies; its running calls finish, but keep nothing.
+// t.mu must be held.
+func (t *Table) drop(s *serverSession) {
+	if s.list == gone {
+		return
+	}
+	if s.list != onNoList {
+		t.lists[s.list].remove(s)
+	}
+	s.list = gone
+	delete(t.sessions, s.id)
+	t.replyBytes -= s.bytes
+	s.bytes = 0
+}
+
 // Begin admits one request carrying h; see the Table comment for the state
 // machine. The error, if any, means the method must not run for this
-// request: ErrBadHeader, ErrEpochMismatch, ErrSessionExpired, ErrStale or
-// ErrWindowExceeded (each found with errors.Is), an error wrapping
+// request: ErrBadHeader, ErrEpochMismatch, ErrSessionExpired, ErrStale,
+// ErrWindowExceeded or ErrReplyBudget (each found with errors.Is), an error wrapping
 // ctx.Err() if ctx ended while waiting for an in-flight original, or an
 // error wrapping Abort's error if the original was aborted meanwhile.
 func (t *Table) Begin(ctx context.Context, h Header) (*Ticket, error) {
 	now := t.nanos()
 	tk := new(Ticket) // allocated before the lock is taken
+	var w *waitList
 	t.mu.Lock()
 	s, err := t.admit(h, now)
-	if err != nil {
-		t.mu.Unlock()
-		return nil, err
+	if err == nil {
+		w, err = t.classify(s, h, tk)
 	}
-	w, err := t.classify(s, h, tk)
+	if s != nil {
+		t.settle(s, now)
+	}
 	t.mu.Unlock()
 	if err != nil {
 		return nil, err
@@ -446,9 +627,10 @@ func (t *Table) Begin(ctx context.Context, h Header) (*Ticket, error) {
 
 // admit is Begin's first phase: it checks h and its epoch, sweeps idle
 // sessions when a sweep is due, finds h's live session (expiring it if it
-// has been idle for the lease), renews it, advances its ack to h.Ack and
-// refuses a seq below the ack. A session that is not in the table is
-// refused whatever h.Ack says. t.mu must be held.
+// has been idle for the lease), advances its ack to h.Ack and refuses a
+// seq below the ack. A session that is not in the table is refused
+// whatever h.Ack says. It returns the live session, if it found one, even
+// with an error: Begin renews it (settle). t.mu must be held.
 func (t *Table) admit(h Header, now int64) (*serverSession, error) {
 	if !h.Valid() {
 		t.stats.BadHeader++
@@ -463,7 +645,7 @@ func (t *Table) admit(h Header, now int64) (*serverSession, error) {
 	}
 	s := t.sessions[h.Client]
 	if s != nil && t.idle(s, now) {
-		delete(t.sessions, h.Client)
+		t.drop(s)
 		t.stats.Expired++
 		s = nil
 	}
@@ -471,11 +653,10 @@ func (t *Table) admit(h Header, now int64) (*serverSession, error) {
 		t.stats.Unknown++
 		return nil, fmt.Errorf("semantics: client %v (seq %d, ack %d): %w", h.Client, h.Seq, h.Ack, ErrSessionExpired)
 	}
-	s.last = now
-	s.advance(h.Ack)
+	t.replyBytes -= s.advance(h.Ack)
 	if h.Seq < s.ack {
 		t.stats.Stale++
-		return nil, fmt.Errorf("semantics: client %v seq %d < ack %d: %w", h.Client, h.Seq, s.ack, ErrStale)
+		return s, fmt.Errorf("semantics: client %v seq %d < ack %d: %w", h.Client, h.Seq, s.ack, ErrStale)
 	}
 	return s, nil
 }
@@ -492,6 +673,9 @@ func (t *Table) classify(s *serverSession, h Header, tk *Ticket) (*waitList, err
 			t.stats.WindowExceeded++
 			return nil, fmt.Errorf("semantics: client %v seq %d: more than %d calls: %w", h.Client, h.Seq, t.maxCalls, ErrWindowExceeded)
 		}
+		if err := t.checkBudget(s, h); err != nil {
+			return nil, err
+		}
 		rec = s.insert(h.Seq)
 		rec.state = recRunning
 		s.running++
@@ -500,7 +684,7 @@ func (t *Table) classify(s *serverSession, h Header, tk *Ticket) (*waitList, err
 		return nil, nil
 	case rec.state == recDone:
 		t.stats.Duplicates++
-		tk.out = rec.out
+		tk.out = rec.outcome()
 		return nil, nil
 	}
 	if rec.wait == nil {
@@ -508,6 +692,24 @@ func (t *Table) classify(s *serverSession, h Header, tk *Ticket) (*waitList, err
 	}
 	t.stats.InFlightWaits++
 	return rec.wait, nil
+}
+
+// checkBudget refuses a NEW call of s while s, or the whole table, keeps
+// replies up to its budget. Only the bytes already kept count: a call
+// admitted under the budget may take it over by its own reply. t.mu must
+// be held.
+func (t *Table) checkBudget(s *serverSession, h Header) error {
+	switch {
+	case s.bytes >= t.maxSessionReplyBytes:
+		t.stats.ReplyBudget++
+		return fmt.Errorf("semantics: client %v seq %d not run: the session keeps %d bytes of unacknowledged replies (MaxSessionReplyBytes %d): %w",
+			h.Client, h.Seq, s.bytes, t.maxSessionReplyBytes, ErrReplyBudget)
+	case t.replyBytes >= t.maxReplyBytes:
+		t.stats.ReplyBudget++
+		return fmt.Errorf("semantics: client %v seq %d not run: the server keeps %d bytes of unacknowledged replies (MaxReplyBytes %d): %w",
+			h.Client, h.Seq, t.replyBytes, t.maxReplyBytes, ErrReplyBudget)
+	}
+	return nil
 }
 
 // wait is Begin's last phase for an IN FLIGHT request: it waits, without
@@ -528,8 +730,10 @@ func (t *Table) wait(ctx context.Context, h Header, w *waitList, tk *Ticket) (*T
 
 // Finish records the Outcome of a NEW ticket's execution and answers any
 // duplicates waiting for it. Later duplicates get out until the client
-// acknowledges the call. Finish on a ticket that is not NEW, or a second
-// Finish or Abort, does nothing.
+// acknowledges the call; until then out.Size counts against the reply
+// budgets. A call whose session is gone (closed, expired, evicted) or
+// which its client acknowledged while it ran keeps nothing. Finish on a
+// ticket that is not NEW, or a second Finish or Abort, does nothing.
 func (t *Table) Finish(tk *Ticket, out Outcome) {
 	if tk == nil || !tk.run {
 		return
@@ -548,15 +752,22 @@ func (t *Table) Finish(tk *Ticket, out Outcome) {
 		close(w.ch)
 		rec.wait = nil
 	}
-	s.last = t.nanos()
-	if rec.seq < s.ack {
-		// Acknowledged while it ran (the client gave up on it): nobody
-		// may ask for it again, so keep nothing.
+	if rec.seq < s.ack || s.list == gone {
+		// Acknowledged while it ran (the client gave up on it), or its
+		// session ended: nobody may ask for it again, so keep nothing.
 		s.remove(rec.seq)
-		return
+	} else {
+		size := chargeOf(out.Size)
+		rec.reply, rec.err, rec.size, rec.state = out.Reply, out.Err, size, recDone
+		s.bytes += int64(size)
+		t.replyBytes += int64(size)
 	}
-	rec.out = out
-	rec.state = recDone
+	t.settle(s, t.nanos())
+}
+
+// chargeOf is the charge for a reply of size bytes, as a record keeps it.
+func chargeOf(size int) uint32 {
+	return uint32(min(max(int64(size), 0), math.MaxUint32))
 }
 
 // Abort gives back a NEW ticket whose method never ran (for example, its
@@ -577,14 +788,16 @@ func (t *Table) Abort(tk *Ticket, err error) {
 	}
 	tk.closed = true
 	t.stats.Aborted++
-	rec := tk.sess.lookup(tk.seq) // running: still there
-	tk.sess.running--
+	s := tk.sess
+	rec := s.lookup(tk.seq) // running: still there
+	s.running--
 	if w := rec.wait; w != nil {
 		w.err = err
 		close(w.ch)
 		rec.wait = nil
 	}
-	tk.sess.remove(rec.seq)
+	s.remove(rec.seq)
+	t.settle(s, t.nanos())
 }
 
 // Restore installs a completed record, as when a server rebuilds its table
@@ -593,8 +806,10 @@ func (t *Table) Abort(tk *Ticket, err error) {
 // ways a session comes to exist), and its ack advanced to h.Ack. h.Epoch is
 // not checked: the table's own epoch (set in TableConfig) is the one that
 // counts. A malformed header, a seq already acknowledged, or a seq the table
-// already holds is ignored. Restore is not limited by MaxCalls or
-// MaxSessions.
+// already holds is ignored. Restore is not limited by MaxCalls,
+// MaxSessions or the reply budgets, but the record's bytes count against
+// the budgets: out.Size, or for a *StoredReply without one the length of
+// its data.
 func (t *Table) Restore(h Header, out Outcome) {
 	if !h.Valid() {
 		return
@@ -602,20 +817,32 @@ func (t *Table) Restore(h Header, out Outcome) {
 	now := t.nanos()
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	s := t.sessions[h.Client]
-	if s == nil {
-		s = &serverSession{ack: 1}
-		t.sessions[h.Client] = s
-	}
-	s.last = now
-	s.advance(h.Ack)
+	s := t.restored(h.Client)
+	defer t.settle(s, now)
+	t.replyBytes -= s.advance(h.Ack)
 	if h.Seq < s.ack || s.lookup(h.Seq) != nil {
 		return
 	}
+	if sr, ok := out.Reply.(*StoredReply); ok && out.Size <= 0 {
+		out.Size = len(sr.Data) + len(sr.Method)
+	}
+	size := chargeOf(out.Size)
 	rec := s.insert(h.Seq)
-	rec.out = out
-	rec.state = recDone
+	rec.reply, rec.err, rec.size, rec.state = out.Reply, out.Err, size, recDone
+	s.bytes += int64(size)
+	t.replyBytes += int64(size)
 	t.stats.Restored++
+}
+
+// restored returns the session id, creating it for Restore or
+// RestoreSession if the table does not hold it. t.mu must be held.
+func (t *Table) restored(id ClientID) *serverSession {
+	s := t.sessions[id]
+	if s == nil {
+		s = &serverSession{id: id, ack: 1, list: onNoList}
+		t.sessions[id] = s
+	}
+	return s
 }
 
 // RestoreSession installs a session whose calls below ack have all been
@@ -632,13 +859,9 @@ func (t *Table) RestoreSession(id ClientID, ack uint64) {
 	now := t.nanos()
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	s := t.sessions[id]
-	if s == nil {
-		s = &serverSession{ack: 1}
-		t.sessions[id] = s
-	}
-	s.last = now
-	s.advance(ack)
+	s := t.restored(id)
+	t.replyBytes -= s.advance(ack)
+	t.settle(s, now)
 }
 
 // Stats returns the table's counters.
@@ -647,6 +870,7 @@ func (t *Table) Stats() TableStats {
 	defer t.mu.Unlock()
 	st := t.stats
 	st.Sessions = len(t.sessions)
+	st.ReplyBytes = t.replyBytes
 	return st
 }
 
@@ -664,31 +888,48 @@ func (t *Table) idle(s *serverSession, now int64) bool {
 	return now-s.last >= t.lease && !s.busy()
 }
 
-// sweep drops every idle session. Begin calls it at most once per quarter
-// lease, so its cost is amortised over the requests. t.mu must be held.
-func (t *Table) sweep(now int64) {
+// sweep drops every expired session, popping the fronts of the idle lists
+// (sessions with a call running are on none, and never expire): it looks
+// at each expired session once and at two more. It reports whether it
+// dropped any. Begin calls it at most once per quarter lease. t.mu must be
+// held.
+func (t *Table) sweep(now int64) bool {
 	t.lastSweep = now
-	for id, s := range t.sessions {
-		if t.idle(s, now) {
-			delete(t.sessions, id)
+	dropped := false
+	for _, l := range [...]uint8{onEmpty, onHolding} {
+		for {
+			s := t.lists[l].front
+			if s == nil {
+				break
+			}
+			t.examined++
+			if now-s.last < t.lease {
+				break
+			}
+			t.drop(s)
 			t.stats.Expired++
+			dropped = true
 		}
 	}
+	return dropped
 }
 
 // advance raises the session's ack to ack and frees the completed records
-// below it. Running records below it are freed by Finish.
-func (s *serverSession) advance(ack uint64) {
+// below it, returning the bytes they were charged (taken off s.bytes; the
+// caller takes them off the table's). Running records below it are freed
+// by Finish.
+func (s *serverSession) advance(ack uint64) (freed int64) {
 	if ack <= s.ack {
-		return
+		return 0
 	}
 	from := s.ack
 	s.ack = ack
 	if s.held == 0 {
-		return
+		return 0
 	}
 	free := func(rec *callRecord) {
 		if rec.state == recDone && rec.seq < ack {
+			freed += int64(rec.size)
 			*rec = callRecord{}
 			s.held--
 		}
@@ -711,6 +952,7 @@ func (s *serverSession) advance(ack uint64) {
 	}
 	for seq, rec := range s.more {
 		if rec.state == recDone && seq < ack {
+			freed += int64(rec.size)
 			delete(s.more, seq)
 			s.held--
 		}
@@ -719,6 +961,8 @@ func (s *serverSession) advance(ack uint64) {
 		s.more = nil
 	}
 	s.shrink()
+	s.bytes -= freed
+	return freed
 }
 
 // lookup returns the record of seq, or nil.
@@ -816,7 +1060,7 @@ func (s *serverSession) grow(seq uint64) {
 }
 
 // remove frees the record of seq, a running record of s (or of s before it
-// was closed, expired or evicted).
+// was closed, expired or evicted), which is charged nothing.
 func (s *serverSession) remove(seq uint64) {
 	rec := s.lookup(seq)
 	if rec == nil {

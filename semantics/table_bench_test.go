@@ -142,9 +142,10 @@ func BenchmarkTableOpenClose(b *testing.B) {
 	}
 }
 
-// BenchmarkTableOpenFull measures Open on a full table, which scans it to
-// choose the session to evict: its cost grows with MaxSessions.
-func BenchmarkTableOpenFull(b *testing.B) {
+// BenchmarkOpenFullTable measures Open on a full table, which evicts the
+// least recently active idle session: O(1), whatever MaxSessions (before
+// the idle lists it scanned the table, 1–3 ms at 65,536 sessions).
+func BenchmarkOpenFullTable(b *testing.B) {
 	for _, n := range []int{1024, DefaultMaxSessions} {
 		b.Run(fmt.Sprint(n), func(b *testing.B) {
 			tb := NewTable(&TableConfig{Epoch: 1, MaxSessions: n})

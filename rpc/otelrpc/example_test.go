@@ -17,7 +17,8 @@ import (
 )
 
 // Tracing both ends of a call: the client's span, with an event per
-// attempt, and the server's span, its child.
+// attempt, and the server's spans, its children: the at-most-once session
+// handshake the call needed first, and the call.
 func Example() {
 	spans := tracetest.NewSpanRecorder()
 	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(spans))
@@ -59,6 +60,7 @@ func Example() {
 		}
 	}
 	// Output:
+	// server _semrpc/Open parent valid: true
 	// server Bank/Deposit parent valid: true
 	// client Bank/Deposit parent valid: false
 	//    semrpc.attempt ok

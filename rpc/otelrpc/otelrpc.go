@@ -7,7 +7,8 @@
 //     attempt giving its number, failure class and the backoff before it;
 //     the trace context travels to the server in the call's metadata;
 //   - on the server, a span per request (kind server), a child of the
-//     caller's span;
+//     caller's span; the at-most-once session handshake a call makes
+//     first ("_semrpc/Open") is a request too, a child of that call's span;
 //   - metrics: call durations on both ends, attempts by failure class, and
 //     the backoff waited between attempts.
 //
