@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/semrpc/semrpc/internal/coalesce"
 	"github.com/semrpc/semrpc/semantics"
 )
 
@@ -178,9 +179,7 @@ func TestReviewHotpathWriterIsNotHeldByOthersRequests(t *testing.T) {
 	tr.mu.Unlock()
 	go call(3, 4, resB)
 	for queued := false; !queued; { // B's request waits behind A's write
-		c.out.mu.Lock()
-		queued = len(c.out.cur.tags) == 1
-		c.out.mu.Unlock()
+		queued = c.out.Queued() == 1
 		if !queued {
 			runtime.Gosched()
 		}
@@ -219,23 +218,19 @@ func TestReviewHotpathWaitForBufferRoomEndsWithTheContext(t *testing.T) {
 	tr.mu.Lock()
 	c := tr.cur
 	tr.mu.Unlock()
-	go call(context.Background(), string(make([]byte, maxQueuedBytes)), resB)
+	go call(context.Background(), string(make([]byte, coalesce.MaxQueuedBytes)), resB)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	// C comes once B's megabyte is queued, and waits for room.
 	for queued := false; !queued; {
-		c.out.mu.Lock()
-		queued = len(c.out.cur.tags) == 1
-		c.out.mu.Unlock()
+		queued = c.out.Queued() == 1
 		if !queued {
 			runtime.Gosched()
 		}
 	}
 	go call(ctx, "c", resC)
 	for waiting := false; !waiting; {
-		c.out.mu.Lock()
-		waiting = c.out.waiting == 1
-		c.out.mu.Unlock()
+		waiting = c.out.Waiting() == 1
 		if !waiting {
 			runtime.Gosched()
 		}
@@ -327,9 +322,7 @@ func TestReviewHotpathAnsweredCallDoesNotWaitForTheRestOfItsBatch(t *testing.T) 
 	tr.mu.Unlock()
 	queued := func(n int) {
 		for ok := false; !ok; {
-			c.out.mu.Lock()
-			ok = len(c.out.cur.tags) == n
-			c.out.mu.Unlock()
+			ok = c.out.Queued() == n
 			if !ok {
 				runtime.Gosched()
 			}

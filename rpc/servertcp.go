@@ -12,6 +12,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/semrpc/semrpc/internal/coalesce"
 	"github.com/semrpc/semrpc/semantics"
 )
 
@@ -43,7 +44,7 @@ type serverConn struct {
 	// coalescer); its lock protects enc and the fields below.
 	// A response's tag says whether it counts in the server's inflight:
 	// a call's reply does until it is written (or its write failed).
-	out    *coalescer[bool]
+	out    *coalesce.Writer[bool]
 	enc    *gob.Encoder
 	bad    bool // a write failed; the connection is being closed
 	goAway bool // the shutdown notice was sent
@@ -71,13 +72,13 @@ func (s *Server) newConn(rwc io.ReadWriteCloser) *serverConn {
 	c.in.busy = c.busy
 	c.dec = gob.NewDecoder(c.in)
 	c.readEnd = make(chan struct{})
-	c.out = newCoalescer[bool](s.deadlineWriter(rwc))
-	c.out.onWritten = func(counted, _ bool, _ error) {
+	c.out = coalesce.New[bool](s.deadlineWriter(rwc))
+	c.out.OnWritten = func(counted, _ bool, _ error) {
 		if counted {
 			c.s.inflight.Add(-1)
 		}
 	}
-	c.out.onFailed = func(werr error) { c.writeFailed("queued responses", werr) }
+	c.out.OnFailed = func(werr error) { c.writeFailed("queued responses", werr) }
 	c.enc = gob.NewEncoder(c.out)
 	s.lmu.Lock()
 	defer s.lmu.Unlock()
@@ -129,7 +130,7 @@ func (c *serverConn) serve() {
 	defer func() {
 		c.close()
 		c.wg.Wait()
-		c.out.waitIdle() // a writer of replies left behind (see coalescer) ends with the connection
+		c.out.WaitIdle() // a writer of replies left behind (see coalescer) ends with the connection
 		c.s.lmu.Lock()
 		delete(c.s.conns, c)
 		last := len(c.s.conns) == 0
@@ -226,7 +227,7 @@ func (c *serverConn) read() (ended bool) {
 // busy reports whether the connection has calls running or replies being
 // written: a peer waiting for them is not idle.
 func (c *serverConn) busy() bool {
-	return len(c.sem) > 0 || c.out.busy()
+	return len(c.sem) > 0 || c.out.Busy()
 }
 
 // leaveIdle answers the idle timeout: it sends the shutdown notice (a
@@ -393,7 +394,7 @@ func (c *serverConn) respondFinal(req *wireRequest, err error) {
 	c.respond(req, nil, reject(CodeTooLarge, "%v", err))
 	// The answer must be written before the connection closes, even when
 	// another call's responder is writing it.
-	if c.out.flushNow() != nil {
+	if c.out.FlushNow() != nil {
 		return
 	}
 	// Closing with the rest of the message unread would reset the
@@ -424,13 +425,13 @@ func (c *serverConn) respond(req *wireRequest, reply any, err error) {
 // respondTagged is respond; a counted response holds its place in the
 // server's inflight count until it is written or its write failed.
 func (c *serverConn) respondTagged(req *wireRequest, reply any, err error, counted bool) {
-	c.out.lock()
+	c.out.Lock()
 	if c.encodeResponse(req, reply, err) {
-		c.out.tag(counted)
+		c.out.Tag(counted)
 	} else if counted {
 		c.s.inflight.Add(-1) // not sent: no more to wait for
 	}
-	werr := c.out.unlockAndFlush(len(c.sem) > 1)
+	werr := c.out.UnlockAndFlush(len(c.sem) > 1, 0)
 	c.writeFailed(req.ServiceMethod, werr)
 }
 
@@ -439,9 +440,9 @@ func (c *serverConn) writeFailed(what string, werr error) {
 	if werr == nil {
 		return
 	}
-	c.out.lock()
+	c.out.Lock()
 	c.bad = true
-	c.out.mu.Unlock()
+	c.out.Unlock()
 	if c.ctx.Err() == nil && !isNetError(werr) {
 		c.s.logPeer("rpc: writing response to %s: %v", quoteName(what), werr)
 	}
@@ -451,11 +452,11 @@ func (c *serverConn) writeFailed(what string, werr error) {
 // encodeResponse appends one response to the write buffer and reports
 // whether it did. The coalescer's lock must be held.
 func (c *serverConn) encodeResponse(req *wireRequest, reply any, err error) bool {
-	if c.bad || c.out.failed() != nil || c.ctx.Err() != nil { // broken, or closing: no more replies
+	if c.bad || c.out.Failed() != nil || c.ctx.Err() != nil { // broken, or closing: no more replies
 		return false
 	}
 	resp := wireResponse{ServiceMethod: echoName(req.ServiceMethod), Seq: req.Seq, Header: req.replyHeader, Trailer: req.replyTrailer}
-	start := c.out.buf().Len()
+	start := c.out.Buf().Len()
 	if err == nil {
 		if werr := c.enc.Encode(&resp); werr != nil { // cannot happen for this fixed type
 			c.bad = true
@@ -486,7 +487,7 @@ func (c *serverConn) encodeResponse(req *wireRequest, reply any, err error) bool
 // reply value go) and returns the error to answer instead: the method ran,
 // its reply is unusable. The coalescer's lock must be held.
 func (c *serverConn) encodeReply(method string, reply any, start int) error {
-	buf := c.out.buf()
+	buf := c.out.Buf()
 	hdrEnd := buf.Len()
 	hdrValue := start + lastMessageStart(buf.Bytes()[start:hdrEnd])
 	tooLarge := func(n int) error {
@@ -529,9 +530,9 @@ func (c *serverConn) encodeReply(method string, reply any, start int) error {
 // send nothing more on this connection, and close it once its calls are
 // answered. Requests that still arrive are answered ErrShuttingDown.
 func (c *serverConn) sendGoAway() {
-	c.out.lock()
-	if c.bad || c.goAway || c.out.failed() != nil || c.ctx.Err() != nil {
-		c.out.mu.Unlock()
+	c.out.Lock()
+	if c.bad || c.goAway || c.out.Failed() != nil || c.ctx.Err() != nil {
+		c.out.Unlock()
 		return
 	}
 	c.goAway = true
@@ -543,11 +544,11 @@ func (c *serverConn) sendGoAway() {
 	}
 	if werr != nil {
 		c.bad = true
-		c.out.mu.Unlock()
+		c.out.Unlock()
 		c.close()
 		return
 	}
-	werr = c.out.unlockAndFlush(false)
+	werr = c.out.UnlockAndFlush(false, 0)
 	c.writeFailed(goAwayMethod, werr)
 }
 

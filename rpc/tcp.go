@@ -14,11 +14,11 @@ import (
 	"net"
 	"os"
 	"reflect"
-	"runtime"
 	"sync"
 	"sync/atomic"
 	"time"
 
+	"github.com/semrpc/semrpc/internal/coalesce"
 	"github.com/semrpc/semrpc/semantics"
 )
 
@@ -249,11 +249,11 @@ func (t *tcpTransport) Close() error {
 	t.mu.Unlock()
 	if c != nil {
 		c.fail(ErrClientClosed)
-		c.out.waitIdle()
+		c.out.WaitIdle()
 	}
 	for d := range draining {
 		d.fail(ErrClientClosed)
-		d.out.waitIdle()
+		d.out.WaitIdle()
 	}
 	t.readers.Wait()
 	return nil
@@ -325,7 +325,7 @@ type tcpConn struct {
 
 	// out coalesces the requests of concurrent calls into few writes; enc
 	// writes into it, under its lock. A request's tag is its call.
-	out *coalescer[queuedRequest]
+	out *coalesce.Writer[queuedRequest]
 	enc *gob.Encoder
 
 	calls atomic.Int32 // RoundTrips using the connection: writes wait for company when others are
@@ -375,9 +375,9 @@ func newTCPConn(t *tcpTransport, nc net.Conn) *tcpConn {
 	c.br = bufio.NewReader(newFrameLimiter(deadlineReader{c}, t.maxMsg))
 	c.dec = gob.NewDecoder(c.br)
 	c.interrupt = func() { c.nc.SetReadDeadline(aLongTimeAgo) }
-	c.out = newCoalescer[queuedRequest](nc)
-	c.out.onWritten = c.written
-	c.out.onFailed = c.fail
+	c.out = coalesce.New[queuedRequest](nc)
+	c.out.OnWritten = c.written
+	c.out.OnFailed = c.fail
 	c.enc = gob.NewEncoder(c.out)
 	return c
 }
@@ -469,10 +469,10 @@ func (c *tcpConn) settle(call *pendingCall, err error) error {
 		if !errors.Is(err, ErrConnLost) || semantics.ClassOf(err) != semantics.ClassMaybeExecuted {
 			return err
 		}
-		c.out.waitUntil(func() bool { return !call.inWrite.Load() })
+		c.out.WaitUntil(func() bool { return !call.inWrite.Load() })
 	}
 	if call.unsent.Load() && errors.Is(err, ErrConnLost) && semantics.ClassOf(err) == semantics.ClassMaybeExecuted {
-		err = semantics.NotSent(fmt.Errorf("%w: request not sent: %w", ErrConnLost, c.out.writeErr()))
+		err = semantics.NotSent(fmt.Errorf("%w: request not sent: %w", ErrConnLost, c.out.Err()))
 	}
 	call.reply, call.md = nil, nil // nothing of the caller's stays in the pool
 	call.pool.Put(call)
@@ -622,11 +622,11 @@ type queuedRequest struct {
 // A request that must wait for room in the buffer (a peer that reads
 // slowly) stops waiting when ctx ends: not sent.
 func (c *tcpConn) write(ctx context.Context, req *Request, seq uint64, call *pendingCall) error {
-	if !c.out.lockCtx(ctx) {
-		return semantics.NotSent(fmt.Errorf("rpc: %s: waiting to send behind %d queued bytes: %w", req.ServiceMethod, maxQueuedBytes, ctx.Err()))
+	if !c.out.LockCtx(ctx) {
+		return semantics.NotSent(fmt.Errorf("rpc: %s: waiting to send behind %d queued bytes: %w", req.ServiceMethod, coalesce.MaxQueuedBytes, ctx.Err()))
 	}
 	err := c.encodeRequest(req, seq, call)
-	if broken := c.out.unlockAndFlush(c.calls.Load() > 1); broken != nil {
+	if broken := c.out.UnlockAndFlush(c.calls.Load() > 1, 0); broken != nil {
 		c.fail(broken)
 	}
 	return err
@@ -635,10 +635,10 @@ func (c *tcpConn) write(ctx context.Context, req *Request, seq uint64, call *pen
 // encodeRequest appends the request to the write buffer. The coalescer's
 // lock must be held.
 func (c *tcpConn) encodeRequest(req *Request, seq uint64, call *pendingCall) error {
-	if err := c.out.failed(); err != nil {
+	if err := c.out.Failed(); err != nil {
 		return semantics.NotSent(fmt.Errorf("rpc: sending %s: %w", req.ServiceMethod, err))
 	}
-	buf := c.out.buf()
+	buf := c.out.Buf()
 	start := buf.Len()
 	wr := wireRequest{ServiceMethod: req.ServiceMethod, Seq: seq, Sem: req.Header, Timeout: int64(req.Timeout), Metadata: req.Metadata}
 	if err := c.enc.Encode(&wr); err != nil { // cannot happen for this fixed type
@@ -666,7 +666,7 @@ func (c *tcpConn) encodeRequest(req *Request, seq uint64, call *pendingCall) err
 		return semantics.Permanent(semantics.NotSent(fmt.Errorf("rpc: encoding arguments of %s: %w (call not sent)", req.ServiceMethod, err)))
 	}
 	call.inWrite.Store(true)
-	c.out.tag(queuedRequest{seq: seq, call: call})
+	c.out.Tag(queuedRequest{seq: seq, call: call})
 	return nil
 }
 
@@ -692,9 +692,6 @@ func cutMessage(buf *bytes.Buffer, from, to int) {
 	n := copy(b[from:], b[to:])
 	buf.Truncate(from + n)
 }
-
-// maxKeptBuffer bounds the encode buffer a connection keeps between calls.
-const maxKeptBuffer = 64 << 10
 
 // encodeValue encodes v, turning a panic (gob panics on some values, a
 // GobEncoder may panic) into an error.
@@ -1168,291 +1165,4 @@ func (c *tcpConn) fail(err error) {
 	}
 	delete(t.draining, c)
 	t.mu.Unlock()
-}
-
-// coalescer is the write side of one stream: messages are encoded into its
-// buffer under its lock, and leave in as few writes as possible without
-// waiting for company. A caller that finds no write in progress writes the
-// buffer itself at once (a lone message leaves at once); callers that come
-// while a write is in progress leave their messages in the buffer and go on,
-// and the writing caller writes them all together when its write returns,
-// and again until the buffer is empty. The grpc-go transport's "loopy
-// writer" batches the same way (flush when nothing more is queued), with a
-// dedicated goroutine where this one borrows the caller's.
-//
-// Callers woken one after another on the same processor would each find
-// the stream idle and write alone. So a writer that knows others are busy
-// on the stream (company: other calls outstanding on the connection, other
-// requests running on the server's) yields the processor once before it
-// writes, and the messages they queue meanwhile leave with its own. A lone
-// call does not yield: it writes at once.
-//
-// Each message may carry a tag (T); when a write fails, the tags of the
-// messages it did not write whole are returned, so that their calls get
-// the right verdict. After a failed write nothing more is written.
-type coalescer[T any] struct {
-	w io.Writer
-
-	mu      sync.Mutex // protects following
-	cur     *batch[T]  // where messages are encoded; written next
-	spare   *batch[T]  // the batch being written; only the writer touches it
-	writing bool       // a caller is writing (spare, then cur until empty)
-	err     error      // the first failed write: nothing is written after it
-	waiting int        // callers waiting on written
-	written sync.Cond  // broadcast after each write, when callers wait
-
-	// onWritten, if set, is called for the tag of each message once the
-	// write that carried it is over (whole tells whether it was written
-	// whole; werr is the write's error), before the write ends.
-	// After a failed write it is called for the messages queued behind,
-	// which are never written.
-	onWritten func(tag T, whole bool, werr error)
-	// onFailed, if set, is told of a write that failed on the goroutine
-	// that writes the messages a caller left behind (see unlockAndFlush);
-	// a caller's own failed write is returned to it instead.
-	onFailed func(werr error)
-}
-
-// batch is a buffer of whole messages and the tags of those that carry one.
-type batch[T any] struct {
-	buf  bytes.Buffer
-	tags []tagAt[T]
-}
-
-// tagAt is a message's tag and the offset just past the message.
-type tagAt[T any] struct {
-	end int
-	tag T
-}
-
-// maxQueuedBytes bounds what one stream buffers while a write is in
-// progress: beyond it, the next message waits for the write (back pressure
-// on a peer that reads slowly, as a blocking write gives).
-const maxQueuedBytes = 1 << 20
-
-func newCoalescer[T any](w io.Writer) *coalescer[T] {
-	c := &coalescer[T]{w: w, cur: new(batch[T]), spare: new(batch[T])}
-	c.written.L = &c.mu
-	return c
-}
-
-// Write appends p to the current batch: the gob encoder's writer. The lock
-// must be held.
-func (c *coalescer[T]) Write(p []byte) (int, error) { return c.cur.buf.Write(p) }
-
-// lock takes the lock to encode a message, first waiting while a write is
-// in progress and too much is queued behind it.
-func (c *coalescer[T]) lock() {
-	c.mu.Lock()
-	for c.full() {
-		c.waitWrite()
-	}
-}
-
-// full reports whether a message must wait for room. The lock must be held.
-func (c *coalescer[T]) full() bool {
-	return c.writing && c.err == nil && c.cur.buf.Len() >= maxQueuedBytes
-}
-
-// lockCtx is lock for a caller whose wait for room ends with ctx: it
-// reports false, without the lock, if ctx ended first.
-func (c *coalescer[T]) lockCtx(ctx context.Context) bool {
-	c.mu.Lock()
-	if !c.full() {
-		return true
-	}
-	if ctx.Done() == nil {
-		for c.full() {
-			c.waitWrite()
-		}
-		return true
-	}
-	stop := context.AfterFunc(ctx, func() {
-		c.mu.Lock()
-		c.written.Broadcast()
-		c.mu.Unlock()
-	})
-	defer stop()
-	for c.full() {
-		if ctx.Err() != nil {
-			c.mu.Unlock()
-			return false
-		}
-		c.waitWrite()
-	}
-	return true
-}
-
-// waitWrite waits for the next write to end. The lock must be held.
-func (c *coalescer[T]) waitWrite() {
-	c.waiting++
-	c.written.Wait()
-	c.waiting--
-}
-
-// buf returns the current batch's buffer, for encoders that must cut a
-// message they could not finish. The lock must be held.
-func (c *coalescer[T]) buf() *bytes.Buffer { return &c.cur.buf }
-
-// tag records tag for the message that ends the buffer. The lock must be
-// held.
-func (c *coalescer[T]) tag(tag T) {
-	c.cur.tags = append(c.cur.tags, tagAt[T]{end: c.cur.buf.Len(), tag: tag})
-}
-
-// failed returns the error of the write that failed, or nil. The lock must
-// be held.
-func (c *coalescer[T]) failed() error { return c.err }
-
-// unlockAndFlush releases the lock; unless a write is in progress (its
-// writer will take the buffer), it first writes the buffer; with company,
-// after yielding once. It returns the error of a write that failed; nothing
-// is written after it.
-//
-// Messages queued by others while this caller wrote are not its own: when
-// onFailed is set, a goroutine of their own writes them (and whatever
-// comes meanwhile), so that this caller is not held by writes of others'
-// messages, which under steady load never end, or hang on a peer that
-// stopped reading. Without onFailed the caller writes until the buffer is
-// empty.
-func (c *coalescer[T]) unlockAndFlush(company bool) error {
-	if c.writing || c.err != nil {
-		c.mu.Unlock()
-		return nil
-	}
-	c.writing = true
-	if company {
-		// Other calls are about to write: let them queue their messages
-		// first (they find a write in progress and go on).
-		c.mu.Unlock()
-		runtime.Gosched()
-		c.mu.Lock()
-	}
-	if c.cur.buf.Len() > 0 {
-		if werr := c.writeBatch(); werr != nil {
-			c.mu.Unlock()
-			return werr
-		}
-		if c.cur.buf.Len() > 0 && c.onFailed != nil {
-			c.mu.Unlock()
-			go c.flushRest()
-			return nil
-		}
-	}
-	for c.cur.buf.Len() > 0 {
-		if werr := c.writeBatch(); werr != nil {
-			c.mu.Unlock()
-			return werr
-		}
-	}
-	c.writing = false
-	c.mu.Unlock()
-	return nil
-}
-
-// flushRest writes what others queued, for a caller that wrote its own
-// batch, until the buffer is empty; a failed write goes to onFailed.
-// writing is set: this goroutine is the writer.
-func (c *coalescer[T]) flushRest() {
-	c.mu.Lock()
-	for c.cur.buf.Len() > 0 {
-		if werr := c.writeBatch(); werr != nil {
-			c.mu.Unlock()
-			c.onFailed(werr)
-			return
-		}
-	}
-	c.writing = false
-	c.mu.Unlock()
-}
-
-// writeBatch writes the current batch; the lock must be held, writing set
-// and the batch not empty. The lock is released during the write and held
-// again on return. A failed write is recorded, the messages queued behind it
-// are told they were not written, and writing ends.
-func (c *coalescer[T]) writeBatch() error {
-	b := c.cur
-	c.cur, c.spare = c.spare, b
-	c.mu.Unlock()
-	n, werr := c.w.Write(b.buf.Bytes())
-	if c.onWritten != nil {
-		for _, t := range b.tags {
-			c.onWritten(t.tag, werr == nil || t.end <= n, werr)
-		}
-	}
-	b.reset()
-	c.mu.Lock()
-	if c.waiting > 0 {
-		c.written.Broadcast()
-	}
-	if werr != nil {
-		c.err = werr
-		if c.onWritten != nil {
-			for _, t := range c.cur.tags {
-				c.onWritten(t.tag, false, werr)
-			}
-		}
-		c.cur.reset()
-		c.writing = false
-	}
-	return werr
-}
-
-// waitUntil waits until done reports true; done must turn true by the end
-// of a write in progress (an onWritten call, say).
-func (c *coalescer[T]) waitUntil(done func() bool) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	for !done() && c.writing {
-		c.waitWrite()
-	}
-}
-
-// waitIdle waits until no write is in progress: after the stream is
-// closed, until its writer (a caller's or the goroutine that writes what
-// callers left) has given up.
-func (c *coalescer[T]) waitIdle() {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	for c.writing {
-		c.waitWrite()
-	}
-}
-
-// busy reports whether a write is in progress or messages wait for one.
-func (c *coalescer[T]) busy() bool {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.writing || c.cur.buf.Len() > 0
-}
-
-// writeErr returns the error of the write that failed, or nil.
-func (c *coalescer[T]) writeErr() error {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.err
-}
-
-// flushNow writes everything queued and waits until it is written, by this
-// caller or by the one writing now. It reports the failed write's error.
-func (c *coalescer[T]) flushNow() error {
-	c.mu.Lock()
-	for c.writing {
-		c.waitWrite()
-	}
-	if err := c.unlockAndFlush(false); err != nil {
-		return err
-	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return c.err
-}
-
-func (b *batch[T]) reset() {
-	clear(b.tags) // drop what the tags point to
-	b.tags = b.tags[:0]
-	b.buf.Reset()
-	if b.buf.Cap() > maxKeptBuffer {
-		b.buf = bytes.Buffer{}
-	}
 }

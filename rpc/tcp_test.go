@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/semrpc/semrpc/internal/coalesce"
 	"github.com/semrpc/semrpc/semantics"
 )
 
@@ -67,11 +68,7 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 }
 
 // queued returns how many messages wait in a coalescer's buffer.
-func queued[T any](c *coalescer[T]) int {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	return len(c.cur.tags)
-}
+func queued[T any](c *coalesce.Writer[T]) int { return c.Queued() }
 
 // gatedClient dials addr through a gatedConn.
 func gatedClient(t *testing.T, addr string) (*Client, *tcpTransport, func() *gatedConn) {
@@ -183,9 +180,7 @@ func TestWriteCutShortFailsTheRequestsItDidNotSendAsNotSent(t *testing.T) {
 		waitFor(t, "request queued", func() bool { return queued(tr.current().out) == i })
 	}
 	out := tr.current().out
-	out.mu.Lock()
-	firstEnd := out.cur.tags[0].end // request 1 is written whole, and nothing after it
-	out.mu.Unlock()
+	firstEnd := out.QueuedEnds()[0] // request 1 is written whole, and nothing after it
 	cut := func(p []byte) int { return firstEnd }
 	g.cut.Store(&cut)
 	close(g.release)
@@ -307,7 +302,7 @@ func TestRepliesQueuedForAPeerThatDoesNotReadAreBounded(t *testing.T) {
 	g := <-gl.conns
 	g.armed.Store(true)
 	big := strings.Repeat("x", 64<<10)
-	const n = 40 // 2.5 MiB of replies, over maxQueuedBytes
+	const n = 40 // 2.5 MiB of replies, over coalesce.MaxQueuedBytes
 	errs := make(chan error, n)
 	for range n {
 		go func() {
@@ -322,15 +317,11 @@ func TestRepliesQueuedForAPeerThatDoesNotReadAreBounded(t *testing.T) {
 	<-g.entered
 	sc := s.onlyConn(t)
 	waitFor(t, "a responder waiting for the blocked write", func() bool {
-		sc.out.mu.Lock()
-		defer sc.out.mu.Unlock()
-		return sc.out.waiting > 0
+		return sc.out.Waiting() > 0
 	})
-	sc.out.mu.Lock()
-	held := sc.out.cur.buf.Len()
-	sc.out.mu.Unlock()
-	if held > maxQueuedBytes+len(big)+1024 {
-		t.Errorf("server buffered %d bytes of replies behind a blocked write, want at most %d", held, maxQueuedBytes+len(big)+1024)
+	held := sc.out.Buffered()
+	if held > coalesce.MaxQueuedBytes+len(big)+1024 {
+		t.Errorf("server buffered %d bytes of replies behind a blocked write, want at most %d", held, coalesce.MaxQueuedBytes+len(big)+1024)
 	}
 	close(g.release)
 	for range n {
