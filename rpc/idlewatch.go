@@ -1,0 +1,78 @@
+package rpc
+
+import (
+	"sync/atomic"
+	"time"
+)
+
+// defaultIdleLook is how often a transport's idle watcher looks at its
+// connections.
+const defaultIdleLook = 10 * time.Millisecond
+
+// idleLook is defaultIdleLook, which tests may change (nanoseconds); each
+// watcher reads it when it starts.
+var idleLook atomic.Int64
+
+func init() { idleLook.Store(int64(defaultIdleLook)) }
+
+// watchIdle runs while the transport has a connection that nobody reads.
+// Such a connection expects no reply, and a caller finds out before it
+// sends whether the server closed it or said it is going away (see
+// register); but until then the connection stays open, and a server
+// shutting down waits for its clients to close their connections (up to a
+// grace). So a connection found idle at two looks in a row (idle for
+// idleLook at least) gets a reader goroutine, which reads what comes and
+// closes the connection when the server ends it. The next call on it hands
+// off its reply as before; once no call is pending the reader leaves and
+// callers read again.
+//
+// The watcher leaves when two looks in a row find no idle connection; the
+// next connection to go idle starts one again.
+func (t *tcpTransport) watchIdle() {
+	defer t.readers.Done()
+	every := time.Duration(idleLook.Load())
+	timer := time.NewTimer(every)
+	defer timer.Stop()
+	var conns []*tcpConn
+	for quiet := 0; ; {
+		select {
+		case <-timer.C:
+		case <-t.closing:
+			return
+		}
+		conns = t.appendConns(conns[:0])
+		if t.lookIdle(conns, true) {
+			quiet = 0
+		} else if quiet++; quiet >= 2 {
+			t.watching.Store(false)
+			// A connection that went idle after this look and saw
+			// watching still set started no watcher: look again.
+			if !t.lookIdle(t.appendConns(conns[:0]), false) || !t.watching.CompareAndSwap(false, true) {
+				return
+			}
+			quiet = 0
+		}
+		clear(conns)
+		timer.Reset(every)
+	}
+}
+
+// lookIdle reports whether any of conns is idle; with start, it gives a
+// reader to those that were idle at the last look too, in the same idle
+// run.
+func (t *tcpTransport) lookIdle(conns []*tcpConn, start bool) (any bool) {
+	for _, c := range conns {
+		c.mu.Lock()
+		if c.err == nil && c.reader == readerNone {
+			any = true
+			if start {
+				if c.idleRun == c.idleSeen {
+					c.startReader()
+				}
+				c.idleSeen = c.idleRun
+			}
+		}
+		c.mu.Unlock()
+	}
+	return any
+}
