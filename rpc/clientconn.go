@@ -17,59 +17,195 @@ import (
 	"github.com/semrpc/semrpc/semantics"
 )
 
-// tcpConn is one connection. Its replies are read by one party at a time,
-// the reader: the caller of a call that found nobody reading (it reads
-// until its own reply is in, see readOwn), a reader goroutine while calls
-// are pending after it, or nobody while no reply is expected.
+// The client connection: who may read, write and close it.
+//
+// A tcpConn is one connection of a transport (clienttransport.go). Seven
+// roles touch it:
+//
+//   - callers (RoundTrip): register a call in pending, queue its request
+//     in out, wait for its outcome in the call's done channel;
+//   - the reading caller: the one caller at a time that reads replies
+//     itself (readOwn, clientread.go), its own and any that come first,
+//     until its own is in; register chooses it when nobody reads;
+//   - the reader goroutine (readLoop): reads while calls are pending and no
+//     caller reads, and for its whole life a stream that cannot be peeked
+//     at (TLS, pipes, wrappers: probe is nil);
+//   - the idle watcher (idlewatch.go): gives a connection idle at two looks
+//     a reader goroutine, so that a close or shutdown notice is read;
+//   - the writer: the caller that writes out's buffer, or the goroutine out
+//     starts for what others queued (internal/coalesce, with its own
+//     machine); everybody else only appends to the buffer;
+//   - interrupts: a caller's context.AfterFunc, which interrupts that
+//     caller's own turn as reader (interruptReader) or writer
+//     (out.Interrupt), named by the call's seq, and nothing else;
+//   - fail and the transport's Close: end the connection.
+//
+// At any moment:
+//
+//   - who reads is what read says: readCaller, the caller whose seq is
+//     readerSeq; readGoroutine, the reader goroutine; anything else,
+//     nobody. register may peek at the socket (probe, which reads nothing)
+//     while nobody reads, or while the reader goroutine reads with no call
+//     pending (see register);
+//   - who writes is what out's state says (coalesce.Caller: the caller
+//     that set it; coalesce.Flusher: out's goroutine);
+//   - anyone may close, through fail, once: it sets life to lifeFailed and
+//     closes nc, and every party then stops at its next step. Nothing else
+//     closes nc (out.Interrupt closes it for a caller's interrupted write,
+//     through fail's close, under out's lock).
+//
+// Two machines of the connection's own, each changed by one function that
+// panics on a transition not listed here (TestClientConnTransitionsAreTheListedOnes
+// holds this list and the tables in the code together):
+//
+// Read state (read; setRead, c.mu held):
+//
+//	readNone      → readNoneSeen   the idle watcher's first look
+//	readNone      → readChosen     register: a caller finds nobody reading and is to read
+//	readNone      → readDone       fail: the connection ended
+//	readNoneSeen  → readChosen     register, as from readNone
+//	readNoneSeen  → readGoroutine  the idle watcher's second look: a goroutine reads what comes
+//	readNoneSeen  → readDone       fail
+//	readChosen    → readCaller     beginReading: the chosen caller begins
+//	readChosen    → readGoroutine  register: the chosen caller has not begun, another call's reply must not wait
+//	readCaller    → readNone       stopReading: no call pending
+//	readCaller    → readGoroutine  stopReading, or its ctx ended: calls pending, a goroutine reads on
+//	readCaller    → readDone       stopReading: the connection ended
+//	readGoroutine → readNone       readLoop: no call pending (probe-able streams only)
+//	readGoroutine → readDone       readLoop: the connection ended
+//	readStart     → readNone       newTCPConn: a probe-able stream, read by callers
+//	readStart     → readGoroutine  newTCPConn: a stream that cannot be peeked at
+//
+// Lifecycle (life; setLife, c.mu held):
+//
+//	lifeLive     → lifeDraining  goAway: the server's notice, a refused oversized request, or register found the connection unusable
+//	lifeLive     → lifeFailed    fail
+//	lifeDraining → lifeFailed    fail: once no call is pending (closeIfDrained), or a break
+//
+// A call's interrupt does not use the socket's deadline as a message: it
+// sets interrupted, under c.mu, only while the caller it names reads
+// (readCaller with its seq), and then a past read deadline to wake the
+// read; the reader, woken by a deadline, asks interrupted. The turn's end
+// (any transition out of readCaller) clears both under the same lock, so
+// no deadline outlives the turn that set it.
+//
+// Fields and their owners:
+//
+//	t, nc, probe, out, enc     set by newTCPConn, then read only
+//	br, dec, waiting, graceEnd the reader of the moment (as read names it); handed over with read, under c.mu
+//	calls                      callers (atomic)
+//	pending, seq, answered     c.mu: callers register, the reader delivers, fail takes all
+//	read, readerSeq, interrupted, idleAt  c.mu: setRead's callers; interruptReader
+//	life, err                  c.mu: goAway, closeIfDrained, fail (setLife)
+//
+// Locks: t.mu before c.mu (goAway, lookIdle); out's lock is never held
+// while c.mu is taken (out calls OnWritten without it) and c.mu is never
+// held while out's lock is taken, except by fail's close inside
+// out.Interrupt, which takes no lock of ours. No lock is held across a read
+// or a write of nc.
+// readState says who reads a connection's replies.
+
+type readState uint8
+
+const (
+	readStart     readState = iota // newTCPConn has not decided yet
+	readNone                       // no reply expected, nobody reads
+	readNoneSeen                   // idle, and the idle watcher has looked once
+	readChosen                     // a caller is to read, and has not begun
+	readCaller                     // a caller reads until its own reply is in
+	readGoroutine                  // the reader goroutine reads
+	readDone                       // the connection ended: nobody reads again
+)
+
+var readStateNames = [...]string{"readStart", "readNone", "readNoneSeen", "readChosen", "readCaller", "readGoroutine", "readDone"}
+
+func (s readState) String() string { return readStateNames[s] }
+
+// readTransitions are the legal changes of read state (see above).
+var readTransitions = map[[2]readState]bool{
+	{readNone, readNoneSeen}: true, {readNone, readChosen}: true, {readNone, readDone}: true,
+	{readNoneSeen, readChosen}: true, {readNoneSeen, readGoroutine}: true, {readNoneSeen, readDone}: true,
+	{readChosen, readCaller}: true, {readChosen, readGoroutine}: true,
+	{readCaller, readNone}: true, {readCaller, readGoroutine}: true, {readCaller, readDone}: true,
+	{readGoroutine, readNone}: true, {readGoroutine, readDone}: true,
+	{readStart, readNone}: true, {readStart, readGoroutine}: true,
+}
+
+// connLife is a connection's lifecycle.
+type connLife uint8
+
+const (
+	lifeLive     connLife = iota // takes new calls
+	lifeDraining                 // going away: no new calls; closed once none is pending
+	lifeFailed                   // ended: closed, every pending call failed
+)
+
+var connLifeNames = [...]string{"lifeLive", "lifeDraining", "lifeFailed"}
+
+func (s connLife) String() string { return connLifeNames[s] }
+
+// lifeTransitions are the legal changes of lifecycle (see above).
+var lifeTransitions = map[[2]connLife]bool{
+	{lifeLive, lifeDraining}: true, {lifeLive, lifeFailed}: true, {lifeDraining, lifeFailed}: true,
+}
+
+// setRead changes who reads. c.mu must be held. Leaving readCaller ends
+// the caller's turn: its interrupt, if it came, is undone.
+func (c *tcpConn) setRead(to readState) {
+	if !readTransitions[[2]readState{c.read, to}] {
+		panic(fmt.Sprintf("rpc: illegal read-state transition %v → %v", c.read, to))
+	}
+	if c.read == readCaller {
+		c.readerSeq = 0
+		if c.interrupted != nil {
+			c.interrupted = nil
+			c.nc.SetReadDeadline(time.Time{})
+		}
+	}
+	c.read = to
+}
+
+// setLife changes the lifecycle. c.mu must be held.
+func (c *tcpConn) setLife(to connLife) {
+	if !lifeTransitions[[2]connLife{c.life, to}] {
+		panic(fmt.Sprintf("rpc: illegal lifecycle transition %v → %v", c.life, to))
+	}
+	c.life = to
+}
+
+// tcpConn is one connection; see the comment above for who may do what.
 type tcpConn struct {
-	t   *tcpTransport
-	nc  net.Conn
-	br  *bufio.Reader // under dec: what it holds was read and not decoded yet
-	dec *gob.Decoder
-
-	// probe reports whether the socket has nothing to read, without
-	// reading (see probe_unix.go); nil when the stream cannot be probed
-	// (TLS, pipes, wrapped connections): then a reader goroutine reads it
-	// for as long as it lives, and callers never read.
-	probe func() bool
-
-	// Only the reader touches these.
-	readerCtx context.Context // a reading caller's, whose end interrupts its wait for a reply
-	waiting   bool            // the reader waits for the next message, between messages
-	graceEnd  time.Time       // the reading caller's ctx ended in the middle of a message: its grace ends then
-	interrupt func()          // sets a past read deadline: ends the reader's wait
-
+	t     *tcpTransport
+	nc    net.Conn
+	probe func() probeResult // what the socket holds, without reading it (probe_unix.go); nil when it cannot be peeked at
 	// out coalesces the requests of concurrent calls into few writes; enc
 	// writes into it, under its lock. A request's tag is its call.
 	out *coalesce.Writer[queuedRequest]
 	enc *gob.Encoder
 
+	// The reader's: see read.
+	br       *bufio.Reader // under dec: what it holds was read and not decoded yet
+	dec      *gob.Decoder
+	waiting  bool      // the reader waits for the next message, between messages
+	graceEnd time.Time // the reading caller was interrupted in the middle of a message: the message's grace ends then
+
 	calls atomic.Int32 // RoundTrips using the connection: writes wait for company when others are
 
-	mu       sync.Mutex // protects following
-	pending  map[uint64]*pendingCall
-	seq      uint64
-	err      error // why the connection broke; nil while it works
-	draining bool  // the server said it is going away: no new calls
-	answered bool  // a response has been read
-	reader   int8  // readerNone, readerCaller or readerGoroutine
-	// readerCall is the call of the caller who is to read (readerCaller)
-	// until it begins to read (see beginReading).
-	readerCall *pendingCall
-	idleRun    uint64 // counts the times reader became readerNone
-	idleAt     int64  // monotonic() when reader last became readerNone; 0 if not known (see monotonic)
-	idleSeen   uint64 // idleRun at the idle watcher's last look
+	mu          sync.Mutex // protects following
+	pending     map[uint64]*pendingCall
+	seq         uint64
+	answered    bool // a response has been read
+	read        readState
+	readerSeq   uint64    // the seq of the caller chosen to read, or reading
+	interrupted error     // why the reading caller's ctx ended; set with a past read deadline (see setRead)
+	idleAt      int64     // monotonic() when read last became readNone; 0 if not known (see monotonic)
+	born        time.Time // when it was dialled
+	life        connLife
+	err         error // why the connection ended (lifeFailed)
 
 	// A call whose caller gave up stays pending as abandoned until its
 	// reply is read: while any call is pending, somebody reads.
 }
-
-// Who reads a connection's replies (tcpConn.reader).
-const (
-	readerNone      int8 = iota // no reply is expected, and nobody reads
-	readerCaller                // a caller reads until its own reply is in
-	readerGoroutine             // a reader goroutine reads until no call is pending
-)
 
 // abandoned stands in the pending map for a call whose caller gave up
 // before its reply came: the reply is still read (and dropped), and until
@@ -80,20 +216,22 @@ var abandoned = func() *pendingCall {
 	return p
 }()
 
+// newTCPConn makes a connection of t over nc. Who reads it is decided by
+// the transport (see conn), under c.mu, before anyone else sees it.
 func newTCPConn(t *tcpTransport, nc net.Conn) *tcpConn {
 	c := &tcpConn{
 		t:       t,
 		nc:      nc,
 		pending: make(map[uint64]*pendingCall),
 		probe:   newProbe(nc),
-		idleRun: 1, // idle since it came: the watcher's first look does not count
+		born:    time.Now(),
 	}
 	c.br = bufio.NewReader(newFrameLimiter(deadlineReader{c}, t.maxMsg))
 	c.dec = gob.NewDecoder(c.br)
-	c.interrupt = func() { c.nc.SetReadDeadline(aLongTimeAgo) }
 	c.out = coalesce.New[queuedRequest](nc)
 	c.out.OnWritten = c.written
 	c.out.OnFailed = c.fail
+	c.out.OnInterrupt = func() { c.nc.Close() } // fail then finds the write broken
 	c.enc = gob.NewEncoder(c.out)
 	return c
 }
@@ -160,23 +298,26 @@ type queuedRequest struct {
 }
 
 // write encodes the request whole into the connection's write buffer,
-// which is written at once unless a write is in progress, whose caller
-// then writes it (see coalescer). An error means the server did not get
-// the request: arguments that cannot be encoded fail this call alone (not
-// sent, permanent) and leave the connection as it was; a connection whose
-// write failed earlier takes no more requests. When a write fails, every
-// call whose request it did not write whole is completed as not sent, and
-// the connection is failed, which gives the calls whose requests were
-// written their may-have-executed verdict.
+// which is written at once unless a write is in progress, whose writer
+// then writes it (see internal/coalesce). An error means the server did
+// not get the request: arguments that cannot be encoded fail this call
+// alone (not sent, permanent) and leave the connection as it was; a
+// connection whose write failed earlier takes no more requests. When a
+// write fails, every call whose request it did not write whole is
+// completed as not sent, and the connection is failed, which gives the
+// calls whose requests were written their may-have-executed verdict.
 //
 // A request that must wait for room in the buffer (a peer that reads
-// slowly) stops waiting when ctx ends: not sent.
+// slowly) stops waiting when ctx ends: not sent. A caller writing the
+// buffer itself is its writer, named by seq: when ctx ends during the
+// write, the caller's interrupt (interruptCaller) ends it, and the
+// connection with it.
 func (c *tcpConn) write(ctx context.Context, req *Request, seq uint64, call *pendingCall) error {
 	if !c.out.LockCtx(ctx) {
 		return semantics.NotSent(fmt.Errorf("rpc: %s: waiting to send behind %d queued bytes: %w", req.ServiceMethod, coalesce.MaxQueuedBytes, ctx.Err()))
 	}
 	err := c.encodeRequest(req, seq, call)
-	if broken := c.out.UnlockAndFlush(c.calls.Load() > 1, 0); broken != nil {
+	if broken := c.out.UnlockAndFlush(c.calls.Load() > 1, seq); broken != nil {
 		c.fail(broken)
 	}
 	return err
@@ -268,8 +409,10 @@ func (c *tcpConn) goAway() {
 		t.cur = nil
 	}
 	c.mu.Lock()
-	c.draining = true
-	live := c.err == nil
+	live := c.life == lifeLive
+	if live {
+		c.setLife(lifeDraining)
+	}
 	c.mu.Unlock()
 	if live {
 		if t.draining == nil {
@@ -284,7 +427,7 @@ func (c *tcpConn) goAway() {
 // between replies.
 func (c *tcpConn) closeIfDrained() bool {
 	c.mu.Lock()
-	drained := c.draining && len(c.pending) == 0 && c.err == nil
+	drained := c.life == lifeDraining && len(c.pending) == 0
 	c.mu.Unlock()
 	if drained {
 		c.fail(errGoneAway)
@@ -299,12 +442,14 @@ var errGoneAway = errors.New("rpc: server went away")
 // call asked for.
 var errUnasked = errors.New("rpc: connection ended: the server closed it, reset it, said it is going away or sent what no call asked for, while no call was pending")
 
-// fail marks the connection broken, closes it and fails every pending call
-// as may-have-executed, all with one failure group (a retry budget charges
-// one lost connection once). Later calls redial.
+// fail ends the connection: it marks it failed, closes it and fails every
+// pending call as may-have-executed, all with one failure group (a retry
+// budget charges one lost connection once). Later calls redial; a
+// connection that ended before the server ever spoke on it paces the
+// redial (see tcpTransport.ended).
 func (c *tcpConn) fail(err error) {
 	c.mu.Lock()
-	if c.err != nil {
+	if c.life == lifeFailed {
 		c.mu.Unlock()
 		return
 	}
@@ -312,6 +457,10 @@ func (c *tcpConn) fail(err error) {
 		err = io.ErrUnexpectedEOF
 	}
 	c.err = err
+	c.setLife(lifeFailed)
+	if c.read == readNone || c.read == readNoneSeen {
+		c.setRead(readDone) // a reader that reads now ends its turn itself
+	}
 	// The pending calls are taken here, under the lock, and only those
 	// taken are touched afterwards: a call that another party completes
 	// (the writer, as not sent, which first takes it out of the map) may be
@@ -346,5 +495,53 @@ func (c *tcpConn) fail(err error) {
 		t.cur = nil
 	}
 	delete(t.draining, c)
+	if !answered {
+		t.ended(c)
+	}
 	t.mu.Unlock()
+}
+
+// probeResult is what a peek at an idle connection's socket found.
+type probeResult uint8
+
+const (
+	probeEmpty probeResult = iota // nothing: the connection may be used
+	probeData                     // bytes no call asked for (the server's shutdown notice, say)
+	probeEnded                    // the server closed or reset it
+)
+
+// interruptCaller is a caller's interrupt, run when its ctx ends while its
+// call (seq) is registered: it ends the caller's own write, if it is
+// writing the buffer now, and its own turn as reader, if it reads now.
+// Nothing else: a write or a read of anyone else is never touched.
+func (c *tcpConn) interruptCaller(seq uint64, ctx context.Context) {
+	cause := context.Cause(ctx)
+	c.out.Interrupt(seq, fmt.Errorf("rpc: writing requests: the writing caller's context ended: %w", cause))
+	c.interruptReader(seq, cause)
+}
+
+// interruptReader wakes the caller seq from its read, if it is the reading
+// caller: interrupted says why the read deadline passed, and the turn's
+// end (setRead) undoes both.
+func (c *tcpConn) interruptReader(seq uint64, cause error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.read != readCaller || c.readerSeq != seq || c.interrupted != nil {
+		return
+	}
+	c.interrupted = cause
+	c.nc.SetReadDeadline(aLongTimeAgo)
+}
+
+// markAnswered notes that a message came from the server; the first one
+// tells the transport that the server speaks, which resets its redial
+// pacing. c.mu must not be held.
+func (c *tcpConn) markAnswered() {
+	c.mu.Lock()
+	first := !c.answered
+	c.answered = true
+	c.mu.Unlock()
+	if first {
+		c.t.spoke()
+	}
 }

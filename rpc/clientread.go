@@ -24,20 +24,23 @@ func (c *tcpConn) readLoop() {
 			continue
 		}
 		c.mu.Lock()
-		if len(c.pending) == 0 && c.err == nil {
+		if len(c.pending) == 0 && c.life != lifeFailed {
 			c.idle()
 			c.mu.Unlock()
 			return
 		}
 		c.mu.Unlock()
 	}
+	c.mu.Lock()
+	c.setRead(readDone)
+	c.mu.Unlock()
 }
 
 // startReader starts a reader goroutine. c.mu must be held, and c not
 // failed: then Close, which fails c before it waits for the readers, waits
 // for this one too.
 func (c *tcpConn) startReader() {
-	c.reader = readerGoroutine
+	c.setRead(readGoroutine)
 	c.t.readers.Add(1)
 	go c.readLoop()
 }
@@ -46,27 +49,22 @@ func (c *tcpConn) startReader() {
 // idle watcher gives it a reader goroutine if it stays idle (see
 // watchIdle). c.mu must be held, and c not failed.
 func (c *tcpConn) idle() {
-	c.reader = readerNone
-	c.idleRun++
+	c.setRead(readNone)
 	c.idleAt = monotonic()
-	t := c.t
-	if !t.watching.Load() && t.watching.CompareAndSwap(false, true) {
-		t.readers.Add(1) // as in startReader: Close waits for the watcher
-		go t.watchIdle()
-	}
+	c.t.watchIdleConns()
 }
 
-// beginReading reports whether the caller of call, which register made the
-// reader, still is: then it must read (readOwn) or stop (stopReading).
+// beginReading reports whether the caller of call seq, which register
+// chose to read, still is: then it reads (readOwn) or stops (stopReading).
 // Another caller that registered meanwhile may have given the reading to a
 // goroutine (see register).
-func (c *tcpConn) beginReading(call *pendingCall) bool {
+func (c *tcpConn) beginReading(seq uint64) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.readerCall != call {
+	if c.read != readChosen || c.readerSeq != seq {
 		return false
 	}
-	c.readerCall = nil
+	c.setRead(readCaller)
 	return true
 }
 
@@ -75,8 +73,8 @@ func (c *tcpConn) beginReading(call *pendingCall) bool {
 func (c *tcpConn) stopReading() {
 	c.mu.Lock()
 	switch {
-	case c.err != nil:
-		c.reader = readerNone
+	case c.life == lifeFailed:
+		c.setRead(readDone)
 	case len(c.pending) == 0:
 		c.idle()
 	default:
@@ -95,18 +93,11 @@ func (c *tcpConn) stopReading() {
 // (its reply will be read and dropped) and fails as may-have-executed, as
 // it would waiting for another reader. In the middle of a message the
 // reading goes on for replyGrace, then the connection is broken (a peer
-// that stalls there would hold the caller).
+// that stalls there would hold the caller). The caller's interrupt
+// (interruptCaller, armed by RoundTrip) wakes a read that waits.
 func (c *tcpConn) readOwn(ctx context.Context, req *Request, seq uint64, call *pendingCall) error {
-	var stop func() bool
-	if ctx.Done() != nil {
-		c.readerCtx, c.graceEnd = ctx, time.Time{}
-		stop = context.AfterFunc(ctx, c.interrupt)
-	}
+	c.graceEnd = time.Time{}
 	ended := c.readUntil(ctx, call)
-	if stop != nil {
-		stop() // if its interrupt runs anyway, the next reader clears its deadline
-		c.readerCtx = nil
-	}
 	if ended && call.take() {
 		// Taken before a reader goroutine takes over: one that took the
 		// call first would hold us, with no grace, for as long as the
@@ -153,35 +144,36 @@ func (c *tcpConn) readUntil(ctx context.Context, call *pendingCall) (ended bool)
 }
 
 // awaitMessage waits until the stream has bytes to read, or ctx ends
-// (ended): a deadline set in the past by ctx's end interrupts the wait with
-// nothing read, and nothing is lost. Another error is the stream's.
+// (ended): the caller's interrupt wakes the wait with nothing read, and
+// nothing is lost. Another error is the stream's.
 func (c *tcpConn) awaitMessage(ctx context.Context) (ended bool, err error) {
-	for {
-		if ctx.Err() != nil {
-			return true, nil
-		}
-		c.waiting = true
-		_, err = c.br.Peek(1)
-		c.waiting = false
-		if err == nil || !errors.Is(err, os.ErrDeadlineExceeded) {
-			return false, err
-		}
-		// A past deadline, set by this ctx (the check above tells) or by a
-		// caller who read before and whose ctx ended late: clear it, then
-		// look at ctx again, which is done before its interrupt runs.
-		c.nc.SetReadDeadline(time.Time{})
+	if ctx.Err() != nil {
+		return true, nil
 	}
+	c.waiting = true
+	_, err = c.br.Peek(1)
+	c.waiting = false
+	if err != nil && errors.Is(err, os.ErrDeadlineExceeded) && c.wasInterrupted() != nil {
+		return true, nil
+	}
+	return false, err
+}
+
+// wasInterrupted returns why the reading caller was interrupted, or nil.
+func (c *tcpConn) wasInterrupted() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.interrupted
 }
 
 // aLongTimeAgo is a read deadline in the past: a read waiting on the
 // connection returns at once.
 var aLongTimeAgo = time.Unix(1, 0)
 
-// deadlineReader is the connection as its reader reads it. Read deadlines
-// are set only to interrupt a reading caller whose ctx ended (see
-// awaitMessage): between messages its wait ends; in the middle of a
-// message the reading goes on, for replyGrace; and a deadline left by a
-// caller who read before is cleared and the read retried.
+// deadlineReader is the connection as its reader reads it. Only a reading
+// caller's interrupt sets a read deadline (see interruptReader): between
+// messages its wait ends (awaitMessage); in the middle of a message the
+// reading goes on for replyGrace, under a deadline the reader sets.
 type deadlineReader struct{ c *tcpConn }
 
 func (r deadlineReader) Read(p []byte) (int, error) {
@@ -191,19 +183,12 @@ func (r deadlineReader) Read(p []byte) (int, error) {
 		if n > 0 || err == nil || c.waiting || !errors.Is(err, os.ErrDeadlineExceeded) {
 			return n, err
 		}
-		if c.readerCtx == nil || c.readerCtx.Err() == nil {
-			c.nc.SetReadDeadline(time.Time{}) // not ours to honour
-			// The ctx may have ended since, and its interrupt may be what
-			// was just cleared: look again (ctx's Err is set before its
-			// interrupt runs), or the caller reads on with no deadline.
-			if c.readerCtx == nil || c.readerCtx.Err() == nil {
-				continue
-			}
+		cause := c.wasInterrupted()
+		if cause == nil {
+			return n, err
 		}
 		// The caller's ctx ended in the middle of a message: the message
-		// gets replyGrace to come whole. A past deadline before then (the
-		// caller's interrupt run after the grace began, or one left by an
-		// earlier caller) does not cut it short.
+		// gets replyGrace to come whole.
 		if c.graceEnd.IsZero() {
 			c.graceEnd = time.Now().Add(replyGrace)
 		}
@@ -211,7 +196,7 @@ func (r deadlineReader) Read(p []byte) (int, error) {
 			c.nc.SetReadDeadline(c.graceEnd)
 			continue
 		}
-		return n, fmt.Errorf("rpc: a reply stalled after its reader's caller gave up (%w): %w", c.readerCtx.Err(), err)
+		return n, fmt.Errorf("rpc: a reply stalled after its reader's caller gave up (%w): %w", cause, err)
 	}
 }
 
@@ -229,10 +214,12 @@ func (c *tcpConn) readOne() bool {
 			c.fail(err)
 			return false
 		}
+		c.markAnswered()
 		c.goAway()
 		return !c.closeIfDrained()
 	}
 	c.mu.Lock()
+	first := !c.answered
 	c.answered = true
 	call := c.pending[resp.Seq]
 	delete(c.pending, resp.Seq)
@@ -242,6 +229,9 @@ func (c *tcpConn) readOne() bool {
 		call = nil // its caller gave up on it
 	}
 	c.mu.Unlock()
+	if first {
+		c.t.spoke()
+	}
 
 	var callErr, streamErr error
 	switch {

@@ -6,11 +6,12 @@ import (
 	"crypto/x509"
 	"errors"
 	"fmt"
-	"math/rand/v2"
 	"net"
 	"sync"
 	"sync/atomic"
 	"time"
+
+	"github.com/cenkalti/backoff/v4"
 
 	"github.com/semrpc/semrpc/semantics"
 )
@@ -35,7 +36,7 @@ type tcpTransport struct {
 	dialing  chan struct{} // closed when the dial in progress ends
 	lastErr  error
 	nextDial time.Time
-	delay    time.Duration
+	pace     *backoff.ExponentialBackOff // the wait before the next dial after a failed one (see ended)
 	closed   bool
 	draining map[*tcpConn]struct{} // replaced after the server's notice; ended when their calls are
 
@@ -82,6 +83,7 @@ func newStreamTransport(name string, dial func(ctx context.Context) (net.Conn, e
 		maxMsg:    o.maxMsg,
 		redialMin: o.redialMin,
 		redialMax: o.redialMax,
+		pace:      newRedialPacer(o.redialMin, o.redialMax),
 		closing:   make(chan struct{}),
 	}
 }
@@ -143,9 +145,7 @@ func (t *tcpTransport) conn(ctx context.Context, wait bool) (*tcpConn, error) {
 		if err != nil {
 			if ctx.Err() == nil { // a caller's cancel says nothing about the server
 				t.lastErr = err
-				t.delay = min(max(2*t.delay, t.redialMin), t.redialMax)
-				jittered := t.delay/2 + rand.N(t.delay/2+1)
-				t.nextDial = time.Now().Add(jittered)
+				t.nextDial = time.Now().Add(t.pace.NextBackOff())
 			}
 			derr := semantics.NotSent(fmt.Errorf("rpc: dial %s: %w", t.addr, err))
 			if isPermanentDialError(err) {
@@ -163,25 +163,23 @@ func (t *tcpTransport) conn(ctx context.Context, wait bool) (*tcpConn, error) {
 			nc.Close()
 			return nil, errClosed()
 		}
-		t.delay, t.lastErr = 0, nil
+		t.lastErr = nil // the pacing is reset once the server speaks (spoke), not here
 		c := newTCPConn(t, nc)
 		t.cur = c
+		c.mu.Lock()
 		if c.probe == nil {
 			// Callers cannot read this stream themselves (see readOwn): a
 			// reader goroutine reads it for as long as it lives.
-			c.reader = readerGoroutine
-			t.readers.Add(1)
-			go c.readLoop()
+			c.startReader()
 		} else {
 			// Nobody reads it until a call comes, which may be never (a
 			// connection dialled by WithEagerDial): the idle watcher must
 			// know of it, as of any connection that went idle, or a
 			// server's shutdown notice on it is not read.
-			c.mu.Lock()
 			c.idle()
 			c.idleAt = 0 // no reply read yet: the first call looks at it (see register)
-			c.mu.Unlock()
 		}
+		c.mu.Unlock()
 	}
 }
 
@@ -309,6 +307,12 @@ func (t *tcpTransport) RoundTrip(ctx context.Context, req *Request, reply any) e
 	}
 	c.calls.Add(1)
 	defer c.calls.Add(-1)
+	if ctx.Done() != nil {
+		// The caller's interrupt: it ends this caller's own write or read
+		// when ctx ends, and nothing else (see interruptCaller).
+		stop := context.AfterFunc(ctx, func() { c.interruptCaller(seq, ctx) })
+		defer stop()
+	}
 	if err := c.write(ctx, req, seq, call); err != nil {
 		// This call was never sent: out of the pending map, so that a
 		// failure of the connection does not give it fail's
@@ -316,7 +320,7 @@ func (t *tcpTransport) RoundTrip(ctx context.Context, req *Request, reply any) e
 		// answered through call.done, below: by the server, by written as
 		// not sent, or by fail.)
 		c.forget(seq)
-		if reads && c.beginReading(call) {
+		if reads && c.beginReading(seq) {
 			c.stopReading()
 		}
 		if !call.take() {
@@ -326,7 +330,7 @@ func (t *tcpTransport) RoundTrip(ctx context.Context, req *Request, reply any) e
 		}
 		return err // not pooled when it was ours (see getPending)
 	}
-	if reads && c.beginReading(call) {
+	if reads && c.beginReading(seq) {
 		return c.settle(call, c.readOwn(ctx, req, seq, call))
 	}
 	done := ctx.Done()
@@ -394,15 +398,17 @@ func (c *tcpConn) settle(call *pendingCall, err error) error {
 // register finds a connection that takes new calls and enters call in its
 // pending map. A connection that broke or is going away since conn returned
 // it is replaced by a fresh one. reads reports that nobody was reading the
-// connection: the caller now is to read, and, if beginReading says it
+// connection: the caller is chosen to read, and, if beginReading says it
 // still is, must read (readOwn) or stop (stopReading).
 //
-// A connection nobody reads expects no reply, so anything the socket holds
-// (the server's shutdown notice, its close, a reset) says it must not be
-// used: it is closed, and the call goes to a fresh connection. The look
-// costs one system call, which does not read; it is skipped on a
-// connection whose last reply was read less than lookAfter ago (a caller
-// calling again at once, the common case under load).
+// A connection that expects no reply must hold nothing, so anything its
+// socket holds (the server's shutdown notice, its close, a reset) says it
+// must not be used (R24): it is closed, and the call goes to a fresh
+// connection. That holds whoever reads it: nobody, or the reader goroutine
+// the idle watcher gave it, which may not have woken yet to what came. The
+// look costs one system call, which does not read; it is skipped on a
+// connection nobody reads whose last reply was read less than lookAfter
+// ago (a caller calling again at once, the common case under load).
 func (t *tcpTransport) register(ctx context.Context, req *Request, call *pendingCall) (c *tcpConn, seq uint64, reads bool, err error) {
 	for tries := 0; ; tries++ {
 		c, err := t.conn(ctx, req.WaitForReady)
@@ -410,50 +416,67 @@ func (t *tcpTransport) register(ctx context.Context, req *Request, call *pending
 			return nil, 0, false, err
 		}
 		c.mu.Lock()
-		if c.err == nil && !c.draining {
-			if c.reader == readerNone {
-				if c.br.Buffered() > 0 || (c.idleLongEnough() && !c.probe()) {
-					// Closed outright: nobody waits on it, and what came
-					// need not be read (a reader would wait for ever on
-					// bytes that are not a whole message). The server sees
-					// the close, as it would once its notice was read.
-					// Marked going away first, so that no other call
-					// registers on it before fail ends it.
-					c.draining = true
-					c.mu.Unlock()
-					c.fail(errUnasked)
-					if tries >= 3 { // a server that sends before it is asked, each time
-						return nil, 0, false, semantics.NotSent(fmt.Errorf("rpc: %s: %w", req.ServiceMethod, errUnasked))
-					}
-					continue
-				}
-				c.reader, reads = readerCaller, true
-				c.readerCall = call
-			} else if c.readerCall != nil {
-				// The caller who is to read has not begun: it may be held
-				// writing its request (behind a full write buffer, to a
-				// server that stopped reading until its replies are read).
-				// This call's reply must not wait for that, or neither side
-				// reads: a reader goroutine reads from now on, and that
-				// caller waits for its reply as others do.
-				c.readerCall = nil
-				c.startReader()
-			}
-			c.seq++
-			seq := c.seq
-			c.pending[seq] = call
+		if c.life != lifeLive {
+			cerr := c.err
 			c.mu.Unlock()
-			return c, seq, reads, nil
+			// fail or goAway marked c but has not replaced it yet: do it
+			// here, so that conn dials afresh.
+			c.goAway()
+			if tries >= 3 {
+				return nil, 0, false, semantics.NotSent(fmt.Errorf("rpc: %s: %w: %v", req.ServiceMethod, ErrConnLost, cerr))
+			}
+			continue
 		}
-		cerr := c.err
+		if c.unusable() {
+			// Closed outright: nobody waits on it, and what came need not
+			// be read (a reader would wait for ever on bytes that are not
+			// a whole message). The server sees the close, as it would
+			// once its notice was read. Marked going away first, so that
+			// no other call registers on it before fail ends it.
+			c.setLife(lifeDraining)
+			c.mu.Unlock()
+			c.fail(errUnasked)
+			if tries >= 3 { // a server that sends before it is asked, each time
+				return nil, 0, false, semantics.NotSent(fmt.Errorf("rpc: %s: %w", req.ServiceMethod, errUnasked))
+			}
+			continue
+		}
+		c.seq++
+		seq := c.seq
+		switch c.read {
+		case readNone, readNoneSeen:
+			c.setRead(readChosen)
+			c.readerSeq, reads = seq, true
+		case readChosen:
+			// The caller who is to read has not begun: it may be held
+			// writing its request (behind a full write buffer, to a
+			// server that stopped reading until its replies are read).
+			// This call's reply must not wait for that, or neither side
+			// reads: a reader goroutine reads from now on, and that
+			// caller waits for its reply as others do.
+			c.startReader()
+		}
+		c.pending[seq] = call
 		c.mu.Unlock()
-		// fail or goAway marked c but has not replaced it yet: do it here,
-		// so that conn dials afresh.
-		c.goAway()
-		if tries >= 3 {
-			return nil, 0, false, semantics.NotSent(fmt.Errorf("rpc: %s: %w: %v", req.ServiceMethod, ErrConnLost, cerr))
-		}
+		return c, seq, reads, nil
 	}
+}
+
+// unusable reports whether c, live, holds what no call asked for: a
+// connection with no call pending must hold nothing. c.mu must be held.
+func (c *tcpConn) unusable() bool {
+	switch {
+	case c.probe == nil || len(c.pending) > 0:
+		return false
+	case c.read == readNone || c.read == readNoneSeen:
+		return c.br.Buffered() > 0 || (c.idleLongEnough() && c.probe() != probeEmpty)
+	case c.read == readGoroutine:
+		// The idle watcher's goroutine reads it: its buffer is the
+		// goroutine's, but the socket shows a close, a reset or a notice
+		// the goroutine has not taken yet.
+		return c.probe() != probeEmpty
+	}
+	return false
 }
 
 // appendConns appends the transport's live connections to conns.
@@ -470,4 +493,40 @@ func (t *tcpTransport) appendConns(conns []*tcpConn) []*tcpConn {
 		conns = append(conns, c)
 	}
 	return conns
+}
+
+// newRedialPacer returns the backoff between redials: from min, doubling
+// to max, each wait drawn within half of it either way (so that clients
+// cut off together do not come back together), never giving up.
+func newRedialPacer(min, max time.Duration) *backoff.ExponentialBackOff {
+	return backoff.NewExponentialBackOff(
+		backoff.WithInitialInterval(min),
+		backoff.WithMaxInterval(max),
+		backoff.WithMultiplier(2),
+		backoff.WithRandomizationFactor(0.5),
+		backoff.WithMaxElapsedTime(0),
+	)
+}
+
+// ended paces the next dial after c ended without the server ever
+// speaking on it, soon after it was dialled (within redialMax): a server
+// that accepts and at once closes, resets or sends nothing, is dialled as
+// one that refuses is, with backoff, whatever the calls do (a not-sent
+// call is retried for free, so nothing else would pace them). A
+// connection that served calls, or lived long, redials at once. t.mu must
+// be held.
+func (t *tcpTransport) ended(c *tcpConn) {
+	if time.Since(c.born) >= t.redialMax || t.closed {
+		return
+	}
+	t.lastErr = fmt.Errorf("connection ended before the server answered: %w", c.err)
+	t.nextDial = time.Now().Add(t.pace.NextBackOff())
+}
+
+// spoke resets the redial pacing: a connection of t read a message from
+// the server.
+func (t *tcpTransport) spoke() {
+	t.mu.Lock()
+	t.pace.Reset()
+	t.mu.Unlock()
 }

@@ -57,22 +57,31 @@ func (t *tcpTransport) watchIdle() {
 	}
 }
 
-// lookIdle reports whether any of conns is idle; with start, it gives a
-// reader to those that were idle at the last look too, in the same idle
-// run.
+// lookIdle reports whether any of conns is idle; with start, it moves each
+// idle connection one look on: seen once, then given a reader goroutine.
 func (t *tcpTransport) lookIdle(conns []*tcpConn, start bool) (any bool) {
 	for _, c := range conns {
 		c.mu.Lock()
-		if c.err == nil && c.reader == readerNone {
+		if c.read == readNone || c.read == readNoneSeen {
 			any = true
 			if start {
-				if c.idleRun == c.idleSeen {
+				if c.read == readNoneSeen {
 					c.startReader()
+				} else {
+					c.setRead(readNoneSeen)
 				}
-				c.idleSeen = c.idleRun
 			}
 		}
 		c.mu.Unlock()
 	}
 	return any
+}
+
+// watchIdleConns makes sure the idle watcher runs, for a connection that
+// just went idle.
+func (t *tcpTransport) watchIdleConns() {
+	if !t.watching.Load() && t.watching.CompareAndSwap(false, true) {
+		t.readers.Add(1) // as in startReader: Close waits for the watcher
+		go t.watchIdle()
+	}
 }

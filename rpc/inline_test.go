@@ -60,10 +60,10 @@ func tcpConnOf(t *testing.T, c *Client) *tcpConn {
 	return tr.cur
 }
 
-func readerOf(c *tcpConn) int8 {
+func readerOf(c *tcpConn) readState {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	return c.reader
+	return c.read
 }
 
 // slowIdleWatch keeps the idle watcher from giving idle connections a
@@ -90,15 +90,15 @@ func TestCallerOfTheOnlyCallReadsItsOwnReply(t *testing.T) {
 	}()
 	<-g.entered
 	conn := tcpConnOf(t, c)
-	if r := readerOf(conn); r != readerCaller {
-		t.Errorf("while the only call runs, the reader is %d, want the caller (%d)", r, readerCaller)
+	if r := readerOf(conn); r != readCaller {
+		t.Errorf("while the only call runs, the reader is %d, want the caller (%d)", r, readCaller)
 	}
 	g.open(1)
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
-	if r := readerOf(conn); r != readerNone {
-		t.Errorf("after the call, the reader is %d, want nobody (%d)", r, readerNone)
+	if r := readerOf(conn); r != readNone {
+		t.Errorf("after the call, the reader is %d, want nobody (%d)", r, readNone)
 	}
 }
 
@@ -136,13 +136,13 @@ func TestReadingCallerThatGivesUpHandsReadingOn(t *testing.T) {
 	// (see register).
 	for began := false; !began; {
 		conn.mu.Lock()
-		began = conn.reader == readerCaller && conn.readerCall == nil
+		began = conn.read == readCaller
 		conn.mu.Unlock()
 		runtime.Gosched()
 	}
 	start(ctxT(t), 2)
 	start(ctxT(t), 3)
-	if r := readerOf(conn); r != readerCaller {
+	if r := readerOf(conn); r != readCaller {
 		t.Fatalf("reader %d, want the first caller", r)
 	}
 	g.open(2) // read by the first caller, for the second
@@ -154,7 +154,7 @@ func TestReadingCallerThatGivesUpHandsReadingOn(t *testing.T) {
 	if !errors.Is(err, ErrMaybeExecuted) || !errors.Is(err, context.Canceled) {
 		t.Fatalf("call 1, cancelled while it read: %v, want may-have-executed wrapping the cancel", err)
 	}
-	if r := readerOf(conn); r != readerGoroutine {
+	if r := readerOf(conn); r != readGoroutine {
 		t.Fatalf("after the reading caller left with calls pending, the reader is %d, want a goroutine", r)
 	}
 	g.open(3)
@@ -199,7 +199,7 @@ func TestIdleConnectionClosedByTheServerIsNotSentOn(t *testing.T) {
 				t.Fatal(err)
 			}
 			conn := tcpConnOf(t, c)
-			if r := readerOf(conn); r != readerNone {
+			if r := readerOf(conn); r != readNone {
 				t.Fatalf("reader %d after the call, want nobody", r)
 			}
 			sc := ts.accepted()[0]
@@ -209,7 +209,7 @@ func TestIdleConnectionClosedByTheServerIsNotSentOn(t *testing.T) {
 			sc.Close()
 			// Wait until the close has reached the client's socket.
 			deadline := time.Now().Add(5 * time.Second)
-			for conn.probe() {
+			for conn.probe() == probeEmpty {
 				if time.Now().After(deadline) {
 					t.Fatal("the close never reached the client")
 				}
@@ -255,29 +255,6 @@ func TestShutdownNoticeIsReadOnAnIdleConnection(t *testing.T) {
 	}
 }
 
-// A read deadline left in the past on a connection (a caller's interrupt
-// that ran after its caller had stopped reading) does not fail the next
-// reader, with or without a context that can end.
-func TestStaleReadDeadlineDoesNotFailTheNextReader(t *testing.T) {
-	slowIdleWatch(t)
-	_, _, addr, _ := startServer(t)
-	c := dial(t, addr)
-	var got int
-	if err := c.Call(ctxT(t), "Arith.Add", Args{1, 2}, &got); err != nil {
-		t.Fatal(err)
-	}
-	conn := tcpConnOf(t, c)
-	for i, ctx := range []context.Context{context.Background(), ctxT(t)} {
-		conn.nc.SetReadDeadline(aLongTimeAgo)
-		if err := c.Call(ctx, "Arith.Add", Args{i, 10}, &got); err != nil || got != i+10 {
-			t.Fatalf("call %d after a stale deadline: %d, %v", i, got, err)
-		}
-	}
-	if tcpConnOf(t, c) != conn {
-		t.Error("the connection was replaced")
-	}
-}
-
 // Streams the client cannot peek at (a pipe here; TLS too) keep a reader
 // goroutine for their whole life, as every connection had before.
 func TestUnprobeableStreamKeepsItsReader(t *testing.T) {
@@ -300,7 +277,7 @@ func TestUnprobeableStreamKeepsItsReader(t *testing.T) {
 	if conn.probe != nil {
 		t.Fatal("a pipe has a probe")
 	}
-	if r := readerOf(conn); r != readerGoroutine {
+	if r := readerOf(conn); r != readGoroutine {
 		t.Errorf("reader %d on a pipe, want a goroutine", r)
 	}
 }
@@ -354,7 +331,7 @@ func TestServerSendingUnaskedIsNotDialledForever(t *testing.T) {
 		if err != nil {
 			return nil, err
 		}
-		for probe := newProbe(nc); probe(); {
+		for probe := newProbe(nc); probe() == probeEmpty; {
 			if ctx.Err() != nil {
 				nc.Close()
 				return nil, ctx.Err()
@@ -369,8 +346,8 @@ func TestServerSendingUnaskedIsNotDialledForever(t *testing.T) {
 	if !errors.Is(err, ErrNotExecuted) || !errors.Is(err, errUnasked) {
 		t.Fatalf("call on a server that sends unasked: %v, want not executed, saying why", err)
 	}
-	if n := dials.Load(); n != 4 {
-		t.Errorf("%d connections for one call, want 4", n)
+	if n := dials.Load(); n < 1 || n > 4 {
+		t.Errorf("%d connections for one call, want 1 to 4 (the redial is paced after the first)", n)
 	}
 	deadline := time.Now().Add(5 * time.Second)
 	for ended.Load() != dials.Load() {
@@ -414,14 +391,14 @@ func TestUnixSocketCallersReadAndLookBeforeSending(t *testing.T) {
 	if conn.probe == nil {
 		t.Fatal("a Unix socket has no probe")
 	}
-	if r := readerOf(conn); r != readerNone {
+	if r := readerOf(conn); r != readNone {
 		t.Fatalf("reader %d after the call, want nobody", r)
 	}
 	// The server closes its side (as a server restart would, say).
 	for _, sc := range s.connList() {
 		sc.close()
 	}
-	for deadline := time.Now().Add(5 * time.Second); conn.probe(); {
+	for deadline := time.Now().Add(5 * time.Second); conn.probe() == probeEmpty; {
 		if time.Now().After(deadline) {
 			t.Fatal("the close never reached the client")
 		}

@@ -7,12 +7,12 @@ import (
 	"syscall"
 )
 
-// newProbe returns a function that reports whether nc's socket has nothing
-// to read, without reading it: a peek that does not wait. It finds a
-// shutdown notice, a close or a reset that came while nobody read. nil
-// when nc is not a socket of its own (TLS, pipes, wrapped connections:
-// what they read cannot be peeked at below them).
-func newProbe(nc net.Conn) func() bool {
+// newProbe returns a function that reports what nc's socket holds, without
+// reading it: a peek that does not wait. It finds a shutdown notice (data),
+// a close or a reset (ended) that came while nobody read. nil when nc is
+// not a socket of its own (TLS, pipes, wrapped connections: what they read
+// cannot be peeked at below them).
+func newProbe(nc net.Conn) func() probeResult {
 	sc, ok := nc.(syscall.Conn)
 	if !ok {
 		return nil
@@ -22,28 +22,31 @@ func newProbe(nc net.Conn) func() bool {
 		return nil
 	}
 	var buf [1]byte
-	return func() bool {
+	return func() probeResult {
+		var n int
 		var perr error
-		// Through Control, not Read: RawConn.Read first fails on a read
-		// deadline that has passed, and one may be left on an idle
-		// connection (the interrupt of a caller who read before, run late;
-		// see readOwn). That says nothing about what the server sent: taken
-		// for it, a healthy connection was given up and left open, with a
-		// reader waiting for a message that never comes. Nobody reads an
-		// idle connection, so the read lock Read would take is not needed.
+		// Through Control, not Read: RawConn.Read would take the read lock,
+		// which a reader goroutine blocked in a read holds (register looks
+		// at a connection such a goroutine reads while no call is
+		// pending), and a peek changes nothing a reader would see.
 		err := rc.Control(func(fd uintptr) {
 			for {
 				// The socket does not block (the runtime's network poller
 				// set it so): EAGAIN means nothing to read.
-				_, _, perr = syscall.Recvfrom(int(fd), buf[:], syscall.MSG_PEEK)
+				n, _, perr = syscall.Recvfrom(int(fd), buf[:], syscall.MSG_PEEK)
 				if perr != syscall.EINTR {
 					return
 				}
 			}
 		})
-		if err != nil {
-			return false
+		switch {
+		case err != nil:
+			return probeEnded
+		case perr == syscall.EAGAIN || perr == syscall.EWOULDBLOCK:
+			return probeEmpty
+		case perr == nil && n > 0:
+			return probeData
 		}
-		return perr == syscall.EAGAIN || perr == syscall.EWOULDBLOCK
+		return probeEnded // 0 bytes: the peer closed; or an error, a reset say
 	}
 }

@@ -36,14 +36,14 @@ func TestReview2IdleLookInABubble(t *testing.T) {
 			t.Fatal(err)
 		}
 		conn := tcpConnOf(t, c)
-		if r := readerOf(conn); r != readerNone {
+		if r := readerOf(conn); r != readNone {
 			t.Fatalf("reader %d after the call, want nobody", r)
 		}
 		ts.accepted()[0].Close()
 		// Wait (for real: the fake clock does not move while this
 		// goroutine runs) until the close has reached the client's socket.
 		deadline := time.Now().Add(time.Hour) // fake: the loop below bounds the wait
-		for i := 0; conn.probe(); i++ {
+		for i := 0; conn.probe() == probeEmpty; i++ {
 			if i > 5_000_000 || time.Now().After(deadline) {
 				t.Fatal("the close never reached the client")
 			}

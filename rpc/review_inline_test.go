@@ -6,6 +6,7 @@ import (
 	"encoding/gob"
 	"net"
 	"os"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -37,12 +38,12 @@ func TestInlineReviewStaleDeadlineDoesNotDropIdleConn(t *testing.T) {
 		first := tr.cur
 		tr.mu.Unlock()
 		first.mu.Lock()
-		idle := first.reader == readerNone
+		idle := (first.read == readNone || first.read == readNoneSeen)
 		first.mu.Unlock()
 		if !idle {
 			continue // the idle watcher gave it a reader meanwhile: try again
 		}
-		first.interrupt() // a late interrupt, as context.AfterFunc may run it
+		first.interruptCaller(1, context.Background()) // a late interrupt of the first call, as context.AfterFunc may run it
 		call()
 		tr.mu.Lock()
 		second, draining := tr.cur, len(tr.draining)
@@ -176,70 +177,82 @@ func newReviewConn(f *deadlineConn) *tcpConn {
 	return newTCPConn(tr, f)
 }
 
-// A stale past deadline (left by the interrupt of a caller who read
-// before) is cleared by the reading caller whose ctx has not ended. If its
-// ctx ends and its own interrupt runs just before that clear, the clear
-// wiped out the interrupt too: the caller then read on with no deadline,
-// held for as long as the peer stalled in the middle of the message.
-func TestInlineReviewClearDoesNotEraseOwnInterrupt(t *testing.T) {
-	f := newDeadlineConn()
-	c := newReviewConn(f)
-	f.SetReadDeadline(aLongTimeAgo) // stale, from an earlier reader
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	c.readerCtx = ctx
-	stop := context.AfterFunc(ctx, c.interrupt)
-	defer stop()
-	interrupted := make(chan struct{})
-	f.setHook(func(d time.Time) {
-		if !d.IsZero() {
-			return
-		}
-		// The reader clears the stale deadline; just before, its ctx
-		// ends and its interrupt runs.
-		f.setHook(func(d time.Time) {
-			if !d.IsZero() && d.Before(time.Now()) {
-				f.setHook(nil)
-				close(interrupted)
-			}
-		})
-		cancel()
-		<-interrupted
-	})
-	if _, err := readMidMessage(t, c, f); err == nil {
-		t.Fatal("read succeeded with no data")
+// makeReadingCaller makes the caller of call seq the reading caller of c,
+// through the transitions register and beginReading make.
+func makeReadingCaller(t *testing.T, c *tcpConn, seq uint64) {
+	t.Helper()
+	c.mu.Lock()
+	c.setRead(readNone)
+	c.setRead(readChosen)
+	c.readerSeq = seq
+	c.mu.Unlock()
+	if !c.beginReading(seq) {
+		t.Fatal("the chosen caller could not begin reading")
 	}
 }
 
-// A reading caller whose ctx ended in the middle of a message gives the
-// message replyGrace to come whole. Its own interrupt, run after the grace
-// began (the reader saw ctx end through a stale deadline first), set a
-// past deadline that cut the grace short: the connection failed at once
-// though the message was coming.
-func TestInlineReviewLateInterruptKeepsGrace(t *testing.T) {
+// An interrupt acts on the turn of the caller it names only: a late one,
+// of a caller whose turn is over, sets no deadline, so no read deadline is
+// ever left for another reader to mistake for its own.
+func TestInterruptOfAnEndedTurnLeavesNoDeadline(t *testing.T) {
 	f := newDeadlineConn()
 	c := newReviewConn(f)
-	f.SetReadDeadline(aLongTimeAgo) // stale, from an earlier reader
-	ctx, cancel := context.WithCancel(context.Background())
-	cancel() // ended; its interrupt has not run yet
-	c.readerCtx = ctx
+	makeReadingCaller(t, c, 7)
+	c.interruptReader(6, context.Canceled) // another caller's
+	if f.deadline != (time.Time{}) || (c.wasInterrupted() != nil) {
+		t.Fatal("another caller's interrupt set a deadline on this caller's read")
+	}
+	c.interruptReader(7, context.Canceled)
+	if (c.wasInterrupted() == nil) || f.deadline.IsZero() {
+		t.Fatal("the reading caller's own interrupt set no deadline")
+	}
+	c.stopReading() // the turn ends: readNone
+	if (c.wasInterrupted() != nil) || !f.deadline.IsZero() {
+		t.Fatalf("the turn ended with its interrupt left (deadline %v)", f.deadline)
+	}
+	c.interruptReader(7, context.Canceled) // late, as context.AfterFunc may run it
+	if (c.wasInterrupted() != nil) || !f.deadline.IsZero() {
+		t.Fatal("a late interrupt set a deadline after its turn ended")
+	}
+}
+
+// A reading caller interrupted in the middle of a message gives the
+// message replyGrace to come whole: a second interrupt does not cut the
+// grace short.
+func TestInterruptedReaderGivesTheMessageItsGrace(t *testing.T) {
+	f := newDeadlineConn()
+	c := newReviewConn(f)
+	makeReadingCaller(t, c, 3)
+	c.interruptReader(3, context.Canceled)
 	f.mu.Lock()
 	f.afterSet = func(d time.Time) {
 		if d.IsZero() || d.Before(time.Now()) {
 			return
 		}
-		// The grace has started; now the interrupt runs, and the rest of
-		// the message is there.
+		// The grace has started; a second interrupt comes, then the rest
+		// of the message.
 		f.mu.Lock()
 		f.afterSet = nil
 		f.mu.Unlock()
-		c.interrupt()
+		c.interruptReader(3, context.Canceled)
 		f.give([]byte("rest"))
 	}
 	f.mu.Unlock()
 	n, err := readMidMessage(t, c, f)
 	if err != nil || n == 0 {
 		t.Fatalf("read = %d, %v; want the rest of the message, which came within its grace", n, err)
+	}
+}
+
+// An interrupted reader whose message does not come whole within the
+// grace fails the read.
+func TestInterruptedReaderFailsAMessageThatStalls(t *testing.T) {
+	f := newDeadlineConn()
+	c := newReviewConn(f)
+	makeReadingCaller(t, c, 3)
+	c.interruptReader(3, context.Canceled)
+	if _, err := readMidMessage(t, c, f); err == nil || !strings.Contains(err.Error(), "stalled") {
+		t.Fatalf("read = %v; want the stall reported", err)
 	}
 }
 

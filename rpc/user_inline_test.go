@@ -53,7 +53,7 @@ func TestUserLateInterruptOnIdleConnection(t *testing.T) {
 	}
 	tr := c.t.(*tcpTransport)
 	first := tr.current()
-	first.interrupt() // as context.AfterFunc would, late
+	first.interruptCaller(1, context.Background()) // the first call's, as context.AfterFunc would run it, late
 	if err := c.Call(ctxT(t), "Arith.Add", Args{1, 2}, &r); err != nil {
 		t.Fatal(err)
 	}
