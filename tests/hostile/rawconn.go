@@ -142,6 +142,16 @@ func (cs conns) close() {
 	}
 }
 
+// shutdown shuts the connections down, which wakes a goroutine blocked
+// reading one (closing a descriptor would not).
+func (cs conns) shutdown() {
+	for _, c := range cs {
+		if c.fd >= 0 {
+			syscall.Shutdown(c.fd, syscall.SHUT_RDWR)
+		}
+	}
+}
+
 // count tells how many of the connections the server has closed, and how
 // many it answered (sent bytes on).
 func (cs conns) count() (closed, answered int) {

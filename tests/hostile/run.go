@@ -8,6 +8,7 @@ import (
 	"os"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -101,43 +102,63 @@ func (s scale) pick(small, full int) int {
 // scenario is one run of an attack: its target, its connections and what
 // it has sent.
 type scenario struct {
-	tg     *target
-	scale  scale
-	res    *Result
-	conns  conns // the attacker's connections, open until the run ends
-	sent   int64
-	state  any // the attack's own, from prepare to launch
+	tg    *target
+	scale scale
+	res   *Result
+	state any // the attack's own, from prepare to launch
+	ctx   context.Context
+	stop  context.CancelFunc
+	// cleanup undoes what the attack changed in the process (a lowered
+	// limit); it runs once, at the latest when the run ends.
+	cleanup []func()
+
+	sent   atomic.Int64
 	helper sync.WaitGroup
 	// helpers counts the attacker's own goroutines (readers of replies),
 	// which the goroutine count leaves out.
-	helpers int
-	stop    context.CancelFunc
-	ctx     context.Context
+	helpers atomic.Int32
+
+	mu    sync.Mutex // protects conns
+	conns conns      // the attacker's connections, open until the run ends
 }
 
-// dial opens an attacker connection and keeps it in s.conns.
+// dial opens an attacker connection and keeps it until the run ends.
 func (s *scenario) dial() (*rawConn, error) {
-	c, err := dialRaw(s.tg.addr, 5*time.Second)
+	return s.dialTimeout(5 * time.Second)
+}
+
+func (s *scenario) dialTimeout(d time.Duration) (*rawConn, error) {
+	c, err := dialRaw(s.tg.addr, d)
 	if err != nil {
 		return nil, err
 	}
+	s.mu.Lock()
 	s.conns = append(s.conns, c)
+	s.mu.Unlock()
 	return c, nil
+}
+
+// connList returns the attacker's connections so far.
+func (s *scenario) connList() conns {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append(conns(nil), s.conns...)
 }
 
 // write sends p on c, counted.
 func (s *scenario) write(c *rawConn, p []byte) error {
 	n, err := c.write(p)
-	s.sent += int64(n)
+	s.sent.Add(int64(n))
 	return err
 }
 
 // goHelper runs f on an attacker goroutine that the run waits for.
 func (s *scenario) goHelper(f func()) {
-	s.helpers++
+	s.helpers.Add(1)
 	s.helper.Add(1)
 	go func() {
 		defer s.helper.Done()
+		defer s.helpers.Add(-1)
 		f()
 	}()
 }
@@ -146,12 +167,28 @@ func (s *scenario) goHelper(f func()) {
 // its side (each holds a descriptor of the process).
 func (s *scenario) openConns() int {
 	n := 0
-	for _, c := range s.conns {
+	for _, c := range s.connList() {
 		if c.fd >= 0 {
 			n++
 		}
 	}
 	return n
+}
+
+// end stops the attack: its helpers are woken (their connections shut
+// down) and waited for, then its connections closed.
+func (s *scenario) end() {
+	s.stop()
+	s.connList().shutdown()
+	s.helper.Wait()
+	s.connList().close()
+}
+
+func (s *scenario) runCleanup() {
+	for _, f := range s.cleanup {
+		f()
+	}
+	s.cleanup = nil
 }
 
 // Windows of legitimate calls.
@@ -175,11 +212,8 @@ func run(a *attack, sc scale) (res *Result) {
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 	s := &scenario{tg: tg, scale: sc, res: res, ctx: ctx, stop: cancel}
-	defer func() {
-		cancel()
-		s.conns.close()
-		s.helper.Wait()
-	}()
+	defer s.runCleanup()
+	defer s.end()
 	if err := tg.startLegit(ctx); err != nil {
 		res.Err = fmt.Sprintf("starting the legitimate clients: %v", err)
 		return res
@@ -203,11 +237,11 @@ func run(a *attack, sc scale) (res *Result) {
 	attacked := time.Now()
 	quiesce(10 * time.Second)
 	after := takeSample()
-	res.BytesSent, res.Conns = s.sent, s.openConns()
+	res.BytesSent, res.Conns = s.sent.Load(), s.openConns()
 	res.Allocated = int64(after.allocs - base.allocs)
 	res.Held = (after.heap + after.stacks) - (base.heap + base.stacks)
 	res.PeakRSS = peakRSS() - base.rss
-	res.Goroutines = after.goroutines - base.goroutines - s.helpers
+	res.Goroutines = after.goroutines - base.goroutines - int(s.helpers.Load())
 	if after.fds < 0 || base.fds < 0 {
 		res.FDs = -1
 	} else {
@@ -228,9 +262,7 @@ func run(a *attack, sc scale) (res *Result) {
 	if a.finish != nil {
 		a.finish(s)
 	}
-	cancel()
-	s.conns.close()
-	s.helper.Wait()
+	s.end()
 	res.After = tg.legit.window(afterWindow)
 	if err := tg.freshCall(2 * time.Second); err != nil {
 		res.After.add(tally{Failed: 1, FirstError: "a fresh client: " + err.Error()})
@@ -251,10 +283,11 @@ func run(a *attack, sc scale) (res *Result) {
 // waitClosed waits, for at most wait after the attack, until the server
 // has closed every attacker connection, and records when it had.
 func waitClosed(s *scenario, since time.Time, wait time.Duration) {
+	cs := s.connList()
 	for {
-		closed, _ := s.conns.count()
+		closed, _ := cs.count()
 		s.res.ClosedByServer = closed
-		if closed == len(s.conns) && closed > 0 {
+		if closed == len(cs) && closed > 0 {
 			s.res.CloseAfter = time.Since(since).Round(10 * time.Millisecond)
 			return
 		}

@@ -52,7 +52,8 @@ type target struct {
 	httpSrv   *http.Server
 	serveDone chan struct{}
 	serveErr  error // what Serve returned; read after serveDone
-	clientTLS *tls.Config
+	clientTLS  *tls.Config
+	clientOpts []rpc.Option
 
 	legit *legitLoad
 }
@@ -62,13 +63,17 @@ type targetConfig struct {
 	kind    kind
 	opts    []rpc.Option // beyond the defaults
 	bigSize int          // the size of the value under BigKey
+	// clientOpts are the legitimate clients' options beyond the defaults
+	// (a token the server's interceptor wants).
+	clientOpts []rpc.Option
 }
 
 func startTarget(cfg targetConfig) (*target, error) {
 	if cfg.kind == "" {
 		cfg.kind = overTCP
 	}
-	tg := &target{kind: cfg.kind, log: newLogCapture(), store: newStore(cfg.bigSize), serveDone: make(chan struct{})}
+	tg := &target{kind: cfg.kind, log: newLogCapture(), store: newStore(cfg.bigSize), serveDone: make(chan struct{}),
+		clientOpts: cfg.clientOpts}
 	opts := append([]rpc.Option{rpc.WithLogger(log.New(tg.log, logPrefix, log.LstdFlags))}, cfg.opts...)
 	tg.srv = rpc.NewServer(opts...)
 	if err := tg.srv.Register(tg.store); err != nil {
@@ -127,6 +132,7 @@ func (tg *target) serving() (bool, error) {
 // dial returns a legitimate client of the target, with default options
 // but for opts.
 func (tg *target) dial(ctx context.Context, opts ...rpc.Option) (*rpc.Client, error) {
+	opts = append(append([]rpc.Option(nil), tg.clientOpts...), opts...)
 	switch tg.kind {
 	case overTLS:
 		return rpc.Dial(ctx, "tcp", tg.addr.String(), append(opts, rpc.WithTLS(tg.clientTLS))...)
