@@ -13,10 +13,12 @@ import (
 	"github.com/semrpc/semrpc/rpc"
 )
 
-// Attacks lists the attacks by name, in the order of issue 19's list.
-func attacks() []*attack {
+// attacks lists the attacks at scale sc, in the order of issue 19's list
+// (the ones it did not list last).
+func attacks(sc scale) []*attack {
+	mapCount := uint64(sc.pick(1_000_000, 10_000_000))
 	return []*attack{
-		headerMap("header-map", 10_000_000, overTCP, false),
+		headerMap("header-map", mapCount, overTCP, false),
 		headerMap("header-map-1e8", 100_000_000, overTCP, true),
 		argMap(),
 		argMapRepeated(),
@@ -29,6 +31,7 @@ func attacks() []*attack {
 		descriptorExhaustion(),
 		idleFresh(),
 		idleAfterCall(),
+		idleAfterLargeCall(),
 		writeBlocked(),
 		sessionsPastInterceptor(),
 		sessionFlood("sessions-flood", 1000),
@@ -40,7 +43,7 @@ func attacks() []*attack {
 		malformedBurst(),
 		debugPage(),
 		tlsNoHello(),
-		headerMap("http-header-map", 10_000_000, overHTTP, false),
+		headerMap("http-header-map", mapCount, overHTTP, false),
 		stalled("http-stalled", overHTTP),
 		jsonStalled(),
 	}
@@ -48,7 +51,7 @@ func attacks() []*attack {
 
 // attackNamed returns the attack called name, or nil.
 func attackNamed(name string) *attack {
-	for _, a := range attacks() {
+	for _, a := range attacks(currentScale()) {
 		if a.name == name {
 			return a
 		}
@@ -60,7 +63,7 @@ func attackNamed(name string) *attack {
 // default.
 func AttackNames(full bool) []string {
 	var names []string
-	for _, a := range attacks() {
+	for _, a := range attacks(scale{full: full}) {
 		if !a.fullOnly || full {
 			names = append(names, a.name)
 		}
@@ -244,10 +247,13 @@ func requestWith(h header, bodyTypes, body []byte) []byte {
 	return append(b, body...)
 }
 
-// mapDeclaring returns a map value (count and entries) that declares count
-// entries and carries one, from key to the value entry writes.
+// mapDeclaring returns a map value that declares count entries and carries
+// one, from "k" to the value entry writes, then the start of a key whose
+// length is more than the message holds: the decoder fails there, on a
+// length it can see is wrong, not at the message's end (which would end
+// the stream), so that the connection stays in use.
 func mapDeclaring(count uint64, entry func(b []byte) []byte) []byte {
-	return entry(appendString(appendUint(nil, count), "k"))
+	return appendUint(entry(appendString(appendUint(nil, count), "k")), 100)
 }
 
 // 1. The header's metadata map declares count entries in a few hundred
@@ -263,13 +269,12 @@ func headerMap(name string, count uint64, k kind, fullOnly bool) *attack {
 	return a
 }
 
-// 2. An argument's map declares 10⁷ entries.
+// 2. An argument's map declares 10⁶ entries (full: 10⁷).
 func argMap() *attack {
-	const count = 10_000_000
-	tags := mapDeclaring(count, func(b []byte) []byte { return appendString(b, "v") })
 	return bombAttack("arg-map",
-		"PutArgs.Tags (map[string]string) declaring 10⁷ entries: allocation ≤ 32·N + 64 KiB, no crash",
-		overTCP, func(scale) []byte {
+		"PutArgs.Tags (map[string]string) declaring 10⁶ (full: 10⁷) entries: allocation ≤ 32·N + 64 KiB, no crash",
+		overTCP, func(sc scale) []byte {
+			tags := mapDeclaring(uint64(sc.pick(1_000_000, 10_000_000)), func(b []byte) []byte { return appendString(b, "v") })
 			return requestWith(header{method: "Store.Put", seq: 1}, putArgsTypes(), putBody("k", nil, tags))
 		}, false)
 }
@@ -279,7 +284,7 @@ func argMap() *attack {
 // connection can make the server allocate without end.
 func argMapRepeated() *attack {
 	a := bombAttack("arg-map-repeated",
-		"20 argument map bombs pipelined on one connection: allocation ≤ 32·N + 64 KiB",
+		"20 argument map bombs of 10⁶ (full: 10⁷) entries pipelined on one connection: allocation ≤ 32·N + 64 KiB",
 		overTCP, func(sc scale) []byte {
 			count := uint64(sc.pick(1_000_000, 10_000_000))
 			tags := mapDeclaring(count, func(b []byte) []byte { return appendString(b, "v") })
@@ -356,8 +361,11 @@ func stalled(name string, k kind) *attack {
 	a := &attack{name: name, server: over(k), closeWait: stallWait,
 		goal: fmt.Sprintf("%d connections each announcing a 4 MiB message and sending 3 bytes: together hold < 40 MiB, closed within %v", n, stallWait)}
 	a.launch = func(s *scenario) error {
+		// The length of the largest message rpc takes, then the start of a
+		// request header: its type id and the delta to its first field.
 		msg := appendUint(nil, rpc.DefaultMaxMessageSize)
-		msg = append(msg, 0xff, 0x81, 0x03)
+		msg = appendInt(msg, idRequest)
+		msg = append(msg, 1)
 		for range n {
 			c, err := s.dial()
 			if err != nil {
@@ -487,6 +495,38 @@ func idleAfterCall() *attack {
 			}
 			if st := waitVerdict(c, 5*time.Second); st != peerAnswered {
 				return fmt.Errorf("a legitimate-looking call: the server %s", st)
+			}
+			c.drain(scratch[:])
+		}
+		return nil
+	}
+	a.check = checkIdle
+	return a
+}
+
+// 7''. Connections that make one call as large as rpc takes (4 MiB), read
+// its answer, and go idle.
+func idleAfterLargeCall() *attack {
+	a := &attack{name: "idle-after-large-call",
+		goal: fmt.Sprintf("connections idle after one 4 MiB call: each costs ≤ %s", size(idleBytesPerConn))}
+	a.prepare = func(s *scenario) error {
+		key := strings.Repeat("k", rpc.DefaultMaxMessageSize-256)
+		s.state = requestWith(header{method: "Store.Get", seq: 1}, getArgsType(), getBody(key))
+		return nil
+	}
+	a.launch = func(s *scenario) error {
+		n := s.scale.pick(20, 100)
+		var scratch [4096]byte
+		for range n {
+			c, err := s.dial()
+			if err != nil {
+				return err
+			}
+			if err := s.write(c, s.state.([]byte)); err != nil {
+				return err
+			}
+			if st := waitVerdict(c, 5*time.Second); st != peerAnswered {
+				return fmt.Errorf("a 4 MiB call: the server %s", st)
 			}
 			c.drain(scratch[:])
 		}
@@ -761,6 +801,8 @@ func size(n int64) string {
 // count2 formats a count as a power of ten when it is one.
 func count2(n uint64) string {
 	switch n {
+	case 1_000_000:
+		return "10⁶"
 	case 10_000_000:
 		return "10⁷"
 	case 100_000_000:

@@ -272,7 +272,15 @@ func run(a *attack, sc scale) (res *Result) {
 	if ok, err := tg.serving(); !ok {
 		res.fact("Serve returned: %v", err)
 	}
-	res.LogLines, _ = tg.log.snapshot()
+	var lines []string
+	res.LogLines, lines = tg.log.snapshot()
+	for i, l := range lines {
+		if i == 3 {
+			res.fact("… %d more log lines", res.LogLines-i)
+			break
+		}
+		res.fact("server log: %q", short(l))
+	}
 	if a.check != nil {
 		a.check(s, res)
 	}
