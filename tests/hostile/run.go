@@ -122,9 +122,10 @@ type scenario struct {
 	conns conns      // the attacker's connections, open until the run ends
 }
 
-// dial opens an attacker connection and keeps it until the run ends.
+// dial opens an attacker connection and keeps it until the run ends. A
+// read or write on it that waits 30 s fails: a server that slow has lost.
 func (s *scenario) dial() (*rawConn, error) {
-	return s.dialTimeout(5 * time.Second)
+	return s.dialTimeout(30 * time.Second)
 }
 
 func (s *scenario) dialTimeout(d time.Duration) (*rawConn, error) {
@@ -232,7 +233,8 @@ func run(a *attack, sc scale) (res *Result) {
 	base := takeSample()
 	resetPeakRSS()
 	if err := a.launch(s); err != nil {
-		res.fact("attack stopped early: %v", err)
+		res.Err = fmt.Sprintf("the attack stopped early: %v", err)
+		return res
 	}
 	attacked := time.Now()
 	quiesce(10 * time.Second)
