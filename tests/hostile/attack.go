@@ -26,6 +26,10 @@ type attack struct {
 	// closeWait, if set, is how long after the attack the server has to
 	// close the attacker's connections (its timeouts' goal).
 	closeWait time.Duration
+	// idleClose attacks wait for the server to close their connections
+	// only when SEMRPC_HOSTILE_CLOSE_WAIT says how long (an idle
+	// timeout is long).
+	idleClose bool
 	// finish, if set, runs after that wait, before the attacker's
 	// connections are closed.
 	finish func(s *scenario)

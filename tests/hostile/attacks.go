@@ -86,7 +86,7 @@ const (
 	keptRepliesBound = 64 << 20
 	// idleBytesPerConn and idleGoroutinesPerConn bound what an idle
 	// connection costs the server.
-	idleBytesPerConn      = 32 << 10
+	idleBytesPerConn      = 64 << 10
 	idleGoroutinesPerConn = 2
 	// blockedBytesPerConn bounds what a connection whose peer reads no
 	// replies holds: twice the largest message.
@@ -318,14 +318,14 @@ func argSliceDeclared() *attack {
 		}, false)
 }
 
-// 2d. An argument's [][]string made of empty rows, 256 KiB of them (full:
+// 2d. An argument's [][]string made of empty rows, 1 MiB of them (full:
 // 4 MiB): one byte on the wire is a 24-byte slice header in memory, and the
 // slice grows by copying.
 func argRows() *attack {
 	return bombAttack("arg-rows",
-		"BatchArgs.Rows ([][]string): a message of 256 KiB (full: 4 MiB) of empty rows: allocation ≤ 32·N + 64 KiB",
+		"BatchArgs.Rows ([][]string): a message of 1 MiB (full: 4 MiB) of empty rows: allocation ≤ 32·N + 64 KiB",
 		overTCP, func(sc scale) []byte {
-			rows := sc.pick(256<<10, rpc.DefaultMaxMessageSize) - 64
+			rows := sc.pick(1<<20, rpc.DefaultMaxMessageSize) - 64
 			return requestWith(header{method: "Store.Batch", seq: 1}, batchArgsTypes(), batchBody(nil, rows))
 		}, false)
 }
@@ -457,7 +457,7 @@ func typeFlood(name string, defs func(limit int) []byte) *attack {
 
 // 7. Connections that connect and send nothing.
 func idleFresh() *attack {
-	a := &attack{name: "idle",
+	a := &attack{name: "idle", idleClose: true,
 		goal: fmt.Sprintf("idle connections that send nothing: each costs ≤ %s and ≤ %d goroutines; closed after the idle timeout (checked with %s)",
 			size(idleBytesPerConn), idleGoroutinesPerConn, closeWaitEnv)}
 	a.launch = func(s *scenario) error {
@@ -475,7 +475,7 @@ func idleFresh() *attack {
 
 // 7b. Connections that make one call, read its answer, and go idle.
 func idleAfterCall() *attack {
-	a := &attack{name: "idle-after-call",
+	a := &attack{name: "idle-after-call", idleClose: true,
 		goal: fmt.Sprintf("connections idle after one call: each costs ≤ %s and ≤ %d goroutines; closed after the idle timeout (checked with %s)",
 			size(idleBytesPerConn), idleGoroutinesPerConn, closeWaitEnv)}
 	a.prepare = func(s *scenario) error {
@@ -498,7 +498,7 @@ func idleAfterCall() *attack {
 // 7c. Connections that make one call as large as rpc takes (4 MiB), read
 // its answer, and go idle.
 func idleAfterLargeCall() *attack {
-	a := &attack{name: "idle-after-large-call",
+	a := &attack{name: "idle-after-large-call", idleClose: true,
 		goal: fmt.Sprintf("connections idle after one 4 MiB call: each costs ≤ %s", size(idleBytesPerConn))}
 	a.prepare = func(s *scenario) error {
 		key := strings.Repeat("k", rpc.DefaultMaxMessageSize-256)

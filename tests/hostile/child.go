@@ -12,6 +12,8 @@ import (
 	"os/exec"
 	"strings"
 	"time"
+
+	"go.uber.org/goleak"
 )
 
 // Each attack runs in a process of its own: the process is the server's,
@@ -42,6 +44,10 @@ func ChildMain() int {
 		return 2
 	}
 	res := run(a, currentScale())
+	// The server is closed: none of its goroutines may be left.
+	if err := goleak.Find(); err != nil {
+		res.miss("goroutines left after the server closed: %s", short(err.Error()))
+	}
 	b, err := json.Marshal(res)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "hostile:", err)

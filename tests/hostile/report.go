@@ -62,7 +62,7 @@ func closedCell(r *Result) string {
 func legitEffect(r *Result) string {
 	d, a := r.During, r.After
 	if d.Failed == 0 && a.Failed == 0 {
-		return fmt.Sprintf("none (%d calls during, %d after)", d.OK, a.OK)
+		return fmt.Sprintf("none failed (%d during, slowest %v; %d after)", d.OK, d.Slowest.Round(time.Millisecond), a.OK)
 	}
 	var parts []string
 	if d.Failed > 0 {

@@ -80,15 +80,15 @@ type scale struct {
 	full bool
 }
 
-// fullEnv turns on the full-size attacks.
-const fullEnv = "SEMRPC_HOSTILE_FULL"
+// FullEnv, set to 1, runs the attacks at full size.
+const FullEnv = "SEMRPC_HOSTILE_FULL"
 
 // closeWaitEnv, in seconds, overrides how long a run waits for the server
 // to close connections that its timeouts should close.
 const closeWaitEnv = "SEMRPC_HOSTILE_CLOSE_WAIT"
 
 func currentScale() scale {
-	return scale{full: os.Getenv(fullEnv) == "1"}
+	return scale{full: os.Getenv(FullEnv) == "1"}
 }
 
 // pick returns small by default and full at full scale.
@@ -256,7 +256,7 @@ func run(a *attack, sc scale) (res *Result) {
 	res.During = tg.legit.window(duringWindow)
 
 	res.CloseWait = a.closeWait
-	if env, err := strconv.Atoi(os.Getenv(closeWaitEnv)); err == nil && a.closeWait > 0 {
+	if env, err := strconv.Atoi(os.Getenv(closeWaitEnv)); err == nil && (a.closeWait > 0 || a.idleClose) {
 		res.CloseWait = time.Duration(env) * time.Second
 	}
 	waitClosed(s, attacked, res.CloseWait)
@@ -266,10 +266,11 @@ func run(a *attack, sc scale) (res *Result) {
 	}
 	s.end()
 	res.After = tg.legit.window(afterWindow)
+	freshStart := time.Now()
 	if err := tg.freshCall(2 * time.Second); err != nil {
 		res.After.add(tally{Failed: 1, FirstError: "a fresh client: " + err.Error()})
 	} else {
-		res.After.add(tally{OK: 1})
+		res.After.add(tally{OK: 1, Slowest: time.Since(freshStart)})
 	}
 	if ok, err := tg.serving(); !ok {
 		res.fact("Serve returned: %v", err)

@@ -175,6 +175,7 @@ type legitLoad struct {
 	busy     int
 	ok, fail int
 	firstErr string
+	slowest  time.Duration // the longest call since the window began
 }
 
 // legitPace is how long each legitimate client waits between calls.
@@ -219,10 +220,13 @@ func (l *legitLoad) run(c *rpc.Client, key string) {
 		l.busy++
 		l.mu.Unlock()
 
+		start := time.Now()
 		err := legitCall(c, key, n)
+		took := time.Since(start)
 
 		l.mu.Lock()
 		l.busy--
+		l.slowest = max(l.slowest, took)
 		l.record(err)
 		l.cond.Broadcast()
 		l.mu.Unlock()
@@ -264,6 +268,7 @@ func (l *legitLoad) record(err error) {
 type tally struct {
 	OK, Failed int
 	FirstError string `json:",omitempty"`
+	Slowest    time.Duration
 }
 
 func (t *tally) add(o tally) {
@@ -272,13 +277,14 @@ func (t *tally) add(o tally) {
 	if t.FirstError == "" {
 		t.FirstError = o.FirstError
 	}
+	t.Slowest = max(t.Slowest, o.Slowest)
 }
 
 // window runs the load for d and returns what its calls did.
 func (l *legitLoad) window(d time.Duration) tally {
 	l.mu.Lock()
 	ok, fail := l.ok, l.fail
-	l.firstErr = ""
+	l.firstErr, l.slowest = "", 0
 	l.running = true
 	l.cond.Broadcast()
 	l.mu.Unlock()
@@ -286,7 +292,7 @@ func (l *legitLoad) window(d time.Duration) tally {
 	l.pause()
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return tally{OK: l.ok - ok, Failed: l.fail - fail, FirstError: l.firstErr}
+	return tally{OK: l.ok - ok, Failed: l.fail - fail, FirstError: l.firstErr, Slowest: l.slowest}
 }
 
 // pause stops the load and waits for its calls in flight.
