@@ -122,7 +122,7 @@ func sessionsPastInterceptor() *attack {
 			return targetConfig{kind: overTCP, opts: []rpc.Option{rpc.WithServerInterceptor(requireToken)},
 				clientOpts: []rpc.Option{rpc.WithClientInterceptor(sendToken)}}
 		},
-		goal:   fmt.Sprintf("%d session opens without the token an interceptor requires: no session created", n)}
+		goal: fmt.Sprintf("%d session opens without the token an interceptor requires: no session created", n)}
 	a.prepare = func(s *scenario) error {
 		s.state = s.tg.srv.Table().Len() // the legitimate at-most-once client's session
 		return nil

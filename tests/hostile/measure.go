@@ -100,7 +100,7 @@ func peakRSS() int64 { return statusBytes("VmHWM:") }
 func quiesce(limit time.Duration) {
 	const (
 		step   = 25 * time.Millisecond
-		calm   = 4       // consecutive quiet steps
+		calm   = 4        // consecutive quiet steps
 		noise  = 16 << 10 // bytes a step may allocate and still be quiet
 		settle = 50 * time.Millisecond
 	)

@@ -48,10 +48,10 @@ type target struct {
 	addr  *net.TCPAddr
 	log   *logCapture
 
-	ln        net.Listener
-	httpSrv   *http.Server
-	serveDone chan struct{}
-	serveErr  error // what Serve returned; read after serveDone
+	ln         net.Listener
+	httpSrv    *http.Server
+	serveDone  chan struct{}
+	serveErr   error // what Serve returned; read after serveDone
 	clientTLS  *tls.Config
 	clientOpts []rpc.Option
 
