@@ -566,7 +566,7 @@ func writeBlocked() *attack {
 		return nil
 	}
 	a.launch = func(s *scenario) error {
-		n := s.scale.pick(1, 4)
+		n := s.scale.pick(1, 2)
 		for range n {
 			c, err := s.dialTimeout(500 * time.Millisecond)
 			if err != nil {

@@ -29,7 +29,7 @@ const childEnv = "SEMRPC_HOSTILE_ATTACK"
 const resultMarker = "HOSTILE-RESULT "
 
 // childTimeout bounds one attack's process.
-const childTimeout = 3 * time.Minute
+const childTimeout = 5 * time.Minute
 
 // IsChild reports whether this process was started to run one attack.
 func IsChild() bool { return os.Getenv(childEnv) != "" }

@@ -26,7 +26,7 @@ func Report(w io.Writer, results []*Result) {
 			continue
 		}
 		fds := fmt.Sprintf("%+d", r.FDs)
-		if r.FDs < 0 {
+		if r.NoFDs {
 			fds = "?"
 		}
 		fmt.Fprintf(w, "| %s | %s | %s | %s | %s | %+d / %s | %s | %s | %s |\n",

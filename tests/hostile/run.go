@@ -32,10 +32,11 @@ type Result struct {
 	// resident memory before it.
 	PeakRSS int64
 	// Goroutines and FDs are the goroutines and descriptors the server
-	// added, the attacker's own not counted; FDs is -1 when they could not
-	// be counted (the process was out of descriptors).
+	// added, the attacker's own not counted. NoFDs says the descriptors
+	// could not be counted (the process was out of them).
 	Goroutines int
 	FDs        int
+	NoFDs      bool `json:",omitempty"`
 	// ClosedByServer is how many of the attacker's connections the server
 	// had closed by the end (after CloseWait, for attacks whose goal is
 	// that the server closes them).
@@ -245,7 +246,7 @@ func run(a *attack, sc scale) (res *Result) {
 	res.PeakRSS = peakRSS() - base.rss
 	res.Goroutines = after.goroutines - base.goroutines - int(s.helpers.Load())
 	if after.fds < 0 || base.fds < 0 {
-		res.FDs = -1
+		res.NoFDs = true
 	} else {
 		res.FDs = after.fds - base.fds - s.openConns()
 	}
