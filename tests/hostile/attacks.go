@@ -24,7 +24,8 @@ func attacks(sc scale) []*attack {
 		argMapRepeated(),
 		argSliceDeclared(),
 		argRows(),
-		deepNesting(),
+		deepNesting("deep-nesting", "Store.Lookup", "a Path (Child *Path)", pathType, pathBody, 2, 200_000),
+		deepNesting("deep-nesting-tree", "Store.Depth", "a Tree (Kids []*Tree)", treeTypes, treeBody, 3, 100_000),
 		stalled("stalled", overTCP),
 		typeFlood("typeflood-structs", structTypeDefs),
 		typeFlood("typeflood-slices", sliceTypeDefs),
@@ -330,13 +331,18 @@ func argRows() *attack {
 		}, false)
 }
 
-// 3. A recursive argument nested a million levels deep (two bytes a level).
-func deepNesting() *attack {
-	a := &attack{name: "deep-nesting",
-		goal: "a Path nested 200,000 levels (full: as deep as 4 MiB allows, 2·10⁶): no crash, answered or closed"}
+// 3. A recursive argument nested small levels deep (full: as deep as a
+// message allows), perLevel bytes a level. The decoder recurses once a
+// level: the reading goroutine's stack grows with the depth, up to the
+// runtime's fatal limit (1 GB).
+func deepNesting(name, method, what string, types func() []byte, body func(levels int) []byte, perLevel, small int) *attack {
+	full := (rpc.DefaultMaxMessageSize - 64) / perLevel
+	a := &attack{name: name,
+		goal: fmt.Sprintf("%s nested %d levels (full: as deep as 4 MiB allows, %d): no crash, answered or closed, memory held (stacks included) ≤ %d·N + 64 KiB",
+			what, small, full, allocPerByte)}
 	a.prepare = func(s *scenario) error {
-		levels := s.scale.pick(200_000, (rpc.DefaultMaxMessageSize-64)/2)
-		s.state = requestWith(header{method: "Store.Lookup", seq: 1}, pathType(), pathBody(levels))
+		levels := s.scale.pick(small, full)
+		s.state = requestWith(header{method: method, seq: 1}, types(), body(levels))
 		s.res.fact("%d levels", levels)
 		return nil
 	}
@@ -350,6 +356,11 @@ func deepNesting() *attack {
 			s.res.miss("no verdict within 60 s")
 		}
 		return nil
+	}
+	a.check = func(s *scenario, r *Result) {
+		if bound := allocPerByte*r.BytesSent + allocSlack; r.Held > bound {
+			r.miss("holds %s (stacks included) for %s sent (bound %s)", size(r.Held), size(r.BytesSent), size(bound))
+		}
 	}
 	return a
 }

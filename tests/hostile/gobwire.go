@@ -166,6 +166,8 @@ const (
 	idBatchArgs   = 74
 	idPath        = 75
 	idOpenArgs    = 76
+	idTree        = 77
+	idTrees       = 78 // []Tree
 	idFirstCustom = 100 // type floods and the like start here
 )
 
@@ -210,6 +212,12 @@ func batchArgsTypes() []byte {
 // pathType defines Path, a recursive type: its Child field is a Path.
 func pathType() []byte {
 	return defineStruct(idPath, "Path", wireField{"Name", tString}, wireField{"Child", idPath})
+}
+
+// treeTypes defines Tree, recursive through a slice of itself.
+func treeTypes() []byte {
+	return append(defineSlice(idTrees, "[]Tree", idTree),
+		defineStruct(idTree, "Tree", wireField{"Name", tString}, wireField{"Kids", idTrees})...)
 }
 
 func openArgsType() []byte { return defineStruct(idOpenArgs, "OpenArgs", wireField{"Version", tInt}) }
@@ -344,4 +352,18 @@ func valueOfInt(id int, x int64) []byte {
 	f.field(0)
 	f.b = appendInt(f.b, x)
 	return frame(f.end())
+}
+
+// treeBody returns the message carrying a Tree levels deep below its root,
+// one kid a level: the delta to Kids (2), a count of 1, the kid, and after
+// the innermost the end of every struct (0).
+func treeBody(levels int) []byte {
+	b := appendInt(make([]byte, 0, 3*levels+16), idTree)
+	for range levels {
+		b = append(b, 2, 1)
+	}
+	for range levels + 1 {
+		b = append(b, 0)
+	}
+	return frame(b)
 }

@@ -51,6 +51,9 @@ func TestWireWriterStreamsDecodeAsWritten(t *testing.T) {
 	stream = append(stream, headerMessage(header{method: "Store.Lookup"})...)
 	stream = append(stream, pathType()...)
 	stream = append(stream, pathBody(3)...)
+	stream = append(stream, headerMessage(header{method: "Store.Depth"})...)
+	stream = append(stream, treeTypes()...)
+	stream = append(stream, treeBody(3)...)
 	stream = append(stream, headerMessage(header{method: "_semrpc.Open"})...)
 	stream = append(stream, openArgsType()...)
 	stream = append(stream, openBody()...)
@@ -100,6 +103,20 @@ func TestWireWriterStreamsDecodeAsWritten(t *testing.T) {
 	}
 	if depth != 4 {
 		t.Errorf("Path: depth %d, want 4", depth)
+	}
+	decode(&h)
+	var tree Tree
+	decode(&tree)
+	depth = 0
+	for tr := &tree; tr != nil; {
+		depth++
+		if len(tr.Kids) == 0 {
+			break
+		}
+		tr = tr.Kids[0]
+	}
+	if depth != 4 {
+		t.Errorf("Tree: depth %d, want 4", depth)
 	}
 	decode(&h)
 	var open rpc.OpenArgs

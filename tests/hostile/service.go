@@ -61,7 +61,13 @@ type Path struct {
 	Child *Path
 }
 
-// LookupReply is how deep a path goes.
+// Tree is a directory tree: a name and the trees below it.
+type Tree struct {
+	Name string
+	Kids []*Tree
+}
+
+// LookupReply is how deep a path (or a tree) goes.
 type LookupReply struct {
 	Depth int
 }
@@ -125,6 +131,19 @@ func (s *Store) Lookup(args Path, reply *LookupReply) error {
 	s.lookups.Add(1)
 	for p := &args; p != nil; p = p.Child {
 		reply.Depth++
+	}
+	return nil
+}
+
+// Depth measures a tree.
+func (s *Store) Depth(args Tree, reply *LookupReply) error {
+	s.lookups.Add(1)
+	for t := &args; t != nil; {
+		reply.Depth++
+		if len(t.Kids) == 0 {
+			break
+		}
+		t = t.Kids[0]
 	}
 	return nil
 }
