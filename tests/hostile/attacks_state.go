@@ -11,77 +11,14 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
-	"syscall"
 	"time"
 
 	"github.com/semrpc/semrpc/rpc"
 	"github.com/semrpc/semrpc/semantics"
 )
 
-// Attacks on what the server keeps: descriptors, sessions, replies.
-
-// 6. The process runs out of descriptors while accepting.
-func descriptorExhaustion() *attack {
-	a := &attack{name: "fd-exhaustion",
-		goal: "connections until accept fails with EMFILE, then all closed: a new client is served within 2 s"}
-	var saved syscall.Rlimit
-	a.prepare = func(s *scenario) error {
-		if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &saved); err != nil {
-			return err
-		}
-		return nil
-	}
-	a.launch = func(s *scenario) error {
-		open := countFDs()
-		if open < 0 {
-			return errors.New("cannot count descriptors")
-		}
-		lowered := saved
-		lowered.Cur = uint64(open + 200)
-		if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lowered); err != nil {
-			return fmt.Errorf("lowering RLIMIT_NOFILE: %w", err)
-		}
-		s.cleanup = append(s.cleanup, func() { syscall.Setrlimit(syscall.RLIMIT_NOFILE, &saved) })
-		s.res.fact("RLIMIT_NOFILE lowered to %d (%d open)", lowered.Cur, open)
-		// Connect until the process has no descriptor left; the server's
-		// accept fails on the connections still waiting in the backlog.
-		for i := 0; i < 1000; i++ {
-			if _, err := s.dial(); err != nil {
-				if !errors.Is(err, syscall.EMFILE) {
-					return err
-				}
-				break
-			}
-		}
-		// Wait for accept to fail: Serve returns, or says in the log that
-		// it retries.
-		deadline := time.Now().Add(2 * time.Second)
-		for time.Now().Before(deadline) {
-			if ok, err := s.tg.serving(); !ok {
-				s.res.fact("Serve returned while out of descriptors: %v", err)
-				break
-			}
-			if _, lines := s.tg.log.snapshot(); strings.Contains(strings.Join(lines, "\n"), "too many open files") {
-				s.res.fact("the server logged the failed accept")
-				break
-			}
-			time.Sleep(10 * time.Millisecond)
-		}
-		return nil
-	}
-	a.finish = func(s *scenario) {
-		s.end()
-		s.runCleanup()
-		start := time.Now()
-		err := s.tg.freshCall(2 * time.Second)
-		if err != nil {
-			s.res.miss("a new client was not served within 2 s of the descriptors coming back: %v", err)
-			return
-		}
-		s.res.fact("a new client was served %v after the descriptors came back", time.Since(start).Round(time.Millisecond))
-	}
-	return a
-}
+// Attacks on what the server keeps for its clients (sessions, replies) and
+// on what it shows them (the debug page).
 
 // requireToken is an interceptor that refuses calls without the metadata
 // "token: secret".

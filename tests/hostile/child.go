@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"strconv"
 	"strings"
 	"time"
 
@@ -28,7 +29,8 @@ const childEnv = "SEMRPC_HOSTILE_ATTACK"
 // resultMarker starts the line on which a child prints its Result.
 const resultMarker = "HOSTILE-RESULT "
 
-// childTimeout bounds one attack's process.
+// childTimeout bounds one attack's process, beyond what it is told to
+// wait for the server to close connections.
 const childTimeout = 5 * time.Minute
 
 // IsChild reports whether this process was started to run one attack.
@@ -61,7 +63,11 @@ func ChildMain() int {
 // args) must call ChildMain when IsChild, as the package's TestMain and
 // tests/hostilereport do. A process that dies is reported as a crash.
 func RunIsolated(ctx context.Context, exe string, args []string, name string) *Result {
-	ctx, cancel := context.WithTimeout(ctx, childTimeout)
+	limit := childTimeout
+	if wait, err := strconv.Atoi(os.Getenv(closeWaitEnv)); err == nil {
+		limit += time.Duration(wait) * time.Second
+	}
+	ctx, cancel := context.WithTimeout(ctx, limit)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, exe, args...)
 	cmd.Env = append(os.Environ(), childEnv+"="+name)
@@ -79,7 +85,7 @@ func RunIsolated(ctx context.Context, exe string, args []string, name string) *R
 	}
 	switch {
 	case ctx.Err() != nil:
-		res.Crash = fmt.Sprintf("no result within %v (killed)", childTimeout)
+		res.Crash = fmt.Sprintf("no result within %v (killed)", limit)
 	default:
 		res.Crash = fmt.Sprintf("%v: %s", err, crashLine(stderr.String()))
 	}

@@ -167,7 +167,7 @@ const (
 	idPath        = 75
 	idOpenArgs    = 76
 	idTree        = 77
-	idTrees       = 78 // []Tree
+	idTrees       = 78  // []Tree
 	idFirstCustom = 100 // type floods and the like start here
 )
 

@@ -11,7 +11,6 @@ import (
 	"crypto/tls"
 	"crypto/x509"
 	"crypto/x509/pkix"
-	"errors"
 	"fmt"
 	"log"
 	"math/big"
@@ -398,5 +397,3 @@ func selfSigned() (server, client *tls.Config, err error) {
 	client = &tls.Config{RootCAs: pool, ServerName: "127.0.0.1"}
 	return server, client, nil
 }
-
-var errNoAnswer = errors.New("hostile: the server neither answered nor closed the connection")
