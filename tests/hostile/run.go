@@ -107,8 +107,6 @@ type scenario struct {
 	scale scale
 	res   *Result
 	state any // the attack's own, from prepare to launch
-	ctx   context.Context
-	stop  context.CancelFunc
 	// cleanup undoes what the attack changed in the process (a lowered
 	// limit); it runs once, at the latest when the run ends.
 	cleanup []func()
@@ -180,7 +178,6 @@ func (s *scenario) openConns() int {
 // end stops the attack: its helpers are woken (their connections shut
 // down) and waited for, then its connections closed.
 func (s *scenario) end() {
-	s.stop()
 	s.connList().shutdown()
 	s.helper.Wait()
 	s.connList().close()
@@ -211,12 +208,10 @@ func run(a *attack, sc scale) (res *Result) {
 		return res
 	}
 	defer tg.close()
-	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	s := &scenario{tg: tg, scale: sc, res: res, ctx: ctx, stop: cancel}
+	s := &scenario{tg: tg, scale: sc, res: res}
 	defer s.runCleanup()
 	defer s.end()
-	if err := tg.startLegit(ctx); err != nil {
+	if err := tg.startLegit(context.Background()); err != nil {
 		res.Err = fmt.Sprintf("starting the legitimate clients: %v", err)
 		return res
 	}
