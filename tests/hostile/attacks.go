@@ -16,6 +16,7 @@ import (
 func attacks(sc scale) []*attack {
 	mapCount := uint64(sc.pick(1_000_000, 10_000_000))
 	return []*attack{
+		control(),
 		headerMap("header-map", mapCount, overTCP, false),
 		headerMap("header-map-1e8", 100_000_000, overTCP, true),
 		argMap(),

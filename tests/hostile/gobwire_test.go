@@ -13,9 +13,9 @@ import (
 	"github.com/semrpc/semrpc/semantics"
 )
 
-// request mirrors rpc's request header (wireRequest, unexported there);
+// requestMirror mirrors rpc's requestMirror header (wireRequest, unexported there);
 // gob matches fields by name.
-type request struct {
+type requestMirror struct {
 	ServiceMethod string
 	Seq           uint64
 	Sem           *semantics.Header
@@ -59,7 +59,7 @@ func TestWireWriterStreamsDecodeAsWritten(t *testing.T) {
 	stream = append(stream, openBody()...)
 
 	dec := gob.NewDecoder(bytes.NewReader(stream))
-	var h request
+	var h requestMirror
 	decode := func(v any) {
 		t.Helper()
 		if err := dec.Decode(v); err != nil {
@@ -67,7 +67,7 @@ func TestWireWriterStreamsDecodeAsWritten(t *testing.T) {
 		}
 	}
 	decode(&h)
-	want := request{ServiceMethod: "Store.Get", Seq: 7,
+	want := requestMirror{ServiceMethod: "Store.Get", Seq: 7,
 		Sem:      &semantics.Header{Client: semantics.ClientID{Hi: 1, Lo: 2}, Seq: 3, Ack: 1, Epoch: 9},
 		Metadata: rpc.Metadata{"a": {"x"}, "b": nil}}
 	if !reflect.DeepEqual(h, want) {
@@ -78,7 +78,7 @@ func TestWireWriterStreamsDecodeAsWritten(t *testing.T) {
 	if get.Key != "k" {
 		t.Errorf("GetArgs: %+v", get)
 	}
-	h = request{}
+	h = requestMirror{}
 	decode(&h)
 	if h.ServiceMethod != "Store.Put" || h.Seq != 300 {
 		t.Errorf("header: %+v", h)
@@ -155,7 +155,7 @@ func TestGobIntegersAsDocumented(t *testing.T) {
 func TestTypeNameWithNewlineReachesTheDecoderError(t *testing.T) {
 	name := "Evil\nFORGED"
 	stream := append(defineStruct(idFirstCustom, name, wireField{"ServiceMethod", tInt}), valueOfInt(idFirstCustom, 7)...)
-	var h request
+	var h requestMirror
 	err := gob.NewDecoder(bytes.NewReader(stream)).Decode(&h)
 	if err == nil || !strings.Contains(err.Error(), name) {
 		t.Fatalf("decoding: %v, want an error naming %q", err, name)

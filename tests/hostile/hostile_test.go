@@ -72,8 +72,8 @@ func TestAttacks(t *testing.T) {
 			for _, f := range r.Facts {
 				t.Log(f)
 			}
-			t.Logf("sent %s; held %s; allocated %s; peak RSS %s; goroutines %+d; fds %+d; legitimate calls: %s",
-				size(r.BytesSent), size(r.Held), size(r.Allocated), size(r.PeakRSS), r.Goroutines, r.FDs, legitEffect(r))
+			t.Logf("sent %s; held %s (heap in use %s); allocated %s; peak RSS %s; goroutines %+d; fds %+d; legitimate calls: %s",
+				size(r.BytesSent), size(r.Held), size(r.HeapInuse), size(r.Allocated), size(r.PeakRSS), r.Goroutines, r.FDs, legitEffect(r))
 			for _, m := range r.Missed {
 				t.Errorf("goal missed: %s", m)
 			}

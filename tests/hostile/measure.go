@@ -34,20 +34,36 @@ func heapAllocated() uint64 {
 	return s[0].Value.Uint64()
 }
 
-// takeSample measures the process. The allocation count is read first:
-// what the measurement itself allocates (reading /proc) comes after it.
-func takeSample() sample {
+// sampleBefore measures the process before an attack, sampleAfter after
+// it. The heap's allocation count is exact only after a GC and
+// ReadMemStats (each P's cache of small objects is counted when it is
+// flushed), and the measurement itself allocates (reading /proc): so the
+// count is the last thing read before the attack and the first after it.
+func sampleBefore() sample {
 	var s sample
-	s.allocs = heapAllocated()
-	s.fds = countFDs()
+	s.fds, s.rss = countFDs(), statusBytes("VmRSS:")
+	resetPeakRSS()
 	s.goroutines = runtime.NumGoroutine()
+	s.readHeap()
+	return s
+}
+
+func sampleAfter() sample {
+	var s sample
+	s.goroutines = runtime.NumGoroutine()
+	s.readHeap()
+	s.fds, s.rss = countFDs(), statusBytes("VmRSS:")
+	return s
+}
+
+// readHeap collects garbage and reads the heap, the allocation count last.
+func (s *sample) readHeap() {
 	runtime.GC()
 	runtime.GC() // the first may leave objects finalizers kept
 	var ms runtime.MemStats
 	runtime.ReadMemStats(&ms)
 	s.heap, s.heapInuse, s.stacks = int64(ms.HeapAlloc), int64(ms.HeapInuse), int64(ms.StackInuse)
-	s.rss = statusBytes("VmRSS:")
-	return s
+	s.allocs = heapAllocated()
 }
 
 // countFDs counts the process's open descriptors, -1 when it cannot (as

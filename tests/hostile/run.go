@@ -24,6 +24,9 @@ type Result struct {
 	// Held is the live heap and goroutine stacks after GC, while the
 	// attack holds its connections, less the baseline before it.
 	Held int64
+	// HeapInuse is the growth of the heap's spans in use after GC
+	// (HeapInuse, fragmentation included), over the same interval.
+	HeapInuse int64
 	// Allocated is what the process allocated on the heap from the start
 	// of the attack until the server went quiet (legitimate calls paused,
 	// the attacker's bytes built beforehand).
@@ -226,24 +229,27 @@ func run(a *attack, sc scale) (res *Result) {
 		}
 	}
 
-	base := takeSample()
-	resetPeakRSS()
+	quiesce(5 * time.Second) // the warm-up's stragglers (clients' idle watchers) end first
+	base := sampleBefore()
+	// What prepare sent and opened is not the attack's.
+	sentBefore, connsBefore := s.sent.Load(), s.openConns()
 	if err := a.launch(s); err != nil {
 		res.Err = fmt.Sprintf("the attack stopped early: %v", err)
 		return res
 	}
 	attacked := time.Now()
 	quiesce(10 * time.Second)
-	after := takeSample()
-	res.BytesSent, res.Conns = s.sent.Load(), s.openConns()
+	after := sampleAfter()
+	res.BytesSent, res.Conns = s.sent.Load()-sentBefore, s.openConns()
 	res.Allocated = int64(after.allocs - base.allocs)
 	res.Held = (after.heap + after.stacks) - (base.heap + base.stacks)
+	res.HeapInuse = after.heapInuse - base.heapInuse
 	res.PeakRSS = peakRSS() - base.rss
 	res.Goroutines = after.goroutines - base.goroutines - int(s.helpers.Load())
 	if after.fds < 0 || base.fds < 0 {
 		res.NoFDs = true
 	} else {
-		res.FDs = after.fds - base.fds - s.openConns()
+		res.FDs = after.fds - base.fds - (s.openConns() - connsBefore)
 	}
 
 	if a.during != nil {
