@@ -3,7 +3,7 @@ GO        ?= go
 STATICCHECK_VERSION ?= v0.8.2
 FUZZTIME  ?= 30s
 
-.PHONY: demo test bench fuzz lint soak
+.PHONY: demo test bench fuzz lint soak hostile
 
 demo:
 	$(GO) run ./examples/crawl
@@ -17,6 +17,12 @@ soak:
 
 bench:
 	$(GO) run ./tests/benchreport
+
+# The hostile-input table of doc/security.md, at the issue's sizes (a few
+# minutes, several GiB); `go test ./tests/hostile/` runs the same attacks
+# smaller and holds the server to their goals.
+hostile:
+	$(GO) run ./tests/hostilereport -full
 
 # Each fuzz target runs for $(FUZZTIME); seeds live in each package's testdata/fuzz.
 FUZZ_TARGETS = \
