@@ -58,7 +58,7 @@ func defaultOptions() options {
 
 		retryTimeout: DefaultRetryTimeout,
 
-		maxConcurrent: 1024,
+		maxConcurrent: DefaultMaxConcurrentPerConn,
 
 		readTimeout:      DefaultReadTimeout,
 		writeTimeout:     DefaultWriteTimeout,

@@ -58,6 +58,9 @@ type msgReader struct {
 	midRequest bool
 	cont       bool // a value sent in several messages has begun
 
+	defs  []byte // the type-definition messages read, for a fresh decoder (see replay)
+	large bool   // a message larger than buf was handed on (see takeLarge)
+
 	err   error  // sticky
 	drain uint64 // bytes of an oversized message still unread, for respondFinal
 }
@@ -102,7 +105,76 @@ func (m *msgReader) Read(p []byte) (int, error) {
 	}
 	n := copy(p, m.msg[m.pos:])
 	m.pos += n
+	m.release()
 	return n, nil
+}
+
+// release lets go of a message of its own buffer once it is all handed
+// on: an idle connection keeps only its read buffer.
+func (m *msgReader) release() {
+	if m.pos == len(m.msg) && len(m.msg) > readBufSize {
+		m.msg, m.pos = nil, 0
+	}
+}
+
+// takeLarge reports whether a message larger than the read buffer was
+// handed on since the last call. A gob decoder keeps the last message it
+// read for as long as it waits for the next: after a large one, the
+// connection starts a fresh decoder (see replay), so that an idle
+// connection does not keep it.
+func (m *msgReader) takeLarge() bool {
+	l := m.large
+	m.large = false
+	return l
+}
+
+// replay returns what a fresh gob decoder of the stream reads: the type
+// definitions the stream has sent so far, then the stream.
+func (m *msgReader) replay() io.Reader {
+	return &replayReader{defs: m.defs, in: m}
+}
+
+// replayReader hands on a stream's recorded type definitions, then the
+// stream.
+type replayReader struct {
+	defs []byte
+	in   *msgReader
+}
+
+func (r *replayReader) Read(p []byte) (int, error) {
+	if len(r.defs) > 0 {
+		n := copy(p, r.defs)
+		r.defs = r.defs[n:]
+		return n, nil
+	}
+	return r.in.Read(p)
+}
+
+func (r *replayReader) ReadByte() (byte, error) {
+	if len(r.defs) > 0 {
+		b := r.defs[0]
+		r.defs = r.defs[1:]
+		return b, nil
+	}
+	return r.in.ReadByte()
+}
+
+// isTypeDefinition reports whether a message body (after its length)
+// defines a type: its type id, a gob signed integer, is negative, which
+// is the low bit of its last byte.
+func isTypeDefinition(body []byte) bool {
+	if len(body) == 0 {
+		return false
+	}
+	last := body[0]
+	if b := body[0]; b >= 0x80 {
+		k := 256 - int(b)
+		if k > 8 || k >= len(body) {
+			return false
+		}
+		last = body[k]
+	}
+	return last&1 == 1
 }
 
 // ReadByte lets the gob decoder read from m without a buffer of its own.
@@ -114,6 +186,7 @@ func (m *msgReader) ReadByte() (byte, error) {
 	}
 	b := m.msg[m.pos]
 	m.pos++
+	m.release()
 	return b, nil
 }
 
@@ -141,8 +214,12 @@ func (m *msgReader) next() error {
 		if err := m.check.Check(m.msg[k:]); err != nil {
 			return m.fail(fmt.Errorf("%w: %w", errBadMessage, err))
 		}
+		if isTypeDefinition(m.msg[k:]) {
+			m.defs = append(m.defs, m.msg...) // bounded: the check bounds a stream's types
+		}
 		pending := m.check.Pending()
 		if acc == nil && !pending {
+			m.large = m.large || len(m.msg) > readBufSize
 			return nil // the common case: one message, handed on in place
 		}
 		if len(acc)+len(m.msg) > m.max {
@@ -151,6 +228,7 @@ func (m *msgReader) next() error {
 		acc = append(acc, m.msg...)
 		if !pending {
 			m.msg, m.pos = acc, 0
+			m.large = m.large || len(acc) > readBufSize
 			return nil
 		}
 		m.cont = true // the rest of the value is waited for as a message's rest

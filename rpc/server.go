@@ -116,7 +116,7 @@ func WithTable(t *semantics.Table) Option {
 }
 
 // WithMaxConcurrentPerConn bounds the calls running at once for one
-// connection (default 1024); beyond it the server stops reading that
+// connection (default DefaultMaxConcurrentPerConn); beyond it the server stops reading that
 // connection until a call finishes.
 func WithMaxConcurrentPerConn(n int) Option {
 	return func(o *options) {

@@ -155,6 +155,18 @@ func (c *serverConn) read() (ended bool) {
 		}
 	}()
 	for {
+		if c.in.takeLarge() {
+			c.dec = gob.NewDecoder(c.in.replay())
+		}
+		if len(c.sem) > 0 {
+			// Replies may be backed up behind a write (a peer that reads
+			// slowly, or not at all): no new call starts until there is
+			// room, as a blocking write would hold a reader that writes.
+			if !c.out.LockCtx(c.ctx) {
+				return true
+			}
+			c.out.Unlock()
+		}
 		var req wireRequest
 		if err := c.dec.Decode(&req); err != nil {
 			if err == errIdle && c.leaveIdle() {
@@ -446,7 +458,30 @@ func (c *serverConn) writeFailed(what string, werr error) {
 	if c.ctx.Err() == nil && !isNetError(werr) {
 		c.s.logPeer("rpc: writing response to %s: %v", quoteName(what), werr)
 	}
+	if isTimeout(werr) {
+		// The peer stopped reading: reset rather than close, or the
+		// replies in the socket's buffer wait there for a peer that will
+		// not read them, and the peer never sees the end.
+		abort(c.rwc)
+	}
 	c.close()
+}
+
+// abort makes closing a TCP connection reset it: the kernel drops what is
+// queued for the peer at once. Wrappers (TLS, the sniffed and HTTP
+// connections) are looked through.
+func abort(rwc io.ReadWriteCloser) {
+	for {
+		switch c := rwc.(type) {
+		case *net.TCPConn:
+			c.SetLinger(0)
+			return
+		case interface{ NetConn() net.Conn }:
+			rwc = c.NetConn()
+		default:
+			return
+		}
+	}
 }
 
 // encodeResponse appends one response to the write buffer and reports

@@ -46,6 +46,14 @@ const (
 	// to tens of MiB; Go raises a process's descriptor limit to its hard
 	// limit at start, which is usually far above it.
 	DefaultMaxConnections = 4096
+
+	// DefaultMaxConcurrentPerConn bounds the calls one connection runs at
+	// once (WithMaxConcurrentPerConn); beyond it the server reads no more
+	// of that connection until one finishes. A peer that sends requests
+	// and reads no replies pins at most this many replies, for at most the
+	// write timeout. grpc-go's servers are commonly set to 100 streams per
+	// connection, as HTTP/2 suggests.
+	DefaultMaxConcurrentPerConn = 128
 )
 
 // WithReadTimeout bounds the time a server waits for the rest of a message

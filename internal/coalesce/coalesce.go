@@ -321,11 +321,8 @@ func (c *Writer[T]) writeBatch() error {
 	}
 	b.reset()
 	c.mu.Lock()
-	if c.waiting > 0 {
-		c.written.Broadcast()
-	}
 	if werr != nil {
-		c.err = werr
+		c.err = werr // from here on nothing is queued: Failed() says so
 		if c.OnWritten != nil {
 			tags := c.cur.tags
 			c.mu.Unlock()
@@ -337,6 +334,11 @@ func (c *Writer[T]) writeBatch() error {
 		c.cur.reset()
 		c.owner = 0
 		c.setState(Failed)
+	}
+	// After the state is final: a waiter woken earlier would find the
+	// buffer still full and wait again, for a write that never comes.
+	if c.waiting > 0 {
+		c.written.Broadcast()
 	}
 	return werr
 }

@@ -89,16 +89,43 @@ const (
 	idleBytesPerConn      = 64 << 10
 	idleGoroutinesPerConn = 2
 	// blockedBytesPerConn bounds what a connection whose peer reads no
-	// replies holds: twice the largest message.
-	blockedBytesPerConn = 2 * rpc.DefaultMaxMessageSize
-	// stallWait is how long the server has to close connections that
-	// stalled in the middle of a message or a handshake.
-	stallWait = 10 * time.Second
+	// replies holds: the replies of the calls it may run at once
+	// (rpc.DefaultMaxConcurrentPerConn), each of the value it asks for,
+	// and two write buffers (the one queued, the one being written). The
+	// multiple is the service's (a small request asks for a large value),
+	// so the bound is per reply, not per byte sent.
+	blockedBytesPerConn = 2*coalesceQueue + rpc.DefaultMaxConcurrentPerConn*blockedValue // at small scale
 	// maxBurstLogLines bounds the log lines of a burst of malformed
 	// connections.
 	maxBurstLogLines = 100
 	// maxErrorResponse bounds the response to a request with a huge name.
 	maxErrorResponse = 2 << 10
+)
+
+// stallWait is how long the server has to close connections that stalled
+// in the middle of a message or a handshake, or stopped reading: past the
+// server's read, write and handshake timeouts. At full scale those are
+// rpc's defaults (30 s, 30 s, 10 s); at the suite's small scale the
+// target server shortens them to 1 s (see quickTimeouts), so that make
+// test stays short; rpc's own tests pin the defaults.
+var stallWait = func() time.Duration {
+	if currentScale().full {
+		return 40 * time.Second
+	}
+	return 5 * time.Second
+}()
+
+// quickTimeouts are the target's timeouts at small scale.
+var quickTimeouts = []rpc.Option{
+	rpc.WithReadTimeout(time.Second), rpc.WithWriteTimeout(time.Second), rpc.WithHandshakeTimeout(time.Second),
+}
+
+// coalesceQueue is what a connection queues behind a write in progress
+// (internal/coalesce.MaxQueuedBytes), and blockedValue the value the
+// write-blocked attack asks for at small scale.
+const (
+	coalesceQueue = 1 << 20
+	blockedValue  = 64 << 10
 )
 
 // checkAlloc holds the server to allocating at most allocPerByte times the

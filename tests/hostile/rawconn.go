@@ -160,10 +160,26 @@ func (cs conns) count() (closed, answered int) {
 		case peerClosed:
 			closed++
 		case peerAnswered:
+			if c.ended() {
+				closed++ // the server closed or reset it behind replies not read
+				continue
+			}
 			answered++
 		}
 	}
 	return closed, answered
+}
+
+// ended reports whether the server has closed or reset the connection,
+// whatever still waits in its receive buffer: the kernel's TCP state says
+// so (tcp_info's first byte: TCP_CLOSE 7 after a reset, TCP_CLOSE_WAIT 8
+// after the server's FIN).
+func (c *rawConn) ended() bool {
+	var info [8]byte
+	n := uint32(len(info))
+	_, _, errno := syscall.Syscall6(syscall.SYS_GETSOCKOPT, uintptr(c.fd), syscall.IPPROTO_TCP, syscall.TCP_INFO,
+		uintptr(unsafe.Pointer(&info[0])), uintptr(unsafe.Pointer(&n)), 0)
+	return errno == 0 && n > 0 && (info[0] == 7 || info[0] == 8)
 }
 
 // drain reads, without waiting, whatever the server has sent, and tells

@@ -73,7 +73,11 @@ func startTarget(cfg targetConfig) (*target, error) {
 	}
 	tg := &target{kind: cfg.kind, log: newLogCapture(), store: newStore(cfg.bigSize), serveDone: make(chan struct{}),
 		clientOpts: cfg.clientOpts}
-	opts := append([]rpc.Option{rpc.WithLogger(log.New(tg.log, logPrefix, log.LstdFlags))}, cfg.opts...)
+	opts := []rpc.Option{rpc.WithLogger(log.New(tg.log, logPrefix, log.LstdFlags))}
+	if !currentScale().full {
+		opts = append(opts, quickTimeouts...)
+	}
+	opts = append(opts, cfg.opts...)
 	tg.srv = rpc.NewServer(opts...)
 	if err := tg.srv.Register(tg.store); err != nil {
 		return nil, err
