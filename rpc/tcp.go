@@ -535,6 +535,9 @@ func (t *tcpTransport) register(ctx context.Context, req *Request, call *pending
 		}
 		cerr := c.err
 		c.mu.Unlock()
+		if isTLSRefusal(cerr) {
+			return nil, 0, false, cerr // a new connection would be refused too
+		}
 		// fail or goAway marked c but has not replaced it yet: do it here,
 		// so that conn dials afresh.
 		c.goAway()
@@ -1132,6 +1135,9 @@ func (c *tcpConn) fail(err error) {
 	if errors.Is(err, io.EOF) {
 		err = io.ErrUnexpectedEOF
 	}
+	if !c.answered && isTLSAlert(err) {
+		err = tlsRefusal(c.t.addr, err) // the server refused the connection: nothing on it ran
+	}
 	c.err = err
 	// The pending calls are taken here, under the lock, and only those
 	// taken are touched afterwards: a call that another party completes
@@ -1145,15 +1151,11 @@ func (c *tcpConn) fail(err error) {
 		}
 	}
 	c.pending = make(map[uint64]*pendingCall)
-	answered := c.answered
 	c.mu.Unlock()
 
 	if len(taken) > 0 {
-		var callErr error
-		if !answered && isTLSAlert(err) {
-			// The peer refused the TLS handshake: no request was read.
-			callErr = semantics.Permanent(semantics.NotSent(fmt.Errorf("%w: %w", ErrConnLost, err)))
-		} else {
+		callErr := err
+		if !isTLSRefusal(err) {
 			callErr = semantics.Grouped(semantics.MaybeExecuted(fmt.Errorf("%w: %w", ErrConnLost, err)), new(semantics.FailureGroup))
 		}
 		for _, call := range taken {
