@@ -288,9 +288,10 @@ func (c *Client) record(serviceMethod string, d time.Duration, failed bool) {
 
 // Close closes the client and its transport. It first ends the client's
 // at-most-once sessions on the server (best effort, within a second), so
-// the server need not keep them for their lease. Calls pending on it fail
-// (as may-have-executed if they were sent); later calls fail as not
-// executed.
+// the server need not keep them for their lease; a session handshake in
+// flight is waited for (at most a second too), and the session it opened
+// is ended with the others, never used. Calls pending on it fail (as
+// may-have-executed if they were sent); later calls fail as not executed.
 func (c *Client) Close() error {
 	if c.closed.Swap(true) {
 		return nil

@@ -456,6 +456,9 @@ func (c *tcpConn) fail(err error) {
 	if errors.Is(err, io.EOF) {
 		err = io.ErrUnexpectedEOF
 	}
+	if !c.answered && isTLSAlert(err) {
+		err = tlsRefusal(c.t.addr, err) // the server refused the connection: nothing on it ran
+	}
 	c.err = err
 	c.setLife(lifeFailed)
 	if c.read == readNone || c.read == readNoneSeen {
@@ -477,11 +480,8 @@ func (c *tcpConn) fail(err error) {
 	c.mu.Unlock()
 
 	if len(taken) > 0 {
-		var callErr error
-		if !answered && isTLSAlert(err) {
-			// The peer refused the TLS handshake: no request was read.
-			callErr = semantics.Permanent(semantics.NotSent(fmt.Errorf("%w: %w", ErrConnLost, err)))
-		} else {
+		callErr := err
+		if !isTLSRefusal(err) {
 			callErr = semantics.Grouped(semantics.MaybeExecuted(fmt.Errorf("%w: %w", ErrConnLost, err)), new(semantics.FailureGroup))
 		}
 		for _, call := range taken {

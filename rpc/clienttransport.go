@@ -419,6 +419,9 @@ func (t *tcpTransport) register(ctx context.Context, req *Request, call *pending
 		if c.life != lifeLive {
 			cerr := c.err
 			c.mu.Unlock()
+			if isTLSRefusal(cerr) {
+				return nil, 0, false, cerr // a new connection would be refused too
+			}
 			// fail or goAway marked c but has not replaced it yet: do it
 			// here, so that conn dials afresh.
 			c.goAway()

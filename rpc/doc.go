@@ -88,7 +88,10 @@
 // config). A certificate that does not verify, on either side, fails the
 // call at once as not executed, and so does a client and server of which
 // only one speaks TLS (when the server has its JSON codec on, the
-// default): each is told what is wrong.
+// default): each is told what is wrong. A server that refuses the client's
+// certificate, or its lack of one, is reported as refusing the TLS
+// connection (ErrRejected), never as a lost connection, even under TLS 1.3
+// where its alert comes after the handshake.
 //
 //	l, err := rpc.ListenTLS("tcp", ":7000", &tls.Config{Certificates: certs})
 //	go srv.Serve(l)

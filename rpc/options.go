@@ -118,7 +118,10 @@ func WithRedialBackoff(min, max time.Duration) Option {
 // clients. By default each client has its own semantics.DefaultBudget()
 // (Finagle-style: retries up to 20% of requests over 10 s, plus 10 retries
 // a second); semantics.NewTokenBucket gives gRPC's throttling instead. A
-// nil budget disables throttling.
+// nil budget disables throttling. The default is a trade-off: a lone
+// caller above about 200 calls/s on a link that loses 20% of its
+// connections exhausts it and some calls fail (doc/semantics.md §3); a
+// larger percent (semantics.NewBudget(0.3, 0, 0)) or nil rides that out.
 func WithRetryBudget(b semantics.RetryBudget) Option {
 	return func(o *options) { o.budget, o.noBudget = b, b == nil }
 }

@@ -20,17 +20,29 @@ import (
 // handshake, or by Client.Close. The handshake carries the metadata of the
 // call that made it (its context's, client interceptors' included), as any
 // request does, so that server interceptors can guard it.
+//
+// Close and a handshake in flight (R14): Close marks the manager closed
+// (no handshake starts after that), waits for the handshake in flight, if
+// any, for at most its close timeout, and then collects every session to
+// end and ends them on the server before the transport closes. A handshake
+// that lands after Close marked the manager closed never hands its session
+// to a call: while Close waits, the session joins those Close ends; once
+// Close has collected them (it gave up waiting), the handshake's leader
+// ends its session itself, best effort, if the transport still can.
 type sessionManager struct {
 	c *Client
 
-	mu      sync.Mutex       // protects following
-	cur     *clientSession   // the session new calls use; nil until opened
-	retired []*clientSession // replaced by cur while calls of theirs were outstanding
-	opening *openFlight      // the handshake in progress, or nil
-	done    []semantics.ClientID
-	closed  bool // Close ran: no session is opened any more
-	opened  uint64
-	resets  uint64
+	mu        sync.Mutex             // protects following
+	cur       *clientSession         // the session new calls use; nil until opened
+	retired   []*clientSession       // replaced by cur while calls of theirs were outstanding
+	opening   flight[*clientSession] // the handshake in progress
+	done      []semantics.ClientID
+	closed    bool               // Close began: no handshake starts any more
+	collected bool               // Close collected the sessions to end: a handshake landing later ends its own
+	stop      context.Context    // ended when Close begins: a handshake in flight stops retrying; made by stopped
+	stopNow   context.CancelFunc // ends stop
+	opened    uint64
+	resets    uint64
 	// md is the metadata the latest successful handshake carried: the
 	// sessions' ends (_semrpc.Close, sent without a caller's context) carry
 	// it too, so that a server whose interceptors let the session open
@@ -60,13 +72,6 @@ type clientSession struct {
 	// anyway gives its number back before sending: a retired session with
 	// no calls is closed on the server.
 	retired atomic.Bool
-}
-
-// openFlight is one handshake; waiters read s and err once done is closed.
-type openFlight struct {
-	done chan struct{}
-	s    *clientSession
-	err  error
 }
 
 // confirm notes that the server admitted a request of the session sent at
@@ -128,7 +133,7 @@ func (m *sessionManager) retire(cs *clientSession) bool {
 	defer m.mu.Unlock()
 	if m.cur != cs {
 		// Replaced or dropped meanwhile: try again with the current one.
-		return m.cur != nil || m.opening != nil || cs.retired.Load()
+		return m.cur != nil || m.opening.running() != nil || cs.retired.Load()
 	}
 	if len(m.retired) >= maxRetired {
 		return false
@@ -200,55 +205,84 @@ func (m *sessionManager) current(ctx context.Context, deadline time.Time, p sema
 			m.mu.Unlock()
 			return cs, nil
 		}
-		f := m.opening
-		if f == nil {
-			f = &openFlight{done: make(chan struct{})}
-			m.opening = f
+		run, lead := m.opening.join()
+		if lead {
 			closing := m.done
 			m.done = nil
 			m.mu.Unlock()
-			var md Metadata
-			f.s, md, f.err = m.open(ctx, deadline, p, closing)
-			m.mu.Lock()
-			m.opening = nil
-			switch {
-			case f.err == nil && m.closed:
-				// Close ran meanwhile: the new session goes too (below,
-				// out of the lock).
-				late := f.s.ID()
-				f.s, f.err = nil, semantics.GiveUp(p.Kind(), errClosed())
-				defer m.closeOnServer([]semantics.ClientID{late}, md, closeTimeout)
-			case f.err == nil:
-				m.cur = f.s
-				m.md = md.Copy() // the caller's map may change after its call
-				m.opened++
-			default:
-				for _, id := range closing {
-					m.addDone(id)
-				}
-			}
-			m.mu.Unlock()
-			close(f.done)
-			return f.s, f.err
+			return m.lead(ctx, deadline, p, run, closing)
 		}
 		m.mu.Unlock()
 		wctx, cancel := withRetryDeadline(ctx, deadline)
-		select {
-		case <-f.done:
-			cancel()
-		case <-wctx.Done():
-			cancel()
+		landed := run.wait(wctx)
+		cancel()
+		if !landed {
 			return nil, semantics.GiveUp(p.Kind(), semantics.NotSent(
 				fmt.Errorf("rpc: waiting for the session handshake: %w", wctx.Err())))
 		}
-		if f.err == nil {
-			return f.s, nil
+		cs, err := run.result()
+		if err == nil {
+			return cs, nil
 		}
-		if ctx.Err() != nil || semantics.IsPermanent(f.err) || (!deadline.IsZero() && !time.Now().Before(deadline)) {
-			return nil, relabel(f.err, p.Kind())
+		if ctx.Err() != nil || semantics.IsPermanent(err) || (!deadline.IsZero() && !time.Now().Before(deadline)) {
+			return nil, relabel(err, p.Kind())
 		}
 		// The handshake failed under its caller's context; try under ours.
 	}
+}
+
+// lead runs the handshake of run, which the caller leads, and lands it.
+// closing are the sessions the handshake ends on the server. A handshake
+// that lands once Close began hands its session to no call (see
+// sessionManager).
+func (m *sessionManager) lead(ctx context.Context, deadline time.Time, p semantics.Policy, run *flightRun[*clientSession], closing []semantics.ClientID) (*clientSession, error) {
+	cs, md, err := m.open(ctx, deadline, p, closing)
+	m.mu.Lock()
+	var (
+		orphans []semantics.ClientID // to end here: Close no longer will
+		endMD   Metadata
+	)
+	switch {
+	case m.closed:
+		ends := closing
+		if err == nil {
+			ends = []semantics.ClientID{cs.ID()} // closing were ended by the handshake
+			if m.md == nil {
+				m.md = md.Copy() // the sessions' end carries a handshake's metadata
+			}
+		}
+		cs, err = nil, semantics.GiveUp(p.Kind(), errClosed())
+		if m.collected {
+			orphans, endMD = ends, md
+		} else {
+			for _, id := range ends {
+				m.addDone(id) // Close, waiting for this handshake, ends them
+			}
+		}
+	case err == nil:
+		m.cur = cs
+		m.md = md.Copy() // the caller's map may change after its call
+		m.opened++
+	default:
+		for _, id := range closing {
+			m.addDone(id)
+		}
+	}
+	m.opening.land(run, cs, err)
+	m.mu.Unlock()
+	if len(orphans) > 0 {
+		m.closeOnServer(orphans, endMD, closeTimeout)
+	}
+	return cs, err
+}
+
+// stopped returns the context that Close ends when it begins. m.mu must
+// be held.
+func (m *sessionManager) stopped() context.Context {
+	if m.stop == nil {
+		m.stop, m.stopNow = context.WithCancel(context.Background())
+	}
+	return m.stop
 }
 
 // open runs the handshake under p's retries: the caller's call was never
@@ -266,7 +300,16 @@ func (m *sessionManager) open(ctx context.Context, deadline time.Time, p semanti
 	}
 	_, hasDeadline := ctx.Deadline()
 	req := Request{ServiceMethod: openMethod, Args: &OpenArgs{Version: 2, Close: closing}, WaitForReady: hasDeadline, Metadata: md}
-	err = m.c.runner.RunUntil(ctx, deadline, p, func(ctx context.Context) error {
+	// Once Close begins no attempt starts, but the attempt under way runs
+	// on under the caller's ctx: the server may be opening its session,
+	// and Close waits for the answer to end it.
+	m.mu.Lock()
+	stop := m.stopped()
+	m.mu.Unlock()
+	rctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	defer context.AfterFunc(stop, cancel)()
+	err = m.c.runner.RunUntil(rctx, deadline, p, func(context.Context) error {
 		sent = time.Now()
 		req.Timeout = remaining(ctx, sent)
 		err := m.c.t.RoundTrip(ctx, &req, &rep)
@@ -322,11 +365,23 @@ func (e *handshakeError) Error() string {
 }
 func (e *handshakeError) Unwrap() []error { return e.hs.Unwrap() }
 
-// closeAll ends every session of the client on the server, best effort,
-// within timeout.
+// closeAll ends every session of the client on the server, best effort:
+// it waits at most timeout for a handshake in flight, and then at most
+// timeout to end the sessions (see sessionManager).
 func (m *sessionManager) closeAll(timeout time.Duration) {
 	m.mu.Lock()
 	m.closed = true
+	m.stopped()
+	m.stopNow()
+	run := m.opening.running()
+	m.mu.Unlock()
+	if run != nil {
+		ctx, cancel := context.WithTimeout(context.Background(), timeout)
+		run.wait(ctx)
+		cancel()
+	}
+	m.mu.Lock()
+	m.collected = true
 	ids := append([]semantics.ClientID(nil), m.done...)
 	if m.cur != nil {
 		m.cur.retired.Store(true)

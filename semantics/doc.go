@@ -98,7 +98,8 @@
 // The last three are rejections: the method did not run for that attempt,
 // but an earlier attempt may have, which the verdict reports. A NEW call is
 // refused too, not run, while its session holds TableConfig.MaxCalls
-// records (ErrWindowExceeded) or while the replies kept by its session or
+// records of calls its client has not acknowledged (ErrWindowExceeded,
+// which a client keeping its window never meets) or while the replies kept by its session or
 // by the whole table are at their byte budget (ErrReplyBudget); a record
 // is never dropped to make room, so a duplicate is always answered from it.
 //

@@ -71,6 +71,16 @@ var (
 	ErrRejected = errors.New("semrpc: request rejected before execution")
 )
 
+// kindError is a sentinel with a text of its own that also matches a
+// broader sentinel, kind, whose text it does not repeat.
+type kindError struct {
+	msg  string
+	kind error
+}
+
+func (e *kindError) Error() string { return e.msg }
+func (e *kindError) Unwrap() error { return e.kind }
+
 // Class is the failure class of one attempt.
 type Class uint8
 

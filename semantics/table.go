@@ -43,11 +43,19 @@ const (
 )
 
 // ErrWindowExceeded: the client has more unacknowledged calls outstanding
-// than the table keeps per session. The request is refused and its method is
-// not run. It wraps ErrBadHeader, since a well-behaved client never exceeds
-// its window, so errors.Is(err, ErrBadHeader) holds too and ClassOf reports
-// it as rejected.
-var ErrWindowExceeded = fmt.Errorf("semrpc: too many unacknowledged calls in one session: %w", ErrBadHeader)
+// (at or above its ack, running or completed) than the table keeps per
+// session (TableConfig.MaxCalls). The request is refused and its method is
+// not run. A call the client gave up on while its method runs does not
+// count: the client's ack has passed it. So a client that keeps its
+// window, agreed at Open, never meets this error, and it wraps
+// ErrBadHeader: errors.Is(err, ErrBadHeader) holds, ClassOf reports it as
+// rejected, and a remote caller gets the bad-header code with the table's
+// text, which says what the session holds. Its own text does not call the
+// header malformed.
+var ErrWindowExceeded error = &kindError{
+	msg:  "semrpc: too many unacknowledged calls in one session",
+	kind: ErrBadHeader,
+}
 
 // ErrTooManySessions: Open found the table full of sessions that each have
 // a call running, so none could be evicted. No session was opened. It wraps
@@ -97,9 +105,11 @@ type TableConfig struct {
 	// the epoch those records were made under.
 	Epoch uint64
 
-	// MaxCalls caps the records one session may hold; a NEW call beyond it
-	// fails with ErrWindowExceeded. Default DefaultMaxCalls. Clients learn
-	// it at Open and keep their window of outstanding calls within it.
+	// MaxCalls caps the records one session holds for calls its client
+	// has not acknowledged (running or completed, at or above its ack); a
+	// NEW call beyond it fails with ErrWindowExceeded. Default
+	// DefaultMaxCalls. Clients learn it at Open and keep their window of
+	// outstanding calls within it.
 	MaxCalls int
 
 	// MaxSessions caps the sessions the table holds. Open on a full table
@@ -196,9 +206,11 @@ type TableStats struct {
 //	          is gone and the call is never re-run (ErrStale).
 //
 // A record moves NEW → running → DONE → freed (when an ack passes its seq);
-// Abort takes a running record back to nothing, so a retry runs as NEW.
-// A NEW call is refused (ErrWindowExceeded, ErrReplyBudget) when its
-// session holds too many records or the kept replies reach a budget.
+// a running record an ack passes (its client gave up on the call) is freed
+// when its method returns. Abort takes a running record back to nothing, so
+// a retry runs as NEW. A NEW call is refused (ErrWindowExceeded,
+// ErrReplyBudget) when its session holds too many records at or above its
+// ack or the kept replies reach a budget.
 // No goroutine is involved: a Table is a plain struct, safe for concurrent
 // use.
 //
@@ -290,6 +302,7 @@ type serverSession struct {
 	more       map[uint64]*callRecord // overflow: records that fit neither one nor ring; nil when empty
 	held       int32                  // records held, wherever they are
 	running    int32                  // records running: the session is busy
+	abandoned  int32                  // records running below ack: calls their client gave up on (see unacked)
 	list       uint8                  // where it is: onNoList, onEmpty, onHolding or gone
 	one        callRecord             // the inline record; state recEmpty when unused
 }
@@ -669,9 +682,11 @@ func (t *Table) classify(s *serverSession, h Header, tk *Ticket) (*waitList, err
 	rec := s.lookup(h.Seq)
 	switch {
 	case rec == nil:
-		if s.count() >= t.maxCalls {
+		if n := s.unacked(); n >= t.maxCalls {
 			t.stats.WindowExceeded++
-			return nil, fmt.Errorf("semantics: client %v seq %d: more than %d calls: %w", h.Client, h.Seq, t.maxCalls, ErrWindowExceeded)
+			running := int(s.running - s.abandoned)
+			return nil, fmt.Errorf("semantics: client %v seq %d not run: %w (%d held: %d running, %d completed awaiting acknowledgement; MaxCalls %d)",
+				h.Client, h.Seq, ErrWindowExceeded, n, running, n-running, t.maxCalls)
 		}
 		if err := t.checkBudget(s, h); err != nil {
 			return nil, err
@@ -755,7 +770,7 @@ func (t *Table) Finish(tk *Ticket, out Outcome) {
 	if rec.seq < s.ack || s.list == gone {
 		// Acknowledged while it ran (the client gave up on it), or its
 		// session ended: nobody may ask for it again, so keep nothing.
-		s.remove(rec.seq)
+		s.removeRunning(rec.seq)
 	} else {
 		size := chargeOf(out.Size)
 		rec.reply, rec.err, rec.size, rec.state = out.Reply, out.Err, size, recDone
@@ -796,7 +811,7 @@ func (t *Table) Abort(tk *Ticket, err error) {
 		close(w.ch)
 		rec.wait = nil
 	}
-	s.remove(rec.seq)
+	s.removeRunning(rec.seq)
 	t.settle(s, t.nanos())
 }
 
@@ -928,10 +943,13 @@ func (s *serverSession) advance(ack uint64) (freed int64) {
 		return 0
 	}
 	free := func(rec *callRecord) {
-		if rec.state == recDone && rec.seq < ack {
+		switch {
+		case rec.state == recDone && rec.seq < ack:
 			freed += int64(rec.size)
 			*rec = callRecord{}
 			s.held--
+		case rec.state == recRunning && rec.seq >= from && rec.seq < ack:
+			s.abandoned++ // freed by Finish or Abort
 		}
 	}
 	free(&s.one)
@@ -951,10 +969,13 @@ func (s *serverSession) advance(ack uint64) (freed int64) {
 		}
 	}
 	for seq, rec := range s.more {
-		if rec.state == recDone && seq < ack {
+		switch {
+		case rec.state == recDone && seq < ack:
 			freed += int64(rec.size)
 			delete(s.more, seq)
 			s.held--
+		case rec.state == recRunning && seq >= from && seq < ack:
+			s.abandoned++
 		}
 	}
 	if len(s.more) == 0 {
@@ -1059,12 +1080,15 @@ func (s *serverSession) grow(seq uint64) {
 	s.ring = &ring
 }
 
-// remove frees the record of seq, a running record of s (or of s before it
-// was closed, expired or evicted), which is charged nothing.
-func (s *serverSession) remove(seq uint64) {
+// removeRunning frees the record of seq, a running record of s (or of s
+// before it was closed, expired or evicted), which is charged nothing.
+func (s *serverSession) removeRunning(seq uint64) {
 	rec := s.lookup(seq)
 	if rec == nil {
 		return
+	}
+	if seq < s.ack {
+		s.abandoned--
 	}
 	if s.more[seq] == rec {
 		delete(s.more, seq)
@@ -1099,6 +1123,15 @@ func (s *serverSession) recs() []callRecord {
 
 // count returns how many records s holds.
 func (s *serverSession) count() int { return int(s.held) }
+
+// unacked returns how many of s's records are at or above its ack: the
+// calls its client has not finished, which MaxCalls caps. A client ends a
+// call whose caller gave up, freeing its window slot and moving its ack
+// past it, while the method may still run here: that record is held until
+// the method returns (a duplicate of it is refused as stale meanwhile) but
+// is no longer the client's, so it does not count, and the client's count
+// (at most its window) and the server's agree.
+func (s *serverSession) unacked() int { return int(s.held - s.abandoned) }
 
 // busy reports whether one of s's calls is running.
 func (s *serverSession) busy() bool { return s.running > 0 }
