@@ -33,7 +33,7 @@ type tcpTransport struct {
 
 	mu       sync.Mutex // protects following
 	cur      *tcpConn
-	dialing  chan struct{} // closed when the dial in progress ends
+	dialing  flight[struct{}] // the dial in progress: one at a time, the others wait for it
 	lastErr  error
 	nextDial time.Time
 	pace     *backoff.ExponentialBackOff // the wait before the next dial after a failed one (see ended)
@@ -105,16 +105,13 @@ func (t *tcpTransport) conn(ctx context.Context, wait bool) (*tcpConn, error) {
 			t.mu.Unlock()
 			return c, nil
 		}
-		if t.dialing != nil {
-			ch := t.dialing
+		if run := t.dialing.running(); run != nil {
 			t.mu.Unlock()
-			select {
-			case <-ch:
-			case <-ctx.Done():
+			if !run.wait(ctx) {
 				return nil, semantics.NotSent(fmt.Errorf("rpc: waiting for dial of %s: %w", t.addr, ctx.Err()))
 			}
 			t.mu.Lock()
-			continue
+			continue // the dial's outcome is in t (cur, or the pacing): look again
 		}
 		if pause := time.Until(t.nextDial); pause > 0 {
 			err := t.lastErr
@@ -133,15 +130,13 @@ func (t *tcpTransport) conn(ctx context.Context, wait bool) (*tcpConn, error) {
 			t.mu.Lock()
 			continue
 		}
-		ch := make(chan struct{})
-		t.dialing = ch
+		run, _ := t.dialing.join() // nothing in flight (above): this caller leads
 		t.mu.Unlock()
 
 		nc, err := t.dial(ctx)
 
 		t.mu.Lock()
-		t.dialing = nil
-		close(ch)
+		t.dialing.land(run, struct{}{}, err)
 		if err != nil {
 			if ctx.Err() == nil { // a caller's cancel says nothing about the server
 				t.lastErr = err

@@ -11,6 +11,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/cenkalti/backoff/v4"
+
 	"github.com/semrpc/semrpc/semantics"
 )
 
@@ -151,7 +153,7 @@ type member struct {
 	down      bool       // its last dial failed: out of rotation
 	probing   bool       // a call is probing it
 	nextProbe time.Time
-	delay     time.Duration
+	pace      *backoff.ExponentialBackOff // the wait before the next probe after a failed dial
 	lastErr   error
 	closes    []semantics.ClientID // sessions to close with its next handshake
 }
@@ -172,7 +174,7 @@ func newClusterTransport(network string, addrs []string, o *options) *clusterTra
 	mo := *o
 	mo.redialMin, mo.redialMax = time.Nanosecond, time.Nanosecond
 	for i, a := range addrs {
-		m := &member{idx: i, addr: a}
+		m := &member{idx: i, addr: a, pace: newRedialPacer(o.redialMin, o.redialMax)}
 		base := streamDialer(network, a, o)
 		m.t = newStreamTransport(a, func(ctx context.Context) (net.Conn, error) {
 			nc, err := base(ctx)
@@ -180,7 +182,7 @@ func newClusterTransport(network string, addrs []string, o *options) *clusterTra
 			case err == nil:
 				m.markUp()
 			case ctx.Err() == nil: // a caller's cancel says nothing about the server
-				m.markDown(err, ct.probeMin, ct.probeMax)
+				m.markDown(err)
 			}
 			return nc, err
 		}, &mo)
@@ -191,16 +193,16 @@ func newClusterTransport(network string, addrs []string, o *options) *clusterTra
 
 func (m *member) markUp() {
 	m.mu.Lock()
-	m.down, m.delay, m.lastErr = false, 0, nil
+	m.down, m.lastErr = false, nil
+	m.pace.Reset()
 	m.mu.Unlock()
 }
 
-func (m *member) markDown(err error, lo, hi time.Duration) {
+func (m *member) markDown(err error) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.down, m.lastErr = true, err
-	m.delay = min(max(2*m.delay, lo), hi)
-	m.nextProbe = time.Now().Add(m.delay/2 + rand.N(m.delay/2+1))
+	m.nextProbe = time.Now().Add(m.pace.NextBackOff())
 }
 
 func (m *member) isDown() bool {
