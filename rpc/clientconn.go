@@ -89,6 +89,28 @@ import (
 // (any transition out of readCaller) clears both under the same lock, so
 // no deadline outlives the turn that set it.
 //
+// Tuning (R24 is the contract; these are how it is kept cheaply):
+//
+//   - register looks at (peeks, one recvfrom with MSG_PEEK, which reads
+//     nothing) the socket of a connection nobody reads before sending on
+//     it, unless its last reply was read less than lookAfter (50 µs) ago:
+//     a caller calling again at once. A close in that instant is found the
+//     way a reader goroutine would find it, after the send, and the call
+//     ends may-have-executed: less precise, never wrong. In a
+//     testing/synctest bubble the look is never skipped (its clock stands
+//     still while the network is waited on).
+//   - It also looks when the idle watcher's reader goroutine reads a
+//     connection with no call pending: that goroutine may not have woken
+//     yet to a close that came.
+//   - The idle watcher looks every idleLook (10 ms): a connection idle at
+//     two looks (10-20 ms) gets a reader goroutine, so that a server's
+//     shutdown notice is read, and the connection closed, without waiting
+//     for a call (Shutdown need not wait its 500 ms grace for the client).
+//   - Four connections in a row that hold bytes no call asked for fail the
+//     call not sent; a connection that ended before the server said
+//     anything, within redialMax of its dial, paces the next dial as a
+//     failed dial does (tcpTransport.ended).
+//
 // Fields and their owners:
 //
 //	t, nc, probe, out, enc     set by newTCPConn, then read only

@@ -40,9 +40,9 @@ type tcpTransport struct {
 	closed   bool
 	draining map[*tcpConn]struct{} // replaced after the server's notice; ended when their calls are
 
-	readers  sync.WaitGroup // reader goroutines, and the idle watcher
-	watching atomic.Bool    // the idle watcher runs (see watchIdle)
-	closing  chan struct{}  // closed by Close
+	readers   sync.WaitGroup // reader goroutines, and the idle watcher
+	idleWatch watcher        // gives idle connections a reader (idlewatch.go)
+	closing   chan struct{}  // closed by Close
 }
 
 var _ Transport = (*tcpTransport)(nil)

@@ -21,40 +21,22 @@ func init() { idleLook.Store(int64(defaultIdleLook)) }
 // register); but until then the connection stays open, and a server
 // shutting down waits for its clients to close their connections (up to a
 // grace). So a connection found idle at two looks in a row (idle for
-// idleLook at least) gets a reader goroutine, which reads what comes and
-// closes the connection when the server ends it. The next call on it hands
-// off its reply as before; once no call is pending the reader leaves and
-// callers read again.
+// idleLook at least: 10-20 ms) gets a reader goroutine, which reads what
+// comes and closes the connection when the server ends it. The next call
+// on it hands off its reply as before; once no call is pending the reader
+// leaves and callers read again.
 //
 // The watcher leaves when two looks in a row find no idle connection; the
 // next connection to go idle starts one again.
 func (t *tcpTransport) watchIdle() {
 	defer t.readers.Done()
-	every := time.Duration(idleLook.Load())
-	timer := time.NewTimer(every)
-	defer timer.Stop()
 	var conns []*tcpConn
-	for quiet := 0; ; {
-		select {
-		case <-timer.C:
-		case <-t.closing:
-			return
-		}
+	t.idleWatch.loop(time.Duration(idleLook.Load()), 2, t.closing, func(act bool) sight {
 		conns = t.appendConns(conns[:0])
-		if t.lookIdle(conns, true) {
-			quiet = 0
-		} else if quiet++; quiet >= 2 {
-			t.watching.Store(false)
-			// A connection that went idle after this look and saw
-			// watching still set started no watcher: look again.
-			if !t.lookIdle(t.appendConns(conns[:0]), false) || !t.watching.CompareAndSwap(false, true) {
-				return
-			}
-			quiet = 0
-		}
+		any := t.lookIdle(conns, act)
 		clear(conns)
-		timer.Reset(every)
-	}
+		return sightOf(any)
+	})
 }
 
 // lookIdle reports whether any of conns is idle; with start, it moves each
@@ -80,7 +62,7 @@ func (t *tcpTransport) lookIdle(conns []*tcpConn, start bool) (any bool) {
 // watchIdleConns makes sure the idle watcher runs, for a connection that
 // just went idle.
 func (t *tcpTransport) watchIdleConns() {
-	if !t.watching.Load() && t.watching.CompareAndSwap(false, true) {
+	if t.idleWatch.begin() {
 		t.readers.Add(1) // as in startReader: Close waits for the watcher
 		go t.watchIdle()
 	}
