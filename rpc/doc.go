@@ -31,6 +31,24 @@
 // sent), and a reply that cannot be encoded or is over the limit is not sent:
 // the caller learns that the method ran and its reply is unusable.
 //
+// # Facing hostile peers
+//
+// A Server with default options may be reached by peers it does not trust.
+// Each message is checked against the gob types its stream defined before
+// it is decoded, so a declared count is believed only as far as the bytes
+// that follow can hold, and nesting and type definitions are bounded; a
+// message is held as its bytes arrive, never at its declared length. Reads
+// (WithReadTimeout, 30 s once a message has begun), writes
+// (WithWriteTimeout, 30 s), idle connections (WithIdleTimeout, 5 min: the
+// client is told first, and reconnects) and TLS handshakes
+// (WithHandshakeTimeout, 10 s) have deadlines; connections
+// (WithMaxConnections, 4,096) and calls per connection
+// (WithMaxConcurrentPerConn, 128) have caps; Serve retries accept errors such
+// as running out of descriptors. Sessions open through the server's
+// interceptors, and the replies kept for at-most-once calls have a memory
+// budget (semantics.TableConfig). doc/semantics.md (§11) states each bound
+// and the test that proves it; doc/security.md measures each attack.
+//
 // # Calls and their failures
 //
 // Client.Call takes a context: when it ends, the call returns at once with

@@ -59,7 +59,9 @@ type ServerOption = Option
 
 // NewServer returns a server with no services. Options: WithMaxMessageSize,
 // WithServerInterceptor, WithTable, WithDurableStore, WithLogger,
-// WithMaxConcurrentPerConn, WithIntrospection, WithJSONCodec, WithDebugAccess.
+// WithMaxConcurrentPerConn, WithIntrospection, WithJSONCodec, WithDebugAccess,
+// and the limits that make a default server safe to expose: WithReadTimeout,
+// WithWriteTimeout, WithIdleTimeout, WithHandshakeTimeout, WithMaxConnections.
 func NewServer(opts ...Option) *Server {
 	o := defaultOptions()
 	for _, opt := range opts {
