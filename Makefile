@@ -26,7 +26,7 @@ hostile:
 
 # Each fuzz target runs for $(FUZZTIME); seeds live in each package's testdata/fuzz.
 FUZZ_TARGETS = \
-	./rpc:FuzzServeConn ./rpc:FuzzServeJSON ./rpc:FuzzFrameLimiter ./rpc:FuzzTableHeaders \
+	./rpc:FuzzServeConn ./rpc:FuzzServeJSON ./rpc:FuzzMsgReader ./rpc:FuzzTableHeaders \
 	./crawler:FuzzNormalize ./crawler:FuzzExtractLinks ./labrpc/labgob:FuzzDecode \
 	./internal/gobcheck:FuzzCheck
 

@@ -1,7 +1,6 @@
 package rpc
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"encoding/gob"
@@ -14,6 +13,7 @@ import (
 	"time"
 
 	"github.com/semrpc/semrpc/internal/coalesce"
+	"github.com/semrpc/semrpc/internal/gobcheck"
 	"github.com/semrpc/semrpc/semantics"
 )
 
@@ -206,7 +206,7 @@ type tcpConn struct {
 	enc *gob.Encoder
 
 	// The reader's: see read.
-	br       *bufio.Reader // under dec: what it holds was read and not decoded yet
+	br       *msgReader // under dec: whole, checked messages; what it holds was read and not decoded yet
 	dec      *gob.Decoder
 	waiting  bool      // the reader waits for the next message, between messages
 	graceEnd time.Time // the reading caller was interrupted in the middle of a message: the message's grace ends then
@@ -248,7 +248,9 @@ func newTCPConn(t *tcpTransport, nc net.Conn) *tcpConn {
 		probe:   newProbe(nc),
 		born:    time.Now(),
 	}
-	c.br = bufio.NewReader(newFrameLimiter(deadlineReader{c}, t.maxMsg))
+	// Replies are checked as requests are: a server's bytes are as
+	// hostile as a client's until checked (see msgReader).
+	c.br = newMsgReader(deadlineReader{c}, t.maxMsg, gobcheck.NewStream(gobcheck.Limits{}))
 	c.dec = gob.NewDecoder(c.br)
 	c.out = coalesce.New[queuedRequest](nc)
 	c.out.OnWritten = c.written
@@ -334,12 +336,12 @@ type queuedRequest struct {
 // buffer itself is its writer, named by seq: when ctx ends during the
 // write, the caller's interrupt (interruptCaller) ends it, and the
 // connection with it.
-func (c *tcpConn) write(ctx context.Context, req *Request, seq uint64, call *pendingCall) error {
+func (c *tcpConn) write(ctx context.Context, req *Request, seq uint64, call *pendingCall, arm func()) error {
 	if !c.out.LockCtx(ctx) {
 		return semantics.NotSent(fmt.Errorf("rpc: %s: waiting to send behind %d queued bytes: %w", req.ServiceMethod, coalesce.MaxQueuedBytes, ctx.Err()))
 	}
 	err := c.encodeRequest(req, seq, call)
-	if broken := c.out.UnlockAndFlush(c.calls.Load() > 1, seq); broken != nil {
+	if broken := c.out.UnlockAndFlush(c.calls.Load() > 1, seq, arm); broken != nil {
 		c.fail(broken)
 	}
 	return err

@@ -151,7 +151,7 @@ func (c *tcpConn) awaitMessage(ctx context.Context) (ended bool, err error) {
 		return true, nil
 	}
 	c.waiting = true
-	_, err = c.br.Peek(1)
+	err = c.br.fill()
 	c.waiting = false
 	if err != nil && errors.Is(err, os.ErrDeadlineExceeded) && c.wasInterrupted() != nil {
 		return true, nil

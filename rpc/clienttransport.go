@@ -302,13 +302,18 @@ func (t *tcpTransport) RoundTrip(ctx context.Context, req *Request, reply any) e
 	}
 	c.calls.Add(1)
 	defer c.calls.Add(-1)
+	// The caller's interrupt ends its own write or read when ctx ends, and
+	// nothing else (see interruptCaller). It is armed only once the caller
+	// is to write or read itself: a caller that only waits for its reply
+	// returns when ctx ends without one.
+	var intr *callerInterrupt
+	var arm func()
 	if ctx.Done() != nil {
-		// The caller's interrupt: it ends this caller's own write or read
-		// when ctx ends, and nothing else (see interruptCaller).
-		stop := context.AfterFunc(ctx, func() { c.interruptCaller(seq, ctx) })
-		defer stop()
+		intr = &callerInterrupt{ctx: ctx, c: c, seq: seq}
+		arm = intr.arm
+		defer intr.disarm()
 	}
-	if err := c.write(ctx, req, seq, call); err != nil {
+	if err := c.write(ctx, req, seq, call, arm); err != nil {
 		// This call was never sent: out of the pending map, so that a
 		// failure of the connection does not give it fail's
 		// may-have-executed verdict. (A request that was queued is
@@ -326,6 +331,9 @@ func (t *tcpTransport) RoundTrip(ctx context.Context, req *Request, reply any) e
 		return err // not pooled when it was ours (see getPending)
 	}
 	if reads && c.beginReading(seq) {
+		if intr != nil {
+			intr.arm()
+		}
 		return c.settle(call, c.readOwn(ctx, req, seq, call))
 	}
 	done := ctx.Done()
@@ -527,4 +535,29 @@ func (t *tcpTransport) spoke() {
 	t.mu.Lock()
 	t.pace.Reset()
 	t.mu.Unlock()
+}
+
+// callerInterrupt is a caller's interrupt (tcpConn.interruptCaller),
+// armed when the caller first writes or reads itself, disarmed when its
+// RoundTrip returns. Only its caller touches it (arm may run under the
+// write coalescer's lock, on the caller's goroutine).
+type callerInterrupt struct {
+	ctx  context.Context
+	c    *tcpConn
+	seq  uint64
+	stop func() bool
+}
+
+func (i *callerInterrupt) arm() {
+	if i.stop != nil {
+		return
+	}
+	c, seq, ctx := i.c, i.seq, i.ctx
+	i.stop = context.AfterFunc(ctx, func() { c.interruptCaller(seq, ctx) })
+}
+
+func (i *callerInterrupt) disarm() {
+	if i.stop != nil {
+		i.stop()
+	}
 }

@@ -11,6 +11,8 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/semrpc/semrpc/internal/gobcheck"
+
 	"github.com/semrpc/semrpc/semantics"
 )
 
@@ -88,21 +90,32 @@ func FuzzServeConn(f *testing.F) {
 	})
 }
 
-// FuzzFrameLimiter checks that the limiter never lets through a message
-// longer than its bound and never loses bytes of valid messages.
-func FuzzFrameLimiter(f *testing.F) {
+// FuzzMsgReader feeds arbitrary bytes to a server connection's reader
+// (framing and the gob check) and decodes request headers and bodies from
+// it, as a connection does: it never panics, hands on only bytes it was
+// given, in order, and never more than the message limit at a time.
+func FuzzMsgReader(f *testing.F) {
 	for _, s := range validRequests(f) {
 		f.Add(s, uint16(64))
+		f.Add(s, uint16(4096))
 	}
 	f.Add([]byte{0xf8, 0x7f, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff}, uint16(10))
 	f.Fuzz(func(t *testing.T, data []byte, max uint16) {
-		l := newFrameLimiter(bytes.NewReader(data), int(max))
-		got, err := io.ReadAll(io.LimitReader(l, int64(len(data))+1))
+		m := newMsgReader(bytes.NewReader(data), int(max), gobcheck.NewStream(gobcheck.Limits{}))
+		got, _ := io.ReadAll(io.LimitReader(m, int64(len(data))+1))
 		if len(got) > len(data) || !bytes.Equal(got, data[:len(got)]) {
-			t.Fatalf("limiter changed the bytes it passed")
+			t.Fatalf("the reader changed the bytes it passed")
 		}
-		if err == nil && len(got) < len(data) {
-			t.Fatalf("limiter stopped early without an error")
+		dec := gob.NewDecoder(newMsgReader(bytes.NewReader(data), int(max), gobcheck.NewStream(gobcheck.Limits{})))
+		for range 16 {
+			var req wireRequest
+			if dec.Decode(&req) != nil {
+				return
+			}
+			var body any
+			if dec.Decode(&body) != nil {
+				return
+			}
 		}
 	})
 }

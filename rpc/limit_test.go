@@ -8,6 +8,8 @@ import (
 	"io"
 	"reflect"
 	"testing"
+
+	"github.com/semrpc/semrpc/internal/gobcheck"
 )
 
 // manyTypes encodes one value of each of n distinct struct types.
@@ -25,21 +27,20 @@ func manyTypes(t *testing.T, n int) []byte {
 	return buf.Bytes()
 }
 
-func TestFrameLimiterBoundsTypeDefinitions(t *testing.T) {
+func TestMessageCheckBoundsTypeDefinitions(t *testing.T) {
 	stream := manyTypes(t, 200)
 	tests := []struct {
 		name     string
-		maxTypes uint64
+		maxTypes int
 		wantErr  error
 	}{
-		{"within the bound", 1 << 20, nil},
-		{"beyond the bound", 2000, ErrTooManyTypes},
+		{"within the bound", 1024, nil},
+		{"beyond the bound", 100, ErrTooManyTypes},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			l := newFrameLimiter(bytes.NewReader(stream), DefaultMaxMessageSize)
-			l.maxTypes = tt.maxTypes
-			dec := gob.NewDecoder(l)
+			m := newMsgReader(bytes.NewReader(stream), DefaultMaxMessageSize, gobcheck.NewStream(gobcheck.Limits{MaxTypes: tt.maxTypes}))
+			dec := gob.NewDecoder(m)
 			var err error
 			for err == nil {
 				var v any = new(struct{})
@@ -56,7 +57,7 @@ func TestFrameLimiterBoundsTypeDefinitions(t *testing.T) {
 }
 
 // Many values of one type define it once: the bound does not bite.
-func TestFrameLimiterOneTypeManyValues(t *testing.T) {
+func TestMessageCheckOneTypeManyValues(t *testing.T) {
 	var buf bytes.Buffer
 	enc := gob.NewEncoder(&buf)
 	for i := 0; i < 5000; i++ {
@@ -64,9 +65,8 @@ func TestFrameLimiterOneTypeManyValues(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	l := newFrameLimiter(bytes.NewReader(buf.Bytes()), DefaultMaxMessageSize)
-	l.maxTypes = 200
-	dec := gob.NewDecoder(l)
+	m := newMsgReader(bytes.NewReader(buf.Bytes()), DefaultMaxMessageSize, gobcheck.NewStream(gobcheck.Limits{MaxTypes: 2}))
+	dec := gob.NewDecoder(m)
 	for i := 0; i < 5000; i++ {
 		var a Args
 		if err := dec.Decode(&a); err != nil || a.A != i {

@@ -94,6 +94,28 @@ func newMsgReader(r io.Reader, max int, check *gobcheck.Stream) *msgReader {
 	return m
 }
 
+// fill waits until at least one byte is buffered, without handing any on:
+// a client's reader waits so between messages (awaitMessage). An error
+// (a read deadline passing, say) leaves the reader as it was.
+func (m *msgReader) fill() error {
+	for m.Buffered() == 0 {
+		if m.err != nil {
+			return m.err
+		}
+		m.r0, m.w = 0, 0
+		n, err := m.r.Read(m.buf)
+		m.w = n
+		if n > 0 {
+			m.last = time.Now()
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // Buffered reports how many bytes were read and not yet handed on.
 func (m *msgReader) Buffered() int { return len(m.msg) - m.pos + m.w - m.r0 }
 
@@ -212,6 +234,9 @@ func (m *msgReader) next() error {
 			return nil
 		}
 		if err := m.check.Check(m.msg[k:]); err != nil {
+			if errors.Is(err, gobcheck.ErrTooManyTypes) {
+				return m.fail(fmt.Errorf("%w: %w: %w", errBadMessage, ErrTooManyTypes, err))
+			}
 			return m.fail(fmt.Errorf("%w: %w", errBadMessage, err))
 		}
 		if isTypeDefinition(m.msg[k:]) {

@@ -158,8 +158,8 @@ func (c *serverConn) read() (ended bool) {
 		if c.in.takeLarge() {
 			c.dec = gob.NewDecoder(c.in.replay())
 		}
-		if len(c.sem) > 0 {
-			// Replies may be backed up behind a write (a peer that reads
+		if len(c.sem) > 0 && c.out.Backlogged() {
+			// Replies are backed up behind a write (a peer that reads
 			// slowly, or not at all): no new call starts until there is
 			// room, as a blocking write would hold a reader that writes.
 			if !c.out.LockCtx(c.ctx) {
@@ -443,7 +443,7 @@ func (c *serverConn) respondTagged(req *wireRequest, reply any, err error, count
 	} else if counted {
 		c.s.inflight.Add(-1) // not sent: no more to wait for
 	}
-	werr := c.out.UnlockAndFlush(len(c.sem) > 1, 0)
+	werr := c.out.UnlockAndFlush(len(c.sem) > 1, 0, nil)
 	c.writeFailed(req.ServiceMethod, werr)
 }
 
@@ -583,7 +583,7 @@ func (c *serverConn) sendGoAway() {
 		c.close()
 		return
 	}
-	werr = c.out.UnlockAndFlush(false, 0)
+	werr = c.out.UnlockAndFlush(false, 0, nil)
 	c.writeFailed(goAwayMethod, werr)
 }
 

@@ -392,3 +392,54 @@ func TestHeaderMapBombIsRefusedBeforeItAllocates(t *testing.T) {
 		t.Fatalf("%d executions, want 2 (the bomb must not run)", got)
 	}
 }
+
+// A hostile server's reply declaring a huge map fails its connection, and
+// the call may-have-executed, before the client allocates for it.
+func TestReplyMapBombFailsTheConnectionNotTheClient(t *testing.T) {
+	a := serveEach(t, func(rwc io.ReadWriteCloser) {
+		dec := gob.NewDecoder(rwc)
+		var req wireRequest
+		if dec.Decode(&req) != nil || dec.Decode(new(Args)) != nil {
+			return
+		}
+		// A response header whose Header metadata map declares 10^8
+		// entries: made the way mapBomb makes a request's.
+		var b bytes.Buffer
+		enc := gob.NewEncoder(&b)
+		enc.Encode(&wireResponse{ServiceMethod: req.ServiceMethod, Seq: req.Seq, Header: Metadata{"k": {"v"}}})
+		enc.Encode(3)
+		stream := b.Bytes()
+		at := bytes.Index(stream, []byte{1, 1, 'k', 1, 1, 'v'})
+		start := 0
+		for i := 0; i < len(stream); {
+			n := int(stream[i])
+			if at < i+1+n {
+				start = i
+				break
+			}
+			i += 1 + n
+		}
+		big := []byte{0xFC, 0x05, 0xF5, 0xE1, 0x00} // 10^8
+		var out []byte
+		out = append(out, stream[:start]...)
+		out = append(out, byte(int(stream[start])+len(big)-1))
+		out = append(out, stream[start+1:at]...)
+		out = append(out, big...)
+		out = append(out, stream[at+1:]...)
+		rwc.Write(out)
+		io.Copy(io.Discard, rwc)
+	})
+	c := dial(t, a.addr)
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	var r int
+	err := c.Call(ctxT(t), "Arith.Add", Args{1, 2}, &r)
+	runtime.ReadMemStats(&after)
+	if !errors.Is(err, ErrMaybeExecuted) {
+		t.Fatalf("call answered by a map bomb: %v, want may have executed", err)
+	}
+	if got := after.TotalAlloc - before.TotalAlloc; got > 16<<20 {
+		t.Fatalf("the client allocated %d bytes for a bomb of a few hundred", got)
+	}
+}

@@ -55,6 +55,7 @@ import (
 	"io"
 	"runtime"
 	"sync"
+	"sync/atomic"
 )
 
 // MaxQueuedBytes bounds what one stream buffers while a write is in
@@ -114,6 +115,8 @@ type Writer[T any] struct {
 	// OnInterrupt, if set, ends the stream so that a write blocked on it
 	// returns (see Interrupt). It is called with the lock held.
 	OnInterrupt func()
+
+	backlog atomic.Bool // a hint: the buffer was full behind a write (see Backlogged)
 
 	mu      sync.Mutex // protects following
 	state   State
@@ -226,7 +229,15 @@ func (c *Writer[T]) Buf() *bytes.Buffer { return &c.cur.buf }
 // held.
 func (c *Writer[T]) Tag(tag T) {
 	c.cur.tags = append(c.cur.tags, tagAt[T]{end: c.cur.buf.Len(), tag: tag})
+	if c.full() {
+		c.backlog.Store(true)
+	}
 }
+
+// Backlogged reports, without the lock, whether messages were last seen
+// waiting for room behind a write: a hint for a reader deciding whether to
+// take in more work; Lock or LockCtx then wait for the room itself.
+func (c *Writer[T]) Backlogged() bool { return c.backlog.Load() }
 
 // Failed returns the error of the write that failed, or nil. The lock must
 // be held.
@@ -234,7 +245,8 @@ func (c *Writer[T]) Failed() error { return c.err }
 
 // UnlockAndFlush releases the lock; unless a write is in progress (its
 // writer will take the buffer), it first writes the buffer, as owner (a
-// number the caller names itself by, for Interrupt; 0 for none); with
+// number the caller names itself by, for Interrupt; 0 for none), calling
+// arm (if not nil) once it knows it will write, with the lock held; with
 // company, after yielding once. It returns the error of a write that
 // failed; nothing is written after it.
 //
@@ -243,13 +255,16 @@ func (c *Writer[T]) Failed() error { return c.err }
 // so that this caller is not held by writes of others' messages, which
 // under steady load never end, or hang on a peer that stopped reading.
 // Without OnFailed the caller writes until the buffer is empty.
-func (c *Writer[T]) UnlockAndFlush(company bool, owner uint64) error {
+func (c *Writer[T]) UnlockAndFlush(company bool, owner uint64, arm func()) error {
 	if c.state != Idle {
 		c.mu.Unlock()
 		return nil
 	}
 	c.setState(Caller)
 	c.owner = owner
+	if arm != nil {
+		arm() // the caller will write: its interrupt may be needed now
+	}
 	if company {
 		// Others are about to write: let them queue their messages first
 		// (they find a write in progress and go on).
@@ -305,6 +320,7 @@ func (c *Writer[T]) flushRest() {
 func (c *Writer[T]) writeBatch() error {
 	b := c.cur
 	c.cur, c.spare = c.spare, b
+	c.backlog.Store(false)
 	c.inWrite = true
 	c.mu.Unlock()
 	n, werr := c.w.Write(b.buf.Bytes())
@@ -408,7 +424,7 @@ func (c *Writer[T]) FlushNow() error {
 		c.mu.Unlock()
 		return err
 	}
-	if err := c.UnlockAndFlush(false, 0); err != nil {
+	if err := c.UnlockAndFlush(false, 0, nil); err != nil {
 		return err
 	}
 	c.mu.Lock()

@@ -47,7 +47,7 @@ func send(w *Writer[int], msg string, tag int) error {
 	w.Lock()
 	io.WriteString(w, msg)
 	w.Tag(tag)
-	return w.UnlockAndFlush(false, uint64(tag))
+	return w.UnlockAndFlush(false, uint64(tag), nil)
 }
 
 func TestMessagesQueuedDuringAWriteLeaveTogether(t *testing.T) {

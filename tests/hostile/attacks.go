@@ -91,10 +91,11 @@ const (
 	// blockedBytesPerConn bounds what a connection whose peer reads no
 	// replies holds: the replies of the calls it may run at once
 	// (rpc.DefaultMaxConcurrentPerConn), each of the value it asks for,
-	// and two write buffers (the one queued, the one being written). The
+	// and the buffers they pass through (the one queued, the one being
+	// written, the encoders'), four queues' worth. The
 	// multiple is the service's (a small request asks for a large value),
 	// so the bound is per reply, not per byte sent.
-	blockedBytesPerConn = 2*coalesceQueue + rpc.DefaultMaxConcurrentPerConn*blockedValue // at small scale
+	blockedBytesPerConn = 4*coalesceQueue + rpc.DefaultMaxConcurrentPerConn*blockedValue // at small scale
 	// maxBurstLogLines bounds the log lines of a burst of malformed
 	// connections.
 	maxBurstLogLines = 100

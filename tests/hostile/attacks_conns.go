@@ -169,7 +169,7 @@ func writeBlocked() *attack {
 		if r.Conns > 0 {
 			per := r.Held / int64(r.Conns)
 			r.fact("%s held per connection", size(per))
-			bound := int64(2*coalesceQueue + rpc.DefaultMaxConcurrentPerConn*s.scale.pick(blockedValue, 1<<20))
+			bound := int64(4*coalesceQueue + rpc.DefaultMaxConcurrentPerConn*s.scale.pick(blockedValue, 1<<20))
 			if per > bound {
 				r.miss("a connection that reads no replies holds %s (bound %s)", size(per), size(bound))
 			}
