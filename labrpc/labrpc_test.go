@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/semrpc/semrpc/internal/testwait"
 	"github.com/semrpc/semrpc/labrpc/internal/gobcheck"
 	"github.com/semrpc/semrpc/rpc"
 	"github.com/semrpc/semrpc/semantics"
@@ -721,17 +722,6 @@ func newCounterNet(t *testing.T, seed int64) (*Network, *Counter, *Server) {
 	return net, c, srv
 }
 
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(2 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(time.Millisecond)
-	}
-}
-
 func TestDuplicatePlainCallRunsTwice(t *testing.T) {
 	net, c, srv := newCounterNet(t, 17)
 	net.Duplicate(1)
@@ -742,7 +732,7 @@ func TestDuplicatePlainCallRunsTwice(t *testing.T) {
 	if !e.Call("Counter.Inc", IncArgs{ID: 1}, &n) {
 		t.Fatal("call failed")
 	}
-	waitFor(t, "the duplicate", func() bool { return c.total.Load() == 2 })
+	testwait.For(t, "the duplicate", func() bool { return c.total.Load() == 2 })
 	if got := srv.GetCount(); got != 2 {
 		t.Errorf("GetCount = %d, want 2", got)
 	}
@@ -766,8 +756,8 @@ func TestDuplicateAtMostOnceRunsOnce(t *testing.T) {
 	if err := e.RoundTrip(context.Background(), &rpc.Request{ServiceMethod: "Counter.Inc", Header: h, Args: IncArgs{ID: 1}}, &n); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the duplicate", func() bool { return srv.GetCount() == 2 })
-	waitFor(t, "the table to answer the duplicate", func() bool {
+	testwait.For(t, "the duplicate", func() bool { return srv.GetCount() == 2 })
+	testwait.For(t, "the table to answer the duplicate", func() bool {
 		st := srv.Core().Table().Stats()
 		return st.Duplicates+st.InFlightWaits == 1
 	})

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/semrpc/semrpc/internal/testwait"
 	"github.com/semrpc/semrpc/semantics"
 )
 
@@ -177,7 +178,7 @@ func TestConnectionClosedUnderTheWatchersReaderIsNotSentOn(t *testing.T) {
 			t.Fatalf("call %d: %v", i, err)
 		}
 		conn := tcpConnOf(t, c)
-		waitFor(t, "the watcher's reader", func() bool {
+		testwait.For(t, "the watcher's reader", func() bool {
 			conn.mu.Lock()
 			defer conn.mu.Unlock()
 			return conn.read == readGoroutine && len(conn.pending) == 0

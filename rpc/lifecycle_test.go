@@ -8,6 +8,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/semrpc/semrpc/internal/testwait"
 )
 
 func TestCancelReturnsAtOnceAndClientStaysUsable(t *testing.T) {
@@ -173,16 +175,11 @@ func TestRedialAfterServerRestart(t *testing.T) {
 	}
 	s2, _, done2 := serve(l2)
 	defer func() { s2.Close(); <-done2 }()
-	deadline := time.Now().Add(5 * time.Second)
-	for {
+	if !testwait.Until(testwait.Deadline, func() bool {
 		err = c.Call(ctx, "Arith.Add", Args{2, 3}, &r)
-		if err == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("client never redialled: %v", err)
-		}
-		time.Sleep(2 * time.Millisecond)
+		return err == nil
+	}) {
+		t.Fatalf("client never redialled: %v", err)
 	}
 	if r != 5 {
 		t.Fatalf("after redial: %d", r)

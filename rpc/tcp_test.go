@@ -10,9 +10,9 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
-	"time"
 
 	"github.com/semrpc/semrpc/internal/coalesce"
+	"github.com/semrpc/semrpc/internal/testwait"
 	"github.com/semrpc/semrpc/semantics"
 )
 
@@ -53,18 +53,6 @@ func (g *gatedConn) Write(p []byte) (int, error) {
 		return n, errCut
 	}
 	return g.Conn.Write(p)
-}
-
-// waitFor polls cond until it holds, failing the test after 10 s.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(time.Millisecond)
-	}
 }
 
 // queued returns how many messages wait in a coalescer's buffer.
@@ -131,7 +119,7 @@ func TestRequestsQueuedBehindABlockedWriteLeaveInOneWrite(t *testing.T) {
 	for i := 1; i < n; i++ {
 		goAdd(ctx, c, i, results)
 	}
-	waitFor(t, "requests queued behind the blocked write", func() bool { return queued(tr.current().out) == n-1 })
+	testwait.For(t, "requests queued behind the blocked write", func() bool { return queued(tr.current().out) == n-1 })
 	close(g.release)
 	for range n {
 		r := <-results
@@ -177,7 +165,7 @@ func TestWriteCutShortFailsTheRequestsItDidNotSendAsNotSent(t *testing.T) {
 	// Queue the others one at a time, so that the batch is in order 1..n-1.
 	for i := 1; i < n; i++ {
 		goAdd(ctx, c, i, results)
-		waitFor(t, "request queued", func() bool { return queued(tr.current().out) == i })
+		testwait.For(t, "request queued", func() bool { return queued(tr.current().out) == i })
 	}
 	out := tr.current().out
 	firstEnd := out.QueuedEnds()[0] // request 1 is written whole, and nothing after it
@@ -264,7 +252,7 @@ func TestRepliesQueuedBehindABlockedWriteLeaveInOneWrite(t *testing.T) {
 		goAdd(ctx, c, i, results)
 	}
 	sc := s.onlyConn(t)
-	waitFor(t, "replies queued behind the blocked write", func() bool { return queued(sc.out) == n-1 })
+	testwait.For(t, "replies queued behind the blocked write", func() bool { return queued(sc.out) == n-1 })
 	close(g.release)
 	for range n {
 		r := <-results
@@ -316,7 +304,7 @@ func TestRepliesQueuedForAPeerThatDoesNotReadAreBounded(t *testing.T) {
 	}
 	<-g.entered
 	sc := s.onlyConn(t)
-	waitFor(t, "a responder waiting for the blocked write", func() bool {
+	testwait.For(t, "a responder waiting for the blocked write", func() bool {
 		return sc.out.Waiting() > 0
 	})
 	held := sc.out.Buffered()
