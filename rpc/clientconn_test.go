@@ -165,8 +165,7 @@ func TestWriteIsBoundedByTheCallersContext(t *testing.T) {
 // goroutine, closed by the server just before a call, is not sent on; the
 // call goes out on a fresh connection.
 func TestConnectionClosedUnderTheWatchersReaderIsNotSentOn(t *testing.T) {
-	idleLook.Store(int64(time.Millisecond))
-	t.Cleanup(func() { idleLook.Store(int64(defaultIdleLook)) })
+	setIdleLook(t, time.Millisecond)
 	s := NewServer(WithLogger(discardLogger()))
 	s.Register(new(Arith))
 	a := serveEach(t, func(rwc io.ReadWriteCloser) { s.ServeConn(rwc) })

@@ -206,3 +206,28 @@ func (a *acceptLoop) accepted() []net.Conn {
 	defer a.mu.Unlock()
 	return append([]net.Conn(nil), a.conns...)
 }
+
+// setIdleLook sets how often the transports' idle watchers look at their
+// connections (idleLook) for the rest of the test, and restores it after.
+// A watcher reads it when it starts. An hour keeps the watcher from giving
+// an idle connection a reader during the test, so that what a caller finds
+// is what it sees itself; a millisecond gives one at once. Tests that set
+// it must not run in parallel.
+func setIdleLook(t testing.TB, d time.Duration) {
+	t.Helper()
+	was := idleLook.Swap(int64(d))
+	t.Cleanup(func() { idleLook.Store(was) })
+}
+
+// setInlineGrace sets how often the server's inline watcher looks at the
+// requests running on the goroutines that read them (inlineGrace) for the
+// rest of the test, and restores it after: one running at two looks in a
+// row has its reading handed to another goroutine. A watcher reads it when
+// it starts. A grace no call reaches (a minute) keeps every lone request on
+// its reading goroutine; a nanosecond hands reading off on nearly every
+// request. Tests that set it must not run in parallel.
+func setInlineGrace(t testing.TB, d time.Duration) {
+	t.Helper()
+	was := inlineGrace.Swap(int64(d))
+	t.Cleanup(func() { inlineGrace.Store(was) })
+}

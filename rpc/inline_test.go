@@ -66,19 +66,11 @@ func readerOf(c *tcpConn) readState {
 	return c.read
 }
 
-// slowIdleWatch keeps the idle watcher from giving idle connections a
-// reader during the test, so that what a caller finds is what it sees
-// itself.
-func slowIdleWatch(t *testing.T) {
-	idleLook.Store(int64(time.Hour))
-	t.Cleanup(func() { idleLook.Store(int64(defaultIdleLook)) })
-}
-
 // The caller of the only outstanding call reads its reply itself: while
 // the call runs, the caller is the connection's reader, and after it nobody
 // reads.
 func TestCallerOfTheOnlyCallReadsItsOwnReply(t *testing.T) {
-	slowIdleWatch(t)
+	setIdleLook(t, time.Hour)
 	g := newGate(1)
 	_, addr := startServerWith(t, g)
 	t.Cleanup(g.openAll) // before the server's cleanup waits for the calls
@@ -106,7 +98,7 @@ func TestCallerOfTheOnlyCallReadsItsOwnReply(t *testing.T) {
 // ends before its own reply, a reader goroutine takes over for the calls
 // still pending, and its own late reply is read and dropped.
 func TestReadingCallerThatGivesUpHandsReadingOn(t *testing.T) {
-	slowIdleWatch(t)
+	setIdleLook(t, time.Hour)
 	g := newGate(1, 2, 3, 4)
 	_, addr := startServerWith(t, g)
 	t.Cleanup(g.openAll) // before the server's cleanup waits for the calls
@@ -185,7 +177,7 @@ func TestIdleConnectionClosedByTheServerIsNotSentOn(t *testing.T) {
 			name = "RST"
 		}
 		t.Run(name, func(t *testing.T) {
-			slowIdleWatch(t)
+			setIdleLook(t, time.Hour)
 			s := NewServer(WithLogger(discardLogger()))
 			a := &Arith{}
 			if err := s.Register(a); err != nil {
@@ -233,8 +225,7 @@ func TestIdleConnectionClosedByTheServerIsNotSentOn(t *testing.T) {
 // A server's shutdown notice on a connection nobody reads is read by the
 // reader the idle watcher gives it, and the client closes the connection.
 func TestShutdownNoticeIsReadOnAnIdleConnection(t *testing.T) {
-	idleLook.Store(int64(time.Millisecond))
-	t.Cleanup(func() { idleLook.Store(int64(defaultIdleLook)) })
+	setIdleLook(t, time.Millisecond)
 	s, _, addr, _ := startServer(t)
 	c := dial(t, addr)
 	var got int
@@ -285,8 +276,7 @@ func TestUnprobeableStreamKeepsItsReader(t *testing.T) {
 // The server's inline watcher leaves with the server's last connection:
 // Close does not wait for its next look, however far away.
 func TestInlineWatcherEndsWithTheServer(t *testing.T) {
-	inlineGrace.Store(int64(time.Hour))
-	t.Cleanup(func() { inlineGrace.Store(int64(defaultInlineGrace)) })
+	setInlineGrace(t, time.Hour)
 	s, _, addr, _ := startServer(t)
 	c := dial(t, addr)
 	var got int
@@ -361,7 +351,7 @@ func TestServerSendingUnaskedIsNotDialledForever(t *testing.T) {
 // A Unix socket is read by its callers as a TCP connection is, and the look
 // before sending finds a close that came while it was idle.
 func TestUnixSocketCallersReadAndLookBeforeSending(t *testing.T) {
-	slowIdleWatch(t)
+	setIdleLook(t, time.Hour)
 	path := t.TempDir() + "/semrpc.sock"
 	l, err := net.Listen("unix", path)
 	if err != nil {

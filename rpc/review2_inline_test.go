@@ -17,7 +17,7 @@ import (
 // sent on a connection the server had closed long since (for real) failed
 // may-have-executed, where R24 says it goes out on a fresh connection.
 func TestReview2IdleLookInABubble(t *testing.T) {
-	slowIdleWatch(t)
+	setIdleLook(t, time.Hour)
 	s := NewServer(WithLogger(discardLogger()))
 	a := &Arith{}
 	if err := s.Register(a); err != nil {
@@ -66,8 +66,7 @@ func TestReview2IdleLookInABubble(t *testing.T) {
 // the watcher, so none came: Shutdown waited out its grace for this client,
 // and the connection stayed open, unread, until the client's Close.
 func TestReview2EagerConnectionGetsTheIdleWatcher(t *testing.T) {
-	idleLook.Store(int64(time.Millisecond))
-	t.Cleanup(func() { idleLook.Store(int64(defaultIdleLook)) })
+	setIdleLook(t, time.Millisecond)
 	s, _, addr, _ := startServer(t)
 	c := dial(t, addr, WithEagerDial())
 	conn := tcpConnOf(t, c)

@@ -73,8 +73,7 @@ func TestMethodBlockedOnALaterRequestOfItsConnectionGetsIt(t *testing.T) {
 func TestLoneRequestsRunOnTheReadingGoroutine(t *testing.T) {
 	// A grace no call reaches here, even under the race detector: no
 	// goroutine takes over reading, so none starts a worker either.
-	inlineGrace.Store(int64(time.Minute))
-	t.Cleanup(func() { inlineGrace.Store(int64(defaultInlineGrace)) })
+	setInlineGrace(t, time.Minute)
 	s, _, addr, _ := startServer(t)
 	c := dial(t, addr)
 	ctx := ctxT(t)
@@ -92,8 +91,7 @@ func TestLoneRequestsRunOnTheReadingGoroutine(t *testing.T) {
 // With a grace every request outlives, reading changes goroutine on nearly
 // every lone request; every call still gets its own answer, once.
 func TestReadingHandedOffOnEveryRequestKeepsAnswersInStep(t *testing.T) {
-	inlineGrace.Store(1)
-	t.Cleanup(func() { inlineGrace.Store(int64(defaultInlineGrace)) })
+	setInlineGrace(t, time.Nanosecond)
 	_, arith, addr, _ := startServer(t)
 	c := dial(t, addr)
 	ctx := ctxT(t)
