@@ -4,8 +4,10 @@ import (
 	"bytes"
 	"context"
 	"encoding/gob"
+	"errors"
 	"net"
-	"os"
+	"reflect"
+	"runtime"
 	"strings"
 	"sync"
 	"testing"
@@ -14,136 +16,220 @@ import (
 	"github.com/semrpc/semrpc/semantics"
 )
 
-// A caller that read its own reply and whose ctx ended just as it stopped
-// reading leaves a past read deadline behind: its AfterFunc's interrupt
-// runs after stop() could no longer prevent it, on a connection that is
-// idle by then. The peek before the next call must not take that deadline
-// for something the server sent: the connection is healthy, and a
-// connection given up for it (draining, with nothing pending) stayed open
-// with a reader goroutine waiting for a message that never comes.
-func TestInlineReviewStaleDeadlineDoesNotDropIdleConn(t *testing.T) {
-	_, _, addr, _ := startServer(t)
+// Gate holds each Hold call until the test lets it go.
+type Gate struct {
+	entered chan int
+	release map[int]chan struct{}
+	once    map[int]*sync.Once
+}
+
+// newGate returns a gate for calls ids.
+func newGate(ids ...int) *Gate {
+	g := &Gate{entered: make(chan int, len(ids)), release: make(map[int]chan struct{}), once: make(map[int]*sync.Once)}
+	for _, id := range ids {
+		g.release[id] = make(chan struct{})
+		g.once[id] = new(sync.Once)
+	}
+	return g
+}
+
+// open lets call id go.
+func (g *Gate) open(id int) { g.once[id].Do(func() { close(g.release[id]) }) }
+
+// openAll lets every call go.
+func (g *Gate) openAll() {
+	for id := range g.release {
+		g.open(id)
+	}
+}
+
+func (g *Gate) Hold(id int, reply *int) error {
+	g.entered <- id
+	<-g.release[id]
+	*reply = id
+	return nil
+}
+
+// The caller of the only outstanding call reads its reply itself: while
+// the call runs, the caller is the connection's reader, and after it nobody
+// reads.
+func TestCallerOfTheOnlyCallReadsItsOwnReply(t *testing.T) {
+	setIdleLook(t, time.Hour)
+	g := newGate(1)
+	_, addr := startServerWith(t, g)
+	t.Cleanup(g.openAll) // before the server's cleanup waits for the calls
 	c := dial(t, addr)
-	tr := c.t.(*tcpTransport)
-	call := func() {
-		t.Helper()
-		var sum int
-		if err := c.Call(context.Background(), "Arith.Add", Args{A: 1, B: 2}, &sum); err != nil || sum != 3 {
-			t.Fatalf("Arith.Add = %d, %v; want 3, nil", sum, err)
+	done := make(chan error, 1)
+	go func() {
+		var got int
+		done <- c.Call(ctxT(t), "Gate.Hold", 1, &got)
+	}()
+	<-g.entered
+	conn := tcpConnOf(t, c)
+	if r := readerOf(conn); r != readCaller {
+		t.Errorf("while the only call runs, the reader is %d, want the caller (%d)", r, readCaller)
+	}
+	g.open(1)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	if r := readerOf(conn); r != readNone {
+		t.Errorf("after the call, the reader is %d, want nobody (%d)", r, readNone)
+	}
+}
+
+// A caller that reads delivers other callers' replies; when its context
+// ends before its own reply, a reader goroutine takes over for the calls
+// still pending, and its own late reply is read and dropped.
+func TestReadingCallerThatGivesUpHandsReadingOn(t *testing.T) {
+	setIdleLook(t, time.Hour)
+	g := newGate(1, 2, 3, 4)
+	_, addr := startServerWith(t, g)
+	t.Cleanup(g.openAll) // before the server's cleanup waits for the calls
+	c := dial(t, addr)
+	ctxA, cancelA := context.WithCancel(ctxT(t))
+	defer cancelA()
+	results := make(map[int]chan error)
+	start := func(ctx context.Context, id int) {
+		ch := make(chan error, 1)
+		results[id] = ch
+		go func() {
+			var got int
+			err := c.Call(ctx, "Gate.Hold", id, &got)
+			if err == nil && got != id {
+				err = errors.New("wrong reply")
+			}
+			ch <- err
+		}()
+		if got := <-g.entered; got != id {
+			t.Fatalf("call %d entered, want %d", got, id)
 		}
 	}
-	for range 20 {
-		call()
-		tr.mu.Lock()
-		first := tr.cur
-		tr.mu.Unlock()
-		first.mu.Lock()
-		idle := (first.read == readNone || first.read == readNoneSeen)
-		first.mu.Unlock()
-		if !idle {
-			continue // the idle watcher gave it a reader meanwhile: try again
+	start(ctxA, 1) // the reader
+	conn := tcpConnOf(t, c)
+	// The server has call 1; its caller begins to read once its write has
+	// returned. A call registered before that would have a reader goroutine
+	// (see register).
+	for began := false; !began; {
+		conn.mu.Lock()
+		began = conn.read == readCaller
+		conn.mu.Unlock()
+		runtime.Gosched()
+	}
+	start(ctxT(t), 2)
+	start(ctxT(t), 3)
+	if r := readerOf(conn); r != readCaller {
+		t.Fatalf("reader %d, want the first caller", r)
+	}
+	g.open(2) // read by the first caller, for the second
+	if err := <-results[2]; err != nil {
+		t.Fatalf("call 2, read by call 1's caller: %v", err)
+	}
+	cancelA()
+	err := <-results[1]
+	if !errors.Is(err, ErrMaybeExecuted) || !errors.Is(err, context.Canceled) {
+		t.Fatalf("call 1, cancelled while it read: %v, want may-have-executed wrapping the cancel", err)
+	}
+	if r := readerOf(conn); r != readGoroutine {
+		t.Fatalf("after the reading caller left with calls pending, the reader is %d, want a goroutine", r)
+	}
+	g.open(3)
+	if err := <-results[3]; err != nil {
+		t.Fatalf("call 3, read by the goroutine: %v", err)
+	}
+	g.open(1) // its late reply is read and dropped
+	var got int
+	g.open(4)
+	go func() { <-g.entered }()
+	if err := c.Call(ctxT(t), "Gate.Hold", 4, &got); err != nil || got != 4 {
+		t.Fatalf("next call: %d, %v", got, err)
+	}
+	if conn2 := tcpConnOf(t, c); conn2 != conn {
+		t.Error("the connection was replaced; want it kept through the abandoned call")
+	}
+}
+
+// Streams the client cannot peek at (a pipe here; TLS too) keep a reader
+// goroutine for their whole life, as every connection had before.
+func TestUnprobeableStreamKeepsItsReader(t *testing.T) {
+	s := NewServer(WithLogger(discardLogger()))
+	if err := s.Register(&Arith{}); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	c := NewClient(NewStreamTransport(func(ctx context.Context) (net.Conn, error) {
+		cn, sn := net.Pipe()
+		go s.ServeConn(sn)
+		return cn, nil
+	}))
+	t.Cleanup(func() { c.Close() })
+	var got int
+	if err := c.Call(ctxT(t), "Arith.Add", Args{1, 2}, &got); err != nil || got != 3 {
+		t.Fatalf("%d, %v", got, err)
+	}
+	conn := tcpConnOf(t, c)
+	if conn.probe != nil {
+		t.Fatal("a pipe has a probe")
+	}
+	if r := readerOf(conn); r != readGoroutine {
+		t.Errorf("reader %d on a pipe, want a goroutine", r)
+	}
+}
+
+// A Unix socket is read by its callers as a TCP connection is, and the look
+// before sending finds a close that came while it was idle.
+func TestUnixSocketCallersReadAndLookBeforeSending(t *testing.T) {
+	setIdleLook(t, time.Hour)
+	path := t.TempDir() + "/semrpc.sock"
+	l, err := net.Listen("unix", path)
+	if err != nil {
+		t.Skipf("no Unix sockets here: %v", err)
+	}
+	s := NewServer(WithLogger(discardLogger()))
+	a := &Arith{}
+	if err := s.Register(a); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- s.Serve(l) }()
+	t.Cleanup(func() {
+		s.Close()
+		<-done
+	})
+	c, err := Dial(ctxT(t), "unix", path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	var got int
+	if err := c.Call(ctxT(t), "Arith.Add", Args{1, 2}, &got); err != nil || got != 3 {
+		t.Fatalf("%d, %v", got, err)
+	}
+	conn := tcpConnOf(t, c)
+	if conn.probe == nil {
+		t.Fatal("a Unix socket has no probe")
+	}
+	if r := readerOf(conn); r != readNone {
+		t.Fatalf("reader %d after the call, want nobody", r)
+	}
+	// The server closes its side (as a server restart would, say).
+	for _, sc := range s.connList() {
+		sc.close()
+	}
+	for deadline := time.Now().Add(5 * time.Second); conn.probe() == probeEmpty; {
+		if time.Now().After(deadline) {
+			t.Fatal("the close never reached the client")
 		}
-		first.interruptCaller(1, context.Background()) // a late interrupt of the first call, as context.AfterFunc may run it
-		call()
-		tr.mu.Lock()
-		second, draining := tr.cur, len(tr.draining)
-		tr.mu.Unlock()
-		if second != first || draining != 0 {
-			t.Fatalf("a stale read deadline on an idle connection made the next call leave it (same conn %v, %d draining)", second == first, draining)
-		}
-		return
+		time.Sleep(time.Millisecond)
 	}
-	t.Skip("the connection was never idle after a call")
-}
-
-// deadlineConn is a net.Conn whose reads honour read deadlines as a
-// socket's do (a deadline that has passed fails a read even when data is
-// there) and whose data the test hands in. onSet, if set, is called with
-// each deadline before it is applied, afterSet once it is.
-type deadlineConn struct {
-	net.Conn // not used
-
-	mu       sync.Mutex
-	cond     sync.Cond
-	deadline time.Time
-	data     []byte
-	closed   bool
-	onSet    func(d time.Time) // called without mu
-	afterSet func(d time.Time) // called without mu, once d is applied
-}
-
-func newDeadlineConn() *deadlineConn {
-	f := &deadlineConn{}
-	f.cond.L = &f.mu
-	return f
-}
-
-func (f *deadlineConn) Read(p []byte) (int, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	for {
-		switch {
-		case f.closed:
-			return 0, net.ErrClosed
-		case !f.deadline.IsZero() && !time.Now().Before(f.deadline):
-			return 0, os.ErrDeadlineExceeded
-		case len(f.data) > 0:
-			n := copy(p, f.data)
-			f.data = f.data[n:]
-			return n, nil
-		}
-		f.cond.Wait()
+	time.Sleep(2 * lookAfter) // idle long enough to be looked at
+	if err := c.Call(ctxT(t), "Arith.Add", Args{3, 4}, &got); err != nil || got != 7 {
+		t.Fatalf("a NoRetry call after the server closed the idle connection: %d, %v", got, err)
+	}
+	if tcpConnOf(t, c) == conn {
+		t.Error("the closed connection is still in use")
 	}
 }
-
-func (f *deadlineConn) SetReadDeadline(d time.Time) error {
-	f.mu.Lock()
-	hook := f.onSet
-	f.mu.Unlock()
-	if hook != nil {
-		hook(d)
-	}
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	f.deadline = d
-	if !d.IsZero() {
-		time.AfterFunc(time.Until(d), func() {
-			f.mu.Lock()
-			f.cond.Broadcast()
-			f.mu.Unlock()
-		})
-	}
-	f.cond.Broadcast()
-	if after := f.afterSet; after != nil {
-		f.mu.Unlock()
-		after(d)
-		f.mu.Lock()
-	}
-	return nil
-}
-
-func (f *deadlineConn) setHook(h func(d time.Time)) {
-	f.mu.Lock()
-	f.onSet = h
-	f.mu.Unlock()
-}
-
-func (f *deadlineConn) give(b []byte) {
-	f.mu.Lock()
-	f.data = append(f.data, b...)
-	f.cond.Broadcast()
-	f.mu.Unlock()
-}
-
-func (f *deadlineConn) Close() error {
-	f.mu.Lock()
-	f.closed = true
-	f.cond.Broadcast()
-	f.mu.Unlock()
-	return nil
-}
-
-func (f *deadlineConn) Write(p []byte) (int, error) { return len(p), nil }
 
 // readMidMessage reads c as its reading caller does in the middle of a
 // message, and returns the outcome, or fails the test if the read is still
@@ -168,51 +254,6 @@ func readMidMessage(t *testing.T, c *tcpConn, f *deadlineConn) (int, error) {
 		<-done
 		t.Fatal("the read went on without a deadline after its caller's ctx ended")
 		return 0, nil
-	}
-}
-
-func newReviewConn(f *deadlineConn) *tcpConn {
-	o := defaultOptions()
-	tr := newStreamTransport("review", func(context.Context) (net.Conn, error) { return f, nil }, &o)
-	return newTCPConn(tr, f)
-}
-
-// makeReadingCaller makes the caller of call seq the reading caller of c,
-// through the transitions register and beginReading make.
-func makeReadingCaller(t *testing.T, c *tcpConn, seq uint64) {
-	t.Helper()
-	c.mu.Lock()
-	c.setRead(readNone)
-	c.setRead(readChosen)
-	c.readerSeq = seq
-	c.mu.Unlock()
-	if !c.beginReading(seq) {
-		t.Fatal("the chosen caller could not begin reading")
-	}
-}
-
-// An interrupt acts on the turn of the caller it names only: a late one,
-// of a caller whose turn is over, sets no deadline, so no read deadline is
-// ever left for another reader to mistake for its own.
-func TestInterruptOfAnEndedTurnLeavesNoDeadline(t *testing.T) {
-	f := newDeadlineConn()
-	c := newReviewConn(f)
-	makeReadingCaller(t, c, 7)
-	c.interruptReader(6, context.Canceled) // another caller's
-	if f.deadline != (time.Time{}) || (c.wasInterrupted() != nil) {
-		t.Fatal("another caller's interrupt set a deadline on this caller's read")
-	}
-	c.interruptReader(7, context.Canceled)
-	if (c.wasInterrupted() == nil) || f.deadline.IsZero() {
-		t.Fatal("the reading caller's own interrupt set no deadline")
-	}
-	c.stopReading() // the turn ends: readNone
-	if (c.wasInterrupted() != nil) || !f.deadline.IsZero() {
-		t.Fatalf("the turn ended with its interrupt left (deadline %v)", f.deadline)
-	}
-	c.interruptReader(7, context.Canceled) // late, as context.AfterFunc may run it
-	if (c.wasInterrupted() != nil) || !f.deadline.IsZero() {
-		t.Fatal("a late interrupt set a deadline after its turn ended")
 	}
 }
 
@@ -478,5 +519,57 @@ func TestInlineReviewReaderHeldWritingDoesNotStallOthers(t *testing.T) {
 	}
 	if err := <-errA; err != nil {
 		t.Fatalf("A: %v", err)
+	}
+}
+
+var reflectZero = reflect.Value{}
+
+// Regression: when a call's context ended while the reader was decoding its
+// reply, RoundTrip waited for the decode with no bound, so a peer that sent
+// a reply header and then stalled in the middle of the body kept the call
+// from returning (the Transport contract says it returns promptly).
+func TestReviewCancelDuringStalledReplyBodyReturnsPromptly(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	srvDone := make(chan struct{})
+	release := make(chan struct{})
+	go func() {
+		defer close(srvDone)
+		nc, err := l.Accept()
+		if err != nil {
+			return
+		}
+		defer nc.Close()
+		dec := gob.NewDecoder(nc)
+		var req wireRequest
+		if dec.Decode(&req) != nil || dec.DecodeValue(reflectZero) != nil {
+			return
+		}
+		var buf bytes.Buffer
+		enc := gob.NewEncoder(&buf)
+		enc.Encode(&wireResponse{ServiceMethod: req.ServiceMethod, Seq: req.Seq})
+		enc.Encode(Quotient{Quo: 123456, Rem: 654321})
+		b := buf.Bytes()
+		nc.Write(b[:len(b)-2]) // all but the end of the body, then stall
+		<-release
+	}()
+	defer func() { close(release); <-srvDone }()
+
+	c := dial(t, l.Addr().String())
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	done := make(chan error, 1)
+	var q Quotient
+	go func() { done <- c.Call(ctx, "Arith.Divide", Args{7, 2}, &q) }()
+	select {
+	case err := <-done:
+		if !errors.Is(err, ErrMaybeExecuted) || !errors.Is(err, context.DeadlineExceeded) {
+			t.Errorf("err = %v, want may-have-executed, wrapping the deadline", err)
+		}
+	case <-time.After(3 * time.Second):
+		t.Fatal("call did not return after its deadline while its reply body stalled")
 	}
 }

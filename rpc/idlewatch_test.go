@@ -1,0 +1,78 @@
+package rpc
+
+import (
+	"errors"
+	"testing"
+	"time"
+)
+
+// A server's shutdown notice on a connection nobody reads is read by the
+// reader the idle watcher gives it, and the client closes the connection.
+func TestShutdownNoticeIsReadOnAnIdleConnection(t *testing.T) {
+	setIdleLook(t, time.Millisecond)
+	s, _, addr, _ := startServer(t)
+	c := dial(t, addr)
+	var got int
+	if err := c.Call(ctxT(t), "Arith.Add", Args{1, 2}, &got); err != nil {
+		t.Fatal(err)
+	}
+	conn := tcpConnOf(t, c)
+	if err := s.Shutdown(ctxT(t)); err != nil {
+		t.Fatal(err)
+	}
+	waitNoticeRead(t, conn, "idle")
+	tr := c.t.(*tcpTransport)
+	tr.mu.Lock()
+	cur := tr.cur
+	tr.mu.Unlock()
+	if cur != nil {
+		t.Error("the client still uses a connection after the server's notice")
+	}
+}
+
+// A connection dialled before any call (WithEagerDial) is idle from the
+// start: it too gets a reader from the idle watcher, so that a server's
+// shutdown notice is read and the connection closed without waiting for a
+// call. It went idle without passing through idle(), which is what starts
+// the watcher, so none came: Shutdown waited out its grace for this client,
+// and the connection stayed open, unread, until the client's Close.
+func TestReview2EagerConnectionGetsTheIdleWatcher(t *testing.T) {
+	setIdleLook(t, time.Millisecond)
+	s, _, addr, _ := startServer(t)
+	c := dial(t, addr, WithEagerDial())
+	conn := tcpConnOf(t, c)
+	// The dial is over once the kernel has the connection: wait until the
+	// server serves it, or Shutdown just drops it (a reset, no notice).
+	for deadline := time.Now().Add(5 * time.Second); s.Stats().Connections != 1; {
+		if time.Now().After(deadline) {
+			t.Fatal("the server never took the connection")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if err := s.Shutdown(ctxT(t)); err != nil {
+		t.Fatal(err)
+	}
+	waitNoticeRead(t, conn, "eagerly dialled")
+}
+
+// waitNoticeRead waits until the client has read the server's shutdown
+// notice on conn and closed it.
+func waitNoticeRead(t *testing.T, conn *tcpConn, what string) {
+	t.Helper()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		conn.mu.Lock()
+		err := conn.err
+		conn.mu.Unlock()
+		if err != nil {
+			if !errors.Is(err, errGoneAway) {
+				t.Errorf("connection ended with %v, want the server's notice read", err)
+			}
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the client never read the shutdown notice on its %s connection", what)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
