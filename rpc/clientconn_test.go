@@ -79,7 +79,7 @@ func TestIllegalConnectionTransitionsPanic(t *testing.T) {
 		{"draining → live", func(c *tcpConn) { c.setLife(lifeDraining); c.setLife(lifeLive) }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			c := newReviewConn(f)
+			c := tcpConnOver(f)
 			defer func() {
 				if p := recover(); p == nil || !strings.Contains(p.(string), "illegal") {
 					t.Fatalf("recovered %v, want an illegal-transition panic", p)
@@ -236,12 +236,11 @@ func TestWriteCutShortFailsTheRequestsItDidNotSendAsNotSent(t *testing.T) {
 	}
 }
 
-// Regression: write() failed the connection before RoundTrip had taken its
-// own call out of the pending map, so fail() answered that call as
-// may-have-executed and RoundTrip took that verdict: arguments that cannot
-// be encoded (the request never left the client) were reported as
-// ErrMaybeExecuted instead of rejected / not executed.
-func TestReviewUnencodableArgsAreRejectedNotMaybeExecuted(t *testing.T) {
+// Arguments that cannot be encoded never leave the client: the call is not
+// executed, never may-have-executed, and the client goes on working. (A
+// write that failed the connection before RoundTrip had taken its own call
+// out of pending let fail() answer that call as may-have-executed.)
+func TestUnencodableArgsAreNotExecutedNeverMaybeExecuted(t *testing.T) {
 	_, a, addr, _ := startServer(t)
 	c := dial(t, addr)
 	var r int
@@ -261,11 +260,12 @@ func TestReviewUnencodableArgsAreRejectedNotMaybeExecuted(t *testing.T) {
 	}
 }
 
-// Regression: gob panics on a nil pointer argument, and write() held the
-// connection's write mutex without a defer, so after the panic (recovered by
-// the caller, as an HTTP server does) every later call on the client blocked
-// forever on that mutex, deaf to its context.
-func TestReviewNilPointerArgsDoNotWedgeTheClient(t *testing.T) {
+// A nil pointer argument, on which gob panics, fails its call not
+// executed, and later calls on the client go on: no lock stays held by the
+// panicking encode (one held without a defer blocked every later call for
+// ever, deaf to its context, once the caller recovered from the panic as an
+// HTTP server does).
+func TestNilPointerArgsDoNotWedgeTheClient(t *testing.T) {
 	_, _, addr, _ := startServer(t)
 	c := dial(t, addr)
 	var r int
@@ -354,7 +354,7 @@ func (g *hangConn) SetWriteDeadline(time.Time) error { return nil }
 // map just before, must not take it afterwards, or it completes whichever
 // call reuses the pooled object (a wrong verdict for an unrelated call, and
 // a stale value in its done channel).
-func TestReviewHotpathFailDoesNotTakeACallCompletedByTheWriter(t *testing.T) {
+func TestFailDoesNotTakeACallTheWriterCompleted(t *testing.T) {
 	g := newHangConn()
 	tr := NewStreamTransport(func(context.Context) (net.Conn, error) { return g, nil }).(*tcpTransport)
 	res := make(chan error, 1)
@@ -432,7 +432,7 @@ func (s *stallConn) Close() error {
 // other callers queue meanwhile are not its own: their write (here one that
 // hangs, the peer having stopped reading) must not keep it from returning
 // its answer.
-func TestReviewHotpathWriterIsNotHeldByOthersRequests(t *testing.T) {
+func TestWriterIsNotHeldByOthersRequests(t *testing.T) {
 	_, _, addr, _ := startServer(t)
 	sc := &stallConn{entered: make(chan struct{}), release: make(chan struct{}), closed: make(chan struct{})}
 	tr := NewStreamTransport(func(ctx context.Context) (net.Conn, error) {
@@ -487,7 +487,7 @@ func TestReviewHotpathWriterIsNotHeldByOthersRequests(t *testing.T) {
 // A request that waits for room in the write buffer (a write hangs on a
 // peer that does not read, and a megabyte is queued behind it) was not sent:
 // its wait ends with its context, as the waits of a call not sent yet do.
-func TestReviewHotpathWaitForBufferRoomEndsWithTheContext(t *testing.T) {
+func TestWaitForRoomInTheWriteBufferEndsWithTheContext(t *testing.T) {
 	g := newHangConn()
 	close(g.closeGate) // Close returns at once
 	tr := NewStreamTransport(func(context.Context) (net.Conn, error) { return g, nil }).(*tcpTransport)
@@ -575,7 +575,7 @@ func (s *splitConn) Close() error {
 // A call whose request left whole and whose answer came returns it, even
 // while the write that carried its request still hangs on the rest of the
 // batch; the call whose request was cut is not sent.
-func TestReviewHotpathAnsweredCallDoesNotWaitForTheRestOfItsBatch(t *testing.T) {
+func TestAnsweredCallDoesNotWaitForTheRestOfItsBatch(t *testing.T) {
 	_, _, addr, _ := startServer(t)
 	sc := &splitConn{entered: make(chan struct{}), release: make(chan struct{}), closed: make(chan struct{})}
 	tr := NewStreamTransport(func(ctx context.Context) (net.Conn, error) {
@@ -639,7 +639,7 @@ func TestReviewHotpathAnsweredCallDoesNotWaitForTheRestOfItsBatch(t *testing.T) 
 // ever left for another reader to mistake for its own.
 func TestInterruptOfAnEndedTurnLeavesNoDeadline(t *testing.T) {
 	f := newDeadlineConn()
-	c := newReviewConn(f)
+	c := tcpConnOver(f)
 	makeReadingCaller(t, c, 7)
 	c.interruptReader(6, context.Canceled) // another caller's
 	if f.deadline != (time.Time{}) || (c.wasInterrupted() != nil) {
@@ -659,14 +659,15 @@ func TestInterruptOfAnEndedTurnLeavesNoDeadline(t *testing.T) {
 	}
 }
 
-// A caller that read its own reply and whose ctx ended just as it stopped
-// reading leaves a past read deadline behind: its AfterFunc's interrupt
-// runs after stop() could no longer prevent it, on a connection that is
-// idle by then. The peek before the next call must not take that deadline
-// for something the server sent: the connection is healthy, and a
-// connection given up for it (draining, with nothing pending) stayed open
-// with a reader goroutine waiting for a message that never comes.
-func TestInlineReviewStaleDeadlineDoesNotDropIdleConn(t *testing.T) {
+// The interrupt of a caller whose ctx ended just as it stopped reading its
+// own reply runs late (context.AfterFunc runs it after the caller's turn
+// as reader ended), on a connection idle by then: the next call sends on
+// that connection, and none is left draining. (A read deadline left by such
+// an interrupt made the look before the next call take the healthy
+// connection for a closed one: given up, draining with nothing pending, it
+// stayed open with a reader goroutine waiting for a message that never
+// came.)
+func TestLateInterruptDoesNotMakeTheNextCallLeaveAnIdleConnection(t *testing.T) {
 	_, _, addr, _ := startServer(t)
 	c := dial(t, addr)
 	tr := c.t.(*tcpTransport)
@@ -704,7 +705,7 @@ func TestInlineReviewStaleDeadlineDoesNotDropIdleConn(t *testing.T) {
 // The interrupt of a caller whose ctx ended as its reply came in runs late,
 // after the connection went idle: the next call must still use the
 // connection, and no connection may be left open beside it.
-func TestUserLateInterruptOnIdleConnection(t *testing.T) {
+func TestLateInterruptOnAnIdleConnectionOpensNoOtherConnection(t *testing.T) {
 	s, _, addr, _ := startServer(t)
 	c := dial(t, addr)
 	var r int
@@ -726,14 +727,15 @@ func TestUserLateInterruptOnIdleConnection(t *testing.T) {
 	}
 }
 
-// A caller reading its own reply arms an interrupt on its ctx
-// (context.AfterFunc setting a past read deadline). When ctx ends just as
-// the reply is read, the interrupt can run after the caller left reading,
-// leaving a past read deadline on a connection nobody reads. The next
-// call's peek must not take that deadline for a closed connection: doing
-// so drops a healthy connection into draining with a reader goroutine
-// blocked on it forever, and dials a new one.
-func TestUserCallsWithRacingDeadlinesDoNotLeakConnections(t *testing.T) {
+// Sequential calls whose deadlines end about as their replies are read
+// leave the client with one connection. A caller reading its own reply
+// arms an interrupt on its ctx (context.AfterFunc); when ctx ends just as
+// the reply is read, the interrupt runs after the caller left reading, and
+// must neither leave a read deadline on the connection nor make the next
+// call's look take the healthy connection for a closed one (which left it
+// draining with a reader goroutine blocked on it for ever, and dialled
+// another).
+func TestCallsWhoseDeadlinesEndAsTheirRepliesArriveKeepOneConnection(t *testing.T) {
 	s, _, addr, _ := startServer(t)
 	c := dial(t, addr)
 	big := strings.Repeat("x", 1<<20) // a reply that takes a while to read

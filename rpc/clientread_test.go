@@ -262,7 +262,7 @@ func readMidMessage(t *testing.T, c *tcpConn, f *deadlineConn) (int, error) {
 // grace short.
 func TestInterruptedReaderGivesTheMessageItsGrace(t *testing.T) {
 	f := newDeadlineConn()
-	c := newReviewConn(f)
+	c := tcpConnOver(f)
 	makeReadingCaller(t, c, 3)
 	c.interruptReader(3, context.Canceled)
 	f.mu.Lock()
@@ -289,7 +289,7 @@ func TestInterruptedReaderGivesTheMessageItsGrace(t *testing.T) {
 // grace fails the read.
 func TestInterruptedReaderFailsAMessageThatStalls(t *testing.T) {
 	f := newDeadlineConn()
-	c := newReviewConn(f)
+	c := tcpConnOver(f)
 	makeReadingCaller(t, c, 3)
 	c.interruptReader(3, context.Canceled)
 	if _, err := readMidMessage(t, c, f); err == nil || !strings.Contains(err.Error(), "stalled") {
@@ -298,13 +298,12 @@ func TestInterruptedReaderFailsAMessageThatStalls(t *testing.T) {
 }
 
 // A caller reading for its own reply whose ctx ends stops between
-// messages, and a reader goroutine reads on. It looked at its ctx only when
-// nothing was buffered: with the start of the next message already in
-// (another caller's reply, arriving after the message the ctx ended in),
-// it read that message too, on its own grace, and when the message took
-// longer than replyGrace to come whole the connection was failed, and the
-// other caller with it, though its reply was coming.
-func TestInlineReviewEndedReaderStopsBetweenMessages(t *testing.T) {
+// messages, even with the start of the next one (another caller's reply)
+// already buffered, and a reader goroutine reads on. Were it to read that
+// message too, on its own grace, a message taking longer than replyGrace
+// to come whole would fail the connection, and the other caller with it,
+// though its reply was coming.
+func TestReaderWhoseContextEndedStopsBetweenMessages(t *testing.T) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -394,12 +393,14 @@ func TestInlineReviewEndedReaderStopsBetweenMessages(t *testing.T) {
 }
 
 // The caller that registers a call on an idle connection is to read its
-// replies, but first it writes its request. A server that stops reading
-// until the replies it is writing are read (its running calls are at their
-// limit, each waiting to write its reply) then held that caller in its
-// write, and with it every call that registered behind it: neither side
-// read. The permanent reader goroutine this replaced always read.
-func TestInlineReviewReaderHeldWritingDoesNotStallOthers(t *testing.T) {
+// replies, but first it writes its request; while it is held writing, the
+// replies of the calls registered behind it are still read. Against a
+// server that stops reading until the replies it is writing are read (its
+// running calls at their limit, each waiting to write its reply), a caller
+// held in its write would otherwise hold every call behind it, with
+// neither side reading, where a reader goroutine per connection always
+// read.
+func TestCallerHeldWritingItsRequestDoesNotKeepOthersRepliesUnread(t *testing.T) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -408,7 +409,7 @@ func TestInlineReviewReaderHeldWritingDoesNotStallOthers(t *testing.T) {
 	const small = 64 << 10
 	o := defaultOptions()
 	o.maxMsg = 64 << 20
-	tr := newStreamTransport("review", func(ctx context.Context) (net.Conn, error) {
+	tr := newStreamTransport("test", func(ctx context.Context) (net.Conn, error) {
 		var d net.Dialer
 		nc, err := d.DialContext(ctx, "tcp", l.Addr().String())
 		if err == nil {
@@ -522,13 +523,15 @@ func TestInlineReviewReaderHeldWritingDoesNotStallOthers(t *testing.T) {
 	}
 }
 
+// reflectZero, given to a gob decoder's DecodeValue, reads a value and
+// drops it.
 var reflectZero = reflect.Value{}
 
-// Regression: when a call's context ended while the reader was decoding its
-// reply, RoundTrip waited for the decode with no bound, so a peer that sent
-// a reply header and then stalled in the middle of the body kept the call
-// from returning (the Transport contract says it returns promptly).
-func TestReviewCancelDuringStalledReplyBodyReturnsPromptly(t *testing.T) {
+// A call whose context ends while its reply is being decoded returns
+// promptly, may-have-executed, as the Transport contract says, even when
+// the peer sent the reply's header and stalled in the middle of its body:
+// the wait for the decode is bounded.
+func TestCallCancelledDuringAStalledReplyBodyReturnsPromptly(t *testing.T) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

@@ -17,8 +17,9 @@ import (
 
 // A server that accepts connections and closes (or resets) them at once is
 // dialled with backoff whatever the calls do: a connection that ends before
-// the server said anything counts as a failed dial. Before, each at-least-
-// once call made about eight connections (its not-sent attempts are free).
+// the server said anything counts as a failed dial. (Paced by the calls
+// alone, each at-least-once call made about eight connections: its
+// not-sent attempts are free.)
 func TestRedialsArePacedAgainstAServerThatClosesAtOnce(t *testing.T) {
 	for _, tc := range []struct {
 		name   string
@@ -159,13 +160,14 @@ func TestIdleConnectionClosedByTheServerIsNotSentOn(t *testing.T) {
 	}
 }
 
-// In a testing/synctest bubble the clock is the bubble's fake one: it
-// stands still while goroutines run or wait on the network, however long
-// that takes for real. The 50 µs skip of the idle look measured that clock,
-// so in a bubble a connection never looked idle for long enough: a call
-// sent on a connection the server had closed long since (for real) failed
-// may-have-executed, where R24 says it goes out on a fresh connection.
-func TestReview2IdleLookInABubble(t *testing.T) {
+// R24 holds in a testing/synctest bubble too: a call on a connection the
+// server closed while nobody read it goes out on a fresh connection. The
+// bubble's clock is fake: it stands still while goroutines run or wait on
+// the network, however long that takes for real, so how long a connection
+// has been idle cannot be measured on it (measured there, a connection
+// closed long since looked just used, was not looked at, and the call sent
+// on it failed may-have-executed).
+func TestIdleConnectionClosedByTheServerIsNotSentOnInABubble(t *testing.T) {
 	setIdleLook(t, time.Hour)
 	s := NewServer(WithLogger(discardLogger()))
 	a := &Arith{}

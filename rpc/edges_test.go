@@ -652,7 +652,7 @@ func (e *Edge) GivePair(args BigArgs, reply *Pair) error {
 	return nil
 }
 
-// Regression (review): an interface value whose concrete type is new on the
+// An interface value whose concrete type is new on the
 // connection, next to one that cannot be encoded, fails alone; the
 // connection stays in step for the calls after it.
 func TestInterfaceArgsAndRepliesFailAlone(t *testing.T) {
@@ -692,7 +692,7 @@ func TestInterfaceArgsAndRepliesFailAlone(t *testing.T) {
 	}
 }
 
-// Regression (review): a method interrupted by its server's Close may have
+// A method interrupted by its server's Close may have
 // had its effects: a duplicate, even on another server sharing the table,
 // is answered "may have executed", never run again.
 func TestInterruptedMethodIsNeverRunAgain(t *testing.T) {
@@ -727,7 +727,7 @@ func TestInterruptedMethodIsNeverRunAgain(t *testing.T) {
 	}
 }
 
-// Regression (review): a call without a deadline that waits for a window
+// A call without a deadline that waits for a window
 // slot (every session full of slow calls) stops at its retry deadline too.
 func TestWindowWaitEndsAtTheRetryDeadline(t *testing.T) {
 	_, e, addr := serveEdge(t)
@@ -755,7 +755,7 @@ func TestWindowWaitEndsAtTheRetryDeadline(t *testing.T) {
 	}
 }
 
-// Regression (review): an answer the server recorded as the call's outcome
+// An answer the server recorded as the call's outcome
 // without knowing whether it ran (the method was stopped, or its caller's
 // deadline passed) is final: retrying would only get it again.
 func TestRecordedNonAnswersAreFinal(t *testing.T) {

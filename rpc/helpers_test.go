@@ -246,12 +246,14 @@ func tcpConnOf(t *testing.T, c *Client) *tcpConn {
 	return tr.cur
 }
 
+// readerOf returns who reads c now.
 func readerOf(c *tcpConn) readState {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.read
 }
 
+// current returns the transport's current connection, or nil.
 func (t *tcpTransport) current() *tcpConn {
 	t.mu.Lock()
 	defer t.mu.Unlock()
@@ -260,8 +262,8 @@ func (t *tcpTransport) current() *tcpConn {
 
 // deadlineConn is a net.Conn whose reads honour read deadlines as a
 // socket's do (a deadline that has passed fails a read even when data is
-// there) and whose data the test hands in. onSet, if set, is called with
-// each deadline before it is applied, afterSet once it is.
+// there) and whose data the test hands in. afterSet, if set, is called
+// with each deadline once it is applied.
 type deadlineConn struct {
 	net.Conn // not used
 
@@ -270,7 +272,6 @@ type deadlineConn struct {
 	deadline time.Time
 	data     []byte
 	closed   bool
-	onSet    func(d time.Time) // called without mu
 	afterSet func(d time.Time) // called without mu, once d is applied
 }
 
@@ -300,12 +301,6 @@ func (f *deadlineConn) Read(p []byte) (int, error) {
 
 func (f *deadlineConn) SetReadDeadline(d time.Time) error {
 	f.mu.Lock()
-	hook := f.onSet
-	f.mu.Unlock()
-	if hook != nil {
-		hook(d)
-	}
-	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.deadline = d
 	if !d.IsZero() {
@@ -322,12 +317,6 @@ func (f *deadlineConn) SetReadDeadline(d time.Time) error {
 		f.mu.Lock()
 	}
 	return nil
-}
-
-func (f *deadlineConn) setHook(h func(d time.Time)) {
-	f.mu.Lock()
-	f.onSet = h
-	f.mu.Unlock()
 }
 
 func (f *deadlineConn) give(b []byte) {
@@ -347,9 +336,11 @@ func (f *deadlineConn) Close() error {
 
 func (f *deadlineConn) Write(p []byte) (int, error) { return len(p), nil }
 
-func newReviewConn(f *deadlineConn) *tcpConn {
+// tcpConnOver returns a client connection over f, of a transport with the
+// default options that dials f again.
+func tcpConnOver(f *deadlineConn) *tcpConn {
 	o := defaultOptions()
-	tr := newStreamTransport("review", func(context.Context) (net.Conn, error) { return f, nil }, &o)
+	tr := newStreamTransport("test", func(context.Context) (net.Conn, error) { return f, nil }, &o)
 	return newTCPConn(tr, f)
 }
 

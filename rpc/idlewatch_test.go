@@ -33,10 +33,10 @@ func TestShutdownNoticeIsReadOnAnIdleConnection(t *testing.T) {
 // A connection dialled before any call (WithEagerDial) is idle from the
 // start: it too gets a reader from the idle watcher, so that a server's
 // shutdown notice is read and the connection closed without waiting for a
-// call. It went idle without passing through idle(), which is what starts
-// the watcher, so none came: Shutdown waited out its grace for this client,
-// and the connection stayed open, unread, until the client's Close.
-func TestReview2EagerConnectionGetsTheIdleWatcher(t *testing.T) {
+// call. (It goes idle without passing through idle(), which is what starts
+// the watcher; unwatched, it made Shutdown wait out its grace for this
+// client, and stayed open, unread, until the client's Close.)
+func TestEagerlyDialledConnectionIsWatchedWhileIdle(t *testing.T) {
 	setIdleLook(t, time.Millisecond)
 	s, _, addr, _ := startServer(t)
 	c := dial(t, addr, WithEagerDial())

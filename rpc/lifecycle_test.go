@@ -320,13 +320,12 @@ func TestConcurrentCalls(t *testing.T) {
 	}
 }
 
-// Regression: the in-flight counter that Shutdown waits on covered only
-// execute(), not the write of the reply, so Shutdown could see no call
-// running and close the connection while a call that had completed was
-// still writing its reply: the reply was lost and the caller was told the
-// call may have executed, although Shutdown promises to let running calls
-// finish.
-func TestReviewShutdownKeepsRepliesOfFinishedCalls(t *testing.T) {
+// Shutdown lets running calls finish, their replies included: a call that
+// completes during Shutdown has its reply written before the connection
+// closes. (Counting only execute() as running, not the write of the reply,
+// Shutdown closed the connection under the reply: it was lost, and the
+// caller told the call may have executed.)
+func TestShutdownKeepsTheRepliesOfCallsThatFinishDuringIt(t *testing.T) {
 	s := NewServer(WithLogger(discardLogger()))
 	a := &Arith{block: make(chan struct{})}
 	if err := s.Register(a); err != nil {
@@ -400,12 +399,11 @@ func TestReviewShutdownKeepsRepliesOfFinishedCalls(t *testing.T) {
 	}
 }
 
-// Regression: Close promised that no goroutine of the server outlives it,
-// but it waited only for connections accepted by Serve: workers of
-// connections given to ServeConn kept running methods after Close returned.
-// (The same change registers Serve's connections with the WaitGroup under
-// the lock that Close takes, instead of after it.)
-func TestReviewCloseWaitsForServeConnCalls(t *testing.T) {
+// Close returns only once the methods running on connections given to
+// ServeConn have returned, as for those Serve accepted: no goroutine of the
+// server outlives it. (Serve's connections are registered with the
+// WaitGroup under the lock Close takes, so none slips past it either.)
+func TestCloseWaitsForTheCallsOfServeConnConnections(t *testing.T) {
 	s := NewServer(WithLogger(discardLogger()))
 	a := &Arith{block: make(chan struct{})}
 	if err := s.Register(a); err != nil {

@@ -60,11 +60,11 @@ func blackHole(t *testing.T) (addr string, got <-chan struct{}) {
 	return l.Addr().String(), ch
 }
 
-// Regression: session() serialised handshakes with a plain mutex, so a call
-// whose context ended while another call's handshake was in progress kept
-// waiting for that handshake (here, until the other call's context ended),
-// instead of returning at once as Call promises.
-func TestReviewSessionHandshakeWaitHonoursContext(t *testing.T) {
+// A call waiting for another call's handshake returns, not executed, when
+// its own context ends, as Call promises, however long that handshake
+// takes (a plain mutex around the handshake kept it waiting until the
+// other call's context ended).
+func TestWaitForAnotherCallsHandshakeEndsWithTheContext(t *testing.T) {
 	addr, got := blackHole(t)
 	c := dial(t, addr, WithSemantics(semantics.AtMostOnce()))
 
@@ -95,11 +95,12 @@ func TestReviewSessionHandshakeWaitHonoursContext(t *testing.T) {
 	}
 }
 
-// Regression: the durability check of exactly-once calls was made only when
-// the session was opened, so once an at-most-once call had opened the
-// client's session against a server without durable records, exactly-once
-// calls reused it and ran there, silently degraded to at-most-once.
-func TestReviewExactlyOnceRefusedOnNonDurableServerAfterAtMostOnceSession(t *testing.T) {
+// An exactly-once call is refused, not executed, by a server without
+// durable records, also on a session an at-most-once call opened before:
+// the durability check is made for each call, not only when the session is
+// opened (exactly-once calls reusing such a session ran, silently degraded
+// to at-most-once).
+func TestExactlyOnceIsRefusedByANonDurableServerAfterAnAtMostOnceSession(t *testing.T) {
 	_, a, addr, _ := startServer(t)
 	c := dial(t, addr)
 	var r int

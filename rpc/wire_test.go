@@ -7,11 +7,10 @@ import (
 	"github.com/semrpc/semrpc/semantics"
 )
 
-// Regression: DecodeError turned a response code it does not know (from a
-// newer server, say, or a damaged peer) into a rejection, that is "the
-// method did not run". Only the safe assumption fits an unknown answer:
-// may have executed.
-func TestReviewUnknownResponseCodeIsMaybeExecuted(t *testing.T) {
+// A response code the client does not know (from a newer server, say, or
+// a damaged peer) decodes as may-have-executed, never as a rejection ("the
+// method did not run"): only the safe assumption fits an unknown answer.
+func TestUnknownResponseCodeDecodesAsMaybeExecuted(t *testing.T) {
 	for _, code := range []Code{CodeInterrupted + 1, CodeInterrupted + 2, 200, 255} {
 		err := DecodeError(code, "something the client cannot read")
 		if err == nil {
