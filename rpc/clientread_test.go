@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/semrpc/semrpc/internal/testwait"
 	"github.com/semrpc/semrpc/semantics"
 )
 
@@ -216,12 +217,7 @@ func TestUnixSocketCallersReadAndLookBeforeSending(t *testing.T) {
 	for _, sc := range s.connList() {
 		sc.close()
 	}
-	for deadline := time.Now().Add(5 * time.Second); conn.probe() == probeEmpty; {
-		if time.Now().After(deadline) {
-			t.Fatal("the close never reached the client")
-		}
-		time.Sleep(time.Millisecond)
-	}
+	testwait.For(t, "the close to reach the client", func() bool { return conn.probe() != probeEmpty })
 	time.Sleep(2 * lookAfter) // idle long enough to be looked at
 	if err := c.Call(ctxT(t), "Arith.Add", Args{3, 4}, &got); err != nil || got != 7 {
 		t.Fatalf("a NoRetry call after the server closed the idle connection: %d, %v", got, err)

@@ -94,12 +94,8 @@ func TestServerSendingUnaskedIsNotDialledForever(t *testing.T) {
 	if n := dials.Load(); n < 1 || n > 4 {
 		t.Errorf("%d connections for one call, want 1 to 4 (the redial is paced after the first)", n)
 	}
-	deadline := time.Now().Add(5 * time.Second)
-	for ended.Load() != dials.Load() {
-		if time.Now().After(deadline) {
-			t.Fatalf("%d of %d connections closed by the client", ended.Load(), dials.Load())
-		}
-		time.Sleep(time.Millisecond)
+	if !testwait.Until(testwait.Deadline, func() bool { return ended.Load() == dials.Load() }) {
+		t.Fatalf("%d of %d connections closed by the client", ended.Load(), dials.Load())
 	}
 }
 
@@ -137,14 +133,7 @@ func TestIdleConnectionClosedByTheServerIsNotSentOn(t *testing.T) {
 				sc.(*net.TCPConn).SetLinger(0)
 			}
 			sc.Close()
-			// Wait until the close has reached the client's socket.
-			deadline := time.Now().Add(5 * time.Second)
-			for conn.probe() == probeEmpty {
-				if time.Now().After(deadline) {
-					t.Fatal("the close never reached the client")
-				}
-				time.Sleep(time.Millisecond)
-			}
+			testwait.For(t, "the close to reach the client's socket", func() bool { return conn.probe() != probeEmpty })
 			time.Sleep(2 * lookAfter) // idle long enough to be looked at
 			before := a.calls.Load()
 			if err := c.Call(ctxT(t), "Arith.Add", Args{3, 4}, &got); err != nil || got != 7 {

@@ -4,6 +4,8 @@ import (
 	"errors"
 	"testing"
 	"time"
+
+	"github.com/semrpc/semrpc/internal/testwait"
 )
 
 // A server's shutdown notice on a connection nobody reads is read by the
@@ -43,12 +45,7 @@ func TestEagerlyDialledConnectionIsWatchedWhileIdle(t *testing.T) {
 	conn := tcpConnOf(t, c)
 	// The dial is over once the kernel has the connection: wait until the
 	// server serves it, or Shutdown just drops it (a reset, no notice).
-	for deadline := time.Now().Add(5 * time.Second); s.Stats().Connections != 1; {
-		if time.Now().After(deadline) {
-			t.Fatal("the server never took the connection")
-		}
-		time.Sleep(time.Millisecond)
-	}
+	testwait.For(t, "the server to take the connection", func() bool { return s.Stats().Connections == 1 })
 	if err := s.Shutdown(ctxT(t)); err != nil {
 		t.Fatal(err)
 	}
@@ -59,20 +56,13 @@ func TestEagerlyDialledConnectionIsWatchedWhileIdle(t *testing.T) {
 // notice on conn and closed it.
 func waitNoticeRead(t *testing.T, conn *tcpConn, what string) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for {
+	ended := func() error {
 		conn.mu.Lock()
-		err := conn.err
-		conn.mu.Unlock()
-		if err != nil {
-			if !errors.Is(err, errGoneAway) {
-				t.Errorf("connection ended with %v, want the server's notice read", err)
-			}
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the client never read the shutdown notice on its %s connection", what)
-		}
-		time.Sleep(time.Millisecond)
+		defer conn.mu.Unlock()
+		return conn.err
+	}
+	testwait.For(t, "the client to read the shutdown notice on its "+what+" connection", func() bool { return ended() != nil })
+	if err := ended(); !errors.Is(err, errGoneAway) {
+		t.Errorf("connection ended with %v, want the server's notice read", err)
 	}
 }
