@@ -67,6 +67,9 @@ func TestCallerOfTheOnlyCallReadsItsOwnReply(t *testing.T) {
 	}()
 	<-g.entered
 	conn := tcpConnOf(t, c)
+	// The chosen caller begins to read once its write has returned, which
+	// may be after the server has the call.
+	testwait.For(t, "the chosen caller to begin reading", func() bool { return readerOf(conn) != readChosen })
 	if r := readerOf(conn); r != readCaller {
 		t.Errorf("while the only call runs, the reader is %d, want the caller (%d)", r, readCaller)
 	}
