@@ -11,6 +11,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"testing/synctest"
 	"time"
@@ -505,4 +506,111 @@ func TestPoliteDelays(t *testing.T) {
 			})
 		})
 	}
+}
+
+// Robots rules match a URL's path with unreserved characters unescaped, as
+// RFC 9309 (2.2.2) says: a link to /%70rivate (the same resource as
+// /private for any server, %70 being 'p') is disallowed by "Disallow:
+// /private", and never fetched. (Matched against the path as escaped, it
+// bypassed robots.txt.)
+func TestPoliteRobotsRulesMatchPercentEncodedPaths(t *testing.T) {
+	var mu sync.Mutex
+	hits := map[string]int{}
+	srv := startSite(t, http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		hits[r.URL.Path]++ // net/http has unescaped it: /%70rivate arrives as /private
+		mu.Unlock()
+		switch r.URL.Path {
+		case "/robots.txt":
+			fmt.Fprint(w, "User-agent: *\nDisallow: /private\nDisallow: /%7Euser/\n")
+		default:
+			fmt.Fprint(w, `<a href="/%70rivate/secret">1</a><a href="/%70ublic">2</a><a href="/~user/x">3</a>`)
+		}
+	}))
+	f := newPolite(t, fastRetries())
+	links, err := f.Fetch(context.Background(), srv.URL+"/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Normalize decodes %70 to 'p': the link comes back as /public.
+	if want := []string{srv.URL + "/public"}; !slices.Equal(links, want) {
+		t.Errorf("links = %q, want %q (escaped and unescaped forms of disallowed paths dropped)", links, want)
+	}
+	for _, u := range []string{"/%70rivate", "/%70rivate/secret", "/~user/x", "/%7euser/x", "/%7Euser/x"} {
+		if _, err := f.Fetch(context.Background(), srv.URL+u); !errors.Is(err, ErrDisallowed) {
+			t.Errorf("Fetch(%s): err = %v, want ErrDisallowed", u, err)
+		}
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if hits["/private"] != 0 || hits["/private/secret"] != 0 || hits["/~user/x"] != 0 {
+		t.Errorf("disallowed pages requested: %v", hits)
+	}
+}
+
+// robotsOnce is a fetcher whose first robots.txt request blocks until its
+// caller gives up; later ones answer 404 (no robots.txt: everything allowed).
+type robotsOnce struct {
+	robotsCalls atomic.Int32
+	entered     chan struct{}
+}
+
+func (f *robotsOnce) Fetch(ctx context.Context, url string) ([]string, error) {
+	return nil, ctx.Err()
+}
+
+func (f *robotsOnce) FetchRobots(ctx context.Context, robotsURL string) (int, []byte, error) {
+	if f.robotsCalls.Add(1) == 1 {
+		close(f.entered)
+		<-ctx.Done()
+		return 0, nil, ctx.Err()
+	}
+	return 404, nil, nil
+}
+
+// When the caller loading a host's robots.txt gives up (its context ends,
+// e.g. a distributed worker that was stopped), the callers waiting for that
+// load do not get its "context canceled" as their own Fetch error: one of
+// them loads robots.txt again. (Given the loader's error, a distributed
+// worker with a live context reported the page as failed for good.)
+//
+// It runs in a synctest bubble, so that the waiter is known to be waiting
+// for the loader (not merely given 50ms to get there) when the loader gives
+// up.
+func TestPoliteRobotsLoadGivenUpByItsCallerDoesNotFailTheOthers(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		f := &robotsOnce{entered: make(chan struct{})}
+		p, err := Polite(f, fastRetries())
+		if err != nil {
+			t.Fatal(err)
+		}
+		loaderCtx, cancelLoader := context.WithCancel(context.Background())
+		defer cancelLoader()
+		loaderDone := make(chan error, 1)
+		go func() {
+			_, err := p.Fetch(loaderCtx, "http://h.example/a")
+			loaderDone <- err
+		}()
+		<-f.entered // the loader is fetching robots.txt
+
+		waiterDone := make(chan error, 1)
+		go func() {
+			_, err := p.Fetch(context.Background(), "http://h.example/b")
+			waiterDone <- err
+		}()
+		synctest.Wait() // the waiter waits for the loader
+		if n := f.robotsCalls.Load(); n != 1 {
+			t.Fatalf("robots.txt requested %d times while the first load was under way, want 1", n)
+		}
+		cancelLoader()
+		if err := <-loaderDone; err == nil {
+			t.Error("the cancelled loader's Fetch succeeded")
+		}
+		if err := <-waiterDone; err != nil {
+			t.Errorf("Fetch with a live context failed because another caller's robots.txt load was cancelled: %v", err)
+		}
+		if n := f.robotsCalls.Load(); n != 2 {
+			t.Errorf("robots.txt requested %d times, want 2 (the waiter loads it again)", n)
+		}
+	})
 }

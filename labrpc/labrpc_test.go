@@ -7,12 +7,14 @@ import (
 	"errors"
 	"fmt"
 	"log"
+	"math/rand"
 	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/semrpc/semrpc/internal/testwait"
 	"github.com/semrpc/semrpc/labrpc/internal/gobcheck"
 	"github.com/semrpc/semrpc/rpc"
 	"github.com/semrpc/semrpc/semantics"
@@ -721,17 +723,6 @@ func newCounterNet(t *testing.T, seed int64) (*Network, *Counter, *Server) {
 	return net, c, srv
 }
 
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(2 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(time.Millisecond)
-	}
-}
-
 func TestDuplicatePlainCallRunsTwice(t *testing.T) {
 	net, c, srv := newCounterNet(t, 17)
 	net.Duplicate(1)
@@ -742,7 +733,7 @@ func TestDuplicatePlainCallRunsTwice(t *testing.T) {
 	if !e.Call("Counter.Inc", IncArgs{ID: 1}, &n) {
 		t.Fatal("call failed")
 	}
-	waitFor(t, "the duplicate", func() bool { return c.total.Load() == 2 })
+	testwait.For(t, "the duplicate", func() bool { return c.total.Load() == 2 })
 	if got := srv.GetCount(); got != 2 {
 		t.Errorf("GetCount = %d, want 2", got)
 	}
@@ -766,8 +757,8 @@ func TestDuplicateAtMostOnceRunsOnce(t *testing.T) {
 	if err := e.RoundTrip(context.Background(), &rpc.Request{ServiceMethod: "Counter.Inc", Header: h, Args: IncArgs{ID: 1}}, &n); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, "the duplicate", func() bool { return srv.GetCount() == 2 })
-	waitFor(t, "the table to answer the duplicate", func() bool {
+	testwait.For(t, "the duplicate", func() bool { return srv.GetCount() == 2 })
+	testwait.For(t, "the table to answer the duplicate", func() bool {
 		st := srv.Core().Table().Stats()
 		return st.Duplicates+st.InFlightWaits == 1
 	})
@@ -1179,4 +1170,84 @@ func TestDeleteEnd(t *testing.T) {
 func gobcheckHandler(t *testing.T, f func(string)) {
 	gobcheck.SetHandler(f)
 	t.Cleanup(func() { gobcheck.SetHandler(nil) })
+}
+
+// A DeleteServer, replacement, Enable(false) or Partition made while a
+// request is still delayed on the wire releases its caller at once, the
+// call failed: the call watches for changes from the start, not only once
+// the request's delay is over. (Watching only after the delay, the request
+// reached the old server anyway, and with a handler that never returns, a
+// killed Raft peer blocked on its lock, the caller hung until the next,
+// unrelated change.)
+func TestChangeWhileARequestIsDelayedReleasesItsCaller(t *testing.T) {
+	tests := []struct {
+		name   string
+		change func(f *fixture)
+	}{
+		{"DeleteServer", func(f *fixture) { f.net.DeleteServer("s") }},
+		{"replaced", func(f *fixture) {
+			fresh := MakeServer()
+			fresh.AddService(MakeService(&Echo{}))
+			f.net.AddServer("s", fresh)
+		}},
+		{"disabled", func(f *fixture) { f.net.Enable("e", false) }},
+		{"partitioned", func(f *fixture) { f.net.Partition([]interface{}{"e"}, []interface{}{"s"}) }},
+	}
+	for i, tt := range tests {
+		subtest(t, tt.name, func(t *testing.T) {
+			f := newFixture(t, int64(100+i))
+			e := f.end("e")
+			// Every request spends 200 ms on the wire before it is delivered.
+			if err := f.net.SetLink("e", LinkConfig{MinDelay: 200 * time.Millisecond, MaxDelay: 200 * time.Millisecond}); err != nil {
+				t.Fatal(err)
+			}
+			defer close(f.echo.block) // lets a wrongly delivered handler end
+			result := make(chan bool, 1)
+			go func() {
+				var n int
+				result <- e.Call("Echo.Block", 1, &n)
+			}()
+			time.Sleep(50 * time.Millisecond) // the request is on the wire
+			tt.change(f)
+			select {
+			case ok := <-result:
+				if ok {
+					t.Error("call succeeded although its server went away while the request was in flight")
+				}
+			case <-time.After(3 * time.Second):
+				t.Fatal("caller still blocked 3s after the change; it must be released")
+			}
+		})
+	}
+}
+
+// Lab harnesses name their ends with random strings; a run must replay
+// from its seed all the same.
+func TestSeedReplaysWithRandomEndNames(t *testing.T) {
+	run := func(names *rand.Rand) string {
+		net := MakeNetworkSeed(42)
+		defer net.Cleanup()
+		net.EnableTrace(true)
+		net.Reliable(false)
+		srv := MakeServer()
+		srv.AddService(MakeService(&compatRaft{}))
+		net.AddServer("s", srv)
+		var fates []bool
+		for i := 0; i < 3; i++ {
+			name := fmt.Sprintf("end-%d", names.Int63())
+			end := net.MakeEnd(name)
+			net.Connect(name, "s")
+			net.Enable(name, true)
+			for j := 0; j < 40; j++ {
+				var reply compatVoteReply
+				fates = append(fates, end.Call("compatRaft.RequestVote", &compatVoteArgs{Term: j}, &reply))
+			}
+		}
+		return fmt.Sprint(fates)
+	}
+	a := run(rand.New(rand.NewSource(1)))
+	b := run(rand.New(rand.NewSource(2))) // other names, same seed, same order
+	if a != b {
+		t.Fatalf("same seed, same order of ends and calls, different names: fates differ\n%s\n%s", a, b)
+	}
 }

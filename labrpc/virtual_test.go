@@ -74,7 +74,7 @@ var virtualSuite = map[string]func(*testing.T){
 	"TestLabgobChecksInCall":                                  TestLabgobChecksInCall,
 	"TestDefaultsWithoutSeed":                                 TestDefaultsWithoutSeed,
 	"TestDeleteEnd":                                           TestDeleteEnd,
-	"TestReviewChangeDuringRequestDelayReleasesCaller":        TestReviewChangeDuringRequestDelayReleasesCaller,
+	"TestChangeWhileARequestIsDelayedReleasesItsCaller":       TestChangeWhileARequestIsDelayedReleasesItsCaller,
 	"TestSeedReplaysWithRandomEndNames":                       TestSeedReplaysWithRandomEndNames,
 	"TestTraceLabelsEndsAndRecordsTopology":                   TestTraceLabelsEndsAndRecordsTopology,
 	"TestSummarizeArgsAndReplies":                             TestSummarizeArgsAndReplies,

@@ -16,6 +16,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/semrpc/semrpc/internal/testwait"
 	"github.com/semrpc/semrpc/semantics"
 )
 
@@ -352,18 +353,13 @@ func jsonClientCodec(nc net.Conn) stdrpc.ClientCodec { return jsonrpc.NewClientC
 // (or served through ServeCodec).
 func waitOthers(t *testing.T, s *Server, n int) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for {
+	others := func() int {
 		s.lmu.Lock()
-		got := len(s.others)
-		s.lmu.Unlock()
-		if got == n {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("%d unsniffed connections, want %d", got, n)
-		}
-		time.Sleep(time.Millisecond)
+		defer s.lmu.Unlock()
+		return len(s.others)
+	}
+	if !testwait.Until(testwait.Deadline, func() bool { return others() == n }) {
+		t.Fatalf("%d unsniffed connections, want %d", others(), n)
 	}
 }
 

@@ -124,7 +124,7 @@ func streamTo(addr string) Transport {
 	})
 }
 
-// Item 1: a retry that arrives after the session's lease has run out is
+// R11, R12: a retry that arrives after the session's lease has run out is
 // never taken for a new session: the call ran once and the caller is told
 // it may have run.
 func TestRetryAfterLeaseExpiryIsNeverRunAgain(t *testing.T) {
@@ -146,7 +146,7 @@ func TestRetryAfterLeaseExpiryIsNeverRunAgain(t *testing.T) {
 	}
 }
 
-// Item 1, server side: a request for a session the server never opened is
+// R10, R12: a request for a session the server never opened is
 // refused whatever its Ack says.
 func TestRequestOnUnopenedSessionIsRefused(t *testing.T) {
 	_, e, addr := serveEdge(t)
@@ -165,7 +165,7 @@ func TestRequestOnUnopenedSessionIsRefused(t *testing.T) {
 	}
 }
 
-// Item 2: a method runs under the server's context, not the connection's:
+// R17: a method runs under the server's context, not the connection's:
 // when the connection drops mid-call, the call's answer is the method's
 // result, never "context canceled".
 func TestLostConnectionIsNotRecordedAsTheAnswer(t *testing.T) {
@@ -203,7 +203,7 @@ func TestLostConnectionIsNotRecordedAsTheAnswer(t *testing.T) {
 	}
 }
 
-// Item 2: the caller's deadline travels with the request and ends the
+// R17: the caller's deadline travels with the request and ends the
 // method's context.
 func TestCallerDeadlineEndsTheMethodContext(t *testing.T) {
 	_, e, addr := serveEdge(t)
@@ -227,7 +227,7 @@ func TestCallerDeadlineEndsTheMethodContext(t *testing.T) {
 	}
 }
 
-// Item 3: a reply over the message limit is not sent; the caller learns the
+// R2: a reply over the message limit is not sent; the caller learns the
 // method ran and its reply is unusable, and no policy runs it again.
 func TestOversizedReplyIsExecutedNeverRetried(t *testing.T) {
 	for _, p := range []semantics.Policy{semantics.NoRetry(), semantics.AtLeastOnce(), semantics.AtMostOnce()} {
@@ -253,7 +253,7 @@ func TestOversizedReplyIsExecutedNeverRetried(t *testing.T) {
 	}
 }
 
-// Item 4: a call whose arguments cannot be encoded fails alone, not sent;
+// R1: a call whose arguments cannot be encoded fails alone, not sent;
 // a call pending on the same connection is untouched and the connection
 // stays in use.
 func TestUnencodableArgsFailAlone(t *testing.T) {
@@ -295,7 +295,7 @@ func TestUnencodableArgsFailAlone(t *testing.T) {
 
 type registered struct{ Y int }
 
-// Item 5: a closed client ends its session on the server.
+// R14: a closed client ends its session on the server.
 func TestClosedClientsLeaveNoSessions(t *testing.T) {
 	srv, _, addr := serveEdge(t)
 	for i := 0; i < 50; i++ {
@@ -314,7 +314,7 @@ func TestClosedClientsLeaveNoSessions(t *testing.T) {
 	}
 }
 
-// Item 6: a window above the server's per-session cap is agreed down at
+// R13: a window above the server's per-session cap is agreed down at
 // Open, and one slow call does not stall the calls after it.
 func TestWindowAgreedAndSlowCallDoesNotStall(t *testing.T) {
 	table := semantics.NewTable(&semantics.TableConfig{MaxCalls: 16})
@@ -338,7 +338,7 @@ func TestWindowAgreedAndSlowCallDoesNotStall(t *testing.T) {
 	}
 }
 
-// Item 7: after Shutdown, a call is told it did not run.
+// R18: after Shutdown, a call is told it did not run.
 func TestCallAfterShutdownIsNotExecuted(t *testing.T) {
 	for i := 0; i < 20; i++ {
 		srv := NewServer(WithLogger(discardLogger()))
@@ -368,7 +368,7 @@ func TestCallAfterShutdownIsNotExecuted(t *testing.T) {
 	}
 }
 
-// Item 8: errors name the policy used and the real cause.
+// R4: errors name the policy used and the real cause.
 func TestGiveUpErrorsNameThePolicyAndCause(t *testing.T) {
 	_, e, addr := serveEdge(t)
 	t.Run("exactly-once on a non-durable server", func(t *testing.T) {
@@ -411,7 +411,7 @@ func TestGiveUpErrorsNameThePolicyAndCause(t *testing.T) {
 	})
 }
 
-// Item 8: a reply that cannot be decoded is its own class: the method ran.
+// A reply that cannot be decoded is its own class: the method ran.
 func TestUndecodableReplyIsUnusableNotApplication(t *testing.T) {
 	_, e, addr := serveEdge(t)
 	c := dial(t, addr, WithSemantics(semantics.AtLeastOnce()))
@@ -437,7 +437,7 @@ type StockArith int
 
 func (StockArith) Add(args Args, reply *int) error { *reply = args.A + args.B; return nil }
 
-// Item 8/9: an unknown method is the same refusal from a stock net/rpc
+// R3: an unknown method is the same refusal from a stock net/rpc
 // server and from ours: not executed, never retried.
 func TestUnknownMethodSameClassOnStockAndSemrpcServers(t *testing.T) {
 	stock := netrpc.NewServer()
@@ -468,7 +468,7 @@ func TestUnknownMethodSameClassOnStockAndSemrpcServers(t *testing.T) {
 	}
 }
 
-// Item 9: a TLS verification failure fails at once under every policy.
+// R3: a TLS verification failure fails at once under every policy.
 func TestTLSVerificationFailureIsPermanent(t *testing.T) {
 	srvCfg, _ := selfSigned(t)
 	_, wrongCA := selfSigned(t)
@@ -496,7 +496,7 @@ func TestTLSVerificationFailureIsPermanent(t *testing.T) {
 	}
 }
 
-// Item 9: a malformed address fails Dial; an unreachable port fails at once.
+// R3: a malformed address fails Dial; an unreachable port fails at once.
 func TestBadAddressFailsAtOnce(t *testing.T) {
 	if _, err := Dial(ctxT(t), "tcp", "no-port-here"); !errors.Is(err, ErrNotExecuted) {
 		t.Errorf("Dial without a port: %v", err)
@@ -514,7 +514,7 @@ func TestBadAddressFailsAtOnce(t *testing.T) {
 	}
 }
 
-// Item 11: a client can start before its server; retrying policies wait
+// R7: a client can start before its server; retrying policies wait
 // for it, NoRetry fails fast and says the call did not run.
 func TestClientStartedBeforeServer(t *testing.T) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -652,9 +652,9 @@ func (e *Edge) GivePair(args BigArgs, reply *Pair) error {
 	return nil
 }
 
-// Regression (review): an interface value whose concrete type is new on the
-// connection, next to one that cannot be encoded, fails alone; the
-// connection stays in step for the calls after it.
+// R1, R2: an interface value whose concrete type is new on the connection,
+// next to one that cannot be encoded, fails alone; the connection stays in
+// step for the calls after it.
 func TestInterfaceArgsAndRepliesFailAlone(t *testing.T) {
 	gob.Register(PairInner{})
 	gob.Register([]byte(nil))
@@ -692,9 +692,9 @@ func TestInterfaceArgsAndRepliesFailAlone(t *testing.T) {
 	}
 }
 
-// Regression (review): a method interrupted by its server's Close may have
-// had its effects: a duplicate, even on another server sharing the table,
-// is answered "may have executed", never run again.
+// R17: a method interrupted by its server's Close may have had its effects:
+// a duplicate, even on another server sharing the table, is answered "may
+// have executed", never run again.
 func TestInterruptedMethodIsNeverRunAgain(t *testing.T) {
 	table := semantics.NewTable(nil)
 	id, err := table.Open()
@@ -727,8 +727,8 @@ func TestInterruptedMethodIsNeverRunAgain(t *testing.T) {
 	}
 }
 
-// Regression (review): a call without a deadline that waits for a window
-// slot (every session full of slow calls) stops at its retry deadline too.
+// R8: a call without a deadline that waits for a window slot (every
+// session full of slow calls) stops at its retry deadline too.
 func TestWindowWaitEndsAtTheRetryDeadline(t *testing.T) {
 	_, e, addr := serveEdge(t)
 	c := dial(t, addr, WithSemantics(semantics.AtMostOnce(semantics.Window(1))))
@@ -755,9 +755,9 @@ func TestWindowWaitEndsAtTheRetryDeadline(t *testing.T) {
 	}
 }
 
-// Regression (review): an answer the server recorded as the call's outcome
-// without knowing whether it ran (the method was stopped, or its caller's
-// deadline passed) is final: retrying would only get it again.
+// R17: an answer the server recorded as the call's outcome without knowing
+// whether it ran (the method was stopped, or its caller's deadline passed)
+// is final: retrying would only get it again.
 func TestRecordedNonAnswersAreFinal(t *testing.T) {
 	for _, code := range []Code{CodeDeadlineExceeded, CodeInterrupted} {
 		err := DecodeError(code, "stopped")

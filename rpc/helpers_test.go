@@ -7,11 +7,13 @@ import (
 	"log"
 	"net"
 	stdrpc "net/rpc"
+	"os"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
+	"github.com/semrpc/semrpc/internal/coalesce"
 	"github.com/semrpc/semrpc/semantics"
 )
 
@@ -205,4 +207,231 @@ func (a *acceptLoop) accepted() []net.Conn {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	return append([]net.Conn(nil), a.conns...)
+}
+
+// setIdleLook sets how often the transports' idle watchers look at their
+// connections (idleLook) for the rest of the test, and restores it after.
+// A watcher reads it when it starts. An hour keeps the watcher from giving
+// an idle connection a reader during the test, so that what a caller finds
+// is what it sees itself; a millisecond gives one at once. Tests that set
+// it must not run in parallel.
+func setIdleLook(t testing.TB, d time.Duration) {
+	t.Helper()
+	was := idleLook.Swap(int64(d))
+	t.Cleanup(func() { idleLook.Store(was) })
+}
+
+// setInlineGrace sets how often the server's inline watcher looks at the
+// requests running on the goroutines that read them (inlineGrace) for the
+// rest of the test, and restores it after: one running at two looks in a
+// row has its reading handed to another goroutine. A watcher reads it when
+// it starts. A grace no call reaches (a minute) keeps every lone request on
+// its reading goroutine; a nanosecond hands reading off on nearly every
+// request. Tests that set it must not run in parallel.
+func setInlineGrace(t testing.TB, d time.Duration) {
+	t.Helper()
+	was := inlineGrace.Swap(int64(d))
+	t.Cleanup(func() { inlineGrace.Store(was) })
+}
+
+// tcpConnOf returns the client's current connection.
+func tcpConnOf(t *testing.T, c *Client) *tcpConn {
+	t.Helper()
+	tr := c.t.(*tcpTransport)
+	tr.mu.Lock()
+	defer tr.mu.Unlock()
+	if tr.cur == nil {
+		t.Fatal("the client has no connection")
+	}
+	return tr.cur
+}
+
+// readerOf returns who reads c now.
+func readerOf(c *tcpConn) readState {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.read
+}
+
+// current returns the transport's current connection, or nil.
+func (t *tcpTransport) current() *tcpConn {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	return t.cur
+}
+
+// deadlineConn is a net.Conn whose reads honour read deadlines as a
+// socket's do (a deadline that has passed fails a read even when data is
+// there) and whose data the test hands in. afterSet, if set, is called
+// with each deadline once it is applied.
+type deadlineConn struct {
+	net.Conn // not used
+
+	mu       sync.Mutex
+	cond     sync.Cond
+	deadline time.Time
+	data     []byte
+	closed   bool
+	afterSet func(d time.Time) // called without mu, once d is applied
+}
+
+func newDeadlineConn() *deadlineConn {
+	f := &deadlineConn{}
+	f.cond.L = &f.mu
+	return f
+}
+
+func (f *deadlineConn) Read(p []byte) (int, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for {
+		switch {
+		case f.closed:
+			return 0, net.ErrClosed
+		case !f.deadline.IsZero() && !time.Now().Before(f.deadline):
+			return 0, os.ErrDeadlineExceeded
+		case len(f.data) > 0:
+			n := copy(p, f.data)
+			f.data = f.data[n:]
+			return n, nil
+		}
+		f.cond.Wait()
+	}
+}
+
+func (f *deadlineConn) SetReadDeadline(d time.Time) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.deadline = d
+	if !d.IsZero() {
+		time.AfterFunc(time.Until(d), func() {
+			f.mu.Lock()
+			f.cond.Broadcast()
+			f.mu.Unlock()
+		})
+	}
+	f.cond.Broadcast()
+	if after := f.afterSet; after != nil {
+		f.mu.Unlock()
+		after(d)
+		f.mu.Lock()
+	}
+	return nil
+}
+
+func (f *deadlineConn) give(b []byte) {
+	f.mu.Lock()
+	f.data = append(f.data, b...)
+	f.cond.Broadcast()
+	f.mu.Unlock()
+}
+
+func (f *deadlineConn) Close() error {
+	f.mu.Lock()
+	f.closed = true
+	f.cond.Broadcast()
+	f.mu.Unlock()
+	return nil
+}
+
+func (f *deadlineConn) Write(p []byte) (int, error) { return len(p), nil }
+
+// tcpConnOver returns a client connection over f, of a transport with the
+// default options that dials f again.
+func tcpConnOver(f *deadlineConn) *tcpConn {
+	o := defaultOptions()
+	tr := newStreamTransport("test", func(context.Context) (net.Conn, error) { return f, nil }, &o)
+	return newTCPConn(tr, f)
+}
+
+// makeReadingCaller makes the caller of call seq the reading caller of c,
+// through the transitions register and beginReading make.
+func makeReadingCaller(t *testing.T, c *tcpConn, seq uint64) {
+	t.Helper()
+	c.mu.Lock()
+	c.setRead(readNone)
+	c.setRead(readChosen)
+	c.readerSeq = seq
+	c.mu.Unlock()
+	if !c.beginReading(seq) {
+		t.Fatal("the chosen caller could not begin reading")
+	}
+}
+
+// startServerWith serves rcvr on loopback and returns the server and the
+// address; cleanup closes it.
+func startServerWith(t *testing.T, rcvr any) (*Server, string) {
+	t.Helper()
+	s := NewServer(WithLogger(discardLogger()))
+	if err := s.Register(rcvr); err != nil {
+		t.Fatal(err)
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- s.Serve(l) }()
+	t.Cleanup(func() {
+		s.Close()
+		<-done
+	})
+	return s, l.Addr().String()
+}
+
+// gatedConn counts its writes; once armed, the next write waits for
+// release, and may then be cut short.
+type gatedConn struct {
+	net.Conn
+	writes  atomic.Int64
+	armed   atomic.Bool
+	entered chan struct{} // closed when the armed write is waiting
+	release chan struct{} // closed to let the armed write go on
+	// cut, if set before release, is called with the write after the
+	// armed one: it returns how many bytes to pass on before failing.
+	cut    atomic.Pointer[func(p []byte) int]
+	broken atomic.Bool
+}
+
+var errCut = errors.New("test: write cut short")
+
+func newGatedConn(c net.Conn) *gatedConn {
+	return &gatedConn{Conn: c, entered: make(chan struct{}), release: make(chan struct{})}
+}
+
+func (g *gatedConn) Write(p []byte) (int, error) {
+	g.writes.Add(1)
+	if g.broken.Load() {
+		return 0, errCut
+	}
+	if g.armed.CompareAndSwap(true, false) {
+		close(g.entered)
+		<-g.release
+		return g.Conn.Write(p)
+	}
+	if cut := g.cut.Swap(nil); cut != nil {
+		n, _ := g.Conn.Write(p[:(*cut)(p)])
+		g.broken.Store(true)
+		g.Conn.Close()
+		return n, errCut
+	}
+	return g.Conn.Write(p)
+}
+
+// queued returns how many messages wait in a coalescer's buffer.
+func queued[T any](c *coalesce.Writer[T]) int { return c.Queued() }
+
+type addResult struct {
+	i   int
+	got int
+	err error
+}
+
+// goAdd calls Arith.Add(i, 1000) in a goroutine.
+func goAdd(ctx context.Context, c *Client, i int, out chan<- addResult) {
+	go func() {
+		var got int
+		err := c.Call(ctx, "Arith.Add", Args{i, 1000}, &got)
+		out <- addResult{i, got, err}
+	}()
 }

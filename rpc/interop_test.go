@@ -3,6 +3,8 @@ package rpc
 import (
 	"context"
 	"errors"
+	"fmt"
+	"net"
 	stdrpc "net/rpc"
 	"testing"
 	"time"
@@ -117,4 +119,77 @@ func TestInteropStockClientDuringShutdown(t *testing.T) {
 	if d := time.Since(start); d > 3*time.Second {
 		t.Errorf("Shutdown took %v with a stock client connected", d)
 	}
+}
+
+// Coalesced requests and replies are plain net/rpc messages back to back:
+// a stock net/rpc client with many concurrent calls reads our server's
+// batched replies, and a stock net/rpc server reads our client's batched
+// requests.
+func TestCoalescedMessagesInteropWithStockNetRPC(t *testing.T) {
+	const callers, calls = 32, 40
+	run := func(t *testing.T, call func(i, j int) (int, error)) {
+		errs := make(chan error, callers)
+		for i := range callers {
+			go func() {
+				for j := range calls {
+					got, err := call(i, j)
+					if err == nil && got != i*1000+j {
+						err = fmt.Errorf("caller %d call %d: got %d", i, j, got)
+					}
+					if err != nil {
+						errs <- err
+						return
+					}
+				}
+				errs <- nil
+			}()
+		}
+		for range callers {
+			if err := <-errs; err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	t.Run("stock client, our server", func(t *testing.T) {
+		_, _, addr, _ := startServer(t)
+		sc, err := stdrpc.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer sc.Close()
+		run(t, func(i, j int) (int, error) {
+			var got int
+			err := sc.Call("Arith.Add", Args{i * 1000, j}, &got)
+			return got, err
+		})
+	})
+	t.Run("our client, stock server", func(t *testing.T) {
+		srv := stdrpc.NewServer()
+		if err := srv.RegisterName("Arith", new(StdArith)); err != nil {
+			t.Fatal(err)
+		}
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			conn, err := l.Accept()
+			if err != nil {
+				return
+			}
+			srv.ServeConn(conn)
+		}()
+		c := dial(t, l.Addr().String())
+		ctx := ctxT(t)
+		run(t, func(i, j int) (int, error) {
+			var got int
+			err := c.Call(ctx, "Arith.Add", Args{i * 1000, j}, &got)
+			return got, err
+		})
+		c.Close()
+		l.Close()
+		<-done
+	})
 }

@@ -2,12 +2,15 @@ package rpc
 
 import (
 	"context"
+	"encoding/gob"
 	"errors"
 	"net"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/semrpc/semrpc/internal/testwait"
 )
 
 func TestCancelReturnsAtOnceAndClientStaysUsable(t *testing.T) {
@@ -173,16 +176,11 @@ func TestRedialAfterServerRestart(t *testing.T) {
 	}
 	s2, _, done2 := serve(l2)
 	defer func() { s2.Close(); <-done2 }()
-	deadline := time.Now().Add(5 * time.Second)
-	for {
+	if !testwait.Until(testwait.Deadline, func() bool {
 		err = c.Call(ctx, "Arith.Add", Args{2, 3}, &r)
-		if err == nil {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("client never redialled: %v", err)
-		}
-		time.Sleep(2 * time.Millisecond)
+		return err == nil
+	}) {
+		t.Fatalf("client never redialled: %v", err)
 	}
 	if r != 5 {
 		t.Fatalf("after redial: %d", r)
@@ -320,4 +318,129 @@ func TestConcurrentCalls(t *testing.T) {
 	for err := range errs {
 		t.Fatal(err)
 	}
+}
+
+// Shutdown lets running calls finish, their replies included: a call that
+// completes during Shutdown has its reply written before the connection
+// closes. (Counting only execute() as running, not the write of the reply,
+// Shutdown closed the connection under the reply: it was lost, and the
+// caller told the call may have executed.)
+func TestShutdownKeepsTheRepliesOfCallsThatFinishDuringIt(t *testing.T) {
+	s := NewServer(WithLogger(discardLogger()))
+	a := &Arith{block: make(chan struct{})}
+	if err := s.Register(a); err != nil {
+		t.Fatal(err)
+	}
+	cli, srv := net.Pipe() // a write blocks until the peer reads it
+	defer cli.Close()
+	served := make(chan struct{})
+	go func() {
+		defer close(served)
+		s.ServeConn(srv)
+	}()
+
+	enc := gob.NewEncoder(cli)
+	if err := enc.Encode(&wireRequest{ServiceMethod: "Arith.Slow", Seq: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if err := enc.Encode(Args{7, 0}); err != nil {
+		t.Fatal(err)
+	}
+	for a.calls.Load() == 0 {
+		time.Sleep(time.Millisecond)
+	}
+
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	shut := make(chan error, 1)
+	go func() { shut <- s.Shutdown(ctx) }()
+	for !s.shutting.Load() {
+		time.Sleep(time.Millisecond)
+	}
+	close(a.block) // Slow returns; its reply waits for us to read it
+
+	// Give a buggy Shutdown time to close the connection under the reply.
+	var shutErr error
+	shutReturned := false
+	select {
+	case shutErr = <-shut:
+		shutReturned = true
+	case <-time.After(500 * time.Millisecond):
+	}
+
+	dec := gob.NewDecoder(cli)
+	var resp wireResponse
+	var got int
+	if err := dec.Decode(&resp); err != nil {
+		t.Fatalf("reply of a call that completed during Shutdown was lost: %v", err)
+	}
+	if resp.Seq == goAwaySeq { // the shutdown notice; a stock client skips it too
+		if err := dec.Decode(&emptyBody{}); err != nil {
+			t.Fatal(err)
+		}
+		resp = wireResponse{} // gob leaves fields the message does not carry
+		if err := dec.Decode(&resp); err != nil {
+			t.Fatalf("reply of a call that completed during Shutdown was lost: %v", err)
+		}
+	}
+	if err := dec.Decode(&got); err != nil || resp.Seq != 1 || resp.Error != "" || got != 7 {
+		t.Fatalf("reply = %+v %d, %v; want seq 1, 7", resp, got, err)
+	}
+	if !shutReturned {
+		shutErr = <-shut
+	}
+	if shutErr != nil {
+		t.Errorf("Shutdown: %v", shutErr)
+	}
+	select {
+	case <-served:
+	case <-time.After(5 * time.Second):
+		t.Fatal("ServeConn did not return after Shutdown")
+	}
+}
+
+// Close returns only once the methods running on connections given to
+// ServeConn have returned, as for those Serve accepted: no goroutine of the
+// server outlives it. (Serve's connections are registered with the
+// WaitGroup under the lock Close takes, so none slips past it either.)
+func TestCloseWaitsForTheCallsOfServeConnConnections(t *testing.T) {
+	s := NewServer(WithLogger(discardLogger()))
+	a := &Arith{block: make(chan struct{})}
+	if err := s.Register(a); err != nil {
+		t.Fatal(err)
+	}
+	cli, srv := net.Pipe()
+	defer cli.Close()
+	served := make(chan struct{})
+	go func() {
+		defer close(served)
+		s.ServeConn(srv)
+	}()
+	enc := gob.NewEncoder(cli)
+	if err := enc.Encode(&wireRequest{ServiceMethod: "Arith.Slow", Seq: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if err := enc.Encode(Args{7, 0}); err != nil {
+		t.Fatal(err)
+	}
+	for a.calls.Load() == 0 {
+		time.Sleep(time.Millisecond)
+	}
+	closed := make(chan struct{})
+	go func() {
+		s.Close()
+		close(closed)
+	}()
+	select {
+	case <-closed:
+		t.Error("Close returned while a method of a ServeConn connection was still running")
+	case <-time.After(200 * time.Millisecond):
+	}
+	close(a.block)
+	select {
+	case <-closed:
+	case <-time.After(5 * time.Second):
+		t.Fatal("Close did not return after the method returned")
+	}
+	<-served
 }

@@ -11,6 +11,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/semrpc/semrpc/internal/testwait"
 )
 
 // fakeClock is a clock for a logLimiter that moves only when told.
@@ -104,10 +106,7 @@ func TestPeerTypeNameCannotForgeALogLine(t *testing.T) {
 	}
 	nc.SetReadDeadline(time.Now().Add(5 * time.Second))
 	io.Copy(io.Discard, nc) // until the server closes the connection
-	deadline := time.Now().Add(5 * time.Second)
-	for !strings.Contains(sink.String(), "closing connection") && time.Now().Before(deadline) {
-		time.Sleep(time.Millisecond)
-	}
+	testwait.Until(5*time.Second, func() bool { return strings.Contains(sink.String(), "closing connection") })
 	if !strings.Contains(sink.String(), `\nFAKE LOG LINE`) {
 		t.Fatalf("the log does not quote the type name:\n%s", sink)
 	}

@@ -13,18 +13,15 @@ import (
 	"testing"
 	"time"
 
+	"github.com/semrpc/semrpc/internal/testwait"
 	"github.com/semrpc/semrpc/semantics"
 )
 
 // waitConns waits until the server serves n connections, or fails.
 func waitConns(t *testing.T, s *Server, n int64) {
 	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for s.Stats().Connections != n {
-		if time.Now().After(deadline) {
-			t.Fatalf("server serves %d connections, want %d", s.Stats().Connections, n)
-		}
-		time.Sleep(5 * time.Millisecond)
+	if !testwait.Until(testwait.Deadline, func() bool { return s.Stats().Connections == n }) {
+		t.Fatalf("server serves %d connections, want %d", s.Stats().Connections, n)
 	}
 }
 

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/semrpc/semrpc/internal/testwait"
 	"github.com/semrpc/semrpc/semantics"
 )
 
@@ -25,16 +26,12 @@ func (g *openGate) intercept(ctx context.Context, ci *CallInfo, next Handler) er
 	return next(ctx, ci)
 }
 
-// waitForNoSessions waits briefly for tb to hold no session, and fails the
-// test if it still holds some.
+// waitForNoSessions waits for tb to hold no session, and fails the test if
+// it still holds some.
 func waitForNoSessions(t *testing.T, tb *semantics.Table) {
 	t.Helper()
-	deadline := time.Now().Add(3 * time.Second)
-	for tb.Len() != 0 && time.Now().Before(deadline) {
-		time.Sleep(5 * time.Millisecond)
-	}
-	if n := tb.Len(); n != 0 {
-		t.Fatalf("%d sessions left on the server (%+v)", n, tb.Stats())
+	if !testwait.Until(testwait.Deadline, func() bool { return tb.Len() == 0 }) {
+		t.Fatalf("%d sessions left on the server (%+v)", tb.Len(), tb.Stats())
 	}
 }
 

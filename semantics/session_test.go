@@ -7,6 +7,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/semrpc/semrpc/internal/testwait"
 )
 
 func mustBegin(t *testing.T, s *Session) Header {
@@ -296,17 +298,6 @@ func waitersQueued(s *Session) int {
 	return len(s.waiters)
 }
 
-func waitUntil(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(10 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(time.Millisecond)
-	}
-}
-
 // A full window hands each freed slot to one waiting Begin, in the order
 // they came; the others keep waiting.
 func TestSessionFullWindowWakesOneWaiterPerFreedSlotInArrivalOrder(t *testing.T) {
@@ -323,7 +314,7 @@ func TestSessionFullWindowWakesOneWaiterPerFreedSlotInArrivalOrder(t *testing.T)
 			}
 			got[i] <- h
 		}()
-		waitUntil(t, "Begin queued", func() bool { return waitersQueued(s) == i+1 })
+		testwait.For(t, "Begin queued", func() bool { return waitersQueued(s) == i+1 })
 	}
 	s.End(first.Seq)
 	if h := <-got[0]; h.Seq != 3 {
@@ -353,7 +344,7 @@ func TestSessionWaiterThatGivesUpLeavesTheLine(t *testing.T) {
 		_, err := s.Begin(ctx)
 		gaveUp <- err
 	}()
-	waitUntil(t, "first waiter queued", func() bool { return waitersQueued(s) == 1 })
+	testwait.For(t, "first waiter queued", func() bool { return waitersQueued(s) == 1 })
 	next := make(chan Header, 1)
 	go func() {
 		h, err := s.Begin(context.Background())
@@ -362,7 +353,7 @@ func TestSessionWaiterThatGivesUpLeavesTheLine(t *testing.T) {
 		}
 		next <- h
 	}()
-	waitUntil(t, "second waiter queued", func() bool { return waitersQueued(s) == 2 })
+	testwait.For(t, "second waiter queued", func() bool { return waitersQueued(s) == 2 })
 	cancel()
 	if err := <-gaveUp; ClassOf(err) != ClassNotSent || !errors.Is(err, context.Canceled) {
 		t.Errorf("waiter that gave up: %v, want not sent, context canceled", err)

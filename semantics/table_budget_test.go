@@ -5,6 +5,8 @@ import (
 	"errors"
 	"testing"
 	"time"
+
+	"github.com/semrpc/semrpc/internal/testwait"
 )
 
 const mib = 1 << 20
@@ -156,7 +158,7 @@ func TestDuplicateOfRecordedCallIsAnsweredWhenBudgetIsExhausted(t *testing.T) {
 		}
 		waited <- tk
 	}()
-	waitFor(t, "the retry to wait", func() bool { return tb.Stats().InFlightWaits == 1 })
+	testwait.For(t, "the retry to wait", func() bool { return tb.Stats().InFlightWaits == 1 })
 	tb.Finish(running, Outcome{Reply: intReply(1), Size: mib})
 	select {
 	case tk := <-waited:

@@ -8,6 +8,8 @@ import (
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/semrpc/semrpc/internal/testwait"
 )
 
 const testEpoch = 0x5eed
@@ -59,18 +61,6 @@ func hdr(client, seq, ack uint64) Header {
 
 // intReply makes a distinct reply value for seq.
 func intReply(seq uint64) *uint64 { return &seq }
-
-// waitFor polls cond until it holds, failing the test after 5 seconds.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(time.Millisecond)
-	}
-}
 
 var errApp = errors.New("kv: no such key")
 
@@ -394,10 +384,7 @@ func TestTableConcurrentDuplicatesRunOnce(t *testing.T) {
 				executed.Add(1)
 				// Hold the call until every other copy is waiting on it,
 				// so all of them take the IN FLIGHT path.
-				deadline := time.Now().Add(5 * time.Second)
-				for tb.Stats().InFlightWaits < n-1 && time.Now().Before(deadline) {
-					time.Sleep(time.Millisecond)
-				}
+				testwait.Until(5*time.Second, func() bool { return tb.Stats().InFlightWaits >= n-1 })
 				tb.Finish(tk, Outcome{Reply: reply, Err: errApp})
 				replies[i] = reply
 				return
@@ -504,7 +491,7 @@ func TestTableWaitCanceled(t *testing.T) {
 		_, err := tb.Begin(ctx, hdr(1, 1, 1))
 		errc <- err
 	}()
-	waitFor(t, "the duplicate to wait", func() bool { return tb.Stats().InFlightWaits == 1 })
+	testwait.For(t, "the duplicate to wait", func() bool { return tb.Stats().InFlightWaits == 1 })
 	cancel()
 	select {
 	case err := <-errc:
@@ -532,7 +519,7 @@ func TestTableAbort(t *testing.T) {
 		_, err := tb.Begin(ctx, hdr(1, 1, 1))
 		errc <- err
 	}()
-	waitFor(t, "the duplicate to wait", func() bool { return tb.Stats().InFlightWaits == 1 })
+	testwait.For(t, "the duplicate to wait", func() bool { return tb.Stats().InFlightWaits == 1 })
 	errDecode := errors.New("gob: bad args")
 	tb.Abort(tk, errDecode)
 	select {
@@ -576,7 +563,7 @@ func TestTableAbortNilErrorStillFailsWaiters(t *testing.T) {
 		_, err := tb.Begin(context.Background(), hdr(1, 1, 1))
 		errc <- err
 	}()
-	waitFor(t, "the duplicate to wait", func() bool { return tb.Stats().InFlightWaits == 1 })
+	testwait.For(t, "the duplicate to wait", func() bool { return tb.Stats().InFlightWaits == 1 })
 	tb.Abort(tk, nil)
 	if err := <-errc; err == nil {
 		t.Fatal("waiter of an aborted call got no error")
@@ -635,7 +622,7 @@ func TestTableCloseLetsRunningCallsFinish(t *testing.T) {
 			replyc <- dup.Cached().Reply
 		}
 	}()
-	waitFor(t, "the duplicate to wait", func() bool { return tb.Stats().InFlightWaits == 1 })
+	testwait.For(t, "the duplicate to wait", func() bool { return tb.Stats().InFlightWaits == 1 })
 	tb.Close(ClientID{Lo: 1})
 	if tb.Len() != 0 {
 		t.Fatalf("Len = %d after Close", tb.Len())
@@ -809,12 +796,7 @@ func TestTableAckFreesReply(t *testing.T) {
 		t.Fatal(err)
 	}
 	tb.Finish(tk, Outcome{})
-	deadline := time.Now().Add(5 * time.Second)
-	for !collected() {
-		if time.Now().After(deadline) {
-			t.Fatal("acknowledged reply still reachable from the table")
-		}
-	}
+	testwait.For(t, "the acknowledged reply to be collected (it is still reachable from the table)", collected)
 	runtime.KeepAlive(tb)
 }
 

@@ -668,15 +668,3 @@ func tried(err error) int {
 	}
 	return -1
 }
-
-// waitUntil polls cond until it holds or d passes.
-func waitUntil(d time.Duration, cond func() bool) bool {
-	deadline := time.Now().Add(d)
-	for !cond() {
-		if time.Now().After(deadline) {
-			return false
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
-	return true
-}

@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/semrpc/semrpc/internal/testwait"
 	"github.com/semrpc/semrpc/labrpc"
 	"github.com/semrpc/semrpc/labrpc/labtest"
 	"github.com/semrpc/semrpc/rpc"
@@ -228,7 +229,7 @@ func runCell(t *testing.T, r contractRow, tr transport, k semantics.Kind) {
 	if c.frozen == nil && w.runs > 0 {
 		// A call that gave up before its method finished: let the method
 		// finish (on a durable server, commit) before counting.
-		waitUntil(2*time.Second, func() bool { return c.runs() >= w.runs })
+		testwait.Until(2*time.Second, func() bool { return c.runs() >= w.runs })
 	}
 	out := outcome{err: err, runs: c.runs()}
 	switch {
@@ -903,7 +904,7 @@ func duplicateRun(c *cell) error {
 	c.mark()
 	_, err := c.incr(cl, 1)
 	if c.kind <= semantics.KindAtLeastOnce {
-		if !waitUntil(5*time.Second, func() bool { return c.runs() >= 2 }) {
+		if !testwait.Until(5*time.Second, func() bool { return c.runs() >= 2 }) {
 			c.Errorf("the duplicate never ran: %d runs", c.runs())
 		}
 		return err
@@ -913,7 +914,7 @@ func duplicateRun(c *cell) error {
 		st := srv.Stats().Table
 		return st.Duplicates+st.InFlightWaits+st.Stale > 0
 	}
-	if !waitUntil(5*time.Second, answered) {
+	if !testwait.Until(5*time.Second, answered) {
 		c.Error("the duplicate never reached the table")
 	}
 	return err

@@ -182,18 +182,6 @@ func isTimeout(err error) bool {
 
 func isReset(err error) bool { return errors.Is(err, syscall.ECONNRESET) }
 
-// waitFor polls cond until it holds, failing the test after 5 s.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(5 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(2 * time.Millisecond)
-	}
-}
-
 // expectRefused dials addr and expects the proxy to reset the connection
 // at once: the dial itself may see the reset, or the first read.
 func expectRefused(t *testing.T, addr string) {

@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/semrpc/semrpc/internal/testwait"
 	"go.uber.org/goleak"
 )
 
@@ -69,7 +70,7 @@ func TestPassThrough(t *testing.T) {
 			if n := srv.nextFinished(t); n != int64(tt.size) {
 				t.Errorf("server received %d bytes, want %d", n, tt.size)
 			}
-			waitFor(t, "connection to close", func() bool { return p.Stats().Active == 0 })
+			testwait.For(t, "connection to close", func() bool { return p.Stats().Active == 0 })
 			st := p.Stats()
 			if st.Accepted != 1 || st.Killed != 0 || st.Refused != 0 || st.DialFailed != 0 {
 				t.Errorf("stats = %+v, want 1 accepted and nothing else", st)
@@ -249,7 +250,7 @@ func TestBlackhole(t *testing.T) {
 			if _, err := c.Write([]byte("lost")); err != nil {
 				t.Fatal(err)
 			}
-			waitFor(t, "bytes to be blackholed", func() bool { return dirStats(p.Stats()).BlackholedBytes == 4 })
+			testwait.For(t, "bytes to be blackholed", func() bool { return dirStats(p.Stats()).BlackholedBytes == 4 })
 			expectNothingFor(t, c, 200*time.Millisecond)
 			wantServer := int64(4)
 			if upstream {
@@ -479,7 +480,7 @@ func TestKillAll(t *testing.T) {
 			t.Errorf("connection %d after KillAll read %q, %v", i, got, err)
 		}
 	}
-	waitFor(t, "no active connections", func() bool { return p.Stats().Active == 0 })
+	testwait.For(t, "no active connections", func() bool { return p.Stats().Active == 0 })
 	c3 := dial(t, p.Addr())
 	if _, err := roundTrip(c3, []byte("again")); err != nil {
 		t.Fatalf("new connection after KillAll: %v", err)
@@ -498,7 +499,7 @@ func TestDialFailure(t *testing.T) {
 	ln.Close()
 	p := startProxy(t, deadAddr, Config{})
 	expectRefused(t, p.Addr())
-	waitFor(t, "DialFailed", func() bool { return p.Stats().DialFailed == 1 })
+	testwait.For(t, "DialFailed", func() bool { return p.Stats().DialFailed == 1 })
 }
 
 // TestCloseStopsEverything closes a proxy with a connection in every kind of
@@ -521,12 +522,12 @@ func TestCloseStopsEverything(t *testing.T) {
 	mustSet(p.SetUpstream(Faults{Delay: time.Hour}))
 	delayed := dial(t, p.Addr())
 	delayed.Write([]byte("later"))
-	waitFor(t, "the delayed chunk", func() bool { return p.Stats().Upstream.Delayed == 1 })
+	testwait.For(t, "the delayed chunk", func() bool { return p.Stats().Upstream.Delayed == 1 })
 
 	mustSet(p.SetUpstream(Faults{Blackhole: true}))
 	blackholed := dial(t, p.Addr())
 	blackholed.Write([]byte("gone"))
-	waitFor(t, "the blackholed chunk", func() bool { return p.Stats().Upstream.BlackholedBytes == 4 })
+	testwait.For(t, "the blackholed chunk", func() bool { return p.Stats().Upstream.BlackholedBytes == 4 })
 
 	mustSet(p.SetUpstream(Faults{}))
 	mustSet(p.SetDownstream(Faults{Bandwidth: 1}))
