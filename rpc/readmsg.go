@@ -25,11 +25,13 @@ import (
 //     follow cannot hold, before the decoder sees it.
 //
 // It also keeps the connection's read deadlines. While it waits for a
-// message to start, the deadline is the idle timeout, counted from the
-// last byte read: when it passes and nothing is pending on the connection
-// (no call running, no reply being written), idle reports the timeout
-// (errIdle); if something is pending, it waits again. Once a message has
-// started, the rest of it must arrive within the message timeout.
+// message to start, the deadline is the idle timeout: when it passes with
+// not a byte read since it was set and nothing pending on the connection
+// (no call running, no reply being written), the wait ends with errIdle;
+// otherwise it is set again. So an idle connection ends between one and
+// two idle timeouts after its last byte, and an active one costs a clock
+// read per idle timeout, not per message. Once a message has started, the
+// rest of it must arrive within the message timeout.
 //
 // One goroutine reads at a time (the connection's reader); nothing here is
 // shared.
@@ -43,15 +45,18 @@ type msgReader struct {
 	idleTimeout time.Duration // 0: none
 	busy        func() bool   // reports whether calls are pending (not idle)
 
-	buf     []byte // read from r: buf[r0:w] is not handed on yet
-	r0      int
-	w       int
-	msg     []byte // the message being handed on (in buf, or its own buffer)
-	pos     int    // bytes of msg handed on
-	last    time.Time
-	dead    time.Time // the read deadline set now; zero for none
-	started bool      // the message being read has its deadline
-	until   time.Time // set by leave: reading ends then, at a message boundary
+	buf        []byte // read from r: buf[r0:w] is not handed on yet
+	r0         int
+	w          int
+	msg        []byte // the message being handed on (in buf, or its own buffer)
+	pos        int    // bytes of msg handed on
+	last       time.Time
+	dead       time.Time // the read deadline set now; zero for none
+	reads      uint64    // reads that returned bytes
+	armedReads uint64    // reads when the idle deadline was set
+	idleArmed  bool      // the deadline set is the idle one
+	started    bool      // the message being read has its deadline
+	until      time.Time // set by leave: reading ends then, at a message boundary
 
 	// midRequest is set by the connection between a request's header and
 	// its body: the body is waited for within the message timeout.
@@ -87,7 +92,7 @@ var errBadMessage = errors.New("rpc: malformed or oversized gob message")
 var errSlowMessage = errors.New("rpc: a message did not arrive whole within the server's read timeout")
 
 func newMsgReader(r io.Reader, max int, check *gobcheck.Stream) *msgReader {
-	m := &msgReader{r: r, max: max, check: check, buf: make([]byte, readBufSize), last: time.Now()}
+	m := &msgReader{r: r, max: max, check: check, buf: make([]byte, readBufSize)}
 	if d, ok := r.(readDeadliner); ok {
 		m.dl = d
 	}
@@ -106,7 +111,7 @@ func (m *msgReader) fill() error {
 		n, err := m.r.Read(m.buf)
 		m.w = n
 		if n > 0 {
-			m.last = time.Now()
+			m.reads++
 			return nil
 		}
 		if err != nil {
@@ -327,7 +332,7 @@ func (m *msgReader) await() error {
 		if err != nil {
 			return m.slow(err)
 		}
-		m.last = time.Now()
+		m.reads++
 		return nil
 	}
 	for {
@@ -337,8 +342,9 @@ func (m *msgReader) await() error {
 					m.setDeadline(m.until)
 				}
 			} else if m.idleTimeout > 0 {
-				if want := m.last.Add(m.idleTimeout); m.dead.IsZero() || m.dead.After(want) {
-					m.setDeadline(want)
+				if !m.idleArmed {
+					m.setDeadline(time.Now().Add(m.idleTimeout))
+					m.idleArmed, m.armedReads = true, m.reads
 				}
 			} else if !m.dead.IsZero() {
 				m.setDeadline(time.Time{})
@@ -347,7 +353,7 @@ func (m *msgReader) await() error {
 		n, err := m.r.Read(m.buf[m.w:])
 		m.w += n
 		if n > 0 {
-			m.last = time.Now()
+			m.reads++
 			return nil
 		}
 		if err == nil {
@@ -359,14 +365,13 @@ func (m *msgReader) await() error {
 		if !isTimeout(err) || m.idleTimeout == 0 {
 			return err
 		}
-		m.dead = time.Time{} // passed: the next turn sets another
+		// The deadline passed: the idle one, or a message's.
+		m.dead, m.idleArmed = time.Time{}, false
 		if m.busy != nil && m.busy() {
-			// Calls are pending: the peer waits for their replies.
-			m.last = time.Now()
-			continue
+			continue // calls are pending: the peer waits for their replies
 		}
-		if time.Since(m.last) >= m.idleTimeout {
-			return errIdle
+		if m.reads == m.armedReads {
+			return errIdle // not a byte since the idle deadline was set
 		}
 	}
 }
@@ -395,7 +400,7 @@ func (m *msgReader) fillTo(n int) error {
 			return m.slow(err)
 		}
 	}
-	m.last = time.Now()
+	m.reads++
 	return nil
 }
 
@@ -422,7 +427,7 @@ func (m *msgReader) readLarge(total int) error {
 			return m.slow(err)
 		}
 	}
-	m.last = time.Now()
+	m.reads++
 	m.msg = b
 	return nil
 }
@@ -442,7 +447,7 @@ func (m *msgReader) slow(err error) error {
 // message timeout.
 func (m *msgReader) startMessage() {
 	if m.dl != nil && m.msgTimeout > 0 && !m.started {
-		m.started = true
+		m.started, m.idleArmed = true, false
 		m.setDeadline(time.Now().Add(m.msgTimeout))
 	}
 }

@@ -29,7 +29,9 @@ const (
 
 	// DefaultIdleTimeout is how long a connection may stay idle (nothing
 	// arriving, no call running, no reply being written) before the server
-	// sends it the shutdown notice and closes it. A semrpc client reads the
+	// sends it the shutdown notice and closes it (between one and two idle
+	// timeouts after its last byte: the deadline is set once per timeout,
+	// not per message). A semrpc client reads the
 	// notice, sends nothing more there and makes a new connection for its
 	// next call; nothing is lost.
 	DefaultIdleTimeout = 5 * time.Minute

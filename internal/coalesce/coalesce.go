@@ -120,14 +120,13 @@ type Writer[T any] struct {
 
 	mu      sync.Mutex // protects following
 	state   State
-	owner   uint64    // the caller writing (state Caller), as it named itself
-	inWrite bool      // the writer is in w.Write now
-	intr    error     // why the write in progress was interrupted
-	cur     *batch[T] // where messages are encoded; written next
-	spare   *batch[T] // the batch being written; only the writer touches it
-	err     error     // the first failed write: nothing is written after it
-	waiting int       // goroutines waiting on written
-	written sync.Cond // broadcast after each write, when goroutines wait
+	owner   uint64                // the caller writing (state Caller), as it named itself
+	intr    atomic.Pointer[error] // why the writing was interrupted (read by the writer without the lock)
+	cur     *batch[T]             // where messages are encoded; written next
+	spare   *batch[T]             // the batch being written; only the writer touches it
+	err     error                 // the first failed write: nothing is written after it
+	waiting int                   // goroutines waiting on written
+	written sync.Cond             // broadcast after each write, when goroutines wait
 }
 
 // batch is a buffer of whole messages and the tags of those that carry one.
@@ -321,15 +320,13 @@ func (c *Writer[T]) writeBatch() error {
 	b := c.cur
 	c.cur, c.spare = c.spare, b
 	c.backlog.Store(false)
-	c.inWrite = true
 	c.mu.Unlock()
 	n, werr := c.w.Write(b.buf.Bytes())
-	c.mu.Lock()
-	c.inWrite = false
-	if werr != nil && c.intr != nil {
-		werr = fmt.Errorf("%w (%w)", c.intr, werr)
+	if werr != nil {
+		if cause := c.intr.Load(); cause != nil {
+			werr = fmt.Errorf("%w (%w)", *cause, werr)
+		}
 	}
-	c.mu.Unlock()
 	if c.OnWritten != nil {
 		for _, t := range b.tags {
 			c.OnWritten(t.tag, werr == nil || t.end <= n, werr)
@@ -359,17 +356,17 @@ func (c *Writer[T]) writeBatch() error {
 	return werr
 }
 
-// Interrupt ends the write of owner, if owner is writing its batch now:
-// OnInterrupt ends the stream, and the write fails with cause. It reports
-// whether it did. Only a write is interrupted: an owner that is not in
-// one, or no longer the writer, is left alone.
+// Interrupt ends the writing of owner, if owner is the writer now (state
+// Caller, as it named itself): OnInterrupt ends the stream, and the write
+// in progress, or the next, fails with cause. It reports whether it did.
+// An owner that is no longer the writer is left alone.
 func (c *Writer[T]) Interrupt(owner uint64, cause error) bool {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if owner == 0 || c.state != Caller || c.owner != owner || !c.inWrite || c.OnInterrupt == nil {
+	if owner == 0 || c.state != Caller || c.owner != owner || c.OnInterrupt == nil {
 		return false
 	}
-	c.intr = cause
+	c.intr.Store(&cause)
 	c.OnInterrupt()
 	return true
 }
