@@ -82,8 +82,12 @@ const (
 	// typeBytesPerConn is what a connection may hold for the gob types
 	// its peer defined: twice what rpc lets a stream define (1 MiB).
 	typeBytesPerConn = 2 << 20
-	// keptRepliesBound bounds the replies one session keeps unacknowledged.
-	keptRepliesBound = 64 << 20
+	// keptRepliesBound bounds what one session's never-acknowledged
+	// replies hold: the session's reply budget (16 MiB), which admission
+	// may overshoot by the calls already running when it is reached (R27),
+	// and the replies in flight. The figure is measured with the rest of
+	// the server's heap, so the bound leaves room: 64 MiB plus 16.
+	keptRepliesBound = 80 << 20
 	// idleBytesPerConn and idleGoroutinesPerConn bound what an idle
 	// connection costs the server.
 	idleBytesPerConn      = 64 << 10
