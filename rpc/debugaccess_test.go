@@ -1,10 +1,12 @@
 package rpc
 
 import (
+	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 )
 
 // debugStatus asks s's debug page for a request from remoteAddr.
@@ -85,7 +87,9 @@ func TestWithDebugAccessDecidesWhoSeesTheDebugPage(t *testing.T) {
 // empty pattern would make http.Handle panic).
 func TestHandleHTTPWithoutDebugPath(t *testing.T) {
 	s, _ := newArithServer(t)
-	const rpcPath = "/TestHandleHTTPWithoutDebugPath/rpc"
+	// A path of its own for each run: http.DefaultServeMux keeps what is
+	// registered on it for the life of the process (go test -count=N).
+	rpcPath := fmt.Sprintf("/TestHandleHTTPWithoutDebugPath/%d/rpc", time.Now().UnixNano())
 	s.HandleHTTP(rpcPath, "")
 	h, pattern := http.DefaultServeMux.Handler(httptest.NewRequest(http.MethodConnect, rpcPath, nil))
 	if pattern != rpcPath || h != http.Handler(s) {
