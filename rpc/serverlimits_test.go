@@ -331,14 +331,20 @@ func mapBomb(t *testing.T, count uint64) []byte {
 	if err := enc.Encode(Args{1, 2}); err != nil {
 		t.Fatal(err)
 	}
-	stream := b.Bytes()
+	return declareEntries(t, b.Bytes(), count)
+}
+
+// declareEntries rewrites a gob stream holding one metadata map of one
+// entry ("k": {"v"}) so that the map declares count entries, and fixes the
+// length of the message that holds it.
+func declareEntries(t *testing.T, stream []byte, count uint64) []byte {
+	t.Helper()
 	// The map's count (1) precedes its only key ("k", length 1).
 	at := bytes.Index(stream, []byte{1, 1, 'k', 1, 1, 'v'})
 	if at < 0 {
 		t.Fatal("no metadata map in the encoding")
 	}
-	// Find the message holding it and patch its length.
-	start := 0
+	start := -1
 	for i := 0; i < len(stream); {
 		n, k := int(stream[i]), 1
 		if stream[i] >= 0x80 {
@@ -393,37 +399,21 @@ func TestHeaderMapBombIsRefusedBeforeItAllocates(t *testing.T) {
 // A hostile server's reply declaring a huge map fails its connection, and
 // the call may-have-executed, before the client allocates for it.
 func TestReplyMapBombFailsTheConnectionNotTheClient(t *testing.T) {
+	// The answer to the client's first call (seq 1): a response header
+	// whose Header metadata map declares 10^8 entries, made as mapBomb
+	// makes a request's.
+	var b bytes.Buffer
+	enc := gob.NewEncoder(&b)
+	enc.Encode(&wireResponse{ServiceMethod: "Arith.Add", Seq: 1, Header: Metadata{"k": {"v"}}})
+	enc.Encode(3)
+	bomb := declareEntries(t, b.Bytes(), 100_000_000)
 	a := serveEach(t, func(rwc io.ReadWriteCloser) {
 		dec := gob.NewDecoder(rwc)
 		var req wireRequest
 		if dec.Decode(&req) != nil || dec.Decode(new(Args)) != nil {
 			return
 		}
-		// A response header whose Header metadata map declares 10^8
-		// entries: made the way mapBomb makes a request's.
-		var b bytes.Buffer
-		enc := gob.NewEncoder(&b)
-		enc.Encode(&wireResponse{ServiceMethod: req.ServiceMethod, Seq: req.Seq, Header: Metadata{"k": {"v"}}})
-		enc.Encode(3)
-		stream := b.Bytes()
-		at := bytes.Index(stream, []byte{1, 1, 'k', 1, 1, 'v'})
-		start := 0
-		for i := 0; i < len(stream); {
-			n := int(stream[i])
-			if at < i+1+n {
-				start = i
-				break
-			}
-			i += 1 + n
-		}
-		big := []byte{0xFC, 0x05, 0xF5, 0xE1, 0x00} // 10^8
-		var out []byte
-		out = append(out, stream[:start]...)
-		out = append(out, byte(int(stream[start])+len(big)-1))
-		out = append(out, stream[start+1:at]...)
-		out = append(out, big...)
-		out = append(out, stream[at+1:]...)
-		rwc.Write(out)
+		rwc.Write(bomb)
 		io.Copy(io.Discard, rwc)
 	})
 	c := dial(t, a.addr)
