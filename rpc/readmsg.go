@@ -48,9 +48,8 @@ type msgReader struct {
 	buf        []byte // read from r: buf[r0:w] is not handed on yet
 	r0         int
 	w          int
-	msg        []byte // the message being handed on (in buf, or its own buffer)
-	pos        int    // bytes of msg handed on
-	last       time.Time
+	msg        []byte    // the message being handed on (in buf, or its own buffer)
+	pos        int       // bytes of msg handed on
 	dead       time.Time // the read deadline set now; zero for none
 	reads      uint64    // reads that returned bytes
 	armedReads uint64    // reads when the idle deadline was set

@@ -430,3 +430,30 @@ func TestReplyMapBombFailsTheConnectionNotTheClient(t *testing.T) {
 		t.Fatalf("the client allocated %d bytes for a bomb of a few hundred", got)
 	}
 }
+
+// After a large message the server reads on with a fresh gob decoder that
+// learned the stream's types again (so that an idle connection does not
+// keep the large message): calls of every type keep working on the same
+// connection, including types defined before the large message.
+func TestCallsAfterALargeMessageKeepTheirConnection(t *testing.T) {
+	s, _, addr, _ := startServer(t)
+	c := dial(t, addr)
+	big := strings.Repeat("L", 100<<10)
+	var sum int
+	var echo string
+	for i := range 3 {
+		if err := c.Call(ctxT(t), "Arith.Add", Args{i, 1}, &sum); err != nil || sum != i+1 {
+			t.Fatalf("Add after %d large messages: %d, %v", i, sum, err)
+		}
+		if err := c.Call(ctxT(t), "Arith.Echo", big, &echo); err != nil || echo != big {
+			t.Fatalf("large Echo %d: %d bytes, %v", i, len(echo), err)
+		}
+		var q Quotient
+		if err := c.Call(ctxT(t), "Arith.Divide", Args{7, 2}, &q); err != nil || q.Quo != 3 {
+			t.Fatalf("Divide after %d large messages: %+v, %v", i, q, err)
+		}
+	}
+	if n := s.Stats().Connections; n != 1 {
+		t.Fatalf("%d connections, want the one", n)
+	}
+}

@@ -179,10 +179,9 @@ func typeDef(c *cursor, id int32, budget int) (*plan, int, error) {
 			return err
 		})
 	}
-	var err error
 	// wireType{ArrayT, SliceT, StructT, MapT, GobEncoderT, BinaryMarshalerT, TextMarshalerT}:
 	// exactly one is sent.
-	err = c.structFields("wireType", 7, func(f int) error {
+	err := c.structFields("wireType", 7, func(f int) error {
 		if p != nil {
 			return fmt.Errorf("%w: type %d: definition of more than one kind", ErrMalformed, id)
 		}

@@ -147,11 +147,3 @@ func (s *Store) Depth(args Tree, reply *LookupReply) error {
 	}
 	return nil
 }
-
-// executions returns how many times each method ran.
-func (s *Store) executions() map[string]int64 {
-	return map[string]int64{
-		"Put": s.puts.Load(), "Get": s.gets.Load(), "Read": s.reads.Load(),
-		"Batch": s.batches.Load(), "Lookup": s.lookups.Load(),
-	}
-}
