@@ -21,7 +21,8 @@ import (
 // WithTable.
 //
 // Methods of a durable server keep their state in the store's transaction,
-// whatever the call's policy: they take a context.Context first and reach
+// whatever the call's policy: they take a context.Context first (Register
+// refuses a method without one, unless OutsideTransaction declares it) and reach
 // the transaction with semantics.TxOf[T](ctx), T being the store's
 // transaction type (with a semantics.BoltStore, *bbolt.Tx, also found with
 // semantics.TxFrom, or through BoltStore.Update and View with that ctx).

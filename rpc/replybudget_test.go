@@ -199,7 +199,10 @@ func TestReplyBudgetOnADurableServer(t *testing.T) {
 	}
 	s := NewServer(WithDurableStore(st), WithLogger(discardLogger()))
 	b := new(Blob)
-	s.Register(b)
+	// Blob.Get only computes its reply: nothing to keep in the transaction.
+	if err := s.Register(b, OutsideTransaction("Get")); err != nil {
+		t.Fatal(err)
+	}
 	id, err := s.Table().Open()
 	if err != nil {
 		t.Fatal(err)
@@ -226,7 +229,9 @@ func TestReplyBudgetOnADurableServer(t *testing.T) {
 		t.Fatalf("%d bytes kept after the restart, want the 3 restored replies", kept)
 	}
 	s = NewServer(WithDurableStore(st), WithLogger(discardLogger()))
-	s.Register(b)
+	if err := s.Register(b, OutsideTransaction("Get")); err != nil {
+		t.Fatal(err)
+	}
 	_, err = s.Handle(ctx, "Blob.Get", hdr(4, 1), blobSize(mib))
 	wantBudgetRefusal(t, "the restarted server at its budget", err)
 	if reply, err := s.Handle(ctx, "Blob.Get", hdr(2, 1), blobSize(mib)); err != nil || len(*reply.(*[]byte)) != mib {

@@ -140,17 +140,34 @@ func (s *Server) Table() *semantics.Table { return s.table }
 // context.Context first. That context ends at the caller's deadline (which
 // travels with the request), when Close is called, or when Shutdown gives
 // up waiting; never because the caller's connection was lost. Other methods are skipped; a receiver with none is an error.
-func (s *Server) Register(rcvr any) error { return s.register(rcvr, "", false) }
+//
+// On a server with a durable store (WithDurableStore, or WithTable with a
+// durable table) every method must take a context.Context first, through
+// which it writes in the store's transaction; Register refuses a service
+// with a method that does not (ErrNeedsContext, naming the methods), unless
+// OutsideTransaction declares that method fine outside the transaction.
+func (s *Server) Register(rcvr any, opts ...RegisterOption) error {
+	return s.register(rcvr, "", false, opts)
+}
 
 // RegisterName is like Register but uses name for the service.
-func (s *Server) RegisterName(name string, rcvr any) error { return s.register(rcvr, name, true) }
+func (s *Server) RegisterName(name string, rcvr any, opts ...RegisterOption) error {
+	return s.register(rcvr, name, true, opts)
+}
 
-func (s *Server) register(rcvr any, name string, useName bool) error {
+func (s *Server) register(rcvr any, name string, useName bool, opts []RegisterOption) error {
 	if useName && (name == "" || strings.Contains(name, ".")) {
 		return fmt.Errorf("rpc: invalid service name %q", name)
 	}
 	svc, err := newService(rcvr, name, useName)
 	if err != nil {
+		return err
+	}
+	var ro registerOptions
+	for _, opt := range opts {
+		opt(&ro)
+	}
+	if err := s.checkDurable(svc, &ro); err != nil {
 		return err
 	}
 	s.mu.Lock()
