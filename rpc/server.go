@@ -203,6 +203,10 @@ func (s *Server) lookup(serviceMethod string) (*methodType, error) {
 		if m := s.builtinMethod(serviceMethod); m != nil {
 			return m, nil
 		}
+	case JSONCallMethod:
+		if !s.opts.noJSON {
+			return jsonCallMethodType, nil
+		}
 	}
 	dot := strings.LastIndex(serviceMethod, ".")
 	if dot < 0 {
@@ -262,7 +266,7 @@ func (s *Server) Handle(ctx context.Context, serviceMethod string, h *semantics.
 	ptr, pass := m.newArgs()
 	if err := args.DecodeArgs(ptr); err != nil {
 		s.rejected.Add(1)
-		return nil, reject(CodeRejected, "rpc: decoding arguments of %s: %v", serviceMethod, err)
+		return nil, reject(CodeBadArguments, "rpc: decoding arguments of %s: %v", serviceMethod, err)
 	}
 	if mc, ok := args.(MetadataCarrier); ok && (mc.IncomingMetadata() != nil || s.seesContext(m)) {
 		var sc *serverCall
@@ -290,6 +294,9 @@ func (s *Server) Handle(ctx context.Context, serviceMethod string, h *semantics.
 // (Shutdown waits for that count), which makes the shutting-down check
 // below safe.
 func (s *Server) execute(ctx context.Context, m *methodType, h *semantics.Header, argPtr any, argv reflect.Value) (any, error) {
+	if m == jsonCallMethodType {
+		return s.executeJSON(ctx, h, argPtr.(*jsonCallArgs))
+	}
 	if s.shutting.Load() {
 		s.rejected.Add(1)
 		return nil, reject(CodeShuttingDown, "rpc: server shutting down; %s not run", m.name)
