@@ -78,7 +78,8 @@ Each command takes, before or after its arguments:
   -addr host:port   the server (required)
   -timeout d        bound on the command once the server is up (default 5s)
   -wait d           wait up to d for a server that is not up yet or restarting
-                    (default 0: an unreachable server fails the command at once)
+                    (default 0: an unreachable server fails the command at once);
+                    with no-retry, a call that was sent is still never sent twice
   -semantics p      the call's policy: no-retry (default: one attempt), at-least-once
                     (resent until answered: may run more than once), at-most-once
                     (resent, never run twice), exactly-once (at-most-once against a
@@ -224,11 +225,12 @@ func run(args []string, stdout, stderr io.Writer) int {
 		fmt.Fprintf(stderr, "semrpc %s: %v\n%s", cmd, err, shortUsage)
 		return exitUsage
 	}
-	code := exitStatus(err)
 	if err != nil {
-		fmt.Fprintf(stderr, "semrpc %s: %v%s\n", cmd, err, verdictText(code))
+		// The error says what became of the call (not executed, may have
+		// executed); the exit status says it to scripts.
+		fmt.Fprintf(stderr, "semrpc %s: %v\n", cmd, err)
 	}
-	return code
+	return exitStatus(err)
 }
 
 // exitStatus returns the exit status that tells what became of a call that
@@ -247,17 +249,6 @@ func exitStatus(err error) int {
 	// Maybe executed, a reply that could not be delivered, or an error
 	// that says nothing: the only safe reading is that it may have run.
 	return exitMaybe
-}
-
-// verdictText says, after the error, what its exit status means.
-func verdictText(code int) string {
-	switch code {
-	case exitNotExecuted:
-		return " (not executed)"
-	case exitMaybe:
-		return " (it may have run)"
-	}
-	return ""
 }
 
 // parseInterleaved parses fs's flags wherever they stand among the
@@ -409,6 +400,9 @@ func (s session) explain(method string, err error) error {
 		return fmt.Errorf("%w (semrpc list -addr %s shows its methods)", err, s.addr)
 	case errors.Is(err, rpc.ErrNotExecuted) && s.wait == 0 && isRefused(err):
 		return fmt.Errorf("%w (-wait d waits for a server that is not up yet)", err)
+	case errors.Is(err, rpc.ErrMaybeExecuted) && s.httpPath == "" && strings.Contains(err.Error(), "malformed"):
+		// What an HTTP server answers is no gob message.
+		return fmt.Errorf("%w (is it an HTTP server? -http with its RPC path reaches RPC over HTTP, net/rpc's is /_goRPC_)", err)
 	}
 	return err
 }
@@ -479,7 +473,7 @@ func (s session) call(args []string) error {
 	defer c.Close()
 	reply, err := c.CallJSON(ctx, method, json.RawMessage(params))
 	if err != nil {
-		return s.explain(method, err)
+		return fmt.Errorf("%s: %w", method, s.explain(method, err))
 	}
 	var pretty bytes.Buffer
 	if err := json.Indent(&pretty, reply, "", "  "); err != nil {
