@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/semrpc/semrpc/semantics"
+	"github.com/semrpc/semrpc/stores/boltstore"
 )
 
 const mib = 1 << 20
@@ -192,8 +193,8 @@ func serveBudget(t *testing.T, total, perSession int64) (*Server, *Blob, string)
 // records count at the length of their stored replies).
 func TestReplyBudgetOnADurableServer(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "budget.db")
-	cfg := &semantics.BoltConfig{Table: semantics.TableConfig{MaxReplyBytes: 3 * mib, MaxSessionReplyBytes: 3 * mib}}
-	st, err := semantics.OpenBoltStore(path, cfg)
+	cfg := &boltstore.Config{Table: semantics.TableConfig{MaxReplyBytes: 3 * mib, MaxSessionReplyBytes: 3 * mib}}
+	st, err := boltstore.Open(path, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -220,7 +221,7 @@ func TestReplyBudgetOnADurableServer(t *testing.T) {
 	wantBudgetRefusal(t, "a durable server at its budget", err)
 	st.Close()
 
-	st, err = semantics.OpenBoltStore(path, cfg)
+	st, err = boltstore.Open(path, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}

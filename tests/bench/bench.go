@@ -22,6 +22,7 @@ import (
 
 	"github.com/semrpc/semrpc/rpc"
 	"github.com/semrpc/semrpc/semantics"
+	"github.com/semrpc/semrpc/stores/boltstore"
 )
 
 // Arith is the service every RPC benchmark calls.
@@ -326,7 +327,7 @@ func StartExactlyOnceClients(tb testing.TB, n int) *Server {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	st, err := semantics.OpenBoltStore(filepath.Join(dir, "bench.db"), nil)
+	st, err := boltstore.Open(filepath.Join(dir, "bench.db"), nil)
 	if err != nil {
 		tb.Fatal(err)
 	}
