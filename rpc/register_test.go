@@ -11,15 +11,15 @@ import (
 	"github.com/semrpc/semrpc/semantics"
 )
 
-// Ledger mixes methods that write through the store's transaction (Add)
+// Till mixes methods that write through the store's transaction (Add)
 // with methods that take no context (Double, Note).
-type Ledger struct{ Tally }
+type Till struct{ Tally }
 
 // Double computes its reply from its argument alone.
-func (Ledger) Double(by int, reply *int) error { *reply = 2 * by; return nil }
+func (Till) Double(by int, reply *int) error { *reply = 2 * by; return nil }
 
 // Note is lab-style (no error result) and takes no context.
-func (Ledger) Note(by int, reply *int) { *reply = by }
+func (Till) Note(by int, reply *int) { *reply = by }
 
 // newFileServer returns a server with a durable file store (a Store other
 // than bbolt, durable_store_test.go), made with opt.
@@ -48,9 +48,9 @@ func TestDurableServerRefusesMethodsWithoutContext(t *testing.T) {
 		register func(*Server) error
 		service  string
 	}{
-		{"Register, WithDurableStore", withStore, func(s *Server) error { return s.Register(Ledger{}) }, "Ledger"},
-		{"RegisterName, WithDurableStore", withStore, func(s *Server) error { return s.RegisterName("Bank", Ledger{}) }, "Bank"},
-		{"Register, WithTable of a durable store", withTable, func(s *Server) error { return s.Register(Ledger{}) }, "Ledger"},
+		{"Register, WithDurableStore", withStore, func(s *Server) error { return s.Register(Till{}) }, "Till"},
+		{"RegisterName, WithDurableStore", withStore, func(s *Server) error { return s.RegisterName("Bank", Till{}) }, "Bank"},
+		{"Register, WithTable of a durable store", withTable, func(s *Server) error { return s.Register(Till{}) }, "Till"},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			s := newFileServer(t, tt.opt)
@@ -93,13 +93,13 @@ func TestOutsideTransactionDeclaresMethods(t *testing.T) {
 		{"the whole service", []RegisterOption{OutsideTransaction()}, ""},
 		{"each method", []RegisterOption{OutsideTransaction("Double", "Note")}, ""},
 		{"in two options", []RegisterOption{OutsideTransaction("Double"), OutsideTransaction("Note")}, ""},
-		{"one of two", []RegisterOption{OutsideTransaction("Double")}, `Ledger.Note takes no context.Context`},
-		{"a misspelt name", []RegisterOption{OutsideTransaction("Double", "Nite")}, `OutsideTransaction("Nite"): Ledger has no published method Nite`},
-		{"a method with a context", []RegisterOption{OutsideTransaction("Add")}, `OutsideTransaction("Add"): Ledger.Add takes a context.Context`},
+		{"one of two", []RegisterOption{OutsideTransaction("Double")}, `Till.Note takes no context.Context`},
+		{"a misspelt name", []RegisterOption{OutsideTransaction("Double", "Nite")}, `OutsideTransaction("Nite"): Till has no published method Nite`},
+		{"a method with a context", []RegisterOption{OutsideTransaction("Add")}, `OutsideTransaction("Add"): Till.Add takes a context.Context`},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			s := newFileServer(t, withStore)
-			err := s.Register(Ledger{}, tt.opts...)
+			err := s.Register(Till{}, tt.opts...)
 			switch {
 			case tt.wantErr == "" && err != nil:
 				t.Fatalf("Register: %v", err)
@@ -116,10 +116,10 @@ func TestOutsideTransactionDeclaresMethods(t *testing.T) {
 func TestServerWithoutStoreTakesMethodsWithoutContext(t *testing.T) {
 	s := NewServer(WithLogger(discardLogger()))
 	defer s.Close()
-	if err := s.Register(Ledger{}); err != nil {
+	if err := s.Register(Till{}); err != nil {
 		t.Fatalf("Register: %v", err)
 	}
-	if err := s.RegisterName("Other", Ledger{}, OutsideTransaction("Nite")); err == nil {
+	if err := s.RegisterName("Other", Till{}, OutsideTransaction("Nite")); err == nil {
 		t.Fatal("OutsideTransaction with a name the service lacks was accepted")
 	}
 }
@@ -129,7 +129,7 @@ func TestServerWithoutStoreTakesMethodsWithoutContext(t *testing.T) {
 // transactional ones, over TCP.
 func TestMethodOutsideTransactionRunsExactlyOnceCalls(t *testing.T) {
 	s := newFileServer(t, withStore)
-	if err := s.Register(Ledger{}, OutsideTransaction("Double", "Note")); err != nil {
+	if err := s.Register(Till{}, OutsideTransaction("Double", "Note")); err != nil {
 		t.Fatal(err)
 	}
 	l, err := net.Listen("tcp", "127.0.0.1:0")
@@ -152,7 +152,7 @@ func TestMethodOutsideTransactionRunsExactlyOnceCalls(t *testing.T) {
 		method string
 		arg    int
 		want   int
-	}{{"Ledger.Add", 5, 5}, {"Ledger.Double", 21, 42}, {"Ledger.Note", 7, 7}, {"Ledger.Add", 1, 6}} {
+	}{{"Till.Add", 5, 5}, {"Till.Double", 21, 42}, {"Till.Note", 7, 7}, {"Till.Add", 1, 6}} {
 		var reply int
 		if err := c.Call(ctx, tt.method, tt.arg, &reply); err != nil || reply != tt.want {
 			t.Fatalf("%s(%d) = %d, %v; want %d", tt.method, tt.arg, reply, err, tt.want)
