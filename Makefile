@@ -5,7 +5,10 @@ FUZZTIME  ?= 30s
 
 .PHONY: demo test deps bench fuzz lint soak hostile
 
+# The first build compiles every dependency (one to one and a half minutes
+# on a loaded 2-core machine, README "Quick start"); say so before the silence.
 demo:
+	@echo "make demo: compiling ./examples/crawl (the first build takes a minute or two; later ones a few seconds), then running it"
 	$(GO) run ./examples/crawl
 
 test: deps
