@@ -190,7 +190,7 @@ func run(args []string, stdout, stderr io.Writer) (code int, died os.Signal) {
 	}
 	cmdArgs := []string{"test", "-overlay", prep.overlay}
 	if prep.modfile != "" {
-		cmdArgs = append(cmdArgs, "-modfile", prep.modfile, "-mod=mod")
+		cmdArgs = append(cmdArgs, "-modfile", prep.modfile, "-mod=readonly")
 	}
 	env := append(os.Environ(), labtest.EnvLatency+"="+opts.latency.String())
 	if opts.real {

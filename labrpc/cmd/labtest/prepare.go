@@ -185,33 +185,6 @@ func modulePath(gomod []byte) string {
 	return ""
 }
 
-// writeModfile writes a copy of the lab's go.mod that requires semrpc from
-// dir, with a go.sum holding both modules' sums.
-func writeModfile(gomod string, modSrc []byte, dir, work string) (string, error) {
-	var b bytes.Buffer
-	b.Write(modSrc)
-	fmt.Fprintf(&b, "\nrequire %s v0.0.0-00010101000000-000000000000\n\nreplace %s => %s\n", semrpcModule, semrpcModule, dir)
-	path := filepath.Join(work, "go.mod")
-	if err := os.WriteFile(path, b.Bytes(), 0o644); err != nil {
-		return "", err
-	}
-	var sum bytes.Buffer
-	for _, f := range []string{strings.TrimSuffix(gomod, ".mod") + ".sum", filepath.Join(dir, "go.sum")} {
-		data, err := os.ReadFile(f)
-		if err != nil && !errors.Is(err, os.ErrNotExist) {
-			return "", err
-		}
-		sum.Write(data)
-		if len(data) > 0 && data[len(data)-1] != '\n' {
-			sum.WriteByte('\n')
-		}
-	}
-	if err := os.WriteFile(filepath.Join(work, "go.sum"), sum.Bytes(), 0o644); err != nil {
-		return "", err
-	}
-	return path, nil
-}
-
 // semrpcDir finds semrpc's source: -semrpc, $LABTEST_SEMRPC, or the module
 // this binary was built from.
 func semrpcDir(flagDir string) (string, error) {
