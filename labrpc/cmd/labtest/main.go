@@ -38,6 +38,8 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"runtime"
+	"strconv"
 	"strings"
 	"time"
 
@@ -68,6 +70,10 @@ type options struct {
 	strict  bool
 	semrpc  string
 	work    bool
+	repeat  int   // runs of the test binary; 0: go test runs it once
+	procs   int   // test processes at a time under -repeat
+	seed    int64 // LABRPC_SEED of every run, if seedSet
+	seedSet bool
 }
 
 // goTestValueFlags are go test's flags that take a value as the next
@@ -112,6 +118,10 @@ func splitArgs(args []string) (opts options, goArgs, pkgs []string, err error) {
 	fs.BoolVar(&opts.strict, "strict", false, "")
 	fs.StringVar(&opts.semrpc, "semrpc", "", "")
 	fs.BoolVar(&opts.work, "work", false, "")
+	fs.IntVar(&opts.repeat, "repeat", 0, "")
+	fs.IntVar(&opts.procs, "procs", 0, "")
+	fs.Int64Var(&opts.seed, "seed", 0, "")
+	set := map[string]bool{}
 	for i := 0; i < len(args); i++ {
 		a := args[i]
 		if a == "--" {
@@ -126,7 +136,7 @@ func splitArgs(args []string) (opts options, goArgs, pkgs []string, err error) {
 		switch name {
 		case "h", "help":
 			return opts, nil, nil, flag.ErrHelp
-		case "labrpc", "real", "latency", "strict", "semrpc", "work":
+		case "labrpc", "real", "latency", "strict", "semrpc", "work", "repeat", "procs", "seed":
 			rest := []string{a}
 			if !hasValue && name != "real" && name != "strict" && name != "work" && i+1 < len(args) {
 				rest = append(rest, args[i+1])
@@ -135,6 +145,7 @@ func splitArgs(args []string) (opts options, goArgs, pkgs []string, err error) {
 			if err := fs.Parse(rest); err != nil {
 				return opts, nil, nil, err
 			}
+			set[name] = true
 			continue
 		case "overlay", "modfile", "exec":
 			return opts, nil, nil, fmt.Errorf("-%s: labtest sets this go test flag itself", name)
@@ -151,8 +162,24 @@ func splitArgs(args []string) (opts options, goArgs, pkgs []string, err error) {
 	if opts.latency < 0 {
 		return opts, nil, nil, fmt.Errorf("-latency=%v: want a duration ≥ 0", opts.latency)
 	}
+	if opts.repeat < 0 {
+		return opts, nil, nil, fmt.Errorf("-repeat=%d: want a number of runs ≥ 1", opts.repeat)
+	}
+	opts.seedSet = set["seed"]
+	if set["procs"] && opts.procs < 1 {
+		return opts, nil, nil, fmt.Errorf("-procs=%d: want a number of processes ≥ 1", opts.procs)
+	}
+	if set["procs"] && opts.repeat == 0 {
+		return opts, nil, nil, errors.New("-procs: only with -repeat")
+	}
+	if opts.procs == 0 {
+		opts.procs = runtime.NumCPU()
+	}
 	if len(pkgs) == 0 {
 		pkgs = []string{"."}
+	}
+	if opts.repeat > 0 && len(pkgs) != 1 {
+		return opts, nil, nil, fmt.Errorf("-repeat: runs the tests of one package, not %d", len(pkgs))
 	}
 	return opts, goArgs, pkgs, nil
 }
@@ -193,9 +220,19 @@ func run(args []string, stdout, stderr io.Writer) (code int, died os.Signal) {
 		cmdArgs = append(cmdArgs, "-modfile", prep.modfile, "-mod=readonly")
 	}
 	env := append(os.Environ(), labtest.EnvLatency+"="+opts.latency.String())
+	if opts.strict {
+		env = append(env, labtest.EnvStrict+"=1")
+	}
 	if opts.real {
 		env = append(env, labtest.EnvReal+"=1")
-	} else {
+	}
+	if opts.repeat > 0 {
+		return runRepeated(opts, prep, goArgs, env, sigs, stdout, stderr, work)
+	}
+	if opts.seedSet {
+		env = append(env, "LABRPC_SEED="+strconv.FormatInt(opts.seed, 10))
+	}
+	if !opts.real {
 		self, err := os.Executable()
 		if err != nil {
 			fmt.Fprintf(stderr, "labtest: %v\n", err)
@@ -203,9 +240,6 @@ func run(args []string, stdout, stderr io.Writer) (code int, died os.Signal) {
 		}
 		cmdArgs = append(cmdArgs, "-exec", self)
 		env = append(env, envExecWrapper+"=1")
-	}
-	if opts.strict {
-		env = append(env, labtest.EnvStrict+"=1")
 	}
 	cmdArgs = append(cmdArgs, goArgs...)
 	cmdArgs = append(cmdArgs, pkgs...)

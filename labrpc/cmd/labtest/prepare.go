@@ -44,6 +44,8 @@ type listedPackage struct {
 type prepared struct {
 	overlay string
 	modfile string
+	pkgs    []string // the import paths of the packages to test
+	dirs    []string // and their directories
 }
 
 func prepare(opts options, pkgs []string, work string) (prepared, error) {
@@ -64,6 +66,12 @@ func prepare(opts options, pkgs []string, work string) (prepared, error) {
 	listed, err := goList(pkgs)
 	if err != nil {
 		return p, err
+	}
+	for _, lp := range listed {
+		if !lp.DepOnly && lp.ForTest == "" && !strings.HasSuffix(lp.ImportPath, ".test") {
+			p.pkgs = append(p.pkgs, lp.ImportPath)
+			p.dirs = append(p.dirs, lp.Dir)
+		}
 	}
 	swap := map[string]string{}
 	skipDirs := map[string]bool{}
