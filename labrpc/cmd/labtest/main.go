@@ -227,7 +227,7 @@ func run(args []string, stdout, stderr io.Writer) (code int, died os.Signal) {
 		env = append(env, labtest.EnvReal+"=1")
 	}
 	if opts.repeat > 0 {
-		return runRepeated(opts, prep, goArgs, env, sigs, stdout, stderr, work)
+		return runRepeated(opts, prep, pkgs[0], goArgs, env, sigs, stdout, stderr, work)
 	}
 	if opts.seedSet {
 		env = append(env, "LABRPC_SEED="+strconv.FormatInt(opts.seed, 10))

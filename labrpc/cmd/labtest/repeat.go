@@ -141,7 +141,7 @@ func (b *lockedBuffer) Bytes() []byte {
 
 // runRepeated builds the test binary of the one package in pkgs and runs
 // it opts.repeat times, opts.procs at a time.
-func runRepeated(opts options, prep prepared, goArgs []string, env []string, sigs chan os.Signal, stdout, stderr io.Writer, work string) (int, os.Signal) {
+func runRepeated(opts options, prep prepared, pkg string, goArgs []string, env []string, sigs chan os.Signal, stdout, stderr io.Writer, work string) (int, os.Signal) {
 	if len(prep.dirs) != 1 {
 		fmt.Fprintf(stderr, "labtest: -repeat runs the tests of one package; %d match\n", len(prep.dirs))
 		return 2, nil
@@ -258,7 +258,7 @@ func runRepeated(opts options, prep prepared, goArgs []string, env []string, sig
 		sort.Slice(outcomes, func(i, j int) bool { return outcomes[i].index < outcomes[j].index })
 		for _, r := range outcomes {
 			if r.failed && len(r.failures) > 0 {
-				fmt.Fprintf(stdout, "labtest: replay run %d's network: labtest -seed %d -run '^(%s)$' %s\n", r.index+1, r.seed, strings.Join(quoteAll(r.failures), "|"), prep.pkgs[0])
+				fmt.Fprintf(stdout, "labtest: replay run %d's network: labtest -seed %d -run '^(%s)$' %s\n", r.index+1, r.seed, strings.Join(quoteAll(r.failures), "|"), pkg)
 				break
 			}
 		}
