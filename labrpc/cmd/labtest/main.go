@@ -2,13 +2,43 @@
 //
 // Usage, from a lab's src/ directory (or any directory of a Go module):
 //
-//	labtest [-labrpc=semrpc|keep] [-real] [-latency=d] [-strict] [go test flags] [packages]
+//	labtest [-labrpc=semrpc|keep] [-real] [-latency=d] [-strict] [-seed=S] [go test flags] [packages]
+//	labtest -repeat=N [-procs=P] [labtest flags] [go test flags] package
+//
+// For the 2025 layout of 6.5840, the packages are ./raft1/, ./kvraft1/rsm/,
+// ./kvraft1/ and ./shardkv1/ (the tester in tester1); the older layout's
+// ./raft, ./kvraft and ./shardkv work the same way.
 //
 // labtest runs go test on the packages (default ".") with every Test
 // function wrapped in labtest.Virtual, so sleeps, timers and timeouts take
 // no real time. No file on disk changes: the wrapped tests and swapped
 // imports exist only in go test's -overlay, and the module's requirement
 // on semrpc only in a -modfile copy of go.mod.
+//
+// The lab keeps its go.mod's go version and its dependencies' versions,
+// so its files compile, and go test's vet checks them, as under its own go
+// test (the 2025 labs say go 1.22, whose vet accepts the course's
+// non-constant format strings, and pin porcupine v1.0.3). The copy of
+// go.mod requires semrpc's labrpc, labgob and labtest, and the few modules
+// they import, from copies in the user's cache directory (semrpc-labtest)
+// under the lab's go version, each file keeping its own module's through a
+// //go:build line; it is read-only, so nothing is resolved anew. The
+// wrapped tests' file sets GODEBUG asynctimerchan=0, which synctest needs
+// and which modules older than go 1.23 do not get by default.
+//
+// With -repeat=N, labtest builds the package's test binary once (go test
+// -c, vetted as go test vets) and runs it N times, P processes at a time
+// (-procs, default the number of CPUs), each run with a labrpc seed of its
+// own (LABRPC_SEED). A progress line (rewritten in place on a terminal)
+// counts runs and failures; then a table gives, per test, its runs,
+// failures and mean and longest real time; each failing run is named with
+// its seed, and its output and timelines are kept in one directory whose
+// path is printed. The last line reads "labtest: N runs, F failed"; the
+// exit status is 1 if any run failed. -seed=S gives every run the seed S,
+// which replays a run's network choices (drops, delays, reordering) as
+// long as the lab makes the same calls on each end in the same order; the
+// lab's own randomness (election timeouts, rand) stays its own, so a
+// replay makes a failure likelier, not certain.
 //
 // With -labrpc=semrpc (the default), every package of the lab's module
 // that the tests build imports semrpc's labrpc and labgob instead of the
@@ -93,7 +123,15 @@ var goTestValueFlags = map[string]bool{
 const usage = `usage: labtest [labtest flags] [go test flags] [packages]
 
 Runs go test on a lab's packages (default ".") with every Test function in
-virtual time (testing/synctest), without changing any file on disk.
+virtual time (testing/synctest), without changing any file on disk. From
+the lab's src/ directory (the 2025 layout; before 2025: ./raft, ./kvraft,
+./shardkv):
+
+  labtest -run '3A|3B' ./raft1/
+  labtest -race ./kvraft1/rsm/ ./kvraft1/
+  labtest ./shardkv1/
+  labtest -repeat 100 -run 3A ./raft1/     # hunt a flaky test
+  labtest -seed 12345 -run TestX ./raft1/  # replay a failing run's network
 
 labtest flags:
   -labrpc=semrpc|keep  semrpc (default): the lab's packages use semrpc's labrpc
@@ -101,11 +139,22 @@ labtest flags:
   -real                run in real time (with -labrpc=semrpc, only the swap)
   -latency=d           virtual time each labrpc message takes (default %v)
   -strict              fail tests that leave goroutines blocked
+  -repeat=N            build the tests once and run them N times, with a
+                       labrpc seed of their own each; print a table per test
+                       (runs, failures, mean and max time) and keep the
+                       output and timelines of failing runs in a directory
+  -procs=P             with -repeat, test processes at a time (default %d)
+  -seed=S              labrpc's seed (LABRPC_SEED) for every run: the same
+                       seed replays a run's network choices (drops, delays)
+                       given the same calls; the lab's own randomness (its
+                       timeouts, rand calls) stays its own
   -semrpc=dir          semrpc's source (default: found from this binary)
   -work                print the overlay and modfile directory and keep it
 
 go test flags (-run, -race, -count, -v, -timeout, ...) pass through; the
-exit status and output are go test's.
+exit status and output are go test's. The lab keeps its go.mod's go version
+(so vet reports what its own go test reports) and its dependencies'
+versions.
 `
 
 // splitArgs separates labtest's flags from go test's flags and packages.
@@ -162,7 +211,7 @@ func splitArgs(args []string) (opts options, goArgs, pkgs []string, err error) {
 	if opts.latency < 0 {
 		return opts, nil, nil, fmt.Errorf("-latency=%v: want a duration ≥ 0", opts.latency)
 	}
-	if opts.repeat < 0 {
+	if set["repeat"] && opts.repeat < 1 {
 		return opts, nil, nil, fmt.Errorf("-repeat=%d: want a number of runs ≥ 1", opts.repeat)
 	}
 	opts.seedSet = set["seed"]
@@ -190,12 +239,12 @@ func splitArgs(args []string) (opts options, goArgs, pkgs []string, err error) {
 func run(args []string, stdout, stderr io.Writer) (code int, died os.Signal) {
 	opts, goArgs, pkgs, err := splitArgs(args)
 	if errors.Is(err, flag.ErrHelp) {
-		fmt.Fprintf(stdout, usage, labtest.DefaultLatency)
+		fmt.Fprintf(stdout, usage, labtest.DefaultLatency, runtime.NumCPU())
 		return 0, nil
 	}
 	if err != nil {
 		fmt.Fprintf(stderr, "labtest: %v\n", err)
-		fmt.Fprintf(stderr, usage, labtest.DefaultLatency)
+		fmt.Fprintf(stderr, usage, labtest.DefaultLatency, runtime.NumCPU())
 		return 2, nil
 	}
 	sigs, stop := catchSignals()
