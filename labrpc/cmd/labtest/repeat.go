@@ -233,11 +233,17 @@ func runRepeated(opts options, prep prepared, pkg string, goArgs []string, env [
 				in = nil
 				continue
 			}
-			outcomes = append(outcomes, r)
-			if r.died != nil && signaled == nil {
-				signaled = r.died
+			if r.died != nil || (signaled != nil && r.failed) {
+				// Ended by a signal (a Ctrl-C reaches the whole process
+				// group): not a run, and not a failure.
+				if signaled == nil {
+					signaled = r.died
+				}
 				stopOnce()
+				os.RemoveAll(r.dir)
+				continue
 			}
+			outcomes = append(outcomes, r)
 			if r.failed {
 				failed++
 				progress.note(fmt.Sprintf("labtest: run %d failed (seed %d): %s; its output: %s", r.index+1, r.seed, failedList(r), r.dir))
@@ -265,6 +271,9 @@ func runRepeated(opts options, prep prepared, pkg string, goArgs []string, env [
 		fmt.Fprintf(stdout, "labtest: the output of the failing runs, with their timelines: %s\n", keep)
 	} else {
 		os.RemoveAll(keep)
+	}
+	if signaled != nil {
+		fmt.Fprintf(stdout, "labtest: interrupted (%v) after %d of %d runs\n", signaled, len(outcomes), opts.repeat)
 	}
 	fmt.Fprintf(stdout, "labtest: %d runs, %d failed\n", len(outcomes), failed)
 	if signaled != nil {
@@ -299,7 +308,7 @@ func runOnce(i int, seed int64, dir, keep string, env, args []string) runOutcome
 			r.failures = append(r.failures, t.name)
 		}
 	}
-	if r.failed && r.died == nil {
+	if r.failed {
 		header := fmt.Sprintf("labtest: run %d, LABRPC_SEED=%d, in %s: %s\n\n", i+1, seed, dir, strings.Join(args, " "))
 		os.WriteFile(filepath.Join(r.dir, "output.txt"), append([]byte(header), data...), 0o644)
 		return r
