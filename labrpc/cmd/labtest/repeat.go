@@ -277,7 +277,7 @@ func runRepeated(opts options, prep prepared, pkg string, goArgs []string, env [
 	}
 	fmt.Fprintf(stdout, "labtest: %d runs, %d failed\n", len(outcomes), failed)
 	if signaled != nil {
-		return 1, signaled
+		return 1, nil // as go test ends on a Ctrl-C
 	}
 	if failed > 0 {
 		return 1, nil
