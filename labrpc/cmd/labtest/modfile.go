@@ -17,6 +17,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strings"
+	"time"
 )
 
 // The lab's module must build with semrpc's labrpc, labgob and labtest as
@@ -120,6 +121,7 @@ func writeModfile(gomod string, modSrc []byte, semrpc, work string) (string, err
 	if err := os.MkdirAll(cache, 0o755); err != nil {
 		return "", err
 	}
+	pruneCache(cache)
 	labGo := goDirective(modSrc)
 	labRequires := requiredModules(modSrc)
 	var b bytes.Buffer
@@ -176,8 +178,11 @@ func copyModule(m *copiedModule, cache, labGo string) (string, error) {
 		fmt.Fprintf(h, "%s %d\n", name, len(files[name]))
 		h.Write(files[name])
 	}
-	dir := filepath.Join(cache, fmt.Sprintf("%x", h.Sum(nil))[:24], filepath.FromSlash(m.path))
+	top := filepath.Join(cache, fmt.Sprintf("%x", h.Sum(nil))[:24])
+	dir := filepath.Join(top, filepath.FromSlash(m.path))
 	if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+		now := time.Now()
+		os.Chtimes(top, now, now) // in use: see pruneCache
 		return dir, nil
 	}
 	// Written beside, then renamed: labtest runs side by side share it.
@@ -205,6 +210,25 @@ func copyModule(m *copiedModule, cache, labGo string) (string, error) {
 		return "", err
 	}
 	return dir, nil
+}
+
+// cacheUnusedFor is how long a copy in labtest's cache directory may stay
+// unused before a run removes it (each version of semrpc adds a copy).
+const cacheUnusedFor = 30 * 24 * time.Hour
+
+// pruneCache removes the copies no run has used for cacheUnusedFor.
+func pruneCache(cache string) {
+	entries, err := os.ReadDir(cache)
+	if err != nil {
+		return
+	}
+	for _, e := range entries {
+		info, err := e.Info()
+		if err != nil || !e.IsDir() || time.Since(info.ModTime()) < cacheUnusedFor {
+			continue
+		}
+		os.RemoveAll(filepath.Join(cache, e.Name()))
+	}
 }
 
 // moduleFiles returns the files of m's copy: slash path → contents.

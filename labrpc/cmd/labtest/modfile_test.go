@@ -1,9 +1,12 @@
 package main
 
 import (
+	"os"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
+	"time"
 )
 
 func TestWithGoVersionAndsTheFilesConstraintWithTheRelease(t *testing.T) {
@@ -74,5 +77,26 @@ func TestNeededModulesAreSemrpcAndWhatItsLabrpcImports(t *testing.T) {
 	}
 	if strings.Contains(joined, "porcupine") {
 		t.Errorf("modules %v include porcupine, which labrpc does not import (and the 2025 labs pin an older one)", paths)
+	}
+}
+
+func TestPruneCacheRemovesCopiesUnusedForAMonth(t *testing.T) {
+	cache := t.TempDir()
+	old, fresh := filepath.Join(cache, "old"), filepath.Join(cache, "fresh")
+	for _, d := range []string{old, fresh} {
+		if err := os.MkdirAll(filepath.Join(d, "m"), 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	long := time.Now().Add(-cacheUnusedFor - time.Hour)
+	if err := os.Chtimes(old, long, long); err != nil {
+		t.Fatal(err)
+	}
+	pruneCache(cache)
+	if _, err := os.Stat(old); !os.IsNotExist(err) {
+		t.Errorf("a copy unused for %v is still there (%v)", cacheUnusedFor, err)
+	}
+	if _, err := os.Stat(fresh); err != nil {
+		t.Errorf("a fresh copy was removed: %v", err)
 	}
 }
