@@ -352,6 +352,7 @@ func writeTable(w io.Writer, outcomes []runOutcome) {
 		}
 	}
 	if len(rows) == 0 {
+		fmt.Fprintln(w, "labtest: no test ran (does -run match a test?)")
 		return
 	}
 	width := len("test")
