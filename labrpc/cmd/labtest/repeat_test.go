@@ -61,3 +61,30 @@ func TestTableHasARowPerTestWithRunsFailuresMeanAndMax(t *testing.T) {
 		t.Fatalf("table:\n%s\nwant:\n%s", b.String(), want)
 	}
 }
+
+func TestProgressRewritesOneLineOnATerminalAndPrintsLinesOtherwise(t *testing.T) {
+	var term strings.Builder
+	p := &progress{w: &term, terminal: true, total: 3, start: time.Now()}
+	p.update(1, 0)
+	p.note("labtest: run 2 failed (seed 5): TestX; its output: d")
+	p.update(2, 1)
+	p.done()
+	want := "\r\033[Klabtest: 1/3 runs, 0 failed, 0s elapsed" +
+		"\r\033[Klabtest: run 2 failed (seed 5): TestX; its output: d\n" +
+		"\r\033[Klabtest: 2/3 runs, 1 failed, 0s elapsed\n"
+	if term.String() != want {
+		t.Errorf("on a terminal:\n%q\nwant\n%q", term.String(), want)
+	}
+	var plain strings.Builder
+	p = &progress{w: &plain, total: 3, start: time.Now()}
+	p.update(1, 0)
+	p.note("labtest: run 2 failed (seed 5): TestX; its output: d")
+	p.update(2, 1)
+	p.done()
+	want = "labtest: 1/3 runs, 0 failed, 0s elapsed\n" +
+		"labtest: run 2 failed (seed 5): TestX; its output: d\n" +
+		"labtest: 2/3 runs, 1 failed, 0s elapsed\n"
+	if plain.String() != want {
+		t.Errorf("not on a terminal:\n%q\nwant\n%q", plain.String(), want)
+	}
+}
