@@ -30,15 +30,15 @@ import (
 // Requiring semrpc as it is would do neither: semrpc's go.mod says go 1.25
 // and requires newer versions of modules the lab uses, and the go command
 // raises the main module's go line to its dependencies' and resolves every
-// module to the highest version required. So labtest builds, in its work
+// module to the highest version required. So labtest builds, in its cache
 // directory, a module for each module whose packages it needs (semrpc and
 // the few that semrpc's labrpc imports): the needed packages' files only,
 // under a go.mod that says the lab's go version and requires nothing.
-// Each file whose module declared a newer go version gets that version
-// back through a //go:build line, which sets a file's language version.
-// The -modfile copy of the lab's go.mod requires those modules and
-// replaces them by the directories; it is used read-only, so nothing is
-// resolved anew.
+// Each file gets its own module's go version back through a //go:build
+// line, which sets a file's language version. The -modfile copy of the
+// lab's go.mod requires those modules and replaces them by the
+// directories; it is used read-only, so nothing is resolved anew. A module
+// the lab requires itself is left at the lab's version.
 
 // labtestPackages are the semrpc packages a rewritten lab imports.
 var labtestPackages = []string{semrpcLabrpc, semrpcLabgob, semrpcModule + "/labrpc/labtest"}
@@ -240,9 +240,16 @@ func moduleFiles(m *copiedModule, labGo string) (map[string][]byte, error) {
 		fmt.Fprintf(&mod, "\ngo %s\n", labGo)
 	}
 	files["go.mod"] = mod.Bytes()
-	upgrade := ""
-	if m.goVersion != "" && version.Compare("go"+m.goVersion, "go"+orDefault(labGo, "1.16")) > 0 {
-		upgrade = version.Lang("go" + m.goVersion)
+	// Each file keeps its module's language version: raised from the
+	// lab's, or lowered to it (as far down as go1.21, the lowest a file
+	// can declare), so that loop variables and the like mean what the
+	// module's authors meant.
+	own := ""
+	if m.goVersion != "" {
+		mine, lab := version.Lang("go"+m.goVersion), version.Lang("go"+orDefault(labGo, "1.16"))
+		if mine != lab && (version.Compare(mine, lab) > 0 || version.Compare(mine, "go1.21") >= 0) {
+			own = mine
+		}
 	}
 	for _, pkgDir := range m.pkgDirs {
 		rel, err := filepath.Rel(m.dir, pkgDir)
@@ -270,8 +277,8 @@ func moduleFiles(m *copiedModule, labGo string) (map[string][]byte, error) {
 			if err != nil {
 				return nil, err
 			}
-			if upgrade != "" && strings.HasSuffix(name, ".go") {
-				src = withGoVersion(src, upgrade)
+			if own != "" && strings.HasSuffix(name, ".go") {
+				src = withGoVersion(src, own)
 			}
 			files[filepath.ToSlash(filepath.Join(rel, name))] = src
 		}
