@@ -213,6 +213,10 @@ type coordRecord struct {
 	Counters  coordCounters `json:"counters"`
 	Elapsed   time.Duration `json:"elapsed"`  // crawl time up to the last write
 	Restarts  int           `json:"restarts"` // starts on this store after the first
+	// Processes are the worker processes that took part, sorted by name,
+	// at most MaxRecordedProcesses; MoreProcesses counts the others.
+	Processes     []processRecord `json:"processes,omitempty"`
+	MoreProcesses int             `json:"more_processes,omitempty"`
 }
 
 // savedCrawl is everything a store holds.
