@@ -45,10 +45,11 @@ type CoordinatorConfig struct {
 	// while the crawl runs, from one goroutine.
 	Progress         func(Progress)
 	ProgressInterval time.Duration
-	// ProcessLost, if not nil, is called when the coordinator notices a
-	// worker process it lost (see crawler.CoordinatorConfig.ProcessTimeout),
-	// with its count of lost processes and leases freed so far.
-	ProcessLost func(processesLost, leasesFreed int)
+	// ProcessLost, if not nil, is called (within 100ms) after the
+	// coordinator lost a worker process and freed its leases (see
+	// crawler.CoordinatorConfig.ProcessTimeout); the counters say how many
+	// processes were lost, and leases freed, so far.
+	ProcessLost func(Progress)
 }
 
 // Started describes a coordinator that has begun serving.
@@ -211,7 +212,7 @@ func watch(coord *crawler.Coordinator, cfg *CoordinatorConfig, stop <-chan struc
 		st := coord.Stats()
 		if cfg.ProcessLost != nil && st.ProcessesLost != lost {
 			lost = st.ProcessesLost
-			cfg.ProcessLost(st.ProcessesLost, st.LostLeases)
+			cfg.ProcessLost(Progress{CoordinatorStats: st, Elapsed: coord.Elapsed()})
 		}
 		if cfg.Progress != nil && time.Since(last) >= cfg.ProgressInterval {
 			last = time.Now()

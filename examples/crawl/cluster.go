@@ -187,8 +187,9 @@ func runCoordinator(ctx context.Context, args []string, stdout io.Writer) error 
 			}
 			fmt.Fprintf(logOut, "coordinator: listening on %s; crawl %s\n", s.Addr, how)
 		},
-		ProcessLost: func(lost, freed int) {
-			fmt.Fprintf(logOut, "coordinator: a worker process fell silent; %d lost so far, %d of their leases freed\n", lost, freed)
+		ProcessLost: func(p cluster.Progress) {
+			fmt.Fprintf(logOut, "coordinator: a worker process fell silent, its leases freed (%d processes lost, %d leases freed so far), %v\n",
+				p.ProcessesLost, p.LostLeases, p.Elapsed.Round(time.Millisecond))
 		},
 	}
 	if o.linger == 0 {
