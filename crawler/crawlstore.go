@@ -217,6 +217,12 @@ type coordRecord struct {
 	// at most MaxRecordedProcesses; MoreProcesses counts the others.
 	Processes     []processRecord `json:"processes,omitempty"`
 	MoreProcesses int             `json:"more_processes,omitempty"`
+	// Skipped counts the links not followed, by reason.
+	Skipped skipTally `json:"skipped,omitempty"`
+	// Reported is true once a report of the finished crawl was made
+	// (Coordinator.MarkReported): a coordinator opening it again is not
+	// a restart.
+	Reported bool `json:"reported,omitempty"`
 }
 
 // savedCrawl is everything a store holds.

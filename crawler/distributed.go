@@ -186,6 +186,10 @@ type ReportArgs struct {
 	HostWide bool
 	// Pace, if not nil, is what the worker learned about the URL's host.
 	Pace *HostPace
+	// Skipped, on success, lists links of the page that the worker's
+	// fetcher did not follow, and why (Page.Skipped); at most
+	// MaxSkippedPerPage are counted.
+	Skipped []SkippedLink
 	// Attempt numbers the worker's separate Report calls for this task,
 	// from 1. Retries inside one at-most-once call share an Attempt; the
 	// worker starts a new call (and a new Attempt) only after one gave up.
@@ -294,8 +298,13 @@ func NewCoordinator(cfg CoordinatorConfig) (*Coordinator, error) {
 				return nil, fmt.Errorf("%w (in %s)", err, cfg.Store.Path())
 			}
 			c.sched, c.record, c.executions = sched, saved.coord, saved.reports
-			if !sched.Done() {
-				c.record.Restarts++ // a finished crawl is only read again
+			sched.skipped = c.tallySkipped
+			// A crawl is restarted if it was not over, or over but not
+			// reported (its coordinator died first); a crawl reported is
+			// only read again.
+			restarted := !sched.Done() || !c.record.Reported
+			if restarted {
+				c.record.Restarts++
 			}
 			for _, u := range append(sched.Fetched(), sched.NoIndex()...) {
 				c.accepted[u] = 1
@@ -305,7 +314,7 @@ func NewCoordinator(cfg CoordinatorConfig) (*Coordinator, error) {
 			}
 			sched.startJournal()
 			sched.takeChanges() // everything is stored already
-			if !sched.Done() {
+			if restarted {
 				if err := cfg.Store.save([]pendingWrite{{coord: c.record}}); err != nil {
 					return nil, err
 				}
@@ -322,6 +331,7 @@ func NewCoordinator(cfg CoordinatorConfig) (*Coordinator, error) {
 		return nil, err
 	}
 	c.sched = sched
+	sched.skipped = c.tallySkipped
 	c.record = coordRecord{StartURLs: starts, Hosts: cfg.Hosts}
 	if cfg.Store != nil {
 		sched.startJournal()
@@ -366,6 +376,7 @@ func (c *Coordinator) persist(report *reportKey) uint64 {
 	c.recordDirty = false
 	rec := c.record
 	rec.Processes = slices.Clone(rec.Processes) // recordProcess changes them in place
+	rec.Skipped = rec.Skipped.sorted()          // and tallySkipped these
 	rec.Elapsed = c.elapsedLocked()
 	c.queued++
 	w := pendingWrite{seq: c.queued, changes: ch, coord: rec}
@@ -577,6 +588,14 @@ func (c *Coordinator) report(args ReportArgs, reply *ReportReply) (uint64, error
 	if args.Pace != nil {
 		c.sched.Pace(hostOf(url), *args.Pace, now)
 	}
+	if args.Err == "" && c.sched.urls[url].phase != stateDone {
+		// Accepted below: the links its worker did not follow count once.
+		for _, sk := range args.Skipped[:min(len(args.Skipped), MaxSkippedPerPage)] {
+			if validSkipReason(sk.Reason) {
+				c.tallySkipped(sk.URL, sk.Reason)
+			}
+		}
+	}
 	switch {
 	case args.Err == "" && args.NoIndex:
 		reply.Status = c.sched.ReportNoIndex(args.TaskID, args.Links, now)
@@ -600,6 +619,37 @@ func (c *Coordinator) report(args ReportArgs, reply *ReportReply) (uint64, error
 		}
 	}
 	return c.persist(&key), nil
+}
+
+// tallySkipped counts a link not followed. c.mu is held.
+func (c *Coordinator) tallySkipped(url, reason string) {
+	c.record.Skipped.add(url, reason)
+	c.recordDirty = true
+}
+
+// Skipped returns the links the crawl did not follow, counted by reason
+// (robots.txt, nofollow, hosts, limits), with a few examples of each; over
+// every start on its store.
+func (c *Coordinator) Skipped() []Skipped {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.record.Skipped.sorted()
+}
+
+// MarkReported records that the finished crawl's report was made, so that
+// a coordinator opening its store again does not count a restart. It does
+// nothing if the crawl is not over or there is no store.
+func (c *Coordinator) MarkReported() error {
+	c.mu.Lock()
+	if !c.finished || c.broken != nil || c.record.Reported || c.cfg.Store == nil {
+		c.mu.Unlock()
+		return nil
+	}
+	c.record.Reported = true
+	c.recordDirty = true
+	seq := c.persist(nil)
+	c.mu.Unlock()
+	return c.commit(seq)
 }
 
 // Done returns a channel that is closed when the crawl is over (every
@@ -949,13 +999,17 @@ func (w *worker) run(ctx context.Context) error {
 // fetch fetches t's URL and returns the report to send.
 func (w *worker) fetch(ctx context.Context, t Task) ReportArgs {
 	start := time.Now()
-	links, noIndex, err := fetchPage(ctx, w.f, t.URL)
+	page, err := fetchWhole(ctx, w.f, t.URL)
 	w.stats.Fetches++
-	args := ReportArgs{TaskID: t.ID, URL: t.URL, Links: links, NoIndex: noIndex}
+	args := ReportArgs{TaskID: t.ID, URL: t.URL}
+	if err == nil {
+		args.Links, args.NoIndex = page.Links, page.NoIndex
+		args.Skipped = page.Skipped[:min(len(page.Skipped), MaxSkippedPerPage)]
+	}
 	var retryAfter time.Duration
 	if err != nil {
 		w.stats.FetchErrors++
-		args.Links, args.NoIndex, args.Err = nil, false, err.Error()
+		args.Err = err.Error()
 		// A host this process holds back (Retry-After) may be fetched later:
 		// the coordinator holds it back for every worker meanwhile. So may
 		// a URL whose host's robots.txt could not be read for a transient

@@ -66,6 +66,9 @@ type DistributedResult struct {
 	Fetched []string
 	NoIndex []string
 	Failed  map[string]string
+	// Skipped counts the links the crawl did not follow, by reason, with
+	// a few examples of each.
+	Skipped []Skipped
 	// Coordinator holds the coordinator's and its scheduler's counters:
 	// pages, leases, reassignments, duplicate reports ignored...
 	Coordinator CoordinatorStats
@@ -197,6 +200,7 @@ func DistributedCrawl(ctx context.Context, cfg DistributedConfig) (DistributedRe
 	res.Coordinator = cl.coord.Stats()
 	res.Fetched, res.Failed = cl.coord.Result()
 	res.NoIndex = cl.coord.NoIndex()
+	res.Skipped = cl.coord.Skipped()
 	res.Check = cl.coord.Check()
 	if c.Progress != nil {
 		c.Progress(DistributedProgress{SchedulerStats: res.Coordinator.SchedulerStats, Elapsed: elapsed})

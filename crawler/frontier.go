@@ -54,6 +54,9 @@ type Scheduler struct {
 	stats  SchedulerStats
 
 	journal *journal // nil unless journaling
+	// skipped, if not nil, is told of every link not admitted because of
+	// Hosts, MaxPages or MaxDepth (see SkipOtherHost and the others).
+	skipped func(url, reason string)
 }
 
 // SchedulerConfig configures a Scheduler.
@@ -316,12 +319,21 @@ func (s *Scheduler) admit(u string, depth int) {
 	}
 	host := hostOf(u)
 	if !s.allowedHost(host) {
+		s.skip(u, SkipOtherHost)
 		return
 	}
 	if s.cfg.MaxPages > 0 && len(s.urls) >= s.cfg.MaxPages {
+		s.skip(u, SkipPageLimit)
 		return
 	}
 	s.add(u, host, depth)
+}
+
+// skip tells s.skipped, if set, that u was not admitted, and why.
+func (s *Scheduler) skip(u, reason string) {
+	if s.skipped != nil {
+		s.skipped(u, reason)
+	}
 }
 
 func (s *Scheduler) add(u, host string, depth int) {
@@ -557,6 +569,12 @@ func (s *Scheduler) report(taskID uint64, links []string, noIndex bool, now time
 	if s.cfg.MaxDepth <= 0 || st.depth < s.cfg.MaxDepth {
 		for _, link := range links {
 			s.admit(link, st.depth+1)
+		}
+	} else {
+		for _, link := range links {
+			if _, seen := s.urls[link]; !seen && link != "" {
+				s.skip(link, SkipDepth)
+			}
 		}
 	}
 	return Accepted

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -325,20 +326,30 @@ func (p *PoliteFetcher) FetchPage(ctx context.Context, rawURL string) (*Page, er
 		return nil, err
 	}
 	out := *page
-	out.Links = p.filter(u, page.Links, page.StatusCode >= 300 && page.StatusCode < 400)
+	out.Skipped = slices.Clone(page.Skipped)
+	out.Links = p.filter(u, page.Links, page.StatusCode >= 300 && page.StatusCode < 400, &out.Skipped)
 	return &out, nil
 }
 
 // filter keeps the links that may be followed from page: see Polite.
 // Links whose host's robots.txt is not loaded yet, or could not be read for
 // a transient reason, are kept; Fetch checks them before any request.
-func (p *PoliteFetcher) filter(page *url.URL, links []string, redirect bool) []string {
+func (p *PoliteFetcher) filter(page *url.URL, links []string, redirect bool, skipped *[]SkippedLink) []string {
 	kept := links[:0:0]
+	skip := func(link, reason string) {
+		if len(*skipped) < MaxSkippedPerPage {
+			*skipped = append(*skipped, SkippedLink{URL: link, Reason: reason})
+		}
+	}
 	for _, link := range links {
 		// Hosts are compared in normal form: a Fetcher other than
 		// HTTPFetcher may return links as written ("HTTP://Host:80/").
 		u, err := normalizeParse(link)
-		if err != nil || !p.mayEnter(page, u, redirect) {
+		if err != nil {
+			continue
+		}
+		if !p.mayEnter(page, u, redirect) {
+			skip(link, SkipOtherHost)
 			continue
 		}
 		p.mu.Lock()
@@ -346,6 +357,11 @@ func (p *PoliteFetcher) filter(page *url.URL, links []string, redirect bool) []s
 		p.mu.Unlock()
 		if h != nil && p.robots != nil {
 			if r := h.loadedRules(u.Scheme); r != nil && !errors.Is(r.err, ErrRobotsUnavailable) && r.allowed(u, p.cfg.UserAgent) != nil {
+				reason := SkipRobots
+				if errors.Is(r.err, ErrHostUnreachable) {
+					reason = SkipUnreachable // for good: the host does not exist
+				}
+				skip(link, reason)
 				continue
 			}
 		}

@@ -188,6 +188,9 @@ func RunCoordinator(ctx context.Context, cfg CoordinatorConfig) (*Report, error)
 	stopServing()
 	rep := newReport(coord, l.Addr().String(), cfg.DataDir)
 	rep.Suppressed = table.Duplicates + table.InFlightWaits
+	if err := coord.MarkReported(); err != nil {
+		return nil, fmt.Errorf("cluster: the crawl is over, but its store failed: %w", err)
+	}
 	return rep, nil
 }
 

@@ -57,6 +57,10 @@ type Report struct {
 	// NoIndex lists the URLs fetched (and counted in Pages) whose page
 	// asked not to be indexed.
 	NoIndex []string `json:"noindex"`
+	// Skipped counts the links not followed, by reason (robots.txt,
+	// nofollow, outside the allowed hosts, over the page or depth limit),
+	// each with a few examples.
+	Skipped []crawler.Skipped `json:"skipped"`
 
 	// CheckOK is true if every URL was reported exactly once; Check says
 	// so, or what went wrong.
@@ -77,6 +81,7 @@ func newReport(coord *crawler.Coordinator, addr, data string) *Report {
 		LeasesReleased: cs.Released, Retried: cs.Retried,
 		Failures: coord.Failures(),
 		NoIndex:  append([]string{}, coord.NoIndex()...),
+		Skipped:  append([]crawler.Skipped{}, coord.Skipped()...),
 	}
 	if r.Failures == nil {
 		r.Failures = []crawler.Failure{}

@@ -259,7 +259,8 @@ func printClusterSummary(w io.Writer, s *cluster.Report) {
 	line("leases", "%d handed out, %d handed again after a lost reply, %d reassigned, %d released, %d retries",
 		s.Leases, s.RepeatedLeases, s.LeasesReassigned, s.LeasesReleased, s.Retried)
 	line("elapsed", "%v (%.0f pages/s)", elapsed.Round(time.Millisecond), s.PagesPerSecond)
-	printFailures(w, line, s.Failures)
+	printSkipped(line, s.Skipped)
+	printFailures(w, line, asFailures(s.Failures))
 	if s.CheckOK {
 		line("check", "ok: %s", s.Check)
 	} else {
@@ -275,8 +276,25 @@ func printNoIndex(line func(label, format string, args ...any), noIndex []string
 	}
 }
 
+// failure is a URL that could not be fetched, and why; Deliberate, if not
+// empty, says why the failure was meant to happen (the built-in site's
+// broken link, say).
+type failure struct {
+	URL        string `json:"url"`
+	Reason     string `json:"reason"`
+	Deliberate string `json:"deliberate,omitempty"`
+}
+
+func asFailures(fs []crawler.Failure) []failure {
+	out := make([]failure, 0, len(fs))
+	for _, f := range fs {
+		out = append(out, failure{URL: f.URL, Reason: f.Reason})
+	}
+	return out
+}
+
 // printFailures lists the first few failures, and how many more there are.
-func printFailures(w io.Writer, line func(label, format string, args ...any), failures []crawler.Failure) {
+func printFailures(w io.Writer, line func(label, format string, args ...any), failures []failure) {
 	for i, f := range failures {
 		if i == textFailures {
 			line("", "... and %d more (-json lists them all)", len(failures)-textFailures)
@@ -286,7 +304,36 @@ func printFailures(w io.Writer, line func(label, format string, args ...any), fa
 		if i == 0 {
 			label = "failures"
 		}
-		line(label, "%s: %s", f.URL, f.Reason)
+		if f.Deliberate != "" {
+			line(label, "%s: %s (deliberate: %s)", f.URL, f.Reason, f.Deliberate)
+		} else {
+			line(label, "%s: %s", f.URL, f.Reason)
+		}
+	}
+}
+
+// textSkipExamples is how many examples of each skip reason the text
+// summary shows (-json shows crawler.MaxSkippedExamples).
+const textSkipExamples = 2
+
+// printSkipped says how many links were not followed, by reason, with an
+// example or two; "none" if every link was followed.
+func printSkipped(line func(label, format string, args ...any), skipped []crawler.Skipped) {
+	if len(skipped) == 0 {
+		line("skipped links", "none")
+		return
+	}
+	for i, s := range skipped {
+		label := ""
+		if i == 0 {
+			label = "skipped links"
+		}
+		ex := s.Examples[:min(len(s.Examples), textSkipExamples)]
+		more := ""
+		if len(ex) < s.Links {
+			more = ", ..."
+		}
+		line(label, "%s: %d (%s%s)", s.Reason, s.Links, strings.Join(ex, " "), more)
 	}
 }
 

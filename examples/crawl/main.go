@@ -231,24 +231,44 @@ type summary struct {
 	ElapsedSeconds float64       `json:"elapsed_seconds"`
 	PagesPerSecond float64       `json:"pages_per_second"`
 
-	// Failures lists every URL that could not be fetched, and why.
-	Failures []crawler.Failure `json:"failures"`
+	// Failures lists every URL that could not be fetched, and why; those
+	// the built-in site causes on purpose say so.
+	Failures []failure `json:"failures"`
 	// NoIndex lists the URLs fetched (and counted in Pages) whose page
 	// asked not to be indexed: <meta name="robots" content="noindex"> or
 	// an X-Robots-Tag header.
 	NoIndex []string `json:"noindex"`
+	// Skipped counts the links not followed, by reason (distributed mode).
+	Skipped []crawler.Skipped `json:"skipped,omitempty"`
 
 	CheckOK bool   `json:"check_ok"`
 	Check   string `json:"check"`
 }
 
 // failureList turns a URL -> reason map into a list sorted by URL.
-func failureList[V any](m map[string]V, reason func(V) string) []crawler.Failure {
-	out := []crawler.Failure{}
+func failureList[V any](m map[string]V, reason func(V) string) []failure {
+	out := []failure{}
 	for _, u := range slices.Sorted(maps.Keys(m)) {
-		out = append(out, crawler.Failure{URL: u, Reason: reason(m[u])})
+		out = append(out, failure{URL: u, Reason: reason(m[u])})
 	}
 	return out
+}
+
+// markDeliberate marks the failures the built-in site at start causes on
+// purpose: its broken link (a 404), and a page robots.txt forbids that a
+// worker was leased before its robots.txt was read.
+func markDeliberate(site *crawler.Site, start string, failures []failure) {
+	base := strings.TrimSuffix(start, "/")
+	for i, f := range failures {
+		path, ok := strings.CutPrefix(f.URL, base)
+		switch {
+		case !ok:
+		case slices.Contains(site.Missing(), path):
+			failures[i].Deliberate = "the built-in site links to a page it does not have, to show a 404 is not retried"
+		case slices.Contains(site.Disallowed(), path):
+			failures[i].Deliberate = "the built-in site's robots.txt forbids this page; it was never requested"
+		}
+	}
 }
 
 func run(args []string, stdout io.Writer) error {
@@ -322,6 +342,7 @@ func runContext(ctx context.Context, args []string, stdout io.Writer) error {
 	ps := polite.Stats()
 	s.Requests, s.FetchRetries = ps.Requests, ps.Retries
 	if site != nil {
+		markDeliberate(site, start, s.Failures)
 		problems, refetched := checkSite(site, start, fetched, s.NoIndex, s.Pages+s.Failed == len(site.Reachable())+len(site.Missing()))
 		check = append(check, problems...)
 		s.Refetched = refetched
@@ -419,6 +440,7 @@ func crawlDistributed(ctx context.Context, o *options, start string, f crawler.F
 	}
 	s.Failures = failureList(res.Failed, func(r string) string { return r })
 	s.NoIndex = append([]string{}, res.NoIndex...)
+	s.Skipped = res.Skipped
 	fetched := append(slices.Clone(res.Fetched), res.NoIndex...)
 	for u := range res.Failed {
 		fetched = append(fetched, u)
@@ -584,6 +606,9 @@ func printSummary(w io.Writer, s *summary) {
 			s.Leases, s.RepeatedLeases, s.LeasesReassigned)
 	}
 	line("elapsed", "%v (%.0f pages/s)", s.Elapsed.Round(time.Millisecond), s.PagesPerSecond)
+	if s.Mode == "distributed" {
+		printSkipped(line, s.Skipped)
+	}
 	printFailures(w, line, s.Failures)
 	if s.CheckOK {
 		line("check", "ok: %s", s.Check)
