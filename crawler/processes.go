@@ -137,8 +137,13 @@ func (c *Coordinator) recordProcess(process string, workers int) {
 }
 
 // sweepProcesses frees the leases of every process silent for
-// ProcessTimeout. c.mu is held.
+// ProcessTimeout. Once the crawl is over there is nothing to free, and
+// processes fall silent because they were told so: none is lost. c.mu is
+// held.
 func (c *Coordinator) sweepProcesses(now time.Time) {
+	if c.finished {
+		return
+	}
 	for _, p := range c.processes {
 		if p.lost || now.Sub(p.last) < c.cfg.ProcessTimeout {
 			continue

@@ -54,8 +54,11 @@ with semrpc: workers lease URLs (at-least-once) and report them (at-most-once).
 Politeness holds across the cluster: each host gets at most -max-in-flight
 leases at once, -delay (or the Crawl-delay its robots.txt asks for, or its
 Retry-After) apart, whichever workers fetch; a lease's time starts only when
-its host has a slot. When the crawl is complete it tells the workers, prints a
-summary and exits 0; it exits 1 with the reason if nothing could be fetched.
+its host has a slot. A worker process silent for -worker-timeout (killed, or
+cut off) loses its leases at once, rather than after -lease. When the crawl
+is complete it tells the workers, prints a summary (pages, failures, links
+skipped by reason, worker processes) and exits 0; it exits 1 with the reason
+if nothing could be fetched.
 
 With -data the crawl lives in DIR (created if missing, one bbolt file): a
 coordinator killed at any moment and started again with the same -data
@@ -351,6 +354,8 @@ robots.txt, and reports their links. It waits for a coordinator that is not up
 yet or restarting, for up to -patience since it last answered, and exits 0 when
 the coordinator says the crawl is over. Interrupted, it gives its leases back
 to the coordinator, so that other workers fetch them at once, and exits 1.
+Killed, it stops sending heartbeats, and the coordinator frees its leases
+once it has been silent for the coordinator's -worker-timeout (1.5s).
 Every worker process has a unique identity (LABEL plus a random suffix), so
 several may share a label.
 
