@@ -455,7 +455,7 @@ func TestClusterCLI(t *testing.T) {
 		})
 	}
 
-	t.Run("nothing fetched exits 1 with the reason", func(t *testing.T) {
+	t.Run("nothing fetched exits 1 with the reason: host unreachable", func(t *testing.T) {
 		dead := "http://" + freeAddr(t) + "/" // nothing listens there
 		addr := freeAddr(t)
 		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
@@ -473,6 +473,10 @@ func TestClusterCLI(t *testing.T) {
 		if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 1 ||
 			!strings.Contains(out.String(), "nothing could be fetched") || !strings.Contains(out.String(), dead) {
 			t.Errorf("coordinator: %v\n%s", err, out.String())
+		}
+		// The reason is the host's, not robots.txt's.
+		if !strings.Contains(out.String(), "host unreachable") || strings.Contains(out.String(), "disallowed by robots.txt") {
+			t.Errorf("coordinator's reason does not say the host is unreachable:\n%s", out.String())
 		}
 		if err := worker.wait(t, 30*time.Second); err != nil {
 			t.Errorf("worker: %v", err)
