@@ -480,6 +480,9 @@ func (c *Coordinator) Lease(args LeaseArgs, reply *LeaseReply) error {
 	if args.Worker == "" {
 		return errors.New("crawler: Lease: empty worker name")
 	}
+	if err := checkProcessName(args.Process); err != nil {
+		return err
+	}
 	now := c.cfg.Now()
 	c.mu.Lock()
 	if c.broken != nil {

@@ -27,6 +27,21 @@ type processSeen struct {
 	lost    bool            // silent for ProcessTimeout: its leases were freed
 }
 
+// MaxProcessName bounds the length of a process name (LeaseArgs.Process,
+// HeartbeatArgs.Process).
+const MaxProcessName = 256
+
+// forgetLostAfter is how many ProcessTimeouts a lost process is remembered
+// (to tell it, if it comes back, that it was lost) before it is forgotten.
+const forgetLostAfter = 100
+
+func checkProcessName(name string) error {
+	if len(name) > MaxProcessName {
+		return fmt.Errorf("crawler: process name of %d bytes (at most %d)", len(name), MaxProcessName)
+	}
+	return nil
+}
+
 // MaxRecordedProcesses bounds the worker processes a crawl's record names
 // (see CoordinatorStats.Processes); more are counted, not named.
 const MaxRecordedProcesses = 1024
@@ -67,6 +82,9 @@ func (c *Coordinator) Heartbeat(args HeartbeatArgs, reply *HeartbeatReply) error
 	}
 	if args.Workers < 0 {
 		return fmt.Errorf("crawler: Heartbeat: %d workers", args.Workers)
+	}
+	if err := checkProcessName(args.Process); err != nil {
+		return err
 	}
 	now := c.cfg.Now()
 	c.mu.Lock()
@@ -144,7 +162,11 @@ func (c *Coordinator) sweepProcesses(now time.Time) {
 	if c.finished {
 		return
 	}
-	for _, p := range c.processes {
+	for name, p := range c.processes {
+		if p.lost && now.Sub(p.last) >= forgetLostAfter*c.cfg.ProcessTimeout {
+			delete(c.processes, name) // its record stays; a return makes it new
+			continue
+		}
 		if p.lost || now.Sub(p.last) < c.cfg.ProcessTimeout {
 			continue
 		}

@@ -183,3 +183,22 @@ func TestRestartedCoordinatorCountsEveryProcess(t *testing.T) {
 		t.Errorf("%d restarts, want 1", r)
 	}
 }
+
+// TestProcessNamesAreBounded: a process name longer than MaxProcessName is
+// refused by Lease and Heartbeat, not stored.
+func TestProcessNamesAreBounded(t *testing.T) {
+	c, err := NewCoordinator(CoordinatorConfig{StartURL: "http://h/"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	long := string(make([]byte, MaxProcessName+1))
+	if err := c.Lease(LeaseArgs{Worker: "w", Process: long}, &LeaseReply{}); err == nil {
+		t.Error("Lease with a long process name: no error")
+	}
+	if err := c.Heartbeat(HeartbeatArgs{Process: long}, &HeartbeatReply{}); err == nil {
+		t.Error("Heartbeat with a long process name: no error")
+	}
+	if procs, _ := c.Processes(); procs != 0 {
+		t.Errorf("%d processes recorded, want 0", procs)
+	}
+}
