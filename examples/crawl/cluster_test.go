@@ -358,6 +358,11 @@ func TestClusterSurvivesWorkerAndCoordinatorKills(t *testing.T) {
 	if sum.Restarts != 1 {
 		t.Errorf("summary: %d restarts, want 1", sum.Restarts)
 	}
+	// Three worker processes took part, the killed one included, though
+	// the restarted coordinator met only two.
+	if sum.Workers != 3 || sum.Fetchers != 3*workerFetches {
+		t.Errorf("summary: %d worker processes with %d fetchers; want 3 with %d", sum.Workers, sum.Fetchers, 3*workerFetches)
+	}
 	// Failed: the 404, and any disallowed page a worker was leased before
 	// its host's robots.txt was read (it is never requested).
 	if sum.Pages != len(reachable) || sum.Failed != len(sum.Failures) {
