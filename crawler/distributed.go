@@ -312,6 +312,7 @@ func NewCoordinator(cfg CoordinatorConfig) (*Coordinator, error) {
 			for _, f := range sched.Failures() {
 				c.accepted[f.URL] = 1
 			}
+			c.adoptProcesses()
 			sched.startJournal()
 			sched.takeChanges() // everything is stored already
 			if restarted {
@@ -510,6 +511,9 @@ func (c *Coordinator) Lease(args LeaseArgs, reply *LeaseReply) error {
 		return nil
 	}
 	t, ok := c.sched.Lease(args.Worker, now)
+	if ok && args.Process != "" {
+		c.sched.setLeaseProcess(t.ID, args.Process)
+	}
 	seq := c.persist(nil)
 	reply.Hosts = c.sched.cfg.Hosts
 	if ok {

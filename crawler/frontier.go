@@ -209,6 +209,7 @@ type urlState struct {
 type leaseState struct {
 	id       uint64
 	worker   string
+	process  string // the worker's process (LeaseArgs.Process), if it named one
 	deadline time.Time
 }
 
@@ -471,6 +472,20 @@ func (s *Scheduler) Release(worker string) bool {
 	}
 	s.touchMeta()
 	return true
+}
+
+// setLeaseProcess records the process of the worker holding lease id (see
+// LeaseArgs.Process), so that a coordinator restarted on its store knows
+// it.
+func (s *Scheduler) setLeaseProcess(id uint64, process string) {
+	u, ok := s.active[id]
+	if !ok {
+		return
+	}
+	if st := s.urls[u]; st.lease != nil && st.lease.process != process {
+		st.lease.process = process
+		s.touchURL(st)
+	}
 }
 
 func (s *Scheduler) task(st *urlState) Task {

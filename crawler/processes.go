@@ -19,6 +19,10 @@ import (
 // a URL and ignores the others, so each URL is still reported once; the
 // URL may have been fetched twice, as after an expired lease. Its next
 // Lease or Heartbeat makes it alive again, with no lease.
+//
+// Each lease is stored with its process, so that a coordinator restarted on
+// its store frees the leases of a process that died while it was down once
+// that process has not called for twice ProcessTimeout since the restart.
 
 // processSeen is what the coordinator knows of one worker process.
 type processSeen struct {
@@ -178,6 +182,27 @@ func (c *Coordinator) sweepProcesses(now time.Time) {
 			}
 		}
 		c.recordDirty = true
+	}
+}
+
+// adoptProcesses makes the processes holding the leases read back from the
+// store known, as if heard from one ProcessTimeout from now: a process
+// that died while the coordinator was down loses its leases after twice
+// ProcessTimeout, not LeaseTimeout, and a live one, whose heartbeats
+// resume within a fraction of it, keeps them. c.mu is held, or c is new.
+func (c *Coordinator) adoptProcesses() {
+	grace := c.started.Add(c.cfg.ProcessTimeout)
+	for _, u := range c.sched.active {
+		st := c.sched.urls[u]
+		if st.lease == nil || st.lease.process == "" {
+			continue
+		}
+		p := c.processes[st.lease.process]
+		if p == nil {
+			p = &processSeen{last: grace, workers: make(map[string]bool)}
+			c.processes[st.lease.process] = p
+		}
+		p.workers[st.lease.worker] = true
 	}
 }
 

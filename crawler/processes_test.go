@@ -202,3 +202,54 @@ func TestProcessNamesAreBounded(t *testing.T) {
 		t.Errorf("%d processes recorded, want 0", procs)
 	}
 }
+
+// TestRestartedCoordinatorFreesTheLeasesOfAProcessThatDiedMeanwhile: the
+// leases read back from the store keep their process; a process that does
+// not call the restarted coordinator within twice ProcessTimeout loses
+// them (not after LeaseTimeout), one that heartbeats keeps them.
+func TestRestartedCoordinatorFreesTheLeasesOfAProcessThatDiedMeanwhile(t *testing.T) {
+	dir := t.TempDir()
+	clock := &fakeClock{now: time.Unix(1000, 0)}
+	open := func() (*CrawlStore, *Coordinator) {
+		t.Helper()
+		st, err := OpenCrawlStore(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, err := NewCoordinator(CoordinatorConfig{StartURLs: []string{"http://h/a", "http://h/b"}, Store: st,
+			LeaseTimeout: time.Hour, ProcessTimeout: time.Second, Now: clock.Now})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return st, c
+	}
+	st, c := open()
+	var a, b LeaseReply
+	if err := c.Lease(LeaseArgs{Worker: "p1/0", Process: "p1"}, &a); err != nil || a.Task.ID == 0 {
+		t.Fatalf("p1's lease: %+v, %v", a, err)
+	}
+	if err := c.Lease(LeaseArgs{Worker: "p2/0", Process: "p2"}, &b); err != nil || b.Task.ID == 0 {
+		t.Fatalf("p2's lease: %+v, %v", b, err)
+	}
+	st.Close() // the coordinator dies; p1 dies while it is down
+
+	clock.advance(10 * time.Second)
+	st, c = open()
+	defer st.Close()
+	for range 6 { // p2 comes back and beats for 1.5 s
+		heartbeat(t, c, "p2", 1)
+		clock.advance(250 * time.Millisecond)
+	}
+	if got := c.Stats(); got.Leased != 2 || got.LostLeases != 0 {
+		t.Fatalf("within the grace: %+v; want both leases kept", got)
+	}
+	clock.advance(500 * time.Millisecond) // two ProcessTimeouts since the restart
+	heartbeat(t, c, "p2", 1)
+	if got := c.Stats(); got.Leased != 1 || got.LostLeases != 1 || got.ProcessesLost != 1 {
+		t.Fatalf("after the grace: %+v; want p1's lease freed, p2's kept", got)
+	}
+	var next LeaseReply
+	if err := c.Lease(LeaseArgs{Worker: "p3/0", Process: "p3"}, &next); err != nil || next.Task.URL != a.Task.URL {
+		t.Errorf("p3's lease: %+v, %v; want p1's URL %s", next.Task, err, a.Task.URL)
+	}
+}
