@@ -58,6 +58,10 @@ const (
 	// whose virtual clock stalls ends the process instead of rerunning the
 	// test itself.
 	EnvState = "LABTEST_STATE"
+	// EnvWarnings names a file to which warnings are appended, one per
+	// line, headed by the test's name (the command prints them at the
+	// end, where go test would hide a passing test's output).
+	EnvWarnings = "LABTEST_WARNINGS"
 )
 
 // RerunExitCode is the exit status of a test process that stopped because
@@ -90,10 +94,11 @@ type config struct {
 	latency    time.Duration
 	traceDir   string
 	state      string
+	warnings   string
 }
 
 func configFor(t *testing.T, opts []Option) config {
-	c := config{latency: DefaultLatency, traceDir: os.Getenv(EnvTraceDir), state: os.Getenv(EnvState), trace: os.Getenv(EnvTrace) != "0"}
+	c := config{latency: DefaultLatency, traceDir: os.Getenv(EnvTraceDir), state: os.Getenv(EnvState), warnings: os.Getenv(EnvWarnings), trace: os.Getenv(EnvTrace) != "0"}
 	if os.Getenv(EnvReal) == "1" {
 		c.real = true
 	}
@@ -154,7 +159,17 @@ func Virtual(t *testing.T, f func(t *testing.T), opts ...Option) {
 		runReal(t, f, c)
 		return
 	}
-	reason, parked := runVirtual(t, f, c)
+	reason, parked, bugs := runVirtual(t, f, c)
+	if len(bugs) > 0 {
+		msg := fmt.Sprintf("%s sleeps or waits on a channel while holding a lock (never sleep or wait holding a lock: every goroutine that needs it waits too):\n\t%s",
+			t.Name(), strings.Join(bugs, "\n\t"))
+		if c.strict {
+			// -strict fails on the bug itself: a rerun in real time
+			// would only hide it.
+			t.Fatalf("labtest: %s\nlabtest: %s", msg, reason)
+		}
+		warn(t, c, msg)
+	}
 	if reason == "" {
 		return
 	}
@@ -211,8 +226,10 @@ type outcome struct {
 
 // runVirtual runs f in a bubble and returns why it must be rerun in real
 // time, or "" if it ran to the end (passing or failing); parked reports
-// that none of the abandoned bubble's goroutines can run again.
-func runVirtual(t *testing.T, f func(*testing.T), c config) (rerun string, parked bool) {
+// that none of the abandoned bubble's goroutines can run again, and bugs
+// the goroutines proven to sleep or wait on a channel while holding a lock
+// when it was abandoned.
+func runVirtual(t *testing.T, f func(*testing.T), c config) (rerun string, parked bool, bugs []string) {
 	run := &labhook.Run{Virtual: true, Latency: c.latency, OnRegister: c.onRegister}
 	defer c.begin(run)()
 
@@ -277,13 +294,13 @@ func runVirtual(t *testing.T, f func(*testing.T), c config) (rerun string, parke
 				panic(out.panicked)
 			}
 			if r, ok := realOnly.Load().(string); ok {
-				return fmt.Sprintf("%s cannot run in a synctest bubble (%s)", t.Name(), r), true
+				return fmt.Sprintf("%s cannot run in a synctest bubble (%s)", t.Name(), r), true, nil
 			}
 			if out.leftover {
 				reportLeftovers(t, int(bubble.Load()), c.strict)
 			}
 			writeTraces(t, run, c)
-			return "", false
+			return "", false, nil
 		case <-tick.C:
 		}
 		v := vnow.Load()
@@ -300,9 +317,14 @@ func runVirtual(t *testing.T, f func(*testing.T), c config) (rerun string, parke
 		if velapsed > budget {
 			stopBeat.Store(true)
 			gs := inBubble(allGoroutines(), int(bubble.Load()))
-			writeTraces(t, run, c)
-			t.Fatalf("labtest: %s still running after %v of virtual time (the go test -timeout); its goroutines:\n\t%s",
+			msg := fmt.Sprintf("labtest: %s still running after %v of virtual time (the go test -timeout); its goroutines:\n\t%s",
 				t.Name(), budget.Round(time.Second), strings.Join(summary(gs), "\n\t"))
+			if bugs, _ := lockBugs(newLockReader(), gs); len(bugs) > 0 {
+				msg += "\nlabtest: sleeping or waiting on a channel while holding a lock:\n\t" + strings.Join(bugs, "\n\t")
+			}
+			t.Error(msg)
+			writeTraces(t, run, c) // after t.Error: only a failed test's timeline is written
+			t.FailNow()
 		}
 		if v != lastV {
 			lastV, lastProgress = v, time.Now()
@@ -317,8 +339,8 @@ func runVirtual(t *testing.T, f func(*testing.T), c config) (rerun string, parke
 			// Called directly, a test whose clock crawls still runs
 			// correctly, only slower: keep it going.
 			if !noted {
-				_, why := diagnose(inBubble(allGoroutines(), int(bubble.Load())))
-				t.Logf("labtest: %s\nlabtest: continuing in virtual time (the labtest command would rerun it in real time)", why)
+				d := diagnose(inBubble(allGoroutines(), int(bubble.Load())))
+				t.Logf("labtest: %s\nlabtest: continuing in virtual time (the labtest command would rerun it in real time)", d.text)
 				noted = true
 			}
 			continue
@@ -327,18 +349,18 @@ func runVirtual(t *testing.T, f func(*testing.T), c config) (rerun string, parke
 			continue
 		}
 		lastDiagnosis = time.Now()
-		stalled, why := diagnose(inBubble(allGoroutines(), int(bubble.Load())))
-		if stalled || c.state != "" {
+		d := diagnose(inBubble(allGoroutines(), int(bubble.Load())))
+		if d.stalled || c.state != "" {
 			// A stall never ends; under the command, a crawling test is
 			// cheaper to rerun in real time than to wait for.
 			stopBeat.Store(true)
-			return why, stalled
+			return d.text, d.stalled, d.bugs
 		}
 		// A clock that does not move at all while goroutines run: the
 		// test spins, and may never end.
 		if time.Since(lastProgress) >= spinLimit {
 			stopBeat.Store(true)
-			return fmt.Sprintf("its virtual clock has not moved for %v of real time: %s", spinLimit, why), false
+			return fmt.Sprintf("its virtual clock has not moved for %v of real time: %s", spinLimit, d.text), false, d.bugs
 		}
 	}
 }

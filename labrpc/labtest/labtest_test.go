@@ -109,15 +109,26 @@ var helpers = map[string]func(t *testing.T){
 		})
 	},
 	"stall-under-command": func(t *testing.T) {
-		Virtual(t, func(t *testing.T) {
-			var mu sync.Mutex
-			go func() { mu.Lock(); time.Sleep(time.Second); mu.Unlock() }()
-			time.Sleep(time.Millisecond)
-			mu.Lock()
-			//lint:ignore SA2001 waiting for the lock's holder is what the test stalls on
-			mu.Unlock()
-		})
+		Virtual(t, sleepHoldingALock)
 	},
+	"stall-strict": func(t *testing.T) {
+		Virtual(t, sleepHoldingALock, Strict())
+	},
+}
+
+// sleepHoldingALock is the classic bug: a goroutine sleeps holding a lock
+// that another one waits for.
+func sleepHoldingALock(t *testing.T) {
+	var mu sync.Mutex
+	go func() {
+		mu.Lock()
+		time.Sleep(time.Second) // the bug: sleeping holding mu
+		mu.Unlock()
+	}()
+	time.Sleep(time.Millisecond)
+	mu.Lock()
+	//lint:ignore SA2001 waiting for the lock's holder is what the test stalls on
+	mu.Unlock()
 }
 
 type fakeNetwork string
@@ -153,6 +164,7 @@ func runHelper(t *testing.T, name string, env ...string) (out string, code int) 
 func TestChildProcessOutcomes(t *testing.T) {
 	traceDir := t.TempDir()
 	state := t.TempDir() + "/state"
+	warnings := t.TempDir() + "/warnings"
 	tests := []struct {
 		name     string
 		helper   string
@@ -169,9 +181,16 @@ func TestChildProcessOutcomes(t *testing.T) {
 		{"a failing test's network timeline is written to a file whose path is printed", "fail-with-network",
 			[]string{EnvTraceDir + "=" + traceDir}, 1,
 			[]string{`labtest: trace of network 0: ` + regexp.QuoteMeta(traceDir) + `/labtest-TestHelperProcess-net0-\d+\.html`}},
-		{"under the command, a stall ends the process with the rerun status", "stall-under-command",
-			[]string{EnvState + "=" + state}, RerunExitCode,
-			[]string{`virtual time stopped`, `rerunning TestHelperProcess in real time`}},
+		{"under the command, a stall ends the process with the rerun status, naming the lock's holder and warning of the bug", "stall-under-command",
+			[]string{EnvState + "=" + state, EnvWarnings + "=" + warnings}, RerunExitCode,
+			[]string{`virtual time stopped`, `rerunning TestHelperProcess in real time`,
+				`goroutine \d+ waits for lock mu 0x[0-9a-f]+ in .*labtest\.sleepHoldingALock \(.*labtest_test\.go:\d+\)`,
+				`labtest: warning: TestHelperProcess sleeps or waits on a channel while holding a lock`,
+				`goroutine \d+ sleeps in .*labtest\.sleepHoldingALock\.func1 \(.*labtest_test\.go:\d+\) holding mu, locked at labtest_test\.go:\d+ in .*sleepHoldingALock\.func1`}},
+		{"Strict fails a test that sleeps holding a lock, without a rerun", "stall-strict",
+			[]string{EnvState + "=" + t.TempDir() + "/state"}, 1,
+			[]string{`--- FAIL: TestHelperProcess`, `sleeps or waits on a channel while holding a lock`,
+				`sleeps in .*sleepHoldingALock\.func1 .* holding mu, locked at labtest_test\.go:\d+`}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -194,6 +213,12 @@ func TestChildProcessOutcomes(t *testing.T) {
 		data, err := os.ReadFile(traceDir + "/" + files[0].Name())
 		if err != nil || string(data) != "<html>timeline</html>" {
 			t.Fatalf("trace file = %q, %v", data, err)
+		}
+	})
+	t.Run("the warnings file names the test and the lock", func(t *testing.T) {
+		data, _ := os.ReadFile(warnings)
+		if !regexp.MustCompile(`^labtest: warning: TestHelperProcess sleeps .*\n\tgoroutine \d+ sleeps in .* holding mu, locked at labtest_test\.go:\d+`).Match(data) {
+			t.Fatalf("warnings file = %q", data)
 		}
 	})
 	t.Run("the state file names the test to rerun", func(t *testing.T) {

@@ -20,7 +20,10 @@
 // and its output and exit status are labtest's. A test whose virtual
 // clock stalls or runs slower than the real clock is stopped within about
 // a second and run again in real time in a fresh process, with a line
-// saying so. The timeline of a failing test's labrpc networks is written
+// saying so. A goroutine found sleeping or waiting on a channel while
+// holding a lock (see package labtest) is a bug even when the rerun
+// passes: labtest prints a warning naming the lock and the lines after go
+// test's output, and -strict fails the test instead. The timeline of a failing test's labrpc networks is written
 // to a file whose path is printed.
 //
 // The rerun works through go test -exec: labtest runs each test binary,
@@ -38,6 +41,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strings"
 	"time"
 
@@ -94,7 +98,9 @@ labtest flags:
                        and labgob instead of their own; keep: the lab's own
   -real                run in real time (with -labrpc=semrpc, only the swap)
   -latency=d           virtual time each labrpc message takes (default %v)
-  -strict              fail tests that leave goroutines blocked
+  -strict              fail tests that leave goroutines blocked, or that sleep
+                       or wait on a channel while holding a lock (a warning
+                       otherwise)
   -semrpc=dir          semrpc's source (default: found from this binary)
   -work                print the overlay and modfile directory and keep it
 
@@ -183,6 +189,8 @@ func run(args []string, stdout, stderr io.Writer) (code int, died os.Signal) {
 	} else {
 		defer os.RemoveAll(work)
 	}
+	warnings := filepath.Join(work, "warnings")
+	defer printWarnings(warnings, stderr)
 	prep, err := prepare(opts, pkgs, work)
 	if err != nil {
 		fmt.Fprintf(stderr, "labtest: %v\n", err)
@@ -192,7 +200,7 @@ func run(args []string, stdout, stderr io.Writer) (code int, died os.Signal) {
 	if prep.modfile != "" {
 		cmdArgs = append(cmdArgs, "-modfile", prep.modfile, "-mod=mod")
 	}
-	env := append(os.Environ(), labtest.EnvLatency+"="+opts.latency.String())
+	env := append(os.Environ(), labtest.EnvLatency+"="+opts.latency.String(), labtest.EnvWarnings+"="+warnings)
 	if opts.real {
 		env = append(env, labtest.EnvReal+"=1")
 	} else {
