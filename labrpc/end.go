@@ -41,9 +41,12 @@ type ClientEnd struct {
 	endname interface{}
 	net     *Network
 
-	mu    sync.Mutex // protects following
-	rng   *rand.Rand // this end's stream of fates
-	calls uint64
+	mu          sync.Mutex // protects following
+	rng         *rand.Rand // this end's stream of fates
+	calls       uint64
+	from        interface{} // the server that calls on it, once known (sender.go)
+	senderKnown bool
+	senderTries int
 }
 
 var _ rpc.Transport = (*ClientEnd)(nil)
@@ -115,6 +118,7 @@ type callState struct {
 	reqDelay   time.Duration // the request's delay
 	held       bool          // long reordering held the reply back
 	args       string        // the args' summary, if tracing
+	from       interface{}   // the server that calls, if tracing and known
 }
 
 // ending is how a call ended: the fate, the extra delay it implied and the
@@ -160,7 +164,8 @@ func (c *callState) begin(args any) {
 	c.tracing = true
 	c.sent = n.now()
 	c.args = n.trace.summarize(c.method, args)
-	n.record(Event{Kind: EventSent, At: c.sent, End: c.e.endname, Server: c.rt.servername,
+	c.from = c.e.sender()
+	n.record(Event{Kind: EventSent, At: c.sent, End: c.e.endname, From: c.from, Server: c.rt.servername,
 		Call: c.f.call, Method: c.method, Args: c.args})
 }
 
@@ -302,7 +307,7 @@ func (c *callState) finish(end ending, reply any) error {
 		c.done = nil
 	}
 	if c.tracing && n.trace.on.Load() {
-		ev := Event{Kind: EventEnded, At: n.now(), End: c.e.endname, Server: c.rt.servername,
+		ev := Event{Kind: EventEnded, At: n.now(), End: c.e.endname, From: c.from, Server: c.rt.servername,
 			Call: c.f.call, Method: c.method, Fate: end.fate, Sent: c.sent,
 			Reached: c.reached, Delivered: c.delivered, Duplicated: c.duplicated, Held: c.held,
 			Delay: c.reqDelay, ReplyDelay: end.delay, Args: c.args}

@@ -20,9 +20,10 @@ type Server struct {
 	core  *rpc.Server
 	count atomic.Int64 // requests received
 
-	mu      sync.Mutex // protects following
-	names   []string   // services added, for error messages
-	methods []string   // their methods, "Service.Method", sorted
+	mu        sync.Mutex // protects following
+	names     []string   // services added, for error messages
+	methods   []string   // their methods, "Service.Method", sorted
+	receivers []uintptr  // their receivers' addresses, to tell which server calls (sender.go)
 }
 
 // MakeServer returns a server with no services.
@@ -41,6 +42,13 @@ func (rs *Server) Core() *rpc.Server { return rs.core }
 // second service of the same name, is logged and otherwise ignored; calls to
 // it then fail as calls to an unknown service.
 func (rs *Server) AddService(svc *Service) {
+	// Even a receiver without methods tells which goroutines are the
+	// server's (sender.go).
+	if p := receiverPointer(svc.rcvr); p != 0 {
+		rs.mu.Lock()
+		rs.receivers = append(rs.receivers, p)
+		rs.mu.Unlock()
+	}
 	// By name, like the classic network: the receiver's type need not be
 	// exported, as net/rpc's Register would require.
 	if err := rs.core.RegisterName(svc.name, svc.rcvr); err != nil {
