@@ -73,5 +73,8 @@
 //
 // When a test fails, the timeline of every labrpc network it made is
 // written to a file (in LABTEST_TRACE_DIR or the temporary directory) and
-// its path is logged.
+// its path is logged: a failure, a stall or spin that fails it, a test
+// that passes its -timeout in virtual time, and a test still running in
+// real time two seconds before the go test -timeout ends the process (the
+// paths then go to the standard error, since the process dies).
 package labtest

@@ -159,14 +159,20 @@ func Virtual(t *testing.T, f func(t *testing.T), opts ...Option) {
 		runReal(t, f, c)
 		return
 	}
-	reason, parked, bugs := runVirtual(t, f, c)
+	reason, parked, bugs, run := runVirtual(t, f, c)
+	fail := func(format string, args ...any) {
+		t.Helper()
+		t.Errorf(format, args...)
+		writeTraces(t, run, c) // after t.Errorf: only a failed test's timeline is written
+		t.FailNow()
+	}
 	if len(bugs) > 0 {
 		msg := fmt.Sprintf("%s sleeps or waits on a channel while holding a lock (never sleep or wait holding a lock: every goroutine that needs it waits too):\n\t%s",
 			t.Name(), strings.Join(bugs, "\n\t"))
 		if c.strict {
 			// -strict fails on the bug itself: a rerun in real time
 			// would only hide it.
-			t.Fatalf("labtest: %s\nlabtest: %s", msg, reason)
+			fail("labtest: %s\nlabtest: %s", msg, reason)
 		}
 		warn(t, c, msg)
 	}
@@ -179,7 +185,7 @@ func Virtual(t *testing.T, f func(t *testing.T), opts ...Option) {
 	if !parked {
 		// The abandoned bubble still runs; a rerun beside it would share
 		// the CPU and the package's state with it.
-		t.Fatalf("labtest: %s\nlabtest: run %s in real time: with the labtest command (which does so by itself), or %s=%s", reason, t.Name(), EnvRealTests, t.Name())
+		fail("labtest: %s\nlabtest: run %s in real time: with the labtest command (which does so by itself), or %s=%s", reason, t.Name(), EnvRealTests, t.Name())
 	}
 	t.Logf("labtest: %s\nlabtest: rerunning %s in real time", reason, t.Name())
 	runReal(t, f, c)
@@ -215,6 +221,7 @@ func runReal(t *testing.T, f func(*testing.T), c config) {
 	run := &labhook.Run{OnRegister: c.onRegister}
 	defer c.begin(run)()
 	defer writeTraces(t, run, c)
+	defer traceBeforeTimeout(t, run, c)()
 	f(t)
 }
 
@@ -229,9 +236,10 @@ type outcome struct {
 // that none of the abandoned bubble's goroutines can run again, and bugs
 // the goroutines proven to sleep or wait on a channel while holding a lock
 // when it was abandoned.
-func runVirtual(t *testing.T, f func(*testing.T), c config) (rerun string, parked bool, bugs []string) {
-	run := &labhook.Run{Virtual: true, Latency: c.latency, OnRegister: c.onRegister}
+func runVirtual(t *testing.T, f func(*testing.T), c config) (rerun string, parked bool, bugs []string, run *labhook.Run) {
+	run = &labhook.Run{Virtual: true, Latency: c.latency, OnRegister: c.onRegister}
 	defer c.begin(run)()
+	defer traceBeforeTimeout(t, run, c)()
 
 	var (
 		vnow     atomic.Int64 // the bubble's clock, UnixNano, updated by the heartbeat
@@ -294,13 +302,13 @@ func runVirtual(t *testing.T, f func(*testing.T), c config) (rerun string, parke
 				panic(out.panicked)
 			}
 			if r, ok := realOnly.Load().(string); ok {
-				return fmt.Sprintf("%s cannot run in a synctest bubble (%s)", t.Name(), r), true, nil
+				return fmt.Sprintf("%s cannot run in a synctest bubble (%s)", t.Name(), r), true, nil, run
 			}
 			if out.leftover {
 				reportLeftovers(t, int(bubble.Load()), c.strict)
 			}
 			writeTraces(t, run, c)
-			return "", false, nil
+			return "", false, nil, run
 		case <-tick.C:
 		}
 		v := vnow.Load()
@@ -354,13 +362,13 @@ func runVirtual(t *testing.T, f func(*testing.T), c config) (rerun string, parke
 			// A stall never ends; under the command, a crawling test is
 			// cheaper to rerun in real time than to wait for.
 			stopBeat.Store(true)
-			return d.text, d.stalled, d.bugs
+			return d.text, d.stalled, d.bugs, run
 		}
 		// A clock that does not move at all while goroutines run: the
 		// test spins, and may never end.
 		if time.Since(lastProgress) >= spinLimit {
 			stopBeat.Store(true)
-			return fmt.Sprintf("its virtual clock has not moved for %v of real time: %s", spinLimit, d.text), false, d.bugs
+			return fmt.Sprintf("its virtual clock has not moved for %v of real time: %s", spinLimit, d.text), false, d.bugs, run
 		}
 	}
 }

@@ -111,6 +111,18 @@ var helpers = map[string]func(t *testing.T){
 	"stall-under-command": func(t *testing.T) {
 		Virtual(t, sleepHoldingALock)
 	},
+	"hang-with-network": func(t *testing.T) {
+		Virtual(t, func(t *testing.T) {
+			labhook.Current().Register(fakeNetwork("<html>timeline</html>"))
+			<-make(chan int) // never
+		})
+	},
+	"hang-real-with-network": func(t *testing.T) {
+		Real(t, func(t *testing.T) {
+			labhook.Current().Register(fakeNetwork("<html>timeline</html>"))
+			<-make(chan int) // never: the go test -timeout ends the process
+		})
+	},
 	"stall-strict": func(t *testing.T) {
 		Virtual(t, sleepHoldingALock, Strict())
 	},
@@ -148,7 +160,13 @@ func TestHelperProcess(t *testing.T) {
 
 func runHelper(t *testing.T, name string, env ...string) (out string, code int) {
 	t.Helper()
-	cmd := exec.Command(os.Args[0], "-test.run=^TestHelperProcess$", "-test.v", "-test.timeout=20s")
+	timeout := "20s"
+	for _, e := range env {
+		if v, ok := strings.CutPrefix(e, "TIMEOUT="); ok {
+			timeout = v
+		}
+	}
+	cmd := exec.Command(os.Args[0], "-test.run=^TestHelperProcess$", "-test.v", "-test.timeout="+timeout)
 	cmd.Env = append(append(os.Environ(), "LABTEST_HELPER="+name), env...)
 	var buf bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &buf, &buf
@@ -178,6 +196,12 @@ func TestChildProcessOutcomes(t *testing.T) {
 			[]string{`left 1 goroutine\(s\) blocked`, `chan receive \(durable\) in .*labtest\.init\.func2\.1\.1`}},
 		{"a test blocked for good fails at the -timeout in virtual time, listing its goroutines", "hang", nil, 1,
 			[]string{`still running after 20s of virtual time`, `chan receive \(durable\) in .*labtest\.init\.func3\.1`}},
+		{"a test that hangs in virtual time gets its timeline", "hang-with-network",
+			[]string{EnvTraceDir + "=" + t.TempDir()}, 1,
+			[]string{`still running after 20s of virtual time`, `labtest: trace of network 0: .*/labtest-TestHelperProcess-net0-\d+\.html`}},
+		{"a test that hangs in real time gets its timeline before the -timeout ends the process", "hang-real-with-network",
+			[]string{EnvTraceDir + "=" + t.TempDir(), "TIMEOUT=4s"}, 2,
+			[]string{`labtest: TestHelperProcess is still running 2s before the go test -timeout`, `labtest: trace of network 0: .*/labtest-TestHelperProcess-net0-\d+\.html`, `panic: test timed out after 4s`}},
 		{"a failing test's network timeline is written to a file whose path is printed", "fail-with-network",
 			[]string{EnvTraceDir + "=" + traceDir}, 1,
 			[]string{`labtest: trace of network 0: ` + regexp.QuoteMeta(traceDir) + `/labtest-TestHelperProcess-net0-\d+\.html`}},
