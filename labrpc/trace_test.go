@@ -119,7 +119,7 @@ func TestDefaultSummaryShowsSmallFieldsAndLengths(t *testing.T) {
 		v    any
 		want string
 	}{
-		{"a struct", appendArgs{Term: 3, LeaderId: 1, PrevLogIndex: 5, PrevLogTerm: 2, Entries: make([]entry, 2), LeaderCommit: 4, Snapshot: make([]byte, 100), Note: "hi"},
+		{"a struct", appendArgs{Term: 3, LeaderId: 1, PrevLogIndex: 5, PrevLogTerm: 2, Entries: make([]entry, 2), LeaderCommit: 4, Snapshot: make([]byte, 100), Note: "hi", hidden: 9},
 			`Term=3 LeaderId=1 PrevLogIndex=5 PrevLogTerm=2 len(Entries)=2 LeaderCommit=4 len(Snapshot)=100 Note="hi"`},
 		{"a pointer to a reply", &VoteReply{Term: 7, VoteGranted: true}, "Term=7 VoteGranted=true"},
 		{"a long string shows its length", struct{ Value string }{strings.Repeat("v", 30)}, "len(Value)=30"},
