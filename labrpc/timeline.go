@@ -278,8 +278,9 @@ type shivizStep struct {
 // WriteShiViz writes the trace as a log ShiViz loads (its file format: the
 // parsing expression, an empty line for the executions delimiter, then
 // the entries). Each end, server and the network itself (topology changes)
-// is a host; a call is a message from its end to its server and, if
-// answered, one back; vector clocks follow these messages.
+// is a host, except that an end a server's goroutines send on (Event.From)
+// is that server's host; a call is a message from its end to its server
+// and, if answered, one back; vector clocks follow these messages.
 func (n *Network) WriteShiViz(w io.Writer) error {
 	var steps []shivizStep
 	ended := make(map[callKey]bool)
@@ -300,6 +301,11 @@ func (n *Network) WriteShiViz(w io.Writer) error {
 			}
 		case EventEnded:
 			endHost := shivizHost(laneOf(e))
+			if e.From != nil && e.Label == "" {
+				// The server that sends is one process with the
+				// server that receives: ShiViz's model.
+				endHost = shivizHost(fmt.Sprintf("server %v", e.From))
+			}
 			request, reply := new(map[string]int), new(map[string]int)
 			steps = append(steps, shivizStep{at: e.Sent, seq: e.Seq, order: 0, host: endHost,
 				text: fmt.Sprintf("send %s #%d %s", e.Method, e.Call, e.Args), send: request})

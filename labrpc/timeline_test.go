@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"sort"
 	"strings"
 	"testing"
 	"testing/synctest"
@@ -139,6 +140,28 @@ func TestTimelineGroupsLanesByServerWithOneEntryPerEvent(t *testing.T) {
 		if !strings.Contains(page, s) {
 			t.Errorf("timeline lacks %q", s)
 		}
+	}
+}
+
+func TestShiVizHostsAreTheServersThatSend(t *testing.T) {
+	net := clusterTrace(t)
+	var b bytes.Buffer
+	if err := net.WriteShiViz(&b); err != nil {
+		t.Fatal(err)
+	}
+	hosts := map[string]bool{}
+	lines := strings.Split(strings.TrimSpace(b.String()), "\n")[2:]
+	for i := 0; i < len(lines); i += 2 {
+		hosts[strings.Fields(lines[i])[0]] = true
+	}
+	want := []string{"end_clerk-Vq81", "network", "server_0", "server_1", "server_2"}
+	var got []string
+	for h := range hosts {
+		got = append(got, h)
+	}
+	sort.Strings(got)
+	if strings.Join(got, " ") != strings.Join(want, " ") {
+		t.Errorf("ShiViz hosts %v, want %v", got, want)
 	}
 }
 

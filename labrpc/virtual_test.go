@@ -100,6 +100,7 @@ var notVirtual = map[string]string{
 	"TestVirtualCallsChild":                               "BenchmarkLabrpcVirtual's child; makes its own bubble",
 	"TestTraceTellsWhichServerSendsOnAnEnd":               "makes its own bubble",
 	"TestTimelineGroupsLanesByServerWithOneEntryPerEvent": "makes its own bubble",
+	"TestShiVizHostsAreTheServersThatSend":                "makes its own bubble",
 	"TestTimelineRendersInChromium":                       "makes its own bubble and runs a browser",
 }
 
