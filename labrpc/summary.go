@@ -58,7 +58,8 @@ func defaultSummary(v any) string {
 		}
 		rv = rv.Elem()
 	}
-	var b []byte
+	var buf [maxSummary + 32]byte // on the stack: the summary's one allocation is its string
+	b := buf[:0]
 	switch rv.Kind() {
 	case reflect.Struct:
 		for _, f := range summaryPlan(rv.Type()) {
@@ -80,20 +81,12 @@ func defaultSummary(v any) string {
 // appendField appends "name=value", or "len(name)=n" for a long string, a
 // slice, a map or an array; without a name, the value alone (or "len=n").
 func appendField(b []byte, name string, v reflect.Value) []byte {
-	lenOf := func(n int) []byte {
-		if name == "" {
-			b = append(b, "len="...)
-		} else {
-			b = append(append(append(b, "len("...), name...), ")="...)
-		}
-		return strconv.AppendInt(b, int64(n), 10)
-	}
 	switch v.Kind() {
 	case reflect.Slice, reflect.Map, reflect.Array:
-		return lenOf(v.Len())
+		return appendLen(b, name, v.Len())
 	case reflect.String:
 		if v.Len() > maxSummaryString {
-			return lenOf(v.Len())
+			return appendLen(b, name, v.Len())
 		}
 	}
 	if name != "" {
@@ -112,4 +105,14 @@ func appendField(b []byte, name string, v reflect.Value) []byte {
 		return strconv.AppendQuote(b, v.String())
 	}
 	return append(b, '?')
+}
+
+// appendLen appends "len(name)=n", or "len=n" without a name.
+func appendLen(b []byte, name string, n int) []byte {
+	if name == "" {
+		b = append(b, "len="...)
+	} else {
+		b = append(append(append(b, "len("...), name...), ")="...)
+	}
+	return strconv.AppendInt(b, int64(n), 10)
 }

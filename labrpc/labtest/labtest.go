@@ -51,8 +51,8 @@ const (
 	EnvTraceDir = "LABTEST_TRACE_DIR"
 	// EnvTrace, if set to 0, turns the trace of labrpc networks off
 	// (it is on during labtest runs so that a failing test's timeline can
-	// be written; it costs about a third of labrpc's call rate, see
-	// BENCHMARKS.md).
+	// be written; it costs two allocations per call and a share of the
+	// call rate that load on the machine hides, see BENCHMARKS.md).
 	EnvTrace = "LABTEST_TRACE"
 	// EnvState names the file through which a test process run by the
 	// command reports finished tests and asks to be rerun; set, a test
