@@ -106,7 +106,7 @@ func splitPos(pos string) (file string, line int, ok bool) {
 func (r *lockReader) held(g goroutine) []heldLock {
 	var out []heldLock
 	for _, f := range g.frames {
-		if isPlumbing(f.fn) {
+		if isPlumbing(f.fn) || wrapperRE.MatchString(f.fn) {
 			continue
 		}
 		out = append(out, r.heldInFrame(f)...)
@@ -188,6 +188,12 @@ func (r *lockReader) function(f frame) (decl *ast.FuncDecl, body *ast.BlockStmt,
 	}
 	return nil, nil, 0, false
 }
+
+// wrapperRE matches the compiler's wrappers: a go or defer statement's
+// ("lab/raft.Make.gowrap1"), whose line is the statement's in the function
+// that started the goroutine, and a method value's ("(*Raft).ticker-fm").
+// Their lines say nothing of the goroutine's own locks.
+var wrapperRE = regexp.MustCompile(`\.(gowrap|deferwrap)\d+$|-fm$`)
 
 // closureRE matches the name of a function literal's frame:
 // "lab/raft.Make.func1", "lab/raft.(*Raft).ticker.func2.1".

@@ -50,6 +50,7 @@ func TestLockReaderProvesOnlyLocksHeldOnEveryPath(t *testing.T) {
 		{"lockedByHelper", "lab/raft.(*Raft).lockedByHelper", ""}, // a helper's Lock is not followed
 		{"closure", "lab/raft.Make.func1", "rf.mu"},
 		{"make", "lab/raft.Make", ""},
+		{"goLocked", "lab/raft.MakeLocked", "rf.mu"},
 	}
 	r := newLockReader()
 	for _, tt := range tests {
@@ -113,6 +114,20 @@ lab/raft.(*Raft).helper(0xc0000a4000)
 lab/raft.(*Raft).callsHelper(0xc0000a4000)
 	%[1]s:%[5]d +0x55
 `, path, at["requestVote"], at["sleepsHolding"], at["helper"], at["callsHelper"])
+}
+
+// A goroutine started while its creator held a lock does not hold it: the
+// go statement's wrapper frame shows the creator's line.
+func TestLockReaderSkipsTheGoStatementsWrapper(t *testing.T) {
+	path, at := lockSource(t)
+	g := goroutine{id: 20, state: "sleep", frames: []frame{
+		{fn: "time.Sleep", pos: "/usr/local/go/src/runtime/time.go:363"},
+		{fn: "lab/raft.(*Raft).ticker", args: "0xc0000a4000", pos: fmt.Sprintf("%s:%d", path, at["tickerTop"])},
+		{fn: "lab/raft.MakeLocked.gowrap1", pos: fmt.Sprintf("%s:%d", path, at["goLocked"])},
+	}}
+	if held := newLockReader().held(g); len(held) != 0 {
+		t.Errorf("held = %v, want nothing", held)
+	}
 }
 
 func TestDiagnoseNamesOnlyGoroutinesShownToHoldALock(t *testing.T) {

@@ -125,3 +125,11 @@ func Make() *Raft {
 	time.Sleep(time.Millisecond) // at:make
 	return rf
 }
+
+func MakeLocked() *Raft {
+	rf := &Raft{}
+	rf.mu.Lock()
+	go rf.ticker() // at:goLocked
+	rf.mu.Unlock()
+	return rf
+}
