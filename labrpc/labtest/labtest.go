@@ -44,7 +44,8 @@ const (
 	// EnvLatency is the virtual latency of a labrpc message, as a Go
 	// duration ("1ms", "0").
 	EnvLatency = "LABTEST_LATENCY"
-	// EnvStrict, if set to 1, fails a test that leaves goroutines blocked.
+	// EnvStrict, if set to 1, fails a test that leaves goroutines blocked
+	// or sleeps or waits on a channel while holding a lock (see Strict).
 	EnvStrict = "LABTEST_STRICT"
 	// EnvTraceDir is the directory where the traces of failing tests are
 	// written (default: the system's temporary directory).
@@ -74,7 +75,8 @@ type Option func(*config)
 
 // Strict makes Virtual fail a test that leaves goroutines blocked in its
 // bubble after it returns (by default they are tolerated and listed with
-// -v).
+// -v), and a test found sleeping or waiting on a channel while holding a
+// lock (by default a warning, and the test is rerun in real time).
 func Strict() Option { return func(c *config) { c.strict = true } }
 
 // Concurrent lets the test run beside other tests, in parallel (synctest
@@ -136,7 +138,10 @@ func configFor(t *testing.T, opts []Option) config {
 //   - The virtual clock stops because a goroutine waits on a sync.Mutex
 //     held by a sleeping goroutine (synctest does not count mutex waits as
 //     durably blocked, so the clock stops for good): Virtual names the
-//     goroutines and the lock, and reruns f in real time.
+//     waiting goroutines and their lock, and the goroutines the source
+//     shows to sleep or wait on a channel while holding a lock (see the
+//     package documentation); those are logged as a warning (Strict fails
+//     the test), and f is rerun in real time.
 //   - The virtual clock runs slower than the real one (the test is
 //     CPU-bound): under the labtest command, the test process ends and the
 //     command reruns the test in real time in a new one. Called directly,
@@ -144,11 +149,13 @@ func configFor(t *testing.T, opts []Option) config {
 //     unless the clock does not move at all for a few seconds while
 //     goroutines run: the test spins, and fails naming them.
 //   - A test still running after the go test -timeout in virtual time fails
-//     with a list of its goroutines instead of hanging.
+//     with a list of its goroutines (and of the locks the blocked ones
+//     hold) instead of hanging.
 //
 // A test that calls t.Run, t.Parallel or t.Deadline, which synctest does
-// not allow, runs in real time. If the test fails, the timeline of every
-// labrpc network it made is written to a file whose path is logged.
+// not allow, runs in real time. If the test fails, or hangs until shortly
+// before the go test -timeout, the timeline of every labrpc network it made
+// is written to a file whose path is logged.
 //
 // Virtual must be called from the test's own goroutine. Tests using it
 // must not run in parallel, unless they pass Concurrent.
