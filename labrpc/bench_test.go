@@ -272,3 +272,23 @@ func BenchmarkLabrpcTraced(b *testing.B) {
 		return ok && reply.VoteGranted && reply.Term == i
 	})
 }
+
+// BenchmarkLabrpcTracedDefaults is BenchmarkLabrpc with the trace on and
+// nothing else, as under labtest: each message gets the default summary,
+// and the end's first calls look for the server that sends on it.
+func BenchmarkLabrpcTracedDefaults(b *testing.B) {
+	net := MakeNetworkSeed(1)
+	defer net.Cleanup()
+	srv := MakeServer()
+	srv.AddService(MakeService(&Voter{}))
+	net.AddServer("server", srv)
+	end := net.MakeEnd(0)
+	net.Connect(0, "server")
+	net.Enable(0, true)
+	net.EnableTrace(true)
+	runCallers(b, 1, func(c, i int) bool {
+		var reply VoteReply
+		ok := end.Call("Voter.RequestVote", &VoteArgs{Term: i, CandidateId: c, LastLogIndex: 7, LastLogTerm: 3}, &reply)
+		return ok && reply.VoteGranted && reply.Term == i
+	})
+}

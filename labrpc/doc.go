@@ -77,13 +77,19 @@
 //   - A trace: EnableTrace(true) records, in a bounded ring (SetTraceSize),
 //     the start of each call and its ending (replied, dropped, reply dropped,
 //     server dead, disconnected, failed, timed out, with whether it was
-//     duplicated or held back) and every change of topology. Label(end,
-//     "0→2") names an end's owner; Summarize(method, f) adds a summary of
-//     args and replies (term, index). TraceTo streams events to a callback,
-//     TraceToFile to a JSON-lines file. Trace and TraceString return the
-//     ring; WriteTimeline draws it as a self-contained HTML page (a lane per
-//     server and end, each call a bar coloured by its fate) and WriteShiViz
-//     writes it as a log with vector clocks that ShiViz loads.
+//     duplicated or held back) and every change of topology. Each call's
+//     args and reply are summarised by their small fields (terms, indexes,
+//     ids, flags, short strings, lengths of slices), or by Summarize(method,
+//     f). An end's first traced calls find which server sends on it: the
+//     calling goroutine runs a method of a value that server registered
+//     with AddService (a Raft peer's ticker calls from its *Raft); the
+//     event's From says so. Label(end, "0→2") names an end's lane
+//     explicitly. TraceTo streams events to a callback, TraceToFile to a
+//     JSON-lines file. Trace and TraceString return the ring; WriteTimeline
+//     draws it as a self-contained HTML page (lanes grouped by server: its
+//     arrivals, then the ends it sends on; each call a bar coloured by its
+//     fate) and WriteShiViz writes it as a log with vector clocks that
+//     ShiViz loads.
 //   - Virtual time: a network made inside a testing/synctest bubble works
 //     there (every test of this package also runs in one), and SetLatency
 //     makes every message take time, so loops bounded by elapsed time end.

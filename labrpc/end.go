@@ -41,9 +41,12 @@ type ClientEnd struct {
 	endname interface{}
 	net     *Network
 
-	mu    sync.Mutex // protects following
-	rng   *rand.Rand // this end's stream of fates
-	calls uint64
+	mu          sync.Mutex // protects following
+	rng         *rand.Rand // this end's stream of fates
+	calls       uint64
+	from        interface{} // the server that calls on it, once known (sender.go)
+	senderKnown bool
+	senderTries int
 }
 
 var _ rpc.Transport = (*ClientEnd)(nil)
@@ -105,6 +108,7 @@ type callState struct {
 	rq      *rpc.Request  // the rpc request (RoundTrip), or nil: its metadata goes to the server, the reply's comes back into it
 	md      rpc.Metadata  // the caller's metadata
 	r       *request      // the delivery the server answers
+	done    *delivery     // r's delivery once the worker has answered: released when the call ends
 
 	tracing    bool          // the trace was on when the call started
 	sent       time.Duration // when the call started, if tracing
@@ -114,6 +118,7 @@ type callState struct {
 	reqDelay   time.Duration // the request's delay
 	held       bool          // long reordering held the reply back
 	args       string        // the args' summary, if tracing
+	from       interface{}   // the server that calls, if tracing and known
 }
 
 // ending is how a call ended: the fate, the extra delay it implied and the
@@ -159,7 +164,8 @@ func (c *callState) begin(args any) {
 	c.tracing = true
 	c.sent = n.now()
 	c.args = n.trace.summarize(c.method, args)
-	n.record(Event{Kind: EventSent, At: c.sent, End: c.e.endname, Server: c.rt.servername,
+	c.from = c.e.sender()
+	n.record(Event{Kind: EventSent, At: c.sent, End: c.e.endname, From: c.from, Server: c.rt.servername,
 		Call: c.f.call, Method: c.method, Args: c.args})
 }
 
@@ -211,16 +217,22 @@ func (c *callState) deliver() (out result, end ending, ok bool) {
 	// is the one current when the route was taken.
 	changed := rt.changed
 	rt.server.count.Add(1)
-	res := make(chan result, 1)
+	d := n.newDelivery()
 	deadline, _ := c.ctx.Deadline()
-	c.r = &request{snap: c.snap, md: c.md, end: c.e.endname}
+	d.req = request{snap: c.snap, md: c.md, end: c.e.endname}
+	c.r = &d.req
 	n.dispatch(job{server: rt.server, method: c.method, header: c.header, req: c.r,
-		res: res, deadline: deadline, crash: c.classic})
+		res: d.res, deadline: deadline, crash: c.classic})
 	for {
 		select {
-		case out = <-res:
-			if dead, _ := n.dead(c.e.endname, rt); dead {
-				return out, ending{fate: FateServerDead, err: semantics.MaybeExecuted(ErrServerDead)}, false
+		case out = <-d.res:
+			// The worker is done with d: the reply metadata is read from
+			// c.r in reply, so d goes back to the pool after the call.
+			c.done = d
+			if c.changedSince(changed) {
+				if dead, _ := n.dead(c.e.endname, rt); dead {
+					return out, ending{fate: FateServerDead, err: semantics.MaybeExecuted(ErrServerDead)}, false
+				}
 			}
 			return out, ending{}, true
 		case <-changed:
@@ -289,8 +301,13 @@ func (c *callState) reply(out result, reply any) ending {
 // method, naming the methods the server has.
 func (c *callState) finish(end ending, reply any) error {
 	n := c.e.net
+	if c.done != nil {
+		c.r = nil
+		n.release(c.done)
+		c.done = nil
+	}
 	if c.tracing && n.trace.on.Load() {
-		ev := Event{Kind: EventEnded, At: n.now(), End: c.e.endname, Server: c.rt.servername,
+		ev := Event{Kind: EventEnded, At: n.now(), End: c.e.endname, From: c.from, Server: c.rt.servername,
 			Call: c.f.call, Method: c.method, Fate: end.fate, Sent: c.sent,
 			Reached: c.reached, Delivered: c.delivered, Duplicated: c.duplicated, Held: c.held,
 			Delay: c.reqDelay, ReplyDelay: end.delay, Args: c.args}
@@ -331,6 +348,48 @@ func (e *ClientEnd) deliverDuplicate(rt route, d time.Duration, method string, h
 	})
 }
 
+// changedSince reports whether the topology has changed since changed was
+// current. Without a change, nothing that dead checks can have moved: the
+// route and the channel were read under the same lock.
+func (c *callState) changedSince(changed <-chan struct{}) bool {
+	select {
+	case <-changed:
+		return true
+	default:
+		return false
+	}
+}
+
+// delivery is what a call shares with the worker that runs it: the
+// request and the channel its answer comes back on. A call that received
+// the answer returns its delivery to the network's pool when it ends, since the
+// worker sends exactly once and is then done with it; a call that stopped
+// waiting first leaves it to the worker and the garbage collector.
+type delivery struct {
+	req request
+	res chan result // buffered, 1
+}
+
+// newDelivery takes a delivery from the network's pool. The pool is the
+// network's, not the package's: a channel made in a synctest bubble
+// belongs to it, and so does the network.
+func (n *Network) newDelivery() *delivery {
+	if d, ok := n.deliveries.Get().(*delivery); ok {
+		return d
+	}
+	return &delivery{res: make(chan result, 1)}
+}
+
+// release returns d to the network's pool, cleared, unless a method's
+// context may still refer to its request.
+func (n *Network) release(d *delivery) {
+	if d.req.exposed {
+		return
+	}
+	d.req = request{}
+	n.deliveries.Put(d)
+}
+
 // request is one delivery of a call's arguments to the server core.
 type request struct {
 	snap  reflect.Value // pointer to this delivery's private gob copy
@@ -339,6 +398,7 @@ type request struct {
 	md              rpc.Metadata // the caller's metadata
 	end             interface{}  // the caller's end name, its peer address
 	header, trailer rpc.Metadata // the reply's metadata, set by Handle
+	exposed         bool         // a method's context refers to it (SetReplyMetadata)
 }
 
 // DecodeArgs implements rpc.ArgsDecoder. The snapshot is already a gob

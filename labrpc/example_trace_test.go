@@ -89,11 +89,11 @@ func ExampleNetwork_WriteTimeline() {
 	// true
 	// true
 	// end_end-x7Gq {"end_end-x7Gq":1}
-	// send KV.Put #1
+	// send KV.Put #1 Key="a" Value="1"
 	// server_kv0 {"end_end-x7Gq":1,"server_kv0":1}
 	// receive KV.Put #1 from end_end-x7Gq
 	// server_kv0 {"end_end-x7Gq":1,"server_kv0":2}
-	// reply KV.Put #1 to end_end-x7Gq
+	// reply KV.Put #1 to end_end-x7Gq Previous=""
 	// end_end-x7Gq {"end_end-x7Gq":2,"server_kv0":2}
 	// KV.Put #1: replied
 }

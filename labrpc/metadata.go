@@ -19,8 +19,12 @@ func (r *request) IncomingMetadata() rpc.Metadata { return r.md }
 func (r *request) Peer() *rpc.Peer { return &rpc.Peer{Addr: endAddr{r.end}} }
 
 // SetReplyMetadata implements rpc.MetadataCarrier.
+// The server core calls it exactly when it gave the method a context
+// that holds r (for its metadata and peer), which the method may keep:
+// such a request is never reused.
 func (r *request) SetReplyMetadata(header, trailer rpc.Metadata) {
 	r.header, r.trailer = header, trailer
+	r.exposed = true
 }
 
 // endAddr is an end's name as a net.Addr, on network "labrpc".

@@ -52,6 +52,8 @@ type Network struct {
 	work           chan job               // hands requests to idle workers
 	bg             sync.WaitGroup         // the network's own goroutines; Add only while !closed
 
+	deliveries sync.Pool // of *delivery, reused by calls (end.go)
+
 	idle  atomic.Int32 // workers waiting for work
 	count atomic.Int64 // calls made
 	bytes atomic.Int64 // args sent plus replies delivered

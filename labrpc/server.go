@@ -21,9 +21,10 @@ type Server struct {
 	core  *rpc.Server
 	count atomic.Int64 // requests received
 
-	mu      sync.Mutex // protects following
-	names   []string   // services added, for error messages
-	methods []string   // their methods, "Service.Method", sorted
+	mu        sync.Mutex // protects following
+	names     []string   // services added, for error messages
+	methods   []string   // their methods, "Service.Method", sorted
+	receivers []uintptr  // their receivers' addresses, to tell which server calls (sender.go)
 }
 
 // MakeServer returns a server with no services.
@@ -44,6 +45,13 @@ func (rs *Server) Core() *rpc.Server { return rs.core }
 // so. A second service of the same name is logged and otherwise ignored.
 // Calls to either fail as calls to an unknown service.
 func (rs *Server) AddService(svc *Service) {
+	// Even a receiver without methods tells which goroutines are the
+	// server's (sender.go).
+	if p := receiverPointer(svc.rcvr); p != 0 {
+		rs.mu.Lock()
+		rs.receivers = append(rs.receivers, p)
+		rs.mu.Unlock()
+	}
 	if len(methodNames(svc.name, svc.rcvr)) == 0 {
 		if testVerbose() {
 			log.Printf("labrpc: AddService(%s): no methods of a handler's shape: calls to %s fail", svc.name, svc.name)

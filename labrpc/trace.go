@@ -76,7 +76,8 @@ type Event struct {
 	Server interface{} // the server's name, nil if the end was not connected
 	Call   uint64      // the call's number on its end, from 1
 	Method string      // "Service.Method"
-	Args   string      // the args' summary, if Summarize gave the method one
+	From   interface{} // the server whose goroutine made the call, when labrpc can tell (see Network.WriteTimeline); nil otherwise
+	Args   string      // the args' summary: Summarize's, or by default their small fields (terms, indexes, ids, lengths)
 	// Ending only.
 	Fate       Fate
 	Sent       time.Duration // when the call started
@@ -103,6 +104,9 @@ func (e Event) String() string {
 	fmt.Fprintf(&b, "end=%v", e.End)
 	if e.Label != "" {
 		fmt.Fprintf(&b, " (%s)", e.Label)
+	}
+	if e.From != nil {
+		fmt.Fprintf(&b, " from %v", e.From)
 	}
 	fmt.Fprintf(&b, " call=%d %s", e.Call, e.Method)
 	if e.Server != nil {
@@ -145,6 +149,7 @@ type jsonEvent struct {
 	Kind       string `json:"kind"`
 	End        string `json:"end,omitempty"`
 	Label      string `json:"label,omitempty"`
+	From       string `json:"from,omitempty"`
 	Server     string `json:"server,omitempty"`
 	Call       uint64 `json:"call,omitempty"`
 	Method     string `json:"method,omitempty"`
@@ -177,6 +182,9 @@ func (e Event) MarshalJSON() ([]byte, error) {
 	}
 	if e.Server != nil {
 		j.Server = fmt.Sprint(e.Server)
+	}
+	if e.From != nil {
+		j.From = fmt.Sprint(e.From)
 	}
 	if e.Fate != 0 {
 		j.Fate = e.Fate.String()
@@ -242,8 +250,8 @@ func (t *tracer) reset() {
 	t.events, t.next = nil, 0
 }
 
-// summarize returns the summary of v, the args or reply of method, or ""
-// if no summarizer applies.
+// summarize returns the summary of v, the args or reply of method: its
+// summarizer's, or the default one (summary.go).
 func (t *tracer) summarize(method string, v any) string {
 	t.mu.Lock()
 	f := t.summarizer[method]
@@ -251,8 +259,11 @@ func (t *tracer) summarize(method string, v any) string {
 		f = t.summarizer[""]
 	}
 	t.mu.Unlock()
-	if f == nil || v == nil {
+	if v == nil {
 		return ""
+	}
+	if f == nil {
+		return defaultSummary(v)
 	}
 	return f(v)
 }
@@ -318,7 +329,9 @@ func (n *Network) Label(endname interface{}, label string) {
 
 // Summarize installs f to summarise, in the trace, the args and replies of
 // method ("Raft.AppendEntries"; "" for every method without its own), e.g.
-// "term 3 index 17". f receives the caller's args when a traced call starts
+// "term 3 index 17". Without one, a message is summarised by its small
+// fields: numbers, flags, strings up to 24 bytes, and the lengths of
+// slices, maps and longer strings ("Term=3 LeaderId=0 len(Entries)=2"). f receives the caller's args when a traced call starts
 // and its reply when a reply arrives; it runs on the caller's goroutine and
 // must not keep v. A nil f removes the summarizer.
 func (n *Network) Summarize(method string, f func(v any) string) {

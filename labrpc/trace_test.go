@@ -83,7 +83,7 @@ func TestSummarizeArgsAndReplies(t *testing.T) {
 	var n int
 	e.Call("Echo.Add", PairArgs{X: 2, Y: 3}, &r)
 	e.Call("Echo.Double", 1, &n)
-	f.net.Summarize("", nil)
+	f.net.Summarize("", nil) // back to the default summary: the value itself
 	e.Call("Echo.Double", 1, &n)
 	var got []string
 	for _, ev := range f.net.Trace() {
@@ -91,9 +91,48 @@ func TestSummarizeArgsAndReplies(t *testing.T) {
 			got = append(got, ev.Method+"["+ev.Args+"]["+ev.Reply+"]")
 		}
 	}
-	want := "Echo.Add[x 2 y 3][sum 5],Echo.Double[any][any],Echo.Double[][]"
+	want := "Echo.Add[x 2 y 3][sum 5],Echo.Double[any][any],Echo.Double[1][2]"
 	if strings.Join(got, ",") != want {
 		t.Errorf("summaries %s, want %s", strings.Join(got, ","), want)
+	}
+}
+
+// Raft-shaped messages, for the default summary.
+type entry struct {
+	Term    int
+	Command interface{}
+}
+
+type appendArgs struct {
+	Term, LeaderId, PrevLogIndex, PrevLogTerm int
+	Entries                                   []entry
+	LeaderCommit                              int
+	Snapshot                                  []byte
+	Note                                      string
+	hidden                                    int
+	Nested                                    struct{ X int }
+}
+
+func TestDefaultSummaryShowsSmallFieldsAndLengths(t *testing.T) {
+	tests := []struct {
+		name string
+		v    any
+		want string
+	}{
+		{"a struct", appendArgs{Term: 3, LeaderId: 1, PrevLogIndex: 5, PrevLogTerm: 2, Entries: make([]entry, 2), LeaderCommit: 4, Snapshot: make([]byte, 100), Note: "hi", hidden: 9},
+			`Term=3 LeaderId=1 PrevLogIndex=5 PrevLogTerm=2 len(Entries)=2 LeaderCommit=4 len(Snapshot)=100 Note="hi"`},
+		{"a pointer to a reply", &VoteReply{Term: 7, VoteGranted: true}, "Term=7 VoteGranted=true"},
+		{"a long string shows its length", struct{ Value string }{strings.Repeat("v", 30)}, "len(Value)=30"},
+		{"a plain value", 42, "42"},
+		{"a slice", []int{1, 2, 3}, "len=3"},
+		{"a nil pointer", (*VoteReply)(nil), ""},
+	}
+	for _, tt := range tests {
+		subtest(t, tt.name, func(t *testing.T) {
+			if got := defaultSummary(tt.v); got != tt.want {
+				t.Errorf("defaultSummary = %q, want %q", got, tt.want)
+			}
+		})
 	}
 }
 

@@ -82,22 +82,27 @@ var virtualSuite = map[string]func(*testing.T){
 	"TestTraceToStreamsInOrderUntilStopped":                   TestTraceToStreamsInOrderUntilStopped,
 	"TestTraceToFileWritesJSONLines":                          TestTraceToFileWritesJSONLines,
 	"TestSetTraceSizeKeepsTheNewest":                          TestSetTraceSizeKeepsTheNewest,
+	"TestDefaultSummaryShowsSmallFieldsAndLengths":            TestDefaultSummaryShowsSmallFieldsAndLengths,
 }
 
 // notVirtual are the tests that do not run inside a bubble, and why.
 var notVirtual = map[string]string{
 	"TestMain": "not a test",
-	"TestHandlerPanicCrashesCallWithHandlersStack": "runs a child process, whose output a bubble cannot wait for durably",
-	"TestWriteTimelineDrawsLanesFatesAndTopology":  "makes its own bubble",
-	"TestWriteShiVizClocksFollowMessages":          "makes its own bubble",
-	"TestSuiteInVirtualTime":                       "runs the suite in bubbles itself",
-	"TestEveryTestIsInTheVirtualSuiteOrExcused":    "reads the sources",
-	"TestLatencyBoundsTimeLoopsInVirtualTime":      "makes its own bubble",
-	"TestLabtestRunSetsLatencyAndRegistersNetwork": "makes its own bubble",
-	"TestNetworkMadeOutsideABubbleFailsFastInside": "uses a bubble and its outside",
-	"TestNetworkMadeInsideABubbleFailsFastOutside": "uses a bubble and its outside",
-	"TestBubbleIDReadsTheStackHeader":              "uses a bubble and its outside",
-	"TestVirtualCallsChild":                        "BenchmarkLabrpcVirtual's child; makes its own bubble",
+	"TestHandlerPanicCrashesCallWithHandlersStack":        "runs a child process, whose output a bubble cannot wait for durably",
+	"TestWriteTimelineDrawsLanesFatesAndTopology":         "makes its own bubble",
+	"TestWriteShiVizClocksFollowMessages":                 "makes its own bubble",
+	"TestSuiteInVirtualTime":                              "runs the suite in bubbles itself",
+	"TestEveryTestIsInTheVirtualSuiteOrExcused":           "reads the sources",
+	"TestLatencyBoundsTimeLoopsInVirtualTime":             "makes its own bubble",
+	"TestLabtestRunSetsLatencyAndRegistersNetwork":        "makes its own bubble",
+	"TestNetworkMadeOutsideABubbleFailsFastInside":        "uses a bubble and its outside",
+	"TestNetworkMadeInsideABubbleFailsFastOutside":        "uses a bubble and its outside",
+	"TestBubbleIDReadsTheStackHeader":                     "uses a bubble and its outside",
+	"TestVirtualCallsChild":                               "BenchmarkLabrpcVirtual's child; makes its own bubble",
+	"TestTraceTellsWhichServerSendsOnAnEnd":               "makes its own bubble",
+	"TestTimelineGroupsLanesByServerWithOneEntryPerEvent": "makes its own bubble",
+	"TestShiVizHostsAreTheServersThatSend":                "makes its own bubble",
+	"TestTimelineRendersInChromium":                       "makes its own bubble and runs a browser",
 }
 
 // TestSuiteInVirtualTime runs the package's tests again, each in a

@@ -37,11 +37,44 @@
 //     and saying how to run it in real time (LABTEST_REAL_TESTS): a bubble
 //     cannot be stopped, so it cannot be rerun beside itself.
 //   - A test blocked for good fails when its virtual clock passes the go
-//     test -timeout, with its goroutines listed, instead of hanging.
+//     test -timeout, with its goroutines listed, instead of hanging, and
+//     its timeline written.
+//
+// # Sleeping or waiting while holding a lock
+//
+// Sleeping, or waiting on a channel, while holding a mutex is a bug (every
+// goroutine that needs the lock waits too), and in virtual time it is what
+// usually stops the clock. When Virtual diagnoses a stall (or a test that
+// times out), it names each goroutine that sleeps or waits on a channel
+// while it can be shown to hold a lock, with the lock as the source writes
+// it and the lines: "goroutine 29 sleeps in raft.(*Raft).ticker
+// (raft.go:810) holding rf.mu, locked at raft.go:805 in
+// raft.(*Raft).ticker". This is a warning even when the rerun in real
+// time passes (the labtest command prints it after go test's output);
+// Strict fails the test on it instead.
+//
+// A mutex does not record its owner, so the proof comes from the source:
+// for every function on the goroutine's stack, labtest reads the function
+// and claims a lock only if the function called X.Lock() (or RLock) in a
+// statement that runs on every path to the line the goroutine is at, and
+// no X.Unlock() can have run since (a deferred Unlock runs only at return;
+// a branch that returns or continues does not fall through; a lock taken
+// before a loop whose body unlocks it is not claimed inside the loop).
+// Goroutines that cannot be shown to hold a lock (the tester's
+// checkOneLeader sleeping between checks) are not named. It cannot see a
+// lock taken in a helper (rf.lock()), held across a return, or taken
+// through another name for the same mutex, nor read a file built with
+// -trimpath: those are missed, never guessed. A holder is said to hold
+// the very lock a waiter wants only when both reach it through the
+// receivers of methods of the same type whose pointers, as the stack
+// trace prints them, are equal.
 //   - t.Run, t.Parallel and t.Deadline are refused inside bubbles; a test
 //     calling them runs in real time.
 //
 // When a test fails, the timeline of every labrpc network it made is
 // written to a file (in LABTEST_TRACE_DIR or the temporary directory) and
-// its path is logged.
+// its path is logged: a failure, a stall or spin that fails it, a test
+// that passes its -timeout in virtual time, and a test still running in
+// real time two seconds before the go test -timeout ends the process (the
+// paths then go to the standard error, since the process dies).
 package labtest

@@ -209,36 +209,100 @@ func summary(gs []goroutine) []string {
 	return out
 }
 
+// diagnosis is what diagnose found.
+type diagnosis struct {
+	stalled bool     // goroutines wait on a mutex and none runs: the clock stopped for good
+	text    string   // the explanation, for a log line
+	bugs    []string // goroutines proven to sleep or wait on a channel while holding a lock
+}
+
+// blocked describes how a goroutine waits in a way that must not hold a
+// lock ("sleeps", "waits on a channel (chan receive)"), or "" for any
+// other state.
+func (g goroutine) blocked() string {
+	state := strings.TrimSuffix(g.state, " (durable)")
+	switch {
+	case g.sleeps():
+		return "sleeps"
+	case strings.HasPrefix(state, "chan receive"), strings.HasPrefix(state, "chan send"), strings.HasPrefix(state, "select"):
+		return "waits on a channel (" + state + ")"
+	}
+	return ""
+}
+
+// lockBugs returns, for every goroutine of gs that sleeps or waits on a
+// channel, the locks it is proven to hold (see lockReader).
+func lockBugs(r *lockReader, gs []goroutine) (lines []string, holders map[int][]heldLock) {
+	holders = map[int][]heldLock{}
+	for _, g := range gs {
+		how := g.blocked()
+		if how == "" {
+			continue
+		}
+		held := r.held(g)
+		if len(held) == 0 {
+			continue
+		}
+		holders[g.id] = held
+		w := g.where()
+		for _, h := range held {
+			lines = append(lines, fmt.Sprintf("goroutine %d %s in %s (%s) %s", g.id, how, w.fn, w.pos, h))
+		}
+	}
+	return lines, holders
+}
+
 // diagnose explains why virtual time stopped or crawls, from the bubble's
-// goroutines.
-func diagnose(gs []goroutine) (mutexStall bool, text string) {
-	var waiting, sleeping, running []goroutine
+// goroutines, and names the goroutines proven to sleep or wait on a
+// channel while holding a lock.
+func diagnose(gs []goroutine) diagnosis {
+	var waiting, running []goroutine
 	for _, g := range gs {
 		switch {
 		case g.waitsOnMutex():
 			waiting = append(waiting, g)
-		case g.sleeps():
-			sleeping = append(sleeping, g)
 		case g.runs():
 			running = append(running, g)
 		}
 	}
+	r := newLockReader()
+	bugs, holders := lockBugs(r, gs)
 	var b strings.Builder
 	if len(waiting) > 0 && len(running) == 0 {
 		b.WriteString("virtual time stopped: goroutines wait on a sync.Mutex, which synctest does not count as durably blocked, so the clock cannot advance to wake the goroutine holding it")
+		type want struct {
+			id   int
+			lock heldLock
+		}
+		var wanted []want
 		for _, g := range waiting {
 			w := g.where()
 			lock := g.lock
 			if lock == "" {
 				lock = "(address not in the trace)"
 			}
+			if w, ok := r.wanted(g); ok {
+				lock = w.expr + " " + lock
+				wanted = append(wanted, want{g.id, w})
+			}
 			fmt.Fprintf(&b, "\n\tgoroutine %d waits for lock %s in %s (%s)", g.id, lock, w.fn, w.pos)
 		}
-		for _, g := range sleeping {
-			w := g.where()
-			fmt.Fprintf(&b, "\n\tgoroutine %d sleeps in %s (%s): it may hold the lock", g.id, w.fn, w.pos)
+		for _, g := range gs {
+			for _, h := range holders[g.id] {
+				w := g.where()
+				fmt.Fprintf(&b, "\n\tgoroutine %d %s in %s (%s) %s", g.id, g.blocked(), w.fn, w.pos, h)
+				for _, w := range wanted {
+					if h.sameInstance(w.lock) {
+						fmt.Fprintf(&b, ": the lock goroutine %d waits for", w.id)
+						break
+					}
+				}
+			}
 		}
-		return true, b.String()
+		if len(holders) == 0 {
+			b.WriteString("\n\tno sleeping or waiting goroutine can be shown to hold a lock (labtest reads each waiting function's source for a Lock not yet undone; a lock taken in a helper is not seen)")
+		}
+		return diagnosis{stalled: true, text: b.String(), bugs: bugs}
 	}
 	b.WriteString("the virtual clock runs slower than the real clock (the test is CPU-bound or spins without blocking); running:")
 	lines := summary(running)
@@ -252,5 +316,5 @@ func diagnose(gs []goroutine) (mutexStall bool, text string) {
 	if len(lines) == 0 {
 		b.WriteString(" none at the moment of the sample")
 	}
-	return false, b.String()
+	return diagnosis{text: b.String(), bugs: bugs}
 }

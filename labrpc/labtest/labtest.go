@@ -44,20 +44,26 @@ const (
 	// EnvLatency is the virtual latency of a labrpc message, as a Go
 	// duration ("1ms", "0").
 	EnvLatency = "LABTEST_LATENCY"
-	// EnvStrict, if set to 1, fails a test that leaves goroutines blocked.
+	// EnvStrict, if set to 1, fails a test that leaves goroutines blocked
+	// or sleeps or waits on a channel while holding a lock (see Strict).
 	EnvStrict = "LABTEST_STRICT"
 	// EnvTraceDir is the directory where the traces of failing tests are
 	// written (default: the system's temporary directory).
 	EnvTraceDir = "LABTEST_TRACE_DIR"
 	// EnvTrace, if set to 0, turns the trace of labrpc networks off
 	// (it is on during labtest runs so that a failing test's timeline can
-	// be written; it costs about 40% of labrpc's call rate).
+	// be written; it costs two allocations per call and a share of the
+	// call rate that load on the machine hides, see BENCHMARKS.md).
 	EnvTrace = "LABTEST_TRACE"
 	// EnvState names the file through which a test process run by the
 	// command reports finished tests and asks to be rerun; set, a test
 	// whose virtual clock stalls ends the process instead of rerunning the
 	// test itself.
 	EnvState = "LABTEST_STATE"
+	// EnvWarnings names a file to which warnings are appended, one per
+	// line, headed by the test's name (the command prints them at the
+	// end, where go test would hide a passing test's output).
+	EnvWarnings = "LABTEST_WARNINGS"
 )
 
 // RerunExitCode is the exit status of a test process that stopped because
@@ -69,7 +75,8 @@ type Option func(*config)
 
 // Strict makes Virtual fail a test that leaves goroutines blocked in its
 // bubble after it returns (by default they are tolerated and listed with
-// -v).
+// -v), and a test found sleeping or waiting on a channel while holding a
+// lock (by default a warning, and the test is rerun in real time).
 func Strict() Option { return func(c *config) { c.strict = true } }
 
 // Concurrent lets the test run beside other tests, in parallel (synctest
@@ -90,10 +97,11 @@ type config struct {
 	latency    time.Duration
 	traceDir   string
 	state      string
+	warnings   string
 }
 
 func configFor(t *testing.T, opts []Option) config {
-	c := config{latency: DefaultLatency, traceDir: os.Getenv(EnvTraceDir), state: os.Getenv(EnvState), trace: os.Getenv(EnvTrace) != "0"}
+	c := config{latency: DefaultLatency, traceDir: os.Getenv(EnvTraceDir), state: os.Getenv(EnvState), warnings: os.Getenv(EnvWarnings), trace: os.Getenv(EnvTrace) != "0"}
 	if os.Getenv(EnvReal) == "1" {
 		c.real = true
 	}
@@ -130,7 +138,10 @@ func configFor(t *testing.T, opts []Option) config {
 //   - The virtual clock stops because a goroutine waits on a sync.Mutex
 //     held by a sleeping goroutine (synctest does not count mutex waits as
 //     durably blocked, so the clock stops for good): Virtual names the
-//     goroutines and the lock, and reruns f in real time.
+//     waiting goroutines and their lock, and the goroutines the source
+//     shows to sleep or wait on a channel while holding a lock (see the
+//     package documentation); those are logged as a warning (Strict fails
+//     the test), and f is rerun in real time.
 //   - The virtual clock runs slower than the real one (the test is
 //     CPU-bound): under the labtest command, the test process ends and the
 //     command reruns the test in real time in a new one. Called directly,
@@ -138,11 +149,13 @@ func configFor(t *testing.T, opts []Option) config {
 //     unless the clock does not move at all for a few seconds while
 //     goroutines run: the test spins, and fails naming them.
 //   - A test still running after the go test -timeout in virtual time fails
-//     with a list of its goroutines instead of hanging.
+//     with a list of its goroutines (and of the locks the blocked ones
+//     hold) instead of hanging.
 //
 // A test that calls t.Run, t.Parallel or t.Deadline, which synctest does
-// not allow, runs in real time. If the test fails, the timeline of every
-// labrpc network it made is written to a file whose path is logged.
+// not allow, runs in real time. If the test fails, or hangs until shortly
+// before the go test -timeout, the timeline of every labrpc network it made
+// is written to a file whose path is logged.
 //
 // Virtual must be called from the test's own goroutine. Tests using it
 // must not run in parallel, unless they pass Concurrent.
@@ -154,7 +167,23 @@ func Virtual(t *testing.T, f func(t *testing.T), opts ...Option) {
 		runReal(t, f, c)
 		return
 	}
-	reason, parked := runVirtual(t, f, c)
+	reason, parked, bugs, run := runVirtual(t, f, c)
+	fail := func(format string, args ...any) {
+		t.Helper()
+		t.Errorf(format, args...)
+		writeTraces(t, run, c) // after t.Errorf: only a failed test's timeline is written
+		t.FailNow()
+	}
+	if len(bugs) > 0 {
+		msg := fmt.Sprintf("%s sleeps or waits on a channel while holding a lock (never sleep or wait holding a lock: every goroutine that needs it waits too):\n\t%s",
+			t.Name(), strings.Join(bugs, "\n\t"))
+		if c.strict {
+			// -strict fails on the bug itself: a rerun in real time
+			// would only hide it.
+			fail("labtest: %s\nlabtest: %s", msg, reason)
+		}
+		warn(t, c, msg)
+	}
 	if reason == "" {
 		return
 	}
@@ -164,7 +193,7 @@ func Virtual(t *testing.T, f func(t *testing.T), opts ...Option) {
 	if !parked {
 		// The abandoned bubble still runs; a rerun beside it would share
 		// the CPU and the package's state with it.
-		t.Fatalf("labtest: %s\nlabtest: run %s in real time: with the labtest command (which does so by itself), or %s=%s", reason, t.Name(), EnvRealTests, t.Name())
+		fail("labtest: %s\nlabtest: run %s in real time: with the labtest command (which does so by itself), or %s=%s", reason, t.Name(), EnvRealTests, t.Name())
 	}
 	t.Logf("labtest: %s\nlabtest: rerunning %s in real time", reason, t.Name())
 	runReal(t, f, c)
@@ -200,6 +229,7 @@ func runReal(t *testing.T, f func(*testing.T), c config) {
 	run := &labhook.Run{OnRegister: c.onRegister}
 	defer c.begin(run)()
 	defer writeTraces(t, run, c)
+	defer traceBeforeTimeout(t, run, c)()
 	f(t)
 }
 
@@ -211,10 +241,13 @@ type outcome struct {
 
 // runVirtual runs f in a bubble and returns why it must be rerun in real
 // time, or "" if it ran to the end (passing or failing); parked reports
-// that none of the abandoned bubble's goroutines can run again.
-func runVirtual(t *testing.T, f func(*testing.T), c config) (rerun string, parked bool) {
-	run := &labhook.Run{Virtual: true, Latency: c.latency, OnRegister: c.onRegister}
+// that none of the abandoned bubble's goroutines can run again, and bugs
+// the goroutines proven to sleep or wait on a channel while holding a lock
+// when it was abandoned.
+func runVirtual(t *testing.T, f func(*testing.T), c config) (rerun string, parked bool, bugs []string, run *labhook.Run) {
+	run = &labhook.Run{Virtual: true, Latency: c.latency, OnRegister: c.onRegister}
 	defer c.begin(run)()
+	defer traceBeforeTimeout(t, run, c)()
 
 	var (
 		vnow     atomic.Int64 // the bubble's clock, UnixNano, updated by the heartbeat
@@ -279,7 +312,7 @@ func runVirtual(t *testing.T, f func(*testing.T), c config) (rerun string, parke
 				panic(out.panicked)
 			}
 			if r, ok := realOnly.Load().(string); ok {
-				return fmt.Sprintf("%s cannot run in a synctest bubble (%s)", t.Name(), r), true
+				return fmt.Sprintf("%s cannot run in a synctest bubble (%s)", t.Name(), r), true, nil, run
 			}
 			if out.leftover {
 				reportLeftovers(t, int(bubble.Load()), c.strict)
@@ -288,7 +321,7 @@ func runVirtual(t *testing.T, f func(*testing.T), c config) (rerun string, parke
 			if skipped.Load() && !t.Failed() {
 				t.SkipNow() // its reason is in the log already
 			}
-			return "", false
+			return "", false, nil, run
 		case <-tick.C:
 		}
 		v := vnow.Load()
@@ -305,9 +338,14 @@ func runVirtual(t *testing.T, f func(*testing.T), c config) (rerun string, parke
 		if velapsed > budget {
 			stopBeat.Store(true)
 			gs := inBubble(allGoroutines(), int(bubble.Load()))
-			writeTraces(t, run, c)
-			t.Fatalf("labtest: %s still running after %v of virtual time (the go test -timeout); its goroutines:\n\t%s",
+			msg := fmt.Sprintf("labtest: %s still running after %v of virtual time (the go test -timeout); its goroutines:\n\t%s",
 				t.Name(), budget.Round(time.Second), strings.Join(summary(gs), "\n\t"))
+			if bugs, _ := lockBugs(newLockReader(), gs); len(bugs) > 0 {
+				msg += "\nlabtest: sleeping or waiting on a channel while holding a lock:\n\t" + strings.Join(bugs, "\n\t")
+			}
+			t.Error(msg)
+			writeTraces(t, run, c) // after t.Error: only a failed test's timeline is written
+			t.FailNow()
 		}
 		if v != lastV {
 			lastV, lastProgress = v, time.Now()
@@ -322,8 +360,8 @@ func runVirtual(t *testing.T, f func(*testing.T), c config) (rerun string, parke
 			// Called directly, a test whose clock crawls still runs
 			// correctly, only slower: keep it going.
 			if !noted {
-				_, why := diagnose(inBubble(allGoroutines(), int(bubble.Load())))
-				t.Logf("labtest: %s\nlabtest: continuing in virtual time (the labtest command would rerun it in real time)", why)
+				d := diagnose(inBubble(allGoroutines(), int(bubble.Load())))
+				t.Logf("labtest: %s\nlabtest: continuing in virtual time (the labtest command would rerun it in real time)", d.text)
 				noted = true
 			}
 			continue
@@ -332,18 +370,18 @@ func runVirtual(t *testing.T, f func(*testing.T), c config) (rerun string, parke
 			continue
 		}
 		lastDiagnosis = time.Now()
-		stalled, why := diagnose(inBubble(allGoroutines(), int(bubble.Load())))
-		if stalled || c.state != "" {
+		d := diagnose(inBubble(allGoroutines(), int(bubble.Load())))
+		if d.stalled || c.state != "" {
 			// A stall never ends; under the command, a crawling test is
 			// cheaper to rerun in real time than to wait for.
 			stopBeat.Store(true)
-			return why, stalled
+			return d.text, d.stalled, d.bugs, run
 		}
 		// A clock that does not move at all while goroutines run: the
 		// test spins, and may never end.
 		if time.Since(lastProgress) >= spinLimit {
 			stopBeat.Store(true)
-			return fmt.Sprintf("its virtual clock has not moved for %v of real time: %s", spinLimit, why), false
+			return fmt.Sprintf("its virtual clock has not moved for %v of real time: %s", spinLimit, d.text), false, d.bugs, run
 		}
 	}
 }

@@ -109,15 +109,38 @@ var helpers = map[string]func(t *testing.T){
 		})
 	},
 	"stall-under-command": func(t *testing.T) {
+		Virtual(t, sleepHoldingALock)
+	},
+	"hang-with-network": func(t *testing.T) {
 		Virtual(t, func(t *testing.T) {
-			var mu sync.Mutex
-			go func() { mu.Lock(); time.Sleep(time.Second); mu.Unlock() }()
-			time.Sleep(time.Millisecond)
-			mu.Lock()
-			//lint:ignore SA2001 waiting for the lock's holder is what the test stalls on
-			mu.Unlock()
+			labhook.Current().Register(fakeNetwork("<html>timeline</html>"))
+			<-make(chan int) // never
 		})
 	},
+	"hang-real-with-network": func(t *testing.T) {
+		Real(t, func(t *testing.T) {
+			labhook.Current().Register(fakeNetwork("<html>timeline</html>"))
+			<-make(chan int) // never: the go test -timeout ends the process
+		})
+	},
+	"stall-strict": func(t *testing.T) {
+		Virtual(t, sleepHoldingALock, Strict())
+	},
+}
+
+// sleepHoldingALock is the classic bug: a goroutine sleeps holding a lock
+// that another one waits for.
+func sleepHoldingALock(t *testing.T) {
+	var mu sync.Mutex
+	go func() {
+		mu.Lock()
+		time.Sleep(time.Second) // the bug: sleeping holding mu
+		mu.Unlock()
+	}()
+	time.Sleep(time.Millisecond)
+	mu.Lock()
+	//lint:ignore SA2001 waiting for the lock's holder is what the test stalls on
+	mu.Unlock()
 }
 
 type fakeNetwork string
@@ -137,7 +160,13 @@ func TestHelperProcess(t *testing.T) {
 
 func runHelper(t *testing.T, name string, env ...string) (out string, code int) {
 	t.Helper()
-	cmd := exec.Command(os.Args[0], "-test.run=^TestHelperProcess$", "-test.v", "-test.timeout=20s")
+	timeout := "20s"
+	for _, e := range env {
+		if v, ok := strings.CutPrefix(e, "TIMEOUT="); ok {
+			timeout = v
+		}
+	}
+	cmd := exec.Command(os.Args[0], "-test.run=^TestHelperProcess$", "-test.v", "-test.timeout="+timeout)
 	cmd.Env = append(append(os.Environ(), "LABTEST_HELPER="+name), env...)
 	var buf bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &buf, &buf
@@ -153,6 +182,7 @@ func runHelper(t *testing.T, name string, env ...string) (out string, code int) 
 func TestChildProcessOutcomes(t *testing.T) {
 	traceDir := t.TempDir()
 	state := t.TempDir() + "/state"
+	warnings := t.TempDir() + "/warnings"
 	tests := []struct {
 		name     string
 		helper   string
@@ -166,12 +196,25 @@ func TestChildProcessOutcomes(t *testing.T) {
 			[]string{`left 1 goroutine\(s\) blocked`, `chan receive \(durable\) in .*labtest\.init\.func2\.1\.1`}},
 		{"a test blocked for good fails at the -timeout in virtual time, listing its goroutines", "hang", nil, 1,
 			[]string{`still running after 20s of virtual time`, `chan receive \(durable\) in .*labtest\.init\.func3\.1`}},
+		{"a test that hangs in virtual time gets its timeline", "hang-with-network",
+			[]string{EnvTraceDir + "=" + t.TempDir()}, 1,
+			[]string{`still running after 20s of virtual time`, `labtest: trace of network 0: .*/labtest-TestHelperProcess-net0-\d+\.html`}},
+		{"a test that hangs in real time gets its timeline before the -timeout ends the process", "hang-real-with-network",
+			[]string{EnvTraceDir + "=" + t.TempDir(), "TIMEOUT=4s"}, 2,
+			[]string{`labtest: TestHelperProcess is still running 2s before the go test -timeout`, `labtest: trace of network 0: .*/labtest-TestHelperProcess-net0-\d+\.html`, `panic: test timed out after 4s`}},
 		{"a failing test's network timeline is written to a file whose path is printed", "fail-with-network",
 			[]string{EnvTraceDir + "=" + traceDir}, 1,
 			[]string{`labtest: trace of network 0: ` + regexp.QuoteMeta(traceDir) + `/labtest-TestHelperProcess-net0-\d+\.html`}},
-		{"under the command, a stall ends the process with the rerun status", "stall-under-command",
-			[]string{EnvState + "=" + state}, RerunExitCode,
-			[]string{`virtual time stopped`, `rerunning TestHelperProcess in real time`}},
+		{"under the command, a stall ends the process with the rerun status, naming the lock's holder and warning of the bug", "stall-under-command",
+			[]string{EnvState + "=" + state, EnvWarnings + "=" + warnings}, RerunExitCode,
+			[]string{`virtual time stopped`, `rerunning TestHelperProcess in real time`,
+				`goroutine \d+ waits for lock mu 0x[0-9a-f]+ in .*labtest\.sleepHoldingALock \(.*labtest_test\.go:\d+\)`,
+				`labtest: warning: TestHelperProcess sleeps or waits on a channel while holding a lock`,
+				`goroutine \d+ sleeps in .*labtest\.sleepHoldingALock\.func1 \(.*labtest_test\.go:\d+\) holding mu, locked at labtest_test\.go:\d+ in .*sleepHoldingALock\.func1`}},
+		{"Strict fails a test that sleeps holding a lock, without a rerun", "stall-strict",
+			[]string{EnvState + "=" + t.TempDir() + "/state"}, 1,
+			[]string{`--- FAIL: TestHelperProcess`, `sleeps or waits on a channel while holding a lock`,
+				`sleeps in .*sleepHoldingALock\.func1 .* holding mu, locked at labtest_test\.go:\d+`}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -194,6 +237,12 @@ func TestChildProcessOutcomes(t *testing.T) {
 		data, err := os.ReadFile(traceDir + "/" + files[0].Name())
 		if err != nil || string(data) != "<html>timeline</html>" {
 			t.Fatalf("trace file = %q, %v", data, err)
+		}
+	})
+	t.Run("the warnings file names the test and the lock", func(t *testing.T) {
+		data, _ := os.ReadFile(warnings)
+		if !regexp.MustCompile(`^labtest: warning: TestHelperProcess sleeps .*\n\tgoroutine \d+ sleeps in .* holding mu, locked at labtest_test\.go:\d+`).Match(data) {
+			t.Fatalf("warnings file = %q", data)
 		}
 	})
 	t.Run("the state file names the test to rerun", func(t *testing.T) {

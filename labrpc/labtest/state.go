@@ -50,3 +50,14 @@ func appendState(path, line string) {
 		fmt.Fprintf(os.Stderr, "labtest: %s: %v\n", EnvState, err)
 	}
 }
+
+// warn reports a bug found in a test that goes on (or is rerun): in the
+// test's log, and in the command's warnings file, whose lines the command
+// prints once go test has ended.
+func warn(t *testing.T, c config, msg string) {
+	t.Helper()
+	t.Logf("labtest: warning: %s", msg)
+	if c.warnings != "" {
+		appendState(c.warnings, "labtest: warning: "+msg)
+	}
+}

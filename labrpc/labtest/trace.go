@@ -21,17 +21,56 @@ func writeTraces(t *testing.T, run *labhook.Run, c config) {
 	if !t.Failed() || !c.trace {
 		return
 	}
+	writeAll(t.Name(), run, c, func(format string, args ...any) { t.Logf(format, args...) })
+}
+
+func writeAll(test string, run *labhook.Run, c config, log func(format string, args ...any)) {
 	dir := c.traceDir
 	if dir == "" {
 		dir = os.TempDir()
 	}
 	for i, n := range run.Networks() {
-		path, err := writeTimeline(dir, fmt.Sprintf("labtest-%s-net%d-*.html", fileSafe(t.Name()), i), n)
+		path, err := writeTimeline(dir, fmt.Sprintf("labtest-%s-net%d-*.html", fileSafe(test), i), n)
 		if err != nil {
-			t.Logf("labtest: trace of network %d not written: %v", i, err)
+			log("labtest: trace of network %d not written: %v", i, err)
 			continue
 		}
-		t.Logf("labtest: trace of network %d: %s", i, path)
+		log("labtest: trace of network %d: %s", i, path)
+	}
+}
+
+// timeoutMargin is how long before the go test -timeout a test still
+// running has its timelines written: the timeout's panic ends the process
+// without running the test's cleanups.
+const timeoutMargin = 2 * time.Second
+
+// traceBeforeTimeout writes the timelines of run's networks shortly before
+// the go test -timeout ends the process, if the test is still running
+// then, and prints their paths on the standard error (the test's log dies
+// with the process). The returned function cancels it and waits for a
+// write in progress.
+func traceBeforeTimeout(t *testing.T, run *labhook.Run, c config) (stop func()) {
+	deadline, ok := t.Deadline()
+	if !ok || !c.trace {
+		return func() {}
+	}
+	wait := time.Until(deadline) - timeoutMargin
+	if wait <= 0 {
+		wait = time.Until(deadline) / 2
+	}
+	name := t.Name()
+	done := make(chan struct{})
+	timer := time.AfterFunc(wait, func() {
+		defer close(done)
+		fmt.Fprintf(os.Stderr, "labtest: %s is still running %v before the go test -timeout; its timelines so far:\n", name, timeoutMargin)
+		writeAll(name, run, c, func(format string, args ...any) {
+			fmt.Fprintf(os.Stderr, format+"\n", args...)
+		})
+	})
+	return func() {
+		if !timer.Stop() {
+			<-done
+		}
 	}
 }
 

@@ -50,7 +50,10 @@
 // and its output and exit status are labtest's. A test whose virtual
 // clock stalls or runs slower than the real clock is stopped within about
 // a second and run again in real time in a fresh process, with a line
-// saying so. The timeline of a failing test's labrpc networks is written
+// saying so. A goroutine found sleeping or waiting on a channel while
+// holding a lock (see package labtest) is a bug even when the rerun
+// passes: labtest prints a warning naming the lock and the lines after go
+// test's output, and -strict fails the test instead. The timeline of a failing test's labrpc networks is written
 // to a file whose path is printed.
 //
 // The rerun works through go test -exec: labtest runs each test binary,
@@ -68,6 +71,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
@@ -138,7 +142,9 @@ labtest flags:
                        and labgob instead of their own; keep: the lab's own
   -real                run in real time (with -labrpc=semrpc, only the swap)
   -latency=d           virtual time each labrpc message takes (default %v)
-  -strict              fail tests that leave goroutines blocked
+  -strict              fail tests that leave goroutines blocked, or that sleep
+                       or wait on a channel while holding a lock (a warning
+                       otherwise)
   -repeat=N            build the tests once and run them N times, with a
                        labrpc seed of their own each; print a table per test
                        (runs, failures, mean and max time) and keep the
@@ -259,6 +265,8 @@ func run(args []string, stdout, stderr io.Writer) (code int, died os.Signal) {
 	} else {
 		defer os.RemoveAll(work)
 	}
+	warnings := filepath.Join(work, "warnings")
+	defer printWarnings(warnings, stderr)
 	prep, err := prepare(opts, pkgs, work)
 	if err != nil {
 		fmt.Fprintf(stderr, "labtest: %v\n", err)
@@ -268,7 +276,7 @@ func run(args []string, stdout, stderr io.Writer) (code int, died os.Signal) {
 	if prep.modfile != "" {
 		cmdArgs = append(cmdArgs, "-modfile", prep.modfile, "-mod=readonly")
 	}
-	env := append(os.Environ(), labtest.EnvLatency+"="+opts.latency.String())
+	env := append(os.Environ(), labtest.EnvLatency+"="+opts.latency.String(), labtest.EnvWarnings+"="+warnings)
 	if opts.strict {
 		env = append(env, labtest.EnvStrict+"=1")
 	}

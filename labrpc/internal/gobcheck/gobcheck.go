@@ -145,7 +145,8 @@ func CheckDefault(v any) error {
 	for name.Kind() == reflect.Pointer {
 		name = name.Elem()
 	}
-	if path, ok := nonDefault(rv, name.String(), 1); ok {
+	if suffix, ok := nonDefault(rv, 1); ok {
+		path := name.String() + suffix
 		return report(fmt.Sprintf(
 			"labgob warning: decoding into a non-default value (%s is not zero); gob keeps fields the sender left at zero, so this may not work",
 			path))
@@ -156,9 +157,11 @@ func CheckDefault(v any) error {
 // maxDefaultDepth is how deep CheckDefault looks, as the classic labgob.
 const maxDefaultDepth = 3
 
-// nonDefault returns the path of the first part of v, at depth depth, that
-// CheckDefault warns about.
-func nonDefault(v reflect.Value, path string, depth int) (string, bool) {
+// nonDefault returns the path, below v, of the first part of v at depth
+// depth that CheckDefault warns about (".Field.Sub", "" for v itself). The
+// path is built only once something is found: the common case, a zero
+// reply, allocates nothing.
+func nonDefault(v reflect.Value, depth int) (string, bool) {
 	if depth > maxDefaultDepth {
 		return "", false
 	}
@@ -169,20 +172,20 @@ func nonDefault(v reflect.Value, path string, depth int) (string, bool) {
 			if !t.Field(i).IsExported() {
 				continue // gob never decodes into it
 			}
-			if p, ok := nonDefault(v.Field(i), path+"."+t.Field(i).Name, depth+1); ok {
-				return p, true
+			if p, ok := nonDefault(v.Field(i), depth+1); ok {
+				return "." + t.Field(i).Name + p, true
 			}
 		}
 	case reflect.Pointer:
 		if !v.IsNil() {
-			return nonDefault(v.Elem(), path, depth+1)
+			return nonDefault(v.Elem(), depth+1)
 		}
 	case reflect.Bool, reflect.String,
 		reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64,
 		reflect.Uint, reflect.Uint8, reflect.Uint16, reflect.Uint32, reflect.Uint64, reflect.Uintptr,
 		reflect.Float32, reflect.Float64:
 		if !v.IsZero() {
-			return path, true
+			return "", true
 		}
 	}
 	return "", false
