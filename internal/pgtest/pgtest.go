@@ -256,8 +256,9 @@ func (s *Server) Stop() {
 // Main runs a test package's tests with one server, which *srv points to
 // while they run, and exits with their status. A server that cannot start
 // fails the package with a message saying how to install PostgreSQL.
-// Call it from TestMain.
-func Main(m *testing.M, srv **Server, opts *Options) {
+// Call it from TestMain, with the *testing.M or anything that runs the
+// tests (a wrapper that checks for leaked goroutines, say).
+func Main(m interface{ Run() int }, srv **Server, opts *Options) {
 	s, err := Start(opts)
 	if err != nil {
 		fmt.Fprintf(os.Stderr, "FAIL: cannot start PostgreSQL for the tests: %v\n%s\n", err, InstallHint)
