@@ -91,7 +91,7 @@ func TestUsageErrors(t *testing.T) {
 		{"unknown flag after command", []string{"get", "k", "-port", "1"}, "flag provided but not defined: -port"},
 		{"flag value missing after command", []string{"get", "k", "-timeout"}, "flag needs an argument: -timeout"},
 		{"bad timeout after command", []string{"put", "k", "v", "-timeout", "soon"}, `invalid value "soon" for flag -timeout`},
-		{"client flag before server", []string{"-addr", "127.0.0.1:0", "server"}, `the server's flags go after "server": kv server [-addr host:port] [-data DIR]`},
+		{"client flag before server", []string{"-addr", "127.0.0.1:0", "server"}, `the server's flags go after "server": kv server [-addr host:port] [-data DIR | -pg URL]`},
 		{"server flag before server", []string{"-data", "d", "server"}, `-data (the server's flags go after "server")`},
 		{"client flag after server", []string{"server", "-timeout", "1s"}, "flag provided but not defined: -timeout"},
 		{"server flag on a client", []string{"get", "k", "-data", "d"}, "flag provided but not defined: -data"},
