@@ -307,12 +307,18 @@ func (s *Store) OpenSession(id semantics.ClientID) error {
 // Statements of a call's admission, sent in one round trip.
 const (
 	stmtInsertSession = "INSERT INTO semrpc_sessions (client, ack, last_active) VALUES ($1, $2, now()) ON CONFLICT (client) DO NOTHING"
-	stmtTouchSession  = "UPDATE semrpc_sessions SET ack = GREATEST(ack, $2), last_active = now() WHERE client = $1 AND (ack < $2 OR last_active < now() - $3 * interval '1 microsecond')"
-	stmtDeleteAcked   = "DELETE FROM semrpc_records WHERE client = $1 AND seq < $2"
-	stmtSessionAck    = "SELECT ack FROM semrpc_sessions WHERE client = $1"
-	stmtInsertRecord  = "INSERT INTO semrpc_records (client, seq, method) VALUES ($1, $2, $3) ON CONFLICT (client, seq) DO NOTHING"
-	stmtSelectRecord  = "SELECT done, method, failed, errtext, reply FROM semrpc_records WHERE client = $1 AND seq = $2"
-	stmtFinishRecord  = "UPDATE semrpc_records SET done = true, failed = $3, errtext = $4, reply = $5 WHERE client = $1 AND seq = $2"
+	// stmtAdvance raises the session's ack (renewing its last activity
+	// when it is older than a quarter lease) and deletes the records
+	// between the old ack and the new: only those, so that the scan never
+	// walks the dead entries of records deleted before.
+	stmtAdvance = `WITH old AS (SELECT ack FROM semrpc_sessions WHERE client = $1),
+	touched AS (UPDATE semrpc_sessions SET ack = GREATEST(ack, $2), last_active = now()
+		WHERE client = $1 AND (ack < $2 OR last_active < now() - $3 * interval '1 microsecond'))
+	DELETE FROM semrpc_records WHERE client = $1 AND seq >= (SELECT ack FROM old) AND seq < $2`
+	stmtSessionAck   = "SELECT ack FROM semrpc_sessions WHERE client = $1"
+	stmtInsertRecord = "INSERT INTO semrpc_records (client, seq, method) VALUES ($1, $2, $3) ON CONFLICT (client, seq) DO NOTHING"
+	stmtSelectRecord = "SELECT done, method, failed, errtext, reply FROM semrpc_records WHERE client = $1 AND seq = $2"
+	stmtFinishRecord = "UPDATE semrpc_records SET done = true, failed = $3, errtext = $4, reply = $5 WHERE client = $1 AND seq = $2"
 )
 
 // callResult is what one call's part of a shared transaction did.
@@ -367,8 +373,7 @@ func (s *Store) runCall(callCtx, ctx context.Context, tx pgx.Tx, h semantics.Hea
 	b := &pgx.Batch{}
 	b.Queue("SAVEPOINT semrpc_call")
 	b.Queue(stmtInsertSession, key, ack)
-	b.Queue(stmtTouchSession, key, ack, s.touch.Microseconds())
-	b.Queue(stmtDeleteAcked, key, ack)
+	b.Queue(stmtAdvance, key, ack, s.touch.Microseconds())
 	var durableAck int64
 	b.Queue(stmtSessionAck, key).QueryRow(func(row pgx.Row) error { return row.Scan(&durableAck) })
 	var inserted bool
