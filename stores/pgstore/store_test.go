@@ -481,3 +481,42 @@ func TestClosedStoreRefuses(t *testing.T) {
 		t.Fatalf("Execute after Close: %v, want rejected", err)
 	}
 }
+
+func TestCallCompletedOnOneServerIsAnsweredByAnother(t *testing.T) {
+	url := pg.NewDatabase(t)
+	a, b := open(t, url, nil), open(t, url, nil)
+	id, _ := a.Table().Open()
+	h := semantics.Header{Client: id, Seq: 1, Ack: 1, Epoch: a.Epoch()}
+	var runs atomic.Int32
+	if _, err := call(t, a, h, setKey("k", "on A", &runs)); err != nil {
+		t.Fatal(err)
+	}
+	out, err := call(t, b, h, setKey("k", "on B", &runs)) // A still serving
+	if err != nil || replyString(t, out) != "on A" || runs.Load() != 1 || readKey(t, b, "k") != "on A" {
+		t.Fatalf("duplicate on B: %v, reply %v, ran %d; want A's reply, run once", err, out.Reply, runs.Load())
+	}
+	// B now holds the session: its next call runs there.
+	out, err = call(t, b, semantics.Header{Client: id, Seq: 2, Ack: 2, Epoch: a.Epoch()}, setKey("k", "on B", &runs))
+	if err != nil || replyString(t, out) != "on B" || runs.Load() != 2 {
+		t.Fatalf("next call on B: %v, ran %d", err, runs.Load())
+	}
+}
+
+func TestClosedSessionIsTakenOverButRunsNothingTwice(t *testing.T) {
+	url := pg.NewDatabase(t)
+	a, b := open(t, url, nil), open(t, url, nil)
+	id, _ := a.Table().Open()
+	h := semantics.Header{Client: id, Seq: 1, Ack: 1, Epoch: a.Epoch()}
+	var runs atomic.Int32
+	if _, err := call(t, a, h, setKey("k", "v", &runs)); err != nil {
+		t.Fatal(err)
+	}
+	a.Table().Close(id) // the client closed it on A; the database still holds it
+	if _, err := call(t, a, h, setKey("k", "again", &runs)); err != nil || runs.Load() != 1 {
+		t.Fatalf("late duplicate on A after Close: %v, ran %d; want answered from the record", err, runs.Load())
+	}
+	out, err := call(t, b, h, setKey("k", "again", &runs))
+	if err != nil || replyString(t, out) != "v" || runs.Load() != 1 {
+		t.Fatalf("late duplicate on B after Close on A: %v, ran %d; want the record, not run", err, runs.Load())
+	}
+}
