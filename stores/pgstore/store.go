@@ -290,7 +290,7 @@ func (s *Store) FindSession(ctx context.Context, id semantics.ClientID) (uint64,
 func (s *Store) OpenSession(id semantics.ClientID) error {
 	what := "opening session " + id.String()
 	var own error
-	err := s.commit(func(ctx context.Context, tx pgx.Tx) error {
+	err := s.commit(func(ctx context.Context, tx pgx.Tx, _ *txState) error {
 		_, own = tx.Exec(ctx, "INSERT INTO semrpc_sessions (client, ack, last_active) VALUES ($1, 1, now()) ON CONFLICT (client) DO NOTHING", clientKey(id))
 		return own
 	})
@@ -343,9 +343,9 @@ func (s *Store) Execute(ctx context.Context, h semantics.Header, method string, 
 		return semantics.Outcome{}, fmt.Errorf("pgstore: %s not run: seq or ack beyond 2^63: %w", what, semantics.ErrRejected)
 	}
 	var r callResult
-	err := s.commit(func(tctx context.Context, tx pgx.Tx) error {
+	err := s.commit(func(tctx context.Context, tx pgx.Tx, ts *txState) error {
 		r = callResult{}
-		return s.runCall(ctx, tctx, tx, h, method, fn, &r)
+		return s.runCall(ctx, tctx, tx, ts, h, method, fn, &r)
 	})
 	if r.panicked != nil {
 		panic(r.panicked)
@@ -367,7 +367,7 @@ func (s *Store) Execute(ctx context.Context, h semantics.Header, method string, 
 // method in a savepoint, the record. Its error means the transaction is
 // unusable (every call in it is refused); a verdict of the call's own is
 // left in r.own, with the transaction rolled back to before the call.
-func (s *Store) runCall(callCtx, ctx context.Context, tx pgx.Tx, h semantics.Header, method string, fn func(ctx context.Context) (any, error), r *callResult) error {
+func (s *Store) runCall(callCtx, ctx context.Context, tx pgx.Tx, ts *txState, h semantics.Header, method string, fn func(ctx context.Context) (any, error), r *callResult) error {
 	key := clientKey(h.Client)
 	seq, ack := int64(h.Seq), int64(h.Ack)
 	b := &pgx.Batch{}
@@ -409,7 +409,7 @@ func (s *Store) runCall(callCtx, ctx context.Context, tx pgx.Tx, h semantics.Hea
 	}
 
 	r.ran = true
-	reply2, appErr, p := callMethod(fn, semantics.ContextWithTx(callCtx, tx))
+	reply2, p, appErr := callMethod(semantics.ContextWithTx(callCtx, tx), fn)
 	if p != nil {
 		r.ran, r.panicked = false, p
 		return s.abandonCall(ctx, tx, r, notRun(callName(h), fmt.Errorf("panic: %v", p)))
@@ -438,14 +438,47 @@ func (s *Store) runCall(callCtx, ctx context.Context, tx pgx.Tx, h semantics.Hea
 	b = &pgx.Batch{}
 	b.Queue(stmtFinishRecord, key, seq, appErr != nil, errText, data)
 	b.Queue("RELEASE SAVEPOINT semrpc_call")
+	r.out = semantics.Outcome{Reply: reply2, Err: appErr}
+	if ts.last {
+		// The transaction's last call commits it in the same round trip.
+		return ts.commitWith(ctx, tx, b)
+	}
 	if err := tx.SendBatch(ctx, b).Close(); err != nil {
 		// The method's own statements may have failed the transaction
 		// (it returned nil all the same): roll it all back.
-		r.ran = false
+		r.ran, r.out = false, semantics.Outcome{}
 		return s.abandonCall(ctx, tx, r, notRun(callName(h), err))
 	}
-	r.out = semantics.Outcome{Reply: reply2, Err: appErr}
 	return nil
+}
+
+// txState is what the calls of one transaction share.
+type txState struct {
+	last      bool // the call running is the transaction's last
+	committed bool // the last call committed the transaction
+}
+
+// commitWith sends b and COMMIT in one round trip. A statement of b that
+// fails (the server then skips the rest, COMMIT included) fails the whole
+// transaction, which is rolled back: nothing committed. A COMMIT without
+// an answer leaves the transaction's fate unknown (a commitError).
+func (ts *txState) commitWith(ctx context.Context, tx pgx.Tx, b *pgx.Batch) error {
+	b.Queue("COMMIT").Exec(func(ct pgconn.CommandTag) error {
+		if ct.String() != "COMMIT" {
+			return errors.New("the transaction was rolled back at commit")
+		}
+		return nil
+	})
+	err := tx.SendBatch(ctx, b).Close()
+	var pgErr *pgconn.PgError
+	switch {
+	case err == nil:
+		ts.committed = true
+		return nil
+	case errors.As(err, &pgErr) && pgErr.Severity == "ERROR":
+		return err // nothing committed; the caller rolls back
+	}
+	return &commitError{err}
 }
 
 // abandonCall rolls the transaction back to before the call and leaves
@@ -460,14 +493,14 @@ func (s *Store) abandonCall(ctx context.Context, tx pgx.Tx, r *callResult, verdi
 
 // callMethod runs fn, catching a panic (re-raised on the caller's
 // goroutine).
-func callMethod(fn func(ctx context.Context) (any, error), ctx context.Context) (reply any, err error, p any) {
+func callMethod(ctx context.Context, fn func(ctx context.Context) (any, error)) (reply, panicked any, err error) {
 	defer func() {
 		if v := recover(); v != nil {
-			p = v
+			panicked = v
 		}
 	}()
 	reply, err = fn(ctx)
-	return reply, err, nil
+	return reply, nil, err
 }
 
 // Transact implements semantics.Store: fn runs in a savepoint of a shared
@@ -480,12 +513,12 @@ func (s *Store) Transact(ctx context.Context, fn func(ctx context.Context) (any,
 		own      error
 		panicked any
 	)
-	err := s.commit(func(tctx context.Context, tx pgx.Tx) error {
+	err := s.commit(func(tctx context.Context, tx pgx.Tx, _ *txState) error {
 		out, ran, own, panicked = semantics.Outcome{}, false, nil, nil
 		if _, err := tx.Exec(tctx, "SAVEPOINT semrpc_call"); err != nil {
 			return err
 		}
-		reply, appErr, p := callMethod(fn, semantics.ContextWithTx(ctx, tx))
+		reply, p, appErr := callMethod(semantics.ContextWithTx(ctx, tx), fn)
 		var r callResult
 		switch {
 		case p != nil:
@@ -531,7 +564,7 @@ func isCommitUnknown(err error) bool {
 
 // commitCall is one call waiting for a transaction.
 type commitCall struct {
-	fn   func(ctx context.Context, tx pgx.Tx) error
+	fn   func(ctx context.Context, tx pgx.Tx, ts *txState) error
 	done chan error // one value: the transaction's result, or errLead
 }
 
@@ -547,7 +580,7 @@ const maxBatchCalls = 256
 // queues, and a leader that finishes hands the lead to the first queued
 // caller, who takes every queued call into its transaction. No goroutine
 // of the store's own.
-func (s *Store) commit(fn func(ctx context.Context, tx pgx.Tx) error) error {
+func (s *Store) commit(fn func(ctx context.Context, tx pgx.Tx, ts *txState) error) error {
 	if s.closed.Load() {
 		return errors.New("store closed")
 	}
@@ -619,11 +652,20 @@ func (s *Store) runTx(batch []*commitCall) error {
 		return err
 	}
 	s.txs.Add(1)
-	for _, c := range batch {
-		if err := c.fn(ctx, tx); err != nil {
-			tx.Rollback(ctx)
+	var ts txState
+	for i, c := range batch {
+		ts.last = i == len(batch)-1
+		if err := c.fn(ctx, tx, &ts); err != nil {
+			if !isCommitUnknown(err) {
+				tx.Rollback(ctx)
+			}
 			return err
 		}
+	}
+	if ts.committed {
+		// pgx's tx was committed under it: the connection is idle, and
+		// the pool takes it back.
+		return nil
 	}
 	if err := tx.Commit(ctx); err != nil {
 		var pgErr *pgconn.PgError
