@@ -520,3 +520,14 @@ func TestClosedSessionIsTakenOverButRunsNothingTwice(t *testing.T) {
 		t.Fatalf("late duplicate on B after Close on A: %v, ran %d; want the record, not run", err, runs.Load())
 	}
 }
+
+// DatabaseForExamples returns a new database of the tests' server, for
+// the package's examples (which have no *testing.T to drop it with: the
+// server is removed when the tests end).
+func DatabaseForExamples() string {
+	url, err := pg.CreateDatabase(context.Background())
+	if err != nil {
+		panic(err)
+	}
+	return url
+}
