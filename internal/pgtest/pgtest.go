@@ -8,7 +8,7 @@
 // PostgreSQL refuses to run as root.
 //
 // One server serves a whole test package (Main, from TestMain); each test
-// gets a database of its own (Server.NewDatabase), dropped when it ends.
+// gets a database of its own (Server.NewDatabase), removed with the server.
 // A missing PostgreSQL is a failure, never a skip: the message says how
 // to install it.
 package pgtest
@@ -191,7 +191,13 @@ func (s *Server) CreateDatabase(ctx context.Context) (string, error) {
 		return "", fmt.Errorf("pgtest: %w", err)
 	}
 	defer conn.Close(ctx)
-	if _, err := conn.Exec(ctx, "CREATE DATABASE "+name); err != nil {
+	create := "CREATE DATABASE " + name
+	if major, _, _ := strings.Cut(conn.PgConn().ParameterStatus("server_version"), "."); atoiOr0(major) >= 15 {
+		// Copying the template's files is faster than writing them
+		// through the WAL (15's default) for a database this small.
+		create += " STRATEGY FILE_COPY"
+	}
+	if _, err := conn.Exec(ctx, create); err != nil {
 		return "", fmt.Errorf("pgtest: creating database: %w", err)
 	}
 	return s.URL(name), nil
@@ -212,8 +218,9 @@ func (s *Server) DropDatabase(ctx context.Context, url string) error {
 	return err
 }
 
-// NewDatabase creates a database for t, dropped when t ends, and returns
-// its connection string. It fails t if it cannot.
+// NewDatabase creates a database for t and returns its connection string.
+// It fails t if it cannot. The database is not dropped when t ends (that
+// takes as long as creating it): it goes with the server, at Stop.
 func (s *Server) NewDatabase(t testing.TB) string {
 	t.Helper()
 	if s == nil {
@@ -225,13 +232,6 @@ func (s *Server) NewDatabase(t testing.TB) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		if err := s.DropDatabase(ctx, url); err != nil {
-			t.Errorf("pgtest: dropping the test's database: %v", err)
-		}
-	})
 	return url
 }
 
@@ -290,6 +290,12 @@ func findBin() (string, error) {
 		}
 	}
 	return "", errors.New("pgtest: PostgreSQL's initdb and postgres not found on PATH nor under /usr/lib/postgresql/*/bin: " + InstallHint)
+}
+
+// atoiOr0 is strconv.Atoi, 0 for what is not a number.
+func atoiOr0(s string) int {
+	n, _ := strconv.Atoi(s)
+	return n
 }
 
 // versionOf returns the major version in /usr/lib/postgresql/N/bin.

@@ -122,6 +122,7 @@ func replyString(t *testing.T, out semantics.Outcome) string {
 }
 
 func TestServersOnOneDatabaseShareEpochAndDomain(t *testing.T) {
+	t.Parallel()
 	url := pg.NewDatabase(t)
 	a, b := open(t, url, nil), open(t, url, nil)
 	if a.Epoch() == 0 || a.Epoch() != b.Epoch() || a.Domain() == "" || a.Domain() != b.Domain() {
@@ -136,6 +137,7 @@ func TestServersOnOneDatabaseShareEpochAndDomain(t *testing.T) {
 }
 
 func TestOpenManyServersAtOnce(t *testing.T) {
+	t.Parallel()
 	url := pg.NewDatabase(t)
 	var wg sync.WaitGroup
 	domains := make([]string, 4)
@@ -162,6 +164,7 @@ func TestOpenManyServersAtOnce(t *testing.T) {
 }
 
 func TestRecordCommitsWithTheWritesAndAnswersAfterRestart(t *testing.T) {
+	t.Parallel()
 	url := pg.NewDatabase(t)
 	st := open(t, url, nil)
 	id, err := st.Table().Open()
@@ -187,6 +190,7 @@ func TestRecordCommitsWithTheWritesAndAnswersAfterRestart(t *testing.T) {
 }
 
 func TestApplicationErrorRollsBackWritesAndKeepsItsRecord(t *testing.T) {
+	t.Parallel()
 	url := pg.NewDatabase(t)
 	st := open(t, url, nil)
 	id, _ := st.Table().Open()
@@ -213,6 +217,7 @@ func TestApplicationErrorRollsBackWritesAndKeepsItsRecord(t *testing.T) {
 }
 
 func TestAFailedStatementInTheMethodRollsBackOnlyThatCall(t *testing.T) {
+	t.Parallel()
 	st := open(t, pg.NewDatabase(t), nil)
 	id, _ := st.Table().Open()
 	bad := func(ctx context.Context) (any, error) {
@@ -230,6 +235,7 @@ func TestAFailedStatementInTheMethodRollsBackOnlyThatCall(t *testing.T) {
 }
 
 func TestDuplicateOnAnotherServerWaitsOnTheRowLockThenGetsTheStoredReply(t *testing.T) {
+	t.Parallel()
 	url := pg.NewDatabase(t)
 	a, b := open(t, url, nil), open(t, url, nil)
 	id, _ := a.Table().Open()
@@ -277,6 +283,7 @@ func TestDuplicateOnAnotherServerWaitsOnTheRowLockThenGetsTheStoredReply(t *test
 }
 
 func TestDuplicateOfACallThatRolledBackRunsOnTheOtherServer(t *testing.T) {
+	t.Parallel()
 	url := pg.NewDatabase(t)
 	a, b := open(t, url, nil), open(t, url, nil)
 	id, _ := a.Table().Open()
@@ -298,6 +305,7 @@ func TestDuplicateOfACallThatRolledBackRunsOnTheOtherServer(t *testing.T) {
 }
 
 func TestAcknowledgedCallIsStaleEverywhere(t *testing.T) {
+	t.Parallel()
 	url := pg.NewDatabase(t)
 	a, b := open(t, url, nil), open(t, url, nil)
 	id, _ := a.Table().Open()
@@ -319,6 +327,7 @@ func TestAcknowledgedCallIsStaleEverywhere(t *testing.T) {
 }
 
 func TestUnknownSessionIsRefusedNotRun(t *testing.T) {
+	t.Parallel()
 	st := open(t, pg.NewDatabase(t), nil)
 	var runs atomic.Int32
 	_, err := call(t, st, semantics.Header{Client: semantics.NewClientID(), Seq: 1, Ack: 1, Epoch: st.Epoch()}, setKey("k", "v", &runs))
@@ -328,6 +337,7 @@ func TestUnknownSessionIsRefusedNotRun(t *testing.T) {
 }
 
 func TestSessionIdleBeyondItsLeaseIsNotTakenOver(t *testing.T) {
+	t.Parallel()
 	url := pg.NewDatabase(t)
 	cfg := &Config{Table: semantics.TableConfig{Lease: 300 * time.Millisecond}}
 	a, b := open(t, url, cfg), open(t, url, cfg)
@@ -344,6 +354,7 @@ func TestSessionIdleBeyondItsLeaseIsNotTakenOver(t *testing.T) {
 }
 
 func TestUnreachableDatabaseRefusesCallsNotRun(t *testing.T) {
+	t.Parallel()
 	url := pg.NewDatabase(t)
 	st := open(t, url, nil)
 	id, _ := st.Table().Open()
@@ -365,6 +376,7 @@ func TestUnreachableDatabaseRefusesCallsNotRun(t *testing.T) {
 }
 
 func TestFailedCommitIsMaybeExecutedAndTheStoreKeepsServing(t *testing.T) {
+	t.Parallel()
 	st := open(t, pg.NewDatabase(t), nil)
 	ctx := context.Background()
 	// A deferred constraint trigger runs at COMMIT: this one kills its own
@@ -397,6 +409,7 @@ func TestFailedCommitIsMaybeExecutedAndTheStoreKeepsServing(t *testing.T) {
 }
 
 func TestConcurrentCallsShareTransactions(t *testing.T) {
+	t.Parallel()
 	st := open(t, pg.NewDatabase(t), &Config{MaxTx: 1})
 	const n = 64
 	var wg sync.WaitGroup
@@ -435,6 +448,7 @@ func TestConcurrentCallsShareTransactions(t *testing.T) {
 }
 
 func TestPanicInAMethodReachesItsCallerAndSparesTheOthers(t *testing.T) {
+	t.Parallel()
 	st := open(t, pg.NewDatabase(t), nil)
 	id, _ := st.Table().Open()
 	h := semantics.Header{Client: id, Seq: 1, Ack: 1, Epoch: st.Epoch()}
@@ -456,6 +470,7 @@ func TestPanicInAMethodReachesItsCallerAndSparesTheOthers(t *testing.T) {
 }
 
 func TestTransactCommitsOrRollsBack(t *testing.T) {
+	t.Parallel()
 	st := open(t, pg.NewDatabase(t), nil)
 	ctx := context.Background()
 	out, err := st.Transact(ctx, setKey("a", "1", nil))
@@ -472,6 +487,7 @@ func TestTransactCommitsOrRollsBack(t *testing.T) {
 }
 
 func TestClosedStoreRefuses(t *testing.T) {
+	t.Parallel()
 	st := open(t, pg.NewDatabase(t), nil)
 	id, _ := st.Table().Open()
 	st.Close()
@@ -483,6 +499,7 @@ func TestClosedStoreRefuses(t *testing.T) {
 }
 
 func TestCallCompletedOnOneServerIsAnsweredByAnother(t *testing.T) {
+	t.Parallel()
 	url := pg.NewDatabase(t)
 	a, b := open(t, url, nil), open(t, url, nil)
 	id, _ := a.Table().Open()
@@ -503,6 +520,7 @@ func TestCallCompletedOnOneServerIsAnsweredByAnother(t *testing.T) {
 }
 
 func TestClosedSessionIsTakenOverButRunsNothingTwice(t *testing.T) {
+	t.Parallel()
 	url := pg.NewDatabase(t)
 	a, b := open(t, url, nil), open(t, url, nil)
 	id, _ := a.Table().Open()
