@@ -458,11 +458,22 @@ type txState struct {
 	committed bool // the last call committed the transaction
 }
 
-// commitWith sends b and COMMIT in one round trip. A statement of b that
-// fails (the server then skips the rest, COMMIT included) fails the whole
-// transaction, which is rolled back: nothing committed. A COMMIT without
-// an answer leaves the transaction's fate unknown (a commitError).
+// commitWith sends b and COMMIT in one round trip. PostgreSQL runs them in
+// order and stops at the first error, so the statement that failed tells
+// the transaction's fate: an error answered to a statement before COMMIT
+// (the connection ending included) means COMMIT never ran, and the whole
+// transaction is rolled back, nothing committed; an ERROR answered to
+// COMMIT means it did not commit; anything else (no answer, or the
+// connection ending at COMMIT) leaves the fate unknown: a commitError.
 func (ts *txState) commitWith(ctx context.Context, tx pgx.Tx, b *pgx.Batch) error {
+	before := len(b.QueuedQueries)
+	answered := 0 // statements before COMMIT that succeeded
+	for _, q := range b.QueuedQueries {
+		q.Exec(func(pgconn.CommandTag) error {
+			answered++
+			return nil
+		})
+	}
 	b.Queue("COMMIT").Exec(func(ct pgconn.CommandTag) error {
 		if ct.String() != "COMMIT" {
 			return errors.New("the transaction was rolled back at commit")
@@ -475,7 +486,7 @@ func (ts *txState) commitWith(ctx context.Context, tx pgx.Tx, b *pgx.Batch) erro
 	case err == nil:
 		ts.committed = true
 		return nil
-	case errors.As(err, &pgErr) && pgErr.Severity == "ERROR":
+	case errors.As(err, &pgErr) && (answered < before || pgErr.Severity == "ERROR"):
 		return err // nothing committed; the caller rolls back
 	}
 	return &commitError{err}

@@ -549,3 +549,55 @@ func DatabaseForExamples() string {
 	}
 	return url
 }
+
+func TestDuplicateRunsOnceWhenTheFirstServersConnectionDiesBeforeItsCommit(t *testing.T) {
+	t.Parallel()
+	url := pg.NewDatabase(t)
+	a, b := open(t, url, nil), open(t, url, nil)
+	id, _ := a.Table().Open()
+	h := semantics.Header{Client: id, Seq: 1, Ack: 1, Epoch: a.Epoch()}
+	var runsA, runsB atomic.Int32
+	pid := make(chan int32, 1)
+	release := make(chan struct{})
+	dying := func(ctx context.Context) (any, error) {
+		reply, err := setKey("k", "from A", &runsA)(ctx)
+		var p int32
+		TxOf(ctx).QueryRow(ctx, "SELECT pg_backend_pid()").Scan(&p)
+		pid <- p
+		<-release
+		return reply, err
+	}
+	aDone := make(chan error, 1)
+	go func() {
+		_, err := call(t, a, h, dying)
+		aDone <- err
+	}()
+	p := <-pid
+	type result struct {
+		out semantics.Outcome
+		err error
+	}
+	bDone := make(chan result, 1)
+	go func() {
+		out, err := call(t, b, h, setKey("k", "from B", &runsB))
+		bDone <- result{out, err}
+	}()
+	time.Sleep(100 * time.Millisecond) // B waits on the record's row lock
+	// What PostgreSQL sees when A's process dies: its connection ends, and
+	// its transaction with it.
+	if _, err := b.Pool().Exec(context.Background(), "SELECT pg_terminate_backend($1)", p); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case r := <-bDone:
+		if r.err != nil || replyString(t, r.out) != "from B" || runsB.Load() != 1 || readKey(t, b, "k") != "from B" {
+			t.Fatalf("duplicate on B: %v, reply %v, ran %d on B, k=%q; want run once on B", r.err, r.out.Reply, runsB.Load(), readKey(t, b, "k"))
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("deadlock: the duplicate on B never returned")
+	}
+	close(release)
+	if err := <-aDone; !errors.Is(err, semantics.ErrRejected) {
+		t.Fatalf("A's call after its connection died: %v, want not executed (nothing of it committed)", err)
+	}
+}
