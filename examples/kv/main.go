@@ -192,7 +192,7 @@ func runContext(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	if err != nil {
 		hint := ""
 		if strings.HasPrefix(err.Error(), "flag provided but not defined") {
-			hint = `the flags of get, put and append are -addr and -timeout; an argument starting with "-" goes after "--", as in kv put KEY -- -VALUE`
+			hint = `the flags of get, put and append are -addr, -addrs and -timeout; an argument starting with "-" goes after "--", as in kv put KEY -- -VALUE`
 		}
 		return flagError(stdout, stderr, err, hint)
 	}
