@@ -75,7 +75,11 @@ func Start(opts *Options) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	dir, err := os.MkdirTemp("", "semrpc-pgtest-")
+	base := os.TempDir()
+	if fi, err := os.Stat(base); cred != nil && (err != nil || fi.Mode().Perm()&0o001 == 0) {
+		base = "/tmp" // the server's user could not reach a private TMPDIR
+	}
+	dir, err := os.MkdirTemp(base, "semrpc-pgtest-")
 	if err != nil {
 		return nil, fmt.Errorf("pgtest: %w", err)
 	}
