@@ -441,7 +441,16 @@ func (s *Store) runCall(callCtx, ctx context.Context, tx pgx.Tx, ts *txState, h 
 	r.out = semantics.Outcome{Reply: reply2, Err: appErr}
 	if ts.last {
 		// The transaction's last call commits it in the same round trip.
-		return ts.commitWith(ctx, tx, b)
+		err := ts.commitWith(ctx, tx, b)
+		var be *beforeCommitError
+		if errors.As(err, &be) {
+			// Its own statements failed (COMMIT never ran, the
+			// transaction is still open): this call alone is rolled back,
+			// and the transaction commits the others.
+			r.ran, r.out = false, semantics.Outcome{}
+			return s.abandonCall(ctx, tx, r, notRun(callName(h), be.err))
+		}
+		return err
 	}
 	if err := tx.SendBatch(ctx, b).Close(); err != nil {
 		// The method's own statements may have failed the transaction
@@ -486,11 +495,21 @@ func (ts *txState) commitWith(ctx context.Context, tx pgx.Tx, b *pgx.Batch) erro
 	case err == nil:
 		ts.committed = true
 		return nil
+	case errors.As(err, &pgErr) && answered < before && pgErr.Severity == "ERROR":
+		return &beforeCommitError{err} // COMMIT skipped; the transaction is open
 	case errors.As(err, &pgErr) && (answered < before || pgErr.Severity == "ERROR"):
 		return err // nothing committed; the caller rolls back
 	}
 	return &commitError{err}
 }
+
+// beforeCommitError is commitWith's error when a statement before COMMIT
+// failed with an ERROR: PostgreSQL skipped the rest, COMMIT included, and
+// the transaction is still open (aborted, up to its last savepoint).
+type beforeCommitError struct{ err error }
+
+func (e *beforeCommitError) Error() string { return e.err.Error() }
+func (e *beforeCommitError) Unwrap() error { return e.err }
 
 // abandonCall rolls the transaction back to before the call and leaves
 // verdict as the call's own. An error means the transaction is unusable.

@@ -601,3 +601,79 @@ func TestDuplicateRunsOnceWhenTheFirstServersConnectionDiesBeforeItsCommit(t *te
 		t.Fatalf("A's call after its connection died: %v, want not executed (nothing of it committed)", err)
 	}
 }
+
+// hidesFailure writes k, then runs a statement that fails and returns nil
+// all the same, leaving the transaction aborted.
+func hidesFailure(k string) func(ctx context.Context) (any, error) {
+	return func(ctx context.Context) (any, error) {
+		setKey(k, "hidden", nil)(ctx)
+		TxOf(ctx).Exec(ctx, "INSERT INTO no_such_table VALUES (1)")
+		return nil, nil
+	}
+}
+
+func TestAMethodThatHidesAFailedStatementIsRefusedAndSparesItsBatch(t *testing.T) {
+	t.Parallel()
+	st := open(t, pg.NewDatabase(t), &Config{MaxTx: 1})
+	ctx := context.Background()
+	header := func() semantics.Header {
+		id, err := st.Table().Open()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return semantics.Header{Client: id, Seq: 1, Ack: 1, Epoch: st.Epoch()}
+	}
+	queued := func(n int) {
+		for deadline := time.Now().Add(5 * time.Second); time.Now().Before(deadline); time.Sleep(time.Millisecond) {
+			st.cmu.Lock()
+			q := len(st.queue)
+			st.cmu.Unlock()
+			if q == n {
+				return
+			}
+		}
+		t.Fatalf("queue never held %d calls", n)
+	}
+	// Alone (the transaction's last call): refused, nothing of it kept.
+	if _, err := st.Execute(ctx, header(), "Svc.Set", hidesFailure("alone")); !errors.Is(err, semantics.ErrRejected) {
+		t.Fatalf("lone call hiding a failed statement: %v, want rejected", err)
+	}
+	// Last of a shared transaction: the call before it commits.
+	hx, hg, hf := header(), header(), header()
+	started, release := make(chan struct{}), make(chan struct{})
+	errs := make(chan error, 3)
+	go func() {
+		_, err := st.Execute(ctx, hx, "Svc.Set", func(ctx context.Context) (any, error) {
+			close(started)
+			<-release
+			return setKey("x", "x", nil)(ctx)
+		})
+		errs <- err
+	}()
+	<-started
+	good := make(chan error, 1)
+	go func() {
+		_, err := st.Execute(ctx, hg, "Svc.Set", setKey("g", "g", nil))
+		good <- err
+	}()
+	queued(1)
+	bad := make(chan error, 1)
+	go func() {
+		_, err := st.Execute(ctx, hf, "Svc.Set", hidesFailure("f"))
+		bad <- err
+	}()
+	queued(2)
+	close(release)
+	if err := <-errs; err != nil {
+		t.Fatal(err)
+	}
+	if err := <-good; err != nil {
+		t.Fatalf("the call sharing the transaction: %v, want committed", err)
+	}
+	if err := <-bad; !errors.Is(err, semantics.ErrRejected) {
+		t.Fatalf("last call hiding a failed statement: %v, want rejected", err)
+	}
+	if readKey(t, st, "g") != "g" || readKey(t, st, "f") != "" || readKey(t, st, "alone") != "" {
+		t.Fatalf("g=%q f=%q alone=%q; want g committed, the others rolled back", readKey(t, st, "g"), readKey(t, st, "f"), readKey(t, st, "alone"))
+	}
+}
