@@ -228,16 +228,22 @@ func StartSemrpc(tb testing.TB, p semantics.Policy, serverOpts ...rpc.Option) (c
 // StartSemrpcClients serves Arith with semrpc on loopback, with n semrpc
 // clients under policy p, each with its own connection.
 func StartSemrpcClients(tb testing.TB, p semantics.Policy, n int, serverOpts ...rpc.Option) *Server {
-	return startSemrpcWith(tb, p, n, func(srv *rpc.Server) error { return srv.Register(new(Arith)) }, serverOpts...)
-}
-
-// startSemrpcWith is StartSemrpcClients serving what register registers
-// (which must answer "Arith.Add").
-func startSemrpcWith(tb testing.TB, p semantics.Policy, n int, register func(*rpc.Server) error, serverOpts ...rpc.Option) *Server {
 	srv := rpc.NewServer(append([]rpc.Option{rpc.WithLogger(log.New(io.Discard, "", 0))}, serverOpts...)...)
-	if err := register(srv); err != nil {
+	if err := srv.Register(new(Arith)); err != nil {
 		tb.Fatal(err)
 	}
+
+	return serveSemrpc(tb, srv, p, n)
+}
+
+// newSemrpcServer is the benchmarks' semrpc server, logging nowhere.
+func newSemrpcServer(opts ...rpc.Option) *rpc.Server {
+	return rpc.NewServer(append([]rpc.Option{rpc.WithLogger(log.New(io.Discard, "", 0))}, opts...)...)
+}
+
+// serveSemrpc serves srv, which answers "Arith.Add", on loopback, with n
+// semrpc clients under policy p, each with its own connection.
+func serveSemrpc(tb testing.TB, srv *rpc.Server, p semantics.Policy, n int) *Server {
 	counts := new(IO)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

@@ -133,8 +133,11 @@ func StartPgExactlyOnce(tb testing.TB, n int, noBatch bool) *Server {
 	if err != nil {
 		tb.Fatal(err)
 	}
-	s := startSemrpcWith(tb, semantics.ExactlyOnce(), n,
-		func(srv *rpc.Server) error { return srv.RegisterName("Arith", PgArith{}) }, rpc.WithDurableStore(st))
+	srv := newSemrpcServer(rpc.WithDurableStore(st))
+	if err := srv.RegisterName("Arith", PgArith{}); err != nil {
+		tb.Fatal(err)
+	}
+	s := serveSemrpc(tb, srv, semantics.ExactlyOnce(), n)
 	stop := s.stop
 	s.stop = func() {
 		stop()
