@@ -118,4 +118,11 @@
 // wrote, under every policy. Concurrent calls share
 // transactions and fsyncs. The server side of this is rpc.WithDurableStore;
 // doc/semantics.md has the whole contract.
+//
+// Several servers may share one store (a DomainStore, such as
+// stores/pgstore on one PostgreSQL database): they form one exactly-once
+// domain. A table whose store is a SessionFinder takes over, at its first
+// request, a live session that another server of the domain opened, and
+// the store answers a call completed elsewhere from its record, so a call
+// that may have run on one server can be finished by another, once.
 package semantics

@@ -33,6 +33,9 @@ type Store interface {
 	// Table returns the table the store rebuilt when it was opened: its
 	// epoch is the store's (so that sessions survive restarts), it holds
 	// every completion record the store kept, and its Store is this store.
+	// A store that is also a SessionFinder may instead start it empty:
+	// the table then takes each session over from the store at its first
+	// request, and Execute finds the records.
 	Table() *Table
 
 	// Execute runs fn, the method of the call h, in a durable transaction

@@ -169,6 +169,7 @@ type TableStats struct {
 	ReplyBudget    uint64 // NEW calls refused by a reply budget (ErrReplyBudget)
 	Aborted        uint64 // NEW tickets given back with Abort
 	Restored       uint64 // completed records installed by Restore
+	Adopted        uint64 // sessions taken over from a shared store (see SessionFinder)
 	Sessions       int    // live sessions now
 	ReplyBytes     int64  // bytes of replies kept now for unacknowledged calls
 }
@@ -178,8 +179,10 @@ type TableStats struct {
 // so that a retried request is answered from the record instead of running
 // the method again.
 //
-// Sessions come from Open only (the server's session handshake), and from
-// Restore and RestoreSession when a durable store rebuilds the table. A
+// Sessions come from Open only (the server's session handshake), from
+// Restore and RestoreSession when a durable store rebuilds the table, and,
+// when the store is shared by several servers (a SessionFinder), from the
+// store: a live session that another server opened is taken over. A
 // request never creates one: a request of a session the table does not
 // hold (never opened, expired, evicted or closed) is refused with
 // ErrSessionExpired whatever its Ack says, and nothing runs. So a late
@@ -621,7 +624,30 @@ func (t *Table) drop(s *serverSession) {
 // ErrWindowExceeded or ErrReplyBudget (each found with errors.Is), an error wrapping
 // ctx.Err() if ctx ended while waiting for an in-flight original, or an
 // error wrapping Abort's error if the original was aborted meanwhile.
+//
+// A durable table whose store is a SessionFinder (a store that several
+// servers share) looks a session it does not hold up in the store before
+// it refuses a request: a live session opened on another server of the
+// store's domain is taken over (its ack is the store's), and the request
+// goes on as if the session had been opened here. A store that cannot be
+// asked refuses the request (an error wrapping ErrRejected): nothing runs.
 func (t *Table) Begin(ctx context.Context, h Header) (*Ticket, error) {
+	tk, err := t.begin(ctx, h)
+	if err == nil || !errors.Is(err, errNotHeld) {
+		return tk, err
+	}
+	adopted, aerr := t.adopt(ctx, h.Client)
+	switch {
+	case aerr != nil:
+		return nil, aerr
+	case !adopted:
+		return nil, err
+	}
+	return t.begin(ctx, h)
+}
+
+// begin is Begin on the sessions the table holds.
+func (t *Table) begin(ctx context.Context, h Header) (*Ticket, error) {
 	now := t.nanos()
 	tk := new(Ticket) // allocated before the lock is taken
 	var w *waitList
@@ -669,7 +695,7 @@ func (t *Table) admit(h Header, now int64) (*serverSession, error) {
 	}
 	if s == nil {
 		t.stats.Unknown++
-		return nil, fmt.Errorf("semantics: client %v (seq %d, ack %d): %w", h.Client, h.Seq, h.Ack, ErrSessionExpired)
+		return nil, fmt.Errorf("semantics: client %v (seq %d, ack %d): %w", h.Client, h.Seq, h.Ack, &notHeldError{})
 	}
 	t.replyBytes -= s.advance(h.Ack)
 	if h.Seq < s.ack {

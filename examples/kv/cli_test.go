@@ -87,15 +87,17 @@ func TestUsageErrors(t *testing.T) {
 		{"unknown flag", []string{"-port", "1", "get", "k"}, "flag provided but not defined: -port"},
 		{"bad timeout", []string{"-timeout", "0s", "get", "k"}, "-timeout must be positive"},
 		{"server argument", []string{"server", "extra"}, "server takes no arguments"},
+		{"server with -data and -pg", []string{"server", "-data", "d", "-pg", "postgres://h/db"}, "-data and -pg exclude each other"},
+		{"empty entry in -addrs", []string{"-addrs", "127.0.0.1:1,,127.0.0.1:2", "get", "k"}, "-addrs takes host:port,host:port,... with no empty entry"},
 		{"server unknown flag", []string{"server", "-dir", "x"}, "flag provided but not defined: -dir"},
 		{"unknown flag after command", []string{"get", "k", "-port", "1"}, "flag provided but not defined: -port"},
 		{"flag value missing after command", []string{"get", "k", "-timeout"}, "flag needs an argument: -timeout"},
 		{"bad timeout after command", []string{"put", "k", "v", "-timeout", "soon"}, `invalid value "soon" for flag -timeout`},
-		{"client flag before server", []string{"-addr", "127.0.0.1:0", "server"}, `the server's flags go after "server": kv server [-addr host:port] [-data DIR]`},
+		{"client flag before server", []string{"-addr", "127.0.0.1:0", "server"}, `the server's flags go after "server": kv server [-addr host:port] [-data DIR | -pg URL]`},
 		{"server flag before server", []string{"-data", "d", "server"}, `-data (the server's flags go after "server")`},
 		{"client flag after server", []string{"server", "-timeout", "1s"}, "flag provided but not defined: -timeout"},
 		{"server flag on a client", []string{"get", "k", "-data", "d"}, "flag provided but not defined: -data"},
-		{"flag-like value without --", []string{"put", "k", "-1"}, `flag provided but not defined: -1 (the flags of get, put and append are -addr and -timeout; an argument starting with "-" goes after "--", as in kv put KEY -- -VALUE)`},
+		{"flag-like value without --", []string{"put", "k", "-1"}, `flag provided but not defined: -1 (the flags of get, put and append are -addr, -addrs and -timeout; an argument starting with "-" goes after "--", as in kv put KEY -- -VALUE)`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -38,7 +38,14 @@ type child struct {
 // waits until it serves.
 func startChild(t *testing.T, addr, dir string) *child {
 	t.Helper()
-	cmd := exec.Command(os.Args[0], "-test.run=^$", "--", "server", "-addr", addr, "-data", dir)
+	return startServerProcess(t, "-addr", addr, "-data", dir)
+}
+
+// startServerProcess starts "kv server" with args in a child process and waits
+// until it serves.
+func startServerProcess(t *testing.T, args ...string) *child {
+	t.Helper()
+	cmd := exec.Command(os.Args[0], append([]string{"-test.run=^$", "--", "server"}, args...)...)
 	cmd.Env = childEnviron()
 	logs := &syncBuffer{}
 	cmd.Stderr = logs

@@ -1,8 +1,8 @@
 // Command kv is semrpc's key/value example: a server and a command-line
 // client for the kvservice package.
 //
-//	kv server [-addr host:port] [-data DIR]
-//	kv [-addr host:port] [-timeout d] get KEY
+//	kv server [-addr host:port] [-data DIR | -pg URL]
+//	kv [-addr host:port | -addrs A,B,...] [-timeout d] get KEY
 //	kv [-addr host:port] [-timeout d] put KEY VALUE
 //	kv [-addr host:port] [-timeout d] append KEY VALUE
 //
@@ -20,7 +20,16 @@
 // in one bbolt file, DIR/kv.db, committed together before each reply, so a
 // write retried across a crash and restart runs exactly once. DIR is created
 // (mode 0700) if it is missing; a missing kv.db is created, but a kv.db that
-// is not a kv store is an error.
+// is not a kv store is an error. With -pg, the data and the completion
+// records live in a PostgreSQL database (URL as in
+// postgres://user@host:5432/db), and any number of servers may serve the
+// same database: they form one exactly-once domain, where a retry may go
+// to any of them.
+//
+// With -addrs the client spreads its call over several servers (a cluster
+// client); with servers on one database, a write whose server dies after
+// it may have run is finished by that server once it is back, or by
+// another of the domain, exactly once.
 //
 // The client waits for a server that is not up yet, or down, or restarting,
 // until -timeout (10s by default) ends: every command may start before its
@@ -57,6 +66,7 @@ import (
 	"github.com/semrpc/semrpc/rpc"
 	"github.com/semrpc/semrpc/semantics"
 	"github.com/semrpc/semrpc/stores/boltstore"
+	"github.com/semrpc/semrpc/stores/pgstore"
 )
 
 const (
@@ -76,6 +86,7 @@ var clientCommands = map[string]int{"get": 1, "put": 2, "append": 2}
 // clientConfig holds the client's flags.
 type clientConfig struct {
 	addr    string
+	addrs   string
 	timeout time.Duration
 }
 
@@ -83,6 +94,8 @@ func clientFlags(c *clientConfig) *flag.FlagSet {
 	fs := flag.NewFlagSet("kv", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	fs.StringVar(&c.addr, "addr", defaultAddr, "the server's `host:port`")
+	fs.StringVar(&c.addrs, "addrs", "", "several servers' `host:port,host:port,...`, served by one\n"+
+		"database (kv server -pg); replaces -addr")
 	fs.DurationVar(&c.timeout, "timeout", defaultTimeout,
 		"how long the command may take (a `duration` such as 500ms or 1m),\n"+
 			"waiting for a server that is down or restarting included")
@@ -93,6 +106,7 @@ func clientFlags(c *clientConfig) *flag.FlagSet {
 type serverConfig struct {
 	addr string
 	dir  string
+	pg   string
 }
 
 func serverFlags(c *serverConfig) *flag.FlagSet {
@@ -101,7 +115,10 @@ func serverFlags(c *serverConfig) *flag.FlagSet {
 	fs.StringVar(&c.addr, "addr", defaultAddr, "the `host:port` to listen on")
 	fs.StringVar(&c.dir, "data", "",
 		"keep the data durably in `DIR`/"+dataFile+", creating DIR (mode 0700) if missing;\n"+
-			"without -data the data lives in memory and a restart loses it")
+			"without -data or -pg the data lives in memory and a restart loses it")
+	fs.StringVar(&c.pg, "pg", "",
+		"keep the data durably in the PostgreSQL database at `URL`\n"+
+			"(postgres://user@host:5432/db); any number of servers may share it")
 	return fs
 }
 
@@ -163,7 +180,7 @@ func runContext(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	cmd, rest := fs.Arg(0), fs.Args()[1:]
 	if cmd == "server" {
 		if fs.NFlag() > 0 {
-			return usageError(stderr, `the server's flags go after "server": kv server [-addr host:port] [-data DIR]`)
+			return usageError(stderr, `the server's flags go after "server": kv server [-addr host:port] [-data DIR | -pg URL]`)
 		}
 		return serve(ctx, rest, stdout, stderr)
 	}
@@ -175,7 +192,7 @@ func runContext(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	if err != nil {
 		hint := ""
 		if strings.HasPrefix(err.Error(), "flag provided but not defined") {
-			hint = `the flags of get, put and append are -addr and -timeout; an argument starting with "-" goes after "--", as in kv put KEY -- -VALUE`
+			hint = `the flags of get, put and append are -addr, -addrs and -timeout; an argument starting with "-" goes after "--", as in kv put KEY -- -VALUE`
 		}
 		return flagError(stdout, stderr, err, hint)
 	}
@@ -187,7 +204,14 @@ func runContext(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	}
 	ctx, cancel := context.WithTimeout(ctx, cc.timeout)
 	defer cancel()
-	return client(ctx, cc.addr, cmd, operands, stdout, stderr)
+	addrs := []string{cc.addr}
+	if cc.addrs != "" {
+		addrs = strings.Split(cc.addrs, ",")
+		if slices.Contains(addrs, "") {
+			return usageError(stderr, "-addrs takes host:port,host:port,... with no empty entry")
+		}
+	}
+	return client(ctx, addrs, cmd, operands, stdout, stderr)
 }
 
 // parseAnywhere parses fs's flags wherever they are among args and returns
@@ -246,7 +270,23 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		opts  = []rpc.Option{rpc.WithLogger(logger)}
 		where = "in memory"
 	)
-	if sc.dir != "" {
+	switch {
+	case sc.dir != "" && sc.pg != "":
+		return usageError(stderr, "-data and -pg exclude each other")
+	case sc.pg != "":
+		st, err := pgstore.Open(ctx, sc.pg, nil)
+		if err != nil {
+			fmt.Fprintf(stderr, "kv: %v\n", err)
+			return exitFailed
+		}
+		defer st.Close()
+		if kv, err = kvservice.NewPostgres(ctx, st); err != nil {
+			fmt.Fprintf(stderr, "kv: %v\n", err)
+			return exitFailed
+		}
+		opts = append(opts, rpc.WithDurableStore(st))
+		where = "in PostgreSQL, domain " + st.Domain()
+	case sc.dir != "":
 		if err := os.MkdirAll(sc.dir, dataDirMode); err != nil {
 			fmt.Fprintf(stderr, "kv: cannot create the data directory: %v\n", err)
 			return exitFailed
@@ -263,7 +303,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		}
 		opts = append(opts, rpc.WithDurableStore(st))
 		where = "in " + st.Path()
-	} else {
+	default:
 		kv = kvservice.New()
 	}
 	srv := rpc.NewServer(opts...)
@@ -303,10 +343,19 @@ var (
 )
 
 // client makes one call and prints its result.
-func client(ctx context.Context, addr, cmd string, args []string, stdout, stderr io.Writer) int {
+func client(ctx context.Context, addrs []string, cmd string, args []string, stdout, stderr io.Writer) int {
 	// Dial does no I/O: the call connects, and waits for a server that is
 	// not up yet.
-	rc, err := rpc.Dial(ctx, "tcp", addr, rpc.WithRedialBackoff(10*time.Millisecond, 200*time.Millisecond))
+	var (
+		rc  *rpc.Client
+		err error
+	)
+	backoff := rpc.WithRedialBackoff(10*time.Millisecond, 200*time.Millisecond)
+	if len(addrs) == 1 {
+		rc, err = rpc.Dial(ctx, "tcp", addrs[0], backoff)
+	} else {
+		rc, err = rpc.DialCluster(ctx, "tcp", addrs, backoff)
+	}
 	if err != nil {
 		fmt.Fprintf(stderr, "kv: %s did not execute: %v\n", cmd, err)
 		return exitFailed

@@ -1,9 +1,11 @@
 package main
 
 import (
+	"fmt"
 	"os"
 	"testing"
 
+	"github.com/semrpc/semrpc/internal/pgtest"
 	"go.uber.org/goleak"
 )
 
@@ -23,5 +25,23 @@ func TestMain(m *testing.M) {
 		}
 		os.Exit(run(args, os.Stdout, os.Stderr))
 	}
-	goleak.VerifyTestMain(m)
+	pgtest.Main(leakCheck{m}, &pg, nil)
+}
+
+// pg is the PostgreSQL server of the tests of kv servers on PostgreSQL.
+var pg *pgtest.Server
+
+// leakCheck runs the tests, then fails them if a goroutine outlives them
+// (but for the one that waits for the PostgreSQL server).
+type leakCheck struct{ m *testing.M }
+
+func (l leakCheck) Run() int {
+	code := l.m.Run()
+	if code == 0 {
+		if err := goleak.Find(goleak.IgnoreAnyFunction("github.com/semrpc/semrpc/internal/pgtest.(*Server).start.func1")); err != nil {
+			fmt.Fprintln(os.Stderr, "goleak:", err)
+			return 1
+		}
+	}
+	return code
 }

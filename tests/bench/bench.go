@@ -159,8 +159,20 @@ func StartNetRPC(tb testing.TB) (caller, func()) {
 // StartNetRPCClients serves Arith with plain net/rpc on loopback, with n
 // stock net/rpc clients, each on its own connection.
 func StartNetRPCClients(tb testing.TB, n int) *Server {
+	return startNetRPCWith(tb, n, func(srv *stdrpc.Server) error { return srv.Register(new(Arith)) },
+		func(c *stdrpc.Client, _ int) caller {
+			return func(_ context.Context, args Args, reply *int) error {
+				return c.Call("Arith.Add", args, reply)
+			}
+		})
+}
+
+// startNetRPCWith serves what register registers with plain net/rpc on
+// loopback, with n stock net/rpc clients, each on its own connection and
+// called through newCaller(client, its index).
+func startNetRPCWith(tb testing.TB, n int, register func(*stdrpc.Server) error, newCaller func(*stdrpc.Client, int) caller) *Server {
 	srv := stdrpc.NewServer()
-	if err := srv.Register(new(Arith)); err != nil {
+	if err := register(srv); err != nil {
 		tb.Fatal(err)
 	}
 	io := new(IO)
@@ -187,16 +199,14 @@ func StartNetRPCClients(tb testing.TB, n int) *Server {
 	}()
 	s := &Server{IO: io}
 	var clients []*stdrpc.Client
-	for range n {
+	for i := range n {
 		nc, err := net.Dial("tcp", l.Addr().String())
 		if err != nil {
 			tb.Fatal(err)
 		}
 		c := stdrpc.NewClient(countedConn{nc, io})
 		clients = append(clients, c)
-		s.Callers = append(s.Callers, func(_ context.Context, args Args, reply *int) error {
-			return c.Call("Arith.Add", args, reply)
-		})
+		s.Callers = append(s.Callers, newCaller(c, i))
 	}
 	s.stop = func() {
 		for _, c := range clients {
@@ -224,6 +234,18 @@ func StartSemrpcClients(tb testing.TB, p semantics.Policy, n int, serverOpts ...
 	if err := srv.Register(new(Arith), rpc.OutsideTransaction()); err != nil {
 		tb.Fatal(err)
 	}
+
+	return serveSemrpc(tb, srv, p, n)
+}
+
+// newSemrpcServer is the benchmarks' semrpc server, logging nowhere.
+func newSemrpcServer(opts ...rpc.Option) *rpc.Server {
+	return rpc.NewServer(append([]rpc.Option{rpc.WithLogger(log.New(io.Discard, "", 0))}, opts...)...)
+}
+
+// serveSemrpc serves srv, which answers "Arith.Add", on loopback, with n
+// semrpc clients under policy p, each with its own connection.
+func serveSemrpc(tb testing.TB, srv *rpc.Server, p semantics.Policy, n int) *Server {
 	counts := new(IO)
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

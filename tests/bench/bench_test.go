@@ -1,9 +1,17 @@
 package bench
 
 import (
+	"os"
 	"strings"
 	"testing"
 )
+
+// TestMain stops the PostgreSQL server the benchmarks may have started.
+func TestMain(m *testing.M) {
+	code := m.Run()
+	StopPostgres()
+	os.Exit(code)
+}
 
 // BenchmarkReport runs every case of the report under go test -bench, for
 // benchstat and profiling; make bench prints the same cases as one table.

@@ -75,5 +75,6 @@ func Groups() []Group {
 		tcp(GroupOneClient, 1, func(b *testing.B, s *Server) { Parallel(b, s, 64) }, Case{CaseBatchedPing, BatchedPingPong}),
 		tcp(GroupManyClients, 64, func(b *testing.B, s *Server) { Parallel(b, s, 64) }, Case{CaseManyPing, ManyPingPong}),
 	}
+	groups = append(groups, pgGroups()...)
 	return append(groups, extraGroups()...)
 }

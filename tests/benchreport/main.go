@@ -41,7 +41,9 @@ func main() {
 		fmt.Fprintln(os.Stderr, "benchreport: -only:", err)
 		os.Exit(2)
 	}
-	if err := run(os.Stdout, *rounds, re, *sections); err != nil {
+	err = run(os.Stdout, *rounds, re, *sections)
+	bench.StopPostgres() // if a case started one
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "benchreport:", err)
 		os.Exit(1)
 	}

@@ -6,6 +6,7 @@ import (
 	"sync"
 
 	"github.com/semrpc/semrpc/stores/boltstore"
+	"github.com/semrpc/semrpc/stores/pgstore"
 	"go.etcd.io/bbolt"
 )
 
@@ -43,7 +44,8 @@ var bucket = []byte("kv")
 // KV is the key/value service. A missing key reads as "" with
 // GetReply.Found false. It is safe for concurrent use.
 type KV struct {
-	store *boltstore.Store // nil: in memory
+	store *boltstore.Store // nil: in memory or on PostgreSQL
+	pg    *pgstore.Store   // nil: in memory or in bbolt
 
 	mu   sync.Mutex // protects data
 	data map[string]string
@@ -73,6 +75,9 @@ func NewDurable(st *boltstore.Store) (*KV, error) {
 // Get returns the value of args.Key and whether it is set: "" and
 // Found false if it has none.
 func (kv *KV) Get(ctx context.Context, args GetArgs, reply *GetReply) error {
+	if kv.pg != nil {
+		return pgGet(ctx, args, reply)
+	}
 	if kv.store == nil {
 		kv.mu.Lock()
 		reply.Value, reply.Found = kv.data[args.Key]
@@ -89,6 +94,9 @@ func (kv *KV) Get(ctx context.Context, args GetArgs, reply *GetReply) error {
 
 // Put sets args.Key to args.Value.
 func (kv *KV) Put(ctx context.Context, args PutArgs, reply *PutReply) error {
+	if kv.pg != nil {
+		return pgPut(ctx, args)
+	}
 	if kv.store == nil {
 		kv.mu.Lock()
 		kv.data[args.Key] = args.Value
@@ -103,6 +111,9 @@ func (kv *KV) Put(ctx context.Context, args PutArgs, reply *PutReply) error {
 // Append adds args.Value to the end of args.Key's value and returns the
 // value it had before.
 func (kv *KV) Append(ctx context.Context, args AppendArgs, reply *AppendReply) error {
+	if kv.pg != nil {
+		return pgAppend(ctx, args, reply)
+	}
 	if kv.store == nil {
 		kv.mu.Lock()
 		reply.Old = kv.data[args.Key]
