@@ -53,6 +53,10 @@ func WithBalancer(b Balancer) Option {
 // may-have-executed; it is never sent to another server.
 const maxRoutes = 1024
 
+// maxDomainBytes bounds the name of an exactly-once domain a server may
+// give; a longer one reads as no domain.
+const maxDomainBytes = 256
+
 // maxPendingCloses bounds, per server, the ended sessions waiting to be
 // closed there; the oldest are left to expire with their lease.
 const maxPendingCloses = 64
@@ -137,6 +141,9 @@ var _ Transport = (*clusterTransport)(nil)
 // route is the server of one at-most-once session.
 type route struct {
 	m *member
+	// domain is the exactly-once domain m named when it opened the
+	// session: the servers that can see the session's records.
+	domain string
 	// maybe holds the sequence numbers of the session's calls with an
 	// attempt that may have executed on m (pruned below the session's ack).
 	maybe map[uint64]struct{}
@@ -156,6 +163,10 @@ type member struct {
 	pace      *backoff.ExponentialBackOff // the wait before the next probe after a failed dial
 	lastErr   error
 	closes    []semantics.ClientID // sessions to close with its next handshake
+	// domain is the exactly-once domain its latest handshake named ("":
+	// none); known says a handshake with it succeeded at all.
+	domain string
+	known  bool
 }
 
 func newClusterTransport(network string, addrs []string, o *options) *clusterTransport {
@@ -248,6 +259,21 @@ func (m *member) probeAt() (t time.Time, probing bool, lastErr error) {
 		return time.Time{}, false, nil
 	}
 	return m.nextProbe, m.probing, m.lastErr
+}
+
+// setDomain notes the exactly-once domain m named in a handshake.
+func (m *member) setDomain(domain string) {
+	m.mu.Lock()
+	m.domain, m.known = domain, true
+	m.mu.Unlock()
+}
+
+// domainOf returns m's exactly-once domain, and whether a handshake with m
+// told it.
+func (m *member) domainOf() (string, bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.domain, m.known
 }
 
 // queueClose notes that session id, opened on m, is to be closed there.
@@ -356,39 +382,141 @@ func (ct *clusterTransport) balanced(ctx context.Context, req *Request, reply an
 }
 
 // pick returns the server the balancer chooses among those not tried and
-// eligible, claimed for one attempt, or nil. The rotation runs over the
-// candidates only (the eligible servers; for LeastOutstanding, those of
-// them with the fewest calls), so that a server out of rotation does not
-// hand its turns to the one after it.
+// eligible, claimed for one attempt, or nil.
 func (ct *clusterTransport) pick(tried []bool, now time.Time) (*member, bool) {
-	cands := make([]*member, 0, len(ct.members))
 	for {
-		cands = cands[:0]
-		var bestLoad int64
-		for _, m := range ct.members {
-			if tried[m.idx] || !m.eligible(now) {
-				continue
-			}
-			if ct.balancer == LeastOutstanding {
-				load := m.outstanding.Load()
-				if len(cands) > 0 && load > bestLoad {
-					continue
-				}
-				if len(cands) == 0 || load < bestLoad {
-					cands, bestLoad = cands[:0], load
-				}
-			}
-			cands = append(cands, m)
-		}
-		if len(cands) == 0 {
+		best := ct.choose(tried, now)
+		if best == nil {
 			return nil, false
 		}
-		best := cands[ct.next.Add(1)%uint64(len(cands))]
 		if ok, probe := best.take(now); ok {
 			return best, probe
 		}
 		tried[best.idx] = true // another call took its probe
 	}
+}
+
+// choose returns the server the balancer chooses among those not tried
+// and eligible, or nil; it does not claim it. The rotation runs over the
+// candidates only (the eligible servers; for LeastOutstanding, those of
+// them with the fewest calls), so that a server out of rotation does not
+// hand its turns to the one after it.
+func (ct *clusterTransport) choose(tried []bool, now time.Time) *member {
+	cands := make([]*member, 0, len(ct.members))
+	var bestLoad int64
+	for _, m := range ct.members {
+		if tried[m.idx] || !m.eligible(now) {
+			continue
+		}
+		if ct.balancer == LeastOutstanding {
+			load := m.outstanding.Load()
+			if len(cands) > 0 && load > bestLoad {
+				continue
+			}
+			if len(cands) == 0 || load < bestLoad {
+				cands, bestLoad = cands[:0], load
+			}
+		}
+		cands = append(cands, m)
+	}
+	if len(cands) == 0 {
+		return nil
+	}
+	return cands[ct.next.Add(1)%uint64(len(cands))]
+}
+
+// serverChoice is an at-most-once call's search for a server of a cluster
+// to run in: the servers that left the rotation before the call could be
+// sent to them, and why.
+type serverChoice struct {
+	tried     []bool
+	lastErr   error
+	permanent bool // every server that left the rotation refused for good
+}
+
+// chooseSessions returns the session manager of the server a new
+// at-most-once call goes to: the only one for a client of one server; in
+// a cluster, that of the server the balancer picks among those not yet
+// found out of rotation for this call. When there is none it waits for a
+// server's probe, within ctx and the call's retry deadline, or fails with
+// the last server's refusal if every server refused for good.
+func (c *Client) chooseSessions(ctx context.Context, deadline time.Time, p semantics.Policy, sc *serverChoice) (*sessionManager, error) {
+	ct, ok := c.t.(*clusterTransport)
+	if !ok {
+		return c.sessions[0], nil
+	}
+	if sc.tried == nil {
+		sc.tried, sc.permanent = make([]bool, len(ct.members)), true
+	}
+	for {
+		if m := ct.choose(sc.tried, time.Now()); m != nil {
+			return c.sessions[m.idx], nil
+		}
+		if sc.lastErr != nil && sc.permanent {
+			return nil, sc.lastErr
+		}
+		wctx, cancel := withRetryDeadline(ctx, deadline)
+		err := ct.waitForProbe(wctx, ct.members...)
+		cancel()
+		if err != nil {
+			if errors.Is(err, ErrClientClosed) {
+				return nil, semantics.GiveUp(p.Kind(), err)
+			}
+			return nil, semantics.GiveUp(p.Kind(), semantics.NotSent(fmt.Errorf("%w; last refusal: %v", err, sc.lastErr)))
+		}
+		clear(sc.tried)
+		sc.lastErr, sc.permanent = nil, true
+	}
+}
+
+// leftRotation reports whether err says that the server of sm left the
+// rotation before the call could be sent there (its handshake, or its
+// first attempt, refused as not executed): the call then tries another
+// server, and this one is not chosen again until every server was tried.
+func (sc *serverChoice) leftRotation(sm *sessionManager, err error) bool {
+	var oor *outOfRotationError
+	if sm.server < 0 || !errors.As(err, &oor) || !errors.Is(err, ErrNotExecuted) {
+		return false
+	}
+	sc.tried[sm.server] = true
+	sc.lastErr = err
+	sc.permanent = sc.permanent && oor.permanent
+	return true
+}
+
+// outOfRotationError is a request refused, not sent, because its server
+// is out of rotation (its dial failed): the call moves to another server.
+type outOfRotationError struct {
+	addr      string
+	err       error
+	permanent bool // the dial failed for good (a certificate, say)
+}
+
+func (e *outOfRotationError) Error() string {
+	return fmt.Sprintf("rpc: %s is out of rotation: %v", e.addr, e.err)
+}
+
+func (e *outOfRotationError) Unwrap() error { return e.err }
+
+// openOn sends a session handshake to the server at index i, and to no
+// other: it fails, not sent and permanent, with an outOfRotationError if
+// that server is out of rotation, so that the call that needed the
+// session moves to another server.
+func (ct *clusterTransport) openOn(ctx context.Context, i int, req *Request, reply any) error {
+	if ct.isClosed() {
+		return errClosed()
+	}
+	m := ct.members[i]
+	ok, probe := m.take(time.Now())
+	if !ok {
+		_, _, lastErr := m.probeAt()
+		return semantics.Permanent(semantics.NotSent(&outOfRotationError{addr: m.addr, err: fmt.Errorf("last dial: %v", lastErr)}))
+	}
+	err := ct.send(ctx, m, probe, req, reply)
+	if semantics.ClassOf(err) == semantics.ClassNotSent && ctx.Err() == nil && !errors.Is(err, ErrClientClosed) && m.isDown() {
+		return semantics.Permanent(semantics.NotSent(&outOfRotationError{addr: m.addr, err: err, permanent: semantics.IsPermanent(err)}))
+	}
+	return err
 }
 
 // send makes one attempt of a call without a header on m. A session
@@ -419,7 +547,12 @@ func (ct *clusterTransport) send(ctx context.Context, m *member, probe bool, req
 			}
 		case semantics.ClassNone:
 			if rep, ok := reply.(*OpenReply); ok && !rep.Client.IsZero() {
-				ct.addRoute(rep.Client, m)
+				domain := rep.Domain
+				if len(domain) > maxDomainBytes {
+					domain = "" // not a name a semrpc server sends: no domain
+				}
+				m.setDomain(domain)
+				ct.addRoute(rep.Client, m, domain)
 			}
 		}
 	}
@@ -440,7 +573,7 @@ func (ct *clusterTransport) queueCloses(ids []semantics.ClientID) {
 	}
 }
 
-func (ct *clusterTransport) addRoute(id semantics.ClientID, m *member) {
+func (ct *clusterTransport) addRoute(id semantics.ClientID, m *member, domain string) {
 	ct.mu.Lock()
 	defer ct.mu.Unlock()
 	if len(ct.routes) >= maxRoutes {
@@ -449,24 +582,25 @@ func (ct *clusterTransport) addRoute(id semantics.ClientID, m *member) {
 			break
 		}
 	}
-	ct.routes[id] = &route{m: m, maybe: make(map[uint64]struct{})}
+	ct.routes[id] = &route{m: m, domain: domain, maybe: make(map[uint64]struct{})}
 }
 
-// sessionServer returns the server of h's session, after forgetting the
-// session's calls below its ack, or nil if the session is unknown.
-func (ct *clusterTransport) sessionServer(h *semantics.Header) *member {
+// sessionServer returns the server of h's session and its domain, after
+// forgetting the session's calls below its ack, or nil if the session is
+// unknown.
+func (ct *clusterTransport) sessionServer(h *semantics.Header) (*member, string) {
 	ct.mu.Lock()
 	defer ct.mu.Unlock()
 	rt := ct.routes[h.Client]
 	if rt == nil {
-		return nil
+		return nil, ""
 	}
 	for seq := range rt.maybe {
 		if seq < h.Ack {
 			delete(rt.maybe, seq)
 		}
 	}
-	return rt.m
+	return rt.m, rt.domain
 }
 
 // mayHaveRun reports whether an attempt of h's call may have executed on
@@ -496,53 +630,127 @@ func (ct *clusterTransport) dropRoute(id semantics.ClientID) {
 	ct.mu.Unlock()
 }
 
-// pinned sends an attempt of an at-most-once call to its session's server,
-// and never elsewhere.
+// pinned sends an attempt of an at-most-once call to its session's server.
+// While that server is out of rotation, an attempt that may have run
+// there goes only to a server of the same exactly-once domain (one that
+// can see the session's records), and to no other.
 func (ct *clusterTransport) pinned(ctx context.Context, req *Request, reply any) error {
 	h := req.Header
-	m := ct.sessionServer(h)
-	if m == nil {
+	home, domain := ct.sessionServer(h)
+	if home == nil {
 		return semantics.Permanent(semantics.NotSent(fmt.Errorf(
 			"rpc: cluster: the server of session %v is not known: %w", h.Client, semantics.ErrSessionExpired)))
 	}
 	for {
-		ok, probe := m.take(time.Now())
-		if ok {
-			r := *req
-			r.WaitForReady = false
-			m.outstanding.Add(1)
-			err := m.t.RoundTrip(ctx, &r, reply)
-			m.outstanding.Add(-1)
-			if probe {
-				m.endProbe()
-			}
-			class := semantics.ClassOf(err)
-			switch class {
-			case semantics.ClassMaybeExecuted:
-				ct.markMaybe(h)
-			case semantics.ClassRejected:
-				if errors.Is(err, semantics.ErrSessionExpired) || errors.Is(err, semantics.ErrEpochMismatch) {
-					ct.dropRoute(h.Client)
-				}
-			}
-			if class != semantics.ClassNotSent || ctx.Err() != nil || errors.Is(err, ErrClientClosed) || !m.isDown() {
+		if sent, err := ct.attemptOn(ctx, home, true, req, reply); sent {
+			if semantics.ClassOf(err) != semantics.ClassNotSent || ctx.Err() != nil || errors.Is(err, ErrClientClosed) || !home.isDown() {
 				return err
 			}
 		}
-		// m is out of rotation.
+		// home is out of rotation.
 		if !ct.mayHaveRun(h) {
-			return ct.movedError(m, h)
+			return ct.movedError(home, h)
+		}
+		if domain != "" {
+			if sent, err := ct.sendInDomain(ctx, home, domain, req, reply); sent {
+				return err
+			}
 		}
 		if !req.WaitForReady {
-			at, _, lastErr := m.probeAt()
+			at, _, lastErr := home.probeAt()
+			where := "so it is not sent to another server"
+			if domain != "" {
+				where = fmt.Sprintf("and no other server of its domain %q is in rotation", domain)
+			}
 			return semantics.NotSent(fmt.Errorf(
-				"rpc: %s out of rotation (probed again in %v; last dial: %v); call %d of session %v may have run there, so it is not sent to another server",
-				m.addr, time.Until(at).Round(time.Millisecond), lastErr, h.Seq, h.Client))
+				"rpc: %s out of rotation (probed again in %v; last dial: %v); call %d of session %v may have run there, %s",
+				home.addr, time.Until(at).Round(time.Millisecond), lastErr, h.Seq, h.Client, where))
 		}
-		if err := ct.waitForProbe(ctx, m); err != nil {
+		waitOn := []*member{home}
+		if domain != "" {
+			waitOn = ct.members
+		}
+		if err := ct.waitForProbe(ctx, waitOn...); err != nil {
 			return err
 		}
 	}
+}
+
+// attemptOn makes one attempt of the at-most-once call req on m, if m can
+// take it now, and reports whether it was made. home says m is the
+// server of req's session (whose refusal of the session forgets it).
+func (ct *clusterTransport) attemptOn(ctx context.Context, m *member, home bool, req *Request, reply any) (sent bool, err error) {
+	ok, probe := m.take(time.Now())
+	if !ok {
+		return false, nil
+	}
+	r := *req
+	r.WaitForReady = false
+	m.outstanding.Add(1)
+	err = m.t.RoundTrip(ctx, &r, reply)
+	m.outstanding.Add(-1)
+	if probe {
+		m.endProbe()
+	}
+	switch semantics.ClassOf(err) {
+	case semantics.ClassMaybeExecuted:
+		ct.markMaybe(req.Header)
+	case semantics.ClassRejected:
+		if home && (errors.Is(err, semantics.ErrSessionExpired) || errors.Is(err, semantics.ErrEpochMismatch)) {
+			ct.dropRoute(req.Header.Client)
+		}
+	}
+	return true, err
+}
+
+// sendInDomain sends an attempt that may have run on home, which is out of
+// rotation, to another server of home's exactly-once domain: the first,
+// in rotation order, that takes it. A server whose domain the client has
+// not learned yet is asked with a handshake of its own first. It reports
+// whether an attempt was made (the error is then the call's), and makes
+// none if no server of the domain could take it.
+func (ct *clusterTransport) sendInDomain(ctx context.Context, home *member, domain string, req *Request, reply any) (sent bool, err error) {
+	n := len(ct.members)
+	first := int(ct.next.Add(1) % uint64(n))
+	for k := range n {
+		m := ct.members[(first+k)%n]
+		if m == home || !m.eligible(time.Now()) {
+			continue
+		}
+		d, known := m.domainOf()
+		if !known {
+			d, known = ct.learnDomain(ctx, m, req.Metadata)
+		}
+		if !known || d != domain {
+			continue
+		}
+		sent, err := ct.attemptOn(ctx, m, false, req, reply)
+		if !sent {
+			continue
+		}
+		if semantics.ClassOf(err) != semantics.ClassNotSent || ctx.Err() != nil || errors.Is(err, ErrClientClosed) || !m.isDown() {
+			return true, err
+		}
+	}
+	return false, nil
+}
+
+// learnDomain asks m for its exactly-once domain with a session handshake
+// (carrying md, the call's metadata, as a handshake does), and queues the
+// session it opens to be ended with m's next handshake, or by Close.
+func (ct *clusterTransport) learnDomain(ctx context.Context, m *member, md Metadata) (string, bool) {
+	ok, probe := m.take(time.Now())
+	if !ok {
+		return "", false
+	}
+	var rep OpenReply
+	req := Request{ServiceMethod: openMethod, Args: &OpenArgs{Version: 2}, Timeout: remaining(ctx, time.Now()), Metadata: md}
+	err := ct.send(ctx, m, probe, &req, &rep)
+	if err != nil || rep.Client.IsZero() {
+		return "", false
+	}
+	ct.queueCloses([]semantics.ClientID{rep.Client})
+	return m.domainOf()
 }
 
 // movedError refuses, as not sent, a call of a session whose server is out
@@ -550,9 +758,11 @@ func (ct *clusterTransport) pinned(ctx context.Context, req *Request, reply any)
 // and makes the call again in a new one, on a server that is up.
 func (ct *clusterTransport) movedError(m *member, h *semantics.Header) error {
 	_, _, lastErr := m.probeAt()
-	return semantics.Permanent(semantics.NotSent(fmt.Errorf(
-		"rpc: %s, the server of session %v, is out of rotation (last dial: %v); call %d never ran there, and moves to a new session: %w",
-		m.addr, h.Client, lastErr, h.Seq, semantics.ErrSessionExpired)))
+	return semantics.Permanent(semantics.NotSent(&outOfRotationError{
+		addr:      m.addr,
+		err:       fmt.Errorf("the server of session %v (last dial: %v); call %d never ran there, and moves to a new session: %w", h.Client, lastErr, h.Seq, semantics.ErrSessionExpired),
+		permanent: semantics.IsPermanent(lastErr),
+	}))
 }
 
 // waitForProbe waits until one of ms is due a probe (or back in rotation),

@@ -216,13 +216,17 @@ func (s *Server) open(args *OpenArgs) (*OpenReply, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &OpenReply{
+	rep := &OpenReply{
 		Epoch:    s.table.Epoch(),
 		Durable:  s.durable,
 		Client:   id,
 		Lease:    int64(s.table.Lease()),
 		MaxCalls: s.table.MaxCalls(),
-	}, nil
+	}
+	if ds, ok := s.table.Store().(semantics.DomainStore); ok {
+		rep.Domain = ds.Domain()
+	}
+	return rep, nil
 }
 
 // ArgsDecoder decodes one request's arguments into v, a pointer to a fresh
