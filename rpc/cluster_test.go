@@ -56,11 +56,12 @@ type clusterNode struct {
 	svc  *Node
 	addr string
 	srv  *Server
+	opts []Option // the server's, beside its logger
 	done chan error
 }
 
-func startClusterNode(t *testing.T, name string) *clusterNode {
-	n := &clusterNode{t: t, svc: &Node{name: name, entered: make(chan struct{}, 16), release: make(chan struct{})}, addr: "127.0.0.1:0"}
+func startClusterNode(t *testing.T, name string, opts ...Option) *clusterNode {
+	n := &clusterNode{t: t, svc: &Node{name: name, entered: make(chan struct{}, 16), release: make(chan struct{})}, addr: "127.0.0.1:0", opts: opts}
 	n.start()
 	t.Cleanup(n.stop)
 	return n
@@ -73,7 +74,7 @@ func (n *clusterNode) start() {
 		n.t.Fatal(err)
 	}
 	n.addr = l.Addr().String()
-	n.srv = NewServer(WithLogger(discardLogger()))
+	n.srv = NewServer(append([]Option{WithLogger(discardLogger())}, n.opts...)...)
 	if err := n.srv.RegisterName("Node", n.svc); err != nil {
 		n.t.Fatal(err)
 	}

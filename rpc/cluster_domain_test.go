@@ -1,0 +1,360 @@
+package rpc
+
+import (
+	"context"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"go.etcd.io/bbolt"
+
+	"github.com/semrpc/semrpc/semantics"
+)
+
+func openTestBolt(t *testing.T, name string) *semantics.BoltStore {
+	t.Helper()
+	st, err := semantics.OpenBoltStore(filepath.Join(t.TempDir(), name), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() }) // after the servers on it: cleanups run last first
+	return st
+}
+
+// TestDialClusterEveryPolicySpreadsOverTheServersInRotation: with one
+// server of three out of rotation, 300 sequential calls go 150 / 150 to
+// the two that are up, under at-least-once, at-most-once and exactly-once
+// alike: an at-most-once call is balanced like any other, in the session
+// the client holds with the server it goes to.
+func TestDialClusterEveryPolicySpreadsOverTheServersInRotation(t *testing.T) {
+	tests := []struct {
+		name     string
+		policy   semantics.Policy
+		durable  bool
+		sessions uint64 // opened by the client: one per server it used
+	}{
+		{"at-least-once", semantics.AtLeastOnce(), false, 0},
+		{"at-most-once", semantics.AtMostOnce(), false, 2},
+		{"exactly-once", semantics.ExactlyOnce(), true, 2},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var nodes []*clusterNode
+			for _, name := range []string{"a", "b", "c"} {
+				var opts []Option
+				if tt.durable {
+					opts = append(opts, WithDurableStore(openTestBolt(t, name+".db")))
+				}
+				nodes = append(nodes, startClusterNode(t, name, opts...))
+			}
+			nodes[1].stop()
+			// Eager: b is found down at dial; an hour's backoff keeps it out.
+			c := dialCluster(t, nodes, WithSemantics(tt.policy), WithEagerDial(), WithRedialBackoff(time.Hour, time.Hour))
+			const calls = 300
+			ran := map[string]int{}
+			for i := range calls {
+				var who string
+				if err := c.Call(ctxT(t), "Node.Name", i, &who); err != nil {
+					t.Fatalf("call %d: %v", i, err)
+				}
+				ran[who]++
+			}
+			t.Logf("%s: a %d, b %d, c %d", tt.name, ran["a"], ran["b"], ran["c"])
+			if ran["a"] != calls/2 || ran["c"] != calls/2 || ran["b"] != 0 {
+				t.Errorf("%d sequential calls ran a %d, b (down) %d, c %d; want %d, 0, %d",
+					calls, ran["a"], ran["b"], ran["c"], calls/2, calls/2)
+			}
+			if st := c.Stats(); st.SessionsOpened != tt.sessions || st.SessionResets != 0 {
+				t.Errorf("sessions opened %d, reset %d; want %d, 0", st.SessionsOpened, st.SessionResets, tt.sessions)
+			}
+		})
+	}
+}
+
+// TestDialClusterConcurrentAtMostOnceCallsSpreadOverTheServers: calls of
+// many goroutines of one client reach every server, each in that
+// server's session.
+func TestDialClusterConcurrentAtMostOnceCallsSpreadOverTheServers(t *testing.T) {
+	nodes := []*clusterNode{startClusterNode(t, "a"), startClusterNode(t, "b"), startClusterNode(t, "c")}
+	c := dialCluster(t, nodes, WithSemantics(semantics.AtMostOnce()))
+	const callers, each = 8, 30
+	errs := make(chan error, callers)
+	for g := range callers {
+		go func() {
+			for i := range each {
+				var who string
+				if err := c.Call(ctxT(t), "Node.Name", g*each+i, &who); err != nil {
+					errs <- err
+					return
+				}
+			}
+			errs <- nil
+		}()
+	}
+	for range callers {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	total := int64(0)
+	for _, n := range nodes {
+		got := n.svc.calls.Load()
+		total += got
+		t.Logf("server %s ran %d of %d calls", n.svc.name, got, callers*each)
+		if got == 0 {
+			t.Errorf("server %s ran none of %d concurrent at-most-once calls", n.svc.name, callers*each)
+		}
+	}
+	if total != callers*each {
+		t.Errorf("the servers ran %d calls, want %d", total, callers*each)
+	}
+	c.Close()
+	for _, n := range nodes {
+		if st := n.srv.Table().Stats(); st.Opened != 1 || st.Sessions != 0 {
+			t.Errorf("server %s: sessions opened %d, live after Close %d; want 1, 0", n.svc.name, st.Opened, st.Sessions)
+		}
+	}
+}
+
+// domainBolt is a bbolt store that says it is shared: servers given the
+// same domainBolt share its table, so each sees the sessions and records
+// of the others, as replicas on one database do.
+type domainBolt struct {
+	*semantics.BoltStore
+	name string
+}
+
+func (d domainBolt) Domain() string { return d.name }
+
+var _ semantics.DomainStore = domainBolt{}
+
+// Ledger is a durable test service: Add adds to a count kept in the store,
+// and answers which server ran it and the count after it.
+type Ledger struct {
+	name string
+	st   *semantics.BoltStore
+	runs atomic.Int64 // Add's runs on this server
+}
+
+func (s *Ledger) Add(ctx context.Context, by int, reply *string) error {
+	s.runs.Add(1)
+	return s.st.Update(ctx, func(tx *bbolt.Tx) error {
+		b, err := tx.CreateBucketIfNotExists([]byte("ledger"))
+		if err != nil {
+			return err
+		}
+		n := 0
+		if v := b.Get([]byte("n")); len(v) == 8 {
+			n = int(binary.BigEndian.Uint64(v))
+		}
+		n += by
+		*reply = fmt.Sprintf("%s:%d", s.name, n)
+		return b.Put([]byte("n"), binary.BigEndian.AppendUint64(nil, uint64(n)))
+	})
+}
+
+func ledgerCount(t *testing.T, st *semantics.BoltStore) int {
+	t.Helper()
+	n := 0
+	err := st.View(context.Background(), func(tx *bbolt.Tx) error {
+		if b := tx.Bucket([]byte("ledger")); b != nil {
+			if v := b.Get([]byte("n")); len(v) == 8 {
+				n = int(binary.BigEndian.Uint64(v))
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// replicaRig is two servers, each behind a gate the test can shut, whose
+// first Ledger.Add holds its reply (the call has run and committed) until
+// the test releases it.
+type replicaRig struct {
+	srvs   [2]*clusterNode
+	ledger [2]*Ledger
+	gates  [2]*gateProxy
+	stores [2]*semantics.BoltStore
+	held   chan int      // the index of the server holding the first Add's reply
+	reply  chan struct{} // closed to let the held reply go
+}
+
+// startReplicaRig starts the two servers, on stores[i] made durable by
+// wrap(i) (the same store for both to share one domain).
+func startReplicaRig(t *testing.T, stores [2]*semantics.BoltStore, wrap func(i int) semantics.Store) *replicaRig {
+	r := &replicaRig{stores: stores, held: make(chan int, 1), reply: make(chan struct{})}
+	var armed atomic.Bool
+	armed.Store(true)
+	for i := range 2 {
+		name := string(rune('a' + i))
+		hold := func(ctx context.Context, call *CallInfo, next Handler) error {
+			err := next(ctx, call)
+			if call.ServiceMethod == "Ledger.Add" && armed.CompareAndSwap(true, false) {
+				r.held <- i
+				select {
+				case <-r.reply:
+				case <-ctx.Done():
+				}
+			}
+			return err
+		}
+		r.srvs[i] = startClusterNode(t, name, WithDurableStore(wrap(i)), WithServerInterceptor(hold))
+		r.ledger[i] = &Ledger{name: name, st: stores[i]}
+		if err := r.srvs[i].srv.Register(r.ledger[i]); err != nil {
+			t.Fatal(err)
+		}
+		r.gates[i] = startGateProxy(t, r.srvs[i].addr)
+	}
+	t.Cleanup(func() {
+		select {
+		case <-r.reply:
+		default:
+			close(r.reply)
+		}
+	})
+	return r
+}
+
+func (r *replicaRig) dial(t *testing.T, p semantics.Policy) *Client {
+	return dialCluster(t, []*clusterNode{{addr: r.gates[0].addr}, {addr: r.gates[1].addr}}, WithSemantics(p))
+}
+
+// TestDialClusterCallThatMayHaveRunMovesWithinItsDomain: two servers on
+// one shared durable store (one exactly-once domain). A call runs and
+// commits on one; its server is cut off before the reply leaves (its
+// listener and connections shut). The call completes on the other server
+// with its original reply, and ran exactly once: the second server
+// answered it from the record of the first. It works whether or not the
+// client had learned the second server's domain before (it asks it with a
+// handshake when it needs to).
+func TestDialClusterCallThatMayHaveRunMovesWithinItsDomain(t *testing.T) {
+	for _, policy := range []semantics.Policy{semantics.ExactlyOnce(), semantics.AtMostOnce()} {
+		for _, warm := range []bool{false, true} {
+			t.Run(fmt.Sprintf("%v/warm=%v", policy.Kind(), warm), func(t *testing.T) {
+				st := openTestBolt(t, "shared.db")
+				shared := domainBolt{st, "orders"}
+				r := startReplicaRig(t, [2]*semantics.BoltStore{st, st}, func(int) semantics.Store { return shared })
+				c := r.dial(t, policy)
+				base := 0
+				if warm { // a call to each server: the client holds a session with both
+					for i := range 2 {
+						var who string
+						if err := c.Call(ctxT(t), "Node.Name", i, &who); err != nil {
+							t.Fatal(err)
+						}
+					}
+				}
+				var reply string
+				call := c.Go(ctxT(t), "Ledger.Add", 1, &reply)
+				var h int
+				select {
+				case h = <-r.held:
+				case <-call.Done:
+					t.Fatalf("the call ended before its reply was held: %v", call.Err)
+				case <-ctxT(t).Done():
+					t.Fatal("the call never ran")
+				}
+				base = ledgerCount(t, st) // committed before the reply is held
+				r.gates[h].refuse()       // its server is gone: listener and connections
+				close(r.reply)            // the reply is written into a closed connection
+				<-call.Done
+				want := fmt.Sprintf("%s:1", r.srvs[h].svc.name)
+				if call.Err != nil || reply != want {
+					t.Fatalf("call whose server was cut off after it ran: %q %v; want %q, the original reply", reply, call.Err, want)
+				}
+				if got := ledgerCount(t, st); got != 1 || base != 1 {
+					t.Fatalf("the count is %d (%d when the reply was held); want 1: the call ran exactly once", got, base)
+				}
+				if n := r.ledger[1-h].runs.Load(); n != 0 {
+					t.Fatalf("the second server ran the method %d times; it must answer from the record", n)
+				}
+				if n := r.ledger[h].runs.Load(); n != 1 {
+					t.Fatalf("the first server ran the method %d times, want 1", n)
+				}
+				if c.Servers()[h].InRotation {
+					t.Fatal("the cut-off server is still in rotation; the call did not move because it was down")
+				}
+			})
+		}
+	}
+}
+
+// TestDialClusterCallThatMayHaveRunStaysOutsideOtherDomains: R20 holds
+// between servers of different domains, and between servers that name
+// none: a call that may have run on a server that is cut off is never
+// sent to the other, and ends as may-have-executed when its context ends.
+func TestDialClusterCallThatMayHaveRunStaysOutsideOtherDomains(t *testing.T) {
+	tests := []struct {
+		name string
+		wrap func(st *semantics.BoltStore, i int) semantics.Store
+	}{
+		{"different domains", func(st *semantics.BoltStore, i int) semantics.Store {
+			return domainBolt{st, fmt.Sprintf("orders-%d", i)}
+		}},
+		{"no domain", func(st *semantics.BoltStore, _ int) semantics.Store { return st }},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			stores := [2]*semantics.BoltStore{openTestBolt(t, "a.db"), openTestBolt(t, "b.db")}
+			r := startReplicaRig(t, stores, func(i int) semantics.Store { return tt.wrap(stores[i], i) })
+			c := r.dial(t, semantics.ExactlyOnce())
+			for i := range 2 { // both servers known, so that their domains are
+				var who string
+				if err := c.Call(ctxT(t), "Node.Name", i, &who); err != nil {
+					t.Fatal(err)
+				}
+			}
+			ctx, cancel := context.WithTimeout(ctxT(t), 300*time.Millisecond)
+			defer cancel()
+			var reply string
+			call := c.Go(ctx, "Ledger.Add", 1, &reply)
+			h := <-r.held
+			r.gates[h].refuse()
+			close(r.reply)
+			<-call.Done
+			if !errors.Is(call.Err, ErrMaybeExecuted) {
+				t.Fatalf("call that may have run, its server cut off: %v; want ErrMaybeExecuted", call.Err)
+			}
+			if n := r.ledger[1-h].runs.Load(); n != 0 || ledgerCount(t, stores[1-h]) != 0 {
+				t.Fatalf("the other server ran the method %d times; it cannot see the call's record", n)
+			}
+			if got := ledgerCount(t, stores[h]); got != 1 {
+				t.Fatalf("the first server's count is %d, want 1", got)
+			}
+		})
+	}
+}
+
+func TestServerSaysItsDomainAtOpen(t *testing.T) {
+	st := openTestBolt(t, "d.db")
+	tests := []struct {
+		name  string
+		opts  []Option
+		want  string
+		durab bool
+	}{
+		{"in memory", nil, "", false},
+		{"durable, no domain", []Option{WithDurableStore(openTestBolt(t, "plain.db"))}, "", true},
+		{"durable, domain", []Option{WithDurableStore(domainBolt{st, "orders"})}, "orders", true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			srv := NewServer(tt.opts...)
+			defer srv.Close()
+			rep, err := srv.open(&OpenArgs{Version: 2})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if rep.Domain != tt.want || rep.Durable != tt.durab {
+				t.Fatalf("OpenReply domain %q durable %v; want %q %v", rep.Domain, rep.Durable, tt.want, tt.durab)
+			}
+		})
+	}
+}
