@@ -74,18 +74,24 @@ const maxPendingCloses = 64
 // the request was written) is sent to another at once, under every policy,
 // NoRetry included: it did not run.
 //
-// At-most-once and exactly-once calls run in sessions, and each server has
-// its own table (and store), so a session belongs to the server that opened
-// it: every attempt of such a call goes to that server, and an attempt that
-// may have executed there is never sent to another. While that server is
-// out of rotation, a call of its session that was never sent is refused as
-// not executed with the session, and the client makes it again in a new
-// session on a server that is up; a call that may have run waits for its
-// server (within its context) or ends as may-have-executed. New sessions
-// are spread over the servers like other calls, but a client uses one
-// session at a time (another only while a slow call holds the first's
-// window full): one client's at-most-once calls run on one server at a
-// time, and many clients spread.
+// At-most-once and exactly-once calls run in sessions, and the client
+// holds one session per server (opened with the first such call that goes
+// there), so they are balanced like any other call: the balancer picks the
+// server of a call's first attempt, and the call runs in that server's
+// session. A session lives in its server's table (and store), so every
+// later attempt of the call goes to that server, and an attempt that may
+// have executed there is sent to no server that cannot see the session's
+// records. While the server is out of rotation, a call that never ran
+// there is refused as not executed with the session, and the client makes
+// it again in the session of a server that is up; a call that may have
+// run waits for its server (within its context) or ends as
+// may-have-executed — unless its server named an exactly-once domain at
+// the handshake (its durable store is a semantics.DomainStore shared by
+// several servers): then the attempt goes, with the same session and
+// sequence number, to another server of that domain, which answers it from
+// the record or runs it exactly once. The client asks a server whose
+// domain it does not know yet with a handshake of its own, whose session
+// it ends at its next handshake there or at Close.
 //
 // addrs must not be empty, and must not list an address twice. Options are
 // those of Dial; WithTLS applies to every server.
@@ -122,7 +128,10 @@ func DialCluster(ctx context.Context, network string, addrs []string, opts ...Op
 
 // clusterTransport is the Transport behind DialCluster: one stream
 // transport per server, a balancer over those in rotation, and the server
-// of each at-most-once session.
+// (and exactly-once domain) of each at-most-once session. The client's
+// session managers, one per server, send their handshakes to their own
+// server (openOn); the transport routes every attempt with a header by its
+// session.
 type clusterTransport struct {
 	members  []*member
 	balancer Balancer
@@ -320,8 +329,8 @@ func (ct *clusterTransport) connectAny(ctx context.Context) error {
 }
 
 // RoundTrip sends req to one server: the server of its session if it has a
-// header, else one chosen by the balancer, moving to another server while
-// attempts are not sent.
+// header (or another of its domain, see pinned), else one chosen by the
+// balancer, moving to another server while attempts are not sent.
 func (ct *clusterTransport) RoundTrip(ctx context.Context, req *Request, reply any) error {
 	if ct.isClosed() {
 		return errClosed()
