@@ -308,6 +308,20 @@ func (m *member) takeCloses() []semantics.ClientID {
 	return ids
 }
 
+// closesPending reports whether sessions wait, on any server, to be ended
+// there.
+func (ct *clusterTransport) closesPending() bool {
+	for _, m := range ct.members {
+		m.mu.Lock()
+		n := len(m.closes)
+		m.mu.Unlock()
+		if n > 0 {
+			return true
+		}
+	}
+	return false
+}
+
 // connectAny connects to every server, and fails only if none answers.
 func (ct *clusterTransport) connectAny(ctx context.Context) error {
 	errs := make([]error, len(ct.members))
@@ -823,8 +837,9 @@ func (ct *clusterTransport) noServerError() error {
 }
 
 // closeSessions ends sessions on their servers: each server is sent the
-// sessions it opened, with those queued for it. Servers out of rotation
-// are skipped (their sessions expire with their lease).
+// sessions it opened, with those queued for it. The sessions of a server
+// out of rotation go to another server of its exactly-once domain, which
+// sees them, or, if there is none, are left to expire with their lease.
 func (ct *clusterTransport) closeSessions(ctx context.Context, req *Request, reply any) error {
 	args, ok := req.Args.(*CloseArgs)
 	if !ok {
@@ -835,12 +850,18 @@ func (ct *clusterTransport) closeSessions(ctx context.Context, req *Request, rep
 	closed := 0
 	for _, m := range ct.members {
 		ids := m.takeCloses()
-		if len(ids) == 0 || m.isDown() {
+		if len(ids) == 0 {
 			continue
+		}
+		to := m
+		if m.isDown() {
+			if to = ct.domainPeer(m); to == nil {
+				continue
+			}
 		}
 		var rep CloseReply
 		r := Request{ServiceMethod: closeMethod, Args: &CloseArgs{IDs: ids}, Timeout: req.Timeout, Metadata: req.Metadata}
-		if err := m.t.RoundTrip(ctx, &r, &rep); err != nil {
+		if err := to.t.RoundTrip(ctx, &r, &rep); err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", m.addr, err))
 			continue
 		}
@@ -850,6 +871,21 @@ func (ct *clusterTransport) closeSessions(ctx context.Context, req *Request, rep
 		rep.Closed = closed
 	}
 	return errors.Join(errs...)
+}
+
+// domainPeer returns a server in rotation of m's exactly-once domain, or
+// nil if m names none or none is in rotation.
+func (ct *clusterTransport) domainPeer(m *member) *member {
+	domain, _ := m.domainOf()
+	if domain == "" {
+		return nil
+	}
+	for _, o := range ct.members {
+		if d, _ := o.domainOf(); o != m && d == domain && !o.isDown() {
+			return o
+		}
+	}
+	return nil
 }
 
 // Close closes every server's transport; calls pending on them fail.

@@ -281,6 +281,13 @@ func TestDialClusterCallThatMayHaveRunMovesWithinItsDomain(t *testing.T) {
 				if c.Servers()[h].InRotation {
 					t.Fatal("the cut-off server is still in rotation; the call did not move because it was down")
 				}
+				// Close ends every session of the client, those opened on
+				// the cut-off server too: the other server of the domain
+				// sees them.
+				c.Close()
+				if st := r.srvs[0].srv.Table().Stats(); st.Sessions != 0 || st.Opened == 0 {
+					t.Fatalf("the shared table after Close: %d sessions opened, %d live; want none live", st.Opened, st.Sessions)
+				}
 			})
 		}
 	}

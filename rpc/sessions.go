@@ -448,7 +448,7 @@ func (m *sessionManager) collect() ([]semantics.ClientID, Metadata) {
 // closeOnServer ends the sessions ids on the server, best effort, within
 // timeout, with the metadata md (a handshake's).
 func (m *sessionManager) closeOnServer(ids []semantics.ClientID, md Metadata, timeout time.Duration) {
-	if len(ids) == 0 {
+	if ct, ok := m.c.t.(*clusterTransport); len(ids) == 0 && (!ok || !ct.closesPending()) {
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
