@@ -920,6 +920,9 @@ type ServerStatus struct {
 	LastError error
 	// Outstanding counts this client's attempts in progress on it.
 	Outstanding int
+	// Domain is the exactly-once domain the server named in its latest
+	// session handshake with this client ("" for none, or none yet).
+	Domain string
 }
 
 // Servers returns the state of each server of a client made by
@@ -932,7 +935,7 @@ func (c *Client) Servers() []ServerStatus {
 	out := make([]ServerStatus, len(ct.members))
 	for i, m := range ct.members {
 		m.mu.Lock()
-		out[i] = ServerStatus{Addr: m.addr, InRotation: !m.down, LastError: m.lastErr, Outstanding: int(m.outstanding.Load())}
+		out[i] = ServerStatus{Addr: m.addr, InRotation: !m.down, LastError: m.lastErr, Outstanding: int(m.outstanding.Load()), Domain: m.domain}
 		if m.down {
 			out[i].NextProbe = m.nextProbe
 		}

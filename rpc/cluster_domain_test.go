@@ -278,8 +278,13 @@ func TestDialClusterCallThatMayHaveRunMovesWithinItsDomain(t *testing.T) {
 				if n := r.ledger[h].runs.Load(); n != 1 {
 					t.Fatalf("the first server ran the method %d times, want 1", n)
 				}
-				if c.Servers()[h].InRotation {
-					t.Fatal("the cut-off server is still in rotation; the call did not move because it was down")
+				for i, st := range c.Servers() {
+					if i == h && st.InRotation {
+						t.Fatal("the cut-off server is still in rotation; the call did not move because it was down")
+					}
+					if st.Domain != "orders" {
+						t.Errorf("Servers()[%d].Domain = %q, want the domain it named, %q", i, st.Domain, "orders")
+					}
 				}
 				// Close ends every session of the client, those opened on
 				// the cut-off server too: the other server of the domain
