@@ -233,6 +233,10 @@ func (c *Client) retryBound(ctx context.Context, p semantics.Policy) (time.Time,
 // that the server may have forgotten the session, and the call ends as
 // may-have-executed. A call that the server refuses because it does not
 // know the session, and that never ran, is made again in a new session.
+// In a cluster client the balancer first picks the server, and the call
+// runs in that server's session; a call not sent because its server left
+// the rotation (its handshake or its first attempt refused, not sent)
+// tries the next server (see chooseSessions).
 func (c *Client) invokeOnce(ctx context.Context, serviceMethod string, args, reply any, p semantics.Policy, rm *ReplyMetadata) error {
 	deadline, wait := c.retryBound(ctx, p)
 	var (

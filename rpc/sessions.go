@@ -11,7 +11,9 @@ import (
 	"github.com/semrpc/semrpc/semantics"
 )
 
-// sessionManager owns a client's at-most-once sessions. It opens them with
+// sessionManager owns a client's at-most-once sessions with one server (a
+// cluster client has one manager per server, each sending its handshakes
+// to its own server; Client.Close closes them all at once). It opens them with
 // the server's handshake (one handshake at a time, shared by the calls that
 // wait for it, each waiting under its own context), hands out sequence
 // numbers, moves new calls to a fresh session when a slow call holds the
