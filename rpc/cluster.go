@@ -689,9 +689,14 @@ func (ct *clusterTransport) pinned(ctx context.Context, req *Request, reply any)
 				"rpc: %s out of rotation (probed again in %v; last dial: %v); call %d of session %v may have run there, %s",
 				home.addr, time.Until(at).Round(time.Millisecond), lastErr, h.Seq, h.Client, where))
 		}
+		// Wait for home or a server known to be of its domain; servers
+		// whose domain is unknown are asked again after that wait, which
+		// home's probe backoff paces.
 		waitOn := []*member{home}
-		if domain != "" {
-			waitOn = ct.members
+		for _, m := range ct.members {
+			if d, _ := m.domainOf(); domain != "" && m != home && d == domain {
+				waitOn = append(waitOn, m)
+			}
 		}
 		if err := ct.waitForProbe(ctx, waitOn...); err != nil {
 			return err
@@ -700,7 +705,7 @@ func (ct *clusterTransport) pinned(ctx context.Context, req *Request, reply any)
 }
 
 // attemptOn makes one attempt of the at-most-once call req on m, if m can
-// take it now, and reports whether it was made. home says m is the
+// take it now, and reports whether it was made (sent or not). home says m is the
 // server of req's session (whose refusal of the session forgets it).
 func (ct *clusterTransport) attemptOn(ctx context.Context, m *member, home bool, req *Request, reply any) (sent bool, err error) {
 	ok, probe := m.take(time.Now())
