@@ -2,6 +2,7 @@ package rpc
 
 import (
 	"context"
+	"crypto/tls"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -366,6 +367,69 @@ func TestServerSaysItsDomainAtOpen(t *testing.T) {
 			}
 			if rep.Domain != tt.want || rep.Durable != tt.durab {
 				t.Fatalf("OpenReply domain %q durable %v; want %q %v", rep.Domain, rep.Durable, tt.want, tt.durab)
+			}
+		})
+	}
+}
+
+// TestDialClusterSessionHandshakeGoesToItsServerOnly: a new at-most-once
+// call whose chosen server refuses connections is not sent; it moves, with
+// its session, to a server that is up, and the down server's session
+// handshake is never sent anywhere else.
+func TestDialClusterSessionHandshakeGoesToItsServerOnly(t *testing.T) {
+	nodes := []*clusterNode{startClusterNode(t, "a"), startClusterNode(t, "b"), startClusterNode(t, "c")}
+	nodes[1].stop() // not eager: b stays in rotation until a call finds it refusing
+	c := dialCluster(t, nodes, WithSemantics(semantics.AtMostOnce()), WithRedialBackoff(time.Hour, time.Hour))
+	for i := range 10 {
+		var who string
+		if err := c.Call(ctxT(t), "Node.Name", i, &who); err != nil {
+			t.Fatalf("call %d: %v", i, err)
+		}
+		if who == "b" {
+			t.Fatalf("call %d ran on the stopped server", i)
+		}
+	}
+	if c.Servers()[1].InRotation {
+		t.Fatal("no call found b refusing: the test did not send a handshake to it")
+	}
+	st := c.Stats()
+	if st.SessionsOpened != 2 || st.SessionResets != 0 {
+		t.Fatalf("sessions opened %d, reset %d; want 2 (a and c), 0", st.SessionsOpened, st.SessionResets)
+	}
+	for _, n := range []*clusterNode{nodes[0], nodes[2]} {
+		if got := n.srv.Table().Stats().Opened; got != 1 {
+			t.Errorf("server %s opened %d sessions, want 1", n.svc.name, got)
+		}
+	}
+}
+
+// TestDialClusterTLSRefusedServerLeavesRotationUnderEveryPolicy: a server
+// whose certificate fails verification leaves the rotation for calls in
+// sessions too, and when every server fails it, the call fails at once,
+// not executed, without retries.
+func TestDialClusterTLSRefusedServerLeavesRotationUnderEveryPolicy(t *testing.T) {
+	ca, otherCA := newTestCA(t), newTestCA(t)
+	trusted := startTLSNode(t, "trusted", &tls.Config{Certificates: []tls.Certificate{ca.issue(t, "server", true)}})
+	untrusted := startTLSNode(t, "untrusted", &tls.Config{Certificates: []tls.Certificate{otherCA.issue(t, "server", true)}})
+	cfg := WithTLS(&tls.Config{RootCAs: ca.pool})
+	for _, p := range []semantics.Policy{semantics.AtLeastOnce(), semantics.AtMostOnce()} {
+		t.Run(p.Kind().String(), func(t *testing.T) {
+			c := dialCluster(t, []*clusterNode{untrusted, trusted}, cfg, WithSemantics(p))
+			for i := range 4 {
+				var who string
+				if err := c.Call(ctxT(t), "Node.Name", i, &who); err != nil || who != "trusted" {
+					t.Fatalf("call %d: %q %v; want it run by the trusted server", i, who, err)
+				}
+			}
+
+			c = dialCluster(t, []*clusterNode{untrusted}, cfg, WithSemantics(p))
+			var who string
+			err := c.Call(ctxT(t), "Node.Name", 0, &who)
+			if !errors.Is(err, ErrNotExecuted) || !semantics.IsPermanent(err) {
+				t.Fatalf("call with every server refused: %v, want permanent, not executed", err)
+			}
+			if st := c.Stats().Run; st.Retries != 0 {
+				t.Fatalf("%d retries after every server failed verification, want none: %v", st.Retries, err)
 			}
 		})
 	}
