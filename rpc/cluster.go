@@ -90,8 +90,9 @@ const maxPendingCloses = 64
 // several servers): then the attempt goes, with the same session and
 // sequence number, to another server of that domain, which answers it from
 // the record or runs it exactly once. The client asks a server whose
-// domain it does not know yet with a handshake of its own, whose session
-// it ends at its next handshake there or at Close.
+// domain it does not know yet with _semrpc.Health (or, if the server does
+// not answer it, a handshake of its own, whose session it ends at its next
+// handshake there or at Close).
 //
 // addrs must not be empty, and must not list an address twice. Options are
 // those of Dial; WithTLS applies to every server.
@@ -763,18 +764,38 @@ func (ct *clusterTransport) sendInDomain(ctx context.Context, home *member, doma
 	return false, nil
 }
 
-// learnDomain asks m for its exactly-once domain with a session handshake
-// (carrying md, the call's metadata, as a handshake does), and queues the
-// session it opens to be ended with m's next handshake, or by Close.
+// learnDomain asks m for its exactly-once domain: with _semrpc.Health,
+// which the server answers without its table or store (a handshake on a
+// store shared with a server whose transaction is running would wait for
+// it); if m does not answer it (introspection off, or a server that
+// predates it), with a session handshake of its own, carrying md (the
+// call's metadata, as any handshake does), whose session is queued to be
+// ended with m's next handshake, or by Close.
 func (ct *clusterTransport) learnDomain(ctx context.Context, m *member, md Metadata) (string, bool) {
 	ok, probe := m.take(time.Now())
 	if !ok {
 		return "", false
 	}
+	var hr HealthReply
+	req := Request{ServiceMethod: HealthMethod, Args: HealthArgs{}, Timeout: remaining(ctx, time.Now()), Metadata: md}
+	err := ct.send(ctx, m, probe, &req, &hr)
+	switch {
+	case err == nil:
+		domain := hr.Domain
+		if len(domain) > maxDomainBytes {
+			domain = ""
+		}
+		m.setDomain(domain)
+		return domain, true
+	case !errors.Is(err, ErrUnknownMethod):
+		return "", false
+	}
+	if ok, probe = m.take(time.Now()); !ok {
+		return "", false
+	}
 	var rep OpenReply
-	req := Request{ServiceMethod: openMethod, Args: &OpenArgs{Version: 2}, Timeout: remaining(ctx, time.Now()), Metadata: md}
-	err := ct.send(ctx, m, probe, &req, &rep)
-	if err != nil || rep.Client.IsZero() {
+	req = Request{ServiceMethod: openMethod, Args: &OpenArgs{Version: 2}, Timeout: remaining(ctx, time.Now()), Metadata: md}
+	if err := ct.send(ctx, m, probe, &req, &rep); err != nil || rep.Client.IsZero() {
 		return "", false
 	}
 	ct.queueCloses([]semantics.ClientID{rep.Client})

@@ -139,10 +139,15 @@ type Ledger struct {
 	name string
 	st   *semantics.BoltStore
 	runs atomic.Int64 // Add's runs on this server
+	// hold, if set, is called as Add starts, before its write.
+	hold func(ctx context.Context)
 }
 
 func (s *Ledger) Add(ctx context.Context, by int, reply *string) error {
 	s.runs.Add(1)
+	if s.hold != nil {
+		s.hold(ctx)
+	}
 	return s.st.Update(ctx, func(tx *bbolt.Tx) error {
 		b, err := tx.CreateBucketIfNotExists([]byte("ledger"))
 		if err != nil {
@@ -175,39 +180,57 @@ func ledgerCount(t *testing.T, st *semantics.BoltStore) int {
 	return n
 }
 
-// replicaRig is two servers, each behind a gate the test can shut, whose
-// first Ledger.Add holds its reply (the call has run and committed) until
-// the test releases it.
+// replicaRig is two servers, each behind a gate the test can shut. The
+// first Ledger.Add of the rig is held until the test releases it: after
+// it ran and committed (its reply held), or, with inMethod, as the method
+// starts, before it writes.
 type replicaRig struct {
-	srvs   [2]*clusterNode
-	ledger [2]*Ledger
-	gates  [2]*gateProxy
-	stores [2]*semantics.BoltStore
-	held   chan int      // the index of the server holding the first Add's reply
-	reply  chan struct{} // closed to let the held reply go
+	srvs    [2]*clusterNode
+	ledger  [2]*Ledger
+	gates   [2]*gateProxy
+	stores  [2]*semantics.BoltStore
+	held    chan int         // the index of the server holding the first Add
+	reply   chan struct{}    // closed to let the held Add go
+	arrived [2]chan struct{} // a Ledger.Add request reached server i
 }
 
 // startReplicaRig starts the two servers, on stores[i] made durable by
 // wrap(i) (the same store for both to share one domain).
-func startReplicaRig(t *testing.T, stores [2]*semantics.BoltStore, wrap func(i int) semantics.Store) *replicaRig {
+func startReplicaRig(t *testing.T, stores [2]*semantics.BoltStore, wrap func(i int) semantics.Store, inMethod bool, opts ...Option) *replicaRig {
 	r := &replicaRig{stores: stores, held: make(chan int, 1), reply: make(chan struct{})}
 	var armed atomic.Bool
 	armed.Store(true)
 	for i := range 2 {
 		name := string(rune('a' + i))
-		hold := func(ctx context.Context, call *CallInfo, next Handler) error {
-			err := next(ctx, call)
-			if call.ServiceMethod == "Ledger.Add" && armed.CompareAndSwap(true, false) {
+		r.arrived[i] = make(chan struct{}, 16)
+		holdHere := func(ctx context.Context) {
+			if armed.CompareAndSwap(true, false) {
 				r.held <- i
 				select {
 				case <-r.reply:
 				case <-ctx.Done():
 				}
 			}
+		}
+		intercept := func(ctx context.Context, call *CallInfo, next Handler) error {
+			if call.ServiceMethod != "Ledger.Add" {
+				return next(ctx, call)
+			}
+			select {
+			case r.arrived[i] <- struct{}{}:
+			default:
+			}
+			err := next(ctx, call)
+			if !inMethod {
+				holdHere(ctx)
+			}
 			return err
 		}
-		r.srvs[i] = startClusterNode(t, name, WithDurableStore(wrap(i)), WithServerInterceptor(hold))
+		r.srvs[i] = startClusterNode(t, name, append([]Option{WithDurableStore(wrap(i)), WithServerInterceptor(intercept)}, opts...)...)
 		r.ledger[i] = &Ledger{name: name, st: stores[i]}
+		if inMethod {
+			r.ledger[i].hold = holdHere
+		}
 		if err := r.srvs[i].srv.Register(r.ledger[i]); err != nil {
 			t.Fatal(err)
 		}
@@ -232,19 +255,29 @@ func (r *replicaRig) dial(t *testing.T, p semantics.Policy) *Client {
 // commits on one; its server is cut off before the reply leaves (its
 // listener and connections shut). The call completes on the other server
 // with its original reply, and ran exactly once: the second server
-// answered it from the record of the first. It works whether or not the
-// client had learned the second server's domain before (it asks it with a
-// handshake when it needs to).
+// answered it from the record of the first. It works whether the client
+// knew the second server's domain already (a session there) or asks it
+// when it needs to: with _semrpc.Health, or, on servers with
+// introspection off, with a session handshake of its own.
 func TestDialClusterCallThatMayHaveRunMovesWithinItsDomain(t *testing.T) {
+	learning := []struct {
+		name   string
+		warm   bool // a call to each server first: the client holds a session with both
+		opts   []Option
+		opened uint64 // sessions the shared table opened
+	}{
+		{"known", true, nil, 2},
+		{"asked", false, nil, 1},
+		{"asked with a handshake", false, []Option{WithIntrospection(false)}, 2},
+	}
 	for _, policy := range []semantics.Policy{semantics.ExactlyOnce(), semantics.AtMostOnce()} {
-		for _, warm := range []bool{false, true} {
-			t.Run(fmt.Sprintf("%v/warm=%v", policy.Kind(), warm), func(t *testing.T) {
+		for _, lt := range learning {
+			t.Run(fmt.Sprintf("%v/%s", policy.Kind(), lt.name), func(t *testing.T) {
 				st := openTestBolt(t, "shared.db")
 				shared := domainBolt{st, "orders"}
-				r := startReplicaRig(t, [2]*semantics.BoltStore{st, st}, func(int) semantics.Store { return shared })
+				r := startReplicaRig(t, [2]*semantics.BoltStore{st, st}, func(int) semantics.Store { return shared }, false, lt.opts...)
 				c := r.dial(t, policy)
-				base := 0
-				if warm { // a call to each server: the client holds a session with both
+				if lt.warm {
 					for i := range 2 {
 						var who string
 						if err := c.Call(ctxT(t), "Node.Name", i, &who); err != nil {
@@ -262,9 +295,9 @@ func TestDialClusterCallThatMayHaveRunMovesWithinItsDomain(t *testing.T) {
 				case <-ctxT(t).Done():
 					t.Fatal("the call never ran")
 				}
-				base = ledgerCount(t, st) // committed before the reply is held
-				r.gates[h].refuse()       // its server is gone: listener and connections
-				close(r.reply)            // the reply is written into a closed connection
+				base := ledgerCount(t, st) // committed before the reply is held
+				r.gates[h].refuse()        // its server is gone: listener and connections
+				close(r.reply)             // the reply is written into a closed connection
 				<-call.Done
 				want := fmt.Sprintf("%s:1", r.srvs[h].svc.name)
 				if call.Err != nil || reply != want {
@@ -291,11 +324,54 @@ func TestDialClusterCallThatMayHaveRunMovesWithinItsDomain(t *testing.T) {
 				// the cut-off server too: the other server of the domain
 				// sees them.
 				c.Close()
-				if st := r.srvs[0].srv.Table().Stats(); st.Sessions != 0 || st.Opened == 0 {
-					t.Fatalf("the shared table after Close: %d sessions opened, %d live; want none live", st.Opened, st.Sessions)
+				if st := r.srvs[0].srv.Table().Stats(); st.Sessions != 0 || st.Opened != lt.opened {
+					t.Fatalf("the shared table after Close: %d sessions opened, %d live; want %d, none live", st.Opened, st.Sessions, lt.opened)
 				}
 			})
 		}
+	}
+}
+
+// TestDialClusterCallMovedWithinItsDomainWaitsForTheRunInFlight: the
+// call's server is cut off while its method is still running; the attempt
+// sent to the other server of the domain finds the call in flight in the
+// shared table and waits for it, then answers with its reply. The method
+// ran once.
+func TestDialClusterCallMovedWithinItsDomainWaitsForTheRunInFlight(t *testing.T) {
+	st := openTestBolt(t, "shared.db")
+	shared := domainBolt{st, "orders"}
+	r := startReplicaRig(t, [2]*semantics.BoltStore{st, st}, func(int) semantics.Store { return shared }, true)
+	c := r.dial(t, semantics.ExactlyOnce())
+	var reply string
+	call := c.Go(ctxT(t), "Ledger.Add", 1, &reply)
+	var h int
+	select {
+	case h = <-r.held:
+	case <-call.Done:
+		t.Fatalf("the call ended before it ran: %v", call.Err)
+	case <-ctxT(t).Done():
+		t.Fatal("the call never ran")
+	}
+	<-r.arrived[h]      // the request that is running
+	r.gates[h].refuse() // cut off while the method runs
+	select {
+	case <-r.arrived[1-h]: // the retry reached the other server, which waits
+	case <-call.Done:
+		t.Fatalf("the call ended while its method was running: %q %v", reply, call.Err)
+	case <-ctxT(t).Done():
+		t.Fatal("the call was never sent to the other server of its domain")
+	}
+	close(r.reply) // the method goes on, writes and commits
+	<-call.Done
+	want := fmt.Sprintf("%s:1", r.srvs[h].svc.name)
+	if call.Err != nil || reply != want {
+		t.Fatalf("call moved while its method ran: %q %v; want %q, the reply of that run", reply, call.Err, want)
+	}
+	if got := ledgerCount(t, st); got != 1 {
+		t.Fatalf("the count is %d, want 1: the call ran exactly once", got)
+	}
+	if a, b := r.ledger[h].runs.Load(), r.ledger[1-h].runs.Load(); a != 1 || b != 0 {
+		t.Fatalf("the method ran %d times on the first server and %d on the second; want 1, 0", a, b)
 	}
 }
 
@@ -316,7 +392,7 @@ func TestDialClusterCallThatMayHaveRunStaysOutsideOtherDomains(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			stores := [2]*semantics.BoltStore{openTestBolt(t, "a.db"), openTestBolt(t, "b.db")}
-			r := startReplicaRig(t, stores, func(i int) semantics.Store { return tt.wrap(stores[i], i) })
+			r := startReplicaRig(t, stores, func(i int) semantics.Store { return tt.wrap(stores[i], i) }, false)
 			c := r.dial(t, semantics.ExactlyOnce())
 			for i := range 2 { // both servers known, so that their domains are
 				var who string
