@@ -3,14 +3,22 @@ GO        ?= go
 STATICCHECK_VERSION ?= v0.8.2
 FUZZTIME  ?= 30s
 
-.PHONY: demo test bench fuzz lint soak hostile
+.PHONY: demo test deps bench fuzz lint soak hostile
 
+# The first build compiles every dependency (one to one and a half minutes
+# on a loaded 2-core machine, README "Quick start"); say so before the silence.
 demo:
+	@echo "make demo: compiling ./examples/crawl (the first build takes a minute or two; later ones a few seconds), then running it"
 	$(GO) run ./examples/crawl
 
-test:
+test: deps
 	$(GO) vet ./...
 	$(GO) test -race -count=1 ./...
+
+# PostgreSQL and Chromium, which some tests start for real: installed from
+# Debian's packages when missing (as root or through sudo), else nothing.
+deps:
+	@.ci/deps
 
 soak:
 	SEMRPC_SOAK=10 $(GO) test -race -count=1 -timeout 60m ./tests/...

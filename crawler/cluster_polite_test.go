@@ -11,6 +11,7 @@ import (
 	"testing/synctest"
 	"time"
 
+	"github.com/semrpc/semrpc/crawler/labnet"
 	"github.com/semrpc/semrpc/labrpc"
 	"github.com/semrpc/semrpc/rpc"
 	"github.com/semrpc/semrpc/semantics"
@@ -279,7 +280,7 @@ func TestDistributedCrawlPolitenessDelayDoesNotExpireLeases(t *testing.T) {
 			t.Fatal(err)
 		}
 		res, err := DistributedCrawl(context.Background(), DistributedConfig{StartURL: "http://h1/", Fetcher: polite,
-			Workers: 4, Network: NetworkLabrpc, LeaseTimeout: time.Second})
+			Workers: 4, Network: &labnet.Network{}, LeaseTimeout: time.Second})
 		if err != nil || res.Check != nil {
 			t.Fatal(err, res.Check)
 		}

@@ -68,6 +68,7 @@ type urlRecord struct {
 type leaseRecord struct {
 	ID       uint64    `json:"id"`
 	Worker   string    `json:"worker"`
+	Process  string    `json:"process,omitempty"`
 	Deadline time.Time `json:"deadline"`
 }
 
@@ -128,7 +129,7 @@ func (s *Scheduler) urlRecord(st *urlState) urlRecord {
 		NotBefore: st.notBefore, Attempts: st.attempts, Failed: st.failed, Reason: st.reason,
 		NoIndex: st.noIndex, Tasks: slices.Clone(st.taskIDs)}
 	if st.lease != nil {
-		r.Lease = &leaseRecord{ID: st.lease.id, Worker: st.lease.worker, Deadline: st.lease.deadline}
+		r.Lease = &leaseRecord{ID: st.lease.id, Worker: st.lease.worker, Process: st.lease.process, Deadline: st.lease.deadline}
 	}
 	return r
 }
@@ -179,7 +180,7 @@ func restoreScheduler(cfg SchedulerConfig, urls []urlRecord, hosts []hostRecord,
 		}
 		h := s.host(r.Host)
 		if r.Lease != nil {
-			st.lease = &leaseState{id: r.Lease.ID, worker: r.Lease.Worker, deadline: r.Lease.Deadline}
+			st.lease = &leaseState{id: r.Lease.ID, worker: r.Lease.Worker, process: r.Lease.Process, deadline: r.Lease.Deadline}
 			s.tasks[r.Lease.ID] = r.URL
 			s.active[r.Lease.ID] = r.URL
 			s.held[r.Lease.Worker] = r.Lease.ID

@@ -213,6 +213,16 @@ type coordRecord struct {
 	Counters  coordCounters `json:"counters"`
 	Elapsed   time.Duration `json:"elapsed"`  // crawl time up to the last write
 	Restarts  int           `json:"restarts"` // starts on this store after the first
+	// Processes are the worker processes that took part, sorted by name,
+	// at most MaxRecordedProcesses; MoreProcesses counts the others.
+	Processes     []processRecord `json:"processes,omitempty"`
+	MoreProcesses int             `json:"more_processes,omitempty"`
+	// Skipped counts the links not followed, by reason.
+	Skipped skipTally `json:"skipped,omitempty"`
+	// Reported is true once a report of the finished crawl was made
+	// (Coordinator.MarkReported): a coordinator opening it again is not
+	// a restart.
+	Reported bool `json:"reported,omitempty"`
 }
 
 // savedCrawl is everything a store holds.

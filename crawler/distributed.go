@@ -13,7 +13,6 @@ import (
 	"time"
 
 	"github.com/semrpc/semrpc/rpc"
-	"github.com/semrpc/semrpc/semantics"
 )
 
 // Coordinator is the RPC service at the centre of a distributed crawl. It
@@ -49,18 +48,21 @@ type Coordinator struct {
 	started time.Time     // when this Coordinator was made
 	signal  chan struct{} // a Lease answered Done; size 1
 
-	mu         sync.Mutex // protects following
-	sched      *Scheduler
-	finished   bool              // done is closed
-	broken     error             // the store failed: every call is refused
-	accepted   map[string]int    // accepted reports per URL
-	executions map[reportKey]int // Report executions per (task, attempt)
-	record     coordRecord       // counters the Scheduler does not keep, and what is stored with them
-	workers    map[string]*workerSeen
-	pending    []pendingWrite // writes queued for the store, in order
-	queued     uint64         // sequence number of the last write queued
-	durable    uint64         // sequence number of the last write in the store
-	saveHook   func()         // tests: called before each commit's write
+	mu          sync.Mutex // protects following
+	sched       *Scheduler
+	finished    bool              // done is closed
+	broken      error             // the store failed: every call is refused
+	accepted    map[string]int    // accepted reports per URL
+	executions  map[reportKey]int // Report executions per (task, attempt)
+	record      coordRecord       // counters the Scheduler does not keep, and what is stored with them
+	workers     map[string]*workerSeen
+	processes   map[string]*processSeen // by LeaseArgs.Process and HeartbeatArgs.Process
+	unrecorded  map[string]bool         // processes counted past MaxRecordedProcesses, bounded
+	recordDirty bool                    // record changed since it was last queued for the store
+	pending     []pendingWrite          // writes queued for the store, in order
+	queued      uint64                  // sequence number of the last write queued
+	durable     uint64                  // sequence number of the last write in the store
+	saveHook    func()                  // tests: called before each commit's write
 
 	commitMu  sync.Mutex // serialises commits; protects following
 	committed uint64     // sequence number of the last write in the store
@@ -117,14 +119,21 @@ type CoordinatorConfig struct {
 	// be the stored ones). The caller closes it after the Coordinator is
 	// no longer served.
 	Store *CrawlStore
+	// ProcessTimeout is how long a worker process (LeaseArgs.Process) may
+	// stay silent, its heartbeats included, before the leases of all its
+	// workers are freed: a process killed, or cut off from the
+	// coordinator, holds its hosts' slots this long instead of
+	// LeaseTimeout. Default DefaultProcessTimeout.
+	ProcessTimeout time.Duration
 	// Now is the clock; nil means time.Now.
 	Now func() time.Time
 }
 
 // Defaults of CoordinatorConfig.
 const (
-	DefaultLeaseTimeout = 30 * time.Second
-	DefaultPollInterval = 10 * time.Millisecond
+	DefaultLeaseTimeout   = 30 * time.Second
+	DefaultPollInterval   = 10 * time.Millisecond
+	DefaultProcessTimeout = 1500 * time.Millisecond
 )
 
 // LeaseArgs are the arguments of Coordinator.Lease.
@@ -132,6 +141,12 @@ type LeaseArgs struct {
 	// Worker names the caller; each worker needs its own name, unique in
 	// the cluster (see NewWorkerName).
 	Worker string
+	// Process, if not empty, names the worker process the caller runs in
+	// (unique in the cluster, like Worker). The process must then call
+	// Coordinator.Heartbeat as its HeartbeatReply asks: once it has been
+	// silent for CoordinatorConfig.ProcessTimeout, the leases of all its
+	// workers are freed at once (see Heartbeat).
+	Process string
 }
 
 // LeaseReply is the answer of Coordinator.Lease: a Task, or a Wait, or Done.
@@ -171,6 +186,10 @@ type ReportArgs struct {
 	HostWide bool
 	// Pace, if not nil, is what the worker learned about the URL's host.
 	Pace *HostPace
+	// Skipped, on success, lists links of the page that the worker's
+	// fetcher did not follow, and why (Page.Skipped); at most
+	// MaxSkippedPerPage are counted.
+	Skipped []SkippedLink
 	// Attempt numbers the worker's separate Report calls for this task,
 	// from 1. Retries inside one at-most-once call share an Attempt; the
 	// worker starts a new call (and a new Attempt) only after one gave up.
@@ -199,11 +218,15 @@ type CoordinatorStats struct {
 	// Restarts counts the times this crawl was resumed from its store
 	// before it was over (a finished crawl opened again is not resumed).
 	Restarts int
+	// ProcessesLost counts the times a worker process fell silent for
+	// ProcessTimeout; LostLeases counts the leases then freed.
+	ProcessesLost, LostLeases int
 }
 
 // coordCounters are the counters a Coordinator keeps itself.
 type coordCounters struct {
 	Reports, ReexecutedReports, AcceptedTwice int
+	ProcessesLost, LostLeases                 int
 }
 
 // NewCoordinator returns a Coordinator whose frontier holds the start URLs,
@@ -226,6 +249,12 @@ func NewCoordinator(cfg CoordinatorConfig) (*Coordinator, error) {
 	if cfg.PollInterval < 0 {
 		return nil, fmt.Errorf("crawler: CoordinatorConfig.PollInterval %v is negative", cfg.PollInterval)
 	}
+	if cfg.ProcessTimeout == 0 {
+		cfg.ProcessTimeout = DefaultProcessTimeout
+	}
+	if cfg.ProcessTimeout < 0 {
+		return nil, fmt.Errorf("crawler: CoordinatorConfig.ProcessTimeout %v is negative", cfg.ProcessTimeout)
+	}
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
@@ -244,6 +273,7 @@ func NewCoordinator(cfg CoordinatorConfig) (*Coordinator, error) {
 		accepted:   make(map[string]int),
 		executions: make(map[reportKey]int),
 		workers:    make(map[string]*workerSeen),
+		processes:  make(map[string]*processSeen),
 	}
 	if cfg.Store != nil {
 		saved, ok, err := cfg.Store.load()
@@ -268,8 +298,13 @@ func NewCoordinator(cfg CoordinatorConfig) (*Coordinator, error) {
 				return nil, fmt.Errorf("%w (in %s)", err, cfg.Store.Path())
 			}
 			c.sched, c.record, c.executions = sched, saved.coord, saved.reports
-			if !sched.Done() {
-				c.record.Restarts++ // a finished crawl is only read again
+			sched.skipped = c.tallySkipped
+			// A crawl is restarted if it was not over, or over but not
+			// reported (its coordinator died first); a crawl reported is
+			// only read again.
+			restarted := !sched.Done() || !c.record.Reported
+			if restarted {
+				c.record.Restarts++
 			}
 			for _, u := range append(sched.Fetched(), sched.NoIndex()...) {
 				c.accepted[u] = 1
@@ -277,9 +312,10 @@ func NewCoordinator(cfg CoordinatorConfig) (*Coordinator, error) {
 			for _, f := range sched.Failures() {
 				c.accepted[f.URL] = 1
 			}
+			c.adoptProcesses()
 			sched.startJournal()
 			sched.takeChanges() // everything is stored already
-			if !sched.Done() {
+			if restarted {
 				if err := cfg.Store.save([]pendingWrite{{coord: c.record}}); err != nil {
 					return nil, err
 				}
@@ -296,6 +332,7 @@ func NewCoordinator(cfg CoordinatorConfig) (*Coordinator, error) {
 		return nil, err
 	}
 	c.sched = sched
+	sched.skipped = c.tallySkipped
 	c.record = coordRecord{StartURLs: starts, Hosts: cfg.Hosts}
 	if cfg.Store != nil {
 		sched.startJournal()
@@ -334,10 +371,13 @@ func (c *Coordinator) persist(report *reportKey) uint64 {
 		return 0
 	}
 	ch := c.sched.takeChanges()
-	if ch.empty() && report == nil {
+	if ch.empty() && report == nil && !c.recordDirty {
 		return 0 // an idle poll: nothing to write
 	}
+	c.recordDirty = false
 	rec := c.record
+	rec.Processes = slices.Clone(rec.Processes) // recordProcess changes them in place
+	rec.Skipped = rec.Skipped.sorted()          // and tallySkipped these
 	rec.Elapsed = c.elapsedLocked()
 	c.queued++
 	w := pendingWrite{seq: c.queued, changes: ch, coord: rec}
@@ -441,6 +481,9 @@ func (c *Coordinator) Lease(args LeaseArgs, reply *LeaseReply) error {
 	if args.Worker == "" {
 		return errors.New("crawler: Lease: empty worker name")
 	}
+	if err := checkProcessName(args.Process); err != nil {
+		return err
+	}
 	now := c.cfg.Now()
 	c.mu.Lock()
 	if c.broken != nil {
@@ -453,6 +496,10 @@ func (c *Coordinator) Lease(args LeaseArgs, reply *LeaseReply) error {
 		c.workers[args.Worker] = w
 	}
 	w.last = now
+	c.sweepProcesses(now)
+	if args.Process != "" {
+		c.heardFrom(args.Process, args.Worker, 0, now)
+	}
 	if c.finished {
 		reply.Done = true
 		w.told = true
@@ -464,6 +511,9 @@ func (c *Coordinator) Lease(args LeaseArgs, reply *LeaseReply) error {
 		return nil
 	}
 	t, ok := c.sched.Lease(args.Worker, now)
+	if ok && args.Process != "" {
+		c.sched.setLeaseProcess(t.ID, args.Process)
+	}
 	seq := c.persist(nil)
 	reply.Hosts = c.sched.cfg.Hosts
 	if ok {
@@ -545,6 +595,14 @@ func (c *Coordinator) report(args ReportArgs, reply *ReportReply) (uint64, error
 	if args.Pace != nil {
 		c.sched.Pace(hostOf(url), *args.Pace, now)
 	}
+	if args.Err == "" && c.sched.urls[url].phase != stateDone {
+		// Accepted below: the links its worker did not follow count once.
+		for _, sk := range args.Skipped[:min(len(args.Skipped), MaxSkippedPerPage)] {
+			if validSkipReason(sk.Reason) {
+				c.tallySkipped(sk.URL, sk.Reason)
+			}
+		}
+	}
 	switch {
 	case args.Err == "" && args.NoIndex:
 		reply.Status = c.sched.ReportNoIndex(args.TaskID, args.Links, now)
@@ -568,6 +626,37 @@ func (c *Coordinator) report(args ReportArgs, reply *ReportReply) (uint64, error
 		}
 	}
 	return c.persist(&key), nil
+}
+
+// tallySkipped counts a link not followed. c.mu is held.
+func (c *Coordinator) tallySkipped(url, reason string) {
+	c.record.Skipped.add(url, reason)
+	c.recordDirty = true
+}
+
+// Skipped returns the links the crawl did not follow, counted by reason
+// (robots.txt, nofollow, hosts, limits), with a few examples of each; over
+// every start on its store.
+func (c *Coordinator) Skipped() []Skipped {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.record.Skipped.sorted()
+}
+
+// MarkReported records that the finished crawl's report was made, so that
+// a coordinator opening its store again does not count a restart. It does
+// nothing if the crawl is not over or there is no store.
+func (c *Coordinator) MarkReported() error {
+	c.mu.Lock()
+	if !c.finished || c.broken != nil || c.record.Reported || c.cfg.Store == nil {
+		c.mu.Unlock()
+		return nil
+	}
+	c.record.Reported = true
+	c.recordDirty = true
+	seq := c.persist(nil)
+	c.mu.Unlock()
+	return c.commit(seq)
 }
 
 // Done returns a channel that is closed when the crawl is over (every
@@ -634,7 +723,8 @@ func (c *Coordinator) Stats() CoordinatorStats {
 	defer c.mu.Unlock()
 	k := c.record.Counters
 	return CoordinatorStats{SchedulerStats: c.sched.Stats(), Reports: k.Reports,
-		ReexecutedReports: k.ReexecutedReports, AcceptedTwice: k.AcceptedTwice, Restarts: c.record.Restarts}
+		ReexecutedReports: k.ReexecutedReports, AcceptedTwice: k.AcceptedTwice, Restarts: c.record.Restarts,
+		ProcessesLost: k.ProcessesLost, LostLeases: k.LostLeases}
 }
 
 // Elapsed returns how long the crawl has run, over every start on its
@@ -772,6 +862,10 @@ type WorkerConfig struct {
 	// Name identifies the worker to the coordinator; it must be unique in
 	// the cluster (NewWorkerName makes one) and not empty.
 	Name string
+	// Process, if not empty, names the worker process this worker runs in
+	// (see LeaseArgs.Process); the process must then send heartbeats
+	// (CoordinatorClient.Heartbeat), or its workers lose their leases.
+	Process string
 	// Patience is how long the worker keeps trying to reach the
 	// coordinator, since it last answered, before it gives up: long enough
 	// for a coordinator to be restarted. Default DefaultPatience.
@@ -839,21 +933,18 @@ func RunWorkerWith(ctx context.Context, client *rpc.Client, f Fetcher, cfg Worke
 	if cfg.Patience == 0 {
 		cfg.Patience = DefaultPatience
 	}
-	w := worker{client: client, f: f, cfg: cfg,
-		leasePolicy: semantics.AtLeastOnce(), reportPolicy: semantics.AtMostOnce()}
+	w := worker{coord: NewCoordinatorClient(client), f: f, cfg: cfg}
 	err := w.run(ctx)
 	return w.stats, err
 }
 
 type worker struct {
-	client       *rpc.Client
-	f            Fetcher
-	cfg          WorkerConfig
-	leasePolicy  semantics.Policy
-	reportPolicy semantics.Policy
-	stats        WorkerStats
-	lastOK       time.Time // the coordinator's last answer
-	hosts        []string  // the hosts last passed to the fetcher's AllowHosts
+	coord  *CoordinatorClient
+	f      Fetcher
+	cfg    WorkerConfig
+	stats  WorkerStats
+	lastOK time.Time // the coordinator's last answer
+	hosts  []string  // the hosts last passed to the fetcher's AllowHosts
 }
 
 func (w *worker) patienceLeft() time.Duration { return w.cfg.Patience - time.Since(w.lastOK) }
@@ -862,9 +953,8 @@ func (w *worker) run(ctx context.Context) error {
 	backoff := leaseBackoffMin
 	w.lastOK = time.Now()
 	for {
-		var lr LeaseReply
 		callCtx, cancel := context.WithTimeout(ctx, w.patienceLeft())
-		err := w.client.Call(callCtx, "Coordinator.Lease", LeaseArgs{Worker: w.cfg.Name}, &lr, rpc.WithSemantics(w.leasePolicy))
+		lr, err := w.coord.Lease(callCtx, LeaseArgs{Worker: w.cfg.Name, Process: w.cfg.Process})
 		cancel()
 		switch {
 		case ctx.Err() != nil:
@@ -916,13 +1006,17 @@ func (w *worker) run(ctx context.Context) error {
 // fetch fetches t's URL and returns the report to send.
 func (w *worker) fetch(ctx context.Context, t Task) ReportArgs {
 	start := time.Now()
-	links, noIndex, err := fetchPage(ctx, w.f, t.URL)
+	page, err := fetchWhole(ctx, w.f, t.URL)
 	w.stats.Fetches++
-	args := ReportArgs{TaskID: t.ID, URL: t.URL, Links: links, NoIndex: noIndex}
+	args := ReportArgs{TaskID: t.ID, URL: t.URL}
+	if err == nil {
+		args.Links, args.NoIndex = page.Links, page.NoIndex
+		args.Skipped = page.Skipped[:min(len(page.Skipped), MaxSkippedPerPage)]
+	}
 	var retryAfter time.Duration
 	if err != nil {
 		w.stats.FetchErrors++
-		args.Links, args.NoIndex, args.Err = nil, false, err.Error()
+		args.Err = err.Error()
 		// A host this process holds back (Retry-After) may be fetched later:
 		// the coordinator holds it back for every worker meanwhile. So may
 		// a URL whose host's robots.txt could not be read for a transient
@@ -964,9 +1058,8 @@ func (w *worker) report(ctx context.Context, args ReportArgs) error {
 	backoff := leaseBackoffMin
 	for attempt := 1; ; attempt++ {
 		args.Attempt = attempt
-		var rr ReportReply
 		callCtx, cancel := context.WithTimeout(ctx, max(w.patienceLeft(), time.Millisecond))
-		err := w.client.Call(callCtx, "Coordinator.Report", args, &rr, rpc.WithSemantics(w.reportPolicy))
+		rr, err := w.coord.Report(callCtx, args)
 		cancel()
 		switch {
 		case err == nil:

@@ -8,20 +8,19 @@ import (
 	"sync"
 	"time"
 
-	"github.com/semrpc/semrpc/labrpc"
 	"github.com/semrpc/semrpc/rpc"
 	"github.com/semrpc/semrpc/semantics"
 )
 
-// The networks DistributedCrawl runs over.
-const (
-	// NetworkTCP serves the coordinator on a loopback TCP port; workers
-	// rpc.Dial it.
-	NetworkTCP = "tcp"
-	// NetworkLabrpc connects the workers to the coordinator through a
-	// simulated labrpc network, which can lose, delay and duplicate calls.
-	NetworkLabrpc = "labrpc"
-)
+// Network connects DistributedCrawl's workers to its coordinator. The
+// default (a nil Network) is loopback TCP; package crawler/labnet connects
+// them through a simulated network that loses, delays and duplicates calls.
+type Network interface {
+	// Connect serves server and returns n clients of it, one per worker,
+	// made with opts; stop closes the clients and whatever Connect started,
+	// but not server.
+	Connect(ctx context.Context, server *rpc.Server, n int, opts ...rpc.Option) (clients []*rpc.Client, stop func(), err error)
+}
 
 // DistributedConfig configures DistributedCrawl.
 type DistributedConfig struct {
@@ -34,19 +33,9 @@ type DistributedConfig struct {
 	Fetcher Fetcher
 	// Workers is the number of worker goroutines. Default 4.
 	Workers int
-	// Network is NetworkTCP or NetworkLabrpc. Default NetworkTCP.
-	Network string
-	// Loss is the probability that the labrpc network loses a request, and
-	// separately that it loses a reply. Labrpc only; default 0.
-	Loss float64
-	// Duplicate is the probability that the labrpc network delivers a
-	// request twice. Labrpc only; default 0.
-	Duplicate float64
-	// MaxDelay bounds the random delay of each labrpc request. Labrpc only;
-	// default 0.
-	MaxDelay time.Duration
-	// Seed seeds the labrpc network's faults.
-	Seed int64
+	// Network connects the workers to the coordinator; nil means loopback
+	// TCP (see Network).
+	Network Network
 	// LeaseTimeout, PollInterval, MaxPages and MaxDepth are as in
 	// CoordinatorConfig.
 	LeaseTimeout time.Duration
@@ -77,6 +66,9 @@ type DistributedResult struct {
 	Fetched []string
 	NoIndex []string
 	Failed  map[string]string
+	// Skipped counts the links the crawl did not follow, by reason, with
+	// a few examples of each.
+	Skipped []Skipped
 	// Coordinator holds the coordinator's and its scheduler's counters:
 	// pages, leases, reassignments, duplicate reports ignored...
 	Coordinator CoordinatorStats
@@ -112,9 +104,6 @@ func (c *DistributedConfig) withDefaults() (DistributedConfig, error) {
 	if cp.Workers == 0 {
 		cp.Workers = 4
 	}
-	if cp.Network == "" {
-		cp.Network = NetworkTCP
-	}
 	if cp.ProgressInterval == 0 {
 		cp.ProgressInterval = time.Second
 	}
@@ -126,16 +115,6 @@ func (c *DistributedConfig) withDefaults() (DistributedConfig, error) {
 		return cp, errors.New("crawler: DistributedConfig.Fetcher is nil")
 	case cp.Workers < 0:
 		return cp, fmt.Errorf("crawler: DistributedConfig.Workers %d is negative", cp.Workers)
-	case cp.Network != NetworkTCP && cp.Network != NetworkLabrpc:
-		return cp, fmt.Errorf("crawler: DistributedConfig.Network %q: want %q or %q", cp.Network, NetworkTCP, NetworkLabrpc)
-	case cp.Loss < 0 || cp.Loss >= 1:
-		return cp, fmt.Errorf("crawler: DistributedConfig.Loss %g: want 0 <= loss < 1", cp.Loss)
-	case cp.Duplicate < 0 || cp.Duplicate > 1:
-		return cp, fmt.Errorf("crawler: DistributedConfig.Duplicate %g: want 0 <= duplicate <= 1", cp.Duplicate)
-	case cp.MaxDelay < 0:
-		return cp, fmt.Errorf("crawler: DistributedConfig.MaxDelay %v is negative", cp.MaxDelay)
-	case cp.Network == NetworkTCP && (cp.Loss > 0 || cp.Duplicate > 0 || cp.MaxDelay > 0):
-		return cp, errors.New("crawler: DistributedConfig: Loss, Duplicate and MaxDelay need the labrpc network")
 	case cp.ProgressInterval < 0:
 		return cp, fmt.Errorf("crawler: DistributedConfig.ProgressInterval %v is negative", cp.ProgressInterval)
 	}
@@ -188,10 +167,10 @@ func DistributedCrawl(ctx context.Context, cfg DistributedConfig) (DistributedRe
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			w := worker{client: cl.clients[i], f: c.Fetcher, cfg: WorkerConfig{Name: workerName(i), Patience: DefaultPatience},
-				leasePolicy: semantics.AtLeastOnce(), reportPolicy: semantics.AtMostOnce()}
+			w := worker{coord: NewCoordinatorClient(cl.clients[i]), f: c.Fetcher,
+				cfg: WorkerConfig{Name: workerName(i), Patience: DefaultPatience}}
 			if c.reportPolicy != nil {
-				w.reportPolicy = c.reportPolicy
+				w.coord.reportPolicy = c.reportPolicy
 			}
 			errs[i] = w.run(ctx)
 			stats[i] = w.stats
@@ -221,6 +200,7 @@ func DistributedCrawl(ctx context.Context, cfg DistributedConfig) (DistributedRe
 	res.Coordinator = cl.coord.Stats()
 	res.Fetched, res.Failed = cl.coord.Result()
 	res.NoIndex = cl.coord.NoIndex()
+	res.Skipped = cl.coord.Skipped()
 	res.Check = cl.coord.Check()
 	if c.Progress != nil {
 		c.Progress(DistributedProgress{SchedulerStats: res.Coordinator.SchedulerStats, Elapsed: elapsed})
@@ -248,7 +228,7 @@ type cluster struct {
 }
 
 // startCluster starts a Coordinator configured by c and n clients of it
-// over c.Network. The clients use at-least-once by default.
+// over c.Network (loopback TCP if nil). The clients use at-least-once by default.
 func startCluster(ctx context.Context, c *DistributedConfig, n int) (*cluster, error) {
 	coord, err := NewCoordinator(CoordinatorConfig{StartURL: c.StartURL, LeaseTimeout: c.LeaseTimeout,
 		PollInterval: c.PollInterval, MaxPages: c.MaxPages, MaxDepth: c.MaxDepth})
@@ -267,25 +247,15 @@ func startCluster(ctx context.Context, c *DistributedConfig, n int) (*cluster, e
 		}
 	}
 
-	if c.Network == NetworkLabrpc {
-		network := labrpc.MakeNetworkSeed(c.Seed)
-		network.AddServer("coordinator", labrpc.MakeServerWith(core))
-		for i := range n {
-			name := workerName(i)
-			end := network.MakeEnd(name)
-			network.Connect(name, "coordinator")
-			network.Enable(name, true)
-			link := labrpc.LinkConfig{DropRequest: c.Loss, DropReply: c.Loss, Duplicate: c.Duplicate, MaxDelay: c.MaxDelay}
-			if err := network.SetLink(name, link); err != nil {
-				network.Cleanup()
-				core.Close()
-				return nil, err
-			}
-			cl.clients = append(cl.clients, rpc.NewClient(end, policy))
+	if c.Network != nil {
+		clients, stop, err := c.Network.Connect(ctx, core, n, policy)
+		if err != nil {
+			core.Close()
+			return nil, err
 		}
+		cl.clients = clients
 		cl.close = func() {
-			closeClients()
-			network.Cleanup()
+			stop()
 			core.Close()
 		}
 		return cl, nil

@@ -11,6 +11,7 @@ import (
 	"time"
 
 	"github.com/semrpc/semrpc/crawler"
+	"github.com/semrpc/semrpc/crawler/labnet"
 )
 
 func ExampleDistributedCrawl() {
@@ -21,13 +22,12 @@ func ExampleDistributedCrawl() {
 		"d": {"e"}, // e does not exist
 	}
 	res, err := crawler.DistributedCrawl(context.Background(), crawler.DistributedConfig{
-		StartURL:  "a",
-		Fetcher:   web, // usually a PoliteFetcher
-		Workers:   3,
-		Network:   crawler.NetworkLabrpc,
-		Loss:      0.2, // of requests, and of replies
-		Duplicate: 0.2,
-		Seed:      1,
+		StartURL: "a",
+		Fetcher:  web, // usually a PoliteFetcher
+		Workers:  3,
+		// A simulated network losing 20% of requests and of replies,
+		// and delivering 20% of requests twice.
+		Network: &labnet.Network{Loss: 0.2, Duplicate: 0.2, Seed: 1},
 	})
 	if err != nil {
 		panic(err)

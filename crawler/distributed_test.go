@@ -11,6 +11,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/semrpc/semrpc/crawler/labnet"
 	"github.com/semrpc/semrpc/semantics"
 )
 
@@ -165,11 +166,9 @@ func TestDistributedConfigValidate(t *testing.T) {
 		{"no fetcher", DistributedConfig{StartURL: "a"}},
 		{"no start", DistributedConfig{Fetcher: f}},
 		{"negative workers", DistributedConfig{StartURL: "a", Fetcher: f, Workers: -1}},
-		{"unknown network", DistributedConfig{StartURL: "a", Fetcher: f, Network: "udp"}},
-		{"loss 1", DistributedConfig{StartURL: "a", Fetcher: f, Network: NetworkLabrpc, Loss: 1}},
-		{"negative loss", DistributedConfig{StartURL: "a", Fetcher: f, Network: NetworkLabrpc, Loss: -0.1}},
-		{"duplicate 2", DistributedConfig{StartURL: "a", Fetcher: f, Network: NetworkLabrpc, Duplicate: 2}},
-		{"loss over tcp", DistributedConfig{StartURL: "a", Fetcher: f, Loss: 0.1}},
+		{"loss 1", DistributedConfig{StartURL: "a", Fetcher: f, Network: &labnet.Network{Loss: 1}}},
+		{"negative loss", DistributedConfig{StartURL: "a", Fetcher: f, Network: &labnet.Network{Loss: -0.1}}},
+		{"duplicate 2", DistributedConfig{StartURL: "a", Fetcher: f, Network: &labnet.Network{Duplicate: 2}}},
 		{"negative lease", DistributedConfig{StartURL: "a", Fetcher: f, LeaseTimeout: -time.Second}},
 		{"negative poll", DistributedConfig{StartURL: "a", Fetcher: f, PollInterval: -time.Second}},
 	}
@@ -244,10 +243,10 @@ func TestDistributedCrawlSite(t *testing.T) {
 		cfg   DistributedConfig
 		lossy bool
 	}{
-		{"tcp", DistributedConfig{Network: NetworkTCP}, false},
-		{"labrpc", DistributedConfig{Network: NetworkLabrpc}, false},
-		{"labrpc-lossy", DistributedConfig{Network: NetworkLabrpc, Loss: 0.1, Duplicate: 0.1,
-			MaxDelay: 2 * time.Millisecond}, true},
+		{"tcp", DistributedConfig{}, false},
+		{"labrpc", DistributedConfig{Network: &labnet.Network{Seed: 11}}, false},
+		{"labrpc-lossy", DistributedConfig{Network: &labnet.Network{Loss: 0.1, Duplicate: 0.1,
+			MaxDelay: 2 * time.Millisecond, Seed: 11}}, true},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -257,7 +256,6 @@ func TestDistributedCrawlSite(t *testing.T) {
 			cfg.StartURL = srv.URL + "/"
 			cfg.Fetcher = newPolite(t, fastRetries())
 			cfg.Workers = 4
-			cfg.Seed = 11
 			var progress int
 			cfg.Progress = func(DistributedProgress) { progress++ }
 			ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
@@ -311,8 +309,8 @@ func TestDistributedReportsNeedAtMostOnce(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			f := newCounting(web)
 			res, err := DistributedCrawl(context.Background(), DistributedConfig{
-				StartURL: "p/0", Fetcher: f, Workers: 4, Network: NetworkLabrpc,
-				Duplicate: 0.5, Loss: 0.05, Seed: 5, reportPolicy: tt.policy,
+				StartURL: "p/0", Fetcher: f, Workers: 4,
+				Network: &labnet.Network{Duplicate: 0.5, Loss: 0.05, Seed: 5}, reportPolicy: tt.policy,
 			})
 			if err != nil {
 				t.Fatal(err)
@@ -357,12 +355,15 @@ func TestDistributedReportsNeedAtMostOnce(t *testing.T) {
 // without reporting: the lease expires, another worker fetches the URL, and
 // the crawl completes with every URL reported once.
 func TestDistributedWorkerDiesMidLease(t *testing.T) {
-	for _, network := range []string{NetworkTCP, NetworkLabrpc} {
-		t.Run(network, func(t *testing.T) {
+	for _, network := range []struct {
+		name string
+		net  Network
+	}{{"tcp", nil}, {"labrpc", &labnet.Network{}}} {
+		t.Run(network.name, func(t *testing.T) {
 			web, reachable := randomGraph(100, 9)
 			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 			defer cancel()
-			cfg := DistributedConfig{StartURL: "p/0", Network: network, LeaseTimeout: 200 * time.Millisecond}
+			cfg := DistributedConfig{StartURL: "p/0", Network: network.net, LeaseTimeout: 200 * time.Millisecond}
 			cl, err := startCluster(ctx, &cfg, 3)
 			if err != nil {
 				t.Fatal(err)

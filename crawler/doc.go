@@ -53,15 +53,31 @@
 // step by step. A task whose worker dies is handed out again when its lease
 // expires; of several reports for one URL only the first counts.
 //
-// Coordinator serves a Scheduler as an RPC service with two methods, Lease
-// and Report. RunWorker leases a task under at-least-once semantics (a
+// Coordinator serves a Scheduler as an RPC service: Lease, Report, Release
+// and Heartbeat, which a CoordinatorClient calls, each under the semantics
+// it needs. RunWorker leases a task under at-least-once semantics (a
 // retried Lease returns the lease the worker already holds), fetches it
-// through its Fetcher (a PoliteFetcher, which retries failed fetches) and
-// reports the links under at-most-once semantics, so the rpc server's
-// duplicate table answers a retried report without running it again.
-// DistributedCrawl puts a Coordinator and N workers together over loopback
-// TCP or a simulated, lossy labrpc network, and checks at the end that every
-// URL was reported exactly once.
+// through its Fetcher (a PoliteFetcher, which obeys robots.txt) and reports
+// the links under at-most-once semantics, so the rpc server's duplicate
+// table answers a retried report without running it again.
+//
+// Workers that run in one process name it (LeaseArgs.Process) and the
+// process sends heartbeats: once it has been silent for
+// CoordinatorConfig.ProcessTimeout (1.5 s by default: it was killed, or cut
+// off), the coordinator frees all its leases, so that its hosts' slots go to
+// other workers at once rather than after LeaseTimeout. A report from a
+// process that comes back late still counts at most once per URL.
+//
+// The coordinator counts the links a crawl did not follow, by reason
+// (Skipped: robots.txt, nofollow, other hosts, the page and depth limits),
+// and an unreachable host is reported as such (ErrHostUnreachable), not as
+// a robots.txt refusal.
+//
+// DistributedCrawl puts a Coordinator and N workers together in one
+// program, over loopback TCP or another Network (package crawler/labnet
+// simulates a lossy one), and checks at the end that every URL was reported
+// exactly once. Package crawler/cluster runs the coordinator and the
+// worker processes of a crawl spread over machines.
 //
 // # Testing
 //

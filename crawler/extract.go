@@ -33,8 +33,11 @@ func ExtractLinks(base *url.URL, r io.Reader) ([]string, error) {
 
 // extracted is what extract found in an HTML document.
 type extracted struct {
-	links  []string // followable <a href> targets, before <meta> nofollow
-	robots robotsDirectives
+	links []string // followable <a href> targets, before <meta> nofollow
+	// noFollow are the targets of <a rel="nofollow"> links, at most
+	// MaxSkippedPerPage, not in links.
+	noFollow []string
+	robots   robotsDirectives
 }
 
 // robotsDirectives are the indexing directives of a page, from
@@ -49,7 +52,7 @@ type robotsDirectives struct {
 func extract(base *url.URL, r io.Reader, agent string) (extracted, error) {
 	z := html.NewTokenizer(r)
 	var doc extracted
-	var hrefs []string
+	var hrefs, noFollowHrefs []string
 	var docBase *url.URL
 	sawBase := false
 	var readErr error
@@ -70,8 +73,12 @@ loop:
 			switch string(name) {
 			case "a":
 				a := attrs(z)
-				if href, ok := a["href"]; ok && !hasToken(a["rel"], "nofollow") {
+				href, ok := a["href"]
+				switch {
+				case ok && !hasToken(a["rel"], "nofollow"):
 					hrefs = append(hrefs, href)
+				case ok && len(noFollowHrefs) < MaxSkippedPerPage:
+					noFollowHrefs = append(noFollowHrefs, href)
 				}
 			case "base":
 				// Only the first <base href> counts, wherever the links are.
@@ -96,24 +103,35 @@ loop:
 	if docBase == nil {
 		docBase = base
 	}
-	doc.links = make([]string, 0, len(hrefs))
-	seen := make(map[string]bool, len(hrefs))
+	doc.links = resolveLinks(docBase, hrefs, nil)
+	doc.noFollow = resolveLinks(docBase, noFollowHrefs, doc.links)
+	return doc, readErr
+}
+
+// resolveLinks resolves hrefs against base and normalises them, dropping
+// those that are not http(s) URLs, repeated, or in not.
+func resolveLinks(base *url.URL, hrefs, not []string) []string {
+	links := make([]string, 0, len(hrefs))
+	seen := make(map[string]bool, len(hrefs)+len(not))
+	for _, l := range not {
+		seen[l] = true
+	}
 	for _, href := range hrefs {
 		ref, err := url.Parse(href)
 		if err != nil {
 			continue
 		}
-		if docBase != nil {
-			ref = docBase.ResolveReference(ref)
+		if base != nil {
+			ref = base.ResolveReference(ref)
 		}
 		link, err := normalizeURL(ref)
 		if err != nil || seen[link] {
 			continue
 		}
 		seen[link] = true
-		doc.links = append(doc.links, link)
+		links = append(links, link)
 	}
-	return doc, readErr
+	return links
 }
 
 // add records the directives of a comma-separated list such as

@@ -27,19 +27,32 @@ type Fetcher interface {
 // so that noIndex tells whether the page asked not to be indexed; through
 // Fetch (noIndex false) otherwise.
 func fetchPage(ctx context.Context, f Fetcher, url string) (links []string, noIndex bool, err error) {
-	pf, ok := f.(PageFetcher)
-	if !ok {
-		links, err = f.Fetch(ctx, url)
-		return links, false, err
-	}
-	page, err := pf.FetchPage(ctx, url)
+	page, err := fetchWhole(ctx, f, url)
 	if err != nil {
 		return nil, false, err
 	}
-	if page == nil {
-		return nil, false, fmt.Errorf("crawler: FetchPage %s returned no page and no error", url)
-	}
 	return page.Links, page.NoIndex, nil
+}
+
+// fetchWhole fetches url with f: through FetchPage if f is a PageFetcher;
+// through Fetch otherwise, as a Page with only URL and Links set.
+func fetchWhole(ctx context.Context, f Fetcher, url string) (*Page, error) {
+	pf, ok := f.(PageFetcher)
+	if !ok {
+		links, err := f.Fetch(ctx, url)
+		if err != nil {
+			return nil, err
+		}
+		return &Page{URL: url, Links: links}, nil
+	}
+	page, err := pf.FetchPage(ctx, url)
+	if err != nil {
+		return nil, err
+	}
+	if page == nil {
+		return nil, fmt.Errorf("crawler: FetchPage %s returned no page and no error", url)
+	}
+	return page, nil
 }
 
 // FetcherFunc adapts an ordinary function to the Fetcher interface.

@@ -54,6 +54,9 @@ type Scheduler struct {
 	stats  SchedulerStats
 
 	journal *journal // nil unless journaling
+	// skipped, if not nil, is told of every link not admitted because of
+	// Hosts, MaxPages or MaxDepth (see SkipOtherHost and the others).
+	skipped func(url, reason string)
 }
 
 // SchedulerConfig configures a Scheduler.
@@ -206,6 +209,7 @@ type urlState struct {
 type leaseState struct {
 	id       uint64
 	worker   string
+	process  string // the worker's process (LeaseArgs.Process), if it named one
 	deadline time.Time
 }
 
@@ -316,12 +320,21 @@ func (s *Scheduler) admit(u string, depth int) {
 	}
 	host := hostOf(u)
 	if !s.allowedHost(host) {
+		s.skip(u, SkipOtherHost)
 		return
 	}
 	if s.cfg.MaxPages > 0 && len(s.urls) >= s.cfg.MaxPages {
+		s.skip(u, SkipPageLimit)
 		return
 	}
 	s.add(u, host, depth)
+}
+
+// skip tells s.skipped, if set, that u was not admitted, and why.
+func (s *Scheduler) skip(u, reason string) {
+	if s.skipped != nil {
+		s.skipped(u, reason)
+	}
 }
 
 func (s *Scheduler) add(u, host string, depth int) {
@@ -461,6 +474,20 @@ func (s *Scheduler) Release(worker string) bool {
 	return true
 }
 
+// setLeaseProcess records the process of the worker holding lease id (see
+// LeaseArgs.Process), so that a coordinator restarted on its store knows
+// it.
+func (s *Scheduler) setLeaseProcess(id uint64, process string) {
+	u, ok := s.active[id]
+	if !ok {
+		return
+	}
+	if st := s.urls[u]; st.lease != nil && st.lease.process != process {
+		st.lease.process = process
+		s.touchURL(st)
+	}
+}
+
 func (s *Scheduler) task(st *urlState) Task {
 	return Task{ID: st.lease.id, URL: st.url, Depth: st.depth, Worker: st.lease.worker, Deadline: st.lease.deadline}
 }
@@ -557,6 +584,12 @@ func (s *Scheduler) report(taskID uint64, links []string, noIndex bool, now time
 	if s.cfg.MaxDepth <= 0 || st.depth < s.cfg.MaxDepth {
 		for _, link := range links {
 			s.admit(link, st.depth+1)
+		}
+	} else {
+		for _, link := range links {
+			if _, seen := s.urls[link]; !seen && link != "" {
+				s.skip(link, SkipDepth)
+			}
 		}
 	}
 	return Accepted

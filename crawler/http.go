@@ -154,6 +154,10 @@ type Page struct {
 	// NoIndex is true if an X-Robots-Tag header or a <meta name="robots">
 	// says noindex or none: the page may be crawled but not indexed.
 	NoIndex bool
+	// Skipped lists links of the page that are not in Links, and why
+	// (nofollow; a PoliteFetcher adds robots.txt and other hosts), at most
+	// MaxSkippedPerPage.
+	Skipped []SkippedLink
 	// Truncated is true if an HTML body was longer than MaxBodyBytes. The
 	// body of a response whose Content-Type declares another media type is
 	// not read at all.
@@ -283,11 +287,20 @@ func (h *HTTPFetcher) FetchPage(ctx context.Context, rawURL string) (*Page, erro
 			return nil, fmt.Errorf("crawler: read %s: %w", page.URL, err)
 		}
 		page.Links = doc.links
+		for _, l := range doc.noFollow {
+			page.Skipped = append(page.Skipped, SkippedLink{URL: l, Reason: SkipNoFollow})
+		}
 		robots.noFollow = robots.noFollow || doc.robots.noFollow
 		robots.noIndex = robots.noIndex || doc.robots.noIndex
 	}
 	page.NoFollow, page.NoIndex = robots.noFollow, robots.noIndex
 	if page.NoFollow {
+		for _, l := range page.Links {
+			if len(page.Skipped) == MaxSkippedPerPage {
+				break
+			}
+			page.Skipped = append(page.Skipped, SkippedLink{URL: l, Reason: SkipNoFollow})
+		}
 		page.Links = nil
 	}
 	if _, err := io.Copy(io.Discard, counted); err != nil {

@@ -5,11 +5,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"net/http"
 	"net/url"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/cenkalti/backoff/v4"
@@ -33,6 +36,45 @@ var ErrRobotsUnavailable = errors.New("crawler: robots.txt unavailable")
 // Config.RetryMaxElapsed from now. Such a fetch may succeed later; it is not
 // Retryable, because retrying it at once cannot.
 var ErrHostBackingOff = errors.New("crawler: host asked to be left alone")
+
+// ErrHostUnreachable is wrapped, with ErrDisallowed, by the error for a URL
+// whose host could not be reached when its robots.txt was requested (the
+// connection was refused or timed out, or the host does not exist): the
+// error says "host unreachable", not that robots.txt forbade anything. If
+// the failure was transient (anything but a host that does not exist), it
+// wraps ErrRobotsUnavailable too.
+var ErrHostUnreachable = errors.New("crawler: host unreachable")
+
+// robotsFailure is why nothing of a host may be fetched: its robots.txt
+// could not be read, because the host was unreachable (ErrHostUnreachable)
+// or for another reason (ErrRobotsUnavailable).
+type robotsFailure struct {
+	kind      error // ErrHostUnreachable or ErrRobotsUnavailable
+	transient bool  // the next Fetch reads robots.txt again
+	err       error
+}
+
+func (e *robotsFailure) Error() string { return e.kind.Error() + ": " + e.err.Error() }
+func (e *robotsFailure) Unwrap() error { return e.err }
+
+// Is makes the failure ErrDisallowed (nothing of the host is fetched), its
+// kind, and ErrRobotsUnavailable if transient.
+func (e *robotsFailure) Is(target error) bool {
+	return target == ErrDisallowed || target == e.kind || (e.transient && target == ErrRobotsUnavailable)
+}
+
+// unreachable reports whether err, from a robots.txt request, means the
+// host could not be reached at all (no HTTP status came back).
+func unreachable(err error) bool {
+	var he *HTTPError
+	if errors.As(err, &he) {
+		return false
+	}
+	var dns *net.DNSError
+	var op *net.OpError
+	return errors.As(err, &dns) || errors.As(err, &op) || errors.Is(err, syscall.ECONNREFUSED) ||
+		errors.Is(err, syscall.EHOSTUNREACH) || errors.Is(err, syscall.ENETUNREACH)
+}
 
 // RobotsFetcher is implemented by fetchers that can also fetch robots.txt.
 // Polite fetches robots.txt through it.
@@ -284,20 +326,30 @@ func (p *PoliteFetcher) FetchPage(ctx context.Context, rawURL string) (*Page, er
 		return nil, err
 	}
 	out := *page
-	out.Links = p.filter(u, page.Links, page.StatusCode >= 300 && page.StatusCode < 400)
+	out.Skipped = slices.Clone(page.Skipped)
+	out.Links = p.filter(u, page.Links, page.StatusCode >= 300 && page.StatusCode < 400, &out.Skipped)
 	return &out, nil
 }
 
 // filter keeps the links that may be followed from page: see Polite.
 // Links whose host's robots.txt is not loaded yet, or could not be read for
 // a transient reason, are kept; Fetch checks them before any request.
-func (p *PoliteFetcher) filter(page *url.URL, links []string, redirect bool) []string {
+func (p *PoliteFetcher) filter(page *url.URL, links []string, redirect bool, skipped *[]SkippedLink) []string {
 	kept := links[:0:0]
+	skip := func(link, reason string) {
+		if len(*skipped) < MaxSkippedPerPage {
+			*skipped = append(*skipped, SkippedLink{URL: link, Reason: reason})
+		}
+	}
 	for _, link := range links {
 		// Hosts are compared in normal form: a Fetcher other than
 		// HTTPFetcher may return links as written ("HTTP://Host:80/").
 		u, err := normalizeParse(link)
-		if err != nil || !p.mayEnter(page, u, redirect) {
+		if err != nil {
+			continue
+		}
+		if !p.mayEnter(page, u, redirect) {
+			skip(link, SkipOtherHost)
 			continue
 		}
 		p.mu.Lock()
@@ -305,6 +357,11 @@ func (p *PoliteFetcher) filter(page *url.URL, links []string, redirect bool) []s
 		p.mu.Unlock()
 		if h != nil && p.robots != nil {
 			if r := h.loadedRules(u.Scheme); r != nil && !errors.Is(r.err, ErrRobotsUnavailable) && r.allowed(u, p.cfg.UserAgent) != nil {
+				reason := SkipRobots
+				if errors.Is(r.err, ErrHostUnreachable) {
+					reason = SkipUnreachable // for good: the host does not exist
+				}
+				skip(link, reason)
 				continue
 			}
 		}
@@ -413,10 +470,13 @@ func (p *PoliteFetcher) loadRobots(ctx context.Context, h *hostState, r *robotsR
 		// Without a readable robots.txt, assume nothing may be crawled. A
 		// transient failure holds only for the callers that waited for this
 		// load: the next one loads robots.txt again.
-		failure := fmt.Errorf("%w: robots.txt unavailable: %v", ErrDisallowed, err)
+		failure := &robotsFailure{kind: ErrRobotsUnavailable, err: err}
+		if unreachable(err) {
+			failure.kind = ErrHostUnreachable
+		}
 		if Retryable(err) {
 			expires = p.now()
-			failure = fmt.Errorf("%w: %w: %v", ErrDisallowed, ErrRobotsUnavailable, err)
+			failure.transient = true
 		}
 		h.robotsLoaded(r, u.Scheme, nil, failure, 0, expires)
 		return

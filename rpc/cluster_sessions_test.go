@@ -14,11 +14,12 @@ import (
 	"go.etcd.io/bbolt"
 
 	"github.com/semrpc/semrpc/semantics"
+	"github.com/semrpc/semrpc/stores/boltstore"
 )
 
-func openTestBolt(t *testing.T, name string) *semantics.BoltStore {
+func openTestBolt(t *testing.T, name string) *boltstore.Store {
 	t.Helper()
-	st, err := semantics.OpenBoltStore(filepath.Join(t.TempDir(), name), nil)
+	st, err := boltstore.Open(filepath.Join(t.TempDir(), name), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -125,7 +126,7 @@ func TestDialClusterConcurrentAtMostOnceCallsSpreadOverTheServers(t *testing.T) 
 // same domainBolt share its table, so each sees the sessions and records
 // of the others, as replicas on one database do.
 type domainBolt struct {
-	*semantics.BoltStore
+	*boltstore.Store
 	name string
 }
 
@@ -137,7 +138,7 @@ var _ semantics.DomainStore = domainBolt{}
 // and answers which server ran it and the count after it.
 type Ledger struct {
 	name string
-	st   *semantics.BoltStore
+	st   *boltstore.Store
 	runs atomic.Int64 // Add's runs on this server
 	// hold, if set, is called as Add starts, before its write.
 	hold func(ctx context.Context)
@@ -163,7 +164,7 @@ func (s *Ledger) Add(ctx context.Context, by int, reply *string) error {
 	})
 }
 
-func ledgerCount(t *testing.T, st *semantics.BoltStore) int {
+func ledgerCount(t *testing.T, st *boltstore.Store) int {
 	t.Helper()
 	n := 0
 	err := st.View(context.Background(), func(tx *bbolt.Tx) error {
@@ -188,7 +189,7 @@ type replicaRig struct {
 	srvs    [2]*clusterNode
 	ledger  [2]*Ledger
 	gates   [2]*gateProxy
-	stores  [2]*semantics.BoltStore
+	stores  [2]*boltstore.Store
 	held    chan int         // the index of the server holding the first Add
 	reply   chan struct{}    // closed to let the held Add go
 	arrived [2]chan struct{} // a Ledger.Add request reached server i
@@ -196,7 +197,7 @@ type replicaRig struct {
 
 // startReplicaRig starts the two servers, on stores[i] made durable by
 // wrap(i) (the same store for both to share one domain).
-func startReplicaRig(t *testing.T, stores [2]*semantics.BoltStore, wrap func(i int) semantics.Store, inMethod bool, opts ...Option) *replicaRig {
+func startReplicaRig(t *testing.T, stores [2]*boltstore.Store, wrap func(i int) semantics.Store, inMethod bool, opts ...Option) *replicaRig {
 	r := &replicaRig{stores: stores, held: make(chan int, 1), reply: make(chan struct{})}
 	var armed atomic.Bool
 	armed.Store(true)
@@ -275,7 +276,7 @@ func TestDialClusterCallThatMayHaveRunMovesWithinItsDomain(t *testing.T) {
 			t.Run(fmt.Sprintf("%v/%s", policy.Kind(), lt.name), func(t *testing.T) {
 				st := openTestBolt(t, "shared.db")
 				shared := domainBolt{st, "orders"}
-				r := startReplicaRig(t, [2]*semantics.BoltStore{st, st}, func(int) semantics.Store { return shared }, false, lt.opts...)
+				r := startReplicaRig(t, [2]*boltstore.Store{st, st}, func(int) semantics.Store { return shared }, false, lt.opts...)
 				c := r.dial(t, policy)
 				if lt.warm {
 					for i := range 2 {
@@ -340,7 +341,7 @@ func TestDialClusterCallThatMayHaveRunMovesWithinItsDomain(t *testing.T) {
 func TestDialClusterCallMovedWithinItsDomainWaitsForTheRunInFlight(t *testing.T) {
 	st := openTestBolt(t, "shared.db")
 	shared := domainBolt{st, "orders"}
-	r := startReplicaRig(t, [2]*semantics.BoltStore{st, st}, func(int) semantics.Store { return shared }, true)
+	r := startReplicaRig(t, [2]*boltstore.Store{st, st}, func(int) semantics.Store { return shared }, true)
 	c := r.dial(t, semantics.ExactlyOnce())
 	var reply string
 	call := c.Go(ctxT(t), "Ledger.Add", 1, &reply)
@@ -382,16 +383,16 @@ func TestDialClusterCallMovedWithinItsDomainWaitsForTheRunInFlight(t *testing.T)
 func TestDialClusterCallThatMayHaveRunStaysOutsideOtherDomains(t *testing.T) {
 	tests := []struct {
 		name string
-		wrap func(st *semantics.BoltStore, i int) semantics.Store
+		wrap func(st *boltstore.Store, i int) semantics.Store
 	}{
-		{"different domains", func(st *semantics.BoltStore, i int) semantics.Store {
+		{"different domains", func(st *boltstore.Store, i int) semantics.Store {
 			return domainBolt{st, fmt.Sprintf("orders-%d", i)}
 		}},
-		{"no domain", func(st *semantics.BoltStore, _ int) semantics.Store { return st }},
+		{"no domain", func(st *boltstore.Store, _ int) semantics.Store { return st }},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			stores := [2]*semantics.BoltStore{openTestBolt(t, "a.db"), openTestBolt(t, "b.db")}
+			stores := [2]*boltstore.Store{openTestBolt(t, "a.db"), openTestBolt(t, "b.db")}
 			r := startReplicaRig(t, stores, func(i int) semantics.Store { return tt.wrap(stores[i], i) }, false)
 			c := r.dial(t, semantics.ExactlyOnce())
 			for i := range 2 { // both servers known, so that their domains are

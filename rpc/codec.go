@@ -107,7 +107,7 @@ func (cc *codecConn) serve() {
 		ptr, pass := m.newArgs()
 		if err := cc.codec.ReadRequestBody(ptr); err != nil {
 			cc.s.rejected.Add(1)
-			cc.respond(req, nil, reject(CodeRejected, "rpc: decoding arguments of %s: %v", req.ServiceMethod, err))
+			cc.respond(req, nil, reject(CodeBadArguments, "rpc: decoding arguments of %s: %v", req.ServiceMethod, err))
 			if codecStreamBroken(err) {
 				cc.logReadError("reading request body", err)
 				return

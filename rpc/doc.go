@@ -78,6 +78,31 @@
 // address, a TLS certificate that does not verify, an unknown method) end
 // a call at once under every policy.
 //
+// # Exactly-once
+//
+// A server made with WithDurableStore keeps its completion records in a
+// durable store and commits each call's record in the same transaction as
+// what its method wrote, so ExactlyOnce calls hold across server crashes
+// and restarts. The store shipped is package stores/boltstore (one bbolt
+// file; only programs that import it link bbolt); any semantics.Store will
+// do (doc/stores.md). Each method of such a server takes a context first
+// and writes through the call's transaction, found in that context;
+// Register refuses a method without a context (ErrNeedsContext) unless
+// OutsideTransaction declares it fine outside the transaction.
+//
+//	st, err := boltstore.Open("data/bank.db", nil) // creates data/ if missing
+//	srv := rpc.NewServer(rpc.WithDurableStore(st))
+//	err = srv.Register(Bank{})
+//
+//	func (Bank) Deposit(ctx context.Context, args DepositArgs, reply *Balance) error {
+//		tx := boltstore.TxOf(ctx) // *bbolt.Tx: commits with the call's record
+//		...
+//	}
+//
+//	c, err := rpc.Dial(ctx, "tcp", addr, rpc.WithSemantics(semantics.ExactlyOnce()))
+//
+// ExampleWithDurableStore runs it end to end, with a restart.
+//
 // # Transports
 //
 // A Client works through a Transport. Dial uses the TCP one;
@@ -132,9 +157,11 @@
 //
 // Every server answers _semrpc.Health and _semrpc.Methods (HealthMethod,
 // MethodsMethod) unless WithIntrospection(false); Client.Health and
-// Client.Methods call them. The command rpc/cmd/semrpc (health, list,
-// call) speaks JSON-RPC to a server's ordinary port, over TLS with -tls or
-// -ca. Package rpc/metrics publishes Server.Stats and Client.Stats through
+// Client.Methods call them. Client.CallJSON calls a method with JSON
+// arguments over the ordinary wire (JSONCallMethod, off with the JSON
+// codec), decoded strictly by the server, with every policy. The command
+// rpc/cmd/semrpc (health, list, call) uses it, over TLS with -tls or -ca;
+// its exit status says whether a call ran. Package rpc/metrics publishes Server.Stats and Client.Stats through
 // expvar, and rpc/metrics/promstats as a Prometheus collector.
 //
 // # Shutdown

@@ -21,12 +21,15 @@ import (
 // WithTable.
 //
 // Methods of a durable server keep their state in the store's transaction,
-// whatever the call's policy: they take a context.Context first and reach
+// whatever the call's policy: they take a context.Context first (Register
+// refuses a method without one, unless OutsideTransaction declares it) and reach
 // the transaction with semantics.TxOf[T](ctx), T being the store's
-// transaction type (with a semantics.BoltStore, *bbolt.Tx, also found with
-// semantics.TxFrom, or through BoltStore.Update and View with that ctx).
-// Any implementation of semantics.Store will do; doc/stores.md is the
-// recipe. One rule holds for every call: a method that returns an error
+// transaction type (*bbolt.Tx with the store of package
+// github.com/semrpc/semrpc/stores/boltstore, also found with boltstore.TxOf
+// or through its Store's Update and View with that ctx; pgx.Tx with
+// stores/pgstore, also found with pgstore.TxOf). Any implementation of
+// semantics.Store will do; doc/stores.md is the recipe. The stores live in
+// packages of their own, so that this package links no storage engine. One rule holds for every call: a method that returns an error
 // has everything it wrote rolled back (a call with a header still gets its
 // completion record, with the error); a method that returns nil has its
 // writes committed. A method may be run more than once inside rolled-back
@@ -34,7 +37,7 @@ import (
 // service state in memory beside the store: see doc/stores.md), must not
 // modify its arguments, must not block (concurrent calls may share its
 // transaction), and its reply must not keep the transaction's memory. With
-// a BoltStore it must not use BoltStore.DB: its call holds the database's
+// a boltstore.Store it must not use its DB method: its call holds the database's
 // only writer lock, so DB().Update would wait forever.
 func WithDurableStore(st semantics.Store) Option {
 	return func(o *options) { o.table, o.durableStore = st.Table(), st }

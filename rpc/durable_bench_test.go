@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/semrpc/semrpc/semantics"
+	"github.com/semrpc/semrpc/stores/boltstore"
 )
 
 // benchClients is how many clients call at once in the semantics
@@ -64,15 +65,15 @@ func BenchmarkAtMostOnce(b *testing.B) {
 func BenchmarkExactlyOnce(b *testing.B) {
 	for _, bc := range []struct {
 		name string
-		cfg  semantics.BoltConfig
+		cfg  boltstore.Config
 	}{
-		{"batch", semantics.BoltConfig{}},
-		{"batch-2ms", semantics.BoltConfig{MaxBatchDelay: 2 * time.Millisecond}},
-		{"batch-10ms", semantics.BoltConfig{MaxBatchDelay: 10 * time.Millisecond}}, // bbolt's default
-		{"nobatch", semantics.BoltConfig{NoBatch: true}},
+		{"batch", boltstore.Config{}},
+		{"batch-2ms", boltstore.Config{MaxBatchDelay: 2 * time.Millisecond}},
+		{"batch-10ms", boltstore.Config{MaxBatchDelay: 10 * time.Millisecond}}, // bbolt's default
+		{"nobatch", boltstore.Config{NoBatch: true}},
 	} {
 		b.Run(bc.name, func(b *testing.B) {
-			st, err := semantics.OpenBoltStore(filepath.Join(b.TempDir(), "bench.db"), &bc.cfg)
+			st, err := boltstore.Open(filepath.Join(b.TempDir(), "bench.db"), &bc.cfg)
 			if err != nil {
 				b.Fatal(err)
 			}

@@ -13,11 +13,12 @@ import (
 	"go.etcd.io/bbolt"
 
 	"github.com/semrpc/semrpc/semantics"
+	"github.com/semrpc/semrpc/stores/boltstore"
 )
 
 // Counter is a durable test service: its count lives in the store's file.
 type Counter struct {
-	st *semantics.BoltStore
+	st *boltstore.Store
 }
 
 func (c *Counter) Incr(ctx context.Context, by int, reply *int) error {
@@ -58,7 +59,7 @@ type node struct {
 	addr string
 
 	srv     *Server
-	st      *semantics.BoltStore
+	st      *boltstore.Store
 	counter *Counter
 	done    chan error
 }
@@ -68,7 +69,7 @@ func startNode(t *testing.T, path, addr string) *node {
 	n := &node{t: t, path: path, addr: addr, done: make(chan error, 1)}
 	opts := []Option{WithLogger(discardLogger())}
 	if path != "" {
-		st, err := semantics.OpenBoltStore(path, nil)
+		st, err := boltstore.Open(path, nil)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -78,7 +79,7 @@ func startNode(t *testing.T, path, addr string) *node {
 	} else {
 		// An in-memory server has no Counter state to speak of; a store
 		// in a file nobody reopens stands in for memory.
-		st, err := semantics.OpenBoltStore(filepath.Join(t.TempDir(), "scratch.db"), nil)
+		st, err := boltstore.Open(filepath.Join(t.TempDir(), "scratch.db"), nil)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -45,6 +45,12 @@ var (
 	// the server does not have (from a semrpc or a stock net/rpc server).
 	// The method did not run; no policy retries it.
 	ErrUnknownMethod = errors.New("rpc: unknown service or method")
+
+	// ErrBadArguments is the refusal of a request whose arguments do not
+	// decode into the method's argument type (for CallJSON, also a JSON
+	// field the type does not have). The method did not run; no policy
+	// retries it.
+	ErrBadArguments = errors.New("rpc: arguments do not fit the method")
 )
 
 // ServerError is an error returned by a service method, carried back to the
@@ -94,6 +100,8 @@ func codeSentinel(c Code) error {
 		return ErrMessageTooLarge
 	case CodeUnknownMethod:
 		return ErrUnknownMethod
+	case CodeBadArguments:
+		return ErrBadArguments
 	}
 	return nil
 }

@@ -11,11 +11,12 @@ import (
 
 	"github.com/semrpc/semrpc/rpc"
 	"github.com/semrpc/semrpc/semantics"
+	"github.com/semrpc/semrpc/stores/boltstore"
 )
 
 // ordersStore is a bbolt store that several servers share: it names their
 // exactly-once domain.
-type ordersStore struct{ *semantics.BoltStore }
+type ordersStore struct{ *boltstore.Store }
 
 func (ordersStore) Domain() string { return "orders" }
 
@@ -38,7 +39,7 @@ func ExampleDialCluster_exactlyOnceDomain() {
 		panic(err)
 	}
 	defer os.RemoveAll(dir)
-	st, err := semantics.OpenBoltStore(filepath.Join(dir, "orders.db"), nil)
+	st, err := boltstore.Open(filepath.Join(dir, "orders.db"), nil)
 	if err != nil {
 		panic(err)
 	}

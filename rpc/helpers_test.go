@@ -97,7 +97,9 @@ func startServer(t testing.TB, opts ...Option) (*Server, *Arith, string, *logSin
 	opts = append([]Option{WithLogger(log.New(sink, "", 0))}, opts...)
 	s := NewServer(opts...)
 	a := &Arith{block: make(chan struct{})}
-	if err := s.Register(a); err != nil {
+	// Arith keeps no state a durable store should hold (the benchmarks
+	// serve it with one).
+	if err := s.Register(a, OutsideTransaction()); err != nil {
 		t.Fatal(err)
 	}
 	l, err := net.Listen("tcp", "127.0.0.1:0")

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/semrpc/semrpc/semantics"
+	"github.com/semrpc/semrpc/stores/boltstore"
 )
 
 const mib = 1 << 20
@@ -192,14 +193,17 @@ func serveBudget(t *testing.T, total, perSession int64) (*Server, *Blob, string)
 // records count at the length of their stored replies).
 func TestReplyBudgetOnADurableServer(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "budget.db")
-	cfg := &semantics.BoltConfig{Table: semantics.TableConfig{MaxReplyBytes: 3 * mib, MaxSessionReplyBytes: 3 * mib}}
-	st, err := semantics.OpenBoltStore(path, cfg)
+	cfg := &boltstore.Config{Table: semantics.TableConfig{MaxReplyBytes: 3 * mib, MaxSessionReplyBytes: 3 * mib}}
+	st, err := boltstore.Open(path, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
 	s := NewServer(WithDurableStore(st), WithLogger(discardLogger()))
 	b := new(Blob)
-	s.Register(b)
+	// Blob.Get only computes its reply: nothing to keep in the transaction.
+	if err := s.Register(b, OutsideTransaction("Get")); err != nil {
+		t.Fatal(err)
+	}
 	id, err := s.Table().Open()
 	if err != nil {
 		t.Fatal(err)
@@ -217,7 +221,7 @@ func TestReplyBudgetOnADurableServer(t *testing.T) {
 	wantBudgetRefusal(t, "a durable server at its budget", err)
 	st.Close()
 
-	st, err = semantics.OpenBoltStore(path, cfg)
+	st, err = boltstore.Open(path, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -226,7 +230,9 @@ func TestReplyBudgetOnADurableServer(t *testing.T) {
 		t.Fatalf("%d bytes kept after the restart, want the 3 restored replies", kept)
 	}
 	s = NewServer(WithDurableStore(st), WithLogger(discardLogger()))
-	s.Register(b)
+	if err := s.Register(b, OutsideTransaction("Get")); err != nil {
+		t.Fatal(err)
+	}
 	_, err = s.Handle(ctx, "Blob.Get", hdr(4, 1), blobSize(mib))
 	wantBudgetRefusal(t, "the restarted server at its budget", err)
 	if reply, err := s.Handle(ctx, "Blob.Get", hdr(2, 1), blobSize(mib)); err != nil || len(*reply.(*[]byte)) != mib {

@@ -142,17 +142,34 @@ func (s *Server) Table() *semantics.Table { return s.table }
 // context.Context first. That context ends at the caller's deadline (which
 // travels with the request), when Close is called, or when Shutdown gives
 // up waiting; never because the caller's connection was lost. Other methods are skipped; a receiver with none is an error.
-func (s *Server) Register(rcvr any) error { return s.register(rcvr, "", false) }
+//
+// On a server with a durable store (WithDurableStore, or WithTable with a
+// durable table) every method must take a context.Context first, through
+// which it writes in the store's transaction; Register refuses a service
+// with a method that does not (ErrNeedsContext, naming the methods), unless
+// OutsideTransaction declares that method fine outside the transaction.
+func (s *Server) Register(rcvr any, opts ...RegisterOption) error {
+	return s.register(rcvr, "", false, opts)
+}
 
 // RegisterName is like Register but uses name for the service.
-func (s *Server) RegisterName(name string, rcvr any) error { return s.register(rcvr, name, true) }
+func (s *Server) RegisterName(name string, rcvr any, opts ...RegisterOption) error {
+	return s.register(rcvr, name, true, opts)
+}
 
-func (s *Server) register(rcvr any, name string, useName bool) error {
+func (s *Server) register(rcvr any, name string, useName bool, opts []RegisterOption) error {
 	if useName && (name == "" || strings.Contains(name, ".")) {
 		return fmt.Errorf("rpc: invalid service name %q", name)
 	}
 	svc, err := newService(rcvr, name, useName)
 	if err != nil {
+		return err
+	}
+	var ro registerOptions
+	for _, opt := range opts {
+		opt(&ro)
+	}
+	if err := s.checkDurable(svc, &ro); err != nil {
 		return err
 	}
 	s.mu.Lock()
@@ -187,6 +204,10 @@ func (s *Server) lookup(serviceMethod string) (*methodType, error) {
 	case healthMethod, methodsMethod:
 		if m := s.builtinMethod(serviceMethod); m != nil {
 			return m, nil
+		}
+	case JSONCallMethod:
+		if !s.opts.noJSON {
+			return jsonCallMethodType, nil
 		}
 	}
 	dot := strings.LastIndex(serviceMethod, ".")
@@ -263,7 +284,7 @@ func (s *Server) Handle(ctx context.Context, serviceMethod string, h *semantics.
 	ptr, pass := m.newArgs()
 	if err := args.DecodeArgs(ptr); err != nil {
 		s.rejected.Add(1)
-		return nil, reject(CodeRejected, "rpc: decoding arguments of %s: %v", serviceMethod, err)
+		return nil, reject(CodeBadArguments, "rpc: decoding arguments of %s: %v", serviceMethod, err)
 	}
 	if mc, ok := args.(MetadataCarrier); ok && (mc.IncomingMetadata() != nil || s.seesContext(m)) {
 		var sc *serverCall
@@ -291,6 +312,9 @@ func (s *Server) Handle(ctx context.Context, serviceMethod string, h *semantics.
 // (Shutdown waits for that count), which makes the shutting-down check
 // below safe.
 func (s *Server) execute(ctx context.Context, m *methodType, h *semantics.Header, argPtr any, argv reflect.Value) (any, error) {
+	if m == jsonCallMethodType {
+		return s.executeJSON(ctx, h, argPtr.(*jsonCallArgs))
+	}
 	if s.shutting.Load() {
 		s.rejected.Add(1)
 		return nil, reject(CodeShuttingDown, "rpc: server shutting down; %s not run", m.name)

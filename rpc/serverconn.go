@@ -202,7 +202,7 @@ func (c *serverConn) read() (ended bool) {
 			}
 			// A value that does not fit the argument type: gob has read the
 			// whole message, so the stream is still in step.
-			c.respond(&req, nil, reject(CodeRejected, "rpc: decoding arguments of %s: %v", req.ServiceMethod, err))
+			c.respond(&req, nil, reject(CodeBadArguments, "rpc: decoding arguments of %s: %v", req.ServiceMethod, err))
 			continue
 		}
 		if req.Sem != nil && !req.Sem.Valid() {

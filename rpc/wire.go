@@ -70,11 +70,12 @@ const (
 	CodeReplyUnusable                // the method ran; its reply could not be encoded
 	CodeDeadlineExceeded             // the caller's deadline passed while the method ran: it may have had effects
 	CodeInterrupted                  // the method was stopped (its server closing) before it answered: it may have had effects
+	CodeBadArguments                 // ErrBadArguments: the arguments do not fit the method's argument type
 )
 
 var codeNames = [...]string{"none", "rejected", "stale", "session expired", "epoch mismatch", "bad header",
 	"not durable", "shutting down", "too large", "maybe executed", "unknown method", "reply too large", "reply unusable",
-	"deadline exceeded", "interrupted"}
+	"deadline exceeded", "interrupted", "bad arguments"}
 
 func (c Code) String() string {
 	if int(c) < len(codeNames) {
@@ -222,7 +223,7 @@ func DecodeError(code Code, msg string) error {
 		// again, so retrying policies wait for a server and try again.
 		return semantics.NotSent(&RejectedError{Code: code, Msg: msg})
 	case CodeRejected, CodeStale, CodeSessionExpired, CodeEpochMismatch, CodeBadHeader,
-		CodeNotDurable, CodeTooLarge, CodeUnknownMethod:
+		CodeNotDurable, CodeTooLarge, CodeUnknownMethod, CodeBadArguments:
 		return &RejectedError{Code: code, Msg: msg}
 	}
 	// A code this side does not know (a newer or damaged peer): the only

@@ -11,7 +11,7 @@ import (
 // a damaged peer) decodes as may-have-executed, never as a rejection ("the
 // method did not run"): only the safe assumption fits an unknown answer.
 func TestUnknownResponseCodeDecodesAsMaybeExecuted(t *testing.T) {
-	for _, code := range []Code{CodeInterrupted + 1, CodeInterrupted + 2, 200, 255} {
+	for _, code := range []Code{CodeBadArguments + 1, CodeBadArguments + 2, 200, 255} {
 		err := DecodeError(code, "something the client cannot read")
 		if err == nil {
 			t.Fatalf("code %d: nil error", code)

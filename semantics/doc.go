@@ -106,11 +106,13 @@
 // # Durable completion records
 //
 // A Table forgets everything when its process dies. For exactly-once, a
-// Store keeps the records: OpenBoltStore opens (or creates) one bbolt file,
+// Store keeps the records. This package holds only the contract: the
+// stores live in packages of their own, so that only their importers link
+// their engines. stores/boltstore opens (or creates) one bbolt file,
 // rebuilds the table from it (same epoch, sessions with their acks, every
 // record not yet acknowledged) and runs each NEW call inside a read-write
 // transaction (Store.Execute), where the method writes its own state
-// (TxFrom) and the call's completion record is written beside it, so both
+// (TxOf) and the call's completion record is written beside it, so both
 // commit together before the reply is sent; calls without a header run in
 // a transaction too (Store.Transact). A method's error rolls back what it
 // wrote, under every policy. Concurrent calls share

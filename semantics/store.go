@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/gob"
+	"errors"
 	"fmt"
 )
 
@@ -22,8 +23,10 @@ import (
 //
 // The interface names no storage engine: a store runs methods in
 // transactions of its own type, which it hands them with ContextWithTx and
-// they find with TxOf. BoltStore is the implementation on go.etcd.io/bbolt;
-// doc/stores.md is the recipe for another (its table, its records, and the
+// they find with TxOf. Implementations live in packages of their own
+// (github.com/semrpc/semrpc/stores/boltstore on go.etcd.io/bbolt,
+// stores/pgstore on PostgreSQL), so that this package links no storage
+// engine; doc/stores.md is the recipe for another (its table, its records, and the
 // rules its methods must keep). A plain Table, with no Store, is the
 // in-memory default that at-most-once calls use.
 type Store interface {
@@ -77,13 +80,22 @@ type Store interface {
 	Transact(ctx context.Context, fn func(ctx context.Context) (reply any, err error)) (Outcome, error)
 }
 
+// ErrStoreFailed is wrapped by the errors of calls refused because a
+// commit failed (a write or fsync error): from then on, what is on disk is
+// only known after a restart, so the store runs nothing more (later calls
+// are refused, not executed). The call whose commit failed is reported as
+// may-have-executed, since its record may have reached the disk; after a
+// restart a retry of it gets that record's reply. Restart the server when
+// calls fail with it.
+var ErrStoreFailed = errors.New("semrpc: durable store failed")
+
 type txKey struct{}
 
 // ContextWithTx returns a context carrying tx, the transaction a store runs
 // a method in. A Store calls it in Execute and Transact before it runs the
 // method, with a value of its own transaction type (a *bbolt.Tx for
-// BoltStore); the method finds it with TxOf, or with the store's own
-// accessor (TxFrom for BoltStore). Nothing else in semrpc looks at tx.
+// boltstore); the method finds it with TxOf, or with the store's own
+// accessor (boltstore.TxOf). Nothing else in semrpc looks at tx.
 func ContextWithTx(ctx context.Context, tx any) context.Context {
 	return context.WithValue(ctx, txKey{}, tx)
 }
@@ -92,7 +104,7 @@ func ContextWithTx(ctx context.Context, tx any) context.Context {
 // transactions are of type T, and whether there is one. Methods of a
 // durable server reach their store through it, whatever the store:
 //
-//	tx, ok := semantics.TxOf[*bbolt.Tx](ctx) // BoltStore; see also TxFrom
+//	tx, ok := semantics.TxOf[*bbolt.Tx](ctx) // boltstore; see also boltstore.TxOf
 //
 // The transaction ends when the method returns; keep no reference to it,
 // or to memory it hands out, beyond that.
@@ -124,8 +136,10 @@ func (r *StoredReply) Decode(v any) error {
 	return nil
 }
 
-// encodeReply gob-encodes a reply for a completion record.
-func encodeReply(method string, reply any) ([]byte, error) {
+// EncodeReply gob-encodes a reply for a completion record: the bytes a
+// store keeps and hands back, after a restart, as StoredReply.Data (Decode
+// reverses it). A nil reply encodes as no bytes.
+func EncodeReply(method string, reply any) ([]byte, error) {
 	var b bytes.Buffer
 	if reply == nil {
 		return nil, nil

@@ -146,7 +146,7 @@ type TableConfig struct {
 	// Store, if not nil, makes the table durable: the server runs each NEW
 	// call through Store.Execute, which commits the completion record
 	// with the method's effects, and each call without a header through
-	// Store.Transact. Stores such as BoltStore set it when they build
+	// Store.Transact. Stores such as boltstore.Store set it when they build
 	// their table; nil means an in-memory table.
 	Store Store
 }
@@ -375,7 +375,7 @@ func NewTable(cfg *TableConfig) *Table {
 		c.Now = time.Now
 	}
 	if c.Epoch == 0 {
-		c.Epoch = randomEpoch()
+		c.Epoch = NewEpoch()
 	}
 	if c.MaxCalls <= 0 {
 		c.MaxCalls = DefaultMaxCalls
@@ -405,7 +405,12 @@ func NewTable(cfg *TableConfig) *Table {
 	}
 }
 
-func randomEpoch() uint64 {
+// NewEpoch returns a random non-zero server epoch (crypto/rand), as a
+// new table draws when TableConfig.Epoch is 0. A durable store draws one
+// when it creates its storage, keeps it, and gives it to the table it
+// rebuilds at every open (TableConfig.Epoch), so that sessions survive
+// restarts.
+func NewEpoch() uint64 {
 	var b [8]byte
 	for {
 		if _, err := rand.Read(b[:]); err != nil {

@@ -24,6 +24,7 @@ import (
 	"github.com/semrpc/semrpc/labrpc"
 	"github.com/semrpc/semrpc/rpc"
 	"github.com/semrpc/semrpc/semantics"
+	"github.com/semrpc/semrpc/stores/boltstore"
 	"github.com/semrpc/semrpc/tests/faultproxy"
 )
 
@@ -79,7 +80,7 @@ type BigArgs struct{ N int }
 // rpc.WithDurableStore): there a run counts when its transaction commits,
 // so the count is of executions whose effects persist.
 func (c *Tally) count(ctx context.Context) int64 {
-	if tx := semantics.TxFrom(ctx); tx != nil {
+	if tx := boltstore.TxOf(ctx); tx != nil {
 		tx.OnCommit(func() { c.runs.Add(1) })
 		return c.runs.Load() + 1
 	}
@@ -261,7 +262,7 @@ type node struct {
 // serverInstance is one life of a node.
 type serverInstance struct {
 	srv     *rpc.Server
-	st      *semantics.BoltStore
+	st      *boltstore.Store
 	done    chan struct{} // Serve returned
 	crashed chan struct{} // closed when this life ends
 }
@@ -286,7 +287,7 @@ func (n *node) start() error {
 	in := &serverInstance{done: make(chan struct{}), crashed: make(chan struct{})}
 	opts := []rpc.Option{rpc.WithLogger(quiet()), rpc.WithServerInterceptor(n.intercept(in))}
 	if n.path != "" {
-		st, err := semantics.OpenBoltStore(n.path, &semantics.BoltConfig{NoSync: true, Table: semantics.TableConfig{Lease: n.lease}})
+		st, err := boltstore.Open(n.path, &boltstore.Config{NoSync: true, Table: semantics.TableConfig{Lease: n.lease}})
 		if err != nil {
 			return err
 		}

@@ -10,12 +10,10 @@ import (
 	"net"
 	"os"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/semrpc/semrpc/crawler"
-	"github.com/semrpc/semrpc/rpc"
-	"github.com/semrpc/semrpc/semantics"
+	"github.com/semrpc/semrpc/crawler/cluster"
 )
 
 // logOut receives the coordinator's and workers' progress lines.
@@ -31,21 +29,22 @@ func (l *stringList) String() string     { return strings.Join(*l, ",") }
 func (l *stringList) Set(v string) error { *l = append(*l, v); return nil }
 
 type coordOptions struct {
-	listen       string
-	urls         stringList
-	hosts        string
-	data         string
-	json         bool
-	lease        time.Duration
-	maxPages     int
-	depth        int
-	hostLimit    int
-	delay        time.Duration
-	maxDelay     time.Duration
-	retries      int
-	retryDelay   time.Duration
-	linger       time.Duration
-	progressTime time.Duration
+	listen         string
+	urls           stringList
+	hosts          string
+	data           string
+	json           bool
+	lease          time.Duration
+	maxPages       int
+	depth          int
+	hostLimit      int
+	delay          time.Duration
+	maxDelay       time.Duration
+	retries        int
+	retryDelay     time.Duration
+	linger         time.Duration
+	progressTime   time.Duration
+	processTimeout time.Duration
 }
 
 const coordinatorUsage = `Usage: crawl coordinator -listen ADDR -url URL [-url URL...] [-hosts H1,H2] [-data DIR] [flags]
@@ -55,8 +54,11 @@ with semrpc: workers lease URLs (at-least-once) and report them (at-most-once).
 Politeness holds across the cluster: each host gets at most -max-in-flight
 leases at once, -delay (or the Crawl-delay its robots.txt asks for, or its
 Retry-After) apart, whichever workers fetch; a lease's time starts only when
-its host has a slot. When the crawl is complete it tells the workers, prints a
-summary and exits 0; it exits 1 with the reason if nothing could be fetched.
+its host has a slot. A worker process silent for -worker-timeout (killed, or
+cut off) loses its leases at once, rather than after -lease. When the crawl
+is complete it tells the workers, prints a summary (pages, failures, links
+skipped by reason, worker processes) and exits 0; it exits 1 with the reason
+if nothing could be fetched.
 
 With -data the crawl lives in DIR (created if missing, one bbolt file): a
 coordinator killed at any moment and started again with the same -data
@@ -87,6 +89,7 @@ func parseCoordinator(args []string, stdout io.Writer) (*coordOptions, error) {
 	fs.DurationVar(&o.retryDelay, "retry-delay", 200*time.Millisecond, "wait `D` before a URL's first retry (doubled at each retry)")
 	fs.DurationVar(&o.linger, "linger", 5*time.Second, "once the crawl is over, keep telling workers so for up to `D`")
 	fs.DurationVar(&o.progressTime, "progress", 2*time.Second, "print progress to stderr every `D` (0: never)")
+	fs.DurationVar(&o.processTimeout, "worker-timeout", crawler.DefaultProcessTimeout, "free the leases of a worker process silent for `D` (killed, or cut off)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			fmt.Fprint(stdout, coordinatorUsage)
@@ -112,6 +115,8 @@ func parseCoordinator(args []string, stdout io.Writer) (*coordOptions, error) {
 		return nil, usagef("coordinator: -max-in-flight %d: want at least 1", o.hostLimit)
 	case o.delay < 0 || o.maxDelay < 0 || o.retryDelay < 0 || o.linger < 0 || o.progressTime < 0:
 		return nil, usagef("coordinator: durations must not be negative")
+	case o.processTimeout <= 0:
+		return nil, usagef("coordinator: -worker-timeout %v: want more than 0", o.processTimeout)
 	case o.retries < 0:
 		return nil, usagef("coordinator: -retries %d: want 0 or more", o.retries)
 	}
@@ -146,36 +151,8 @@ func hostList(spec string) ([]string, error) {
 
 // clusterSummary is what a coordinator prints when the crawl is over.
 type clusterSummary struct {
-	Mode      string   `json:"mode"` // "coordinator"
-	Listen    string   `json:"listen"`
-	Data      string   `json:"data,omitempty"`
-	Restarts  int      `json:"restarts"`
-	StartURLs []string `json:"start_urls"`
-	Hosts     []string `json:"hosts,omitempty"`
-
-	Pages            int    `json:"pages"`
-	Failed           int    `json:"failed"`
-	Workers          int    `json:"workers"`  // worker processes seen by this run
-	Fetchers         int    `json:"fetchers"` // their fetchers (each leases on its own)
-	Reports          int    `json:"reports"`
-	Suppressed       uint64 `json:"duplicate_reports_suppressed"`
-	IgnoredReports   int    `json:"duplicate_reports_ignored"`
-	Leases           int    `json:"leases"`
-	RepeatedLeases   int    `json:"leases_repeated"`
-	LeasesReassigned int    `json:"leases_reassigned"`
-	LeasesReleased   int    `json:"leases_released"`
-	Retried          int    `json:"retried"`
-
-	ElapsedSeconds float64 `json:"elapsed_seconds"`
-	PagesPerSecond float64 `json:"pages_per_second"`
-
-	Failures []crawler.Failure `json:"failures"`
-	// NoIndex lists the URLs fetched (and counted in Pages) whose page
-	// asked not to be indexed.
-	NoIndex []string `json:"noindex"`
-
-	CheckOK bool   `json:"check_ok"`
-	Check   string `json:"check"`
+	Mode string `json:"mode"` // "coordinator"
+	*cluster.Report
 }
 
 func runCoordinator(ctx context.Context, args []string, stdout io.Writer) error {
@@ -190,147 +167,55 @@ func runCoordinator(ctx context.Context, args []string, stdout io.Writer) error 
 	if err != nil {
 		return usagef("coordinator: %v", err)
 	}
-	cfg := crawler.CoordinatorConfig{
-		StartURLs: o.urls, LeaseTimeout: o.lease, MaxPages: o.maxPages, MaxDepth: o.depth,
-		HostLimit: o.hostLimit, HostDelay: o.delay, MaxHostDelay: o.maxDelay, MaxRetries: o.retries,
-		RetryDelay: o.retryDelay,
-	}
-	// Listen first: a coordinator that cannot serve leaves its store as it
-	// was (no restart counted).
-	l, err := net.Listen("tcp", o.listen)
-	if err != nil {
-		return fmt.Errorf("coordinator: %w", err)
-	}
-	defer l.Close()
-	resuming := false
-	if o.data != "" {
-		store, err := crawler.OpenCrawlStore(o.data)
-		if err != nil {
-			return err
-		}
-		defer store.Close()
-		cfg.Store = store
-		if resuming, err = store.HasCrawl(); err != nil {
-			return err
-		}
-	}
-	if len(hosts) == 0 && !resuming {
-		// The crawl stays on the start URLs' hosts (and their www/apex
-		// variants, for redirects). A resumed crawl keeps its own.
-		for _, u := range o.urls {
-			k, _ := crawler.HostKey(u)
-			hosts = append(hosts, k)
-		}
-	}
-	cfg.Hosts = hosts
-	coord, err := crawler.NewCoordinator(cfg)
-	if err != nil {
-		return err
-	}
-	core := rpc.NewServer()
-	if err := core.Register(coord); err != nil {
-		return err
-	}
-	served := make(chan struct{})
-	go func() {
-		defer close(served)
-		core.Serve(l) // returns ErrServerClosed after Shutdown or Close
-	}()
-	stopServing := func() {
-		sctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		defer cancel()
-		core.Shutdown(sctx)
-		<-served
-	}
-	st := coord.Stats()
-	how := "in memory (cannot resume)"
-	if o.data != "" {
-		how = "in " + cfg.Store.Path()
-		switch {
-		case resuming && st.Queued+st.Leased == 0:
-			how = fmt.Sprintf("in %s is already complete: %d done", cfg.Store.Path(), st.Pages+st.Failed)
-		case resuming:
-			how = fmt.Sprintf("resumed from %s (start %d): %d done, %d queued, %d leased",
-				cfg.Store.Path(), st.Restarts+1, st.Pages+st.Failed, st.Queued, st.Leased)
-		}
-	}
-	fmt.Fprintf(logOut, "coordinator: listening on %s; crawl %s\n", l.Addr(), how)
-
-	stopProgress := make(chan struct{})
-	var progressDone sync.WaitGroup
-	if o.progressTime > 0 {
-		progressDone.Add(1)
-		go func() {
-			defer progressDone.Done()
-			tick := time.NewTicker(o.progressTime)
-			defer tick.Stop()
-			for {
-				select {
-				case <-tick.C:
-					p := coord.Stats()
-					fmt.Fprintf(logOut, "coordinator: %d done (%d failed), %d queued, %d leased, %v\n",
-						p.Pages+p.Failed, p.Failed, p.Queued, p.Leased, coord.Elapsed().Round(time.Millisecond))
-				case <-stopProgress:
-					return
-				}
+	cfg := cluster.CoordinatorConfig{
+		Listen:  o.listen,
+		DataDir: o.data,
+		Linger:  o.linger,
+		Crawl: crawler.CoordinatorConfig{
+			StartURLs: o.urls, Hosts: hosts, LeaseTimeout: o.lease, MaxPages: o.maxPages, MaxDepth: o.depth,
+			HostLimit: o.hostLimit, HostDelay: o.delay, MaxHostDelay: o.maxDelay, MaxRetries: o.retries,
+			RetryDelay: o.retryDelay, ProcessTimeout: o.processTimeout,
+		},
+		Started: func(s cluster.Started) {
+			how := "in memory (cannot resume)"
+			st := s.Stats
+			switch {
+			case s.Complete:
+				how = fmt.Sprintf("in %s is already complete: %d done", s.Store, st.Pages+st.Failed)
+			case s.Resumed:
+				how = fmt.Sprintf("resumed from %s (start %d): %d done, %d queued, %d leased",
+					s.Store, st.Restarts+1, st.Pages+st.Failed, st.Queued, st.Leased)
+			case s.Store != "":
+				how = "in " + s.Store
 			}
-		}()
+			fmt.Fprintf(logOut, "coordinator: listening on %s; crawl %s\n", s.Addr, how)
+		},
+		ProcessLost: func(p cluster.Progress) {
+			fmt.Fprintf(logOut, "coordinator: a worker process fell silent, its leases freed (%d processes lost, %d leases freed so far), %v\n",
+				p.ProcessesLost, p.LostLeases, p.Elapsed.Round(time.Millisecond))
+		},
 	}
-	defer func() {
-		close(stopProgress)
-		progressDone.Wait()
-	}()
-
-	select {
-	case <-coord.Done():
-	case <-ctx.Done():
-		stopServing()
-		if o.data != "" {
+	if o.linger == 0 {
+		cfg.Linger = -1
+	}
+	if o.progressTime > 0 {
+		cfg.ProgressInterval = o.progressTime
+		cfg.Progress = func(p cluster.Progress) {
+			fmt.Fprintf(logOut, "coordinator: %d done (%d failed), %d queued, %d leased, %v\n",
+				p.Pages+p.Failed, p.Failed, p.Queued, p.Leased, p.Elapsed.Round(time.Millisecond))
+		}
+	}
+	rep, err := cluster.RunCoordinator(ctx, cfg)
+	if err != nil {
+		if errors.Is(err, cluster.ErrInterrupted) && o.data != "" {
 			return fmt.Errorf("interrupted; start again with -data %s to resume", o.data)
 		}
-		return errors.New("interrupted; the crawl is lost (no -data)")
+		if errors.Is(err, cluster.ErrInterrupted) {
+			return errors.New("interrupted; the crawl is lost (no -data)")
+		}
+		return err
 	}
-	if err := coord.Err(); err != nil {
-		stopServing()
-		return fmt.Errorf("coordinator stopped: %w (start again with the same -data to resume from the last write)", err)
-	}
-	lctx, cancel := context.WithTimeout(ctx, o.linger)
-	coord.WaitWorkersTold(lctx, max(time.Second, 4*crawler.DefaultPollInterval))
-	cancel()
-	table := core.Stats().Table
-	fetchers := coord.Workers()
-	procs := map[string]bool{}
-	for _, name := range fetchers {
-		proc, _, _ := strings.Cut(name, "/")
-		procs[proc] = true
-	}
-	stopServing()
-
-	cs := coord.Stats()
-	s := clusterSummary{
-		Mode: "coordinator", Listen: l.Addr().String(), Data: o.data, Restarts: cs.Restarts,
-		StartURLs: coord.StartURLs(), Hosts: coord.Hosts(),
-		Pages: cs.Pages, Failed: cs.Failed, Workers: len(procs), Fetchers: len(fetchers), Reports: cs.Reports,
-		Suppressed: table.Duplicates + table.InFlightWaits, IgnoredReports: cs.Duplicates,
-		Leases: cs.Leases, RepeatedLeases: cs.RepeatedLeases, LeasesReassigned: cs.Reassigned,
-		LeasesReleased: cs.Released, Retried: cs.Retried,
-		Failures: coord.Failures(),
-		NoIndex:  append([]string{}, coord.NoIndex()...),
-	}
-	if s.Failures == nil {
-		s.Failures = []crawler.Failure{}
-	}
-	elapsed := coord.Elapsed()
-	s.ElapsedSeconds = elapsed.Seconds()
-	if elapsed > 0 {
-		s.PagesPerSecond = float64(s.Pages+s.Failed) / elapsed.Seconds()
-	}
-	if err := coord.Check(); err != nil {
-		s.Check = err.Error()
-	} else {
-		s.CheckOK = true
-		s.Check = fmt.Sprintf("every page reported exactly once (%d URLs, no report executed twice)", s.Pages+s.Failed)
-	}
+	s := clusterSummary{Mode: "coordinator", Report: rep}
 	if o.json {
 		enc := json.NewEncoder(stdout)
 		enc.SetIndent("", "  ")
@@ -338,22 +223,23 @@ func runCoordinator(ctx context.Context, args []string, stdout io.Writer) error 
 			return err
 		}
 	} else {
-		printClusterSummary(stdout, &s, elapsed)
+		printClusterSummary(stdout, rep)
 	}
 	switch {
-	case !s.CheckOK:
+	case !rep.CheckOK:
 		return errCheckFailed
-	case s.Pages == 0:
+	case rep.Pages == 0:
 		reason := "no URL"
-		if len(s.Failures) > 0 {
-			reason = fmt.Sprintf("%s: %s", s.Failures[0].URL, s.Failures[0].Reason)
+		if len(rep.Failures) > 0 {
+			reason = fmt.Sprintf("%s: %s", rep.Failures[0].URL, rep.Failures[0].Reason)
 		}
 		return fmt.Errorf("nothing could be fetched (%s)", reason)
 	}
 	return nil
 }
 
-func printClusterSummary(w io.Writer, s *clusterSummary, elapsed time.Duration) {
+func printClusterSummary(w io.Writer, s *cluster.Report) {
+	elapsed := time.Duration(s.ElapsedSeconds * float64(time.Second))
 	line := func(label, format string, args ...any) {
 		fmt.Fprintf(w, "%-18s %s\n", label, fmt.Sprintf(format, args...))
 	}
@@ -362,6 +248,9 @@ func printClusterSummary(w io.Writer, s *clusterSummary, elapsed time.Duration) 
 		how = fmt.Sprintf("durable in %s, %d restarts", s.Data, s.Restarts)
 	}
 	line("crawl", "coordinator on %s, %s, %d worker processes (%d fetchers)", s.Listen, how, s.Workers, s.Fetchers)
+	if s.ProcessesLost > 0 {
+		line("lost workers", "%d times a worker process fell silent; %d of its leases freed at once", s.ProcessesLost, s.LostLeases)
+	}
 	line("start", "%s", strings.Join(s.StartURLs, " "))
 	if len(s.Hosts) > 0 {
 		line("hosts", "%s", strings.Join(s.Hosts, " "))
@@ -373,7 +262,8 @@ func printClusterSummary(w io.Writer, s *clusterSummary, elapsed time.Duration) 
 	line("leases", "%d handed out, %d handed again after a lost reply, %d reassigned, %d released, %d retries",
 		s.Leases, s.RepeatedLeases, s.LeasesReassigned, s.LeasesReleased, s.Retried)
 	line("elapsed", "%v (%.0f pages/s)", elapsed.Round(time.Millisecond), s.PagesPerSecond)
-	printFailures(w, line, s.Failures)
+	printSkipped(line, s.Skipped)
+	printFailures(w, line, asFailures(s.Failures))
 	if s.CheckOK {
 		line("check", "ok: %s", s.Check)
 	} else {
@@ -389,8 +279,25 @@ func printNoIndex(line func(label, format string, args ...any), noIndex []string
 	}
 }
 
+// failure is a URL that could not be fetched, and why; Deliberate, if not
+// empty, says why the failure was meant to happen (the built-in site's
+// broken link, say).
+type failure struct {
+	URL        string `json:"url"`
+	Reason     string `json:"reason"`
+	Deliberate string `json:"deliberate,omitempty"`
+}
+
+func asFailures(fs []crawler.Failure) []failure {
+	out := make([]failure, 0, len(fs))
+	for _, f := range fs {
+		out = append(out, failure{URL: f.URL, Reason: f.Reason})
+	}
+	return out
+}
+
 // printFailures lists the first few failures, and how many more there are.
-func printFailures(w io.Writer, line func(label, format string, args ...any), failures []crawler.Failure) {
+func printFailures(w io.Writer, line func(label, format string, args ...any), failures []failure) {
 	for i, f := range failures {
 		if i == textFailures {
 			line("", "... and %d more (-json lists them all)", len(failures)-textFailures)
@@ -400,7 +307,36 @@ func printFailures(w io.Writer, line func(label, format string, args ...any), fa
 		if i == 0 {
 			label = "failures"
 		}
-		line(label, "%s: %s", f.URL, f.Reason)
+		if f.Deliberate != "" {
+			line(label, "%s: %s (deliberate: %s)", f.URL, f.Reason, f.Deliberate)
+		} else {
+			line(label, "%s: %s", f.URL, f.Reason)
+		}
+	}
+}
+
+// textSkipExamples is how many examples of each skip reason the text
+// summary shows (-json shows crawler.MaxSkippedExamples).
+const textSkipExamples = 2
+
+// printSkipped says how many links were not followed, by reason, with an
+// example or two; "none" if every link was followed.
+func printSkipped(line func(label, format string, args ...any), skipped []crawler.Skipped) {
+	if len(skipped) == 0 {
+		line("skipped links", "none")
+		return
+	}
+	for i, s := range skipped {
+		label := ""
+		if i == 0 {
+			label = "skipped links"
+		}
+		ex := s.Examples[:min(len(s.Examples), textSkipExamples)]
+		more := ""
+		if len(ex) < s.Links {
+			more = ", ..."
+		}
+		line(label, "%s: %d (%s%s)", s.Reason, s.Links, strings.Join(ex, " "), more)
 	}
 }
 
@@ -418,6 +354,8 @@ robots.txt, and reports their links. It waits for a coordinator that is not up
 yet or restarting, for up to -patience since it last answered, and exits 0 when
 the coordinator says the crawl is over. Interrupted, it gives its leases back
 to the coordinator, so that other workers fetch them at once, and exits 1.
+Killed, it stops sending heartbeats, and the coordinator frees its leases
+once it has been silent for the coordinator's -worker-timeout (1.5s).
 Every worker process has a unique identity (LABEL plus a random suffix), so
 several may share a label.
 
@@ -469,85 +407,23 @@ func runWorker(ctx context.Context, args []string, stdout io.Writer) error {
 	if err != nil {
 		return err
 	}
-	hf, err := crawler.NewHTTPFetcher(nil)
-	if err != nil {
+	rep, err := cluster.RunWorkers(ctx, cluster.WorkersConfig{
+		Coordinator: o.coordinator, Fetchers: o.workers, Label: o.name, Patience: o.patience,
+		Started: func(name string) {
+			fmt.Fprintf(logOut, "worker %s: %d fetchers, coordinator %s\n", name, o.workers, o.coordinator)
+		},
+	})
+	if rep != nil {
+		st := rep.Stats
+		fmt.Fprintf(stdout, "worker %s: %d fetches (%d failed, %d HTTP requests), %d reports (%d duplicates, %d resent), %d lease errors\n",
+			rep.Name, st.Fetches, st.FetchErrors, rep.Fetcher.Requests, st.Reports, st.Duplicates, st.ReportResends, st.LeaseErrors)
+	}
+	switch {
+	case errors.Is(err, cluster.ErrInterrupted):
+		return fmt.Errorf("worker %s interrupted; %d leases given back to the coordinator", rep.Name, rep.Released)
+	case err != nil:
 		return err
 	}
-	defer hf.Close()
-	cfg := crawler.DefaultConfig()
-	// The coordinator decides which hosts the crawl enters (every lease
-	// names them), how many requests each gets and when, and when a failed
-	// URL is tried again: this process obeys robots.txt and its own pacing,
-	// and never holds more requests to a host than it holds leases.
-	cfg.MaxRetries = 0
-	cfg.MaxInFlightPerHost = o.workers
-	polite, err := crawler.Polite(hf, cfg)
-	if err != nil {
-		return err
-	}
-	client, err := rpc.Dial(ctx, "tcp", o.coordinator, rpc.WithSemantics(semantics.AtLeastOnce()))
-	if err != nil {
-		return err
-	}
-	defer client.Close()
-
-	name := crawler.NewWorkerName(o.name)
-	fmt.Fprintf(logOut, "worker %s: %d fetchers, coordinator %s\n", name, o.workers, o.coordinator)
-	stats := make([]crawler.WorkerStats, o.workers)
-	errs := make([]error, o.workers)
-	var wg sync.WaitGroup
-	for i := range o.workers {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			stats[i], errs[i] = crawler.RunWorkerWith(ctx, client, polite, crawler.WorkerConfig{
-				Name: fmt.Sprintf("%s/%d", name, i), Patience: o.patience, RetryTransient: true})
-		}()
-	}
-	wg.Wait()
-	released := 0
-	if ctx.Err() != nil {
-		// Interrupted: give the leases back, so that other workers fetch
-		// their URLs now rather than after the lease time.
-		rctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
-		for i := range o.workers {
-			var rr crawler.ReleaseReply
-			err := client.Call(rctx, "Coordinator.Release", crawler.LeaseArgs{Worker: fmt.Sprintf("%s/%d", name, i)}, &rr)
-			if err == nil && rr.Released {
-				released++
-			}
-		}
-		cancel()
-	}
-	var total crawler.WorkerStats
-	for _, st := range stats {
-		total.Add(st)
-	}
-	ps := polite.Stats()
-	fmt.Fprintf(stdout, "worker %s: %d fetches (%d failed, %d HTTP requests), %d reports (%d duplicates, %d resent), %d lease errors\n",
-		name, total.Fetches, total.FetchErrors, ps.Requests, total.Reports, total.Duplicates, total.ReportResends, total.LeaseErrors)
-	if ctx.Err() != nil {
-		return fmt.Errorf("worker %s interrupted; %d leases given back to the coordinator", name, released)
-	}
-	failed := 0
-	var first error
-	for _, err := range errs {
-		if err != nil {
-			failed++
-			first = cmpOr(first, err)
-		}
-	}
-	if failed > 0 {
-		return fmt.Errorf("%d of %d fetchers stopped; the first: %w", failed, o.workers, first)
-	}
-	fmt.Fprintf(stdout, "worker %s: the crawl is over\n", name)
+	fmt.Fprintf(stdout, "worker %s: the crawl is over\n", rep.Name)
 	return nil
-}
-
-// cmpOr returns a if it is not nil, else b.
-func cmpOr(a, b error) error {
-	if a != nil {
-		return a
-	}
-	return b
 }

@@ -358,6 +358,11 @@ func TestClusterSurvivesWorkerAndCoordinatorKills(t *testing.T) {
 	if sum.Restarts != 1 {
 		t.Errorf("summary: %d restarts, want 1", sum.Restarts)
 	}
+	// Three worker processes took part, the killed one included, though
+	// the restarted coordinator met only two.
+	if sum.Workers != 3 || sum.Fetchers != 3*workerFetches {
+		t.Errorf("summary: %d worker processes with %d fetchers; want 3 with %d", sum.Workers, sum.Fetchers, 3*workerFetches)
+	}
 	// Failed: the 404, and any disallowed page a worker was leased before
 	// its host's robots.txt was read (it is never requested).
 	if sum.Pages != len(reachable) || sum.Failed != len(sum.Failures) {
@@ -455,7 +460,7 @@ func TestClusterCLI(t *testing.T) {
 		})
 	}
 
-	t.Run("nothing fetched exits 1 with the reason", func(t *testing.T) {
+	t.Run("nothing fetched exits 1 with the reason: host unreachable", func(t *testing.T) {
 		dead := "http://" + freeAddr(t) + "/" // nothing listens there
 		addr := freeAddr(t)
 		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
@@ -474,6 +479,10 @@ func TestClusterCLI(t *testing.T) {
 			!strings.Contains(out.String(), "nothing could be fetched") || !strings.Contains(out.String(), dead) {
 			t.Errorf("coordinator: %v\n%s", err, out.String())
 		}
+		// The reason is the host's, not robots.txt's.
+		if !strings.Contains(out.String(), "host unreachable") || strings.Contains(out.String(), "disallowed by robots.txt") {
+			t.Errorf("coordinator's reason does not say the host is unreachable:\n%s", out.String())
+		}
 		if err := worker.wait(t, 30*time.Second); err != nil {
 			t.Errorf("worker: %v", err)
 		}
@@ -483,7 +492,10 @@ func TestClusterCLI(t *testing.T) {
 // A coordinator started on the -data of a finished crawl said it resumed
 // it, counted a restart each time, and its summary lost the crawl's hosts.
 // It now says the crawl is already complete, prints the stored summary
-// (hosts included) and exits 0, leaving the store as it was.
+// (hosts included) and exits 0. The coordinator that finished the crawl
+// here never made its report, so the first run is one restart (as after a
+// coordinator killed while it lingered); once a report is made, running
+// again changes nothing.
 func TestCoordinatorOnAFinishedCrawlPrintsItsSummaryUnchanged(t *testing.T) {
 	if testing.Short() {
 		t.Skip("starts processes")
@@ -519,8 +531,8 @@ func TestCoordinatorOnAFinishedCrawlPrintsItsSummaryUnchanged(t *testing.T) {
 		if err := json.Unmarshal(stdout.Bytes(), &sum); err != nil {
 			t.Fatalf("run %d: %v\n%s", run, err, stdout.String())
 		}
-		if !sum.CheckOK || sum.Pages != 1 || sum.Restarts != 0 || !slices.Equal(sum.Hosts, []string{"a.test", "b.test"}) {
-			t.Errorf("run %d: summary %+v; want 1 page, 0 restarts, hosts a.test b.test, check ok", run, sum)
+		if !sum.CheckOK || sum.Pages != 1 || sum.Restarts != 1 || !slices.Equal(sum.Hosts, []string{"a.test", "b.test"}) {
+			t.Errorf("run %d: summary %+v; want 1 page, 1 restart, hosts a.test b.test, check ok", run, sum)
 		}
 		if !strings.Contains(stderr.String(), "already complete") {
 			t.Errorf("run %d: stderr does not say the crawl is complete:\n%s", run, stderr.String())
@@ -633,5 +645,82 @@ func TestCoordinatorThatCannotListenLeavesItsStoreUnchanged(t *testing.T) {
 	}
 	if got := c.Stats().Restarts; got != 1 {
 		t.Errorf("%d restarts after the failed start and this one, want 1", got)
+	}
+}
+
+// A SIGKILLed worker process held its leases, and so its hosts' slots,
+// until they expired (30 s by default). Its heartbeats now stop with it,
+// and the coordinator frees its leases once it has been silent for the
+// process timeout: with leases of an hour, the next worker gets the URL.
+func TestKilledWorkerProcessFreesItsLeases(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts processes")
+	}
+	fetching := make(chan struct{}, 1)
+	site := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.URL.Path == "/robots.txt" {
+			http.NotFound(w, r)
+			return
+		}
+		select {
+		case fetching <- struct{}{}:
+		default:
+		}
+		<-r.Context().Done() // never answers: the worker is killed first
+	}))
+	defer site.Close()
+	coord, err := crawler.NewCoordinator(crawler.CoordinatorConfig{StartURL: site.URL + "/", LeaseTimeout: time.Hour})
+	if err != nil {
+		t.Fatal(err)
+	}
+	core := rpc.NewServer()
+	if err := core.Register(coord); err != nil {
+		t.Fatal(err)
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := make(chan struct{})
+	go func() {
+		defer close(served)
+		core.Serve(l)
+	}()
+	defer func() {
+		core.Close()
+		<-served
+	}()
+
+	w := startCrawl(t, "worker", "worker", "-coordinator", l.Addr().String(), "-workers", "2")
+	select {
+	case <-fetching:
+	case <-w.done:
+		t.Fatalf("worker exited: %v\n%s", w.err, w.stdout.String())
+	case <-time.After(60 * time.Second):
+		t.Fatal("the worker never fetched the start URL")
+	}
+	w.kill(t)
+
+	// The next worker's Lease calls find the silent process and free its
+	// lease; until then they get nothing (the URL is leased for an hour).
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		var lr crawler.LeaseReply
+		if err := coord.Lease(crawler.LeaseArgs{Worker: "next"}, &lr); err != nil {
+			t.Fatal(err)
+		}
+		if lr.Task.URL == site.URL+"/" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the killed worker's lease was never freed: %+v", coord.Stats())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	if st := coord.Stats(); st.ProcessesLost != 1 || st.LostLeases != 1 || st.Reassigned != 0 {
+		t.Errorf("%d processes lost, %d leases freed, %d reassigned; want 1, 1 and 0", st.ProcessesLost, st.LostLeases, st.Reassigned)
+	}
+	if procs, fetchers := coord.Processes(); procs != 1 || fetchers != 2 {
+		t.Errorf("coordinator counts %d worker processes with %d fetchers; want 1 with 2", procs, fetchers)
 	}
 }

@@ -51,7 +51,7 @@ func TestClusterFigures(t *testing.T) {
 			t.Fatal(err)
 		}
 		res, err := crawler.DistributedCrawl(context.Background(), crawler.DistributedConfig{
-			StartURL: start, Fetcher: polite, Workers: workers, Network: crawler.NetworkTCP})
+			StartURL: start, Fetcher: polite, Workers: workers})
 		hf.Close()
 		if err != nil || res.Check != nil || res.Coordinator.Pages != pages {
 			t.Fatalf("in-process: %v %v, %d pages of %d", err, res.Check, res.Coordinator.Pages, pages)

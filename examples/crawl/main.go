@@ -67,6 +67,7 @@ import (
 	"time"
 
 	"github.com/semrpc/semrpc/crawler"
+	"github.com/semrpc/semrpc/crawler/labnet"
 )
 
 func main() {
@@ -96,6 +97,12 @@ func (e *usageError) Error() string { return e.msg }
 
 func usagef(format string, args ...any) error { return &usageError{msg: fmt.Sprintf(format, args...)} }
 
+// The networks of -net.
+const (
+	netLabrpc = "labrpc"
+	netTCP    = "tcp"
+)
+
 // errCheckFailed is returned when the summary's check fails: exit status 1.
 var errCheckFailed = errors.New("check failed: not every page was reported exactly once")
 
@@ -124,7 +131,7 @@ func parseFlags(args []string, stdout io.Writer) (*options, error) {
 	fs.IntVar(&o.workers, "workers", 8, "distributed workers, or fetches in flight for mutex and channel")
 	fs.IntVar(&o.maxPages, "max-pages", 10000, "admit at most `N` URLs to the crawl")
 	fs.IntVar(&o.depth, "depth", 0, "follow links at most `N` hops from the start URL (0: no limit)")
-	fs.StringVar(&o.network, "net", crawler.NetworkLabrpc, "distributed mode: labrpc (simulated, lossy) or tcp (loopback)")
+	fs.StringVar(&o.network, "net", netLabrpc, "distributed mode: labrpc (simulated, lossy) or tcp (loopback)")
 	fs.Float64Var(&o.loss, "loss", 0.03, "labrpc: probability `P` of losing a request, and of losing a reply")
 	fs.Float64Var(&o.dup, "dup", 0.01, "labrpc: probability `P` of delivering a request twice")
 	fs.DurationVar(&o.delay, "delay", 2*time.Millisecond, "labrpc: each request is delayed up to `D` (uniformly)")
@@ -162,7 +169,7 @@ func parseFlags(args []string, stdout io.Writer) (*options, error) {
 		return nil, usagef("-depth %d: want 0 (no limit) or more", o.depth)
 	case o.pages < 1:
 		return nil, usagef("-pages %d: want at least 1", o.pages)
-	case o.network != crawler.NetworkLabrpc && o.network != crawler.NetworkTCP:
+	case o.network != netLabrpc && o.network != netTCP:
 		return nil, usagef("-net %q: want labrpc or tcp", o.network)
 	case math.IsNaN(o.loss) || o.loss < 0 || o.loss >= 1:
 		return nil, usagef("-loss %g: want a probability, at least 0 and below 1", o.loss)
@@ -178,7 +185,7 @@ func parseFlags(args []string, stdout io.Writer) (*options, error) {
 			return nil, usagef("-%s applies to -mode distributed only", name)
 		}
 	}
-	if o.network == crawler.NetworkTCP {
+	if o.network == netTCP {
 		if (set["loss"] && o.loss > 0) || (set["dup"] && o.dup > 0) || (set["delay"] && o.delay > 0) {
 			return nil, usagef("-loss, -dup and -delay need -net labrpc (TCP on loopback loses nothing)")
 		}
@@ -224,24 +231,44 @@ type summary struct {
 	ElapsedSeconds float64       `json:"elapsed_seconds"`
 	PagesPerSecond float64       `json:"pages_per_second"`
 
-	// Failures lists every URL that could not be fetched, and why.
-	Failures []crawler.Failure `json:"failures"`
+	// Failures lists every URL that could not be fetched, and why; those
+	// the built-in site causes on purpose say so.
+	Failures []failure `json:"failures"`
 	// NoIndex lists the URLs fetched (and counted in Pages) whose page
 	// asked not to be indexed: <meta name="robots" content="noindex"> or
 	// an X-Robots-Tag header.
 	NoIndex []string `json:"noindex"`
+	// Skipped counts the links not followed, by reason (distributed mode).
+	Skipped []crawler.Skipped `json:"skipped,omitempty"`
 
 	CheckOK bool   `json:"check_ok"`
 	Check   string `json:"check"`
 }
 
 // failureList turns a URL -> reason map into a list sorted by URL.
-func failureList[V any](m map[string]V, reason func(V) string) []crawler.Failure {
-	out := []crawler.Failure{}
+func failureList[V any](m map[string]V, reason func(V) string) []failure {
+	out := []failure{}
 	for _, u := range slices.Sorted(maps.Keys(m)) {
-		out = append(out, crawler.Failure{URL: u, Reason: reason(m[u])})
+		out = append(out, failure{URL: u, Reason: reason(m[u])})
 	}
 	return out
+}
+
+// markDeliberate marks the failures the built-in site at start causes on
+// purpose: its broken link (a 404), and a page robots.txt forbids that a
+// worker was leased before its robots.txt was read.
+func markDeliberate(site *crawler.Site, start string, failures []failure) {
+	base := strings.TrimSuffix(start, "/")
+	for i, f := range failures {
+		path, ok := strings.CutPrefix(f.URL, base)
+		switch {
+		case !ok:
+		case slices.Contains(site.Missing(), path):
+			failures[i].Deliberate = "the built-in site links to a page it does not have, to show a 404 is not retried"
+		case slices.Contains(site.Disallowed(), path):
+			failures[i].Deliberate = "the built-in site's robots.txt forbids this page; it was never requested"
+		}
+	}
 }
 
 func run(args []string, stdout io.Writer) error {
@@ -315,6 +342,7 @@ func runContext(ctx context.Context, args []string, stdout io.Writer) error {
 	ps := polite.Stats()
 	s.Requests, s.FetchRetries = ps.Requests, ps.Retries
 	if site != nil {
+		markDeliberate(site, start, s.Failures)
 		problems, refetched := checkSite(site, start, fetched, s.NoIndex, s.Pages+s.Failed == len(site.Reachable())+len(site.Missing()))
 		check = append(check, problems...)
 		s.Refetched = refetched
@@ -385,8 +413,10 @@ func crawlDistributed(ctx context.Context, o *options, start string, f crawler.F
 	}
 	cfg := crawler.DistributedConfig{
 		StartURL: start, Fetcher: f, Workers: o.workers,
-		Network: o.network, Loss: o.loss, Duplicate: o.dup, MaxDelay: o.delay, Seed: o.seed,
 		MaxPages: o.maxPages, MaxDepth: o.depth,
+	}
+	if o.network == netLabrpc {
+		cfg.Network = &labnet.Network{Loss: o.loss, Duplicate: o.dup, MaxDelay: o.delay, Seed: o.seed}
 	}
 	if bar != nil {
 		cfg.ProgressInterval = bar.interval
@@ -410,6 +440,7 @@ func crawlDistributed(ctx context.Context, o *options, start string, f crawler.F
 	}
 	s.Failures = failureList(res.Failed, func(r string) string { return r })
 	s.NoIndex = append([]string{}, res.NoIndex...)
+	s.Skipped = res.Skipped
 	fetched := append(slices.Clone(res.Fetched), res.NoIndex...)
 	for u := range res.Failed {
 		fetched = append(fetched, u)
@@ -549,7 +580,7 @@ func printSummary(w io.Writer, s *summary) {
 	}
 	how := s.Mode
 	switch {
-	case s.Mode == "distributed" && s.Network == crawler.NetworkLabrpc:
+	case s.Mode == "distributed" && s.Network == netLabrpc:
 		how = fmt.Sprintf("distributed, %d workers over labrpc (%.1f%% loss each way, %.1f%% duplication, delays up to %s)",
 			s.Workers, 100*s.Loss, 100*s.Duplicate, cmp.Or(s.MaxDelay, "0s"))
 	case s.Mode == "distributed":
@@ -575,6 +606,9 @@ func printSummary(w io.Writer, s *summary) {
 			s.Leases, s.RepeatedLeases, s.LeasesReassigned)
 	}
 	line("elapsed", "%v (%.0f pages/s)", s.Elapsed.Round(time.Millisecond), s.PagesPerSecond)
+	if s.Mode == "distributed" {
+		printSkipped(line, s.Skipped)
+	}
 	printFailures(w, line, s.Failures)
 	if s.CheckOK {
 		line("check", "ok: %s", s.Check)

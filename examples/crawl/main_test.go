@@ -69,6 +69,27 @@ func TestRunBuiltInSite(t *testing.T) {
 			if tt.name == "distributed-labrpc" && (s.RPCRetries == 0 || s.Suppressed == 0) {
 				t.Errorf("lossy network: %d rpc retries, %d duplicate reports suppressed; want some", s.RPCRetries, s.Suppressed)
 			}
+			// The site's 404 is on purpose, and the summary says so.
+			for _, f := range s.Failures {
+				if strings.HasSuffix(f.URL, "/missing.html") && f.Deliberate == "" {
+					t.Errorf("the built-in site's 404 is not marked deliberate: %+v", f)
+				}
+			}
+			// The distributed crawl lists the links it did not follow:
+			// the site's /private/ pages (robots.txt) and its links to
+			// "localhost" (another host).
+			if strings.HasPrefix(tt.name, "distributed") {
+				reasons := map[string]int{}
+				for _, sk := range s.Skipped {
+					reasons[sk.Reason] = sk.Links
+					if len(sk.Examples) == 0 || len(sk.Examples) > crawler.MaxSkippedExamples {
+						t.Errorf("skipped %s: %d examples", sk.Reason, len(sk.Examples))
+					}
+				}
+				if reasons[crawler.SkipRobots] == 0 || reasons[crawler.SkipOtherHost] == 0 {
+					t.Errorf("skipped links %+v: want some for robots.txt and for other hosts", s.Skipped)
+				}
+			}
 		})
 	}
 }
@@ -116,6 +137,7 @@ func TestRunText(t *testing.T) {
 		t.Fatalf("run: %v\n%s", err, out.String())
 	}
 	for _, want := range []string{"pages ", "fetch retries", "duplicate reports", "reassigned", "pages/s",
+		"skipped links      robots.txt: ", "(deliberate: ",
 		"check              ok: every page reported exactly once"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("summary lacks %q:\n%s", want, out.String())

@@ -56,6 +56,7 @@ import (
 	"github.com/semrpc/semrpc/examples/kv/kvservice"
 	"github.com/semrpc/semrpc/rpc"
 	"github.com/semrpc/semrpc/semantics"
+	"github.com/semrpc/semrpc/stores/boltstore"
 )
 
 const (
@@ -250,7 +251,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			fmt.Fprintf(stderr, "kv: cannot create the data directory: %v\n", err)
 			return exitFailed
 		}
-		st, err := semantics.OpenBoltStore(filepath.Join(sc.dir, dataFile), nil)
+		st, err := boltstore.Open(filepath.Join(sc.dir, dataFile), nil)
 		if err != nil {
 			fmt.Fprintf(stderr, "kv: %v\n", err)
 			return exitFailed

@@ -222,6 +222,7 @@ func runVirtual(t *testing.T, f func(*testing.T), c config) (rerun string, parke
 		stopBeat atomic.Bool  // ends the heartbeat
 		realOnly atomic.Value // string: why f must run in real time
 		fEnded   atomic.Bool  // f and its cleanups have run
+		skipped  atomic.Bool  // f skipped the test (synctest does not pass that on)
 	)
 	done := make(chan outcome, 1)
 	go func() {
@@ -248,6 +249,7 @@ func runVirtual(t *testing.T, f func(*testing.T), c config) (rerun string, parke
 				fEnded.Store(true)
 			})
 			go beat(&vnow, &stopBeat, quit)
+			defer func() { skipped.Store(t.Skipped()) }()
 			defer func() {
 				if r := recover(); r != nil {
 					if s, ok := r.(string); ok && isBubbleRefusal(s) {
@@ -283,6 +285,9 @@ func runVirtual(t *testing.T, f func(*testing.T), c config) (rerun string, parke
 				reportLeftovers(t, int(bubble.Load()), c.strict)
 			}
 			writeTraces(t, run, c)
+			if skipped.Load() && !t.Failed() {
+				t.SkipNow() // its reason is in the log already
+			}
 			return "", false
 		case <-tick.C:
 		}

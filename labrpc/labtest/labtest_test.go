@@ -203,3 +203,14 @@ func TestChildProcessOutcomes(t *testing.T) {
 		}
 	})
 }
+
+func TestVirtualReportsASkippedTestAsSkipped(t *testing.T) {
+	var inner *testing.T
+	t.Run("skips", func(t *testing.T) {
+		inner = t
+		Virtual(t, func(t *testing.T) { t.Skip("skipped inside the bubble") })
+	})
+	if !inner.Skipped() {
+		t.Fatal("a test whose body called t.Skip in virtual time is not reported as skipped")
+	}
+}

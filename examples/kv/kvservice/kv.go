@@ -5,9 +5,8 @@ import (
 	"fmt"
 	"sync"
 
+	"github.com/semrpc/semrpc/stores/boltstore"
 	"go.etcd.io/bbolt"
-
-	"github.com/semrpc/semrpc/semantics"
 )
 
 // GetArgs are the arguments of KV.Get.
@@ -44,7 +43,7 @@ var bucket = []byte("kv")
 // KV is the key/value service. A missing key reads as "" with
 // GetReply.Found false. It is safe for concurrent use.
 type KV struct {
-	store *semantics.BoltStore // nil: in memory
+	store *boltstore.Store // nil: in memory
 
 	mu   sync.Mutex // protects data
 	data map[string]string
@@ -60,7 +59,7 @@ func New() *KV {
 // server's completion records: serve it with rpc.WithDurableStore(st), and
 // each at-most-once or exactly-once write commits its effect and its
 // completion record in one transaction. Data already in st is kept.
-func NewDurable(st *semantics.BoltStore) (*KV, error) {
+func NewDurable(st *boltstore.Store) (*KV, error) {
 	err := st.DB().Update(func(tx *bbolt.Tx) error {
 		_, err := tx.CreateBucketIfNotExists(bucket)
 		return err

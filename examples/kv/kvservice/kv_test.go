@@ -14,6 +14,7 @@ import (
 
 	"github.com/semrpc/semrpc/rpc"
 	"github.com/semrpc/semrpc/semantics"
+	"github.com/semrpc/semrpc/stores/boltstore"
 )
 
 // backends runs a test against the in-memory KV and the durable one.
@@ -24,7 +25,7 @@ func backends(t *testing.T, f func(t *testing.T, kv *KV)) {
 
 func newDurable(t testing.TB, dir string) *KV {
 	t.Helper()
-	st, err := semantics.OpenBoltStore(filepath.Join(dir, "kv.db"), nil)
+	st, err := boltstore.Open(filepath.Join(dir, "kv.db"), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -312,7 +313,7 @@ func TestExactlyOnceNeedsDurableServer(t *testing.T) {
 	}
 
 	dir := t.TempDir()
-	st, err := semantics.OpenBoltStore(filepath.Join(dir, "kv.db"), nil)
+	st, err := boltstore.Open(filepath.Join(dir, "kv.db"), nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/semrpc/semrpc/rpc"
 	"github.com/semrpc/semrpc/semantics"
+	"github.com/semrpc/semrpc/stores/boltstore"
 )
 
 // restartable is a KV server that a test restarts on the same address:
@@ -22,7 +23,7 @@ type restartable struct {
 	dir  string
 	addr string
 	srv  *rpc.Server
-	st   *semantics.BoltStore
+	st   *boltstore.Store
 	kv   *KV
 	done chan error
 }
@@ -32,7 +33,7 @@ func startRestartable(t *testing.T, dir, addr string) *restartable {
 	r := &restartable{t: t, dir: dir, done: make(chan error, 1)}
 	opts := []rpc.Option{rpc.WithLogger(log.New(io.Discard, "", 0))}
 	if dir != "" {
-		st, err := semantics.OpenBoltStore(filepath.Join(dir, "kv.db"), nil)
+		st, err := boltstore.Open(filepath.Join(dir, "kv.db"), nil)
 		if err != nil {
 			t.Fatal(err)
 		}

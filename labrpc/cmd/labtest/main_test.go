@@ -27,6 +27,13 @@ func TestSplitArgsSeparatesLabtestFlagsGoTestFlagsAndPackages(t *testing.T) {
 		{args: []string{"-labrpc=classic"}, wantErr: `-labrpc="classic": want semrpc or keep`},
 		{args: []string{"-overlay=x.json"}, wantErr: "-overlay: labtest sets this go test flag itself"},
 		{args: []string{"-latency=-1ms"}, wantErr: "want a duration ≥ 0"},
+		{args: []string{"-repeat", "20", "-run", "3A", "./raft1/"}, wantGo: []string{"-run", "3A"}, wantPkgs: []string{"./raft1/"}, wantLabrpc: "semrpc"},
+		{args: []string{"-repeat=0", "./raft1/"}, wantErr: "-repeat=0: want a number of runs ≥ 1"},
+		{args: []string{"-repeat", "x"}, wantErr: `invalid value "x" for flag -repeat`},
+		{args: []string{"-repeat=2", "-procs=0", "./raft1/"}, wantErr: "-procs=0: want a number of processes ≥ 1"},
+		{args: []string{"-procs=2", "./raft1/"}, wantErr: "-procs: only with -repeat"},
+		{args: []string{"-repeat=2", "./raft1/", "./kvraft1/"}, wantErr: "-repeat: runs the tests of one package, not 2"},
+		{args: []string{"-seed=x"}, wantErr: `invalid value "x" for flag -seed`},
 	}
 	for _, tt := range tests {
 		t.Run(strings.Join(tt.args, " "), func(t *testing.T) {

@@ -44,6 +44,8 @@ type listedPackage struct {
 type prepared struct {
 	overlay string
 	modfile string
+	pkgs    []string // the import paths of the packages to test
+	dirs    []string // and their directories
 }
 
 func prepare(opts options, pkgs []string, work string) (prepared, error) {
@@ -64,6 +66,12 @@ func prepare(opts options, pkgs []string, work string) (prepared, error) {
 	listed, err := goList(pkgs)
 	if err != nil {
 		return p, err
+	}
+	for _, lp := range listed {
+		if !lp.DepOnly && lp.ForTest == "" && !strings.HasSuffix(lp.ImportPath, ".test") {
+			p.pkgs = append(p.pkgs, lp.ImportPath)
+			p.dirs = append(p.dirs, lp.Dir)
+		}
 	}
 	swap := map[string]string{}
 	skipDirs := map[string]bool{}
@@ -183,33 +191,6 @@ func modulePath(gomod []byte) string {
 		}
 	}
 	return ""
-}
-
-// writeModfile writes a copy of the lab's go.mod that requires semrpc from
-// dir, with a go.sum holding both modules' sums.
-func writeModfile(gomod string, modSrc []byte, dir, work string) (string, error) {
-	var b bytes.Buffer
-	b.Write(modSrc)
-	fmt.Fprintf(&b, "\nrequire %s v0.0.0-00010101000000-000000000000\n\nreplace %s => %s\n", semrpcModule, semrpcModule, dir)
-	path := filepath.Join(work, "go.mod")
-	if err := os.WriteFile(path, b.Bytes(), 0o644); err != nil {
-		return "", err
-	}
-	var sum bytes.Buffer
-	for _, f := range []string{strings.TrimSuffix(gomod, ".mod") + ".sum", filepath.Join(dir, "go.sum")} {
-		data, err := os.ReadFile(f)
-		if err != nil && !errors.Is(err, os.ErrNotExist) {
-			return "", err
-		}
-		sum.Write(data)
-		if len(data) > 0 && data[len(data)-1] != '\n' {
-			sum.WriteByte('\n')
-		}
-	}
-	if err := os.WriteFile(filepath.Join(work, "go.sum"), sum.Bytes(), 0o644); err != nil {
-		return "", err
-	}
-	return path, nil
 }
 
 // semrpcDir finds semrpc's source: -semrpc, $LABTEST_SEMRPC, or the module

@@ -22,6 +22,13 @@ import (
 // the test binary, runTestBinary returns it, after removing its state file,
 // for labtest to end with it too.
 func runTestBinary(args []string, stdout, stderr io.Writer) (code int, died os.Signal) {
+	return runTestBinaryIn("", nil, args, stdout, stderr)
+}
+
+// runTestBinaryIn is runTestBinary with the test binary run in dir, with
+// env added to labtest's environment; dir "" is labtest's own, and only
+// then does the binary read labtest's standard input.
+func runTestBinaryIn(dir string, env, args []string, stdout, stderr io.Writer) (code int, died os.Signal) {
 	if len(args) == 0 {
 		fmt.Fprintln(stderr, "labtest: no test binary to run")
 		return 2, nil
@@ -58,8 +65,12 @@ func runTestBinary(args []string, stdout, stderr io.Writer) (code int, died os.S
 			runArgs = append(withoutFlag(runArgs, "-test.skip="), "-test.skip="+skip)
 		}
 		cmd := exec.Command(binary, runArgs...)
-		cmd.Env = append(os.Environ(), labtest.EnvState+"="+state.Name(), labtest.EnvRealTests+"="+strings.Join(real, ","))
-		cmd.Stdin, cmd.Stderr = os.Stdin, stderr
+		cmd.Dir = dir
+		cmd.Env = append(append(os.Environ(), env...), labtest.EnvState+"="+state.Name(), labtest.EnvRealTests+"="+strings.Join(real, ","))
+		cmd.Stderr = stderr
+		if dir == "" {
+			cmd.Stdin = os.Stdin // go test's -exec: the one test process
+		}
 		out, err := cmd.StdoutPipe()
 		if err != nil {
 			fmt.Fprintf(stderr, "labtest: %v\n", err)

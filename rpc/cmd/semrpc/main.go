@@ -1,7 +1,5 @@
-// Command semrpc asks a semrpc server about itself and calls its methods,
-// over the JSON-RPC codec that a semrpc server's Serve answers on its gob
-// port (a connection that opens as a JSON object is JSON-RPC 1.0, as
-// net/rpc/jsonrpc speaks it).
+// Command semrpc asks a semrpc server about itself and calls its methods
+// with JSON arguments, from a shell or a script.
 //
 // Usage:
 //
@@ -12,33 +10,43 @@
 // health prints the answer of the built-in _semrpc.Health; list prints
 // every method with its argument and reply types and a JSON template of
 // its arguments (_semrpc.Methods); call sends the JSON arguments (default
-// {}) and prints the JSON reply. Each command takes -timeout (default 5s),
-// which bounds the dial and the call together, and -http path for a
-// server offering RPC over HTTP (rpc.Server.HandleHTTP; net/rpc's path is
-// /_goRPC_): the command connects with HTTP CONNECT first. Flags may come
-// before or after the method and its arguments.
+// {}) and prints the JSON reply. The server decodes the arguments strictly:
+// a field the argument type does not have is refused before the method runs
+// (exit status 2, naming the field). Flags may come before or after the
+// method and its arguments:
 //
-// For a server that listens with TLS (rpc.ListenTLS), -tls connects over
-// TLS, verifying the server against the system's roots; -ca file verifies
-// it against the PEM certificates in file instead (self-signed ones), and
-// -cert file -key file present a client certificate (mutual TLS).
-// -server-name sets the name the server's certificate must carry (default:
-// the host of -addr). Any of them implies -tls.
+//	-addr host:port   the server (required)
+//	-timeout d        bound on each command once the server is up (default 5s)
+//	-wait d           wait up to d for a server that is not up yet or restarting (default 0: fail at once)
+//	-semantics p      no-retry (the default), at-least-once, at-most-once or exactly-once
+//	-md key=value     metadata sent with the request (repeatable), such as an authorization token
+//	-http path        reach a server that offers RPC over HTTP at path (rpc.Server.HandleHTTP)
+//	-tls, -ca file, -cert file, -key file, -server-name n   TLS (see -h)
 //
-// Calls through the JSON codec are plain calls: the server runs each
-// request once, with no at-most-once table; a call that times out may have
-// run.
+// The command speaks semrpc's own wire to the server's ordinary port, and
+// calls methods through the reserved method rpc.JSONCallMethod
+// (rpc.Client.CallJSON), so every call has the policy -semantics gives:
+// with at-most-once a retry after a lost connection is never run twice.
+// -wait makes every policy wait for a server that refuses connections,
+// which is always safe: a call that was not sent did not run. The command
+// gives up after -wait plus -timeout.
 //
-// The exit status is 0 on success, 1 when the server could not be reached,
-// did not answer, or answered with an error, and 2 for a usage error.
-// The server needs its JSON codec on (rpc.WithJSONCodec, the default) and,
-// for health and list, its introspection on (rpc.WithIntrospection, the
-// default).
+// The exit status tells what became of the call:
+//
+//	0  success
+//	1  the method ran and returned an error (its text is printed)
+//	2  usage: bad flags, bad JSON, not Service.Method, or arguments that do not fit the method
+//	3  definitely not executed: unreachable, refused (an unknown method, a missing token), not sent
+//	4  may have executed: sent and no answer in time, or the connection was lost; or it ran and its reply could not be delivered
+//
+// The server needs its JSON calls on (rpc.WithJSONCodec, the default) for
+// call and its introspection on (rpc.WithIntrospection, the default) for
+// health and list.
 package main
 
 import (
-	"bufio"
 	"bytes"
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/json"
@@ -46,16 +54,15 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"log"
 	"net"
-	"net/http"
-	netrpc "net/rpc"
-	"net/rpc/jsonrpc"
 	"os"
 	"strings"
 	"text/tabwriter"
 	"time"
 
 	"github.com/semrpc/semrpc/rpc"
+	"github.com/semrpc/semrpc/semantics"
 )
 
 func main() {
@@ -69,7 +76,15 @@ const usage = `usage:
 
 Each command takes, before or after its arguments:
   -addr host:port   the server (required)
-  -timeout d        bound on the dial and the call together (default 5s)
+  -timeout d        bound on the command once the server is up (default 5s)
+  -wait d           wait up to d for a server that is not up yet or restarting
+                    (default 0: an unreachable server fails the command at once);
+                    with no-retry, a call that was sent is still never sent twice
+  -semantics p      the call's policy: no-retry (default: one attempt), at-least-once
+                    (resent until answered: may run more than once), at-most-once
+                    (resent, never run twice), exactly-once (at-most-once against a
+                    durable server, surviving its restarts)
+  -md key=value     metadata sent with the request, repeatable (-md authorization='Bearer t')
   -http path        reach RPC over HTTP at path (HandleHTTP; net/rpc's is /_goRPC_)
   -tls              connect with TLS, verifying the server against the system's roots
   -ca file          verify the server against the PEM certificates in file (implies -tls)
@@ -77,22 +92,58 @@ Each command takes, before or after its arguments:
   -key file         the client certificate's PEM private key
   -server-name n    the name the server's certificate must carry (default: the host of -addr)
 
-Exit status: 0 success, 1 no answer or an error answer, 2 usage error.
+call decodes the JSON strictly on the server: a field the argument type does not have
+is refused before the method runs.
+
+Exit status:
+  0  success
+  1  the method ran and returned an error
+  2  usage: bad flags, bad JSON, not Service.Method, arguments that do not fit the method
+  3  definitely not executed: unreachable, refused (unknown method, missing token), not sent
+  4  may have executed: no answer in time or the connection was lost (or it ran and its
+     reply could not be delivered)
 `
 
-const shortUsage = "usage: semrpc health|list|call -addr host:port [-timeout d] [-http path] [-tls] [-ca file] [Service.Method ['{json}']]; semrpc -h for more\n"
+const shortUsage = "usage: semrpc health|list|call -addr host:port [-timeout d] [-wait d] [-semantics p] [-md k=v]... [-http path] [-tls] [-ca file] [Service.Method ['{json}']]; semrpc -h for more\n"
 
-// Exit statuses.
+// Exit statuses: what became of the call.
 const (
-	exitOK    = 0
-	exitFail  = 1
-	exitUsage = 2
+	exitOK          = 0
+	exitApplication = 1 // the method ran and returned an error
+	exitUsage       = 2
+	exitNotExecuted = 3 // definitely did not run
+	exitMaybe       = 4 // may have run
 )
 
 // usageError is a mistake on the command line.
 type usageError struct{ msg string }
 
 func (e *usageError) Error() string { return e.msg }
+
+// metadataFlag collects -md key=value flags.
+type metadataFlag []string // key, value, key, value...
+
+func (m *metadataFlag) String() string { return strings.Join(*m, " ") }
+
+func (m *metadataFlag) Set(kv string) error {
+	k, v, ok := strings.Cut(kv, "=")
+	if !ok || k == "" {
+		return fmt.Errorf("%q is not key=value", kv)
+	}
+	if err := rpc.Pairs(k, v).Validate(); err != nil {
+		return err
+	}
+	*m = append(*m, k, v)
+	return nil
+}
+
+// policies maps -semantics to the policies it names.
+var policies = map[string]func() semantics.Policy{
+	"no-retry":      semantics.NoRetry,
+	"at-least-once": func() semantics.Policy { return semantics.AtLeastOnce() },
+	"at-most-once":  func() semantics.Policy { return semantics.AtMostOnce() },
+	"exactly-once":  func() semantics.Policy { return semantics.ExactlyOnce() },
+}
 
 func run(args []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 {
@@ -112,7 +163,11 @@ func run(args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("semrpc "+cmd, flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	addr := fs.String("addr", "", "server address, host:port")
-	timeout := fs.Duration("timeout", 5*time.Second, "bound on the dial and the call together")
+	timeout := fs.Duration("timeout", 5*time.Second, "bound on the command once the server is up")
+	wait := fs.Duration("wait", 0, "wait up to this long for a server that is not up yet or restarting")
+	policy := fs.String("semantics", "no-retry", "no-retry, at-least-once, at-most-once or exactly-once")
+	var md metadataFlag
+	fs.Var(&md, "md", "metadata key=value, repeatable")
 	httpPath := fs.String("http", "", "reach RPC over HTTP at this path")
 	useTLS := fs.Bool("tls", false, "connect with TLS")
 	caFile := fs.String("ca", "", "PEM certificates that sign the server's")
@@ -135,9 +190,18 @@ func run(args []string, stdout, stderr io.Writer) int {
 		err = &usageError{fmt.Sprintf("-http %q must start with /", *httpPath)}
 	case *timeout <= 0:
 		err = &usageError{fmt.Sprintf("-timeout must be positive, not %v", *timeout)}
+	case *wait < 0:
+		err = &usageError{fmt.Sprintf("-wait must not be negative, not %v", *wait)}
+	case policies[*policy] == nil:
+		err = &usageError{fmt.Sprintf("-semantics %q: want no-retry, at-least-once, at-most-once or exactly-once", *policy)}
 	default:
 		if _, _, perr := net.SplitHostPort(*addr); perr != nil {
 			err = &usageError{fmt.Sprintf("-addr %q is not host:port: %v", *addr, perr)}
+		}
+	}
+	if err == nil && len(md) > 0 {
+		if verr := rpc.Pairs(md...).Validate(); verr != nil {
+			err = &usageError{fmt.Sprintf("-md: %v", verr)}
 		}
 	}
 	var tlsCfg *tls.Config
@@ -145,7 +209,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		tlsCfg, err = tlsConfig(*addr, *caFile, *certFile, *keyFile, *serverName)
 	}
 	if err == nil {
-		s := session{addr: *addr, timeout: *timeout, httpPath: *httpPath, tls: tlsCfg, out: stdout}
+		s := session{addr: *addr, timeout: *timeout, wait: *wait, policy: *policy, md: md,
+			httpPath: *httpPath, tls: tlsCfg, out: stdout}
 		switch cmd {
 		case "health":
 			err = s.health(positional)
@@ -156,16 +221,34 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 	}
 	var ue *usageError
+	if errors.As(err, &ue) {
+		fmt.Fprintf(stderr, "semrpc %s: %v\n%s", cmd, err, shortUsage)
+		return exitUsage
+	}
+	if err != nil {
+		// The error says what became of the call (not executed, may have
+		// executed); the exit status says it to scripts.
+		fmt.Fprintf(stderr, "semrpc %s: %v\n", cmd, err)
+	}
+	return exitStatus(err)
+}
+
+// exitStatus returns the exit status that tells what became of a call that
+// ended with err.
+func exitStatus(err error) int {
 	switch {
 	case err == nil:
 		return exitOK
-	case errors.As(err, &ue):
-		fmt.Fprintf(stderr, "semrpc %s: %v\n%s", cmd, err, shortUsage)
+	case errors.Is(err, rpc.ErrBadArguments):
 		return exitUsage
-	default:
-		fmt.Fprintf(stderr, "semrpc %s: %v\n", cmd, err)
-		return exitFail
+	case errors.Is(err, rpc.ErrApplication):
+		return exitApplication
+	case errors.Is(err, rpc.ErrNotExecuted):
+		return exitNotExecuted
 	}
+	// Maybe executed, a reply that could not be delivered, or an error
+	// that says nothing: the only safe reading is that it may have run.
+	return exitMaybe
 }
 
 // parseInterleaved parses fs's flags wherever they stand among the
@@ -239,6 +322,9 @@ func tlsConfig(addr, caFile, certFile, keyFile, serverName string) (*tls.Config,
 type session struct {
 	addr     string
 	timeout  time.Duration
+	wait     time.Duration
+	policy   string
+	md       metadataFlag
 	httpPath string      // "": the RPC port itself
 	tls      *tls.Config // nil: no TLS
 	out      io.Writer
@@ -249,6 +335,81 @@ func noArgs(args []string) error {
 		return &usageError{fmt.Sprintf("unexpected arguments %q", args)}
 	}
 	return nil
+}
+
+// connect returns a client for the server and the context of the command:
+// its deadline is -wait plus -timeout away, and it carries the -md metadata.
+func (s session) connect() (*rpc.Client, context.Context, context.CancelFunc, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), s.wait+s.timeout)
+	if len(s.md) > 0 {
+		ctx = rpc.AppendToOutgoingContext(ctx, s.md...)
+	}
+	opts := []rpc.Option{rpc.WithSemantics(s.callPolicy()), rpc.WithDialTimeout(s.timeout),
+		rpc.WithLogger(log.New(io.Discard, "", 0))}
+	if s.tls != nil {
+		opts = append(opts, rpc.WithTLS(s.tls))
+	}
+	var c *rpc.Client
+	var err error
+	if s.httpPath != "" {
+		c, err = rpc.DialHTTPPath(ctx, "tcp", s.addr, s.httpPath, opts...)
+	} else {
+		c, err = rpc.Dial(ctx, "tcp", s.addr, opts...)
+	}
+	if err != nil {
+		cancel()
+		return nil, nil, nil, err
+	}
+	return c, ctx, cancel, nil
+}
+
+// callPolicy is the policy of -semantics, made to wait for the server up to
+// the command's deadline when -wait is given: without -semantics, one
+// attempt that reaches the server (attempts that were not sent are free
+// and safe, MaxAttempts(1)).
+func (s session) callPolicy() semantics.Policy {
+	if s.policy == "no-retry" && s.wait > 0 {
+		return semantics.AtLeastOnce(semantics.MaxAttempts(1), semantics.Backoff(50*time.Millisecond, time.Second))
+	}
+	return policies[s.policy]()
+}
+
+// invoke makes one call with the command's client and explains its
+// failure, if any.
+func (s session) invoke(method string, args, reply any) error {
+	c, ctx, cancel, err := s.connect()
+	if err != nil {
+		return err
+	}
+	defer cancel()
+	defer c.Close()
+	return s.explain(method, c.Call(ctx, method, args, reply))
+}
+
+// explain adds to err what the user can do about it.
+func (s session) explain(method string, err error) error {
+	var re *rpc.RejectedError
+	switch {
+	case err == nil:
+		return nil
+	case errors.As(err, &re) && re.Code == rpc.CodeUnknownMethod && strings.Contains(re.Msg, rpc.JSONCallMethod):
+		return fmt.Errorf("%w (the server takes no JSON calls: rpc.WithJSONCodec(false))", err)
+	case errors.As(err, &re) && re.Code == rpc.CodeUnknownMethod && strings.HasPrefix(method, "_semrpc."):
+		return fmt.Errorf("%w (the server has introspection off: rpc.WithIntrospection(false))", err)
+	case errors.As(err, &re) && re.Code == rpc.CodeUnknownMethod:
+		return fmt.Errorf("%w (semrpc list -addr %s shows its methods)", err, s.addr)
+	case errors.Is(err, rpc.ErrNotExecuted) && s.wait == 0 && isRefused(err):
+		return fmt.Errorf("%w (-wait d waits for a server that is not up yet)", err)
+	case errors.Is(err, rpc.ErrMaybeExecuted) && s.httpPath == "" && strings.Contains(err.Error(), "malformed"):
+		// What an HTTP server answers is no gob message.
+		return fmt.Errorf("%w (is it an HTTP server? -http with its RPC path reaches RPC over HTTP, net/rpc's is /_goRPC_)", err)
+	}
+	return err
+}
+
+// isRefused reports whether err is a refused connection.
+func isRefused(err error) bool {
+	return strings.Contains(err.Error(), "connection refused")
 }
 
 func (s session) health(args []string) error {
@@ -262,7 +423,7 @@ func (s session) health(args []string) error {
 	fmt.Fprintf(s.out, "%s epoch=%d durable=%t services=%d connections=%d\n",
 		h.Status, h.Epoch, h.Durable, h.Services, h.Connections)
 	if h.Status != rpc.HealthServing {
-		return fmt.Errorf("%s is %s", s.addr, h.Status)
+		return rpc.ServerError(fmt.Sprintf("%s is %s", s.addr, h.Status))
 	}
 	return nil
 }
@@ -304,9 +465,15 @@ func (s session) call(args []string) error {
 	if err := json.Unmarshal([]byte(params), &probe); err != nil {
 		return &usageError{fmt.Sprintf("the arguments are not valid JSON: %v", err)}
 	}
-	var reply json.RawMessage
-	if err := s.invoke(method, json.RawMessage(params), &reply); err != nil {
+	c, ctx, cancel, err := s.connect()
+	if err != nil {
 		return err
+	}
+	defer cancel()
+	defer c.Close()
+	reply, err := c.CallJSON(ctx, method, json.RawMessage(params))
+	if err != nil {
+		return fmt.Errorf("%s: %w", method, s.explain(method, err))
 	}
 	var pretty bytes.Buffer
 	if err := json.Indent(&pretty, reply, "", "  "); err != nil {
@@ -314,143 +481,6 @@ func (s session) call(args []string) error {
 		pretty.Write(reply)
 	}
 	pretty.WriteByte('\n')
-	_, err := s.out.Write(pretty.Bytes())
+	_, err = s.out.Write(pretty.Bytes())
 	return err
-}
-
-// invoke makes one JSON-RPC call on a fresh connection and explains its
-// failure, if any.
-func (s session) invoke(method string, args, reply any) error {
-	deadline := time.Now().Add(s.timeout)
-	var nc net.Conn
-	nc, err := net.DialTimeout("tcp", s.addr, s.timeout)
-	if err != nil {
-		return fmt.Errorf("cannot reach %s: %w", s.addr, err)
-	}
-	nc.SetDeadline(deadline)
-	if s.tls != nil {
-		tc := tls.Client(nc, s.tls)
-		if err := tc.Handshake(); err != nil {
-			nc.Close()
-			return fmt.Errorf("TLS handshake with %s: %w%s", s.addr, err, tlsHint(err))
-		}
-		nc = tc
-	}
-	if s.httpPath != "" {
-		if err := httpConnect(nc, s.httpPath); err != nil {
-			nc.Close()
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() {
-				return fmt.Errorf("%s: CONNECT %s%s: no HTTP answer within %v: does the server serve RPC over HTTP (HandleHTTP)? without -http the command speaks to the RPC port itself", method, s.addr, s.httpPath, s.timeout)
-			}
-			if s.tls == nil && (errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF)) {
-				return fmt.Errorf("%s: CONNECT %s%s: %w (the server hung up: if it serves HTTPS, add -tls or -ca)", method, s.addr, s.httpPath, err)
-			}
-			return fmt.Errorf("%s: CONNECT %s%s: %w", method, s.addr, s.httpPath, err)
-		}
-	}
-	rec := &firstBytes{Conn: nc}
-	nc = rec
-	c := netrpc.NewClientWithCodec(jsonrpc.NewClientCodec(nc))
-	defer c.Close()
-	err = c.Call(method, args, reply)
-	var se netrpc.ServerError
-	var ne net.Error
-	switch {
-	case err == nil:
-		return nil
-	case errors.As(err, &se):
-		msg := fmt.Sprintf("%s: the server answered: %s", method, se)
-		switch {
-		case strings.Contains(string(se), "takes TLS connections only"):
-			msg += " (use -tls, or -ca with the server's CA)"
-		case strings.Contains(string(se), "can't find") && strings.HasPrefix(method, "_semrpc."):
-			msg += " (the server has introspection off: rpc.WithIntrospection(false))"
-		case strings.Contains(string(se), "can't find"):
-			msg += fmt.Sprintf(" (semrpc list -addr %s shows its methods)", s.addr)
-		}
-		return errors.New(msg)
-	case errors.As(err, &ne) && ne.Timeout():
-		return fmt.Errorf("%s: no answer from %s within %v (a semrpc server with its JSON codec on answers at once; a call that timed out may have run)", method, s.addr, s.timeout)
-	case bytes.HasPrefix(rec.first, []byte("HTTP/")):
-		hint := "add -http with its RPC path, net/rpc's is /_goRPC_"
-		if s.httpPath != "" {
-			hint = "the server answered the CONNECT, then spoke HTTP again"
-		}
-		return fmt.Errorf("%s: %s answered in HTTP, not JSON-RPC (%s)", method, s.addr, hint)
-	case bytes.HasPrefix(rec.first, []byte{0x15, 0x03}) && s.tls == nil:
-		return fmt.Errorf("%s: %s answered with a TLS alert: it listens with TLS (use -tls, or -ca with the server's CA)", method, s.addr)
-	case len(rec.first) > 0 && isJSONSyntaxError(err):
-		return fmt.Errorf("%s: %s answered %q…, which is not JSON-RPC: not a semrpc server, or not its RPC port", method, s.addr, rec.first)
-	case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, netrpc.ErrShutdown):
-		return fmt.Errorf("%s: %s closed the connection without answering, and the call may have run: a semrpc server does so when it stops or crashes, when a request is over its message limit, or when its JSON codec is off", method, s.addr)
-	case s.tls != nil && isTLSAlert(err, "certificate"):
-		return fmt.Errorf("%s: %v (the server wants a client certificate that it trusts: -cert and -key)", method, err)
-	default:
-		return fmt.Errorf("%s: %v", method, err)
-	}
-}
-
-// isTLSAlert reports whether err is an alert from the TLS peer whose text
-// holds word.
-func isTLSAlert(err error, word string) bool {
-	var oe *net.OpError
-	return errors.As(err, &oe) && oe.Op == "remote error" && strings.Contains(oe.Err.Error(), word)
-}
-
-// tlsHint suggests a cause for a failed handshake that is likely a server
-// without TLS: it closed the connection, or refused TLS outright.
-func tlsHint(err error) string {
-	if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) || isTLSAlert(err, "handshake failure") {
-		return " (does the server listen with TLS? without -tls and -ca the command connects without it)"
-	}
-	return ""
-}
-
-func isJSONSyntaxError(err error) bool {
-	var se *json.SyntaxError
-	return errors.As(err, &se) || strings.Contains(err.Error(), "invalid character")
-}
-
-// firstBytes keeps the first bytes read from a connection, to say what
-// answered when the answer is not JSON-RPC.
-type firstBytes struct {
-	net.Conn
-	first []byte
-}
-
-func (f *firstBytes) Read(p []byte) (int, error) {
-	n, err := f.Conn.Read(p)
-	if room := 16 - len(f.first); room > 0 {
-		f.first = append(f.first, p[:min(n, room)]...)
-	}
-	return n, err
-}
-
-// httpConnect asks an HTTP server for an RPC connection, as net/rpc's
-// DialHTTPPath does, reading its answer a byte at a time so that nothing
-// after it is consumed.
-func httpConnect(nc net.Conn, path string) error {
-	if _, err := io.WriteString(nc, "CONNECT "+path+" HTTP/1.0\n\n"); err != nil {
-		return err
-	}
-	resp, err := http.ReadResponse(bufio.NewReaderSize(oneByte{nc}, 16), &http.Request{Method: http.MethodConnect})
-	if err != nil {
-		return fmt.Errorf("reading the answer: %w", err)
-	}
-	resp.Body.Close()
-	if resp.Status != "200 Connected to Go RPC" {
-		return fmt.Errorf("answered %q: no RPC at that path", resp.Status)
-	}
-	return nil
-}
-
-// oneByte reads at most one byte per call.
-type oneByte struct{ r io.Reader }
-
-func (o oneByte) Read(p []byte) (int, error) {
-	if len(p) > 1 {
-		p = p[:1]
-	}
-	return o.r.Read(p)
 }

@@ -59,6 +59,46 @@ func (Calc) Div(p Pair, quo *int) error {
 	return nil
 }
 
+// Hang answers only when its caller's deadline ends it.
+func (Calc) Hang(ctx context.Context, p Pair, sum *int) error {
+	<-ctx.Done()
+	return ctx.Err()
+}
+
+// CrashOnce ends its server process the first time it is called (the file
+// named by crashEnv does not exist yet) without answering, and adds the
+// pair after that.
+func (Calc) CrashOnce(p Pair, sum *int) error {
+	marker := os.Getenv(crashEnv)
+	if _, err := os.Stat(marker); errors.Is(err, os.ErrNotExist) {
+		if err := os.WriteFile(marker, nil, 0o600); err == nil {
+			os.Exit(0)
+		}
+	}
+	*sum = p.A + p.B
+	return nil
+}
+
+// Environment of the test server: crashEnv names CrashOnce's marker file,
+// addrEnv the address to listen on (default: any loopback port).
+const (
+	crashEnv = "SEMRPC_CLI_TEST_CRASH"
+	addrEnv  = "SEMRPC_CLI_TEST_ADDR"
+)
+
+// testToken is what the "token" server wants in the authorization metadata.
+const testToken = "Bearer s3cret"
+
+// checkToken refuses, not executed, every request without testToken, as
+// examples/quote's server interceptor does.
+func checkToken(ctx context.Context, call *rpc.CallInfo, next rpc.Handler) error {
+	md, _ := rpc.FromIncomingContext(ctx)
+	if md.First("authorization") != testToken {
+		return fmt.Errorf("%s refused: missing or unknown bearer token: %w", call.ServiceMethod, rpc.ErrRejected)
+	}
+	return next(ctx, call)
+}
+
 func serveForTest(mode string) int {
 	var opts []rpc.Option
 	switch mode {
@@ -66,11 +106,17 @@ func serveForTest(mode string) int {
 		opts = append(opts, rpc.WithJSONCodec(false))
 	case "nointro":
 		opts = append(opts, rpc.WithIntrospection(false))
+	case "token":
+		opts = append(opts, rpc.WithServerInterceptor(checkToken))
 	}
 	srv := rpc.NewServer(opts...)
 	if err := srv.Register(Calc{}); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
+	}
+	addr := os.Getenv(addrEnv)
+	if addr == "" {
+		addr = "127.0.0.1:0"
 	}
 	var l net.Listener
 	var err error
@@ -78,7 +124,7 @@ func serveForTest(mode string) int {
 	case "tls", "mtls", "https":
 		l, err = listenTLSForTest(os.Getenv(pkiEnv), mode == "mtls")
 	default:
-		l, err = net.Listen("tcp", "127.0.0.1:0")
+		l, err = net.Listen("tcp", addr)
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -181,8 +227,16 @@ func writePKI(t *testing.T) string {
 	return dir
 }
 
-// startServerProcess runs the test binary as a server in its own process.
-func startServerProcess(t *testing.T, mode string, env ...string) string {
+// serverProc is a test server in its own process.
+type serverProc struct {
+	addr string
+	done chan struct{} // closed when the process has ended
+	err  error         // how it ended; set before done is closed
+}
+
+// startServerProc runs the test binary as a server in its own process; it
+// is stopped (its stdin closed) when the test ends, if it has not ended.
+func startServerProc(t *testing.T, mode string, env ...string) *serverProc {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(append(os.Environ(), serverEnv+"="+mode), env...)
@@ -198,17 +252,36 @@ func startServerProcess(t *testing.T, mode string, env ...string) string {
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
+	p := &serverProc{done: make(chan struct{})}
+	line, rerr := bufio.NewReader(stdout).ReadString('\n')
+	go func() {
+		p.err = cmd.Wait()
+		close(p.done)
+	}()
 	t.Cleanup(func() {
 		stdin.Close()
-		if err := cmd.Wait(); err != nil {
-			t.Errorf("server process: %v", err)
+		select {
+		case <-p.done:
+		case <-time.After(10 * time.Second):
+			cmd.Process.Kill()
+			<-p.done
+			t.Errorf("server process did not stop within 10s of its stdin closing")
+		}
+		if p.err != nil {
+			t.Errorf("server process: %v", p.err)
 		}
 	})
-	line, err := bufio.NewReader(stdout).ReadString('\n')
-	if err != nil {
-		t.Fatalf("reading the server's address: %v", err)
+	if rerr != nil {
+		t.Fatalf("reading the server's address: %v", rerr)
 	}
-	return strings.TrimSpace(line)
+	p.addr = strings.TrimSpace(line)
+	return p
+}
+
+// startServerProcess runs a server process and returns its address.
+func startServerProcess(t *testing.T, mode string, env ...string) string {
+	t.Helper()
+	return startServerProc(t, mode, env...).addr
 }
 
 // buildCLI builds this command once per test run.
@@ -246,6 +319,7 @@ func TestCLIAgainstServerProcess(t *testing.T) {
 	mutualTLS := startServerProcess(t, "mtls", pkiEnv+"="+pki)
 	overHTTPS := startServerProcess(t, "https", pkiEnv+"="+pki)
 	file := func(name string) string { return filepath.Join(pki, name) }
+	token := startServerProcess(t, "token")
 	tests := []struct {
 		name   string
 		args   []string
@@ -258,12 +332,22 @@ func TestCLIAgainstServerProcess(t *testing.T) {
 			[]string{"METHOD", "Calc.Add", "main.Pair", "*int", `{"A":0,"B":0}`, "Calc.Div"}, nil},
 		{"call", []string{"call", "-addr", addr, "Calc.Add", `{"A":2,"B":40}`}, 0, []string{"42"}, nil},
 		{"call with default arguments", []string{"call", "-addr", addr, "Calc.Add"}, 0, []string{"0"}, nil},
+		{"call at-most-once", []string{"call", "-addr", addr, "-semantics", "at-most-once", "Calc.Add", `{"A":1,"B":2}`}, 0, []string{"3"}, nil},
+		{"call at-least-once", []string{"call", "-addr", addr, "-semantics", "at-least-once", "Calc.Add", `{"A":1,"B":3}`}, 0, []string{"4"}, nil},
+		{"exactly-once on a server that is not durable", []string{"call", "-addr", addr, "-semantics", "exactly-once", "Calc.Add", `{}`}, 3, nil,
+			[]string{"no durable completion records", "not executed"}},
 		{"application error", []string{"call", "-addr", addr, "Calc.Div", `{"A":1}`}, 1, nil,
-			[]string{"Calc.Div: the server answered: divide by zero"}},
-		{"unknown method", []string{"call", "-addr", addr, "Calc.Mul", `{}`}, 1, nil,
+			[]string{"Calc.Div: divide by zero"}},
+		{"misspelled field", []string{"call", "-addr", addr, "Calc.Add", `{"A":1,"C":2}`}, 2, nil,
+			[]string{`unknown field "C"`, "Calc.Add"}},
+		{"misspelled field, at-most-once", []string{"call", "-addr", addr, "-semantics", "at-most-once", "Calc.Add", `{"a":1,"Bee":2}`}, 2, nil,
+			[]string{`unknown field "Bee"`}},
+		{"arguments of the wrong type", []string{"call", "-addr", addr, "Calc.Add", `[1,2]`}, 2, nil,
+			[]string{"do not fit its argument type main.Pair"}},
+		{"negative number as arguments", []string{"call", "-addr", addr, "Calc.Add", "-1"}, 2, nil,
+			[]string{"do not fit its argument type main.Pair"}},
+		{"unknown method", []string{"call", "-addr", addr, "Calc.Mul", `{}`}, 3, nil,
 			[]string{`can't find method "Calc.Mul"`, "semrpc list -addr"}},
-		{"arguments of the wrong type", []string{"call", "-addr", addr, "Calc.Add", `[1,2]`}, 1, nil,
-			[]string{"decoding arguments of Calc.Add"}},
 		{"bad JSON", []string{"call", "-addr", addr, "Calc.Add", `{"A":`}, 2, nil,
 			[]string{"not valid JSON"}},
 		{"not Service.Method", []string{"call", "-addr", addr, "Add"}, 2, nil, []string{`"Add" is not Service.Method`}},
@@ -271,34 +355,53 @@ func TestCLIAgainstServerProcess(t *testing.T) {
 		{"bad -addr", []string{"list", "-addr", "localhost"}, 2, nil, []string{"not host:port"}},
 		{"unknown flag", []string{"list", "-bogus"}, 2, nil, []string{"flag provided but not defined: -bogus"}},
 		{"unknown command", []string{"ping"}, 2, nil, []string{`unknown command "ping"`}},
-		{"help", []string{"-h"}, 0, []string{"semrpc call"}, nil},
+		{"bad -semantics", []string{"call", "-addr", addr, "-semantics", "twice", "Calc.Add"}, 2, nil,
+			[]string{`-semantics "twice"`, "at-least-once"}},
+		{"bad -md", []string{"health", "-addr", addr, "-md", "authorization"}, 2, nil, []string{`"authorization" is not key=value`}},
+		{"bad -md key", []string{"health", "-addr", addr, "-md", "a b=c"}, 2, nil, []string{"key"}},
+		{"negative -wait", []string{"health", "-addr", addr, "-wait", "-1s"}, 2, nil, []string{"-wait must not be negative"}},
+		{"help", []string{"-h"}, 0, []string{"semrpc call", "-md key=value", "-wait d", "-semantics p",
+			"0  success", "1  the method ran", "2  usage", "3  definitely not executed", "4  may have executed"}, nil},
+		{"token server without a token", []string{"health", "-addr", token}, 3, nil,
+			[]string{"missing or unknown bearer token", "not executed"}},
+		{"token server, call without a token", []string{"call", "-addr", token, "Calc.Add", `{"A":1}`}, 3, nil,
+			[]string{"missing or unknown bearer token"}},
+		{"token server, wrong token", []string{"list", "-addr", token, "-md", "authorization=Bearer guess"}, 3, nil,
+			[]string{"missing or unknown bearer token"}},
+		{"token server with -md", []string{"health", "-addr", token, "-md", "authorization=" + testToken}, 0, []string{"SERVING"}, nil},
+		{"token server, list with -md", []string{"list", "-addr", token, "-md", "authorization=" + testToken}, 0, []string{"Calc.Add"}, nil},
+		{"token server, call with -md, at-most-once", []string{"call", "-addr", token, "-md", "Authorization=" + testToken,
+			"-semantics", "at-most-once", "Calc.Add", `{"A":20,"B":22}`}, 0, []string{"42"}, nil},
 		{"over HTTP", []string{"call", "-addr", overHTTP, "-http", "/_goRPC_", "Calc.Add", `{"A":1,"B":1}`}, 0, []string{"2"}, nil},
 		{"health over HTTP", []string{"health", "-addr", overHTTP, "-http", "/_goRPC_"}, 0, []string{"SERVING"}, nil},
-		{"HTTP path without RPC", []string{"health", "-addr", overHTTP, "-http", "/nothing"}, 1, nil,
-			[]string{`answered "404 Not Found": no RPC at that path`}},
+		{"HTTP path without RPC", []string{"health", "-addr", overHTTP, "-http", "/nothing"}, 3, nil,
+			[]string{"404 Not Found"}},
 		{"bad -http", []string{"list", "-addr", addr, "-http", "x"}, 2, nil, []string{`-http "x" must start with /`}},
-		{"introspection off", []string{"list", "-addr", noIntro}, 1, nil, []string{"introspection off"}},
+		{"introspection off", []string{"list", "-addr", noIntro}, 3, nil, []string{"introspection off"}},
 		{"introspection off, calls still work", []string{"call", "-addr", noIntro, "Calc.Add", `{"A":1,"B":2}`}, 0, []string{"3"}, nil},
-		{"unreachable", []string{"health", "-addr", down}, 1, nil, []string{"cannot reach " + down}},
+		{"JSON off, health still works", []string{"health", "-addr", noJSON}, 0, []string{"SERVING"}, nil},
+		{"JSON off", []string{"call", "-addr", noJSON, "Calc.Add", `{"A":1,"B":2}`}, 3, nil, []string{"takes no JSON calls"}},
+		{"unreachable", []string{"health", "-addr", down}, 3, nil, []string{down, "not executed", "-wait"}},
+		{"unreachable, at-most-once", []string{"call", "-addr", down, "-semantics", "at-most-once", "-timeout", "300ms", "Calc.Add"}, 3, nil,
+			[]string{down, "not executed"}},
+		{"no answer in time", []string{"call", "-addr", addr, "-timeout", "300ms", "Calc.Hang", `{}`}, 4, nil,
+			[]string{"may have executed"}},
+		{"no answer in time, at-most-once", []string{"call", "-addr", addr, "-timeout", "300ms", "-semantics", "at-most-once", "Calc.Hang", `{}`}, 4, nil,
+			[]string{"may have executed"}},
 		{"flags after the arguments", []string{"call", "Calc.Add", `{"A":2,"B":3}`, "-addr", addr, "-timeout", "5s"}, 0, []string{"5"}, nil},
-		{"negative number as arguments", []string{"call", "-addr", addr, "Calc.Add", "-1"}, 1, nil,
-			[]string{"decoding arguments of Calc.Add"}},
 		{"flag name after --", []string{"call", "-addr", addr, "--", "Calc.Add", "-addr"}, 2, nil, []string{"not valid JSON"}},
-		{"HTTP server without -http", []string{"health", "-addr", overHTTP}, 1, nil,
-			[]string{"answered in HTTP, not JSON-RPC", "-http"}},
+		{"HTTP server without -http", []string{"health", "-addr", overHTTP}, 4, nil, []string{"-http with its RPC path"}},
 		{"TLS with -ca", []string{"call", "-addr", overTLS, "-ca", file("ca.pem"), "Calc.Add", `{"A":1,"B":2}`}, 0, []string{"3"}, nil},
-		{"TLS server without -tls", []string{"health", "-addr", overTLS}, 1, nil,
-			[]string{"takes TLS connections only", "use -tls"}},
-		{"TLS server signed by another CA", []string{"health", "-addr", overTLS, "-ca", file("other-ca.pem")}, 1, nil,
-			[]string{"TLS handshake with " + overTLS, "certificate signed by unknown authority"}},
-		{"TLS server named otherwise", []string{"health", "-addr", overTLS, "-ca", file("ca.pem"), "-server-name", "example.com"}, 1, nil,
-			[]string{"TLS handshake with " + overTLS, "example.com"}},
-		{"-tls on a server without TLS", []string{"health", "-addr", addr, "-tls"}, 1, nil,
-			[]string{"TLS handshake with " + addr, "does the server listen with TLS?"}},
+		{"TLS server without -tls", []string{"health", "-addr", overTLS}, 3, nil, []string{"TLS"}},
+		{"TLS server signed by another CA", []string{"health", "-addr", overTLS, "-ca", file("other-ca.pem")}, 3, nil,
+			[]string{"certificate signed by unknown authority"}},
+		{"TLS server named otherwise", []string{"health", "-addr", overTLS, "-ca", file("ca.pem"), "-server-name", "example.com"}, 3, nil,
+			[]string{"example.com"}},
+		{"-tls on a server without TLS", []string{"health", "-addr", addr, "-tls"}, 3, nil, []string{"TLS"}},
 		{"mutual TLS", []string{"health", "-addr", mutualTLS, "-ca", file("ca.pem"), "-cert", file("client.pem"), "-key", file("client.key")}, 0,
 			[]string{"SERVING"}, nil},
-		{"mutual TLS without a client certificate", []string{"health", "-addr", mutualTLS, "-ca", file("ca.pem")}, 1, nil,
-			[]string{"certificate required", "-cert and -key"}},
+		{"mutual TLS without a client certificate", []string{"health", "-addr", mutualTLS, "-ca", file("ca.pem")}, 3, nil,
+			[]string{"certificate"}},
 		{"-cert without -key", []string{"health", "-addr", mutualTLS, "-ca", file("ca.pem"), "-cert", file("client.pem")}, 2, nil,
 			[]string{"-cert and -key go together"}},
 		{"missing -ca file", []string{"health", "-addr", overTLS, "-ca", file("nothing.pem")}, 2, nil,
@@ -307,10 +410,7 @@ func TestCLIAgainstServerProcess(t *testing.T) {
 			[]string{"holds no PEM certificate"}},
 		{"over HTTPS", []string{"call", "-addr", overHTTPS, "-http", "/_goRPC_", "-ca", file("ca.pem"), "Calc.Add", `{"A":2,"B":2}`}, 0,
 			[]string{"4"}, nil},
-		{"HTTPS without -tls", []string{"health", "-addr", overHTTPS, "-http", "/_goRPC_"}, 1, nil,
-			[]string{"if it serves HTTPS, add -tls or -ca"}},
-		{"JSON codec off", []string{"health", "-addr", noJSON, "-timeout", "300ms"}, 1, nil,
-			[]string{"no answer from " + noJSON + " within 300ms"}},
+		{"HTTPS without -tls", []string{"health", "-addr", overHTTPS, "-http", "/_goRPC_"}, 3, nil, nil},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -325,6 +425,7 @@ func TestCLIAgainstServerProcess(t *testing.T) {
 			} else if err != nil {
 				t.Fatal(err)
 			}
+			t.Logf("exit %d; stderr: %s", code, &stderr)
 			if code != tt.code {
 				t.Errorf("exit status %d, want %d\nstdout: %s\nstderr: %s", code, tt.code, &stdout, &stderr)
 			}
@@ -354,7 +455,7 @@ func TestCLICallOnAConnectionClosedAfterTheRequestSaysItMayHaveRun(t *testing.T)
 		if err != nil {
 			return
 		}
-		bufio.NewReader(c).ReadString('}') // the whole request, then a crash
+		io.ReadFull(c, make([]byte, 64)) // some of the request, then a crash
 		c.Close()
 	}()
 	defer func() {
@@ -363,7 +464,140 @@ func TestCLICallOnAConnectionClosedAfterTheRequestSaysItMayHaveRun(t *testing.T)
 	}()
 	var stdout, stderr bytes.Buffer
 	code := run([]string{"call", "-addr", l.Addr().String(), "Calc.Add", `{"A":1}`}, &stdout, &stderr)
-	if code != exitFail || !strings.Contains(stderr.String(), "the call may have run") {
-		t.Fatalf("exit %d, stderr %q; want 1 and a warning that the call may have run", code, &stderr)
+	if code != exitMaybe || !strings.Contains(stderr.String(), "may have executed") {
+		t.Fatalf("exit %d, stderr %q; want 4 and a warning that the call may have run", code, &stderr)
+	}
+}
+
+// runCLI runs the built command, with a bound on its run, and returns its
+// exit status, stdout and stderr.
+func runCLI(t *testing.T, bin string, args ...string) (int, string, string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	var stdout, stderr bytes.Buffer
+	cmd := exec.CommandContext(ctx, bin, args...)
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	err := cmd.Run()
+	var ee *exec.ExitError
+	switch {
+	case ctx.Err() != nil:
+		t.Fatalf("semrpc %q did not end within 60s", args)
+	case errors.As(err, &ee):
+		return ee.ExitCode(), stdout.String(), stderr.String()
+	case err != nil:
+		t.Fatal(err)
+	}
+	return 0, stdout.String(), stderr.String()
+}
+
+// cliResult is the end of a command run in the background.
+type cliResult struct {
+	code           int
+	stdout, stderr string
+}
+
+// startCLI runs the built command in the background; its result arrives on
+// the channel.
+func startCLI(t *testing.T, bin string, args ...string) <-chan cliResult {
+	t.Helper()
+	ch := make(chan cliResult, 1)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+		defer cancel()
+		var stdout, stderr bytes.Buffer
+		cmd := exec.CommandContext(ctx, bin, args...)
+		cmd.Stdout, cmd.Stderr = &stdout, &stderr
+		err := cmd.Run()
+		code := 0
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			code = ee.ExitCode()
+		} else if err != nil {
+			code = -1
+		}
+		if ctx.Err() != nil {
+			stderr.WriteString("(killed: it did not end within 60s)")
+		}
+		ch <- cliResult{code, stdout.String(), stderr.String()}
+	}()
+	return ch
+}
+
+func waitCLI(t *testing.T, ch <-chan cliResult) cliResult {
+	t.Helper()
+	select {
+	case r := <-ch:
+		return r
+	case <-time.After(90 * time.Second):
+		t.Fatal("the command did not end")
+	}
+	return cliResult{}
+}
+
+// TestCLIWaitsForAServerStartedAfterIt: with -wait, a command started
+// before its server (each in its own process) waits for it and succeeds,
+// under every policy; without -wait it fails at once as not executed.
+func TestCLIWaitsForAServerStartedAfterIt(t *testing.T) {
+	bin := buildCLI(t)
+	addr := closedPort(t)
+	if code, _, stderr := runCLI(t, bin, "call", "-addr", addr, "Calc.Add", `{"A":1,"B":1}`); code != exitNotExecuted {
+		t.Fatalf("without -wait: exit %d, want 3\n%s", code, stderr)
+	}
+	var results []<-chan cliResult
+	for _, p := range []string{"no-retry", "at-least-once", "at-most-once"} {
+		results = append(results, startCLI(t, bin, "call", "-addr", addr, "-wait", "30s", "-semantics", p, "Calc.Add", `{"A":40,"B":2}`))
+	}
+	results = append(results, startCLI(t, bin, "health", "-addr", addr, "-wait", "30s"))
+	startServerProc(t, "default", addrEnv+"="+addr)
+	for i, ch := range results {
+		r := waitCLI(t, ch)
+		want := "42"
+		if i == 3 {
+			want = "SERVING"
+		}
+		if r.code != exitOK || !strings.Contains(r.stdout, want) {
+			t.Errorf("command %d: exit %d, stdout %q, stderr %q; want 0 and %s", i, r.code, r.stdout, r.stderr, want)
+		}
+	}
+}
+
+// TestCLIAcrossAServerRestart: the server process ends in the middle of a
+// call (CrashOnce) and is started again on the same address. The exit
+// status says what each policy knows: at-least-once sends the call again
+// and succeeds (exit 0); no-retry and at-most-once (the restarted server,
+// without a durable store, cannot tell whether the call ran) report that
+// it may have run (exit 4). Each command waits for the restarted server
+// with -wait.
+func TestCLIAcrossAServerRestart(t *testing.T) {
+	bin := buildCLI(t)
+	for _, tt := range []struct {
+		policy string
+		code   int
+		out    string // on stdout or stderr
+	}{
+		{"at-least-once", exitOK, "42"},
+		{"no-retry", exitMaybe, "may have executed"},
+		{"at-most-once", exitMaybe, "may have executed"},
+	} {
+		t.Run(tt.policy, func(t *testing.T) {
+			addr := closedPort(t)
+			env := []string{addrEnv + "=" + addr, crashEnv + "=" + filepath.Join(t.TempDir(), "crashed")}
+			first := startServerProc(t, "default", env...)
+			ch := startCLI(t, bin, "call", "-addr", addr, "-wait", "30s", "-semantics", tt.policy, "Calc.CrashOnce", `{"A":40,"B":2}`)
+			select {
+			case <-first.done: // CrashOnce ended it
+			case r := <-ch:
+				t.Fatalf("the command ended before the server crashed: exit %d, %q %q", r.code, r.stdout, r.stderr)
+			case <-time.After(60 * time.Second):
+				t.Fatal("the server did not crash")
+			}
+			startServerProc(t, "default", env...)
+			r := waitCLI(t, ch)
+			t.Logf("exit %d; stdout %q; stderr %q", r.code, r.stdout, r.stderr)
+			if r.code != tt.code || !strings.Contains(r.stdout+r.stderr, tt.out) {
+				t.Fatalf("exit %d, stdout %q, stderr %q; want %d and %q", r.code, r.stdout, r.stderr, tt.code, tt.out)
+			}
+		})
 	}
 }

@@ -1,4 +1,4 @@
-package semantics
+package boltstore
 
 import (
 	"context"
@@ -10,6 +10,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/semrpc/semrpc/semantics"
 	"go.etcd.io/bbolt"
 )
 
@@ -25,7 +26,7 @@ func setKeyThenFail(key, val string, runs *atomic.Int32) func(ctx context.Contex
 	}
 }
 
-func countSessions(t *testing.T, st *BoltStore) int {
+func countSessions(t *testing.T, st *Store) int {
 	t.Helper()
 	var n int
 	st.DB().View(func(tx *bbolt.Tx) error {
@@ -47,7 +48,7 @@ func TestApplicationErrorRollsBackWritesAndKeepsRecord(t *testing.T) {
 	for _, mode := range batchModes {
 		t.Run(mode.name, func(t *testing.T) {
 			path := filepath.Join(t.TempDir(), "s.db")
-			st := openStore(t, path, &BoltConfig{NoBatch: mode.noBatch, NoSync: true})
+			st := openStore(t, path, &Config{NoBatch: mode.noBatch, NoSync: true})
 			ctx := context.Background()
 			var runs atomic.Int32
 			out, err := st.Execute(ctx, storeHdr(st, 1, 1, 1), "Svc.Set", setKeyThenFail("k", "v", &runs))
@@ -63,7 +64,7 @@ func TestApplicationErrorRollsBackWritesAndKeepsRecord(t *testing.T) {
 			ranBefore := runs.Load()
 			// A retry is answered from the record, and runs nothing.
 			out, err = st.Execute(ctx, storeHdr(st, 1, 1, 1), "Svc.Set", setKeyThenFail("k", "v", &runs))
-			if err != nil || !errors.Is(out.Err, ErrApplication) || runs.Load() != ranBefore {
+			if err != nil || !errors.Is(out.Err, semantics.ErrApplication) || runs.Load() != ranBefore {
 				t.Fatalf("retry: %+v %v, ran %d more times; want the recorded error, not run", out, err, runs.Load()-ranBefore)
 			}
 			// So is one after a restart.
@@ -86,11 +87,11 @@ func TestApplicationErrorRollsBackWritesAndKeepsRecord(t *testing.T) {
 func TestApplicationErrorsInSharedTransactions(t *testing.T) {
 	for _, mode := range batchModes {
 		t.Run(mode.name, func(t *testing.T) {
-			st := openStore(t, filepath.Join(t.TempDir(), "s.db"), &BoltConfig{NoBatch: mode.noBatch, NoSync: true, MaxBatchDelay: 20 * time.Millisecond})
+			st := openStore(t, filepath.Join(t.TempDir(), "s.db"), &Config{NoBatch: mode.noBatch, NoSync: true, MaxBatchDelay: 20 * time.Millisecond})
 			const n = 32
 			var wg sync.WaitGroup
 			errs := make([]error, n)
-			outs := make([]Outcome, n)
+			outs := make([]semantics.Outcome, n)
 			for i := 0; i < n; i++ {
 				wg.Add(1)
 				go func() {
@@ -137,7 +138,7 @@ func TestTransact(t *testing.T) {
 	for _, mode := range batchModes {
 		for _, tt := range tests {
 			t.Run(mode.name+"/"+tt.name, func(t *testing.T) {
-				st := openStore(t, filepath.Join(t.TempDir(), "s.db"), &BoltConfig{NoBatch: mode.noBatch, NoSync: true})
+				st := openStore(t, filepath.Join(t.TempDir(), "s.db"), &Config{NoBatch: mode.noBatch, NoSync: true})
 				out, err := st.Transact(context.Background(), tt.fn)
 				if err != nil || (out.Err != nil) != tt.wantErr {
 					t.Fatalf("Transact: %+v %v", out, err)
@@ -157,7 +158,7 @@ func TestTransact(t *testing.T) {
 }
 
 func TestTransactSharesTransactions(t *testing.T) {
-	st := openStore(t, filepath.Join(t.TempDir(), "s.db"), &BoltConfig{NoSync: true, MaxBatchDelay: 50 * time.Millisecond})
+	st := openStore(t, filepath.Join(t.TempDir(), "s.db"), &Config{NoSync: true, MaxBatchDelay: 50 * time.Millisecond})
 	const n = 32
 	var (
 		mu  sync.Mutex
@@ -170,7 +171,7 @@ func TestTransactSharesTransactions(t *testing.T) {
 			defer wg.Done()
 			key := fmt.Sprint("k", i)
 			_, err := st.Transact(context.Background(), func(ctx context.Context) (any, error) {
-				tx := TxFrom(ctx)
+				tx := TxOf(ctx)
 				mu.Lock()
 				txs[tx.ID()] = true
 				mu.Unlock()
@@ -197,7 +198,7 @@ func TestTransactClosedStoreRefuses(t *testing.T) {
 	st.Close()
 	var runs atomic.Int32
 	_, err := st.Transact(context.Background(), setKey("k", "v", &runs))
-	if !errors.Is(err, ErrRejected) || ClassOf(err) != ClassRejected || runs.Load() != 0 {
+	if !errors.Is(err, semantics.ErrRejected) || semantics.ClassOf(err) != semantics.ClassRejected || runs.Load() != 0 {
 		t.Fatalf("Transact on a closed store: %v, runs %d; want rejected, not run", err, runs.Load())
 	}
 }
@@ -206,7 +207,7 @@ func TestTransactClosedStoreRefuses(t *testing.T) {
 // method's ctx work in the call's transaction (and so do not wait for the
 // writer lock the call holds), for both kinds of call.
 func TestUpdateUsesTheCallsTransaction(t *testing.T) {
-	st := openStore(t, filepath.Join(t.TempDir(), "s.db"), &BoltConfig{NoSync: true})
+	st := openStore(t, filepath.Join(t.TempDir(), "s.db"), &Config{NoSync: true})
 	method := func(ctx context.Context) (any, error) {
 		err := st.Update(ctx, func(tx *bbolt.Tx) error {
 			b, err := tx.CreateBucketIfNotExists(svcBucket)
@@ -228,9 +229,9 @@ func TestUpdateUsesTheCallsTransaction(t *testing.T) {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		for _, run := range []func() (Outcome, error){
-			func() (Outcome, error) { return st.Transact(context.Background(), method) },
-			func() (Outcome, error) {
+		for _, run := range []func() (semantics.Outcome, error){
+			func() (semantics.Outcome, error) { return st.Transact(context.Background(), method) },
+			func() (semantics.Outcome, error) {
 				return st.Execute(context.Background(), storeHdr(st, 1, 1, 1), "Svc.M", method)
 			},
 		} {

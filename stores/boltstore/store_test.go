@@ -1,4 +1,4 @@
-package semantics
+package boltstore
 
 import (
 	"context"
@@ -11,14 +11,15 @@ import (
 	"testing"
 	"time"
 
+	"github.com/semrpc/semrpc/semantics"
 	"go.etcd.io/bbolt"
 )
 
 var svcBucket = []byte("svc")
 
-func openStore(t *testing.T, path string, cfg *BoltConfig) *BoltStore {
+func openStore(t *testing.T, path string, cfg *Config) *Store {
 	t.Helper()
-	st, err := OpenBoltStore(path, cfg)
+	st, err := Open(path, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -33,7 +34,7 @@ func setKey(key, val string, runs *atomic.Int32) func(ctx context.Context) (any,
 		if runs != nil {
 			runs.Add(1)
 		}
-		tx := TxFrom(ctx)
+		tx := TxOf(ctx)
 		if tx == nil {
 			return nil, errors.New("no transaction in the context")
 		}
@@ -46,7 +47,7 @@ func setKey(key, val string, runs *atomic.Int32) func(ctx context.Context) (any,
 	}
 }
 
-func readKey(t *testing.T, st *BoltStore, key string) string {
+func readKey(t *testing.T, st *Store, key string) string {
 	t.Helper()
 	var v string
 	err := st.View(context.Background(), func(tx *bbolt.Tx) error {
@@ -61,17 +62,17 @@ func readKey(t *testing.T, st *BoltStore, key string) string {
 	return v
 }
 
-func storeHdr(st *BoltStore, client, seq, ack uint64) Header {
-	return Header{Client: ClientID{Lo: client}, Seq: seq, Ack: ack, Epoch: st.Epoch()}
+func storeHdr(st *Store, client, seq, ack uint64) semantics.Header {
+	return semantics.Header{Client: semantics.ClientID{Lo: client}, Seq: seq, Ack: ack, Epoch: st.Epoch()}
 }
 
 // storedString decodes an outcome's reply, stored or live, as a *string.
-func storedString(t *testing.T, out Outcome) string {
+func storedString(t *testing.T, out semantics.Outcome) string {
 	t.Helper()
 	switch r := out.Reply.(type) {
 	case *string:
 		return *r
-	case *StoredReply:
+	case *semantics.StoredReply:
 		var s string
 		if err := r.Decode(&s); err != nil {
 			t.Fatal(err)
@@ -82,12 +83,12 @@ func storedString(t *testing.T, out Outcome) string {
 	return ""
 }
 
-func TestBoltStoreRestoresAfterReopen(t *testing.T) {
+func TestStoreRestoresAfterReopen(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "s.db")
 	st := openStore(t, path, nil)
 	ctx := context.Background()
 	epoch := st.Epoch()
-	if !st.Table().Durable() || st.Table().Store() != Store(st) || st.Table().Epoch() != epoch {
+	if !st.Table().Durable() || st.Table().Store() != semantics.Store(st) || st.Table().Epoch() != epoch {
 		t.Fatal("the store's table is not durable, or not the store's, or has another epoch")
 	}
 	if out, err := st.Execute(ctx, storeHdr(st, 1, 1, 1), "Svc.Set", setKey("a", "1", nil)); err != nil || storedString(t, out) != "1" {
@@ -121,17 +122,17 @@ func TestBoltStoreRestoresAfterReopen(t *testing.T) {
 	if got := storedString(t, tk.Cached()); got != "1" {
 		t.Fatalf("restored reply %q, want 1", got)
 	}
-	if sr := tk.Cached().Reply.(*StoredReply); sr.Method != "Svc.Set" {
+	if sr := tk.Cached().Reply.(*semantics.StoredReply); sr.Method != "Svc.Set" {
 		t.Fatalf("restored method %q", sr.Method)
 	}
 	tk, err = tb.Begin(ctx, storeHdr(st2, 1, 2, 1))
-	if err != nil || tk.Run() || !errors.Is(tk.Cached().Err, ErrApplication) || tk.Cached().Err.Error() != "boom" {
+	if err != nil || tk.Run() || !errors.Is(tk.Cached().Err, semantics.ErrApplication) || tk.Cached().Err.Error() != "boom" {
 		t.Fatalf("restored failed call: %v, %+v", err, tk)
 	}
 	// Client 2's acknowledged call is stale, not run again although its
 	// record is gone; its last call is answered; its next one runs.
-	if _, err := tb.Begin(ctx, storeHdr(st2, 2, 1, 1)); !errors.Is(err, ErrStale) {
-		t.Fatalf("acknowledged call of a restored session: %v, want ErrStale", err)
+	if _, err := tb.Begin(ctx, storeHdr(st2, 2, 1, 1)); !errors.Is(err, semantics.ErrStale) {
+		t.Fatalf("acknowledged call of a restored session: %v, want semantics.ErrStale", err)
 	}
 	if tk, err := tb.Begin(ctx, storeHdr(st2, 2, 2, 2)); err != nil || tk.Run() {
 		t.Fatalf("last call of a restored session: %v, want a cached answer", err)
@@ -144,7 +145,7 @@ func TestBoltStoreRestoresAfterReopen(t *testing.T) {
 	}
 }
 
-func countRecords(t *testing.T, st *BoltStore) int {
+func countRecords(t *testing.T, st *Store) int {
 	t.Helper()
 	var n int
 	st.DB().View(func(tx *bbolt.Tx) error {
@@ -154,7 +155,7 @@ func countRecords(t *testing.T, st *BoltStore) int {
 	return n
 }
 
-func TestBoltStoreAckDeletesRecords(t *testing.T) {
+func TestStoreAckDeletesRecords(t *testing.T) {
 	st := openStore(t, filepath.Join(t.TempDir(), "s.db"), nil)
 	ctx := context.Background()
 	for seq := uint64(1); seq <= 3; seq++ {
@@ -173,7 +174,7 @@ func TestBoltStoreAckDeletesRecords(t *testing.T) {
 	}
 }
 
-func TestBoltStoreDoesNotRerun(t *testing.T) {
+func TestStoreDoesNotRerun(t *testing.T) {
 	st := openStore(t, filepath.Join(t.TempDir(), "s.db"), nil)
 	ctx := context.Background()
 	var runs atomic.Int32
@@ -191,12 +192,12 @@ func TestBoltStoreDoesNotRerun(t *testing.T) {
 		t.Fatal(err)
 	}
 	_, err := st.Execute(ctx, storeHdr(st, 1, 2, 2), "Svc.Set", setKey("k", "late", &runs))
-	if !errors.Is(err, ErrStale) || runs.Load() != 2 || readKey(t, st, "k") != "v" {
-		t.Fatalf("late call: %v, runs %d, k=%q; want ErrStale and no run", err, runs.Load(), readKey(t, st, "k"))
+	if !errors.Is(err, semantics.ErrStale) || runs.Load() != 2 || readKey(t, st, "k") != "v" {
+		t.Fatalf("late call: %v, runs %d, k=%q; want semantics.ErrStale and no run", err, runs.Load(), readKey(t, st, "k"))
 	}
 }
 
-func TestBoltStoreRollsBackUncommittable(t *testing.T) {
+func TestStoreRollsBackUncommittable(t *testing.T) {
 	st := openStore(t, filepath.Join(t.TempDir(), "s.db"), nil)
 	bad := func(ctx context.Context) (any, error) {
 		if _, err := setKey("k", "written", nil)(ctx); err != nil {
@@ -205,8 +206,8 @@ func TestBoltStoreRollsBackUncommittable(t *testing.T) {
 		return &struct{ C chan int }{}, nil // gob cannot encode it
 	}
 	_, err := st.Execute(context.Background(), storeHdr(st, 1, 1, 1), "Svc.Bad", bad)
-	if !errors.Is(err, ErrRejected) {
-		t.Fatalf("Execute with an unencodable reply: %v, want ErrRejected", err)
+	if !errors.Is(err, semantics.ErrRejected) {
+		t.Fatalf("Execute with an unencodable reply: %v, want semantics.ErrRejected", err)
 	}
 	if v := readKey(t, st, "k"); v != "" || countRecords(t, st) != 0 {
 		t.Fatalf("rolled-back call left k=%q and %d records", v, countRecords(t, st))
@@ -217,21 +218,21 @@ func TestBoltStoreRollsBackUncommittable(t *testing.T) {
 	}
 }
 
-func TestBoltStoreClosed(t *testing.T) {
+func TestStoreClosed(t *testing.T) {
 	st := openStore(t, filepath.Join(t.TempDir(), "s.db"), nil)
 	st.Close()
 	var runs atomic.Int32
 	_, err := st.Execute(context.Background(), storeHdr(st, 1, 1, 1), "Svc.Set", setKey("k", "v", &runs))
-	if !errors.Is(err, ErrRejected) || runs.Load() != 0 {
+	if !errors.Is(err, semantics.ErrRejected) || runs.Load() != 0 {
 		t.Fatalf("Execute on a closed store: %v, runs %d", err, runs.Load())
 	}
 }
 
-// TestBoltStoreGroupCommit checks that concurrent calls share transactions
+// TestStoreGroupCommit checks that concurrent calls share transactions
 // when batching is on, and do not when it is off.
-func TestBoltStoreGroupCommit(t *testing.T) {
+func TestStoreGroupCommit(t *testing.T) {
 	for _, noBatch := range []bool{false, true} {
-		st := openStore(t, filepath.Join(t.TempDir(), "s.db"), &BoltConfig{NoBatch: noBatch, MaxBatchDelay: 50 * time.Millisecond, NoSync: true})
+		st := openStore(t, filepath.Join(t.TempDir(), "s.db"), &Config{NoBatch: noBatch, MaxBatchDelay: 50 * time.Millisecond, NoSync: true})
 		const n = 32
 		var (
 			mu  sync.Mutex
@@ -245,7 +246,7 @@ func TestBoltStoreGroupCommit(t *testing.T) {
 				_, err := st.Execute(context.Background(), storeHdr(st, uint64(i+1), 1, 1), "Svc.Set",
 					func(ctx context.Context) (any, error) {
 						mu.Lock()
-						txs[TxFrom(ctx).ID()] = true
+						txs[TxOf(ctx).ID()] = true
 						mu.Unlock()
 						return new(string), nil
 					})
@@ -267,10 +268,10 @@ func TestBoltStoreGroupCommit(t *testing.T) {
 	}
 }
 
-func TestBoltStoreSweepsIdleSessions(t *testing.T) {
+func TestStoreSweepsIdleSessions(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "s.db")
 	clk := newFakeClock()
-	cfg := &BoltConfig{Table: TableConfig{Lease: time.Minute, Now: clk.Now}}
+	cfg := &Config{Table: semantics.TableConfig{Lease: time.Minute, Now: clk.Now}}
 	st := openStore(t, path, cfg)
 	ctx := context.Background()
 	if _, err := st.Execute(ctx, storeHdr(st, 1, 1, 1), "Svc.Set", setKey("k", "v", nil)); err != nil {
@@ -285,12 +286,12 @@ func TestBoltStoreSweepsIdleSessions(t *testing.T) {
 	}
 	st.Close()
 	st2 := openStore(t, path, cfg)
-	if _, err := st2.Table().Begin(ctx, storeHdr(st2, 1, 2, 2)); !errors.Is(err, ErrSessionExpired) {
-		t.Fatalf("swept session after reopen: %v, want ErrSessionExpired", err)
+	if _, err := st2.Table().Begin(ctx, storeHdr(st2, 1, 2, 2)); !errors.Is(err, semantics.ErrSessionExpired) {
+		t.Fatalf("swept session after reopen: %v, want semantics.ErrSessionExpired", err)
 	}
 }
 
-func TestOpenBoltStoreErrors(t *testing.T) {
+func TestOpenErrors(t *testing.T) {
 	dir := t.TempDir()
 	garbage := filepath.Join(dir, "garbage.db")
 	if err := os.WriteFile(garbage, []byte(strings.Repeat("not a database ", 2000)), 0o600); err != nil {
@@ -310,7 +311,7 @@ func TestOpenBoltStoreErrors(t *testing.T) {
 	tests := []struct {
 		name, path, want string
 	}{
-		{"missing directory", filepath.Join(dir, "nope", "s.db"), "no such file or directory"},
+		{"directory under a file", filepath.Join(garbage, "s.db"), "creating the store's directory"},
 		{"not bbolt", garbage, "not a usable bbolt database"},
 		{"empty file", empty, "exists but is empty"},
 		{"another application's bbolt", foreign, "not a semrpc store"},
@@ -318,7 +319,7 @@ func TestOpenBoltStoreErrors(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			st, err := OpenBoltStore(tt.path, nil)
+			st, err := Open(tt.path, nil)
 			if err == nil {
 				st.Close()
 				t.Fatal("opened")
@@ -328,10 +329,21 @@ func TestOpenBoltStoreErrors(t *testing.T) {
 			}
 		})
 	}
+	t.Run("missing directory is created", func(t *testing.T) {
+		path := filepath.Join(t.TempDir(), "a", "b", "s.db")
+		st := openStore(t, path, nil)
+		if st.Path() != path {
+			t.Fatalf("Path() = %q, want %q", st.Path(), path)
+		}
+		fi, err := os.Stat(filepath.Dir(path))
+		if err != nil || !fi.IsDir() || fi.Mode().Perm() != 0o700 {
+			t.Fatalf("directory: %v, %v; want a directory with mode 0700", fi, err)
+		}
+	})
 	t.Run("locked", func(t *testing.T) {
 		path := filepath.Join(t.TempDir(), "s.db")
 		openStore(t, path, nil)
-		_, err := OpenBoltStore(path, &BoltConfig{LockTimeout: 50 * time.Millisecond})
+		_, err := Open(path, &Config{LockTimeout: 50 * time.Millisecond})
 		if err == nil || !strings.Contains(err.Error(), "locked") {
 			t.Fatalf("second open: %v, want locked", err)
 		}
@@ -341,7 +353,7 @@ func TestOpenBoltStoreErrors(t *testing.T) {
 func TestDecodeRecordMalformed(t *testing.T) {
 	good := encodeRecord("Svc.M", errors.New("e"), []byte{1, 2, 3})
 	out, method, err := decodeRecord(good)
-	if err != nil || method != "Svc.M" || out.Err.Error() != "e" || string(out.Reply.(*StoredReply).Data) != "\x01\x02\x03" {
+	if err != nil || method != "Svc.M" || out.Err.Error() != "e" || string(out.Reply.(*semantics.StoredReply).Data) != "\x01\x02\x03" {
 		t.Fatalf("round trip: %+v %q %v", out, method, err)
 	}
 	for i := 0; i < len(good); i++ {
@@ -359,11 +371,11 @@ func TestDecodeRecordMalformed(t *testing.T) {
 	}
 }
 
-// TestOpenBoltStoreTruncated pins that a store file cut short (a damaged
+// TestOpenTruncated pins that a store file cut short (a damaged
 // disk, a bad copy) is an error at open, not a crash or an empty store.
-func TestOpenBoltStoreTruncated(t *testing.T) {
+func TestOpenTruncated(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "s.db")
-	st := openStore(t, path, &BoltConfig{NoSync: true})
+	st := openStore(t, path, &Config{NoSync: true})
 	ctx := context.Background()
 	for i := uint64(1); i <= 300; i++ {
 		if _, err := st.Execute(ctx, storeHdr(st, i, 1, 1), "Svc.Set", setKey(strings.Repeat("k", 50)+string(rune('a'+i%26))+string(rune(i)), strings.Repeat("v", 500), nil)); err != nil {
@@ -382,7 +394,7 @@ func TestOpenBoltStoreTruncated(t *testing.T) {
 		if err := os.WriteFile(cut, whole[:size], 0o600); err != nil {
 			t.Fatal(err)
 		}
-		st, err := OpenBoltStore(cut, &BoltConfig{LockTimeout: 50 * time.Millisecond})
+		st, err := Open(cut, &Config{LockTimeout: 50 * time.Millisecond})
 		if err == nil {
 			st.Close()
 			t.Fatalf("truncated to %d of %d bytes: opened", size, len(whole))

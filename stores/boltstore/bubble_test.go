@@ -1,4 +1,4 @@
-package semantics
+package boltstore
 
 import (
 	"context"
@@ -14,12 +14,12 @@ import (
 // itself: with a package-wide pool, a store outside the bubble took them
 // and crashed the test binary with "send on synctest channel from outside
 // bubble".
-func TestBoltStoreMadeInABubbleKeepsItsChannelsThere(t *testing.T) {
+func TestStoreMadeInABubbleKeepsItsChannelsThere(t *testing.T) {
 	dir := t.TempDir()
 	noop := func(ctx context.Context) (any, error) { return nil, nil }
 	for i := range 20 {
 		synctest.Test(t, func(t *testing.T) {
-			s, err := OpenBoltStore(filepath.Join(dir, fmt.Sprintf("in%d.db", i)), nil)
+			s, err := Open(filepath.Join(dir, fmt.Sprintf("in%d.db", i)), nil)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -31,7 +31,7 @@ func TestBoltStoreMadeInABubbleKeepsItsChannelsThere(t *testing.T) {
 			}
 		})
 	}
-	s, err := OpenBoltStore(filepath.Join(dir, "out.db"), nil)
+	s, err := Open(filepath.Join(dir, "out.db"), nil)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package semantics
+package boltstore
 
 import (
 	"context"
@@ -12,34 +12,35 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/semrpc/semrpc/semantics"
 	"go.etcd.io/bbolt"
 	berrors "go.etcd.io/bbolt/errors"
 )
 
-// TxFrom returns the bbolt read-write transaction that ctx runs in, or nil:
-// TxOf[*bbolt.Tx] for the methods of a server whose store is a BoltStore.
-// A BoltStore gives it to the method of every call it runs (Execute and
+// TxOf returns the bbolt read-write transaction that ctx runs in, or nil:
+// semantics.TxOf[*bbolt.Tx] for the methods of a server whose store is a
+// Store. A Store gives it to the method of every call it runs (Execute and
 // Transact): the method reads and writes its own buckets through it, so
 // that its effects commit together with the call's completion record, or
 // are rolled back if it returns an error. The transaction ends when the
 // method returns; keep no reference to it, or to the byte slices it
 // returns, beyond that.
-func TxFrom(ctx context.Context) *bbolt.Tx {
-	tx, _ := TxOf[*bbolt.Tx](ctx)
+func TxOf(ctx context.Context) *bbolt.Tx {
+	tx, _ := semantics.TxOf[*bbolt.Tx](ctx)
 	return tx
 }
 
-// BoltStore defaults.
+// Store defaults.
 const (
-	// DefaultMaxBatchDelay is the fixed time a BoltStore waits for more
+	// DefaultMaxBatchDelay is the fixed time a Store waits for more
 	// calls before it begins a transaction: none. A transaction begins as
 	// soon as the previous one has committed, and takes every call that
 	// queued while it committed (group commit without a fixed window);
 	// only when far fewer calls are queued than the last transaction took
-	// does it wait briefly for them (see BoltConfig.MaxBatchDelay).
+	// does it wait briefly for them (see Config.MaxBatchDelay).
 	DefaultMaxBatchDelay = 0
 
-	// DefaultLockTimeout is how long OpenBoltStore waits for another
+	// DefaultLockTimeout is how long Open waits for another
 	// process to release the file.
 	DefaultLockTimeout = time.Second
 )
@@ -58,21 +59,12 @@ const (
 	recordFormat = 1 // the first byte of every record
 )
 
-// ErrStoreFailed is wrapped by the errors of calls refused because a
-// commit failed (a write or fsync error): from then on, what is on disk is
-// only known after a restart, so the store runs nothing more (later calls
-// are refused, not executed). The call whose commit failed is reported as
-// may-have-executed, since its record may have reached the disk; after a
-// restart a retry of it gets that record's reply. Restart the server when
-// calls fail with it.
-var ErrStoreFailed = errors.New("semrpc: durable store failed")
-
-// BoltConfig configures a BoltStore. A nil *BoltConfig means the defaults.
-type BoltConfig struct {
+// Config configures a Store. A nil *Config means the defaults.
+type Config struct {
 	// Table configures the table the store rebuilds; its Epoch and Store
 	// fields are ignored (the epoch is the store's). Its Lease also bounds
 	// how long the store keeps an idle session's records: twice the lease.
-	Table TableConfig
+	Table semantics.TableConfig
 
 	// NoBatch commits each call in a transaction of its own, with its own
 	// fsync, instead of gathering concurrent calls into one. For
@@ -88,7 +80,7 @@ type BoltConfig struct {
 	// last transaction took).
 	MaxBatchDelay time.Duration
 
-	// LockTimeout bounds how long OpenBoltStore waits for another process
+	// LockTimeout bounds how long Open waits for another process
 	// to release the file. Default DefaultLockTimeout.
 	LockTimeout time.Duration
 
@@ -97,9 +89,9 @@ type BoltConfig struct {
 	NoSync bool
 }
 
-// BoltStore is a Store in one bbolt file. Each call it runs (Execute or
+// Store is a semantics.Store in one bbolt file. Each call it runs (Execute or
 // Transact) runs in a read-write transaction that the method reaches
-// through TxFrom (or the Update and View helpers): the service keeps its
+// through TxOf (or the Update and View helpers): the service keeps its
 // own state in its own buckets of the same file, and the call's completion
 // record is committed with that state, in one transaction, before the
 // reply is sent. A method that returns an error has its writes rolled
@@ -116,10 +108,10 @@ type BoltConfig struct {
 // Acknowledged records are deleted in later transactions of the same
 // session, and sessions idle for twice the table's lease with all their
 // records in later transactions of any session.
-type BoltStore struct {
+type Store struct {
 	db      *bbolt.DB
 	path    string
-	table   *Table
+	table   *semantics.Table
 	epoch   uint64
 	now     func() time.Time
 	keep    time.Duration // how long an idle session's records are kept
@@ -148,15 +140,16 @@ type BoltStore struct {
 	lastSweep time.Time
 }
 
-var _ Store = (*BoltStore)(nil)
+var _ semantics.Store = (*Store)(nil)
 
-// OpenBoltStore opens the store in the file at path, creating it if it does
-// not exist (its directory must), and rebuilds the table from its records.
+// Open opens the store in the file at path, creating it if it does not
+// exist (and its directory, with mode 0700, if that does not exist
+// either), and rebuilds the table from its records.
 // A file that is not a bbolt database, or a bbolt database that is not a
 // semrpc store, is an error: a store never silently starts empty over
 // existing data.
-func OpenBoltStore(path string, cfg *BoltConfig) (*BoltStore, error) {
-	var c BoltConfig
+func Open(path string, cfg *Config) (*Store, error) {
+	var c Config
 	if cfg != nil {
 		c = *cfg
 	}
@@ -170,30 +163,33 @@ func OpenBoltStore(path string, cfg *BoltConfig) (*BoltStore, error) {
 		c.Table.Now = time.Now
 	}
 	if c.Table.Lease <= 0 {
-		c.Table.Lease = DefaultLease
+		c.Table.Lease = semantics.DefaultLease
 	}
 	dir := filepath.Dir(path)
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("boltstore: creating the store's directory: %w", err)
+	}
 	if fi, err := os.Stat(dir); err != nil {
-		return nil, fmt.Errorf("semantics: store directory: %w", err)
+		return nil, fmt.Errorf("boltstore: store directory: %w", err)
 	} else if !fi.IsDir() {
-		return nil, fmt.Errorf("semantics: store directory %s is not a directory", dir)
+		return nil, fmt.Errorf("boltstore: store directory %s is not a directory", dir)
 	}
 	if fi, err := os.Stat(path); err == nil && !fi.Mode().IsRegular() {
-		return nil, fmt.Errorf("semantics: store %s is not a regular file", path)
+		return nil, fmt.Errorf("boltstore: store %s is not a regular file", path)
 	} else if err == nil && fi.Size() == 0 {
 		// bbolt would quietly initialise it: an empty store where records
 		// were expected. Left by a crash while the file was first created,
 		// or by data loss; either way, a person decides.
-		return nil, fmt.Errorf("semantics: store %s exists but is empty (0 bytes): remove it to start a new store", path)
+		return nil, fmt.Errorf("boltstore: store %s exists but is empty (0 bytes): remove it to start a new store", path)
 	}
 	db, err := openBolt(path, &bbolt.Options{Timeout: c.LockTimeout, NoSync: c.NoSync})
 	switch {
 	case errors.Is(err, berrors.ErrTimeout):
-		return nil, fmt.Errorf("semantics: store %s is locked by another process: %w", path, err)
+		return nil, fmt.Errorf("boltstore: store %s is locked by another process: %w", path, err)
 	case err != nil:
-		return nil, fmt.Errorf("semantics: store %s is not a usable bbolt database: %w", path, err)
+		return nil, fmt.Errorf("boltstore: store %s is not a usable bbolt database: %w", path, err)
 	}
-	s := &BoltStore{
+	s := &Store{
 		db:      db,
 		path:    path,
 		now:     c.Table.Now,
@@ -203,7 +199,7 @@ func OpenBoltStore(path string, cfg *BoltConfig) (*BoltStore, error) {
 	}
 	if err := s.load(c.Table); err != nil {
 		db.Close()
-		return nil, fmt.Errorf("semantics: store %s: %w", path, err)
+		return nil, fmt.Errorf("boltstore: store %s: %w", path, err)
 	}
 	s.lastSweep = s.now()
 	return s, nil
@@ -225,7 +221,7 @@ func openBolt(path string, opts *bbolt.Options) (db *bbolt.DB, err error) {
 
 // load checks the file, reads (or, in a new file, writes) the epoch and
 // rebuilds the table.
-func (s *BoltStore) load(tc TableConfig) (err error) {
+func (s *Store) load(tc semantics.TableConfig) (err error) {
 	defer debug.SetPanicOnFault(debug.SetPanicOnFault(true))
 	defer func() {
 		if p := recover(); p != nil {
@@ -266,9 +262,9 @@ func (s *BoltStore) load(tc TableConfig) (err error) {
 		return err
 	}
 	tc.Epoch, tc.Store = s.epoch, s
-	s.table = NewTable(&tc)
+	s.table = semantics.NewTable(&tc)
 	return s.db.View(func(tx *bbolt.Tx) error {
-		acks := make(map[ClientID]uint64)
+		acks := make(map[semantics.ClientID]uint64)
 		err := tx.Bucket(bucketSessions).ForEach(func(k, v []byte) error {
 			if len(k) != 16 || len(v) != 16 {
 				return fmt.Errorf("bad session entry %x", k)
@@ -291,7 +287,7 @@ func (s *BoltStore) load(tc TableConfig) (err error) {
 				return fmt.Errorf("record of client %v seq %d: %w", id, seq, err)
 			}
 			if seq >= acks[id] { // acknowledged ones wait for deletion
-				s.table.Restore(Header{Client: id, Seq: seq, Ack: 1, Epoch: s.epoch}, out)
+				s.table.Restore(semantics.Header{Client: id, Seq: seq, Ack: 1, Epoch: s.epoch}, out)
 			}
 			return nil
 		})
@@ -300,7 +296,7 @@ func (s *BoltStore) load(tc TableConfig) (err error) {
 
 // create initialises a new store in tx. A database that holds anything
 // else is not taken over.
-func (s *BoltStore) create(tx *bbolt.Tx) error {
+func (s *Store) create(tx *bbolt.Tx) error {
 	var other []string
 	_ = tx.ForEach(func(name []byte, _ *bbolt.Bucket) error {
 		other = append(other, string(name))
@@ -319,7 +315,7 @@ func (s *BoltStore) create(tx *bbolt.Tx) error {
 	if _, err := tx.CreateBucket(bucketRecords); err != nil {
 		return err
 	}
-	s.epoch = randomEpoch()
+	s.epoch = semantics.NewEpoch()
 	if err := meta.Put(keyFormat, binary.BigEndian.AppendUint64(nil, storeFormat)); err != nil {
 		return err
 	}
@@ -327,27 +323,27 @@ func (s *BoltStore) create(tx *bbolt.Tx) error {
 }
 
 // Table returns the table rebuilt from the store's records.
-func (s *BoltStore) Table() *Table { return s.table }
+func (s *Store) Table() *semantics.Table { return s.table }
 
 // Epoch returns the store's server epoch, the same across restarts.
-func (s *BoltStore) Epoch() uint64 { return s.epoch }
+func (s *Store) Epoch() uint64 { return s.epoch }
 
 // DB returns the bbolt database, for setup before the server serves (the
 // service creating its buckets, migrating its data) and for reading the
 // file after it stopped. Methods must not use it: every call of a durable
 // server runs in a store transaction that holds bbolt's only writer lock,
 // so DB().Update in a method waits for itself forever, and DB().View sees
-// the state without the call's own writes. Methods use TxFrom(ctx), or
+// the state without the call's own writes. Methods use TxOf(ctx), or
 // Update and View with their ctx.
-func (s *BoltStore) DB() *bbolt.DB { return s.db }
+func (s *Store) DB() *bbolt.DB { return s.db }
 
 // Path returns the store's file name.
-func (s *BoltStore) Path() string { return s.path }
+func (s *Store) Path() string { return s.path }
 
 // Close closes the file. Calls executed after Close fail as not executed.
-func (s *BoltStore) Close() error { return s.db.Close() }
+func (s *Store) Close() error { return s.db.Close() }
 
-// Update runs fn in ctx's transaction (see TxFrom) if there is one, and
+// Update runs fn in ctx's transaction (see TxOf) if there is one, and
 // otherwise in a read-write transaction of its own. A method passes its
 // own ctx, which on a durable server always carries the call's
 // transaction; without one (setup code, tests) Update is DB().Update, which
@@ -355,8 +351,8 @@ func (s *BoltStore) Close() error { return s.db.Close() }
 // own call holds. fn's error is returned; in ctx's transaction it does not
 // by itself roll back what fn wrote: the method's result decides (an error
 // rolls back all the method's writes, nil commits them).
-func (s *BoltStore) Update(ctx context.Context, fn func(tx *bbolt.Tx) error) error {
-	if tx := TxFrom(ctx); tx != nil {
+func (s *Store) Update(ctx context.Context, fn func(tx *bbolt.Tx) error) error {
+	if tx := TxOf(ctx); tx != nil {
 		return fn(tx)
 	}
 	return s.db.Update(fn)
@@ -365,8 +361,8 @@ func (s *BoltStore) Update(ctx context.Context, fn func(tx *bbolt.Tx) error) err
 // View is Update for reads: it runs fn in ctx's transaction if there is
 // one, and otherwise in a read-only transaction of its own (which, from a
 // method, would not see the call's own writes).
-func (s *BoltStore) View(ctx context.Context, fn func(tx *bbolt.Tx) error) error {
-	if tx := TxFrom(ctx); tx != nil {
+func (s *Store) View(ctx context.Context, fn func(tx *bbolt.Tx) error) error {
+	if tx := TxOf(ctx); tx != nil {
 		return fn(tx)
 	}
 	return s.db.View(fn)
@@ -375,7 +371,7 @@ func (s *BoltStore) View(ctx context.Context, fn func(tx *bbolt.Tx) error) error
 // errRollback is what a transaction function returns to have bbolt roll
 // back the writes of a method that returned an application error. It never
 // leaves the store.
-var errRollback = errors.New("semantics: application error: rolling back the method's writes")
+var errRollback = errors.New("boltstore: application error: rolling back the method's writes")
 
 // commit runs fn in a read-write transaction: one shared with concurrent
 // calls, or one of its own with NoBatch. If fn returns an error in a
@@ -392,7 +388,7 @@ var errRollback = errors.New("semantics: application error: rolling back the met
 // under load each transaction takes everything that queued during the
 // previous fsync (and, when that is far less than the last transaction
 // took, what comes within a short wait: see gather).
-func (s *BoltStore) commit(fn func(tx *bbolt.Tx) error) error {
+func (s *Store) commit(fn func(tx *bbolt.Tx) error) error {
 	if s.noBatch {
 		return s.db.Update(fn)
 	}
@@ -436,8 +432,8 @@ type commitCall struct {
 
 // Signals on commitCall.done; they never leave the store.
 var (
-	errLead = errors.New("semantics: lead the next group commit")
-	errSolo = errors.New("semantics: run alone: the shared transaction failed in this call")
+	errLead = errors.New("boltstore: lead the next group commit")
+	errSolo = errors.New("boltstore: run alone: the shared transaction failed in this call")
 )
 
 // maxBatchCalls bounds the calls of one shared transaction.
@@ -445,7 +441,7 @@ const maxBatchCalls = 1000
 
 // lead runs transactions for the queue until own's is done, then hands
 // the lead to the first queued caller, or ends it if none is queued.
-func (s *BoltStore) lead(own *commitCall) {
+func (s *Store) lead(own *commitCall) {
 	if s.delay > 0 {
 		time.Sleep(s.delay)
 	}
@@ -495,7 +491,7 @@ const maxGather = time.Millisecond
 // alternate between the calls that came during the previous commit and
 // those that came just after it, each paying a whole commit. A lone
 // caller (a last transaction of one call) never waits.
-func (s *BoltStore) gather() {
+func (s *Store) gather() {
 	s.cmu.Lock()
 	want := s.lastBatch / 2
 	if len(s.queue) >= want || s.delay > 0 {
@@ -520,7 +516,7 @@ func (s *BoltStore) gather() {
 // runBatch runs batch's functions in one transaction and gives each call
 // the commit's result. A function that fails is taken out (its caller
 // runs it alone) and the rest run again in a new transaction.
-func (s *BoltStore) runBatch(batch []*commitCall) {
+func (s *Store) runBatch(batch []*commitCall) {
 	for len(batch) > 0 {
 		failed := -1
 		err := s.db.Update(func(tx *bbolt.Tx) error {
@@ -550,7 +546,7 @@ func (s *BoltStore) runBatch(batch []*commitCall) {
 func callRecovering(fn func(tx *bbolt.Tx) error, tx *bbolt.Tx) (err error) {
 	defer func() {
 		if p := recover(); p != nil {
-			err = fmt.Errorf("semantics: panic in a shared transaction: %v", p)
+			err = fmt.Errorf("boltstore: panic in a shared transaction: %v", p)
 		}
 	}()
 	return fn(tx)
@@ -559,44 +555,44 @@ func callRecovering(fn func(tx *bbolt.Tx) error, tx *bbolt.Tx) (err error) {
 // refusedFailed returns the error of a call refused because an earlier
 // commit failed.
 func refusedFailed(what string) error {
-	return fmt.Errorf("semantics: %s not run: %w: %w", what, ErrStoreFailed, ErrRejected)
+	return fmt.Errorf("boltstore: %s not run: %w: %w", what, semantics.ErrStoreFailed, semantics.ErrRejected)
 }
 
 // commitFailed stops the store after a failed commit of a call that ran
 // (its writes or its record may be on disk) and returns the call's error.
-func (s *BoltStore) commitFailed(what string, err error) error {
+func (s *Store) commitFailed(what string, err error) error {
 	s.failed.Store(true)
-	return MaybeExecuted(fmt.Errorf("semantics: committing %s: %w: %v", what, ErrStoreFailed, err))
+	return semantics.MaybeExecuted(fmt.Errorf("boltstore: committing %s: %w: %v", what, semantics.ErrStoreFailed, err))
 }
 
 // callName names the call h in errors.
-func callName(h Header) string { return fmt.Sprintf("client %v seq %d", h.Client, h.Seq) }
+func callName(h semantics.Header) string { return fmt.Sprintf("client %v seq %d", h.Client, h.Seq) }
 
 // notRun returns the error of a call whose transaction failed before it
 // could commit anything.
 func notRun(what string, err error) error {
-	return fmt.Errorf("semantics: %s not run: %w: %v", what, ErrRejected, err)
+	return fmt.Errorf("boltstore: %s not run: %w: %v", what, semantics.ErrRejected, err)
 }
 
-// Execute implements Store. Concurrent calls share one transaction and one
+// Execute implements semantics.Store. Concurrent calls share one transaction and one
 // fsync unless the store was opened with NoBatch; fn then runs on another
 // goroutine, and runs again if a transaction it shared fails for a reason
 // of another call's, or, alone, if it returned an application error. An
 // application error costs one more transaction: the one that commits the
 // record without fn's writes.
-func (s *BoltStore) Execute(ctx context.Context, h Header, method string, fn func(ctx context.Context) (any, error)) (Outcome, error) {
+func (s *Store) Execute(ctx context.Context, h semantics.Header, method string, fn func(ctx context.Context) (any, error)) (semantics.Outcome, error) {
 	if s.failed.Load() {
-		return Outcome{}, refusedFailed(callName(h))
+		return semantics.Outcome{}, refusedFailed(callName(h))
 	}
 	// What the last run of txFn did; bbolt may run it several times.
 	var (
-		out      Outcome
+		out      semantics.Outcome
 		ran      bool  // it ran fn
 		answered bool  // it found h's record and wrote only the session
 		own      error // its own result: nil, errRollback or a store error
 	)
 	txFn := func(tx *bbolt.Tx) error {
-		out, ran, answered, own = Outcome{}, false, false, nil
+		out, ran, answered, own = semantics.Outcome{}, false, false, nil
 		prior, err := s.admit(tx, h)
 		switch {
 		case err != nil:
@@ -604,8 +600,8 @@ func (s *BoltStore) Execute(ctx context.Context, h Header, method string, fn fun
 			out, answered = *prior, true
 		default:
 			ran = true
-			reply, appErr := fn(ContextWithTx(ctx, tx))
-			out = Outcome{Reply: reply, Err: appErr}
+			reply, appErr := fn(semantics.ContextWithTx(ctx, tx))
+			out = semantics.Outcome{Reply: reply, Err: appErr}
 			if appErr != nil {
 				err = errRollback
 			} else {
@@ -622,37 +618,37 @@ func (s *BoltStore) Execute(ctx context.Context, h Header, method string, fn fun
 	switch {
 	case err == nil:
 		return out, nil
-	case own == errRollback && errors.Is(err, errRollback) && errors.Is(out.Err, ErrMaybeExecuted):
+	case own == errRollback && errors.Is(err, errRollback) && errors.Is(out.Err, semantics.ErrMaybeExecuted):
 		// Not the method's answer (the server stopped under it, say):
 		// nothing is recorded, and a retry may run the call afresh.
-		return Outcome{}, out.Err
+		return semantics.Outcome{}, out.Err
 	case own == errRollback && errors.Is(err, errRollback):
 		return s.executeFailed(h, method, out)
-	case errors.Is(err, ErrStale):
-		return Outcome{}, err
+	case errors.Is(err, semantics.ErrStale):
+		return semantics.Outcome{}, err
 	case errors.Is(err, berrors.ErrDatabaseNotOpen):
-		return Outcome{}, notRun(callName(h), err)
+		return semantics.Outcome{}, notRun(callName(h), err)
 	case own == nil && ran:
 		// The commit itself failed: the record may or may not be on disk,
 		// and only a restart will tell. Run nothing more until then.
-		return Outcome{}, s.commitFailed(callName(h), err)
+		return semantics.Outcome{}, s.commitFailed(callName(h), err)
 	case own == nil && answered:
 		// The commit of a call answered from its record failed (it wrote
 		// the session's ack): the same disk error, so the same stop. This
 		// request ran nothing.
 		s.failed.Store(true)
-		return Outcome{}, fmt.Errorf("semantics: committing %s: %w: %w: %v", callName(h), ErrStoreFailed, ErrRejected, err)
+		return semantics.Outcome{}, fmt.Errorf("boltstore: committing %s: %w: %w: %v", callName(h), semantics.ErrStoreFailed, semantics.ErrRejected, err)
 	}
-	return Outcome{}, notRun(callName(h), err)
+	return semantics.Outcome{}, notRun(callName(h), err)
 }
 
 // executeFailed commits the completion record of h, whose method ran and
 // returned the application error in out, in a transaction without the
 // method's writes (they were rolled back).
-func (s *BoltStore) executeFailed(h Header, method string, out Outcome) (Outcome, error) {
+func (s *Store) executeFailed(h semantics.Header, method string, out semantics.Outcome) (semantics.Outcome, error) {
 	what := callName(h)
 	var (
-		res      Outcome
+		res      semantics.Outcome
 		answered bool
 		own      error
 	)
@@ -676,25 +672,25 @@ func (s *BoltStore) executeFailed(h Header, method string, out Outcome) (Outcome
 	switch {
 	case err == nil:
 		return res, nil
-	case errors.Is(err, ErrStale):
+	case errors.Is(err, semantics.ErrStale):
 		// Acknowledged meanwhile (the client gave up on the call): its
 		// writes were rolled back and nobody may ask for it again.
-		return Outcome{}, err
+		return semantics.Outcome{}, err
 	case errors.Is(err, berrors.ErrDatabaseNotOpen):
-		return Outcome{}, notRun(what, err)
+		return semantics.Outcome{}, notRun(what, err)
 	case own == nil && !answered:
 		// The record may be on disk.
-		return Outcome{}, s.commitFailed(what, err)
+		return semantics.Outcome{}, s.commitFailed(what, err)
 	case own == nil:
 		s.failed.Store(true)
-		return Outcome{}, fmt.Errorf("semantics: committing %s: %w: %w: %v", what, ErrStoreFailed, ErrRejected, err)
+		return semantics.Outcome{}, fmt.Errorf("boltstore: committing %s: %w: %w: %v", what, semantics.ErrStoreFailed, semantics.ErrRejected, err)
 	}
-	return Outcome{}, notRun(what, err)
+	return semantics.Outcome{}, notRun(what, err)
 }
 
-// OpenSession implements Store: it writes the session with ack 1, sharing
+// OpenSession implements semantics.Store: it writes the session with ack 1, sharing
 // a transaction and an fsync with concurrent calls.
-func (s *BoltStore) OpenSession(id ClientID) error {
+func (s *Store) OpenSession(id semantics.ClientID) error {
 	what := "opening session " + id.String()
 	if s.failed.Load() {
 		return refusedFailed(what)
@@ -714,26 +710,26 @@ func (s *BoltStore) OpenSession(id ClientID) error {
 	// The session may or may not be on disk; it is never used (nothing
 	// ran), but what else is on disk is only known after a restart.
 	s.failed.Store(true)
-	return fmt.Errorf("semantics: committing %s: %w: %w: %v", what, ErrStoreFailed, ErrRejected, err)
+	return fmt.Errorf("boltstore: committing %s: %w: %w: %v", what, semantics.ErrStoreFailed, semantics.ErrRejected, err)
 }
 
-// Transact implements Store. Like Execute, it shares transactions with
+// Transact implements semantics.Store. Like Execute, it shares transactions with
 // concurrent calls unless the store was opened with NoBatch, and then a
 // method that returned an application error runs once more, alone.
-func (s *BoltStore) Transact(ctx context.Context, fn func(ctx context.Context) (any, error)) (Outcome, error) {
+func (s *Store) Transact(ctx context.Context, fn func(ctx context.Context) (any, error)) (semantics.Outcome, error) {
 	const what = "call without a header"
 	if s.failed.Load() {
-		return Outcome{}, refusedFailed(what)
+		return semantics.Outcome{}, refusedFailed(what)
 	}
 	var (
-		out Outcome
+		out semantics.Outcome
 		ran bool
 		own error
 	)
 	txFn := func(tx *bbolt.Tx) error {
 		ran = true
-		reply, appErr := fn(ContextWithTx(ctx, tx))
-		out, own = Outcome{Reply: reply, Err: appErr}, nil
+		reply, appErr := fn(semantics.ContextWithTx(ctx, tx))
+		out, own = semantics.Outcome{Reply: reply, Err: appErr}, nil
 		if appErr != nil {
 			own = errRollback
 		}
@@ -746,17 +742,17 @@ func (s *BoltStore) Transact(ctx context.Context, fn func(ctx context.Context) (
 	case own == errRollback && errors.Is(err, errRollback):
 		return out, nil // rolled back, as an application error must be
 	case errors.Is(err, berrors.ErrDatabaseNotOpen):
-		return Outcome{}, notRun(what, err)
+		return semantics.Outcome{}, notRun(what, err)
 	case own == nil && ran:
-		return Outcome{}, s.commitFailed(what, err)
+		return semantics.Outcome{}, s.commitFailed(what, err)
 	}
-	return Outcome{}, notRun(what, err)
+	return semantics.Outcome{}, notRun(what, err)
 }
 
 // admit updates h's session in tx: it advances the durable ack, deleting
 // the records below it, and notes the activity. It returns the record of h
-// if the store holds one, or ErrStale if h was acknowledged.
-func (s *BoltStore) admit(tx *bbolt.Tx, h Header) (*Outcome, error) {
+// if the store holds one, or semantics.ErrStale if h was acknowledged.
+func (s *Store) admit(tx *bbolt.Tx, h semantics.Header) (*semantics.Outcome, error) {
 	sessions, records := tx.Bucket(bucketSessions), tx.Bucket(bucketRecords)
 	key := clientKey(h.Client)
 	ack := uint64(1)
@@ -776,7 +772,7 @@ func (s *BoltStore) admit(tx *bbolt.Tx, h Header) (*Outcome, error) {
 		return nil, err
 	}
 	if h.Seq < ack {
-		return nil, fmt.Errorf("semantics: client %v seq %d < durable ack %d: %w", h.Client, h.Seq, ack, ErrStale)
+		return nil, fmt.Errorf("boltstore: client %v seq %d < durable ack %d: %w", h.Client, h.Seq, ack, semantics.ErrStale)
 	}
 	if rec := records.Get(recordKey(h.Client, h.Seq)); rec != nil {
 		out, _, err := decodeRecord(rec)
@@ -788,8 +784,8 @@ func (s *BoltStore) admit(tx *bbolt.Tx, h Header) (*Outcome, error) {
 	return nil, nil
 }
 
-func (s *BoltStore) putRecord(tx *bbolt.Tx, h Header, method string, reply any, appErr error) error {
-	data, err := encodeReply(method, reply)
+func (s *Store) putRecord(tx *bbolt.Tx, h semantics.Header, method string, reply any, appErr error) error {
+	data, err := semantics.EncodeReply(method, reply)
 	if err != nil {
 		return err
 	}
@@ -798,7 +794,7 @@ func (s *BoltStore) putRecord(tx *bbolt.Tx, h Header, method string, reply any, 
 
 // maybeSweep deletes, at most once per quarter of the keep time, the
 // sessions idle for longer than it, with their records.
-func (s *BoltStore) maybeSweep(tx *bbolt.Tx) error {
+func (s *Store) maybeSweep(tx *bbolt.Tx) error {
 	now := s.now()
 	s.sweepMu.Lock()
 	due := now.Sub(s.lastSweep) >= s.keep/4
@@ -847,18 +843,18 @@ func deleteRecords(records *bbolt.Bucket, client []byte, ack uint64) error {
 	return nil
 }
 
-func clientKey(id ClientID) []byte {
+func clientKey(id semantics.ClientID) []byte {
 	k := make([]byte, 16)
 	binary.BigEndian.PutUint64(k[:8], id.Hi)
 	binary.BigEndian.PutUint64(k[8:], id.Lo)
 	return k
 }
 
-func clientFromKey(k []byte) ClientID {
-	return ClientID{Hi: binary.BigEndian.Uint64(k[:8]), Lo: binary.BigEndian.Uint64(k[8:16])}
+func clientFromKey(k []byte) semantics.ClientID {
+	return semantics.ClientID{Hi: binary.BigEndian.Uint64(k[:8]), Lo: binary.BigEndian.Uint64(k[8:16])}
 }
 
-func recordKey(id ClientID, seq uint64) []byte {
+func recordKey(id semantics.ClientID, seq uint64) []byte {
 	return binary.BigEndian.AppendUint64(clientKey(id), seq)
 }
 
@@ -880,11 +876,11 @@ func encodeRecord(method string, appErr error, data []byte) []byte {
 	return append(b, data...)
 }
 
-// decodeRecord parses a record; the outcome's reply is a *StoredReply that
+// decodeRecord parses a record; the outcome's reply is a *semantics.StoredReply that
 // owns a copy of the bytes.
-func decodeRecord(v []byte) (Outcome, string, error) {
-	bad := func(what string) (Outcome, string, error) {
-		return Outcome{}, "", fmt.Errorf("malformed completion record (%s)", what)
+func decodeRecord(v []byte) (semantics.Outcome, string, error) {
+	bad := func(what string) (semantics.Outcome, string, error) {
+		return semantics.Outcome{}, "", fmt.Errorf("malformed completion record (%s)", what)
 	}
 	if len(v) < 1 || v[0] != recordFormat {
 		return bad("format")
@@ -907,9 +903,9 @@ func decodeRecord(v []byte) (Outcome, string, error) {
 	}
 	errText := string(v[k : k+int(n)])
 	v = v[k+int(n):]
-	out := Outcome{Reply: &StoredReply{Method: method, Data: append([]byte(nil), v...)}}
+	out := semantics.Outcome{Reply: &semantics.StoredReply{Method: method, Data: append([]byte(nil), v...)}}
 	if hasErr {
-		out.Err = RecordedError(errText)
+		out.Err = semantics.RecordedError(errText)
 	}
 	return out, method, nil
 }

@@ -1,4 +1,4 @@
-package semantics
+package boltstore
 
 import (
 	"context"
@@ -7,17 +7,19 @@ import (
 	"runtime"
 	"sync"
 	"testing"
+
+	"github.com/semrpc/semrpc/semantics"
 )
 
 // queued reports how many calls wait in st's commit queue.
-func queued(st *BoltStore) int {
+func queued(st *Store) int {
 	st.cmu.Lock()
 	defer st.cmu.Unlock()
 	return len(st.queue)
 }
 
 // waitQueued yields until n calls wait in st's commit queue.
-func waitQueued(t *testing.T, st *BoltStore, n int) {
+func waitQueued(t *testing.T, st *Store, n int) {
 	t.Helper()
 	for queued(st) < n {
 		runtime.Gosched()
@@ -31,14 +33,14 @@ func waitQueued(t *testing.T, st *BoltStore, n int) {
 func TestGroupCommitTakesEverythingQueuedDuringACommit(t *testing.T) {
 	for _, failing := range []bool{false, true} {
 		t.Run(fmt.Sprintf("failing=%v", failing), func(t *testing.T) {
-			st := openStore(t, filepath.Join(t.TempDir(), "s.db"), &BoltConfig{NoSync: true})
+			st := openStore(t, filepath.Join(t.TempDir(), "s.db"), &Config{NoSync: true})
 			ctx := context.Background()
 			release := make(chan struct{})
 			firstTx := make(chan int, 1)
 			first := make(chan error, 1)
 			go func() {
 				_, err := st.Execute(ctx, storeHdr(st, 1, 1, 1), "Svc.Set", func(ctx context.Context) (any, error) {
-					firstTx <- TxFrom(ctx).ID()
+					firstTx <- TxOf(ctx).ID()
 					<-release // holds the transaction open while the others queue
 					return setKey("k0", "v", nil)(ctx)
 				})
@@ -52,7 +54,7 @@ func TestGroupCommitTakesEverythingQueuedDuringACommit(t *testing.T) {
 				ids = make([]int, n) // the transaction of each call's last run
 				wg  sync.WaitGroup
 			)
-			outs := make([]Outcome, n)
+			outs := make([]semantics.Outcome, n)
 			errs := make([]error, n)
 			for i := 1; i <= n; i++ {
 				wg.Add(1)
@@ -66,7 +68,7 @@ func TestGroupCommitTakesEverythingQueuedDuringACommit(t *testing.T) {
 						}
 						reply, err := setKey(key, "v", nil)(ctx)
 						mu.Lock()
-						ids[i-1] = TxFrom(ctx).ID()
+						ids[i-1] = TxOf(ctx).ID()
 						mu.Unlock()
 						return reply, err
 					})
@@ -125,7 +127,7 @@ func TestGroupCommitTakesEverythingQueuedDuringACommit(t *testing.T) {
 // transaction panics on its own caller's goroutine, and the calls that
 // shared the transaction commit.
 func TestGroupCommitPanicRunsAlone(t *testing.T) {
-	st := openStore(t, filepath.Join(t.TempDir(), "s.db"), &BoltConfig{NoSync: true})
+	st := openStore(t, filepath.Join(t.TempDir(), "s.db"), &Config{NoSync: true})
 	ctx := context.Background()
 	release := make(chan struct{})
 	started := make(chan struct{})

@@ -1,6 +1,6 @@
 //go:build linux
 
-package semantics
+package boltstore
 
 import (
 	"context"
@@ -11,6 +11,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"testing"
+
+	"github.com/semrpc/semrpc/semantics"
 )
 
 // TestFailedCommitIsMaybeExecutedAndFailsTheStore covers the commits added
@@ -21,13 +23,13 @@ import (
 func TestFailedCommitIsMaybeExecutedAndFailsTheStore(t *testing.T) {
 	tests := []struct {
 		name string
-		call func(st *BoltStore, runs *atomic.Int32) error
+		call func(st *Store, runs *atomic.Int32) error
 	}{
-		{"transact", func(st *BoltStore, runs *atomic.Int32) error {
+		{"transact", func(st *Store, runs *atomic.Int32) error {
 			_, err := st.Transact(context.Background(), setKey("k", "v", runs))
 			return err
 		}},
-		{"record of an application error", func(st *BoltStore, runs *atomic.Int32) error {
+		{"record of an application error", func(st *Store, runs *atomic.Int32) error {
 			_, err := st.Execute(context.Background(), storeHdr(st, 1, 1, 1), "Svc.Set", setKeyThenFail("k", "v", runs))
 			return err
 		}},
@@ -36,21 +38,21 @@ func TestFailedCommitIsMaybeExecutedAndFailsTheStore(t *testing.T) {
 		for _, tt := range tests {
 			t.Run(mode.name+"/"+tt.name, func(t *testing.T) {
 				path := filepath.Join(t.TempDir(), "s.db")
-				st := openStore(t, path, &BoltConfig{NoBatch: mode.noBatch})
+				st := openStore(t, path, &Config{NoBatch: mode.noBatch})
 				breakWrites(t, path)
 				var runs atomic.Int32
 				err := tt.call(st, &runs)
-				if !errors.Is(err, ErrMaybeExecuted) || !errors.Is(err, ErrStoreFailed) || ClassOf(err) != ClassMaybeExecuted {
-					t.Fatalf("failed commit: %v (class %v), want ErrMaybeExecuted and ErrStoreFailed", err, ClassOf(err))
+				if !errors.Is(err, semantics.ErrMaybeExecuted) || !errors.Is(err, semantics.ErrStoreFailed) || semantics.ClassOf(err) != semantics.ClassMaybeExecuted {
+					t.Fatalf("failed commit: %v (class %v), want semantics.ErrMaybeExecuted and semantics.ErrStoreFailed", err, semantics.ClassOf(err))
 				}
 				ran := runs.Load()
 				_, err = st.Transact(context.Background(), setKey("k2", "v", &runs))
-				if !errors.Is(err, ErrStoreFailed) || !errors.Is(err, ErrRejected) {
-					t.Fatalf("Transact after a failed commit: %v, want ErrStoreFailed, rejected", err)
+				if !errors.Is(err, semantics.ErrStoreFailed) || !errors.Is(err, semantics.ErrRejected) {
+					t.Fatalf("Transact after a failed commit: %v, want semantics.ErrStoreFailed, rejected", err)
 				}
 				_, err = st.Execute(context.Background(), storeHdr(st, 2, 1, 1), "Svc.Set", setKey("k3", "v", &runs))
-				if !errors.Is(err, ErrStoreFailed) || !errors.Is(err, ErrRejected) {
-					t.Fatalf("Execute after a failed commit: %v, want ErrStoreFailed, rejected", err)
+				if !errors.Is(err, semantics.ErrStoreFailed) || !errors.Is(err, semantics.ErrRejected) {
+					t.Fatalf("Execute after a failed commit: %v, want semantics.ErrStoreFailed, rejected", err)
 				}
 				if runs.Load() != ran {
 					t.Fatal("a method ran after a failed commit")
@@ -103,7 +105,7 @@ func breakWrites(t *testing.T, path string) {
 func TestFailedCommitOfADuplicateFailsTheStore(t *testing.T) {
 	for _, noBatch := range []bool{false, true} {
 		path := filepath.Join(t.TempDir(), "s.db")
-		st := openStore(t, path, &BoltConfig{NoBatch: noBatch})
+		st := openStore(t, path, &Config{NoBatch: noBatch})
 		ctx := context.Background()
 		if _, err := st.Execute(ctx, storeHdr(st, 1, 1, 1), "Svc.Set", setKey("k", "v", nil)); err != nil {
 			t.Fatal(err)
@@ -119,8 +121,8 @@ func TestFailedCommitOfADuplicateFailsTheStore(t *testing.T) {
 			t.Fatalf("noBatch=%v: a recorded call ran again", noBatch)
 		}
 		_, err := st.Execute(ctx, storeHdr(st, 2, 1, 1), "Svc.Set", setKey("k2", "v2", &runs))
-		if !errors.Is(err, ErrStoreFailed) || !errors.Is(err, ErrRejected) || runs.Load() != 0 {
-			t.Fatalf("noBatch=%v: call after a failed commit: %v, ran %d times; want ErrStoreFailed, not run", noBatch, err, runs.Load())
+		if !errors.Is(err, semantics.ErrStoreFailed) || !errors.Is(err, semantics.ErrRejected) || runs.Load() != 0 {
+			t.Fatalf("noBatch=%v: call after a failed commit: %v, ran %d times; want semantics.ErrStoreFailed, not run", noBatch, err, runs.Load())
 		}
 	}
 }

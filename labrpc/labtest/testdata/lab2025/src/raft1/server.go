@@ -1,0 +1,21 @@
+package raft
+
+import (
+	"6.5840/labrpc"
+	tester "6.5840/tester1"
+)
+
+// rfsrv is what the tester keeps of a server beside its Raft; like the
+// course's, it has no RPC methods, and is registered as a service all the
+// same.
+type rfsrv struct {
+	rf *Raft
+}
+
+// Kill stops the server.
+func (rs *rfsrv) Kill() { rs.rf.Kill() }
+
+func startServer(ends []*labrpc.ClientEnd, me int) []tester.IService {
+	rf := Make(ends, me)
+	return []tester.IService{rf, &rfsrv{rf: rf}}
+}
