@@ -16,12 +16,15 @@ import (
 // It is safe for concurrent use. Unlike net/rpc's, a client survives a lost
 // connection: the TCP transport redials on the next call.
 type Client struct {
-	t        Transport
-	opts     options
-	runner   semantics.Runner
-	call     Handler        // the interceptor chain around c.invoke, or nil
-	attempt  AttemptHandler // the attempt interceptors around the transport, or nil
-	sessions sessionManager
+	t       Transport
+	opts    options
+	runner  semantics.Runner
+	call    Handler        // the interceptor chain around c.invoke, or nil
+	attempt AttemptHandler // the attempt interceptors around the transport, or nil
+	// sessions are the client's at-most-once sessions: one manager for a
+	// client of one server; in a cluster client, one per server, in the
+	// order of its addresses.
+	sessions []*sessionManager
 
 	closed atomic.Bool
 
@@ -94,7 +97,13 @@ func NewClient(t Transport, opts ...Option) *Client {
 
 func newClient(t Transport, o options) *Client {
 	c := &Client{t: t, opts: o}
-	c.sessions.c = c
+	if ct, ok := t.(*clusterTransport); ok {
+		for i := range ct.members {
+			c.sessions = append(c.sessions, &sessionManager{c: c, server: i})
+		}
+	} else {
+		c.sessions = []*sessionManager{{c: c, server: -1}}
+	}
 	switch {
 	case o.budget != nil:
 		c.runner.Budget = o.budget
@@ -224,12 +233,27 @@ func (c *Client) retryBound(ctx context.Context, p semantics.Policy) (time.Time,
 // that the server may have forgotten the session, and the call ends as
 // may-have-executed. A call that the server refuses because it does not
 // know the session, and that never ran, is made again in a new session.
+// In a cluster client the balancer first picks the server, and the call
+// runs in that server's session; a call not sent because its server left
+// the rotation (its handshake or its first attempt refused, not sent)
+// tries the next server (see chooseSessions).
 func (c *Client) invokeOnce(ctx context.Context, serviceMethod string, args, reply any, p semantics.Policy, rm *ReplyMetadata) error {
 	deadline, wait := c.retryBound(ctx, p)
-	var at attempts
+	var (
+		at attempts
+		sc serverChoice
+	)
 	for round := 0; ; round++ {
-		cs, h, err := c.sessions.begin(ctx, deadline, p)
+		sm, err := c.chooseSessions(ctx, deadline, p, &sc)
 		if err != nil {
+			return err
+		}
+		cs, h, err := sm.begin(ctx, deadline, p)
+		if err != nil {
+			if sc.leftRotation(sm, err) {
+				round-- // the call was not sent: it tries the next server
+				continue
+			}
 			return err
 		}
 		hdr := h // the first attempt's header is begin's: no lock to take again
@@ -263,12 +287,16 @@ func (c *Client) invokeOnce(ctx context.Context, serviceMethod string, args, rep
 			}
 			return err
 		})
-		c.sessions.end(cs, h.Seq)
+		sm.end(cs, h.Seq)
 		if err == nil {
 			return nil
 		}
 		if errors.Is(err, semantics.ErrSessionExpired) || errors.Is(err, semantics.ErrEpochMismatch) {
-			c.sessions.drop(cs)
+			sm.drop(cs)
+			if sc.leftRotation(sm, err) && ctx.Err() == nil {
+				round-- // its server left the rotation before the call was sent
+				continue
+			}
 			if round < 2 && errors.Is(err, semantics.ErrNotExecuted) && ctx.Err() == nil &&
 				(deadline.IsZero() || time.Now().Before(deadline)) {
 				continue
@@ -296,7 +324,7 @@ func (c *Client) Close() error {
 	if c.closed.Swap(true) {
 		return nil
 	}
-	c.sessions.closeAll(closeTimeout)
+	closeAll(c.sessions, closeTimeout)
 	return c.t.Close()
 }
 
@@ -310,7 +338,12 @@ type ClientStats struct {
 
 // Stats returns a snapshot of the client's counters.
 func (c *Client) Stats() ClientStats {
-	opened, resets := c.sessions.stats()
+	var opened, resets uint64
+	for _, sm := range c.sessions {
+		o, r := sm.stats()
+		opened += o
+		resets += r
+	}
 	st := ClientStats{
 		Methods:        make(map[string]MethodStats),
 		Run:            c.runner.Stats(),

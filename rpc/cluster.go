@@ -53,6 +53,10 @@ func WithBalancer(b Balancer) Option {
 // may-have-executed; it is never sent to another server.
 const maxRoutes = 1024
 
+// maxDomainBytes bounds the name of an exactly-once domain a server may
+// give; a longer one reads as no domain.
+const maxDomainBytes = 256
+
 // maxPendingCloses bounds, per server, the ended sessions waiting to be
 // closed there; the oldest are left to expire with their lease.
 const maxPendingCloses = 64
@@ -70,18 +74,25 @@ const maxPendingCloses = 64
 // the request was written) is sent to another at once, under every policy,
 // NoRetry included: it did not run.
 //
-// At-most-once and exactly-once calls run in sessions, and each server has
-// its own table (and store), so a session belongs to the server that opened
-// it: every attempt of such a call goes to that server, and an attempt that
-// may have executed there is never sent to another. While that server is
-// out of rotation, a call of its session that was never sent is refused as
-// not executed with the session, and the client makes it again in a new
-// session on a server that is up; a call that may have run waits for its
-// server (within its context) or ends as may-have-executed. New sessions
-// are spread over the servers like other calls, but a client uses one
-// session at a time (another only while a slow call holds the first's
-// window full): one client's at-most-once calls run on one server at a
-// time, and many clients spread.
+// At-most-once and exactly-once calls run in sessions, and the client
+// holds one session per server (opened with the first such call that goes
+// there), so they are balanced like any other call: the balancer picks the
+// server of a call's first attempt, and the call runs in that server's
+// session. A session lives in its server's table (and store), so every
+// later attempt of the call goes to that server, and an attempt that may
+// have executed there is sent to no server that cannot see the session's
+// records. While the server is out of rotation, a call that never ran
+// there is refused as not executed with the session, and the client makes
+// it again in the session of a server that is up; a call that may have
+// run waits for its server (within its context) or ends as
+// may-have-executed — unless its server named an exactly-once domain at
+// the handshake (its durable store is a semantics.DomainStore shared by
+// several servers): then the attempt goes, with the same session and
+// sequence number, to another server of that domain, which answers it from
+// the record or runs it exactly once. The client asks a server whose
+// domain it does not know yet with _semrpc.Health (or, if the server does
+// not answer it, a handshake of its own, whose session it ends at its next
+// handshake there or at Close).
 //
 // addrs must not be empty, and must not list an address twice. Options are
 // those of Dial; WithTLS applies to every server.
@@ -118,7 +129,10 @@ func DialCluster(ctx context.Context, network string, addrs []string, opts ...Op
 
 // clusterTransport is the Transport behind DialCluster: one stream
 // transport per server, a balancer over those in rotation, and the server
-// of each at-most-once session.
+// (and exactly-once domain) of each at-most-once session. The client's
+// session managers, one per server, send their handshakes to their own
+// server (openOn); the transport routes every attempt with a header by its
+// session.
 type clusterTransport struct {
 	members  []*member
 	balancer Balancer
@@ -137,6 +151,9 @@ var _ Transport = (*clusterTransport)(nil)
 // route is the server of one at-most-once session.
 type route struct {
 	m *member
+	// domain is the exactly-once domain m named when it opened the
+	// session: the servers that can see the session's records.
+	domain string
 	// maybe holds the sequence numbers of the session's calls with an
 	// attempt that may have executed on m (pruned below the session's ack).
 	maybe map[uint64]struct{}
@@ -156,6 +173,10 @@ type member struct {
 	pace      *backoff.ExponentialBackOff // the wait before the next probe after a failed dial
 	lastErr   error
 	closes    []semantics.ClientID // sessions to close with its next handshake
+	// domain is the exactly-once domain its latest handshake named ("":
+	// none); known says a handshake with it succeeded at all.
+	domain string
+	known  bool
 }
 
 func newClusterTransport(network string, addrs []string, o *options) *clusterTransport {
@@ -250,6 +271,21 @@ func (m *member) probeAt() (t time.Time, probing bool, lastErr error) {
 	return m.nextProbe, m.probing, m.lastErr
 }
 
+// setDomain notes the exactly-once domain m named in a handshake.
+func (m *member) setDomain(domain string) {
+	m.mu.Lock()
+	m.domain, m.known = domain, true
+	m.mu.Unlock()
+}
+
+// domainOf returns m's exactly-once domain, and whether a handshake with m
+// told it.
+func (m *member) domainOf() (string, bool) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.domain, m.known
+}
+
 // queueClose notes that session id, opened on m, is to be closed there.
 func (m *member) queueClose(id semantics.ClientID) {
 	m.mu.Lock()
@@ -273,6 +309,20 @@ func (m *member) takeCloses() []semantics.ClientID {
 	return ids
 }
 
+// closesPending reports whether sessions wait, on any server, to be ended
+// there.
+func (ct *clusterTransport) closesPending() bool {
+	for _, m := range ct.members {
+		m.mu.Lock()
+		n := len(m.closes)
+		m.mu.Unlock()
+		if n > 0 {
+			return true
+		}
+	}
+	return false
+}
+
 // connectAny connects to every server, and fails only if none answers.
 func (ct *clusterTransport) connectAny(ctx context.Context) error {
 	errs := make([]error, len(ct.members))
@@ -294,8 +344,8 @@ func (ct *clusterTransport) connectAny(ctx context.Context) error {
 }
 
 // RoundTrip sends req to one server: the server of its session if it has a
-// header, else one chosen by the balancer, moving to another server while
-// attempts are not sent.
+// header (or another of its domain, see pinned), else one chosen by the
+// balancer, moving to another server while attempts are not sent.
 func (ct *clusterTransport) RoundTrip(ctx context.Context, req *Request, reply any) error {
 	if ct.isClosed() {
 		return errClosed()
@@ -356,39 +406,141 @@ func (ct *clusterTransport) balanced(ctx context.Context, req *Request, reply an
 }
 
 // pick returns the server the balancer chooses among those not tried and
-// eligible, claimed for one attempt, or nil. The rotation runs over the
-// candidates only (the eligible servers; for LeastOutstanding, those of
-// them with the fewest calls), so that a server out of rotation does not
-// hand its turns to the one after it.
+// eligible, claimed for one attempt, or nil.
 func (ct *clusterTransport) pick(tried []bool, now time.Time) (*member, bool) {
-	cands := make([]*member, 0, len(ct.members))
 	for {
-		cands = cands[:0]
-		var bestLoad int64
-		for _, m := range ct.members {
-			if tried[m.idx] || !m.eligible(now) {
-				continue
-			}
-			if ct.balancer == LeastOutstanding {
-				load := m.outstanding.Load()
-				if len(cands) > 0 && load > bestLoad {
-					continue
-				}
-				if len(cands) == 0 || load < bestLoad {
-					cands, bestLoad = cands[:0], load
-				}
-			}
-			cands = append(cands, m)
-		}
-		if len(cands) == 0 {
+		best := ct.choose(tried, now)
+		if best == nil {
 			return nil, false
 		}
-		best := cands[ct.next.Add(1)%uint64(len(cands))]
 		if ok, probe := best.take(now); ok {
 			return best, probe
 		}
 		tried[best.idx] = true // another call took its probe
 	}
+}
+
+// choose returns the server the balancer chooses among those not tried
+// and eligible, or nil; it does not claim it. The rotation runs over the
+// candidates only (the eligible servers; for LeastOutstanding, those of
+// them with the fewest calls), so that a server out of rotation does not
+// hand its turns to the one after it.
+func (ct *clusterTransport) choose(tried []bool, now time.Time) *member {
+	cands := make([]*member, 0, len(ct.members))
+	var bestLoad int64
+	for _, m := range ct.members {
+		if tried[m.idx] || !m.eligible(now) {
+			continue
+		}
+		if ct.balancer == LeastOutstanding {
+			load := m.outstanding.Load()
+			if len(cands) > 0 && load > bestLoad {
+				continue
+			}
+			if len(cands) == 0 || load < bestLoad {
+				cands, bestLoad = cands[:0], load
+			}
+		}
+		cands = append(cands, m)
+	}
+	if len(cands) == 0 {
+		return nil
+	}
+	return cands[ct.next.Add(1)%uint64(len(cands))]
+}
+
+// serverChoice is an at-most-once call's search for a server of a cluster
+// to run in: the servers that left the rotation before the call could be
+// sent to them, and why.
+type serverChoice struct {
+	tried     []bool
+	lastErr   error
+	permanent bool // every server that left the rotation refused for good
+}
+
+// chooseSessions returns the session manager of the server a new
+// at-most-once call goes to: the only one for a client of one server; in
+// a cluster, that of the server the balancer picks among those not yet
+// found out of rotation for this call. When there is none it waits for a
+// server's probe, within ctx and the call's retry deadline, or fails with
+// the last server's refusal if every server refused for good.
+func (c *Client) chooseSessions(ctx context.Context, deadline time.Time, p semantics.Policy, sc *serverChoice) (*sessionManager, error) {
+	ct, ok := c.t.(*clusterTransport)
+	if !ok {
+		return c.sessions[0], nil
+	}
+	if sc.tried == nil {
+		sc.tried, sc.permanent = make([]bool, len(ct.members)), true
+	}
+	for {
+		if m := ct.choose(sc.tried, time.Now()); m != nil {
+			return c.sessions[m.idx], nil
+		}
+		if sc.lastErr != nil && sc.permanent {
+			return nil, sc.lastErr
+		}
+		wctx, cancel := withRetryDeadline(ctx, deadline)
+		err := ct.waitForProbe(wctx, ct.members...)
+		cancel()
+		if err != nil {
+			if errors.Is(err, ErrClientClosed) {
+				return nil, semantics.GiveUp(p.Kind(), err)
+			}
+			return nil, semantics.GiveUp(p.Kind(), semantics.NotSent(fmt.Errorf("%w; last refusal: %v", err, sc.lastErr)))
+		}
+		clear(sc.tried)
+		sc.lastErr, sc.permanent = nil, true
+	}
+}
+
+// leftRotation reports whether err says that the server of sm left the
+// rotation before the call could be sent there (its handshake, or its
+// first attempt, refused as not executed): the call then tries another
+// server, and this one is not chosen again until every server was tried.
+func (sc *serverChoice) leftRotation(sm *sessionManager, err error) bool {
+	var oor *outOfRotationError
+	if sm.server < 0 || !errors.As(err, &oor) || !errors.Is(err, ErrNotExecuted) {
+		return false
+	}
+	sc.tried[sm.server] = true
+	sc.lastErr = err
+	sc.permanent = sc.permanent && oor.permanent
+	return true
+}
+
+// outOfRotationError is a request refused, not sent, because its server
+// is out of rotation (its dial failed): the call moves to another server.
+type outOfRotationError struct {
+	addr      string
+	err       error
+	permanent bool // the dial failed for good (a certificate, say)
+}
+
+func (e *outOfRotationError) Error() string {
+	return fmt.Sprintf("rpc: %s is out of rotation: %v", e.addr, e.err)
+}
+
+func (e *outOfRotationError) Unwrap() error { return e.err }
+
+// openOn sends a session handshake to the server at index i, and to no
+// other: it fails, not sent and permanent, with an outOfRotationError if
+// that server is out of rotation, so that the call that needed the
+// session moves to another server.
+func (ct *clusterTransport) openOn(ctx context.Context, i int, req *Request, reply any) error {
+	if ct.isClosed() {
+		return errClosed()
+	}
+	m := ct.members[i]
+	ok, probe := m.take(time.Now())
+	if !ok {
+		_, _, lastErr := m.probeAt()
+		return semantics.Permanent(semantics.NotSent(&outOfRotationError{addr: m.addr, err: fmt.Errorf("last dial: %v", lastErr)}))
+	}
+	err := ct.send(ctx, m, probe, req, reply)
+	if semantics.ClassOf(err) == semantics.ClassNotSent && ctx.Err() == nil && !errors.Is(err, ErrClientClosed) && m.isDown() {
+		return semantics.Permanent(semantics.NotSent(&outOfRotationError{addr: m.addr, err: err, permanent: semantics.IsPermanent(err)}))
+	}
+	return err
 }
 
 // send makes one attempt of a call without a header on m. A session
@@ -419,7 +571,12 @@ func (ct *clusterTransport) send(ctx context.Context, m *member, probe bool, req
 			}
 		case semantics.ClassNone:
 			if rep, ok := reply.(*OpenReply); ok && !rep.Client.IsZero() {
-				ct.addRoute(rep.Client, m)
+				domain := rep.Domain
+				if len(domain) > maxDomainBytes {
+					domain = "" // not a name a semrpc server sends: no domain
+				}
+				m.setDomain(domain)
+				ct.addRoute(rep.Client, m, domain)
 			}
 		}
 	}
@@ -440,7 +597,7 @@ func (ct *clusterTransport) queueCloses(ids []semantics.ClientID) {
 	}
 }
 
-func (ct *clusterTransport) addRoute(id semantics.ClientID, m *member) {
+func (ct *clusterTransport) addRoute(id semantics.ClientID, m *member, domain string) {
 	ct.mu.Lock()
 	defer ct.mu.Unlock()
 	if len(ct.routes) >= maxRoutes {
@@ -449,24 +606,25 @@ func (ct *clusterTransport) addRoute(id semantics.ClientID, m *member) {
 			break
 		}
 	}
-	ct.routes[id] = &route{m: m, maybe: make(map[uint64]struct{})}
+	ct.routes[id] = &route{m: m, domain: domain, maybe: make(map[uint64]struct{})}
 }
 
-// sessionServer returns the server of h's session, after forgetting the
-// session's calls below its ack, or nil if the session is unknown.
-func (ct *clusterTransport) sessionServer(h *semantics.Header) *member {
+// sessionServer returns the server of h's session and its domain, after
+// forgetting the session's calls below its ack, or nil if the session is
+// unknown.
+func (ct *clusterTransport) sessionServer(h *semantics.Header) (*member, string) {
 	ct.mu.Lock()
 	defer ct.mu.Unlock()
 	rt := ct.routes[h.Client]
 	if rt == nil {
-		return nil
+		return nil, ""
 	}
 	for seq := range rt.maybe {
 		if seq < h.Ack {
 			delete(rt.maybe, seq)
 		}
 	}
-	return rt.m
+	return rt.m, rt.domain
 }
 
 // mayHaveRun reports whether an attempt of h's call may have executed on
@@ -496,53 +654,152 @@ func (ct *clusterTransport) dropRoute(id semantics.ClientID) {
 	ct.mu.Unlock()
 }
 
-// pinned sends an attempt of an at-most-once call to its session's server,
-// and never elsewhere.
+// pinned sends an attempt of an at-most-once call to its session's server.
+// While that server is out of rotation, an attempt that may have run
+// there goes only to a server of the same exactly-once domain (one that
+// can see the session's records), and to no other.
 func (ct *clusterTransport) pinned(ctx context.Context, req *Request, reply any) error {
 	h := req.Header
-	m := ct.sessionServer(h)
-	if m == nil {
+	home, domain := ct.sessionServer(h)
+	if home == nil {
 		return semantics.Permanent(semantics.NotSent(fmt.Errorf(
 			"rpc: cluster: the server of session %v is not known: %w", h.Client, semantics.ErrSessionExpired)))
 	}
 	for {
-		ok, probe := m.take(time.Now())
-		if ok {
-			r := *req
-			r.WaitForReady = false
-			m.outstanding.Add(1)
-			err := m.t.RoundTrip(ctx, &r, reply)
-			m.outstanding.Add(-1)
-			if probe {
-				m.endProbe()
-			}
-			class := semantics.ClassOf(err)
-			switch class {
-			case semantics.ClassMaybeExecuted:
-				ct.markMaybe(h)
-			case semantics.ClassRejected:
-				if errors.Is(err, semantics.ErrSessionExpired) || errors.Is(err, semantics.ErrEpochMismatch) {
-					ct.dropRoute(h.Client)
-				}
-			}
-			if class != semantics.ClassNotSent || ctx.Err() != nil || errors.Is(err, ErrClientClosed) || !m.isDown() {
+		if sent, err := ct.attemptOn(ctx, home, true, req, reply); sent {
+			if semantics.ClassOf(err) != semantics.ClassNotSent || ctx.Err() != nil || errors.Is(err, ErrClientClosed) || !home.isDown() {
 				return err
 			}
 		}
-		// m is out of rotation.
+		// home is out of rotation.
 		if !ct.mayHaveRun(h) {
-			return ct.movedError(m, h)
+			return ct.movedError(home, h)
+		}
+		if domain != "" {
+			if sent, err := ct.sendInDomain(ctx, home, domain, req, reply); sent {
+				return err
+			}
 		}
 		if !req.WaitForReady {
-			at, _, lastErr := m.probeAt()
+			at, _, lastErr := home.probeAt()
+			where := "so it is not sent to another server"
+			if domain != "" {
+				where = fmt.Sprintf("and no other server of its domain %q is in rotation", domain)
+			}
 			return semantics.NotSent(fmt.Errorf(
-				"rpc: %s out of rotation (probed again in %v; last dial: %v); call %d of session %v may have run there, so it is not sent to another server",
-				m.addr, time.Until(at).Round(time.Millisecond), lastErr, h.Seq, h.Client))
+				"rpc: %s out of rotation (probed again in %v; last dial: %v); call %d of session %v may have run there, %s",
+				home.addr, time.Until(at).Round(time.Millisecond), lastErr, h.Seq, h.Client, where))
 		}
-		if err := ct.waitForProbe(ctx, m); err != nil {
+		// Wait for home or a server known to be of its domain; servers
+		// whose domain is unknown are asked again after that wait, which
+		// home's probe backoff paces.
+		waitOn := []*member{home}
+		for _, m := range ct.members {
+			if d, _ := m.domainOf(); domain != "" && m != home && d == domain {
+				waitOn = append(waitOn, m)
+			}
+		}
+		if err := ct.waitForProbe(ctx, waitOn...); err != nil {
 			return err
 		}
 	}
+}
+
+// attemptOn makes one attempt of the at-most-once call req on m, if m can
+// take it now, and reports whether it was made (sent or not). home says m is the
+// server of req's session (whose refusal of the session forgets it).
+func (ct *clusterTransport) attemptOn(ctx context.Context, m *member, home bool, req *Request, reply any) (sent bool, err error) {
+	ok, probe := m.take(time.Now())
+	if !ok {
+		return false, nil
+	}
+	r := *req
+	r.WaitForReady = false
+	m.outstanding.Add(1)
+	err = m.t.RoundTrip(ctx, &r, reply)
+	m.outstanding.Add(-1)
+	if probe {
+		m.endProbe()
+	}
+	switch semantics.ClassOf(err) {
+	case semantics.ClassMaybeExecuted:
+		ct.markMaybe(req.Header)
+	case semantics.ClassRejected:
+		if home && (errors.Is(err, semantics.ErrSessionExpired) || errors.Is(err, semantics.ErrEpochMismatch)) {
+			ct.dropRoute(req.Header.Client)
+		}
+	}
+	return true, err
+}
+
+// sendInDomain sends an attempt that may have run on home, which is out of
+// rotation, to another server of home's exactly-once domain: the first,
+// in rotation order, that takes it. A server whose domain the client has
+// not learned yet is asked with a handshake of its own first. It reports
+// whether an attempt was made (the error is then the call's), and makes
+// none if no server of the domain could take it.
+func (ct *clusterTransport) sendInDomain(ctx context.Context, home *member, domain string, req *Request, reply any) (sent bool, err error) {
+	n := len(ct.members)
+	first := int(ct.next.Add(1) % uint64(n))
+	for k := range n {
+		m := ct.members[(first+k)%n]
+		if m == home || !m.eligible(time.Now()) {
+			continue
+		}
+		d, known := m.domainOf()
+		if !known {
+			d, known = ct.learnDomain(ctx, m, req.Metadata)
+		}
+		if !known || d != domain {
+			continue
+		}
+		sent, err := ct.attemptOn(ctx, m, false, req, reply)
+		if !sent {
+			continue
+		}
+		if semantics.ClassOf(err) != semantics.ClassNotSent || ctx.Err() != nil || errors.Is(err, ErrClientClosed) || !m.isDown() {
+			return true, err
+		}
+	}
+	return false, nil
+}
+
+// learnDomain asks m for its exactly-once domain: with _semrpc.Health,
+// which the server answers without its table or store (a handshake on a
+// store shared with a server whose transaction is running would wait for
+// it); if m does not answer it (introspection off, or a server that
+// predates it), with a session handshake of its own, carrying md (the
+// call's metadata, as any handshake does), whose session is queued to be
+// ended with m's next handshake, or by Close.
+func (ct *clusterTransport) learnDomain(ctx context.Context, m *member, md Metadata) (string, bool) {
+	ok, probe := m.take(time.Now())
+	if !ok {
+		return "", false
+	}
+	var hr HealthReply
+	req := Request{ServiceMethod: HealthMethod, Args: HealthArgs{}, Timeout: remaining(ctx, time.Now()), Metadata: md}
+	err := ct.send(ctx, m, probe, &req, &hr)
+	switch {
+	case err == nil:
+		domain := hr.Domain
+		if len(domain) > maxDomainBytes {
+			domain = ""
+		}
+		m.setDomain(domain)
+		return domain, true
+	case !errors.Is(err, ErrUnknownMethod):
+		return "", false
+	}
+	if ok, probe = m.take(time.Now()); !ok {
+		return "", false
+	}
+	var rep OpenReply
+	req = Request{ServiceMethod: openMethod, Args: &OpenArgs{Version: 2}, Timeout: remaining(ctx, time.Now()), Metadata: md}
+	if err := ct.send(ctx, m, probe, &req, &rep); err != nil || rep.Client.IsZero() {
+		return "", false
+	}
+	ct.queueCloses([]semantics.ClientID{rep.Client})
+	return m.domainOf()
 }
 
 // movedError refuses, as not sent, a call of a session whose server is out
@@ -550,9 +807,11 @@ func (ct *clusterTransport) pinned(ctx context.Context, req *Request, reply any)
 // and makes the call again in a new one, on a server that is up.
 func (ct *clusterTransport) movedError(m *member, h *semantics.Header) error {
 	_, _, lastErr := m.probeAt()
-	return semantics.Permanent(semantics.NotSent(fmt.Errorf(
-		"rpc: %s, the server of session %v, is out of rotation (last dial: %v); call %d never ran there, and moves to a new session: %w",
-		m.addr, h.Client, lastErr, h.Seq, semantics.ErrSessionExpired)))
+	return semantics.Permanent(semantics.NotSent(&outOfRotationError{
+		addr:      m.addr,
+		err:       fmt.Errorf("the server of session %v (last dial: %v); call %d never ran there, and moves to a new session: %w", h.Client, lastErr, h.Seq, semantics.ErrSessionExpired),
+		permanent: semantics.IsPermanent(lastErr),
+	}))
 }
 
 // waitForProbe waits until one of ms is due a probe (or back in rotation),
@@ -604,8 +863,9 @@ func (ct *clusterTransport) noServerError() error {
 }
 
 // closeSessions ends sessions on their servers: each server is sent the
-// sessions it opened, with those queued for it. Servers out of rotation
-// are skipped (their sessions expire with their lease).
+// sessions it opened, with those queued for it. The sessions of a server
+// out of rotation go to another server of its exactly-once domain, which
+// sees them, or, if there is none, are left to expire with their lease.
 func (ct *clusterTransport) closeSessions(ctx context.Context, req *Request, reply any) error {
 	args, ok := req.Args.(*CloseArgs)
 	if !ok {
@@ -616,12 +876,18 @@ func (ct *clusterTransport) closeSessions(ctx context.Context, req *Request, rep
 	closed := 0
 	for _, m := range ct.members {
 		ids := m.takeCloses()
-		if len(ids) == 0 || m.isDown() {
+		if len(ids) == 0 {
 			continue
+		}
+		to := m
+		if m.isDown() {
+			if to = ct.domainPeer(m); to == nil {
+				continue
+			}
 		}
 		var rep CloseReply
 		r := Request{ServiceMethod: closeMethod, Args: &CloseArgs{IDs: ids}, Timeout: req.Timeout, Metadata: req.Metadata}
-		if err := m.t.RoundTrip(ctx, &r, &rep); err != nil {
+		if err := to.t.RoundTrip(ctx, &r, &rep); err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", m.addr, err))
 			continue
 		}
@@ -631,6 +897,21 @@ func (ct *clusterTransport) closeSessions(ctx context.Context, req *Request, rep
 		rep.Closed = closed
 	}
 	return errors.Join(errs...)
+}
+
+// domainPeer returns a server in rotation of m's exactly-once domain, or
+// nil if m names none or none is in rotation.
+func (ct *clusterTransport) domainPeer(m *member) *member {
+	domain, _ := m.domainOf()
+	if domain == "" {
+		return nil
+	}
+	for _, o := range ct.members {
+		if d, _ := o.domainOf(); o != m && d == domain && !o.isDown() {
+			return o
+		}
+	}
+	return nil
 }
 
 // Close closes every server's transport; calls pending on them fail.
@@ -665,6 +946,9 @@ type ServerStatus struct {
 	LastError error
 	// Outstanding counts this client's attempts in progress on it.
 	Outstanding int
+	// Domain is the exactly-once domain the server named in its latest
+	// session handshake with this client ("" for none, or none yet).
+	Domain string
 }
 
 // Servers returns the state of each server of a client made by
@@ -677,7 +961,7 @@ func (c *Client) Servers() []ServerStatus {
 	out := make([]ServerStatus, len(ct.members))
 	for i, m := range ct.members {
 		m.mu.Lock()
-		out[i] = ServerStatus{Addr: m.addr, InRotation: !m.down, LastError: m.lastErr, Outstanding: int(m.outstanding.Load())}
+		out[i] = ServerStatus{Addr: m.addr, InRotation: !m.down, LastError: m.lastErr, Outstanding: int(m.outstanding.Load()), Domain: m.domain}
 		if m.down {
 			out[i].NextProbe = m.nextProbe
 		}

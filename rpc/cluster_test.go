@@ -56,11 +56,12 @@ type clusterNode struct {
 	svc  *Node
 	addr string
 	srv  *Server
+	opts []Option // the server's, beside its logger
 	done chan error
 }
 
-func startClusterNode(t *testing.T, name string) *clusterNode {
-	n := &clusterNode{t: t, svc: &Node{name: name, entered: make(chan struct{}, 16), release: make(chan struct{})}, addr: "127.0.0.1:0"}
+func startClusterNode(t *testing.T, name string, opts ...Option) *clusterNode {
+	n := &clusterNode{t: t, svc: &Node{name: name, entered: make(chan struct{}, 16), release: make(chan struct{})}, addr: "127.0.0.1:0", opts: opts}
 	n.start()
 	t.Cleanup(n.stop)
 	return n
@@ -73,7 +74,7 @@ func (n *clusterNode) start() {
 		n.t.Fatal(err)
 	}
 	n.addr = l.Addr().String()
-	n.srv = NewServer(WithLogger(discardLogger()))
+	n.srv = NewServer(append([]Option{WithLogger(discardLogger())}, n.opts...)...)
 	if err := n.srv.RegisterName("Node", n.svc); err != nil {
 		n.t.Fatal(err)
 	}
@@ -296,21 +297,51 @@ func sessionNode(t *testing.T, c *Client, nodes []*clusterNode) *clusterNode {
 	return nil
 }
 
+// heldOn starts c's call of Node.Hold and returns it with the index of the
+// node it entered.
+func heldOn(t *testing.T, ctx context.Context, c *Client, nodes []*clusterNode, who *string) (*AsyncCall, int) {
+	t.Helper()
+	held := c.Go(ctx, "Node.Hold", 0, who)
+	cases := make([]chan struct{}, len(nodes))
+	for i, n := range nodes {
+		cases[i] = make(chan struct{})
+		go func() {
+			select {
+			case <-n.svc.entered:
+				close(cases[i])
+			case <-held.Done:
+			}
+		}()
+	}
+	wait := ctxT(t)
+	for {
+		for i := range nodes {
+			select {
+			case <-cases[i]:
+				return held, i
+			default:
+			}
+		}
+		select {
+		case <-held.Done:
+			t.Fatalf("the held call ended before it started anywhere: %v", held.Err)
+		case <-wait.Done():
+			t.Fatal("the held call never started")
+		case <-time.After(time.Millisecond):
+		}
+	}
+}
+
 func TestDialClusterAtMostOnceCallThatMayHaveRunIsNeverSentToAnotherServer(t *testing.T) {
 	nodes := []*clusterNode{startClusterNode(t, "a"), startClusterNode(t, "b")}
 	c := dialCluster(t, nodes, WithSemantics(semantics.AtMostOnce()))
-	home := sessionNode(t, c, nodes)
-	other := nodes[0]
-	if other == home {
-		other = nodes[1]
-	}
-	before := other.svc.calls.Load()
 
 	ctx, cancel := context.WithTimeout(ctxT(t), 300*time.Millisecond)
 	defer cancel()
 	var who string
-	held := c.Go(ctx, "Node.Hold", 0, &who)
-	<-home.svc.entered
+	held, h := heldOn(t, ctx, c, nodes, &who)
+	home, other := nodes[h], nodes[1-h]
+	before := other.svc.calls.Load()
 	home.stop() // the call ran, its reply is lost, and home refuses connections
 	<-held.Done
 	if !errors.Is(held.Err, ErrMaybeExecuted) {
@@ -479,44 +510,32 @@ func (p *gateProxy) refuse() {
 }
 
 func TestDialClusterAtMostOnceCallThatMayHaveRunWaitsForItsServer(t *testing.T) {
-	home := startClusterNode(t, "home")
-	gate := startGateProxy(t, home.addr)
-	other := startClusterNode(t, "other")
-	other.stop() // down while the session opens, so that it opens on home
-	c := dialCluster(t, []*clusterNode{{addr: gate.addr}, other}, WithSemantics(semantics.AtMostOnce()))
-	var who string
-	if err := c.Call(ctxT(t), "Node.Name", 0, &who); err != nil || who != "home" {
-		t.Fatalf("first call: %q %v", who, err)
-	}
-	other.start()
-	for who != "other" { // until other is back in rotation
-		if err := c.Call(ctxT(t), "Node.Name", 0, &who, WithSemantics(semantics.NoRetry())); err != nil {
-			t.Fatal(err)
-		}
-	}
+	nodes := []*clusterNode{startClusterNode(t, "a"), startClusterNode(t, "b")}
+	gates := []*gateProxy{startGateProxy(t, nodes[0].addr), startGateProxy(t, nodes[1].addr)}
+	c := dialCluster(t, []*clusterNode{{addr: gates[0].addr}, {addr: gates[1].addr}}, WithSemantics(semantics.AtMostOnce()))
 
-	homeBefore, otherBefore := home.svc.calls.Load(), other.svc.calls.Load()
-	held := c.Go(ctxT(t), "Node.Hold", 0, &who)
-	<-home.svc.entered
-	gate.refuse() // the call may have run; its server is out of reach
+	var who string
+	held, h := heldOn(t, ctxT(t), c, nodes, &who)
+	home, other := nodes[h], nodes[1-h]
+	gates[h].refuse() // the call may have run; its server is out of reach
 	ctx := ctxT(t)
-	for c.Servers()[0].InRotation { // the retry found home refusing
+	for c.Servers()[h].InRotation { // the retry found home refusing
 		if ctx.Err() != nil {
 			t.Fatal("the client never found home refusing")
 		}
 		time.Sleep(time.Millisecond)
 	}
 	close(home.svc.release) // the call completes on home; its reply is lost
-	gate.open()
+	gates[h].open()
 	<-held.Done
-	if held.Err != nil || who != "home" {
-		t.Fatalf("call that may have run: %q %v; want home's recorded reply once home is back", who, held.Err)
+	if held.Err != nil || who != home.svc.name {
+		t.Fatalf("call that may have run: %q %v; want %s's recorded reply once it is back", who, held.Err, home.svc.name)
 	}
-	if n := home.svc.calls.Load() - homeBefore; n != 1 {
-		t.Fatalf("home ran the call %d times, want once: the retry must be answered from its table", n)
+	if n := home.svc.calls.Load(); n != 1 {
+		t.Fatalf("%s ran the call %d times, want once: the retry must be answered from its table", home.svc.name, n)
 	}
-	if n := other.svc.calls.Load() - otherBefore; n != 0 {
-		t.Fatalf("other ran %d calls while home was out of reach", n)
+	if n := other.svc.calls.Load(); n != 0 {
+		t.Fatalf("%s, in rotation throughout, ran %d calls while the call's server was out of reach", other.svc.name, n)
 	}
 }
 

@@ -118,9 +118,13 @@
 // rotation (WithBalancer(RoundRobin) for plain turns); a server that
 // refuses connections leaves the rotation and is probed back with backoff,
 // and an attempt that was not sent moves to another server at once, under
-// every policy. An at-most-once call stays with the server whose session
-// it belongs to: once it may have run there, it is never sent elsewhere.
-// Client.Servers tells what the client knows of each server.
+// every policy. At-most-once and exactly-once calls are balanced too: the
+// client holds a session with each server, and a call runs in the session
+// of the server its first attempt went to. Once it may have run there, it
+// is sent only to servers that can see that session's records: its own,
+// or another of the same exactly-once domain (servers sharing one durable
+// store that says so, a semantics.DomainStore). Client.Servers tells what
+// the client knows of each server.
 //
 //	c, err := rpc.DialCluster(ctx, "tcp", []string{"10.0.0.1:7000", "10.0.0.2:7000"})
 //

@@ -40,7 +40,7 @@ import (
 // a boltstore.Store it must not use its DB method: its call holds the database's
 // only writer lock, so DB().Update would wait forever.
 func WithDurableStore(st semantics.Store) Option {
-	return func(o *options) { o.table = st.Table() }
+	return func(o *options) { o.table, o.durableStore = st.Table(), st }
 }
 
 // executeDurable runs a NEW call through the table's durable store.

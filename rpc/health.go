@@ -38,6 +38,9 @@ type HealthReply struct {
 	Durable     bool   // completion records survive restarts (exactly-once)
 	Services    int    // registered services
 	Connections int64  // open connections
+	// Domain is the exactly-once domain of the server's durable store, as
+	// in OpenReply ("" for none, and from servers that predate it).
+	Domain string
 }
 
 // MethodsArgs are the arguments of _semrpc.Methods (none).
@@ -112,6 +115,7 @@ func (s *Server) health() *HealthReply {
 		Durable:     s.durable,
 		Services:    n,
 		Connections: s.connCount.Load(),
+		Domain:      s.domain,
 	}
 }
 

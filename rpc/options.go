@@ -36,6 +36,7 @@ type options struct {
 	// server only
 	serverInterceptors []Interceptor
 	table              *semantics.Table
+	durableStore       semantics.Store // given to WithDurableStore, with table its Table
 	maxConcurrent      int
 	noIntrospection    bool          // WithIntrospection(false): no _semrpc.Health, _semrpc.Methods
 	noJSON             bool          // WithJSONCodec(false): Serve speaks gob only

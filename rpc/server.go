@@ -23,7 +23,8 @@ type Server struct {
 	opts    options
 	table   *semantics.Table
 	logger  *log.Logger
-	durable bool // the table's records survive restarts (exactly-once)
+	durable bool   // the table's records survive restarts (exactly-once)
+	domain  string // the exactly-once domain of the table's store, "" for none
 
 	// base is the context every method runs under (with the caller's
 	// deadline added): it ends when Close is called, or when Shutdown's
@@ -85,6 +86,7 @@ func NewServer(opts ...Option) *Server {
 		s.table = semantics.NewTable(nil)
 	}
 	s.durable = s.table.Durable()
+	s.domain = domainOf(s.table, o.durableStore)
 	s.base, s.stopBase = context.WithCancel(context.Background())
 	return s
 }
@@ -237,13 +239,29 @@ func (s *Server) open(args *OpenArgs) (*OpenReply, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &OpenReply{
+	rep := &OpenReply{
 		Epoch:    s.table.Epoch(),
 		Durable:  s.durable,
 		Client:   id,
 		Lease:    int64(s.table.Lease()),
 		MaxCalls: s.table.MaxCalls(),
-	}, nil
+	}
+	rep.Domain = s.domain
+	return rep, nil
+}
+
+// domainOf returns the exactly-once domain of t's durable store: that of
+// the store itself, or of st, the store given to WithDurableStore, whose
+// Table t is (a store that wraps another, adding a Domain, hands out the
+// inner store's table).
+func domainOf(t *semantics.Table, st semantics.Store) string {
+	if ds, ok := t.Store().(semantics.DomainStore); ok {
+		return ds.Domain()
+	}
+	if ds, ok := st.(semantics.DomainStore); ok && st.Table() == t {
+		return ds.Domain()
+	}
+	return ""
 }
 
 // ArgsDecoder decodes one request's arguments into v, a pointer to a fresh

@@ -11,7 +11,9 @@ import (
 	"github.com/semrpc/semrpc/semantics"
 )
 
-// sessionManager owns a client's at-most-once sessions. It opens them with
+// sessionManager owns a client's at-most-once sessions with one server (a
+// cluster client has one manager per server, each sending its handshakes
+// to its own server; Client.Close closes them all at once). It opens them with
 // the server's handshake (one handshake at a time, shared by the calls that
 // wait for it, each waiting under its own context), hands out sequence
 // numbers, moves new calls to a fresh session when a slow call holds the
@@ -31,6 +33,10 @@ import (
 // ends its session itself, best effort, if the transport still can.
 type sessionManager struct {
 	c *Client
+	// server is, in a cluster client, the index of the server whose
+	// sessions this manager holds (its handshakes go there and nowhere
+	// else); -1 for a client of one server.
+	server int
 
 	mu        sync.Mutex             // protects following
 	cur       *clientSession         // the session new calls use; nil until opened
@@ -312,7 +318,7 @@ func (m *sessionManager) open(ctx context.Context, deadline time.Time, p semanti
 	err = m.c.runner.RunUntil(rctx, deadline, p, func(context.Context) error {
 		sent = time.Now()
 		req.Timeout = remaining(ctx, sent)
-		err := m.c.t.RoundTrip(ctx, &req, &rep)
+		err := m.send(ctx, &req, &rep)
 		switch {
 		case err == nil && rep.Client.IsZero():
 			return semantics.Permanent(reject(CodeRejected, "rpc: the server predates explicit at-most-once sessions (no session id in its handshake)"))
@@ -365,21 +371,65 @@ func (e *handshakeError) Error() string {
 }
 func (e *handshakeError) Unwrap() []error { return e.hs.Unwrap() }
 
-// closeAll ends every session of the client on the server, best effort:
-// it waits at most timeout for a handshake in flight, and then at most
-// timeout to end the sessions (see sessionManager).
-func (m *sessionManager) closeAll(timeout time.Duration) {
+// send gives a request of the manager's own (a handshake, an end of
+// sessions) to the transport: in a cluster, a handshake goes to the
+// manager's server only.
+func (m *sessionManager) send(ctx context.Context, req *Request, reply any) error {
+	if ct, ok := m.c.t.(*clusterTransport); ok && m.server >= 0 && req.ServiceMethod == openMethod {
+		return ct.openOn(ctx, m.server, req, reply)
+	}
+	return m.c.t.RoundTrip(ctx, req, reply)
+}
+
+// closeAll ends every session of the client on its server, best effort:
+// it waits at most timeout for the handshakes in flight (all managers'
+// together), and then at most timeout to end the sessions (see
+// sessionManager).
+func closeAll(ms []*sessionManager, timeout time.Duration) {
+	if len(ms) == 0 {
+		return
+	}
+	runs := make([]*flightRun[*clientSession], 0, len(ms))
+	for _, m := range ms {
+		if run := m.stopAll(); run != nil {
+			runs = append(runs, run)
+		}
+	}
+	if len(runs) > 0 {
+		ctx, cancel := context.WithTimeout(context.Background(), timeout)
+		for _, run := range runs {
+			run.wait(ctx)
+		}
+		cancel()
+	}
+	var (
+		ids []semantics.ClientID
+		md  Metadata
+	)
+	for _, m := range ms {
+		mids, mmd := m.collect()
+		ids = append(ids, mids...)
+		if md == nil {
+			md = mmd
+		}
+	}
+	ms[0].closeOnServer(ids, md, timeout)
+}
+
+// stopAll marks m closed (no handshake starts any more) and returns the
+// handshake in flight, if any.
+func (m *sessionManager) stopAll() *flightRun[*clientSession] {
 	m.mu.Lock()
+	defer m.mu.Unlock()
 	m.closed = true
 	m.stopped()
 	m.stopNow()
-	run := m.opening.running()
-	m.mu.Unlock()
-	if run != nil {
-		ctx, cancel := context.WithTimeout(context.Background(), timeout)
-		run.wait(ctx)
-		cancel()
-	}
+	return m.opening.running()
+}
+
+// collect takes every session of m to end, once its handshake in flight
+// landed or was given up on, and the metadata to end them with.
+func (m *sessionManager) collect() ([]semantics.ClientID, Metadata) {
 	m.mu.Lock()
 	m.collected = true
 	ids := append([]semantics.ClientID(nil), m.done...)
@@ -394,19 +444,19 @@ func (m *sessionManager) closeAll(timeout time.Duration) {
 	m.cur, m.retired, m.done = nil, nil, nil
 	md := m.md
 	m.mu.Unlock()
-	m.closeOnServer(ids, md, timeout)
+	return ids, md
 }
 
 // closeOnServer ends the sessions ids on the server, best effort, within
 // timeout, with the metadata md (a handshake's).
 func (m *sessionManager) closeOnServer(ids []semantics.ClientID, md Metadata, timeout time.Duration) {
-	if len(ids) == 0 {
+	if ct, ok := m.c.t.(*clusterTransport); len(ids) == 0 && (!ok || !ct.closesPending()) {
 		return
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
 	var rep CloseReply
-	_ = m.c.t.RoundTrip(ctx, &Request{ServiceMethod: closeMethod, Args: &CloseArgs{IDs: ids}, Timeout: timeout, Metadata: md}, &rep)
+	_ = m.send(ctx, &Request{ServiceMethod: closeMethod, Args: &CloseArgs{IDs: ids}, Timeout: timeout, Metadata: md}, &rep)
 }
 
 // stats returns how many sessions were opened and dropped.

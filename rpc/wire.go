@@ -119,6 +119,12 @@ type OpenReply struct {
 	// MaxCalls is how many unacknowledged calls the server keeps for the
 	// session; the client's window never exceeds it.
 	MaxCalls int
+	// Domain names the exactly-once domain of the server's durable store
+	// (semantics.DomainStore): every server answering the same non-empty
+	// Domain sees this session and its records, so a cluster client may
+	// send a call that may have run on one of them again to another.
+	// Empty (and absent, from servers that predate it) means no domain.
+	Domain string
 }
 
 // CloseArgs ends sessions; the reply is a CloseReply.
