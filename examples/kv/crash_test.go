@@ -45,8 +45,15 @@ func startChild(t *testing.T, addr, dir string) *child {
 // until it serves.
 func startServerProcess(t *testing.T, args ...string) *child {
 	t.Helper()
+	return startServerProcessEnv(t, nil, args...)
+}
+
+// startServerProcessEnv is startServerProcess with env added to the
+// server's environment.
+func startServerProcessEnv(t *testing.T, env []string, args ...string) *child {
+	t.Helper()
 	cmd := exec.Command(os.Args[0], append([]string{"-test.run=^$", "--", "server"}, args...)...)
-	cmd.Env = childEnviron()
+	cmd.Env = append(childEnviron(), env...)
 	logs := &syncBuffer{}
 	cmd.Stderr = logs
 	stdout, err := cmd.StdoutPipe()

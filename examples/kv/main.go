@@ -267,7 +267,7 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	logger := log.New(stderr, "kv: ", log.LstdFlags)
 	var (
 		kv    *kvservice.KV
-		opts  = []rpc.Option{rpc.WithLogger(logger)}
+		opts  = append([]rpc.Option{rpc.WithLogger(logger)}, testServerOptions...)
 		where = "in memory"
 	)
 	switch {
@@ -334,6 +334,10 @@ func serve(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	<-done
 	return 0
 }
+
+// testServerOptions are added to the server's options; only the tests
+// set them (a fault to inject, in a server process of their own).
+var testServerOptions []rpc.Option
 
 // The client's policies. A CLI makes one call per process, so its calls
 // wait for the server and retry until -timeout ends, with no other bound.

@@ -1,11 +1,14 @@
 package main
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"testing"
 
+	"github.com/semrpc/semrpc/examples/kv/kvservice"
 	"github.com/semrpc/semrpc/internal/pgtest"
+	"github.com/semrpc/semrpc/rpc"
 	"go.uber.org/goleak"
 )
 
@@ -23,9 +26,28 @@ func TestMain(m *testing.M) {
 				break
 			}
 		}
+		if os.Getenv(holdWritesEnv) == "1" {
+			testServerOptions = append(testServerOptions, rpc.WithServerInterceptor(holdWrites))
+		}
 		os.Exit(run(args, os.Stdout, os.Stderr))
 	}
 	pgtest.Main(leakCheck{m}, &pg, nil)
+}
+
+// holdWritesEnv, when set in a server process's environment, makes the
+// server hold the reply of every Append after the call ran: the process
+// answers nothing more for it, as if it died right after the method.
+const holdWritesEnv = "SEMRPC_KV_HOLD_WRITES"
+
+// holdWrites is the server interceptor of holdWritesEnv. It says on stderr
+// that it holds a reply, so that a test knows the call ran there.
+func holdWrites(ctx context.Context, call *rpc.CallInfo, next rpc.Handler) error {
+	err := next(ctx, call)
+	if call.ServiceMethod == kvservice.ServiceName+".Append" {
+		fmt.Fprintf(os.Stderr, "kv-test: holding the reply of %s (err %v)\n", call.ServiceMethod, err)
+		<-ctx.Done() // the caller's deadline, or never: the test kills the process
+	}
+	return err
 }
 
 // pg is the PostgreSQL server of the tests of kv servers on PostgreSQL.

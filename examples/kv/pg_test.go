@@ -143,3 +143,75 @@ func TestPostgresReplicasSIGKILLCLIAppendsExactlyOnce(t *testing.T) {
 	t.Logf("%d appends by %d processes over %d replicas survived %d SIGKILLs, %d of them mid-invocation; %v",
 		appends, len(spans), replicas, kills, hit, time.Since(start).Round(time.Millisecond))
 }
+
+// TestPostgresReplicaKilledAfterTheWriteRanFinishesElsewhere is the
+// replicas' promise at its sharpest: "kv -addrs A,B append" reaches A, the
+// append runs there, A is SIGKILLed before it answers and never comes
+// back, and the command still succeeds, once, on B: it prints the value
+// before its append (the reply A's run recorded), and the token is in the
+// value once. Commands that happen to go to B first are answered there and
+// tried again with another token, until one is held on A.
+func TestPostgresReplicaKilledAfterTheWriteRanFinishesElsewhere(t *testing.T) {
+	if testing.Short() {
+		t.Skip("starts and kills server processes")
+	}
+	const key = "moved"
+	url := pg.NewDatabase(t)
+	a := startServerProcessEnv(t, []string{holdWritesEnv + "=1"}, "-addr", "127.0.0.1:0", "-pg", url)
+	defer a.kill()
+	b := startServerProcess(t, "-addr", "127.0.0.1:0", "-pg", url)
+	defer b.kill()
+	addrs := a.addr + "," + b.addr
+	if code, _, stderr := runChildCLI("-addr", b.addr, "put", key, ""); code != 0 {
+		t.Fatalf("put: exit %d: %s", code, stderr)
+	}
+
+	var want strings.Builder
+	for i := 0; ; i++ {
+		if i == 20 {
+			t.Fatalf("20 appends, none went to A: %s", a.logs.String())
+		}
+		token := fmt.Sprintf("t%02d;", i)
+		type result struct {
+			code           int
+			stdout, stderr string
+		}
+		done := make(chan result, 1)
+		go func() {
+			code, stdout, stderr := runChildCLI("-addrs", addrs, "-timeout", "20s", "append", key, token)
+			done <- result{code, stdout, stderr}
+		}()
+		var r result
+		held := false
+		deadline := time.After(20 * time.Second)
+	wait:
+		for {
+			select {
+			case r = <-done:
+				break wait
+			case <-time.After(20 * time.Millisecond):
+				if !held && strings.Contains(a.logs.String(), "kv-test: holding the reply") {
+					held = true
+					a.kill() // SIGKILL, for good: the command must finish on B
+				}
+			case <-deadline:
+				t.Fatalf("append %s did not end in 20 s; A: %s", token, a.logs.String())
+			}
+		}
+		if r.code != 0 || r.stdout != want.String()+"\n" {
+			t.Fatalf("kv append %s (held on A: %v): exit %d, stdout %q (want %q), stderr %q", token, held, r.code, r.stdout, want.String()+"\n", r.stderr)
+		}
+		want.WriteString(token)
+		if held {
+			t.Logf("append %s ran on A, A was killed, the command ended on B with A's reply", token)
+			break
+		}
+	}
+	code, final, stderr := runChildCLI("-addr", b.addr, "get", key)
+	if code != 0 {
+		t.Fatalf("final get: exit %d: %s", code, stderr)
+	}
+	if final != want.String()+"\n" {
+		t.Fatalf("final value %q, want %q: every token once", final, want.String())
+	}
+}
