@@ -90,7 +90,7 @@ func (s *Server) checkDurable(svc *service, o *registerOptions) error {
 		"(WithDurableStore) what it writes cannot commit with its completion record and exactly-once calls "+
 		"of it would not be exactly once; give it a context first, "+
 		"func (t *%s) %s(ctx context.Context, args A, reply *R) error, and write through the store's "+
-		"transaction (semantics.TxOf(ctx)); or, if it keeps no state that must survive a crash, "+
-		"register it with rpc.OutsideTransaction(%s)",
+		"transaction (semantics.TxOf[T](ctx); boltstore.TxOf(ctx) with stores/boltstore); or, if it keeps "+
+		"no state that must survive a crash, pass rpc.OutsideTransaction(%s) to Register",
 		ErrNeedsContext, svc.name, strings.Join(missing, ", "+svc.name+"."), verb, svc.name, first, strings.Join(quoted, ", "))
 }

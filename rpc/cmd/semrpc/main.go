@@ -254,7 +254,8 @@ func exitStatus(err error) int {
 // parseInterleaved parses fs's flags wherever they stand among the
 // positional arguments, which it returns in order. An argument that is not
 // one of fs's flags (a negative number as JSON) stays positional, and so
-// does everything after "--".
+// does everything after "--"; one shaped as a flag (a dash and a letter)
+// is an unknown flag, wherever it stands.
 func parseInterleaved(fs *flag.FlagSet, args []string) ([]string, error) {
 	var positional []string
 	for {
@@ -266,6 +267,12 @@ func parseInterleaved(fs *flag.FlagSet, args []string) ([]string, error) {
 			return append(positional, rest...), nil
 		}
 		for len(rest) > 0 && !isFlag(fs, rest[0]) {
+			if looksLikeFlag(rest[0]) {
+				// No JSON value starts so: a misspelt flag after the
+				// arguments, refused as it would be before them.
+				name, _, _ := strings.Cut(strings.TrimPrefix(strings.TrimPrefix(rest[0], "-"), "-"), "=")
+				return nil, fmt.Errorf("flag provided but not defined: -%s", name)
+			}
 			positional = append(positional, rest[0])
 			rest = rest[1:]
 		}
@@ -286,6 +293,15 @@ func isFlag(fs *flag.FlagSet, arg string) bool {
 	name = strings.TrimPrefix(name, "-")
 	name, _, _ = strings.Cut(name, "=")
 	return fs.Lookup(name) != nil || name == "h" || name == "help"
+}
+
+// looksLikeFlag reports whether arg is shaped as a flag ("-x", "--name"):
+// a dash and a letter, which neither a JSON value (a negative number) nor
+// Service.Method can be.
+func looksLikeFlag(arg string) bool {
+	name := strings.TrimPrefix(strings.TrimPrefix(arg, "-"), "-")
+	return len(name) < len(arg) && name != "" &&
+		('a' <= name[0] && name[0] <= 'z' || 'A' <= name[0] && name[0] <= 'Z')
 }
 
 // tlsConfig builds the client's TLS configuration from the flags. A file
@@ -400,6 +416,12 @@ func (s session) explain(method string, err error) error {
 		return fmt.Errorf("%w (semrpc list -addr %s shows its methods)", err, s.addr)
 	case errors.Is(err, rpc.ErrNotExecuted) && s.wait == 0 && isRefused(err):
 		return fmt.Errorf("%w (-wait d waits for a server that is not up yet)", err)
+	case errors.Is(err, rpc.ErrNotExecuted) && s.tls == nil && strings.Contains(err.Error(), "takes TLS connections only"):
+		return fmt.Errorf("%w (-tls connects with TLS; -ca file also trusts the CA that signed the server's certificate)", err)
+	case errors.Is(err, rpc.ErrNotExecuted) && s.tls != nil && strings.Contains(err.Error(), "certificate signed by unknown authority"):
+		return fmt.Errorf("%w (-ca file trusts the CA that signed the server's certificate)", err)
+	case errors.Is(err, rpc.ErrNotExecuted) && s.tls != nil && strings.Contains(err.Error(), "requires a client certificate"):
+		return fmt.Errorf("%w (-cert file -key file present one)", err)
 	case errors.Is(err, rpc.ErrMaybeExecuted) && s.httpPath == "" && strings.Contains(err.Error(), "malformed"):
 		// What an HTTP server answers is no gob message.
 		return fmt.Errorf("%w (is it an HTTP server? -http with its RPC path reaches RPC over HTTP, net/rpc's is /_goRPC_)", err)
