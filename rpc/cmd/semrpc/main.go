@@ -405,6 +405,12 @@ func (s session) invoke(method string, args, reply any) error {
 // explain adds to err what the user can do about it.
 func (s session) explain(method string, err error) error {
 	var re *rpc.RejectedError
+	var ge *semantics.GiveUpError
+	if s.policy == "no-retry" && s.wait > 0 && errors.As(err, &ge) && ge.Policy == semantics.KindAtLeastOnce {
+		// callPolicy ran the call as at-least-once with one attempt that
+		// reaches the server; name it as the user asked for it.
+		ge.Policy = semantics.KindNoRetry
+	}
 	switch {
 	case err == nil:
 		return nil

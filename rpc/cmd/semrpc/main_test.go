@@ -306,6 +306,17 @@ func closedPort(t *testing.T) string {
 	return addr
 }
 
+// TestCLIWaitNamesTheUsersPolicy: with -wait and no -semantics, a server
+// that never comes up fails the command as a no-retry call (what the user
+// asked for), not as the at-least-once policy the command waits with.
+func TestCLIWaitNamesTheUsersPolicy(t *testing.T) {
+	bin := buildCLI(t)
+	code, _, stderr := runCLI(t, bin, "health", "-addr", closedPort(t), "-wait", "300ms")
+	if code != exitNotExecuted || !strings.Contains(stderr, "no-retry call") || strings.Contains(stderr, "at-least-once") {
+		t.Errorf("exit status %d, stderr:\n%s\nwant %d, naming the call no-retry and not at-least-once", code, stderr, exitNotExecuted)
+	}
+}
+
 // The built command against a server in another process.
 func TestCLIAgainstServerProcess(t *testing.T) {
 	bin := buildCLI(t)
