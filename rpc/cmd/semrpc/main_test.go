@@ -391,6 +391,8 @@ func TestCLIAgainstServerProcess(t *testing.T) {
 		{"health over HTTP", []string{"health", "-addr", overHTTP, "-http", "/_goRPC_"}, 0, []string{"SERVING"}, nil},
 		{"HTTP path without RPC", []string{"health", "-addr", overHTTP, "-http", "/nothing"}, 3, nil,
 			[]string{"404 Not Found"}},
+		{"-http on a server without HTTP", []string{"health", "-addr", addr, "-http", "/_goRPC_", "-timeout", "500ms"}, 3, nil,
+			[]string{"not executed", "no answer to HTTP CONNECT /_goRPC_", "leave out -http"}},
 		{"bad -http", []string{"list", "-addr", addr, "-http", "x"}, 2, nil, []string{`-http "x" must start with /`}},
 		{"introspection off", []string{"list", "-addr", noIntro}, 3, nil, []string{"introspection off"}},
 		{"introspection off, calls still work", []string{"call", "-addr", noIntro, "Calc.Add", `{"A":1,"B":2}`}, 0, []string{"3"}, nil},
