@@ -31,7 +31,10 @@ type registerOptions struct {
 // than once is harmless. Such a method still runs inside a store
 // transaction and its reply is still recorded, but nothing it writes is
 // part of that transaction: exactly-once holds for its reply, not for its
-// effects.
+// effects. It is an option of Register and RegisterName, not of NewServer:
+//
+//	srv := rpc.NewServer(rpc.WithDurableStore(st))
+//	err := srv.Register(Bank{}, rpc.OutsideTransaction("Version")) // Version(args, reply) takes no context
 //
 // With no names, every method of the service is declared; otherwise only
 // the named ones (method names, without the service), each of which must be
