@@ -12,7 +12,8 @@
 // its arguments (_semrpc.Methods); call sends the JSON arguments (default
 // {}) and prints the JSON reply. The server decodes the arguments strictly:
 // a field the argument type does not have is refused before the method runs
-// (exit status 2, naming the field). Flags may come before or after the
+// (exit status 2, naming the field; names match ignoring case, as in
+// encoding/json). Flags may come before or after the
 // method and its arguments:
 //
 //	-addr host:port   the server (required)
@@ -83,7 +84,8 @@ Each command takes, before or after its arguments:
   -semantics p      the call's policy: no-retry (default: one attempt), at-least-once
                     (resent until answered: may run more than once), at-most-once
                     (resent, never run twice), exactly-once (at-most-once against a
-                    durable server, surviving its restarts)
+                    durable server, surviving its restarts); each holds within one
+                    command: running the command again is a new call
   -md key=value     metadata sent with the request, repeatable (-md authorization='Bearer t')
   -http path        reach RPC over HTTP at path (HandleHTTP; net/rpc's is /_goRPC_)
   -tls              connect with TLS, verifying the server against the system's roots
@@ -93,7 +95,7 @@ Each command takes, before or after its arguments:
   -server-name n    the name the server's certificate must carry (default: the host of -addr)
 
 call decodes the JSON strictly on the server: a field the argument type does not have
-is refused before the method runs.
+is refused before the method runs (names match ignoring case, as in encoding/json).
 
 Exit status:
   0  success
