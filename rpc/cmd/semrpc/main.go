@@ -159,6 +159,14 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return exitOK
 	case "health", "list", "call":
 	default:
+		if looksLikeFlag(cmd) {
+			for _, a := range rest {
+				if a == "health" || a == "list" || a == "call" {
+					fmt.Fprintf(stderr, "semrpc: the command comes first, then its flags: semrpc %s %s ...\n%s", a, cmd, shortUsage)
+					return exitUsage
+				}
+			}
+		}
 		fmt.Fprintf(stderr, "semrpc: unknown command %q\n%s", cmd, usage)
 		return exitUsage
 	}

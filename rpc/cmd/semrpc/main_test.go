@@ -370,6 +370,8 @@ func TestCLIAgainstServerProcess(t *testing.T) {
 		{"misspelt flag after the arguments", []string{"call", "Calc.Add", `{"A":1}`, "-addr", addr, "--semantic=at-most-once"}, 2, nil,
 			[]string{"flag provided but not defined: -semantic\n"}},
 		{"unknown command", []string{"ping"}, 2, nil, []string{`unknown command "ping"`}},
+		{"flags before the command", []string{"-addr", addr, "health"}, 2, nil,
+			[]string{"the command comes first, then its flags: semrpc health -addr ..."}},
 		{"bad -semantics", []string{"call", "-addr", addr, "-semantics", "twice", "Calc.Add"}, 2, nil,
 			[]string{`-semantics "twice"`, "at-least-once"}},
 		{"bad -md", []string{"health", "-addr", addr, "-md", "authorization"}, 2, nil, []string{`"authorization" is not key=value`}},
