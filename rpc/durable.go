@@ -16,9 +16,10 @@ import (
 // the session handshake that it is durable, and runs every call in one of
 // st's transactions: each NEW at-most-once or exactly-once call through
 // st.Execute, so that the call's completion record commits with the
-// method's effects before the reply is sent, and each call without a
-// header (no-retry, at-least-once) through st.Transact. It replaces
-// WithTable.
+// method's effects before the reply is sent, and each no-retry or
+// at-least-once call (which has no session, so no record) through
+// st.Transact. It takes the place of WithTable: give one or the other (of
+// both, the last given is used).
 //
 // Methods of a durable server keep their state in the store's transaction,
 // whatever the call's policy: they take a context.Context first (Register
@@ -30,13 +31,15 @@ import (
 // stores/pgstore, also found with pgstore.TxOf). Any implementation of
 // semantics.Store will do; doc/stores.md is the recipe. The stores live in
 // packages of their own, so that this package links no storage engine. One rule holds for every call: a method that returns an error
-// has everything it wrote rolled back (a call with a header still gets its
-// completion record, with the error); a method that returns nil has its
+// has everything it wrote rolled back (an at-most-once or exactly-once call
+// still gets its completion record, with the error); a method that returns nil has its
 // writes committed. A method may be run more than once inside rolled-back
 // transactions, so it must have no effect outside the transaction (no
 // service state in memory beside the store: see doc/stores.md), must not
 // modify its arguments, must not block (concurrent calls may share its
-// transaction), and its reply must not keep the transaction's memory. With
+// transaction and wait for it: with a boltstore.Store, a method that sleeps
+// or waits on the network holds up every other call of the server), and its
+// reply must not keep the transaction's memory. With
 // a boltstore.Store it must not use its DB method: its call holds the database's
 // only writer lock, so DB().Update would wait forever.
 func WithDurableStore(st semantics.Store) Option {

@@ -5,6 +5,7 @@ import (
 	"crypto/tls"
 	"encoding/gob"
 	"errors"
+	"fmt"
 	"net"
 	netrpc "net/rpc"
 	"strings"
@@ -773,5 +774,29 @@ func TestRecordedNonAnswersAreFinal(t *testing.T) {
 	}
 	if semantics.IsPermanent(DecodeError(CodeMaybeExecuted, "commit failed")) {
 		t.Error("a failed durable commit must stay retryable: a restart can tell")
+	}
+}
+
+// TestDecodedNonAnswersSayItOnce: a maybe-executed error sent by the server
+// reads, once decoded, with its class and its cause once each, not
+// "maybe executed: maybe executed: ...: context deadline exceeded: context
+// deadline exceeded".
+func TestDecodedNonAnswersSayItOnce(t *testing.T) {
+	for _, sent := range []error{
+		semantics.MaybeExecuted(fmt.Errorf("rpc: Bank.Slow: the caller's deadline passed while it ran: %w", context.DeadlineExceeded)),
+		semantics.MaybeExecuted(fmt.Errorf("%w: Bank.Slow: stopped", errInterrupted)),
+		semantics.MaybeExecuted(errors.New("commit failed")),
+	} {
+		code, msg := EncodeError(sent)
+		got := DecodeError(code, msg)
+		if got.Error() != sent.Error() {
+			t.Errorf("%v: decoded as %q, want the server's text %q", code, got, sent)
+		}
+		if !errors.Is(got, ErrMaybeExecuted) {
+			t.Errorf("%v: %v is not maybe executed", code, got)
+		}
+	}
+	if got := DecodeError(CodeMaybeExecuted, "maybe executed: "); got.Error() != "maybe executed: maybe executed: " {
+		t.Errorf("a text that is only the class: %q", got)
 	}
 }

@@ -95,7 +95,29 @@ func decodeStrictJSON(data []byte, v any) error {
 func (c *Client) CallJSON(ctx context.Context, serviceMethod string, args json.RawMessage, opts ...Option) (json.RawMessage, error) {
 	var r jsonCallReply
 	if err := c.Call(ctx, JSONCallMethod, jsonCallArgs{Method: serviceMethod, Args: args}, &r, opts...); err != nil {
-		return nil, err
+		return nil, namedJSONError(err, serviceMethod)
 	}
 	return json.RawMessage(r.Reply), nil
+}
+
+// jsonCallError is an error of CallJSON whose text names the method called
+// where the client named JSONCallMethod, the method that carried it.
+type jsonCallError struct {
+	err    error
+	method string
+}
+
+func (e *jsonCallError) Error() string {
+	return strings.ReplaceAll(e.err.Error(), "rpc: "+JSONCallMethod+": ", "rpc: "+e.method+": ")
+}
+
+func (e *jsonCallError) Unwrap() error { return e.err }
+
+// namedJSONError returns err, with its text naming method instead of
+// JSONCallMethod if it names that.
+func namedJSONError(err error, method string) error {
+	if !strings.Contains(err.Error(), "rpc: "+JSONCallMethod+": ") {
+		return err
+	}
+	return &jsonCallError{err: err, method: method}
 }

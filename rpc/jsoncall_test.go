@@ -6,6 +6,7 @@ import (
 	"math"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/semrpc/semrpc/semantics"
 )
@@ -118,5 +119,29 @@ func TestCallJSONFollowsTheJSONCodecOption(t *testing.T) {
 	defer c.Close()
 	if _, err := c.CallJSON(context.Background(), "Arith.Add", []byte(`{}`)); !errors.Is(err, ErrUnknownMethod) {
 		t.Fatalf("CallJSON with the JSON codec off: %v; want ErrUnknownMethod", err)
+	}
+}
+
+// TestCallJSONErrorsNameTheMethod: an error of CallJSON names the method
+// called, not the reserved method that carried it, and keeps its verdict.
+func TestCallJSONErrorsNameTheMethod(t *testing.T) {
+	_, _, addr, _ := startServer(t)
+	c, err := Dial(context.Background(), "tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	_, err = c.CallJSON(ctx, "Arith.Slow", []byte(`{}`)) // blocks until the test ends
+	if !errors.Is(err, ErrMaybeExecuted) || !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("CallJSON past its deadline: %v; want may have executed, context.DeadlineExceeded", err)
+	}
+	if !strings.Contains(err.Error(), "rpc: Arith.Slow: ") || strings.Contains(err.Error(), JSONCallMethod) {
+		t.Errorf("the error names %s instead of Arith.Slow: %v", JSONCallMethod, err)
+	}
+	var ge *semantics.GiveUpError
+	if !errors.As(err, &ge) {
+		t.Errorf("errors.As finds no *semantics.GiveUpError in %v", err)
 	}
 }

@@ -8,7 +8,8 @@ import (
 	"github.com/semrpc/semrpc/semantics"
 )
 
-// An Option configures a client (at Dial or NewClient) or a single call.
+// An Option configures a client (at Dial or NewClient), a single call, or a
+// server (NewServer lists the options it takes, such as WithDurableStore).
 // Options that make no sense for a call, such as WithDialTimeout, are
 // ignored there.
 type Option func(*options)

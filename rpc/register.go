@@ -31,7 +31,10 @@ type registerOptions struct {
 // than once is harmless. Such a method still runs inside a store
 // transaction and its reply is still recorded, but nothing it writes is
 // part of that transaction: exactly-once holds for its reply, not for its
-// effects.
+// effects. It is an option of Register and RegisterName, not of NewServer:
+//
+//	srv := rpc.NewServer(rpc.WithDurableStore(st))
+//	err := srv.Register(Bank{}, rpc.OutsideTransaction("Version")) // Version(args, reply) takes no context
 //
 // With no names, every method of the service is declared; otherwise only
 // the named ones (method names, without the service), each of which must be
@@ -90,7 +93,7 @@ func (s *Server) checkDurable(svc *service, o *registerOptions) error {
 		"(WithDurableStore) what it writes cannot commit with its completion record and exactly-once calls "+
 		"of it would not be exactly once; give it a context first, "+
 		"func (t *%s) %s(ctx context.Context, args A, reply *R) error, and write through the store's "+
-		"transaction (semantics.TxOf(ctx)); or, if it keeps no state that must survive a crash, "+
-		"register it with rpc.OutsideTransaction(%s)",
+		"transaction (semantics.TxOf[T](ctx); boltstore.TxOf(ctx) with stores/boltstore); or, if it keeps "+
+		"no state that must survive a crash, pass rpc.OutsideTransaction(%s) to Register",
 		ErrNeedsContext, svc.name, strings.Join(missing, ", "+svc.name+"."), verb, svc.name, first, strings.Join(quoted, ", "))
 }

@@ -63,8 +63,8 @@ func TestDurableServerRefusesMethodsWithoutContext(t *testing.T) {
 				"durable store",
 				"exactly-once",
 				"func (t *" + tt.service + ") Double(ctx context.Context, args A, reply *R) error",
-				"semantics.TxOf(ctx)",
-				`rpc.OutsideTransaction("Double", "Note")`,
+				"semantics.TxOf[T](ctx); boltstore.TxOf(ctx)",
+				`pass rpc.OutsideTransaction("Double", "Note") to Register`,
 			} {
 				if !strings.Contains(err.Error(), want) {
 					t.Errorf("the error lacks %q:\n%v", want, err)

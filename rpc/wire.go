@@ -207,13 +207,14 @@ func DecodeError(code Code, msg string) error {
 		}
 		return ServerError(msg)
 	case CodeMaybeExecuted:
-		return semantics.MaybeExecuted(errors.New(msg))
+		return semantics.MaybeExecuted(errors.New(unclassed(msg)))
 	case CodeDeadlineExceeded:
 		// The server recorded this as the call's outcome: every retry
 		// would get it again. Final.
+		msg = strings.TrimSuffix(unclassed(msg), ": "+context.DeadlineExceeded.Error())
 		return semantics.Permanent(semantics.MaybeExecuted(fmt.Errorf("%s: %w", msg, context.DeadlineExceeded)))
 	case CodeInterrupted:
-		return semantics.Permanent(semantics.MaybeExecuted(&textOf{msg, errInterrupted}))
+		return semantics.Permanent(semantics.MaybeExecuted(&textOf{unclassed(msg), errInterrupted}))
 	case CodeReplyTooLarge:
 		return semantics.Unusable(fmt.Errorf("%s: %w", msg, ErrMessageTooLarge))
 	case CodeReplyUnusable:
@@ -229,6 +230,16 @@ func DecodeError(code Code, msg string) error {
 	// A code this side does not know (a newer or damaged peer): the only
 	// safe reading is that the method may have run.
 	return semantics.MaybeExecuted(errors.New(msg))
+}
+
+// unclassed returns the text of a maybe-executed error from the wire
+// without the class name that the server's text begins with, which the
+// decoded error adds again: "maybe executed" once, not twice.
+func unclassed(msg string) string {
+	if rest, ok := strings.CutPrefix(msg, semantics.ClassMaybeExecuted.String()+": "); ok && rest != "" {
+		return rest
+	}
+	return msg
 }
 
 // textOf is an error read off the wire: its peer's text, and the sentinel

@@ -34,7 +34,7 @@ func ExampleStore() {
 		panic(err)
 	}
 	out, err := st.Execute(ctx, h, "Greeter.Hello", func(ctx context.Context) (any, error) {
-		// Real methods write their state through semantics.TxOf(ctx).
+		// Real methods write their state through TxOf(ctx), a *bbolt.Tx.
 		reply := "hello"
 		return &reply, nil
 	})

@@ -12,7 +12,8 @@
 // its arguments (_semrpc.Methods); call sends the JSON arguments (default
 // {}) and prints the JSON reply. The server decodes the arguments strictly:
 // a field the argument type does not have is refused before the method runs
-// (exit status 2, naming the field). Flags may come before or after the
+// (exit status 2, naming the field; names match ignoring case, as in
+// encoding/json). Flags may come before or after the
 // method and its arguments:
 //
 //	-addr host:port   the server (required)
@@ -83,7 +84,8 @@ Each command takes, before or after its arguments:
   -semantics p      the call's policy: no-retry (default: one attempt), at-least-once
                     (resent until answered: may run more than once), at-most-once
                     (resent, never run twice), exactly-once (at-most-once against a
-                    durable server, surviving its restarts)
+                    durable server, surviving its restarts); each holds within one
+                    command: running the command again is a new call
   -md key=value     metadata sent with the request, repeatable (-md authorization='Bearer t')
   -http path        reach RPC over HTTP at path (HandleHTTP; net/rpc's is /_goRPC_)
   -tls              connect with TLS, verifying the server against the system's roots
@@ -93,7 +95,7 @@ Each command takes, before or after its arguments:
   -server-name n    the name the server's certificate must carry (default: the host of -addr)
 
 call decodes the JSON strictly on the server: a field the argument type does not have
-is refused before the method runs.
+is refused before the method runs (names match ignoring case, as in encoding/json).
 
 Exit status:
   0  success
@@ -157,6 +159,14 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return exitOK
 	case "health", "list", "call":
 	default:
+		if looksLikeFlag(cmd) {
+			for _, a := range rest {
+				if a == "health" || a == "list" || a == "call" {
+					fmt.Fprintf(stderr, "semrpc: the command comes first, then its flags: semrpc %s %s ...\n%s", a, cmd, shortUsage)
+					return exitUsage
+				}
+			}
+		}
 		fmt.Fprintf(stderr, "semrpc: unknown command %q\n%s", cmd, usage)
 		return exitUsage
 	}
@@ -254,7 +264,8 @@ func exitStatus(err error) int {
 // parseInterleaved parses fs's flags wherever they stand among the
 // positional arguments, which it returns in order. An argument that is not
 // one of fs's flags (a negative number as JSON) stays positional, and so
-// does everything after "--".
+// does everything after "--"; one shaped as a flag (a dash and a letter)
+// is an unknown flag, wherever it stands.
 func parseInterleaved(fs *flag.FlagSet, args []string) ([]string, error) {
 	var positional []string
 	for {
@@ -266,6 +277,12 @@ func parseInterleaved(fs *flag.FlagSet, args []string) ([]string, error) {
 			return append(positional, rest...), nil
 		}
 		for len(rest) > 0 && !isFlag(fs, rest[0]) {
+			if looksLikeFlag(rest[0]) {
+				// No JSON value starts so: a misspelt flag after the
+				// arguments, refused as it would be before them.
+				name, _, _ := strings.Cut(strings.TrimPrefix(strings.TrimPrefix(rest[0], "-"), "-"), "=")
+				return nil, fmt.Errorf("flag provided but not defined: -%s", name)
+			}
 			positional = append(positional, rest[0])
 			rest = rest[1:]
 		}
@@ -286,6 +303,15 @@ func isFlag(fs *flag.FlagSet, arg string) bool {
 	name = strings.TrimPrefix(name, "-")
 	name, _, _ = strings.Cut(name, "=")
 	return fs.Lookup(name) != nil || name == "h" || name == "help"
+}
+
+// looksLikeFlag reports whether arg is shaped as a flag ("-x", "--name"):
+// a dash and a letter, which neither a JSON value (a negative number) nor
+// Service.Method can be.
+func looksLikeFlag(arg string) bool {
+	name := strings.TrimPrefix(strings.TrimPrefix(arg, "-"), "-")
+	return len(name) < len(arg) && name != "" &&
+		('a' <= name[0] && name[0] <= 'z' || 'A' <= name[0] && name[0] <= 'Z')
 }
 
 // tlsConfig builds the client's TLS configuration from the flags. A file
@@ -389,6 +415,12 @@ func (s session) invoke(method string, args, reply any) error {
 // explain adds to err what the user can do about it.
 func (s session) explain(method string, err error) error {
 	var re *rpc.RejectedError
+	var ge *semantics.GiveUpError
+	if s.policy == "no-retry" && s.wait > 0 && errors.As(err, &ge) && ge.Policy == semantics.KindAtLeastOnce {
+		// callPolicy ran the call as at-least-once with one attempt that
+		// reaches the server; name it as the user asked for it.
+		ge.Policy = semantics.KindNoRetry
+	}
 	switch {
 	case err == nil:
 		return nil
@@ -400,6 +432,17 @@ func (s session) explain(method string, err error) error {
 		return fmt.Errorf("%w (semrpc list -addr %s shows its methods)", err, s.addr)
 	case errors.Is(err, rpc.ErrNotExecuted) && s.wait == 0 && isRefused(err):
 		return fmt.Errorf("%w (-wait d waits for a server that is not up yet)", err)
+	case errors.Is(err, rpc.ErrNotExecuted) && s.tls == nil && strings.Contains(err.Error(), "takes TLS connections only"):
+		return fmt.Errorf("%w (-tls connects with TLS; -ca file also trusts the CA that signed the server's certificate)", err)
+	case errors.Is(err, rpc.ErrNotExecuted) && s.tls != nil && strings.Contains(err.Error(), "certificate signed by unknown authority"):
+		return fmt.Errorf("%w (-ca file trusts the CA that signed the server's certificate)", err)
+	case errors.Is(err, rpc.ErrNotExecuted) && s.tls != nil && strings.Contains(err.Error(), "requires a client certificate"):
+		return fmt.Errorf("%w (-cert file -key file present one)", err)
+	case errors.Is(err, rpc.ErrNotExecuted) && s.httpPath != "" && errors.Is(err, context.DeadlineExceeded) &&
+		strings.Contains(err.Error(), "dial "):
+		// A server that does not serve HTTP reads CONNECT as the start
+		// of a message and never answers it.
+		return fmt.Errorf("%w (no answer to HTTP CONNECT %s: if the server does not serve RPC over HTTP, leave out -http)", err, s.httpPath)
 	case errors.Is(err, rpc.ErrMaybeExecuted) && s.httpPath == "" && strings.Contains(err.Error(), "malformed"):
 		// What an HTTP server answers is no gob message.
 		return fmt.Errorf("%w (is it an HTTP server? -http with its RPC path reaches RPC over HTTP, net/rpc's is /_goRPC_)", err)

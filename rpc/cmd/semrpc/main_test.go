@@ -306,6 +306,17 @@ func closedPort(t *testing.T) string {
 	return addr
 }
 
+// TestCLIWaitNamesTheUsersPolicy: with -wait and no -semantics, a server
+// that never comes up fails the command as a no-retry call (what the user
+// asked for), not as the at-least-once policy the command waits with.
+func TestCLIWaitNamesTheUsersPolicy(t *testing.T) {
+	bin := buildCLI(t)
+	code, _, stderr := runCLI(t, bin, "health", "-addr", closedPort(t), "-wait", "300ms")
+	if code != exitNotExecuted || !strings.Contains(stderr, "no-retry call") || strings.Contains(stderr, "at-least-once") {
+		t.Errorf("exit status %d, stderr:\n%s\nwant %d, naming the call no-retry and not at-least-once", code, stderr, exitNotExecuted)
+	}
+}
+
 // The built command against a server in another process.
 func TestCLIAgainstServerProcess(t *testing.T) {
 	bin := buildCLI(t)
@@ -354,7 +365,13 @@ func TestCLIAgainstServerProcess(t *testing.T) {
 		{"missing -addr", []string{"health"}, 2, nil, []string{"-addr is required"}},
 		{"bad -addr", []string{"list", "-addr", "localhost"}, 2, nil, []string{"not host:port"}},
 		{"unknown flag", []string{"list", "-bogus"}, 2, nil, []string{"flag provided but not defined: -bogus"}},
+		{"unknown flag after the arguments", []string{"call", "-addr", addr, "Calc.Add", `{"A":1}`, "-bogus"}, 2, nil,
+			[]string{"flag provided but not defined: -bogus"}},
+		{"misspelt flag after the arguments", []string{"call", "Calc.Add", `{"A":1}`, "-addr", addr, "--semantic=at-most-once"}, 2, nil,
+			[]string{"flag provided but not defined: -semantic\n"}},
 		{"unknown command", []string{"ping"}, 2, nil, []string{`unknown command "ping"`}},
+		{"flags before the command", []string{"-addr", addr, "health"}, 2, nil,
+			[]string{"the command comes first, then its flags: semrpc health -addr ..."}},
 		{"bad -semantics", []string{"call", "-addr", addr, "-semantics", "twice", "Calc.Add"}, 2, nil,
 			[]string{`-semantics "twice"`, "at-least-once"}},
 		{"bad -md", []string{"health", "-addr", addr, "-md", "authorization"}, 2, nil, []string{`"authorization" is not key=value`}},
@@ -376,6 +393,8 @@ func TestCLIAgainstServerProcess(t *testing.T) {
 		{"health over HTTP", []string{"health", "-addr", overHTTP, "-http", "/_goRPC_"}, 0, []string{"SERVING"}, nil},
 		{"HTTP path without RPC", []string{"health", "-addr", overHTTP, "-http", "/nothing"}, 3, nil,
 			[]string{"404 Not Found"}},
+		{"-http on a server without HTTP", []string{"health", "-addr", addr, "-http", "/_goRPC_", "-timeout", "500ms"}, 3, nil,
+			[]string{"not executed", "no answer to HTTP CONNECT /_goRPC_", "leave out -http"}},
 		{"bad -http", []string{"list", "-addr", addr, "-http", "x"}, 2, nil, []string{`-http "x" must start with /`}},
 		{"introspection off", []string{"list", "-addr", noIntro}, 3, nil, []string{"introspection off"}},
 		{"introspection off, calls still work", []string{"call", "-addr", noIntro, "Calc.Add", `{"A":1,"B":2}`}, 0, []string{"3"}, nil},
@@ -392,16 +411,16 @@ func TestCLIAgainstServerProcess(t *testing.T) {
 		{"flag name after --", []string{"call", "-addr", addr, "--", "Calc.Add", "-addr"}, 2, nil, []string{"not valid JSON"}},
 		{"HTTP server without -http", []string{"health", "-addr", overHTTP}, 4, nil, []string{"-http with its RPC path"}},
 		{"TLS with -ca", []string{"call", "-addr", overTLS, "-ca", file("ca.pem"), "Calc.Add", `{"A":1,"B":2}`}, 0, []string{"3"}, nil},
-		{"TLS server without -tls", []string{"health", "-addr", overTLS}, 3, nil, []string{"TLS"}},
+		{"TLS server without -tls", []string{"health", "-addr", overTLS}, 3, nil, []string{"TLS", "(-tls connects with TLS"}},
 		{"TLS server signed by another CA", []string{"health", "-addr", overTLS, "-ca", file("other-ca.pem")}, 3, nil,
-			[]string{"certificate signed by unknown authority"}},
+			[]string{"certificate signed by unknown authority", "(-ca file trusts"}},
 		{"TLS server named otherwise", []string{"health", "-addr", overTLS, "-ca", file("ca.pem"), "-server-name", "example.com"}, 3, nil,
 			[]string{"example.com"}},
 		{"-tls on a server without TLS", []string{"health", "-addr", addr, "-tls"}, 3, nil, []string{"TLS"}},
 		{"mutual TLS", []string{"health", "-addr", mutualTLS, "-ca", file("ca.pem"), "-cert", file("client.pem"), "-key", file("client.key")}, 0,
 			[]string{"SERVING"}, nil},
 		{"mutual TLS without a client certificate", []string{"health", "-addr", mutualTLS, "-ca", file("ca.pem")}, 3, nil,
-			[]string{"certificate"}},
+			[]string{"certificate", "(-cert file -key file present one)"}},
 		{"-cert without -key", []string{"health", "-addr", mutualTLS, "-ca", file("ca.pem"), "-cert", file("client.pem")}, 2, nil,
 			[]string{"-cert and -key go together"}},
 		{"missing -ca file", []string{"health", "-addr", overTLS, "-ca", file("nothing.pem")}, 2, nil,
