@@ -146,3 +146,22 @@ func TestDiagnoseNamesTestFunctionsAsInTheLabsFiles(t *testing.T) {
 		t.Errorf("diagnosis names labtest's renamed function:\n%s", text)
 	}
 }
+
+func TestIsTesterFile(t *testing.T) {
+	for pos, want := range map[string]bool{
+		"/home/s/6.5840/src/raft1/server.go:101":           true, // the 2025 tester's applier
+		"/home/s/6.5840/src/raft1/test.go:88":              true,
+		"/home/s/6.5840/src/tester1/group.go:12":           true,
+		"/home/s/6.5840/src/kvtest1/kvtest.go:40":          true,
+		"/home/s/6.5840/src/kvraft1/rsm/server.go:60":      true,
+		"/home/s/6.5840/src/raft/config.go:140":            true, // the older labs' tester
+		"/home/s/6.5840/src/raft1/raft.go:810":             false,
+		"/home/s/6.5840/src/kvraft1/server.go:60":          false, // the student's
+		"/home/s/6.5840/src/shardkv1/shardgrp/server.go:9": false,
+		"/home/s/6.5840/src/kvraft1/rsm/rsm.go:70":         false,
+	} {
+		if got := isTesterFile(pos); got != want {
+			t.Errorf("isTesterFile(%q) = %v, want %v", pos, got, want)
+		}
+	}
+}
