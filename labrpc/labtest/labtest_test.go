@@ -5,6 +5,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"sync"
@@ -295,5 +296,16 @@ func TestVirtualReportsASkippedTestAsSkipped(t *testing.T) {
 	})
 	if !inner.Skipped() {
 		t.Fatal("a test whose body called t.Skip in virtual time is not reported as skipped")
+	}
+}
+
+func TestTimelineIntoADirectoryNotMadeYet(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "traces", "today")
+	path, err := writeTimeline(dir, "labtest-X-net0-*.html", fakeNetwork("<html>timeline</html>"))
+	if err != nil {
+		t.Fatalf("writeTimeline into %s: %v", dir, err)
+	}
+	if b, err := os.ReadFile(path); err != nil || string(b) != "<html>timeline</html>" {
+		t.Errorf("%s holds %q, %v", path, b, err)
 	}
 }

@@ -75,6 +75,10 @@ func traceBeforeTimeout(t *testing.T, run *labhook.Run, c config) (stop func()) 
 }
 
 func writeTimeline(dir, pattern string, n labhook.Network) (string, error) {
+	// LABTEST_TRACE_DIR may name a directory not made yet.
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", err
+	}
 	f, err := os.CreateTemp(dir, pattern)
 	if err != nil {
 		return "", err
