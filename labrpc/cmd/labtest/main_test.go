@@ -81,7 +81,7 @@ func helper(t *testing.T) {}
 	edits, tests := wrapTests(fset, f)
 	edits = append(edits, swapImports(fset, f, map[string]string{"6.5840/labrpc": semrpcLabrpc})...)
 	out := string(applyEdits([]byte(src), edits))
-	want := []testFunc{{name: "TestInitialElection3A"}, {name: "TestTable", real: true}}
+	want := []testFunc{{name: "TestInitialElection3A", file: "x_test.go", line: 9}, {name: "TestTable", real: true, file: "x_test.go", line: 15}}
 	if !reflect.DeepEqual(tests, want) {
 		t.Fatalf("tests = %+v, want %+v", tests, want)
 	}
@@ -94,7 +94,7 @@ func helper(t *testing.T) {}
 		t.Errorf("line count changed: %d → %d", strings.Count(src, "\n"), strings.Count(out, "\n"))
 	}
 	wrap := string(wrapperFile("raft", tests))
-	for _, s := range []string{"package raft", "func TestInitialElection3A(t *labtest_testing.T) { labtest_labtest.Virtual(t, labtest_TestInitialElection3A) }", "labtest_labtest.Real(t, labtest_TestTable)", "labtest_fmt.Println(\"labtest: TestTable calls t.Run or t.Parallel, which synctest does not allow: it runs in real time\")"} {
+	for _, s := range []string{"package raft", "//line x_test.go:9\nfunc TestInitialElection3A(t *labtest_testing.T) { labtest_labtest.Virtual(t, labtest_TestInitialElection3A) }", "//line x_test.go:15\nfunc TestTable(", "labtest_labtest.Real(t, labtest_TestTable)", "labtest_fmt.Println(\"labtest: TestTable calls t.Run or t.Parallel, which synctest does not allow: it runs in real time\")"} {
 		if !strings.Contains(wrap, s) {
 			t.Errorf("wrapper lacks %q:\n%s", s, wrap)
 		}
