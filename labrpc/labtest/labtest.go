@@ -450,7 +450,7 @@ func reportLeftovers(t *testing.T, bubble int, strict bool) {
 			blocked = append(blocked, g)
 		}
 	}
-	if len(testers) > 0 && testing.Verbose() {
+	if len(testers) > 0 && verbose() {
 		t.Logf("labtest: %s left %d of the tester's goroutine(s) blocked (the course's code, not the lab's: never a failure):\n\t%s", t.Name(), len(testers), strings.Join(summary(testers), "\n\t"))
 	}
 	if len(blocked) > 0 {
@@ -458,11 +458,15 @@ func reportLeftovers(t *testing.T, bubble int, strict bool) {
 		switch {
 		case strict:
 			t.Error(msg)
-		case testing.Verbose():
+		case verbose():
 			t.Log(msg)
 		}
 	}
-	if len(sleeping) > 0 && testing.Verbose() {
+	if len(sleeping) > 0 && verbose() {
 		t.Logf("labtest: %s left %d goroutine(s) sleeping (they would wake in real time):\n\t%s", t.Name(), len(sleeping), strings.Join(summary(sleeping), "\n\t"))
 	}
 }
+
+// verbose reports go test's -v, unless the labtest command runs the test
+// verbose only to read its verdicts (-repeat without -v).
+func verbose() bool { return testing.Verbose() && !labhook.Quiet() }

@@ -151,6 +151,9 @@ func TestCommandOnThe2025Layout(t *testing.T) {
 			}
 			fates[f[1]] = true
 			replayedFates = f[1]
+			if strings.Contains(string(data), "AddService") {
+				t.Errorf("%s/output.txt has -v's noise though labtest ran without -v:\n%s", r, data)
+			}
 			if html, _ := filepath.Glob(filepath.Join(r, "labtest-TestFailsOnRequest-net0-*.html")); len(html) != 1 {
 				t.Errorf("%s holds timelines %v, want one", r, html)
 			}
