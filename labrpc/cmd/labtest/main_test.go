@@ -176,6 +176,18 @@ func TestCommandOnTheLabShapedModule(t *testing.T) {
 			}
 		})
 	}
+	t.Run("-repeat prints a warning once, with its number of runs, before the last line", func(t *testing.T) {
+		out, code := run(nil, "-repeat", "2", "-run", "TestSleepHoldingLock", "./kv")
+		if code != 0 {
+			t.Fatalf("exit status %d; output:\n%s", code, out)
+		}
+		if n := strings.Count(out, "labtest: warning: TestSleepHoldingLock"); n != 1 || !strings.Contains(out, "\t(the same in 2 runs)\n") {
+			t.Errorf("want the warning once, with \"(the same in 2 runs)\"; %d of them:\n%s", n, out)
+		}
+		if !strings.HasSuffix(out, "\nlabtest: 2 runs, 0 failed\n") {
+			t.Errorf("last line is not \"labtest: 2 runs, 0 failed\":\n%s", out)
+		}
+	})
 	t.Run("the timeline file is an HTML page with the test's calls", func(t *testing.T) {
 		files, _ := filepath.Glob(filepath.Join(traceDir, "labtest-TestFailsOnRequest-net0-*.html"))
 		if len(files) != 1 {

@@ -292,6 +292,11 @@ func runRepeated(opts options, prep prepared, pkg string, goArgs []string, env [
 	if signaled != nil {
 		fmt.Fprintf(stdout, "labtest: interrupted (%v) after %d of %d runs\n", signaled, len(outcomes), opts.repeat)
 	}
+	// The warnings of passing runs, before the last line (which must stay
+	// the last); the file is then emptied for main's deferred print.
+	warnings := filepath.Join(work, "warnings")
+	printWarnings(warnings, stderr)
+	os.Remove(warnings)
 	fmt.Fprintf(stdout, "labtest: %d runs, %d failed\n", len(outcomes), failed)
 	if signaled != nil {
 		return 1, nil // as go test ends on a Ctrl-C
