@@ -176,8 +176,8 @@ func currentBubble() int {
 
 // summary groups goroutines by state and place: "3 × chan receive
 // (durable) in lab.(*Raft).ticker (raft.go:88)". The lab's own code comes
-// first, semrpc's (its labrpc's workers and timers) last, each most
-// numerous first; a Test function is named as in the lab's file, without
+// first, then the course's tester's (isTesterFile), semrpc's (its labrpc's
+// workers and timers) last, each most numerous first; a Test function is named as in the lab's file, without
 // the prefix the labtest command renames it with.
 func summary(gs []goroutine) []string {
 	count := map[string]int{}
@@ -186,7 +186,10 @@ func summary(gs []goroutine) []string {
 		w := g.where()
 		k := fmt.Sprintf("%s in %s (%s)", g.state, w.fn, w.pos)
 		count[k]++
-		if strings.HasPrefix(w.fn, "github.com/semrpc/semrpc/") {
+		switch {
+		case strings.HasPrefix(w.fn, "github.com/semrpc/semrpc/"):
+			rank[k] = 2
+		case isTesterFile(w.pos):
 			rank[k] = 1
 		}
 	}

@@ -165,3 +165,32 @@ func TestIsTesterFile(t *testing.T) {
 		}
 	}
 }
+
+func TestSummaryPutsTheTestersGoroutinesAfterTheLabsOwn(t *testing.T) {
+	dump := `goroutine 9 [chan receive (durable), synctest bubble 3]:
+6.5840/raft1.(*rfsrv).applier(0x1, 0x2)
+	/lab/raft1/server.go:101 +0x6a
+created by 6.5840/raft1.newRfsrv in goroutine 7
+	/lab/raft1/server.go:60 +0x297
+
+goroutine 11 [chan receive (durable), synctest bubble 3]:
+6.5840/raft1.(*rfsrv).applier(0x3, 0x4)
+	/lab/raft1/server.go:101 +0x6a
+created by 6.5840/raft1.newRfsrv in goroutine 7
+	/lab/raft1/server.go:60 +0x297
+
+goroutine 7 [chan receive (nil chan) (durable), synctest bubble 3]:
+6.5840/raft1.(*Raft).Start(0x5, {0x6, 0x7})
+	/lab/raft1/raft.go:934 +0xd2
+6.5840/raft1.(*Test).one(0x8, {0x6, 0x7}, 0x3, 0x0)
+	/lab/raft1/test.go:246 +0x376
+`
+	got := summary(inBubble(parseGoroutines(dump), 3))
+	want := []string{
+		"1 × chan receive (nil chan) (durable) in 6.5840/raft1.(*Raft).Start (/lab/raft1/raft.go:934)",
+		"2 × chan receive (durable) in 6.5840/raft1.(*rfsrv).applier (/lab/raft1/server.go:101)",
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("summary:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}
