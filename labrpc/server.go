@@ -10,6 +10,7 @@ import (
 	"sync"
 	"sync/atomic"
 
+	"github.com/semrpc/semrpc/labrpc/internal/labhook"
 	"github.com/semrpc/semrpc/rpc"
 )
 
@@ -141,8 +142,9 @@ func MakeService(rcvr interface{}) *Service {
 }
 
 // testVerbose reports whether the program is a test binary run with -v,
-// without importing package testing (whose Verbose panics outside tests).
+// without importing package testing (whose Verbose panics outside tests),
+// and not by labtest -repeat for its own reading (labhook.Quiet).
 func testVerbose() bool {
 	f := flag.Lookup("test.v")
-	return f != nil && f.Value.String() != "false"
+	return f != nil && f.Value.String() != "false" && !labhook.Quiet()
 }

@@ -22,12 +22,19 @@
 //
 //   - Goroutines left blocked after the test (many solutions leave some
 //     after Kill) would make synctest fail the test; Virtual tolerates
-//     them and lists them with -v. Strict fails on them.
+//     them and lists them with -v. Strict fails on them, except on
+//     goroutines left sleeping (the clock stops when the test returns;
+//     in real time they would wake) and the tester's own (in the
+//     course's files: tester1, kvtest1, test.go, raft1/server.go,
+//     kvraft1/rsm/server.go, config.go; the 2025 tester's applier waits
+//     on applyCh for good), which -v lists apart.
 //   - A goroutine waiting on a sync.Mutex held by a sleeping goroutine
 //     stops the virtual clock for good (mutex waits are not durably
 //     blocking). A watchdog sees the clock stop within about a second of
 //     real time, names the goroutines and the lock, and reruns the test in
-//     real time.
+//     real time, unless the holder waits on a nil channel or in an empty
+//     select: nothing can wake it, so the test fails at once, with its
+//     timeline, instead of hanging in real time until the -timeout.
 //   - A test whose virtual clock runs slower than the real one (CPU-bound
 //     work, or a loop that never blocks) is detected the same way. Inside
 //     the labtest command the test process ends and the test is rerun in

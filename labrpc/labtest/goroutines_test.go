@@ -146,3 +146,51 @@ func TestDiagnoseNamesTestFunctionsAsInTheLabsFiles(t *testing.T) {
 		t.Errorf("diagnosis names labtest's renamed function:\n%s", text)
 	}
 }
+
+func TestIsTesterFile(t *testing.T) {
+	for pos, want := range map[string]bool{
+		"/home/s/6.5840/src/raft1/server.go:101":           true, // the 2025 tester's applier
+		"/home/s/6.5840/src/raft1/test.go:88":              true,
+		"/home/s/6.5840/src/tester1/group.go:12":           true,
+		"/home/s/6.5840/src/kvtest1/kvtest.go:40":          true,
+		"/home/s/6.5840/src/kvraft1/rsm/server.go:60":      true,
+		"/home/s/6.5840/src/raft/config.go:140":            true, // the older labs' tester
+		"/home/s/6.5840/src/raft1/raft.go:810":             false,
+		"/home/s/6.5840/src/kvraft1/server.go:60":          false, // the student's
+		"/home/s/6.5840/src/shardkv1/shardgrp/server.go:9": false,
+		"/home/s/6.5840/src/kvraft1/rsm/rsm.go:70":         false,
+	} {
+		if got := isTesterFile(pos); got != want {
+			t.Errorf("isTesterFile(%q) = %v, want %v", pos, got, want)
+		}
+	}
+}
+
+func TestSummaryPutsTheTestersGoroutinesAfterTheLabsOwn(t *testing.T) {
+	dump := `goroutine 9 [chan receive (durable), synctest bubble 3]:
+6.5840/raft1.(*rfsrv).applier(0x1, 0x2)
+	/lab/raft1/server.go:101 +0x6a
+created by 6.5840/raft1.newRfsrv in goroutine 7
+	/lab/raft1/server.go:60 +0x297
+
+goroutine 11 [chan receive (durable), synctest bubble 3]:
+6.5840/raft1.(*rfsrv).applier(0x3, 0x4)
+	/lab/raft1/server.go:101 +0x6a
+created by 6.5840/raft1.newRfsrv in goroutine 7
+	/lab/raft1/server.go:60 +0x297
+
+goroutine 7 [chan receive (nil chan) (durable), synctest bubble 3]:
+6.5840/raft1.(*Raft).Start(0x5, {0x6, 0x7})
+	/lab/raft1/raft.go:934 +0xd2
+6.5840/raft1.(*Test).one(0x8, {0x6, 0x7}, 0x3, 0x0)
+	/lab/raft1/test.go:246 +0x376
+`
+	got := summary(inBubble(parseGoroutines(dump), 3))
+	want := []string{
+		"1 × chan receive (nil chan) (durable) in 6.5840/raft1.(*Raft).Start (/lab/raft1/raft.go:934)",
+		"2 × chan receive (durable) in 6.5840/raft1.(*rfsrv).applier (/lab/raft1/server.go:101)",
+	}
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("summary:\n%s\nwant:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+}

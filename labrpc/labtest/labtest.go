@@ -132,7 +132,7 @@ func configFor(t *testing.T, opts []Option) config {
 //
 // What real-time harnesses tolerate, Virtual tolerates too: goroutines left
 // blocked after f returns are listed with -v and otherwise ignored (Strict
-// fails on them). What virtual time cannot do, it detects within about a
+// fails on them, but not on sleeping ones or the tester's own). What virtual time cannot do, it detects within about a
 // second of real time:
 //
 //   - The virtual clock stops because a goroutine waits on a sync.Mutex
@@ -141,7 +141,9 @@ func configFor(t *testing.T, opts []Option) config {
 //     waiting goroutines and their lock, and the goroutines the source
 //     shows to sleep or wait on a channel while holding a lock (see the
 //     package documentation); those are logged as a warning (Strict fails
-//     the test), and f is rerun in real time.
+//     the test), and f is rerun in real time. If such a holder waits on a
+//     nil channel or in an empty select, no rerun can help: the test fails
+//     at once, with its timeline.
 //   - The virtual clock runs slower than the real one (the test is
 //     CPU-bound): under the labtest command, the test process ends and the
 //     command reruns the test in real time in a new one. Called directly,
@@ -245,6 +247,7 @@ type outcome struct {
 // the goroutines proven to sleep or wait on a channel while holding a lock
 // when it was abandoned.
 func runVirtual(t *testing.T, f func(*testing.T), c config) (rerun string, parked bool, bugs []string, run *labhook.Run) {
+	t.Helper()
 	run = &labhook.Run{Virtual: true, Latency: c.latency, OnRegister: c.onRegister}
 	defer c.begin(run)()
 	defer traceBeforeTimeout(t, run, c)()
@@ -371,6 +374,14 @@ func runVirtual(t *testing.T, f func(*testing.T), c config) (rerun string, parke
 		}
 		lastDiagnosis = time.Now()
 		d := diagnose(inBubble(allGoroutines(), int(bubble.Load())))
+		if d.stalled && d.forever != "" {
+			// In real time the test would hang as well, until the go
+			// test -timeout: fail it now, with its timeline.
+			stopBeat.Store(true)
+			t.Errorf("labtest: %s: %s\nlabtest: %s; a rerun in real time would hang until the go test -timeout", t.Name(), d.text, d.forever)
+			writeTraces(t, run, c) // after t.Errorf: only a failed test's timeline is written
+			t.FailNow()
+		}
 		if d.stalled || c.state != "" {
 			// A stall never ends; under the command, a crawling test is
 			// cheaper to rerun in real time than to wait for.
@@ -420,18 +431,42 @@ func virtualBudget(t *testing.T, now time.Time) time.Duration {
 }
 
 // reportLeftovers lists the goroutines a test left blocked, with -v (or
-// fails the test under Strict).
+// fails the test under Strict). The tester's own goroutines (isTesterFile:
+// the 2025 tester's applier never ends) are listed apart, with -v, and
+// never fail it. A goroutine left sleeping is not blocked:
+// the bubble's clock stops when the test returns, but in real time it
+// would wake (a ticker that sleeps, then sees it was killed); it is listed
+// with -v and never fails the test.
 func reportLeftovers(t *testing.T, bubble int, strict bool) {
 	t.Helper()
-	gs := inBubble(allGoroutines(), bubble)
-	if len(gs) == 0 {
-		return
+	var blocked, sleeping, testers []goroutine
+	for _, g := range inBubble(allGoroutines(), bubble) {
+		switch {
+		case g.sleeps():
+			sleeping = append(sleeping, g)
+		case isTesterFile(g.where().pos):
+			testers = append(testers, g)
+		default:
+			blocked = append(blocked, g)
+		}
 	}
-	msg := fmt.Sprintf("labtest: %s left %d goroutine(s) blocked:\n\t%s", t.Name(), len(gs), strings.Join(summary(gs), "\n\t"))
-	switch {
-	case strict:
-		t.Error(msg)
-	case testing.Verbose():
-		t.Log(msg)
+	if len(testers) > 0 && verbose() {
+		t.Logf("labtest: %s left %d of the tester's goroutine(s) blocked (the course's code, not the lab's: never a failure):\n\t%s", t.Name(), len(testers), strings.Join(summary(testers), "\n\t"))
+	}
+	if len(blocked) > 0 {
+		msg := fmt.Sprintf("labtest: %s left %d goroutine(s) blocked:\n\t%s", t.Name(), len(blocked), strings.Join(summary(blocked), "\n\t"))
+		switch {
+		case strict:
+			t.Error(msg)
+		case verbose():
+			t.Log(msg)
+		}
+	}
+	if len(sleeping) > 0 && verbose() {
+		t.Logf("labtest: %s left %d goroutine(s) sleeping (they would wake in real time):\n\t%s", t.Name(), len(sleeping), strings.Join(summary(sleeping), "\n\t"))
 	}
 }
+
+// verbose reports go test's -v, unless the labtest command runs the test
+// verbose only to read its verdicts (-repeat without -v).
+func verbose() bool { return testing.Verbose() && !labhook.Quiet() }

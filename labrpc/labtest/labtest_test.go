@@ -5,6 +5,7 @@ import (
 	"io"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"regexp"
 	"strings"
 	"sync"
@@ -126,6 +127,17 @@ var helpers = map[string]func(t *testing.T){
 	"stall-strict": func(t *testing.T) {
 		Virtual(t, sleepHoldingALock, Strict())
 	},
+	"stall-forever": func(t *testing.T) {
+		Virtual(t, func(t *testing.T) {
+			labhook.Current().Register(fakeNetwork("<html>timeline</html>"))
+			waitForeverHoldingALock(t)
+		})
+	},
+	"strict-leftover-sleeping": func(t *testing.T) {
+		Virtual(t, func(t *testing.T) {
+			go func() { time.Sleep(time.Second) }() // wakes in real time: not blocked
+		}, Strict())
+	},
 }
 
 // sleepHoldingALock is the classic bug: a goroutine sleeps holding a lock
@@ -135,6 +147,22 @@ func sleepHoldingALock(t *testing.T) {
 	go func() {
 		mu.Lock()
 		time.Sleep(time.Second) // the bug: sleeping holding mu
+		mu.Unlock()
+	}()
+	time.Sleep(time.Millisecond)
+	mu.Lock()
+	//lint:ignore SA2001 waiting for the lock's holder is what the test stalls on
+	mu.Unlock()
+}
+
+// waitForeverHoldingALock blocks a goroutine for good while it holds a
+// lock that another one waits for (Start waiting on a nil channel).
+func waitForeverHoldingALock(t *testing.T) {
+	var mu sync.Mutex
+	go func() {
+		mu.Lock()
+		var never chan int
+		<-never // the bug: blocked for good, holding mu
 		mu.Unlock()
 	}()
 	time.Sleep(time.Millisecond)
@@ -194,6 +222,8 @@ func TestChildProcessOutcomes(t *testing.T) {
 			[]string{`has not moved for 3s of real time`, `virtual clock runs slower than the real clock`, `labtest\.init\.func1\.1`, `LABTEST_REAL_TESTS=TestHelperProcess`}},
 		{"Strict fails on goroutines left blocked, naming them", "strict-leftover", nil, 1,
 			[]string{`left 1 goroutine\(s\) blocked`, `chan receive \(durable\) in .*labtest\.init\.func2\.1\.1`}},
+		{"Strict does not fail on a goroutine left sleeping (it would wake), and lists it with -v", "strict-leftover-sleeping", nil, 0,
+			[]string{`--- PASS: TestHelperProcess`, `left 1 goroutine\(s\) sleeping \(they would wake in real time\)`, `sleep \(durable\) in .*labtest\.init\.func\d+\.1\.1`}},
 		{"a test blocked for good fails at the -timeout in virtual time, listing its goroutines", "hang", nil, 1,
 			[]string{`still running after 20s of virtual time`, `chan receive \(durable\) in .*labtest\.init\.func3\.1`}},
 		{"a test that hangs in virtual time gets its timeline", "hang-with-network",
@@ -211,6 +241,11 @@ func TestChildProcessOutcomes(t *testing.T) {
 				`goroutine \d+ waits for lock mu 0x[0-9a-f]+ in .*labtest\.sleepHoldingALock \(.*labtest_test\.go:\d+\)`,
 				`labtest: warning: TestHelperProcess sleeps or waits on a channel while holding a lock`,
 				`goroutine \d+ sleeps in .*labtest\.sleepHoldingALock\.func1 \(.*labtest_test\.go:\d+\) holding mu, locked at labtest_test\.go:\d+ in .*sleepHoldingALock\.func1`}},
+		{"a stall on a lock whose holder waits on a nil channel fails at once, with its timeline, instead of a rerun that would hang", "stall-forever",
+			[]string{EnvState + "=" + t.TempDir() + "/state", EnvTraceDir + "=" + t.TempDir()}, 1,
+			[]string{`--- FAIL: TestHelperProcess`, `virtual time stopped`,
+				`goroutine \d+ waits on a channel \(chan receive \(nil chan\)\) in .*labtest\.waitForeverHoldingALock\.func1 \(.*labtest_test\.go:\d+\) holding a lock: nothing can ever wake it; a rerun in real time would hang`,
+				`labtest: trace of network 0: .*/labtest-TestHelperProcess-net0-\d+\.html`}},
 		{"Strict fails a test that sleeps holding a lock, without a rerun", "stall-strict",
 			[]string{EnvState + "=" + t.TempDir() + "/state"}, 1,
 			[]string{`--- FAIL: TestHelperProcess`, `sleeps or waits on a channel while holding a lock`,
@@ -261,5 +296,16 @@ func TestVirtualReportsASkippedTestAsSkipped(t *testing.T) {
 	})
 	if !inner.Skipped() {
 		t.Fatal("a test whose body called t.Skip in virtual time is not reported as skipped")
+	}
+}
+
+func TestTimelineIntoADirectoryNotMadeYet(t *testing.T) {
+	dir := filepath.Join(t.TempDir(), "traces", "today")
+	path, err := writeTimeline(dir, "labtest-X-net0-*.html", fakeNetwork("<html>timeline</html>"))
+	if err != nil {
+		t.Fatalf("writeTimeline into %s: %v", dir, err)
+	}
+	if b, err := os.ReadFile(path); err != nil || string(b) != "<html>timeline</html>" {
+		t.Errorf("%s holds %q, %v", path, b, err)
 	}
 }

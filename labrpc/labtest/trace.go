@@ -21,7 +21,11 @@ func writeTraces(t *testing.T, run *labhook.Run, c config) {
 	if !t.Failed() || !c.trace {
 		return
 	}
-	writeAll(t.Name(), run, c, func(format string, args ...any) { t.Logf(format, args...) })
+	var lines []string // logged here, so that t.Helper names the test's line
+	writeAll(t.Name(), run, c, func(format string, args ...any) { lines = append(lines, fmt.Sprintf(format, args...)) })
+	for _, l := range lines {
+		t.Log(l)
+	}
 }
 
 func writeAll(test string, run *labhook.Run, c config, log func(format string, args ...any)) {
@@ -75,6 +79,10 @@ func traceBeforeTimeout(t *testing.T, run *labhook.Run, c config) (stop func()) 
 }
 
 func writeTimeline(dir, pattern string, n labhook.Network) (string, error) {
+	// LABTEST_TRACE_DIR may name a directory not made yet.
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", err
+	}
 	f, err := os.CreateTemp(dir, pattern)
 	if err != nil {
 		return "", err

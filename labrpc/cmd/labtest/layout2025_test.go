@@ -78,6 +78,17 @@ func TestCommandOnThe2025Layout(t *testing.T) {
 			}
 		}
 	})
+	t.Run("-strict passes a correct lab: the tester's applier and sleeping tickers left behind are no failure", func(t *testing.T) {
+		out, code, _ := runIn(t, bin, lab, nil, "-count=1", "-strict", "-v", "-run", "3A", "./raft1/")
+		if code != 0 {
+			t.Fatalf("exit status %d; output:\n%s", code, out)
+		}
+		for _, re := range []string{`left \d+ of the tester's goroutine\(s\) blocked .*\n\s+\d+ × chan receive \(durable\) in 6\.5840/raft1\.\(\*rfsrv\)\.applier`, `left \d+ goroutine\(s\) sleeping`} {
+			if !regexp.MustCompile(re).MatchString(out) {
+				t.Errorf("output does not match %s:\n%s", re, out)
+			}
+		}
+	})
 	t.Run("-h shows the 2025 paths", func(t *testing.T) {
 		out, code, _ := runIn(t, bin, lab, nil, "-h")
 		if code != 0 {
@@ -140,6 +151,9 @@ func TestCommandOnThe2025Layout(t *testing.T) {
 			}
 			fates[f[1]] = true
 			replayedFates = f[1]
+			if strings.Contains(string(data), "AddService") {
+				t.Errorf("%s/output.txt has -v's noise though labtest ran without -v:\n%s", r, data)
+			}
 			if html, _ := filepath.Glob(filepath.Join(r, "labtest-TestFailsOnRequest-net0-*.html")); len(html) != 1 {
 				t.Errorf("%s holds timelines %v, want one", r, html)
 			}

@@ -142,8 +142,9 @@ labtest flags:
                        and labgob instead of their own; keep: the lab's own
   -real                run in real time (with -labrpc=semrpc, only the swap)
   -latency=d           virtual time each labrpc message takes (default %v)
-  -strict              fail tests that leave goroutines blocked, or that sleep
-                       or wait on a channel while holding a lock (a warning
+  -strict              fail tests that leave goroutines blocked (not the
+                       tester's own, nor sleeping ones), or that sleep or
+                       wait on a channel while holding a lock (a warning
                        otherwise)
   -repeat=N            build the tests once and run them N times, with a
                        labrpc seed of their own each; print a table per test

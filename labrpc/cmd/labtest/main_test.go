@@ -81,7 +81,7 @@ func helper(t *testing.T) {}
 	edits, tests := wrapTests(fset, f)
 	edits = append(edits, swapImports(fset, f, map[string]string{"6.5840/labrpc": semrpcLabrpc})...)
 	out := string(applyEdits([]byte(src), edits))
-	want := []testFunc{{name: "TestInitialElection3A"}, {name: "TestTable", real: true}}
+	want := []testFunc{{name: "TestInitialElection3A", file: "x_test.go", line: 9}, {name: "TestTable", real: true, file: "x_test.go", line: 15}}
 	if !reflect.DeepEqual(tests, want) {
 		t.Fatalf("tests = %+v, want %+v", tests, want)
 	}
@@ -94,7 +94,7 @@ func helper(t *testing.T) {}
 		t.Errorf("line count changed: %d → %d", strings.Count(src, "\n"), strings.Count(out, "\n"))
 	}
 	wrap := string(wrapperFile("raft", tests))
-	for _, s := range []string{"package raft", "func TestInitialElection3A(t *labtest_testing.T) { labtest_labtest.Virtual(t, labtest_TestInitialElection3A) }", "labtest_labtest.Real(t, labtest_TestTable)", "labtest_fmt.Println(\"labtest: TestTable calls t.Run or t.Parallel, which synctest does not allow: it runs in real time\")"} {
+	for _, s := range []string{"package raft", "//line x_test.go:9\nfunc TestInitialElection3A(t *labtest_testing.T) { labtest_labtest.Virtual(t, labtest_TestInitialElection3A) }", "//line x_test.go:15\nfunc TestTable(", "labtest_labtest.Real(t, labtest_TestTable)", "labtest_fmt.Println(\"labtest: TestTable calls t.Run or t.Parallel, which synctest does not allow: it runs in real time\")"} {
 		if !strings.Contains(wrap, s) {
 			t.Errorf("wrapper lacks %q:\n%s", s, wrap)
 		}
@@ -176,6 +176,18 @@ func TestCommandOnTheLabShapedModule(t *testing.T) {
 			}
 		})
 	}
+	t.Run("-repeat prints a warning once, with its number of runs, before the last line", func(t *testing.T) {
+		out, code := run(nil, "-repeat", "2", "-run", "TestSleepHoldingLock", "./kv")
+		if code != 0 {
+			t.Fatalf("exit status %d; output:\n%s", code, out)
+		}
+		if n := strings.Count(out, "labtest: warning: TestSleepHoldingLock"); n != 1 || !strings.Contains(out, "\t(the same in 2 runs)\n") {
+			t.Errorf("want the warning once, with \"(the same in 2 runs)\"; %d of them:\n%s", n, out)
+		}
+		if !strings.HasSuffix(out, "\nlabtest: 2 runs, 0 failed\n") {
+			t.Errorf("last line is not \"labtest: 2 runs, 0 failed\":\n%s", out)
+		}
+	})
 	t.Run("the timeline file is an HTML page with the test's calls", func(t *testing.T) {
 		files, _ := filepath.Glob(filepath.Join(traceDir, "labtest-TestFailsOnRequest-net0-*.html"))
 		if len(files) != 1 {

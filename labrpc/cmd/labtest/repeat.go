@@ -17,6 +17,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/semrpc/semrpc/labrpc/internal/labhook"
 	"github.com/semrpc/semrpc/labrpc/labtest"
 )
 
@@ -62,6 +63,17 @@ func splitTestFlags(goArgs []string) (build, test []string, timeout string) {
 		}
 	}
 	return build, test, timeout
+}
+
+// askedVerbose reports whether go test's -v is among goArgs.
+func askedVerbose(goArgs []string) bool {
+	for _, a := range goArgs {
+		name, value, _ := strings.Cut(strings.TrimLeft(a, "-"), "=")
+		if name == "v" && value != "false" {
+			return true
+		}
+	}
+	return false
 }
 
 // runOutcome is what one run of the test binary gave.
@@ -182,6 +194,11 @@ func runRepeated(opts options, prep prepared, pkg string, goArgs []string, env [
 		return 1, nil
 	}
 	args := append([]string{binary, "-test.v=true", "-test.paniconexit0", "-test.timeout=" + timeout}, testArgs...)
+	if !askedVerbose(goArgs) {
+		// -test.v is for the table: what labrpc and labtest print only
+		// at -v stays out of the kept outputs.
+		env = append(append([]string(nil), env...), labhook.EnvQuiet+"=1")
+	}
 
 	seeds := make([]int64, opts.repeat)
 	for i := range seeds {
@@ -275,6 +292,11 @@ func runRepeated(opts options, prep prepared, pkg string, goArgs []string, env [
 	if signaled != nil {
 		fmt.Fprintf(stdout, "labtest: interrupted (%v) after %d of %d runs\n", signaled, len(outcomes), opts.repeat)
 	}
+	// The warnings of passing runs, before the last line (which must stay
+	// the last); the file is then emptied for main's deferred print.
+	warnings := filepath.Join(work, "warnings")
+	printWarnings(warnings, stderr)
+	os.Remove(warnings)
 	fmt.Fprintf(stdout, "labtest: %d runs, %d failed\n", len(outcomes), failed)
 	if signaled != nil {
 		return 1, nil // as go test ends on a Ctrl-C

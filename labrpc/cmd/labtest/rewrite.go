@@ -6,6 +6,7 @@ import (
 	"go/ast"
 	"go/parser"
 	"go/token"
+	"path/filepath"
 	"sort"
 	"strconv"
 	"strings"
@@ -56,6 +57,11 @@ func swapImports(fset *token.FileSet, f *ast.File, swap map[string]string) []edi
 type testFunc struct {
 	name string
 	real bool // calls t.Run or t.Parallel itself: synctest refuses both
+	// file (its base name) and line of the declaration: the wrapper says
+	// it is there, so that what labtest reports against the wrapper names
+	// the lab's test, not the generated file.
+	file string
+	line int
 }
 
 // wrapTests renames each top-level TestXxx(t *testing.T) of a test file to
@@ -86,7 +92,8 @@ func wrapTests(fset *token.FileSet, f *ast.File) ([]edit, []testFunc) {
 		}
 		off := fset.Position(fd.Name.Pos()).Offset
 		edits = append(edits, edit{start: off, end: off + len(fd.Name.Name), text: renamed(fd.Name.Name)})
-		tests = append(tests, testFunc{name: fd.Name.Name, real: callsRunOrParallel(fd.Body, param)})
+		pos := fset.Position(fd.Pos())
+		tests = append(tests, testFunc{name: fd.Name.Name, real: callsRunOrParallel(fd.Body, param), file: filepath.Base(pos.Filename), line: pos.Line})
 	}
 	return edits, tests
 }
@@ -194,11 +201,16 @@ func wrapperFile(pkg string, tests []testFunc) []byte {
 	}
 	b.WriteString("\tlabtest_testing \"testing\"\n\n\tlabtest_labtest \"github.com/semrpc/semrpc/labrpc/labtest\"\n)\n")
 	for _, tf := range tests {
+		b.WriteString("\n")
+		if tf.file != "" && tf.line > 0 {
+			// Each wrapper on one line, said to be the test's own.
+			fmt.Fprintf(&b, "//line %s:%d\n", tf.file, tf.line)
+		}
 		if !tf.real {
-			fmt.Fprintf(&b, "\nfunc %s(t *labtest_testing.T) { labtest_labtest.Virtual(t, %s) }\n", tf.name, renamed(tf.name))
+			fmt.Fprintf(&b, "func %s(t *labtest_testing.T) { labtest_labtest.Virtual(t, %s) }\n", tf.name, renamed(tf.name))
 			continue
 		}
-		fmt.Fprintf(&b, "\nfunc %s(t *labtest_testing.T) {\n\tif labtest_testing.Verbose() {\n\t\tlabtest_fmt.Println(%q)\n\t}\n\tlabtest_labtest.Real(t, %s)\n}\n",
+		fmt.Fprintf(&b, "func %s(t *labtest_testing.T) { if labtest_testing.Verbose() { labtest_fmt.Println(%q) }; labtest_labtest.Real(t, %s) }\n",
 			tf.name, realNote(tf.name), renamed(tf.name))
 	}
 	return b.Bytes()

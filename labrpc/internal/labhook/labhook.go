@@ -8,6 +8,7 @@ package labhook
 
 import (
 	"io"
+	"os"
 	"sync"
 	"time"
 )
@@ -81,3 +82,11 @@ func (r *Run) Networks() []Network {
 	defer r.mu.Unlock()
 	return append([]Network(nil), r.networks...)
 }
+
+// EnvQuiet, set to 1 by labtest -repeat (which runs each test binary with
+// -test.v to read its verdicts) when the user did not ask for -v, keeps
+// what labrpc and labtest print only at -v out of the runs' output.
+const EnvQuiet = "LABTEST_QUIET"
+
+// Quiet reports whether EnvQuiet is set.
+func Quiet() bool { return os.Getenv(EnvQuiet) == "1" }

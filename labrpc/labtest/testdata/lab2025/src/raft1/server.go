@@ -12,10 +12,19 @@ type rfsrv struct {
 	rf *Raft
 }
 
+// applier reads what the server applies; like the course's, it waits on
+// applyCh for good once the server is killed (nothing closes it).
+func (rs *rfsrv) applier(applyCh chan int) {
+	for range applyCh {
+	}
+}
+
 // Kill stops the server.
 func (rs *rfsrv) Kill() { rs.rf.Kill() }
 
 func startServer(ends []*labrpc.ClientEnd, me int) []tester.IService {
 	rf := Make(ends, me)
-	return []tester.IService{rf, &rfsrv{rf: rf}}
+	rs := &rfsrv{rf: rf}
+	go rs.applier(make(chan int))
+	return []tester.IService{rf, rs}
 }
