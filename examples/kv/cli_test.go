@@ -94,6 +94,7 @@ func TestUsageErrors(t *testing.T) {
 		{"server argument", []string{"server", "extra"}, "server takes no arguments"},
 		{"server with -data and -pg", []string{"server", "-data", "d", "-pg", "postgres://h/db"}, "-data and -pg exclude each other"},
 		{"empty entry in -addrs", []string{"-addrs", "127.0.0.1:1,,127.0.0.1:2", "get", "k"}, "-addrs takes host:port,host:port,... with no empty entry"},
+		{"address twice in -addrs", []string{"-addrs", "127.0.0.1:1,127.0.0.1:1", "get", "k"}, `-addrs lists "127.0.0.1:1" twice`},
 		{"server unknown flag", []string{"server", "-dir", "x"}, "flag provided but not defined: -dir"},
 		{"unknown flag after command", []string{"get", "k", "-port", "1"}, "flag provided but not defined: -port"},
 		{"flag value missing after command", []string{"get", "k", "-timeout"}, "flag needs an argument: -timeout"},

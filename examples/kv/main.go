@@ -212,6 +212,11 @@ func runContext(ctx context.Context, args []string, stdout, stderr io.Writer) in
 		if slices.Contains(addrs, "") {
 			return usageError(stderr, "-addrs takes host:port,host:port,... with no empty entry")
 		}
+		for i, a := range addrs {
+			if slices.Contains(addrs[:i], a) {
+				return usageError(stderr, fmt.Sprintf("-addrs lists %q twice", a))
+			}
+		}
 	}
 	return client(ctx, addrs, cmd, operands, stdout, stderr)
 }
