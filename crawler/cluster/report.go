@@ -49,6 +49,8 @@ type Report struct {
 	LeasesReleased   int `json:"leases_released"`
 	Retried          int `json:"retried"`
 
+	// ElapsedSeconds is the crawl's time over every start on its store;
+	// PagesPerSecond the URLs done (Pages and Failed) per second of it.
 	ElapsedSeconds float64 `json:"elapsed_seconds"`
 	PagesPerSecond float64 `json:"pages_per_second"`
 

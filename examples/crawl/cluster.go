@@ -245,11 +245,13 @@ func printClusterSummary(w io.Writer, s *cluster.Report) {
 	}
 	how := "in memory"
 	if s.Data != "" {
-		how = fmt.Sprintf("durable in %s, %d restarts", s.Data, s.Restarts)
+		how = fmt.Sprintf("durable in %s, %s", s.Data, plural(s.Restarts, "restart", "restarts"))
 	}
-	line("crawl", "coordinator on %s, %s, %d worker processes (%d fetchers)", s.Listen, how, s.Workers, s.Fetchers)
+	line("crawl", "coordinator on %s, %s, %s (%s)", s.Listen, how,
+		plural(s.Workers, "worker process", "worker processes"), plural(s.Fetchers, "fetcher", "fetchers"))
 	if s.ProcessesLost > 0 {
-		line("lost workers", "%d times a worker process fell silent; %d of its leases freed at once", s.ProcessesLost, s.LostLeases)
+		line("lost workers", "%s fell silent; %s freed at once",
+			plural(s.ProcessesLost, "worker process", "worker processes"), plural(s.LostLeases, "lease", "leases"))
 	}
 	line("start", "%s", strings.Join(s.StartURLs, " "))
 	if len(s.Hosts) > 0 {
@@ -426,4 +428,13 @@ func runWorker(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	fmt.Fprintf(stdout, "worker %s: the crawl is over\n", rep.Name)
 	return nil
+}
+
+// plural returns n and one if n is 1, else n and many: "1 restart", "3
+// restarts".
+func plural(n int, one, many string) string {
+	if n == 1 {
+		return fmt.Sprintf("%d %s", n, one)
+	}
+	return fmt.Sprintf("%d %s", n, many)
 }

@@ -724,3 +724,14 @@ func TestKilledWorkerProcessFreesItsLeases(t *testing.T) {
 		t.Errorf("coordinator counts %d worker processes with %d fetchers; want 1 with 2", procs, fetchers)
 	}
 }
+
+func TestSummaryPlurals(t *testing.T) {
+	for _, c := range []struct {
+		n    int
+		want string
+	}{{0, "0 worker processes"}, {1, "1 worker process"}, {3, "3 worker processes"}} {
+		if got := plural(c.n, "worker process", "worker processes"); got != c.want {
+			t.Errorf("plural(%d) = %q, want %q", c.n, got, c.want)
+		}
+	}
+}

@@ -3,14 +3,19 @@ package main
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"net"
 	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/semrpc/semrpc/examples/kv/kvservice"
+	"github.com/semrpc/semrpc/rpc"
 )
 
 // syncBuffer is a bytes.Buffer safe for a server goroutine to write while
@@ -89,6 +94,7 @@ func TestUsageErrors(t *testing.T) {
 		{"server argument", []string{"server", "extra"}, "server takes no arguments"},
 		{"server with -data and -pg", []string{"server", "-data", "d", "-pg", "postgres://h/db"}, "-data and -pg exclude each other"},
 		{"empty entry in -addrs", []string{"-addrs", "127.0.0.1:1,,127.0.0.1:2", "get", "k"}, "-addrs takes host:port,host:port,... with no empty entry"},
+		{"address twice in -addrs", []string{"-addrs", "127.0.0.1:1,127.0.0.1:1", "get", "k"}, `-addrs lists "127.0.0.1:1" twice`},
 		{"server unknown flag", []string{"server", "-dir", "x"}, "flag provided but not defined: -dir"},
 		{"unknown flag after command", []string{"get", "k", "-port", "1"}, "flag provided but not defined: -port"},
 		{"flag value missing after command", []string{"get", "k", "-timeout"}, "flag needs an argument: -timeout"},
@@ -130,7 +136,7 @@ func TestHelp(t *testing.T) {
 		for _, want := range []string{
 			"usage:", "get KEY", "put KEY VALUE", "append KEY VALUE", "kv server",
 			"-addr host:port", "the server's host:port", `(default "127.0.0.1:7070")`,
-			"-timeout duration", "waiting for a server that is down or restarting", "(default 10s)",
+			"-timeout duration", "waiting for a server (or its database) that is down or restarting", "(default 10s)",
 			"-data DIR", "creating DIR (mode 0700) if missing",
 			"before or after the command", `after "server"`, "Exit status", "3 get found no such key",
 		} {
@@ -359,5 +365,50 @@ func TestClientStartsBeforeServer(t *testing.T) {
 		case <-time.After(15 * time.Second):
 			t.Fatal("a client hangs")
 		}
+	}
+}
+
+// TestClientRetriesARefusalThatMayPass pins that a call a server refused
+// without running it, for a reason of the server's that may pass (with
+// -pg: its database is down or restarting), is sent again until -timeout:
+// a command rides over a database restart as over a server restart. A
+// refusal for a reason of the call's own is not retried (see
+// TestCallFailureSaysNotExecuted and TestUsageErrors).
+func TestClientRetriesARefusalThatMayPass(t *testing.T) {
+	var refused atomic.Int32
+	testServerOptions = []rpc.Option{rpc.WithServerInterceptor(func(ctx context.Context, call *rpc.CallInfo, next rpc.Handler) error {
+		if strings.HasPrefix(call.ServiceMethod, kvservice.ServiceName+".") && refused.Add(1) <= 3 {
+			return fmt.Errorf("test store: database unreachable: %w", rpc.ErrRejected)
+		}
+		return next(ctx, call)
+	})}
+	addr := startServer(t, "-data", t.TempDir())
+	testServerOptions = nil
+
+	code, stdout, stderr := runCLI("-addr", addr, "-timeout", "5s", "append", "k", "v")
+	if code != 0 || stdout != "\n" {
+		t.Fatalf("append: exit %d, stdout %q, stderr %q", code, stdout, stderr)
+	}
+	if !strings.Contains(stderr, "append refused, not executed") || !strings.Contains(stderr, "database unreachable") {
+		t.Errorf("stderr %q, want a note that the append was refused and is being sent again", stderr)
+	}
+	if n := refused.Load(); n < 4 {
+		t.Errorf("%d requests reached the interceptor, want the 3 refused and more", n)
+	}
+	code, stdout, stderr = runCLI("-addr", addr, "get", "k")
+	if code != 0 || stdout != "v\n" {
+		t.Fatalf("get: exit %d, stdout %q, stderr %q", code, stdout, stderr)
+	}
+
+	// Refused for good: the command gives up with "did not execute" when
+	// -timeout ends.
+	refused.Store(-1 << 20)
+	start := time.Now()
+	code, _, stderr = runCLI("-addr", addr, "-timeout", "500ms", "get", "k")
+	if code != exitFailed || !strings.Contains(stderr, "kv: get did not execute") {
+		t.Fatalf("get refused until -timeout: exit %d, stderr %q", code, stderr)
+	}
+	if d := time.Since(start); d > 3*time.Second {
+		t.Errorf("get refused until a 500ms -timeout took %v", d)
 	}
 }

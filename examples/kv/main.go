@@ -33,7 +33,9 @@
 //
 // The client waits for a server that is not up yet, or down, or restarting,
 // until -timeout (10s by default) ends: every command may start before its
-// server. Gets are at-least-once. Puts and appends are exactly-once,
+// server. It also sends again, until -timeout, a call that a server refused
+// without running it for a reason that may pass (with -pg, the database is
+// down or restarting: "pgstore: ... request rejected before execution"). Gets are at-least-once. Puts and appends are exactly-once,
 // retried across server restarts; if the server says it is not durable,
 // the client notes so on stderr and makes them at-most-once instead
 // (retried over the same connection or a new one, but not across a
@@ -98,7 +100,7 @@ func clientFlags(c *clientConfig) *flag.FlagSet {
 		"database (kv server -pg); replaces -addr")
 	fs.DurationVar(&c.timeout, "timeout", defaultTimeout,
 		"how long the command may take (a `duration` such as 500ms or 1m),\n"+
-			"waiting for a server that is down or restarting included")
+			"waiting for a server (or its database) that is down or restarting included")
 	return fs
 }
 
@@ -209,6 +211,11 @@ func runContext(ctx context.Context, args []string, stdout, stderr io.Writer) in
 		addrs = strings.Split(cc.addrs, ",")
 		if slices.Contains(addrs, "") {
 			return usageError(stderr, "-addrs takes host:port,host:port,... with no empty entry")
+		}
+		for i, a := range addrs {
+			if slices.Contains(addrs[:i], a) {
+				return usageError(stderr, fmt.Sprintf("-addrs lists %q twice", a))
+			}
 		}
 	}
 	return client(ctx, addrs, cmd, operands, stdout, stderr)
@@ -366,23 +373,35 @@ func client(ctx context.Context, addrs []string, cmd string, args []string, stdo
 	}
 	defer rc.Close()
 	kv := kvservice.NewClient(rc).WithReadPolicy(readPolicy).WithWritePolicy(writePolicy)
-	var out string
-	switch cmd {
-	case "get":
-		var found bool
-		out, found, err = kv.Lookup(ctx, args[0])
-		if err == nil && !found {
-			fmt.Fprintf(stderr, "kv: get %q: key not found\n", args[0])
-			return exitNotFound
+	var (
+		out   string
+		found bool
+		pause = refusedPause
+	)
+	for {
+		switch cmd {
+		case "get":
+			out, found, err = kv.Lookup(ctx, args[0])
+		case "put":
+			err = write(ctx, kv, stderr, func(kv *kvservice.Client) error { return kv.Put(ctx, args[0], args[1]) })
+			out = "OK"
+		case "append":
+			err = write(ctx, kv, stderr, func(kv *kvservice.Client) (err error) {
+				out, err = kv.Append(ctx, args[0], args[1])
+				return err
+			})
 		}
-	case "put":
-		err = write(ctx, kv, stderr, func(kv *kvservice.Client) error { return kv.Put(ctx, args[0], args[1]) })
-		out = "OK"
-	case "append":
-		err = write(ctx, kv, stderr, func(kv *kvservice.Client) (err error) {
-			out, err = kv.Append(ctx, args[0], args[1])
-			return err
-		})
+		if !refusedForNow(err) || !sleepCtx(ctx, pause) {
+			break
+		}
+		if pause == refusedPause {
+			fmt.Fprintf(stderr, "kv: note: %s refused, not executed (%v); trying again until -timeout\n", cmd, err)
+		}
+		pause = min(2*pause, maxRefusedPause)
+	}
+	if cmd == "get" && err == nil && !found {
+		fmt.Fprintf(stderr, "kv: get %q: key not found\n", args[0])
+		return exitNotFound
 	}
 	if err != nil {
 		fmt.Fprintf(stderr, "kv: %s %s: %s\n", cmd, verdict(err), err)
@@ -390,6 +409,36 @@ func client(ctx context.Context, addrs []string, cmd string, args []string, stdo
 	}
 	fmt.Fprintln(stdout, out)
 	return 0
+}
+
+// How long the client waits before sending again a call that a server
+// refused for now (see refusedForNow), doubling up to the maximum.
+const (
+	refusedPause    = 50 * time.Millisecond
+	maxRefusedPause = time.Second
+)
+
+// refusedForNow reports whether err is a refusal that a later attempt may
+// not meet: the call did not execute, and a server refused it with the
+// generic code (its store could not reach its database, say, or its table
+// was full), not for a reason of the call's own (an unknown method, bad
+// arguments, a non-durable server, a stale request). The policies never
+// retry a refusal; sending the call again is safe, since it did not run.
+func refusedForNow(err error) bool {
+	var re *rpc.RejectedError
+	return errors.Is(err, semantics.ErrNotExecuted) && errors.As(err, &re) && re.Code == rpc.CodeRejected
+}
+
+// sleepCtx waits d, and reports false if ctx ended first.
+func sleepCtx(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-t.C:
+		return true
+	case <-ctx.Done():
+		return false
+	}
 }
 
 // write makes a write exactly-once, or at-most-once if the server is not

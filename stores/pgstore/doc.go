@@ -12,7 +12,13 @@
 // store is a semantics.DomainStore): each sees the others' sessions and
 // records, so a call that may have run on a server that died can be sent
 // to another, which answers it from the record or runs it exactly once.
-// doc/stores.md says how, and what holds.
+// Each replica opens the same database (Open with one URL) and serves with
+// rpc.WithDurableStore(st); clients reach them with rpc.DialCluster(ctx,
+// "tcp", addrs) and calls made with semantics.ExactlyOnce(). The replicas
+// create the service's own tables through Pool before they serve, under
+// an advisory lock if they may start together (see Store.Pool).
+// examples/kv ("kv server -pg URL", "kv -addrs A,B,C") is a complete
+// service; doc/stores.md says how the store works, and what holds.
 //
 // The package lives beside semantics and rpc, not inside them, so that
 // only the programs that import it link pgx.

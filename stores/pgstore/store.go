@@ -255,7 +255,11 @@ func (s *Store) Domain() string { return s.domain }
 // Pool returns the connection pool, for setup before the server serves
 // (creating the service's tables) and for reading after it stopped.
 // Methods use TxOf(ctx) instead: what they write through the pool is not
-// in their call's transaction.
+// in their call's transaction. Servers that start together and create
+// their tables with CREATE TABLE IF NOT EXISTS must do it under an advisory
+// lock of their own (SELECT pg_advisory_xact_lock(n) first, in the same
+// transaction): PostgreSQL's IF NOT EXISTS is not safe against itself, and
+// all but one would fail with "already exists".
 func (s *Store) Pool() *pgxpool.Pool { return s.pool }
 
 // Close closes the connection pool, after the transactions running have

@@ -12,13 +12,26 @@ import (
 // pgTable holds the keys of a KV on PostgreSQL, beside the store's tables.
 const pgTable = `CREATE TABLE IF NOT EXISTS kv (k text PRIMARY KEY, v text NOT NULL)`
 
+// pgSetupLock is the advisory lock under which servers create pgTable:
+// CREATE TABLE IF NOT EXISTS is not safe against itself in PostgreSQL, so
+// that of servers starting together on a new database, all but one would
+// fail with "type "kv" already exists" without it.
+const pgSetupLock = 0x6b7673657276 // "kvserv"
+
 // NewPostgres returns a KV whose data lives in st's database, beside the
 // completion records: serve it with rpc.WithDurableStore(st), and each
 // write commits its effect and its completion record in one transaction.
 // Any number of servers may serve the same database: they form one
 // exactly-once domain (see pgstore). Data already there is kept.
 func NewPostgres(ctx context.Context, st *pgstore.Store) (*KV, error) {
-	if _, err := st.Pool().Exec(ctx, pgTable); err != nil {
+	err := pgx.BeginFunc(ctx, st.Pool(), func(tx pgx.Tx) error {
+		if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", int64(pgSetupLock)); err != nil {
+			return err
+		}
+		_, err := tx.Exec(ctx, pgTable)
+		return err
+	})
+	if err != nil {
 		return nil, fmt.Errorf("kvservice: creating table: %w", err)
 	}
 	return &KV{pg: st}, nil
