@@ -342,7 +342,7 @@ func (m *sessionManager) open(ctx context.Context, deadline time.Time, p semanti
 			}
 			return nil, nil, semantics.GiveUp(p.Kind(), cause)
 		}
-		return nil, nil, semantics.GiveUp(p.Kind(), semantics.NotSent(fmt.Errorf("rpc: opening an at-most-once session: %v", err)))
+		return nil, nil, semantics.GiveUp(p.Kind(), semantics.NotSent(fmt.Errorf("rpc: opening a session for the call: %v", err)))
 	}
 	window := semantics.WindowOf(p)
 	if rep.MaxCalls > 0 && window > rep.MaxCalls {
@@ -367,7 +367,7 @@ func (m *sessionManager) open(ctx context.Context, deadline time.Time, p semanti
 type handshakeError struct{ hs *semantics.GiveUpError }
 
 func (e *handshakeError) Error() string {
-	return "rpc: opening an at-most-once session: " + e.hs.Error()
+	return "rpc: opening a session for the call: " + e.hs.Error()
 }
 func (e *handshakeError) Unwrap() []error { return e.hs.Unwrap() }
 
