@@ -438,8 +438,7 @@ func (s session) explain(method string, err error) error {
 		return fmt.Errorf("%w (-ca file trusts the CA that signed the server's certificate)", err)
 	case errors.Is(err, rpc.ErrNotExecuted) && s.tls != nil && strings.Contains(err.Error(), "requires a client certificate"):
 		return fmt.Errorf("%w (-cert file -key file present one)", err)
-	case errors.Is(err, rpc.ErrNotExecuted) && s.httpPath != "" && errors.Is(err, context.DeadlineExceeded) &&
-		strings.Contains(err.Error(), "dial "):
+	case errors.Is(err, rpc.ErrNotExecuted) && s.httpPath != "" && timedOut(err) && strings.Contains(err.Error(), "dial "):
 		// A server that does not serve HTTP reads CONNECT as the start
 		// of a message and never answers it.
 		return fmt.Errorf("%w (no answer to HTTP CONNECT %s: if the server does not serve RPC over HTTP, leave out -http)", err, s.httpPath)
@@ -448,6 +447,14 @@ func (s session) explain(method string, err error) error {
 		return fmt.Errorf("%w (is it an HTTP server? -http with its RPC path reaches RPC over HTTP, net/rpc's is /_goRPC_)", err)
 	}
 	return err
+}
+
+// timedOut reports whether err ended a wait: the command's deadline, or
+// the socket's (an "i/o timeout", which the dial's own deadline gives when
+// it comes first).
+func timedOut(err error) bool {
+	return errors.Is(err, context.DeadlineExceeded) || errors.Is(err, os.ErrDeadlineExceeded) ||
+		strings.Contains(err.Error(), "i/o timeout")
 }
 
 // isRefused reports whether err is a refused connection.
