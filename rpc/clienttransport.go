@@ -334,7 +334,7 @@ func (t *tcpTransport) RoundTrip(ctx context.Context, req *Request, reply any) e
 		if intr != nil {
 			intr.arm()
 		}
-		return c.settle(call, c.readOwn(ctx, req, seq, call))
+		return intr.explain(req.ServiceMethod, c.settle(call, c.readOwn(ctx, req, seq, call)))
 	}
 	done := ctx.Done()
 	if done == nil { // a context that never ends: no select needed
@@ -342,7 +342,7 @@ func (t *tcpTransport) RoundTrip(ctx context.Context, req *Request, reply any) e
 	}
 	select {
 	case err := <-call.done:
-		return c.settle(call, err)
+		return intr.explain(req.ServiceMethod, c.settle(call, err))
 	case <-done:
 	}
 	if call.take() {
@@ -546,6 +546,10 @@ type callerInterrupt struct {
 	c    *tcpConn
 	seq  uint64
 	stop func() bool
+	// fired is set when the interrupt runs, before it touches the
+	// connection: ending a write the caller still owned closes the
+	// connection, although the request may have gone out whole.
+	fired atomic.Bool
 }
 
 func (i *callerInterrupt) arm() {
@@ -553,7 +557,22 @@ func (i *callerInterrupt) arm() {
 		return
 	}
 	c, seq, ctx := i.c, i.seq, i.ctx
-	i.stop = context.AfterFunc(ctx, func() { c.interruptCaller(seq, ctx) })
+	i.stop = context.AfterFunc(ctx, func() {
+		i.fired.Store(true)
+		c.interruptCaller(seq, ctx)
+	})
+}
+
+// explain gives err, a connection lost after the caller's interrupt ran,
+// the caller's context as its cause: the caller gave up, and the interrupt
+// closes the connection when the caller still owned the write, whether or
+// not its request had gone out whole. The verdict stays may-have-executed.
+func (i *callerInterrupt) explain(method string, err error) error {
+	if i == nil || !i.fired.Load() || !errors.Is(err, ErrConnLost) ||
+		semantics.ClassOf(err) != semantics.ClassMaybeExecuted {
+		return err
+	}
+	return semantics.MaybeExecuted(fmt.Errorf("rpc: %s: %w (and the connection was lost: %v)", method, i.ctx.Err(), err))
 }
 
 func (i *callerInterrupt) disarm() {
