@@ -540,7 +540,8 @@ func (t *tcpTransport) spoke() {
 // callerInterrupt is a caller's interrupt (tcpConn.interruptCaller),
 // armed when the caller first writes or reads itself, disarmed when its
 // RoundTrip returns. Only its caller touches it (arm may run under the
-// write coalescer's lock, on the caller's goroutine).
+// write coalescer's lock, on the caller's goroutine), but for fired, which
+// the interrupt's own goroutine sets and the caller reads (an atomic).
 type callerInterrupt struct {
 	ctx  context.Context
 	c    *tcpConn
